@@ -1,0 +1,66 @@
+//! Events the runtime publishes for observers (the SSE endpoint, metrics, tests).
+
+use serde::Serialize;
+
+use crate::ids::{AgentId, ConversationId, MessageId};
+use crate::message::OutboundResponse;
+
+/// Something that happened in the runtime.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RuntimeEvent {
+    /// An inbound message was recorded and routed to its conversation.
+    MessageReceived {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        message_id: MessageId,
+    },
+    /// A response was handed to an adapter.
+    ResponseSent {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The adapter runtime key.
+        adapter: String,
+        /// The response.
+        response: OutboundResponse,
+    },
+    /// A response could not be delivered after retries.
+    DeliveryFailed {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The adapter runtime key.
+        adapter: String,
+        /// Why.
+        error: String,
+    },
+    /// A conversation finished processing a turn.
+    TurnFinished {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// How it ended: `replied`, `skipped` or `failed`.
+        outcome: TurnOutcome,
+    },
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TurnOutcome {
+    /// The agent replied.
+    Replied,
+    /// The agent chose not to reply.
+    Skipped,
+    /// The turn failed and the user was shown an error.
+    Failed,
+}

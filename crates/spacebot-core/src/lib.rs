@@ -1,0 +1,56 @@
+//! The Spacebot contract and kernel.
+//!
+//! This crate is what everything else is written against: the message types adapters produce and
+//! consume, the traits that put a model ([`LanguageModel`]), a platform ([`MessagingAdapter`]),
+//! storage ([`ConversationLog`], [`MemoryStore`], [`Embedder`]), a tool ([`Tool`]) and a
+//! conversation engine ([`ConversationEngine`]) behind `Arc<dyn Trait>`, and the [`Runtime`]
+//! that wires them: it records each inbound message, routes it to one task per conversation,
+//! delivers responses through the adapter the message came from, and shuts everything down in
+//! bounded time.
+//!
+//! It depends on no database, HTTP, model-provider or chat-platform crate, so a third party can
+//! write an adapter, a tool, a model or a store against it alone. Public types are
+//! `#[non_exhaustive]` with constructors, so the contract can grow without breaking them.
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! # async fn example(
+//! #     engine: std::sync::Arc<dyn spacebot_core::ConversationEngine>,
+//! #     log: std::sync::Arc<dyn spacebot_core::ConversationLog>,
+//! # ) -> Result<(), spacebot_core::Error> {
+//! use spacebot_core::{InboundMessage, Runtime, Sender};
+//!
+//! let runtime = Runtime::builder().engine(engine).log(log).agent("main").start().await?;
+//! let handle = runtime.handle();
+//! handle.submit(InboundMessage::text("cli", "cli:me", Sender::new("me"), "hello")).await?;
+//! runtime.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod adapter;
+mod engine;
+mod error;
+mod event;
+mod ids;
+mod llm;
+mod message;
+mod runtime;
+mod store;
+mod tool;
+
+pub use adapter::{InboundStream, MessagingAdapter};
+pub use engine::{AdapterSet, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox};
+pub use error::{
+    AdapterError, AdapterErrorKind, BoxError, EmbedError, Error, LlmError, LlmErrorKind, Result, StoreError, ToolError,
+};
+pub use event::{RuntimeEvent, TurnOutcome};
+pub use ids::{AgentId, ConversationId, MessageId, ProcessId};
+pub use llm::{ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, StreamEvent, ToolCall, ToolSpec, Usage};
+pub use message::{Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage};
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus};
+pub use store::{ConversationLog, Embedder, Memory, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery};
+pub use tool::Tool;

@@ -1,0 +1,242 @@
+//! The model contract: a chat request with tools in, text and tool calls out.
+//!
+//! The harness owns the agentic loop (call the model, run tools, call again), so this trait is a
+//! single round trip. That keeps cancellation, budgets and tests in the harness's hands, and lets
+//! anything that can answer a chat request (a provider over HTTP, a local model, a scripted fake)
+//! drive every process.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::LlmError;
+
+/// A tool the model may call: its name, what it does, and a JSON schema for its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolSpec {
+    /// The name the model calls it by.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON schema of the arguments object.
+    pub parameters: serde_json::Value,
+}
+
+impl ToolSpec {
+    /// A tool spec.
+    pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: serde_json::Value) -> Self {
+        Self { name: name.into(), description: description.into(), parameters }
+    }
+}
+
+/// A tool call the model made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed back with the result.
+    pub id: String,
+    /// The tool name.
+    pub name: String,
+    /// The arguments object.
+    pub arguments: serde_json::Value,
+}
+
+impl ToolCall {
+    /// A tool call.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: serde_json::Value) -> Self {
+        Self { id: id.into(), name: name.into(), arguments }
+    }
+}
+
+/// One message of a chat request's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChatMessage {
+    /// Input from people (or the harness speaking as the environment).
+    User {
+        /// The text.
+        content: String,
+    },
+    /// What the model said and which tools it called.
+    Assistant {
+        /// Its text (may be empty when it only called tools).
+        content: String,
+        /// Its tool calls.
+        tool_calls: Vec<ToolCall>,
+    },
+    /// The result of one tool call.
+    ToolResult {
+        /// The id of the call this answers.
+        call_id: String,
+        /// The tool's name.
+        name: String,
+        /// The result text (or error text) shown to the model.
+        content: String,
+    },
+}
+
+impl ChatMessage {
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::User { content: content.into() }
+    }
+
+    /// An assistant message with text only.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::Assistant { content: content.into(), tool_calls: Vec::new() }
+    }
+
+    /// An assistant message with tool calls.
+    pub fn assistant_with_calls(content: impl Into<String>, tool_calls: Vec<ToolCall>) -> Self {
+        Self::Assistant { content: content.into(), tool_calls }
+    }
+
+    /// A tool result.
+    pub fn tool_result(call_id: impl Into<String>, name: impl Into<String>, content: impl Into<String>) -> Self {
+        Self::ToolResult { call_id: call_id.into(), name: name.into(), content: content.into() }
+    }
+
+    /// A rough size in characters, for context budgeting.
+    pub fn char_len(&self) -> usize {
+        match self {
+            Self::User { content } => content.len(),
+            Self::Assistant { content, tool_calls } => {
+                content.len() + tool_calls.iter().map(|c| c.name.len() + c.arguments.to_string().len()).sum::<usize>()
+            }
+            Self::ToolResult { content, name, .. } => content.len() + name.len(),
+        }
+    }
+}
+
+/// One round trip to a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChatRequest {
+    /// The system prompt.
+    pub system: String,
+    /// The history, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// Tools the model may call.
+    pub tools: Vec<ToolSpec>,
+    /// Upper bound on output tokens.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+}
+
+impl ChatRequest {
+    /// A request with a system prompt and history, no tools.
+    pub fn new(system: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
+        Self { system: system.into(), messages, tools: Vec::new(), max_tokens: None, temperature: None }
+    }
+
+    /// Sets the tools.
+    pub fn with_tools(mut self, tools: Vec<ToolSpec>) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// Sets the output token bound.
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+}
+
+/// Token counts the provider reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Usage from token counts.
+    pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Self { input_tokens, output_tokens }
+    }
+}
+
+/// The model's answer to one request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChatResponse {
+    /// Its text (may be empty when it only called tools).
+    pub content: String,
+    /// Its tool calls, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// Token usage.
+    pub usage: Usage,
+}
+
+impl ChatResponse {
+    /// A text-only answer.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self { content: content.into(), ..Self::default() }
+    }
+
+    /// An answer with tool calls.
+    pub fn with_tool_calls(mut self, tool_calls: Vec<ToolCall>) -> Self {
+        self.tool_calls = tool_calls;
+        self
+    }
+
+    /// Sets the usage.
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = usage;
+        self
+    }
+}
+
+/// One event of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// More text.
+    TextDelta(String),
+    /// A complete tool call.
+    ToolCall(ToolCall),
+    /// The whole answer; always the last event of a successful stream.
+    Done(ChatResponse),
+}
+
+/// A streamed answer.
+pub type ChatStream = BoxStream<'static, Result<StreamEvent, LlmError>>;
+
+/// Something that answers chat requests: a provider, a local model, a scripted fake.
+///
+/// Implementations retry transient failures themselves (they know the provider's limits) and
+/// return an error only when the request cannot be answered; its [`LlmErrorKind`]
+/// (crate::LlmErrorKind) tells the caller what went wrong.
+#[async_trait]
+pub trait LanguageModel: Send + Sync + 'static {
+    /// The model's name for logs, as `provider/model`.
+    fn name(&self) -> &str;
+
+    /// The context window in tokens, for compaction thresholds.
+    fn context_window(&self) -> usize {
+        128_000
+    }
+
+    /// Answers one request.
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError>;
+
+    /// Answers one request as a stream of events ending in [`StreamEvent::Done`].
+    ///
+    /// The default calls [`complete`](Self::complete) and replays the answer as events.
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let response = self.complete(request).await?;
+        let mut events = Vec::with_capacity(response.tool_calls.len() + 2);
+        if !response.content.is_empty() {
+            events.push(Ok(StreamEvent::TextDelta(response.content.clone())));
+        }
+        events.extend(response.tool_calls.iter().cloned().map(|call| Ok(StreamEvent::ToolCall(call))));
+        events.push(Ok(StreamEvent::Done(response)));
+        Ok(Box::pin(futures::stream::iter(events)))
+    }
+}
