@@ -130,6 +130,11 @@ impl Outbox {
         Self { adapters, events, policy }
     }
 
+    /// Publishes an event to runtime observers. Having none is fine.
+    pub fn publish(&self, event: RuntimeEvent) {
+        let _ = self.events.send(event);
+    }
+
     /// Delivers `response` in the context of `target`, retrying transient failures.
     ///
     /// Typing indicators get one attempt: a late indicator is worse than none.
@@ -150,8 +155,7 @@ impl Outbox {
                 error: error.to_string(),
             },
         };
-        // No subscribers is fine: events are for observers.
-        let _ = self.events.send(event);
+        self.publish(event);
         result
     }
 

@@ -49,8 +49,12 @@ pub use error::{
 };
 pub use event::{RuntimeEvent, TurnOutcome};
 pub use ids::{AgentId, ConversationId, MessageId, ProcessId};
-pub use llm::{ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, StreamEvent, ToolCall, ToolSpec, Usage};
-pub use message::{Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage};
+pub use llm::{
+    ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, StreamEvent, ToolCall, ToolSpec, Usage,
+};
+pub use message::{
+    Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage,
+};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus};
 pub use store::{ConversationLog, Embedder, Memory, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery};
 pub use tool::Tool;

@@ -280,7 +280,7 @@ impl RuntimeHandle {
     }
 
     async fn route(&self, message: InboundMessage) -> Result<()> {
-        self.inner.router.send(RouterCommand::Route(message)).await.map_err(|_| Error::ShuttingDown)
+        self.inner.router.send(RouterCommand::Route(Box::new(message))).await.map_err(|_| Error::ShuttingDown)
     }
 
     /// Subscribes to runtime events.
@@ -328,7 +328,7 @@ impl RuntimeHandle {
 }
 
 enum RouterCommand {
-    Route(InboundMessage),
+    Route(Box<InboundMessage>),
     Count(oneshot::Sender<usize>),
 }
 
@@ -351,7 +351,7 @@ impl Router {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 command = commands.recv() => match command {
-                    Some(RouterCommand::Route(message)) => self.route(message),
+                    Some(RouterCommand::Route(message)) => self.route(*message),
                     Some(RouterCommand::Count(reply)) => {
                         let _ = reply.send(self.conversations.len());
                     }
@@ -414,10 +414,7 @@ impl Router {
     async fn drain(mut self) {
         // Closing the inboxes lets idle conversations return at once.
         self.conversations.clear();
-        let drained = tokio::time::timeout(self.grace, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = tokio::time::timeout(self.grace, async { while self.tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(
                 remaining = self.tasks.len(),

@@ -1,1 +1,31 @@
-//! placeholder
+//! Dev-only test support for Spacebot. Never a dependency of a shipped crate: depend on it from
+//! `[dev-dependencies]` only.
+//!
+//! It fakes the three things a Spacebot test needs to control:
+//!
+//! - [`fake_llm`]: [`FakeLlmServer`], a real HTTP server on `127.0.0.1` speaking OpenAI chat
+//!   completions and Anthropic messages (plain and streamed, text and tool calls), answering from
+//!   a per-test script of [`FakeReply`]s, with failures (429, 500, garbage, hangs) on demand. It
+//!   exercises the real provider clients end to end.
+//! - [`scripted`]: [`ScriptedModel`], an in-process [`LanguageModel`](spacebot_core::LanguageModel)
+//!   answering from a script of [`ScriptedTurn`]s, for unit tests that need no HTTP.
+//! - [`adapter`]: [`CapturingAdapter`], a [`MessagingAdapter`](spacebot_core::MessagingAdapter)
+//!   that takes injected inbound messages and records everything sent back.
+//! - [`log`]: [`MemoryLog`], an in-memory [`ConversationLog`](spacebot_core::ConversationLog)
+//!   with the same semantics as the SQLite one, for runtime tests without a database.
+//!
+//! Everything here records what it was asked, so tests can assert on the prompts, tools and
+//! replies that crossed each boundary. When a script runs out, each fake fails loudly (an HTTP 500,
+//! an `InvalidResponse` error) rather than hanging.
+
+pub mod adapter;
+pub mod fake_llm;
+pub mod log;
+pub mod scripted;
+
+mod chunk;
+
+pub use adapter::CapturingAdapter;
+pub use fake_llm::{FakeLlmServer, FakeReply, RecordedRequest, Wire};
+pub use log::MemoryLog;
+pub use scripted::{ScriptedModel, ScriptedTurn};

@@ -1,1 +1,24 @@
-//! placeholder
+//! Spacebot's HTTP surface: the webhook adapter and the API (axum).
+//!
+//! - `GET /health`: `200 {"status":"ok"}` while the runtime accepts messages, `503` after.
+//! - `POST /webhook/{agent}` with `{"conversation", "sender", "text"}`: records the message and
+//!   answers `202 {"message_id", "conversation"}` once it is durable. The conversation id is
+//!   namespaced as `webhook:<conversation>` so webhook callers can't write into another
+//!   platform's conversations.
+//! - `GET /api/agents/{agent}/conversations/{conversation}/messages`: the stored messages, in
+//!   order.
+//! - `GET /api/status`: agents, live conversations, adapters, uptime.
+//! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
+//!
+//! When a token is configured, every `/api` and `/webhook` route needs `Authorization: Bearer`.
+//! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault.
+//!
+//! This crate depends on `spacebot-core` alone: it serves whatever runtime it is handed.
+
+mod adapter;
+mod api;
+mod error;
+
+pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
+pub use api::{ApiConfig, router, serve};
+pub use error::ApiError;

@@ -1,0 +1,22 @@
+//! `spacebot status`: is the daemon running, and what does it host.
+
+use std::process::ExitCode;
+
+use crate::cli::GlobalArgs;
+use crate::client::{Client, block_on};
+
+pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(global)?;
+    let status = block_on(client.status())??;
+    let list = |key: &str| {
+        status[key]
+            .as_array()
+            .map(|items| items.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    println!("spacebot {} is running (up {}s)", status["version"].as_str().unwrap_or("?"), status["uptime_seconds"]);
+    println!("agents: {}", list("agents"));
+    println!("adapters: {}", list("adapters"));
+    println!("live conversations: {}", status["conversations"]);
+    Ok(ExitCode::SUCCESS)
+}

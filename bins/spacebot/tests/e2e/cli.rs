@@ -1,0 +1,75 @@
+//! The command line: config errors, `config check`, `send` and `status` against a daemon.
+
+use serde_json::json;
+use spacebot_testing::{FakeLlmServer, FakeReply};
+
+use crate::daemon::{Daemon, Home, openai_config, run_cli};
+
+#[test]
+fn config_check_names_the_bad_key_and_fails() {
+    let home = Home::new("[llm.providers.main]\nkind = \"openai\"\ntimeout_secs = \"soon\"\n");
+    let config = home.config_path();
+    let output = run_cli(&["config", "check", "--config", config.to_str().unwrap()], &[], home.dir.path());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`llm.providers.main.timeout_secs`"), "{stderr}");
+    assert!(stderr.contains(config.to_str().unwrap()), "the file is not named: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "not one sentence: {stderr}");
+}
+
+#[test]
+fn config_check_reports_a_valid_config() {
+    let home = Home::new(&openai_config("http://127.0.0.1:9/v1"));
+    let config = home.config_path();
+    let output = run_cli(&["config", "check", "--config", config.to_str().unwrap()], &[], home.dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("agent main: model main/fake-gpt"), "{stdout}");
+}
+
+#[test]
+fn environment_overrides_config_values() {
+    let home = Home::new(&openai_config("http://127.0.0.1:9/v1"));
+    let config = home.config_path();
+    let output = run_cli(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[("SPACEBOT_LLM__MODELS__CHANNEL", "main/other-model")],
+        home.dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("agent main: model main/other-model"), "{stdout}");
+}
+
+#[test]
+fn status_without_a_daemon_says_it_is_not_running() {
+    let output = run_cli(&["status", "--url", "http://127.0.0.1:9"], &[], std::path::Path::new("/"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not running at http://127.0.0.1:9"), "{stderr}");
+}
+
+#[tokio::test]
+async fn send_prints_the_reply_and_status_reports_the_daemon() {
+    let model = FakeLlmServer::start().await;
+    model.push(FakeReply::tool_call("reply", json!({"content": "pong"})));
+    let home = Home::new(&openai_config(&model.openai_base_url()));
+    let daemon = Daemon::start(&home).await;
+    let base = daemon.base.clone();
+    let dir = home.dir.path().to_path_buf();
+
+    let output = tokio::task::spawn_blocking(move || {
+        run_cli(&["send", "--url", &base, "--conversation", "cli-test", "ping"], &[], &dir)
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "pong");
+
+    let base = daemon.base.clone();
+    let dir = home.dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || run_cli(&["status", "--url", &base], &[], &dir)).await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("is running") && stdout.contains("agents: main"), "{stdout}");
+    daemon.stop().await;
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `spacebot` binary, a real fake model server, real HTTP.
+//!
+//! One test binary for the whole area (faster to link); each module is a topic.
+
+mod cli;
+mod conversation;
+mod daemon;
+mod http_api;
+mod provider_errors;

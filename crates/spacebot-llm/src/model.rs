@@ -1,0 +1,379 @@
+//! [`ProviderModel`]: one model of one provider behind [`LanguageModel`].
+//!
+//! Each call encodes the core request with rig's wire for the provider's kind, sends it through
+//! rig's shared reqwest transport, and retries transient failures with backoff. Every attempt is
+//! bounded by the configured timeout; a stream is bounded per event instead, so a long answer
+//! that keeps streaming is never cut off while a stalled one is.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use rig_core::DynModel;
+use rig_core::completion::{CompletionRequest, CompletionResponse};
+use rig_core::message::AssistantContent;
+use rig_core::operation::Completion;
+use rig_core::providers::anthropic::{AnthropicConfig, ToolInputStreaming};
+use rig_core::providers::openai::OpenAIConfig;
+use rig_core::streaming::{CompletionStream, Item};
+
+use spacebot_core::{ChatRequest, ChatResponse, ChatStream, LanguageModel, LlmError, LlmErrorKind, StreamEvent};
+
+use crate::classify::{Failure, Reading, classify, format_duration};
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::convert::{from_rig_response, from_rig_tool_call, to_rig_request};
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+
+/// Who a call goes to, for messages and logs; shared with the streams a model hands out.
+#[derive(Debug)]
+struct Target {
+    provider: String,
+    model: String,
+    base_url: String,
+    timeout: Duration,
+}
+
+impl Target {
+    fn error(&self, failure: Failure, attempts: u32) -> LlmError {
+        failure.into_error(&self.provider, &self.base_url, attempts)
+    }
+}
+
+/// A model served by an OpenAI-compatible or Anthropic provider.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use spacebot_core::{ChatMessage, ChatRequest, LanguageModel};
+/// use spacebot_llm::{ProviderConfig, ProviderKind, ProviderModel};
+///
+/// let config = ProviderConfig::new(ProviderKind::OpenAi, "sk-...").with_base_url("http://127.0.0.1:8080/v1");
+/// let model = ProviderModel::new("local", config, "qwen3")?;
+/// assert_eq!(model.name(), "local/qwen3");
+/// let answer = model.complete(ChatRequest::new("Be brief.", vec![ChatMessage::user("hi")])).await?;
+/// println!("{}", answer.content);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ProviderModel {
+    name: String,
+    target: Arc<Target>,
+    config: ProviderConfig,
+    policy: RetryPolicy,
+    rig: DynModel<Completion>,
+}
+
+impl ProviderModel {
+    /// Builds `model` of the provider named `provider` (the key under `[llm.providers]`).
+    ///
+    /// Nothing is sent yet. Fails when a name is empty or the base URL is not an absolute
+    /// `http`/`https` URL.
+    pub fn new(provider: impl Into<String>, config: ProviderConfig, model: impl Into<String>) -> Result<Self, Error> {
+        let provider = provider.into();
+        let model = model.into();
+        if provider.trim().is_empty() {
+            return Err(Error::EmptyProvider);
+        }
+        if model.trim().is_empty() {
+            return Err(Error::EmptyModel { provider });
+        }
+        let base_url = config.effective_base_url().to_owned();
+        validate_base_url(&provider, &base_url)?;
+
+        let rig: DynModel<Completion> = match config.kind {
+            ProviderKind::OpenAi => OpenAIConfig::new(config.api_key.clone())
+                .with_base_url(base_url.clone())
+                .client()
+                .chat(model.clone())
+                .erase(),
+            ProviderKind::Anthropic => {
+                let mut messages = AnthropicConfig::new(config.api_key.clone())
+                    .with_base_url(&base_url)
+                    .client()
+                    .completion(model.clone());
+                // We surface only complete tool calls, so partial tool input is not needed; asking
+                // for none keeps Anthropic-format gateways that reject the field working.
+                messages.wire = messages
+                    .wire
+                    .with_default_max_tokens(u64::from(config.max_tokens))
+                    .with_tool_input_streaming(ToolInputStreaming::Off);
+                messages.erase()
+            }
+        };
+        let policy = RetryPolicy {
+            max_retries: config.max_retries,
+            initial_backoff: config.initial_backoff,
+            max_backoff: config.max_backoff,
+        };
+        Ok(Self {
+            name: format!("{provider}/{model}"),
+            target: Arc::new(Target { provider, model, base_url, timeout: config.timeout }),
+            config,
+            policy,
+            rig,
+        })
+    }
+
+    /// The provider's name.
+    pub fn provider(&self) -> &str {
+        &self.target.provider
+    }
+
+    /// The model's name at the provider.
+    pub fn model(&self) -> &str {
+        &self.target.model
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.target.base_url
+    }
+
+    /// The settings it was built with.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    fn rig_request(&self, request: &ChatRequest) -> Result<CompletionRequest, LlmError> {
+        to_rig_request(request, self.config.max_tokens)
+            .map_err(|error| self.target.error(Failure::new(LlmErrorKind::InvalidRequest, error.to_string()), 1))
+    }
+
+    /// Waits before retry number `attempt` after `failure`, or returns the error to give up with.
+    async fn backoff(&self, attempt: u32, failure: Failure) -> Result<(), LlmError> {
+        let Some(wait) = self.policy.wait_before(attempt, &failure) else {
+            return Err(self.target.error(failure, attempt));
+        };
+        tracing::warn!(
+            provider = %self.target.provider,
+            model = %self.target.model,
+            attempt,
+            kind = ?failure.kind,
+            wait = %format_duration(wait),
+            detail = %failure.detail,
+            "model call failed, retrying"
+        );
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ProviderModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderModel").field("name", &self.name).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl LanguageModel for ProviderModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn context_window(&self) -> usize {
+        self.config.context_window
+    }
+
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
+        let request = self.rig_request(&request)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let failure = match tokio::time::timeout(self.target.timeout, self.rig.call(request.clone())).await {
+                Ok(Ok(response)) => match checked(&self.target, &response) {
+                    Ok(()) => return Ok(from_rig_response(&response)),
+                    Err(failure) => failure,
+                },
+                Ok(Err(error)) => classify(error, Reading::Unary),
+                Err(_) => Failure::timed_out(self.target.timeout),
+            };
+            self.backoff(attempt, failure).await?;
+        }
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let request = self.rig_request(&request)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Retry until the first event: until then nothing reached the caller.
+            let failure = match self.rig.stream(request.clone()) {
+                Err(error) => classify(error, Reading::Streaming),
+                Ok(mut streamed) => match tokio::time::timeout(self.target.timeout, streamed.next()).await {
+                    Ok(Some(Err(error))) => classify(error, Reading::Streaming),
+                    Ok(first) => {
+                        let first = first.and_then(Result::ok);
+                        return Ok(events(Arc::clone(&self.target), streamed, first));
+                    }
+                    Err(_) => Failure::timed_out(self.target.timeout),
+                },
+            };
+            self.backoff(attempt, failure).await?;
+        }
+    }
+}
+
+/// Refuses a reply that rig flagged as failed and that carries nothing usable; a flagged reply
+/// with content (a missing finish reason from a lax server, say) is logged and kept.
+fn checked(target: &Target, response: &CompletionResponse) -> Result<(), Failure> {
+    let Some(problem) = &response.error else {
+        return Ok(());
+    };
+    if response.choice.iter().any(|part| matches!(part, AssistantContent::Text(_) | AssistantContent::ToolCall(_))) {
+        tracing::warn!(provider = %target.provider, model = %target.model, %problem, "model reply flagged as failed, keeping its content");
+        Ok(())
+    } else {
+        Err(Failure::new(LlmErrorKind::InvalidResponse, problem.clone()))
+    }
+}
+
+/// What a stream is doing.
+struct StreamState {
+    target: Arc<Target>,
+    /// The reply; `None` once it ended.
+    streamed: Option<CompletionStream>,
+    /// An item read before the stream was handed out.
+    first: Option<Item<rig_core::streaming::StreamEvent>>,
+}
+
+/// The core stream over an opened rig stream: text deltas, complete tool calls, then `Done`.
+fn events(
+    target: Arc<Target>,
+    streamed: CompletionStream,
+    first: Option<Item<rig_core::streaming::StreamEvent>>,
+) -> ChatStream {
+    let state = StreamState { target, streamed: Some(streamed), first };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            let streamed = state.streamed.as_mut()?;
+            let item = match state.first.take() {
+                Some(first) => Some(Ok(first)),
+                None => match tokio::time::timeout(state.target.timeout, streamed.next()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        state.streamed = None;
+                        let failure = Failure::timed_out(state.target.timeout);
+                        return Some((Err(state.target.error(failure, 1)), state));
+                    }
+                },
+            };
+            match item {
+                Some(Ok(Item::Event(event))) => {
+                    if let Some(event) = core_event(event) {
+                        return Some((Ok(event), state));
+                    }
+                }
+                Some(Ok(Item::Unknown(payload))) => {
+                    tracing::debug!(provider = %state.target.provider, ?payload, "ignoring an unmodelled stream payload");
+                }
+                Some(Err(error)) => {
+                    state.streamed = None;
+                    return Some((Err(state.target.error(classify(error, Reading::Streaming), 1)), state));
+                }
+                None => {
+                    let streamed = state.streamed.take()?;
+                    let done = match streamed.finish().await {
+                        Ok(response) => match checked(&state.target, &response) {
+                            Ok(()) => Ok(StreamEvent::Done(from_rig_response(&response))),
+                            Err(failure) => Err(state.target.error(failure, 1)),
+                        },
+                        Err(error) => Err(state.target.error(classify(error, Reading::Streaming), 1)),
+                    };
+                    return Some((done, state));
+                }
+            }
+        }
+    }))
+}
+
+/// The core event for one rig event, if it is one the harness sees.
+fn core_event(event: rig_core::streaming::StreamEvent) -> Option<StreamEvent> {
+    match event {
+        rig_core::streaming::StreamEvent::Text { text, .. } if !text.is_empty() => Some(StreamEvent::TextDelta(text)),
+        rig_core::streaming::StreamEvent::End { content: AssistantContent::ToolCall(call), .. } => {
+            Some(StreamEvent::ToolCall(from_rig_tool_call(&call)))
+        }
+        _ => None,
+    }
+}
+
+/// Checks that `base_url` is an absolute `http` or `https` URL with a host.
+fn validate_base_url(provider: &str, base_url: &str) -> Result<(), Error> {
+    let invalid = |reason: &str| Error::InvalidBaseUrl {
+        provider: provider.to_owned(),
+        url: base_url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = reqwest::Url::parse(base_url).map_err(|error| invalid(&error.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it names no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it can't have a query or fragment"));
+    }
+    Ok(())
+}
+
+/// Builds `model` of the provider named `provider` as the trait object the runtime takes.
+pub fn build_model(provider: &str, config: &ProviderConfig, model: &str) -> Result<Arc<dyn LanguageModel>, Error> {
+    Ok(Arc::new(ProviderModel::new(provider, config.clone(), model)?))
+}
+
+/// Splits a `provider/model` reference (as in `[llm.models]`) at its first slash; the model part
+/// may hold more slashes (`openrouter/anthropic/claude-sonnet-4`).
+pub fn split_model_ref(reference: &str) -> Result<(&str, &str), Error> {
+    match reference.split_once('/') {
+        Some((provider, model)) if !provider.trim().is_empty() && !model.trim().is_empty() => Ok((provider, model)),
+        _ => Err(Error::InvalidModelRef(reference.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ProviderConfig {
+        ProviderConfig::new(ProviderKind::OpenAi, "k")
+    }
+
+    #[test]
+    fn names_are_provider_slash_model() {
+        let model = ProviderModel::new("main", config(), "gpt-4.1-mini").unwrap();
+        assert_eq!(model.name(), "main/gpt-4.1-mini");
+        assert_eq!(model.base_url(), "https://api.openai.com/v1");
+        let model = ProviderModel::new("claude", ProviderConfig::new(ProviderKind::Anthropic, "k"), "sonnet").unwrap();
+        assert_eq!(model.base_url(), "https://api.anthropic.com");
+        assert_eq!(model.context_window(), 128_000);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_value_at_fault() {
+        let error = ProviderModel::new("main", config().with_base_url("localhost:8080"), "m").unwrap_err();
+        assert!(error.to_string().starts_with("provider 'main' has an invalid base_url 'localhost:8080'"), "{error}");
+        let error = ProviderModel::new("main", config().with_base_url("ftp://host/v1"), "m").unwrap_err();
+        assert!(error.to_string().contains("http or https"), "{error}");
+        assert!(ProviderModel::new("main", config().with_base_url("not a url"), "m").is_err());
+        assert!(matches!(ProviderModel::new("main", config(), " "), Err(Error::EmptyModel { .. })));
+        assert!(matches!(ProviderModel::new("", config(), "m"), Err(Error::EmptyProvider)));
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let model = ProviderModel::new("main", ProviderConfig::new(ProviderKind::OpenAi, "sk-hidden"), "m").unwrap();
+        assert!(!format!("{model:?}").contains("sk-hidden"));
+    }
+
+    #[test]
+    fn model_refs_split_at_the_first_slash() {
+        assert_eq!(split_model_ref("main/gpt-4").unwrap(), ("main", "gpt-4"));
+        assert_eq!(split_model_ref("or/anthropic/claude").unwrap(), ("or", "anthropic/claude"));
+        assert!(split_model_ref("gpt-4").is_err());
+        assert!(split_model_ref("/gpt-4").is_err());
+        assert!(split_model_ref("main/").is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! [`ConversationLog`] for [`SqliteStore`]: the `messages` table of migration 0001.
+//!
+//! Order is the recording order (`seq`), timestamps are Unix milliseconds (so a stored
+//! `created_at` comes back truncated to the millisecond), and an inbound message keeps its full
+//! serialized form in `inbound_json` until a reply or skip marks it handled.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use spacebot_core::{
+    AgentId, ConversationId, ConversationLog, InboundMessage, MessageId, Role, StoreError, StoredMessage,
+};
+use sqlx::{Sqlite, SqliteExecutor, Transaction};
+
+use crate::error::{permanent, store_error};
+use crate::sqlite::SqliteStore;
+
+/// One row of `messages` as `history` reads it.
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: String,
+    agent: String,
+    conversation: String,
+    role: String,
+    sender: String,
+    text: String,
+    created_at: i64,
+}
+
+impl MessageRow {
+    fn into_message(self) -> Result<StoredMessage, String> {
+        let role =
+            Role::parse(&self.role).ok_or_else(|| format!("message {} has unknown role {:?}", self.id, self.role))?;
+        let created_at = from_millis(self.created_at)
+            .ok_or_else(|| format!("message {} has out-of-range created_at {}", self.id, self.created_at))?;
+        Ok(StoredMessage::new(
+            AgentId::from(self.agent),
+            ConversationId::from(self.conversation),
+            role,
+            self.sender,
+            self.text,
+        )
+        .with_id(MessageId::from(self.id))
+        .with_created_at(created_at))
+    }
+}
+
+/// One unhandled inbound row as `unhandled` reads it.
+#[derive(sqlx::FromRow)]
+struct InboundRow {
+    seq: i64,
+    id: String,
+    agent: String,
+    inbound_json: String,
+}
+
+fn to_millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis)
+}
+
+/// Inserts one message unless `(agent, id)` is already recorded. Returns whether it inserted.
+async fn insert_message<'e>(
+    executor: impl SqliteExecutor<'e>,
+    message: &StoredMessage,
+    inbound_json: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "INSERT INTO messages (id, agent, conversation, role, sender, text, created_at, inbound_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (agent, id) DO NOTHING",
+    )
+    .bind(message.id.as_str())
+    .bind(message.agent.as_str())
+    .bind(message.conversation.as_str())
+    .bind(message.role.as_str())
+    .bind(message.sender.as_str())
+    .bind(message.text.as_str())
+    .bind(to_millis(message.created_at))
+    .bind(inbound_json)
+    .execute(executor)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Marks the agent's unhandled inbound messages among `ids` handled now. Ids that are unknown,
+/// already handled, or not inbound are left alone.
+async fn set_handled<'e>(
+    executor: impl SqliteExecutor<'e>,
+    agent: &AgentId,
+    ids: &[MessageId],
+) -> Result<(), sqlx::Error> {
+    // One statement for any number of ids: the ids travel as a JSON array and `json_each`
+    // unpacks it, so there is no SQL to build and no bound-parameter limit to hit.
+    let ids = serde_json::Value::from(ids.iter().map(MessageId::as_str).collect::<Vec<_>>()).to_string();
+    sqlx::query(
+        "UPDATE messages SET handled_at = ?1
+         WHERE agent = ?2
+           AND inbound_json IS NOT NULL
+           AND handled_at IS NULL
+           AND id IN (SELECT value FROM json_each(?3))",
+    )
+    .bind(to_millis(Utc::now()))
+    .bind(agent.as_str())
+    .bind(ids)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Starts a write transaction that takes the write lock at once, so it waits on the busy
+    /// timeout up front instead of failing when a read would later upgrade to a write.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+#[async_trait]
+impl ConversationLog for SqliteStore {
+    /// Records an inbound message as a `user` row with its serialized form, for recovery.
+    ///
+    /// Returns `false`, and changes nothing, when the agent already has a message with this id.
+    /// Fails (not transient) when the message has no agent.
+    async fn record_inbound(&self, message: &InboundMessage) -> Result<bool, StoreError> {
+        let operation = || format!("record inbound message {}", message.id);
+        let Some(agent) = message.agent.clone() else {
+            return Err(permanent(operation(), "it has no agent assigned"));
+        };
+        let json = serde_json::to_string(message).map_err(|error| permanent(operation(), error))?;
+        let stored = StoredMessage::from_inbound(agent, message);
+        insert_message(&self.pool, &stored, Some(&json)).await.map_err(|error| store_error(operation(), error))
+    }
+
+    /// Records `message` and marks `answers` (messages of `message.agent`) handled, in one
+    /// transaction: either both happen or neither does.
+    ///
+    /// Recording the same message id again for the same agent (a retry after an error whose
+    /// commit did land) inserts nothing new; the handled marks are applied either way.
+    async fn record_reply(&self, message: &StoredMessage, answers: &[MessageId]) -> Result<(), StoreError> {
+        let operation = || format!("record reply {} in {}/{}", message.id, message.agent, message.conversation);
+        let result = async {
+            let mut transaction = self.begin_write().await?;
+            insert_message(&mut *transaction, message, None).await?;
+            if !answers.is_empty() {
+                set_handled(&mut *transaction, &message.agent, answers).await?;
+            }
+            transaction.commit().await
+        }
+        .await;
+        result.map_err(|error| store_error(operation(), error))
+    }
+
+    /// Marks the agent's inbound messages `ids` handled. Unknown or already handled ids are
+    /// ignored, so marking twice is harmless.
+    async fn mark_handled(&self, agent: &AgentId, ids: &[MessageId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        set_handled(&self.pool, agent, ids)
+            .await
+            .map_err(|error| store_error(format!("mark {} message(s) of agent {agent} handled", ids.len()), error))
+    }
+
+    /// The last `limit` messages of the conversation in recording order, oldest first.
+    async fn history(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let operation = || format!("read the history of {agent}/{conversation}");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT id, agent, conversation, role, sender, text, created_at FROM (
+                 SELECT seq, id, agent, conversation, role, sender, text, created_at
+                 FROM messages
+                 WHERE agent = ?1 AND conversation = ?2
+                 ORDER BY seq DESC
+                 LIMIT ?3
+             )
+             ORDER BY seq ASC",
+        )
+        .bind(agent.as_str())
+        .bind(conversation.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| store_error(operation(), error))?;
+        rows.into_iter().map(|row| row.into_message().map_err(|reason| permanent(operation(), reason))).collect()
+    }
+
+    /// Every agent's unhandled inbound messages in recording order, oldest first.
+    ///
+    /// A row whose stored form no longer deserializes (written by an incompatible version, or
+    /// damaged) cannot be processed again. It is logged as a warning and marked handled, so it
+    /// stays visible in the conversation's history but does not block recovery on every start.
+    async fn unhandled(&self) -> Result<Vec<InboundMessage>, StoreError> {
+        let rows: Vec<InboundRow> = sqlx::query_as(
+            "SELECT seq, id, agent, inbound_json FROM messages
+             WHERE inbound_json IS NOT NULL AND handled_at IS NULL
+             ORDER BY seq ASC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| store_error("read unhandled inbound messages", error))?;
+
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            match serde_json::from_str::<InboundMessage>(&row.inbound_json) {
+                // The row's agent recorded it; the column is authoritative.
+                Ok(message) => messages.push(message.with_agent(row.agent)),
+                Err(error) => {
+                    tracing::warn!(
+                        agent = %row.agent,
+                        message_id = %row.id,
+                        %error,
+                        "unhandled inbound message can't be read back; marking it handled so recovery goes on"
+                    );
+                    sqlx::query("UPDATE messages SET handled_at = ?1 WHERE seq = ?2")
+                        .bind(to_millis(Utc::now()))
+                        .bind(row.seq)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|error| {
+                            store_error(
+                                format!("mark unreadable message {} of agent {} handled", row.id, row.agent),
+                                error,
+                            )
+                        })?;
+                }
+            }
+        }
+        Ok(messages)
+    }
+}

@@ -1,0 +1,129 @@
+//! Errors: this crate's own [`Error`] for opening a database, and the mapping of sqlx failures
+//! to [`StoreError`] at the trait boundary.
+
+use std::path::{Path, PathBuf};
+
+use spacebot_core::StoreError;
+
+/// SQLite's primary result code for "the database file is locked" (another connection writes).
+const SQLITE_BUSY: i32 = 5;
+/// SQLite's primary result code for "a table in the database is locked" (shared-cache conflicts).
+const SQLITE_LOCKED: i32 = 6;
+
+/// A failure to open a database. Every variant names the database file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The directory that should hold the database could not be created.
+    #[error("can't open database {}: can't create its directory: {source}", path.display())]
+    CreateDir {
+        /// The database file.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite could not open or create the file, or set it up (journal mode, pragmas).
+    #[error("can't open database {}: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema migrations could not be applied (or the file was migrated by a newer version).
+    #[error("can't migrate database {}: {source}", path.display())]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// What the migrator said.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+impl Error {
+    /// The database file the error is about (`:memory:` for an in-memory database).
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::CreateDir { path, .. } | Self::Open { path, .. } | Self::Migrate { path, .. } => path,
+        }
+    }
+}
+
+/// Wraps a sqlx failure of `operation` ("record inbound message 42", say) as a [`StoreError`],
+/// transient when a retry may succeed: the database was busy or locked, or no pooled connection
+/// became free in time.
+pub(crate) fn store_error(operation: impl std::fmt::Display, error: sqlx::Error) -> StoreError {
+    let transient = is_transient(&error);
+    StoreError::new(format!("can't {operation}: {error}"), transient).with_source(error)
+}
+
+/// A failure of `operation` that is not a database error (stored data we cannot read, a message
+/// we cannot accept); retrying will not help.
+pub(crate) fn permanent(operation: impl std::fmt::Display, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("can't {operation}: {reason}"), false)
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(database) => database
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            // Extended result codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+            .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::Connection;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_database_is_transient() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(Duration::ZERO);
+        let mut holder = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut holder).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+
+        let mut other = SqliteConnection::connect_with(&options).await.unwrap();
+        let error = sqlx::query("INSERT INTO t VALUES (1)").execute(&mut other).await.unwrap_err();
+        let error = store_error("insert into t", error);
+        assert!(error.is_transient(), "{error}");
+    }
+
+    #[test]
+    fn pool_timeouts_are_transient_and_decode_errors_are_not() {
+        assert!(store_error("read history", sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!store_error("read history", sqlx::Error::RowNotFound).is_transient());
+        assert!(!store_error("read history", sqlx::Error::PoolClosed).is_transient());
+    }
+
+    #[test]
+    fn messages_name_the_operation() {
+        let error = store_error("read history of main/c1", sqlx::Error::PoolTimedOut);
+        assert!(error.to_string().starts_with("can't read history of main/c1: "), "{error}");
+    }
+
+    #[test]
+    fn open_errors_name_the_file() {
+        let error = Error::CreateDir {
+            path: PathBuf::from("/x/y.db"),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied"),
+        };
+        assert_eq!(error.to_string(), "can't open database /x/y.db: can't create its directory: permission denied");
+        assert_eq!(error.path(), Path::new("/x/y.db"));
+    }
+}

@@ -1,0 +1,114 @@
+//! [`SqliteStore`]: one SQLite database file behind a small connection pool, opened in WAL mode
+//! and migrated to the current schema.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::Error;
+
+/// How long a statement waits for another connection's write lock before failing with
+/// `SQLITE_BUSY` (reported as a transient [`StoreError`](spacebot_core::StoreError)).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an operation waits for a free pooled connection before failing (also transient).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections to a database file. WAL lets readers run beside the one writer; writers take turns
+/// through the busy timeout. A few connections are plenty for a chat workload.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// The name reported for an in-memory database.
+const IN_MEMORY: &str = ":memory:";
+
+/// Spacebot's SQLite storage: the conversation log today (see the crate docs).
+///
+/// Cloning is cheap and clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating it and its parent directories if needed, and
+    /// applies any pending migrations.
+    ///
+    /// The file runs in WAL mode with `synchronous = NORMAL`: a committed write survives a crash
+    /// of the process, though not necessarily a power loss (see the crate docs). Foreign keys are
+    /// enforced, and a statement waits up to five seconds for another writer before reporting
+    /// the database busy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CreateDir`], [`Error::Open`] or [`Error::Migrate`], each naming `path`.
+    pub async fn open(path: &Path) -> Result<Self, Error> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| Error::CreateDir { path: path.to_owned(), source })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        Self::migrate(pool, path).await
+    }
+
+    /// Opens a fresh, empty in-memory database with the current schema, for tests.
+    ///
+    /// The pool holds exactly one connection that never expires, because each in-memory database
+    /// belongs to the connection that created it (a private cache, not a shared one, so two
+    /// stores never see each other's data). Operations therefore run one at a time, and the
+    /// data is gone when the store is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] or [`Error::Migrate`], naming `:memory:`.
+    pub async fn open_in_memory() -> Result<Self, Error> {
+        let path = Path::new(IN_MEMORY);
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .in_memory(true)
+            .shared_cache(false)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        Self::migrate(pool, path).await
+    }
+
+    async fn migrate(pool: SqlitePool, path: &Path) -> Result<Self, Error> {
+        match sqlx::migrate!("../../migrations").run(&pool).await {
+            Ok(()) => Ok(Self { pool }),
+            Err(source) => {
+                pool.close().await;
+                Err(Error::Migrate { path: PathBuf::from(path), source })
+            }
+        }
+    }
+
+    /// Closes every connection, waiting for operations in flight to finish. The last connection to
+    /// close checkpoints the write-ahead log into the database file. Operations on this store or
+    /// its clones fail afterwards.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the SQLite conversation log, in one test binary.
+
+mod concurrency;
+mod conversation;
+mod crash;
+mod open;
+mod recovery;
+mod support;

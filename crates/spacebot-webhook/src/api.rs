@@ -1,0 +1,281 @@
+//! Routes, handlers and the server loop.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use spacebot_core::{AgentId, ConversationId, InboundMessage, RuntimeHandle, Sender, StoredMessage};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapter::WEBHOOK_ADAPTER;
+use crate::error::ApiError;
+
+/// Settings of the HTTP API.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ApiConfig {
+    /// When set, `/api` and `/webhook` routes need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted message text, in bytes.
+    pub max_text_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { token: None, max_body_bytes: 256 * 1024, max_text_bytes: 64 * 1024 }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_text_bytes", &self.max_text_bytes)
+            .finish()
+    }
+}
+
+impl ApiConfig {
+    /// Sets the bearer token.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Sets the body limit.
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    runtime: RuntimeHandle,
+    config: ApiConfig,
+    started: Instant,
+}
+
+/// The API's routes over a running runtime.
+pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
+    let state = AppState { runtime, config, started: Instant::now() };
+    let protected = Router::new()
+        .route("/webhook/{agent}", post(webhook))
+        .route("/api/agents/{agent}/conversations/{conversation}/messages", get(messages))
+        .route("/api/status", get(status))
+        .route("/api/events", get(events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new().route("/health", get(health)).merge(protected).fallback(not_found).with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then finishes open requests.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "HTTP API listening");
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".to_owned())
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.config.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Compares without an early exit, so response time doesn't reveal how much of a token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, byte) in b.iter().enumerate() {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
+    }
+    diff == 0
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    if state.runtime.is_accepting() {
+        Json(json!({ "status": "ok" })).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" }))).into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    conversation: Option<serde_json::Value>,
+    sender: Option<serde_json::Value>,
+    text: Option<serde_json::Value>,
+}
+
+/// Reads a required, non-empty string field, naming it in the error.
+fn required_string(value: Option<serde_json::Value>, field: &str, max_bytes: usize) -> Result<String, ApiError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Err(ApiError::BadRequest(format!("missing field `{field}`"))),
+        Some(serde_json::Value::String(text)) if text.trim().is_empty() => {
+            Err(ApiError::BadRequest(format!("field `{field}` must not be empty")))
+        }
+        Some(serde_json::Value::String(text)) if text.len() > max_bytes => {
+            Err(ApiError::BadRequest(format!("field `{field}` is longer than {max_bytes} bytes")))
+        }
+        Some(serde_json::Value::String(text)) => Ok(text),
+        Some(_) => Err(ApiError::BadRequest(format!("field `{field}` must be a string"))),
+    }
+}
+
+async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        if std::error::Error::source(&error).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::BadRequest(format!("can't read the request body: {error}"))
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    message_id: String,
+    conversation: String,
+}
+
+async fn webhook(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let agent = AgentId::new(agent);
+    if !state.runtime.has_agent(&agent) {
+        return Err(ApiError::NotFound(format!("no agent named '{agent}'")));
+    }
+    let bytes = read_json_body(&headers, body, state.config.max_body_bytes).await?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "invalid JSON body: expected an object with `conversation`, `sender` and `text`".to_owned(),
+        ));
+    }
+    let body: WebhookBody =
+        serde_json::from_value(value).map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))?;
+    let max = state.config.max_text_bytes;
+    let conversation = required_string(body.conversation, "conversation", 256)?;
+    let sender = required_string(body.sender, "sender", 256)?;
+    let text = required_string(body.text, "text", max)?;
+
+    let conversation = ConversationId::new(format!("{WEBHOOK_ADAPTER}:{conversation}"));
+    let message = InboundMessage::text(WEBHOOK_ADAPTER, conversation.clone(), Sender::new(sender), text)
+        .with_agent(agent)
+        .with_direct(true);
+    let id = state.runtime.submit(message).await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { message_id: id.to_string(), conversation: conversation.to_string() })))
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct MessageView {
+    id: String,
+    role: &'static str,
+    sender: String,
+    text: String,
+    created_at: String,
+}
+
+impl From<StoredMessage> for MessageView {
+    fn from(message: StoredMessage) -> Self {
+        Self {
+            id: message.id.to_string(),
+            role: message.role.as_str(),
+            sender: message.sender,
+            text: message.text,
+            created_at: message.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    Path((agent, conversation)): Path<(String, String)>,
+    query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<MessageView>>, ApiError> {
+    let Query(query) = query.map_err(|error| ApiError::BadRequest(format!("invalid query: {}", error.body_text())))?;
+    let agent = AgentId::new(agent);
+    if !state.runtime.has_agent(&agent) {
+        return Err(ApiError::NotFound(format!("no agent named '{agent}'")));
+    }
+    let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
+    let history = state
+        .runtime
+        .log()
+        .history(&agent, &ConversationId::new(conversation), limit)
+        .await
+        .map_err(|error| ApiError::Internal(format!("can't read the conversation: {error}")))?;
+    Ok(Json(history.into_iter().map(MessageView::from).collect()))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = state.runtime.status().await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "agents": status.agents,
+        "conversations": status.conversations,
+        "adapters": status.adapters,
+    })))
+}
+
+async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = state.runtime.subscribe();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        let event = match receiver.recv().await {
+            Ok(event) => {
+                let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+                Event::default().event("runtime").data(data)
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                Event::default().event("lagged").data(json!({ "type": "lagged", "missed": missed }).to_string())
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), receiver))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

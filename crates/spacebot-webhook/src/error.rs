@@ -1,0 +1,72 @@
+//! API errors: each is a status code and a one-sentence JSON `{"error": "..."}` body.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed; the text names the field or problem.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// No such agent.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is over the limit.
+    #[error("request body is larger than the {0}-byte limit")]
+    TooLarge(usize),
+    /// The body is not JSON.
+    #[error("expected a JSON body with content-type application/json")]
+    UnsupportedMediaType,
+    /// The runtime is shutting down.
+    #[error("the daemon is shutting down")]
+    Unavailable,
+    /// Something failed inside the daemon.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<spacebot_core::Error> for ApiError {
+    fn from(error: spacebot_core::Error) -> Self {
+        match error {
+            spacebot_core::Error::UnknownAgent(_) => Self::NotFound(error.to_string()),
+            spacebot_core::Error::ShuttingDown => Self::Unavailable,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(message) = &self {
+            tracing::error!(%message, "API request failed");
+        }
+        let mut response = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if matches!(self, Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

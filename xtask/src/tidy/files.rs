@@ -1,0 +1,124 @@
+//! Rules about source files: a `//!` header on every file, no `mod.rs`, line budgets.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::Violation;
+
+/// The directories whose `.rs` files the rules cover, relative to the workspace root.
+const ROOTS: &[&str] = &["crates", "bins", "xtask", "examples"];
+
+/// Files that must stay small, with their budget in lines.
+///
+/// `main.rs` parses arguments, loads config and wires trait objects; anything bigger belongs in a
+/// subcommand module or a library crate.
+const LINE_BUDGETS: &[(&str, usize)] = &[("bins/spacebot/src/main.rs", 150)];
+
+/// Checks every `.rs` file under [`ROOTS`], skipping build output and hidden directories.
+pub(crate) fn check_tree(root: &Path) -> anyhow::Result<Vec<Violation>> {
+    let mut files = Vec::new();
+    for dir in ROOTS {
+        collect(&root.join(dir), &mut files)?;
+    }
+    files.sort();
+    let mut violations = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("can't read {}", path.display()))?;
+        let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        violations.extend(check_file(&relative, &text));
+    }
+    Ok(violations)
+}
+
+fn collect(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("can't list {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                collect(&path, files)?;
+            }
+        } else if name.ends_with(".rs") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Checks one file, given its path relative to the workspace root (with `/` separators).
+pub(crate) fn check_file(relative: &str, text: &str) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    if relative == "mod.rs" || relative.ends_with("/mod.rs") {
+        violations.push(Violation::new(
+            relative,
+            "no mod.rs files: name the module file after the module (`foo.rs` beside `foo/`)",
+        ));
+    }
+    if !text.starts_with("//!") {
+        violations.push(Violation::new(relative, "the first line must be a `//!` comment saying what the file is for"));
+    }
+    for (path, budget) in LINE_BUDGETS {
+        let lines = text.lines().count();
+        if relative == *path && lines > *budget {
+            violations.push(Violation::new(
+                relative,
+                format!("{lines} lines, over the budget of {budget}: move logic into a module or a library crate"),
+            ));
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(relative: &str, text: &str) -> Vec<String> {
+        check_file(relative, text).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_file_with_a_header_passes() {
+        assert_eq!(messages("crates/spacebot-core/src/ids.rs", "//! Ids.\n\nfn f() {}\n"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_file_without_a_header_fails() {
+        let found = messages("crates/spacebot-agent/src/channel.rs", "use std::fmt;\n");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("crates/spacebot-agent/src/channel.rs: the first line must be a `//!`"));
+    }
+
+    #[test]
+    fn the_header_comes_first() {
+        assert_eq!(messages("xtask/src/x.rs", "#![allow(dead_code)]\n//! Late.\n").len(), 1);
+        assert_eq!(messages("xtask/src/x.rs", "/// Item docs are not a header.\nfn f() {}\n").len(), 1);
+        assert_eq!(messages("xtask/src/x.rs", "").len(), 1);
+    }
+
+    #[test]
+    fn mod_rs_fails() {
+        let found = messages("crates/spacebot-agent/tests/common/mod.rs", "//! Helpers.\n");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("no mod.rs files"), "{found:#?}");
+    }
+
+    #[test]
+    fn the_binary_main_has_a_line_budget() {
+        let at_budget = format!("//! Main.\n{}", "\n".repeat(149));
+        assert_eq!(at_budget.lines().count(), 150);
+        assert_eq!(messages("bins/spacebot/src/main.rs", &at_budget), Vec::<String>::new());
+
+        let over = format!("{at_budget}fn main() {{}}\n");
+        let found = messages("bins/spacebot/src/main.rs", &over);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("151 lines, over the budget of 150"), "{found:#?}");
+
+        // Other files have no budget.
+        assert_eq!(messages("crates/spacebot-agent/src/main.rs", &over), Vec::<String>::new());
+    }
+}
