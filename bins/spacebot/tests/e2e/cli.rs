@@ -73,3 +73,38 @@ async fn send_prints_the_reply_and_status_reports_the_daemon() {
     assert!(stdout.contains("is running") && stdout.contains("agents: main"), "{stdout}");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn chat_answers_each_line_typed() {
+    let model = FakeLlmServer::start().await;
+    model.push(FakeReply::tool_call("reply", json!({"content": "first answer"})));
+    model.push(FakeReply::tool_call("reply", json!({"content": "second answer"})));
+    let home = Home::new(&openai_config(&model.openai_base_url()));
+    let daemon = Daemon::start(&home).await;
+    let base = daemon.base.clone();
+
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = crate::daemon::spacebot()
+            .args(["chat", "--url", &base, "--conversation", "tty"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn chat");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"hello\n\nand again\n").expect("type");
+        drop(stdin);
+        child.wait_with_output().expect("chat output")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first = stdout.find("main: first answer").expect(&stdout);
+    let second = stdout.find("main: second answer").expect(&stdout);
+    assert!(first < second, "{stdout}");
+    // The blank line was not sent: two messages, two answers.
+    assert_eq!(daemon.messages("main", "tty").await.len(), 4);
+    daemon.stop().await;
+}
