@@ -1,16 +1,16 @@
 //! The channel: one task per conversation, owning its history, one turn per message.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+
 use spacebot_core::{
-    ChatMessage, ChatRequest, ConversationContext, ConversationInput, InboundMessage, LlmError, LlmErrorKind,
+    ChatMessage, ChatRequest, ConversationContext, ConversationInput, InboundMessage, Inbox, LlmError, LlmErrorKind,
     MessageId, OutboundResponse, Role, RuntimeEvent, StatusUpdate, StoredMessage, TurnOutcome,
 };
-use tokio::sync::mpsc;
 
 use crate::engine::AgentProfile;
 use crate::prompt::envelope;
@@ -48,7 +48,7 @@ impl Channel {
 
     /// Runs until the inbox closes or the runtime shuts down. A turn in progress when shutdown
     /// begins is finished (the runtime cancels it if it outlasts the grace period).
-    pub(crate) async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<ConversationInput>) {
+    pub(crate) async fn run(mut self, mut inbox: Inbox) {
         self.load_history().await;
         loop {
             let input = tokio::select! {
@@ -66,36 +66,55 @@ impl Channel {
 
     async fn load_history(&mut self) {
         let limit = self.profile.settings.history_limit;
-        match self.ctx.log.history(&self.ctx.agent, &self.ctx.conversation, limit).await {
-            Ok(messages) => {
-                for stored in messages {
-                    let entry = match stored.role {
-                        Role::User => Entry {
-                            message: ChatMessage::user(format!(
-                                "[{} | {}] {}",
-                                stored.created_at.format("%Y-%m-%d %H:%M UTC"),
-                                stored.sender,
-                                stored.text
-                            )),
-                            inbound: Some(stored.id),
-                        },
-                        Role::Assistant => Entry { inbound: None, message: ChatMessage::assistant(stored.text) },
-                        // Harness notices are for people, not context for the model.
-                        _ => continue,
-                    };
-                    self.history.push_back(entry);
-                }
-            }
+        let messages = match self.ctx.log.history(&self.ctx.agent, &self.ctx.conversation, limit).await {
+            Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
                     "can't load conversation history; starting with none");
+                return;
+            }
+        };
+        // Messages not answered yet (recovered at start, or recorded just before this channel
+        // started) are on their way through the inbox and join the context as they are answered,
+        // in order. Loading them here would show the first turn later messages before its own.
+        // Read after the history: nothing else answers this conversation meanwhile.
+        let pending = self.pending_ids().await;
+        for stored in messages {
+            let entry = match stored.role {
+                Role::User if pending.contains(&stored.id) => continue,
+                Role::User => Entry {
+                    message: ChatMessage::user(format!(
+                        "[{} | {}] {}",
+                        stored.created_at.format("%Y-%m-%d %H:%M UTC"),
+                        stored.sender,
+                        stored.text
+                    )),
+                    inbound: Some(stored.id),
+                },
+                Role::Assistant => Entry { inbound: None, message: ChatMessage::assistant(stored.text) },
+                // Harness notices are for people, not context for the model.
+                _ => continue,
+            };
+            self.history.push_back(entry);
+        }
+    }
+
+    /// The ids of this conversation's messages that are recorded but not yet answered.
+    async fn pending_ids(&self) -> HashSet<MessageId> {
+        match self.ctx.log.unhandled_in(&self.ctx.agent, &self.ctx.conversation).await {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(error) => {
+                // `handle` still moves each answered message to the end of the context.
+                tracing::warn!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
+                    "can't read unanswered messages; loaded history may include them");
+                HashSet::new()
             }
         }
     }
 
     async fn handle(&mut self, message: InboundMessage) {
-        // A message recovered after a restart is already in the loaded history; it is answered
-        // now, so it moves to the end of the context.
+        // A message the loaded history kept (when the log could not say what was unanswered) is
+        // answered now, so it moves to the end of the context.
         self.history.retain(|entry| entry.inbound.as_ref() != Some(&message.id));
 
         self.status(&message, StatusUpdate::Typing).await;

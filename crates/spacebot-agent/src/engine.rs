@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use spacebot_core::{AgentId, ConversationContext, ConversationEngine, ConversationInput, LanguageModel};
-use tokio::sync::mpsc;
+
+use spacebot_core::{AgentId, ConversationContext, ConversationEngine, Inbox, LanguageModel};
 
 use crate::channel::Channel;
 use crate::prompt;
@@ -110,11 +110,7 @@ impl ChannelEngine {
 }
 
 impl ConversationEngine for ChannelEngine {
-    fn run_conversation(
-        &self,
-        ctx: ConversationContext,
-        inbox: mpsc::UnboundedReceiver<ConversationInput>,
-    ) -> BoxFuture<'static, ()> {
+    fn run_conversation(&self, ctx: ConversationContext, inbox: Inbox) -> BoxFuture<'static, ()> {
         // The runtime only routes to agents it hosts; an agent the engine was not told about
         // still gets a channel, with no model, so its messages are answered with a visible error.
         let profile =

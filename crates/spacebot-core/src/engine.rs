@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::MessagingAdapter;
 use crate::error::{AdapterError, AdapterErrorKind};
 use crate::event::RuntimeEvent;
 use crate::ids::{AgentId, ConversationId};
+use crate::inbox::Inbox;
 use crate::message::{InboundMessage, OutboundResponse};
 use crate::store::ConversationLog;
 
@@ -61,12 +62,10 @@ pub trait ConversationEngine: Send + Sync + 'static {
     /// Runs one conversation until `inbox` closes or `ctx.shutdown` is cancelled.
     ///
     /// Every message received must end in a reply, an explicit skip or a visible error, and be
-    /// marked handled in the log.
-    fn run_conversation(
-        &self,
-        ctx: ConversationContext,
-        inbox: mpsc::UnboundedReceiver<ConversationInput>,
-    ) -> BoxFuture<'static, ()>;
+    /// marked handled in the log. Messages are handled one at a time: the one last returned by
+    /// [`Inbox::recv`] is in progress until the next `recv`. If the task dies, the runtime answers
+    /// the message in progress with a visible error and runs a new task on the rest of the inbox.
+    fn run_conversation(&self, ctx: ConversationContext, inbox: Inbox) -> BoxFuture<'static, ()>;
 }
 
 /// How the outbox retries transient delivery failures.

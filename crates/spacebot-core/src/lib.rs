@@ -36,6 +36,7 @@ mod engine;
 mod error;
 mod event;
 mod ids;
+mod inbox;
 mod llm;
 mod message;
 mod runtime;
@@ -49,6 +50,7 @@ pub use error::{
 };
 pub use event::{RuntimeEvent, TurnOutcome};
 pub use ids::{AgentId, ConversationId, MessageId, ProcessId};
+pub use inbox::Inbox;
 pub use llm::{
     ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, StreamEvent, ToolCall, ToolSpec, Usage,
 };

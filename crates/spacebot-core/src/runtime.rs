@@ -31,7 +31,8 @@ use crate::engine::{AdapterSet, ConversationContext, ConversationEngine, Convers
 use crate::error::{Error, Result};
 use crate::event::RuntimeEvent;
 use crate::ids::{AgentId, ConversationId, MessageId};
-use crate::message::InboundMessage;
+use crate::inbox::{Inbox, InboxSender, inbox};
+use crate::message::{InboundMessage, OutboundResponse, Role, StoredMessage};
 use crate::store::ConversationLog;
 
 /// Tunables of the runtime.
@@ -139,6 +140,7 @@ impl RuntimeBuilder {
             grace: self.settings.shutdown_grace,
             conversations: HashMap::new(),
             tasks: JoinSet::new(),
+            task_keys: HashMap::new(),
         };
         let router_task = tokio::spawn(router.run(router_rx));
 
@@ -205,15 +207,28 @@ impl Runtime {
     pub async fn shutdown(mut self) {
         self.handle.inner.accepting.store(false, Ordering::SeqCst);
         self.shutdown.cancel();
-        while self.supervisors.join_next().await.is_some() {}
-        for adapter in self.adapters.iter() {
-            if tokio::time::timeout(self.grace, adapter.shutdown()).await.is_err() {
-                tracing::warn!(adapter = adapter.name(), "adapter did not shut down in time");
-            }
+        // No more inbound messages. A supervisor returns at once unless it is handing in a
+        // message (a log write); that gets the grace period too, so a wedged write cannot hold
+        // shutdown forever.
+        let supervisors = &mut self.supervisors;
+        let stopped =
+            tokio::time::timeout(self.grace, async { while supervisors.join_next().await.is_some() {} }).await;
+        if stopped.is_err() {
+            tracing::warn!(grace = ?self.grace, "an adapter still handing in a message at the end of the grace period");
+            self.supervisors.shutdown().await;
         }
+        // In-flight turns finish (or are cancelled) while the adapters can still deliver their
+        // replies and stop their typing indicators.
         if let Err(error) = (&mut self.router_task).await {
             tracing::error!(%error, "router task failed");
         }
+        let grace = self.grace;
+        futures::future::join_all(self.adapters.iter().map(|adapter| async move {
+            if tokio::time::timeout(grace, adapter.shutdown()).await.is_err() {
+                tracing::warn!(adapter = adapter.name(), "adapter did not shut down in time");
+            }
+        }))
+        .await;
     }
 }
 
@@ -334,14 +349,25 @@ enum RouterCommand {
 
 type ConversationKey = (AgentId, ConversationId);
 
+/// What a task in the router's set was: a conversation (its key is in `task_keys`), or the
+/// answer to a message whose conversation task died.
+enum TaskKind {
+    Conversation,
+    Notice,
+}
+
+/// The sentence a person sees when the conversation task handling their message died.
+const TASK_FAILED_NOTICE: &str = "⚠️ Something went wrong on my side while answering this; the error was logged.";
+
 struct Router {
     engine: Arc<dyn ConversationEngine>,
     log: Arc<dyn ConversationLog>,
     outbox: Outbox,
     shutdown: CancellationToken,
     grace: Duration,
-    conversations: HashMap<ConversationKey, mpsc::UnboundedSender<ConversationInput>>,
-    tasks: JoinSet<ConversationKey>,
+    conversations: HashMap<ConversationKey, InboxSender>,
+    tasks: JoinSet<TaskKind>,
+    task_keys: HashMap<tokio::task::Id, ConversationKey>,
 }
 
 impl Router {
@@ -357,7 +383,7 @@ impl Router {
                     }
                     None => break,
                 },
-                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.reap(joined),
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.reap(joined),
             }
         }
         self.drain().await;
@@ -369,15 +395,23 @@ impl Router {
             return;
         };
         let key = (agent, message.conversation.clone());
-        let mut input = ConversationInput::Message(message);
-        if let Some(inbox) = self.conversations.get(&key) {
-            match inbox.send(input) {
-                Ok(()) => return,
-                // The conversation task ended (it failed); start a new one below.
-                Err(mpsc::error::SendError(returned)) => input = returned,
-            }
+        self.outbox.publish(RuntimeEvent::MessageReceived {
+            agent: key.0.clone(),
+            conversation: key.1.clone(),
+            message_id: message.id.clone(),
+        });
+        let input = ConversationInput::Message(message);
+        if let Some(sender) = self.conversations.get(&key) {
+            sender.send(input);
+            return;
         }
-        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+        let (sender, inbox) = inbox();
+        sender.send(input);
+        self.spawn_conversation(key.clone(), inbox);
+        self.conversations.insert(key, sender);
+    }
+
+    fn spawn_conversation(&mut self, key: ConversationKey, inbox: Inbox) {
         let ctx = ConversationContext::new(
             key.0.clone(),
             key.1.clone(),
@@ -385,35 +419,88 @@ impl Router {
             self.log.clone(),
             self.shutdown.child_token(),
         );
-        let future = self.engine.run_conversation(ctx, inbox_rx);
-        let task_key = key.clone();
-        self.tasks.spawn(async move {
+        let future = self.engine.run_conversation(ctx, inbox);
+        let handle = self.tasks.spawn(async move {
             future.await;
-            task_key
+            TaskKind::Conversation
         });
-        // The receiver is alive: it was moved into the task just spawned.
-        let _ = inbox_tx.send(input);
-        self.conversations.insert(key, inbox_tx);
+        self.task_keys.insert(handle.id(), key);
     }
 
-    fn reap(&mut self, joined: Result<ConversationKey, tokio::task::JoinError>) {
-        match joined {
-            Ok(key) => {
-                // A conversation that returned on its own is gone; the next message restarts it.
-                if self.conversations.get(&key).is_some_and(|inbox| inbox.is_closed()) {
-                    self.conversations.remove(&key);
-                }
+    fn reap(&mut self, joined: Result<(tokio::task::Id, TaskKind), tokio::task::JoinError>) {
+        let (id, failure) = match joined {
+            Ok((_, TaskKind::Notice)) => return,
+            Ok((id, TaskKind::Conversation)) => (id, None),
+            Err(error) => (error.id(), Some(error)),
+        };
+        let Some(key) = self.task_keys.remove(&id) else {
+            if let Some(error) = failure {
+                tracing::error!(%error, "a task answering a failed message failed");
             }
-            Err(error) => {
-                tracing::error!(%error, "a conversation task failed; it restarts on the next message");
-                self.conversations.retain(|_, inbox| !inbox.is_closed());
+            return;
+        };
+        let Some(sender) = self.conversations.get(&key) else { return };
+        let (inbox, in_progress) = sender.reopen();
+        match (failure, in_progress) {
+            (None, None) if inbox.is_empty() => {
+                // The conversation returned on its own with nothing left: it is gone until its
+                // next message.
+                self.conversations.remove(&key);
+            }
+            (failure, Some(message)) => {
+                // It died on one message: that message gets a visible error, the rest of the
+                // queue a fresh task. Each failure consumes the message it happened on, so a
+                // message that always fails cannot make this loop.
+                tracing::error!(agent = %key.0, conversation = %key.1, message = %message.id,
+                    error = ?failure, "a conversation task ended in the middle of a message; restarting it");
+                self.answer_with_notice(message);
+                self.spawn_conversation(key, inbox);
+            }
+            (failure, None) => {
+                // It died (or returned) without taking a message, so restarting it could fail the
+                // same way forever: answer what is queued and let the next message try again.
+                tracing::error!(agent = %key.0, conversation = %key.1, error = ?failure,
+                    "a conversation task ended without taking its messages; answering them with an error");
+                if let Some(sender) = self.conversations.remove(&key) {
+                    for ConversationInput::Message(message) in sender.drain() {
+                        self.answer_with_notice(message);
+                    }
+                }
             }
         }
     }
 
+    /// Records and delivers the error notice for a message its conversation task could not
+    /// answer, so it is never left silent.
+    fn answer_with_notice(&mut self, message: InboundMessage) {
+        let log = self.log.clone();
+        let outbox = self.outbox.clone();
+        self.tasks.spawn(async move {
+            if let Some(agent) = message.agent.clone() {
+                let notice = StoredMessage::new(
+                    agent,
+                    message.conversation.clone(),
+                    Role::System,
+                    "spacebot",
+                    TASK_FAILED_NOTICE,
+                );
+                if let Err(error) = log.record_reply(&notice, std::slice::from_ref(&message.id)).await {
+                    tracing::error!(%error, "can't record the error notice");
+                }
+            }
+            if let Err(error) = outbox.send(&message, OutboundResponse::text(TASK_FAILED_NOTICE)).await {
+                tracing::error!(%error, "can't deliver the error notice");
+            }
+            TaskKind::Notice
+        });
+    }
+
     async fn drain(mut self) {
-        // Closing the inboxes lets idle conversations return at once.
-        self.conversations.clear();
+        // Closing the inboxes lets idle conversations return at once; what is still queued stays
+        // unhandled in the log and is answered after the next start.
+        for sender in self.conversations.values() {
+            sender.close();
+        }
         let drained = tokio::time::timeout(self.grace, async { while self.tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(

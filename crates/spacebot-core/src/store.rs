@@ -37,6 +37,21 @@ pub trait ConversationLog: Send + Sync + 'static {
 
     /// Inbound messages recorded but not yet handled, oldest first, for recovery at start.
     async fn unhandled(&self) -> Result<Vec<InboundMessage>, StoreError>;
+
+    /// The ids of one conversation's unhandled inbound messages, oldest first.
+    ///
+    /// A conversation starting up reads this to tell answered history from messages still on
+    /// their way to it. The default filters [`unhandled`](Self::unhandled); a store with an index
+    /// should answer from it, since this runs whenever a conversation starts.
+    async fn unhandled_in(&self, agent: &AgentId, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
+        Ok(self
+            .unhandled()
+            .await?
+            .into_iter()
+            .filter(|m| m.agent.as_ref() == Some(agent) && &m.conversation == conversation)
+            .map(|m| m.id)
+            .collect())
+    }
 }
 
 /// The kinds of memory.

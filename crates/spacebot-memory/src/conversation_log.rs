@@ -235,4 +235,19 @@ impl ConversationLog for SqliteStore {
         }
         Ok(messages)
     }
+
+    /// Answered from the conversation index, not by reading every agent's unhandled messages.
+    async fn unhandled_in(&self, agent: &AgentId, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM messages
+             WHERE agent = ?1 AND conversation = ?2 AND inbound_json IS NOT NULL AND handled_at IS NULL
+             ORDER BY seq ASC",
+        )
+        .bind(agent.as_str())
+        .bind(conversation.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| store_error(format!("read the unanswered messages of {agent}/{conversation}"), error))?;
+        Ok(ids.into_iter().map(MessageId::new).collect())
+    }
 }

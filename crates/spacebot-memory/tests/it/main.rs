@@ -2,7 +2,6 @@
 
 mod concurrency;
 mod conversation;
-mod crash;
 mod open;
 mod recovery;
 mod support;

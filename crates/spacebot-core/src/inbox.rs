@@ -1,0 +1,174 @@
+//! A conversation's inbox: the queue between the router and the conversation task.
+//!
+//! It is a queue of our own rather than an mpsc receiver for one reason: it survives the task
+//! that reads it. If a conversation task dies (an engine bug that panics), the messages queued
+//! behind the one it was handling are still here, so the runtime can answer the message in
+//! progress with a visible error and start a new task on the rest. With a channel receiver moved
+//! into the task, they would die with it.
+//!
+//! The contract for engines: a message is *in progress* from the moment [`Inbox::recv`] returns
+//! it until the next call to `recv`. Engines handle one message at a time, so the runtime always
+//! knows which message a dead task was working on.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::engine::ConversationInput;
+use crate::message::InboundMessage;
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<ConversationInput>,
+    in_progress: Option<InboundMessage>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    ready: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is only held for queue operations that cannot panic; recover the data anyway.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The receiving side of a conversation's queue, handed to [`ConversationEngine`]s.
+///
+/// [`ConversationEngine`]: crate::ConversationEngine
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+/// The router's side of an inbox. Sending never waits.
+pub(crate) struct InboxSender {
+    shared: Arc<Shared>,
+}
+
+/// A new, empty inbox and its sender.
+pub(crate) fn inbox() -> (InboxSender, Inbox) {
+    let shared = Arc::new(Shared::default());
+    (InboxSender { shared: shared.clone() }, Inbox { shared })
+}
+
+impl Inbox {
+    /// The next input, waiting for one; `None` once the runtime closed the inbox and it is empty.
+    ///
+    /// Calling `recv` also says the previous message is finished.
+    pub async fn recv(&mut self) -> Option<ConversationInput> {
+        loop {
+            let notified = self.shared.ready.notified();
+            {
+                let mut state = self.shared.lock();
+                state.in_progress = None;
+                if let Some(input) = state.queue.pop_front() {
+                    let ConversationInput::Message(message) = &input;
+                    state.in_progress = Some(message.clone());
+                    return Some(input);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// How many inputs are waiting.
+    pub fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    /// Whether no input is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl InboxSender {
+    /// Queues an input and wakes the reader.
+    pub(crate) fn send(&self, input: ConversationInput) {
+        self.shared.lock().queue.push_back(input);
+        self.shared.ready.notify_one();
+    }
+
+    /// Closes the inbox: the reader drains what is queued, then `recv` returns `None`.
+    pub(crate) fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
+    }
+
+    /// A new reader on the same queue, for a replacement task; takes the message the previous
+    /// reader had in progress, if any.
+    pub(crate) fn reopen(&self) -> (Inbox, Option<InboundMessage>) {
+        let in_progress = self.shared.lock().in_progress.take();
+        (Inbox { shared: self.shared.clone() }, in_progress)
+    }
+
+    /// Takes everything queued (for answering when no task can run).
+    pub(crate) fn drain(&self) -> Vec<ConversationInput> {
+        self.shared.lock().queue.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Sender;
+
+    fn message(text: &str) -> ConversationInput {
+        ConversationInput::Message(InboundMessage::text("t", "c", Sender::new("u"), text))
+    }
+
+    fn text(input: Option<ConversationInput>) -> String {
+        match input {
+            Some(ConversationInput::Message(m)) => m.content.text(),
+            None => "<closed>".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_in_order_then_closes() {
+        let (sender, mut inbox) = inbox();
+        sender.send(message("a"));
+        sender.send(message("b"));
+        sender.close();
+        assert_eq!(text(inbox.recv().await), "a");
+        assert_eq!(text(inbox.recv().await), "b");
+        assert_eq!(text(inbox.recv().await), "<closed>");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken() {
+        let (sender, mut inbox) = inbox();
+        let reader = tokio::spawn(async move { text(inbox.recv().await) });
+        tokio::task::yield_now().await;
+        sender.send(message("late"));
+        assert_eq!(reader.await.unwrap(), "late");
+    }
+
+    #[tokio::test]
+    async fn the_queue_and_the_message_in_progress_outlive_a_dead_reader() {
+        let (sender, mut inbox) = inbox();
+        sender.send(message("boom"));
+        sender.send(message("queued"));
+        let reader = tokio::spawn(async move {
+            let _ = inbox.recv().await;
+            panic!("engine bug");
+        });
+        assert!(reader.await.unwrap_err().is_panic());
+        let (mut inbox, in_progress) = sender.reopen();
+        assert_eq!(in_progress.map(|m| m.content.text()).as_deref(), Some("boom"));
+        assert_eq!(text(inbox.recv().await), "queued");
+        // Finished messages are not reported again.
+        let (_, in_progress) = sender.reopen();
+        assert!(in_progress.is_some(), "`queued` is in progress until the next recv");
+        let (_, in_progress) = sender.reopen();
+        assert!(in_progress.is_none());
+    }
+}
