@@ -6,10 +6,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::{Sqlite, SqliteExecutor, Transaction};
+
 use spacebot_core::{
     AgentId, ConversationId, ConversationLog, InboundMessage, MessageId, Role, StoreError, StoredMessage,
 };
-use sqlx::{Sqlite, SqliteExecutor, Transaction};
 
 use crate::error::{permanent, store_error};
 use crate::sqlite::SqliteStore;

@@ -41,13 +41,25 @@ pub enum Error {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// The database opened, but its memory vectors could not be loaded.
+    #[error("can't load memories from {}: {source}", path.display())]
+    Load {
+        /// The database file.
+        path: PathBuf,
+        /// What the store said.
+        #[source]
+        source: StoreError,
+    },
 }
 
 impl Error {
     /// The database file the error is about (`:memory:` for an in-memory database).
     pub fn path(&self) -> &Path {
         match self {
-            Self::CreateDir { path, .. } | Self::Open { path, .. } | Self::Migrate { path, .. } => path,
+            Self::CreateDir { path, .. }
+            | Self::Open { path, .. }
+            | Self::Migrate { path, .. }
+            | Self::Load { path, .. } => path,
         }
     }
 }

@@ -1,15 +1,22 @@
 //! Spacebot storage on SQLite.
 //!
-//! Today this crate holds the **conversation log**: [`SqliteStore`] implements
-//! [`spacebot_core::ConversationLog`] on one SQLite file (bundled SQLite through sqlx, WAL mode,
-//! migrations from the workspace `migrations/` directory applied at open). Every inbound message
-//! is recorded with its full serialized form before it is processed, every reply is recorded
-//! together with the handled marks of the messages it answers, and [`ConversationLog::unhandled`]
-//! hands back, after a restart, the messages that were accepted but never answered.
+//! - [`SqliteStore`] implements [`spacebot_core::ConversationLog`] on one SQLite file (bundled
+//!   SQLite through sqlx, WAL mode, migrations from the workspace `migrations/` directory applied
+//!   at open). Every inbound message is recorded with its full serialized form before it is
+//!   processed, every reply is recorded together with the handled marks of the messages it
+//!   answers, and [`ConversationLog::unhandled`] hands back, after a restart, the messages that
+//!   were accepted but never answered.
+//! - [`SqliteMemory`] implements [`spacebot_core::MemoryStore`]: an agent's typed memory graph
+//!   (memories, edges, an FTS5 index, embedding vectors, identity anchors) in one SQLite file,
+//!   every write one transaction, hybrid recall fused with Reciprocal Rank Fusion, visibility
+//!   enforced in every query, maintenance (decay, prune, merge, link) and a deterministic
+//!   knowledge render. See `docs/memory.md`.
+//! - Embedders behind [`spacebot_core::Embedder`]: [`HashingEmbedder`] (no dependencies),
+//!   [`OpenAiEmbedder`] (any OpenAI-compatible `/v1/embeddings` server).
 //!
-//! The typed memory graph described in the design (`MemoryStore`: typed memories and edges, FTS5,
-//! embedding vectors, hybrid recall, maintenance) and the embedders are not here yet; they arrive
-//! with the memory issue, in this crate and on the same kind of SQLite file.
+//! All databases share one schema (the migrations): the daemon keeps its conversation log in
+//! `data_dir/spacebot.db` and each agent's memory graph in a file of its own, so one agent's
+//! memories can be copied, inspected or deleted without touching another's.
 //!
 //! # Durability
 //!
@@ -24,25 +31,33 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use spacebot_core::{ConversationLog, InboundMessage, Sender};
-//! use spacebot_memory::SqliteStore;
+//! use std::sync::Arc;
 //!
-//! let store = SqliteStore::open("/var/lib/spacebot/main.db".as_ref()).await?;
-//! let message = InboundMessage::text("cli", "cli:me", Sender::new("me"), "hello").with_agent("main");
-//! assert!(store.record_inbound(&message).await?);
-//! for pending in store.unhandled().await? {
-//!     println!("still to answer: {}", pending.id);
+//! use spacebot_core::{MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery, Visibility};
+//! use spacebot_memory::{HashingEmbedder, SqliteMemory};
+//!
+//! let memory = SqliteMemory::open("/var/lib/spacebot/agents/main/memory.db".as_ref(), Arc::new(HashingEmbedder::default())).await?;
+//! memory.save(NewMemory::new(MemoryType::Preference, "Alice drinks green tea", MemoryScope::private_to("main", "discord:1"))).await?;
+//! let seen_by_alice = Visibility::conversation("discord:dm-1", ["discord:1"]);
+//! for hit in memory.recall(RecallQuery::new("main", "what does Alice drink").with_visibility(seen_by_alice)).await? {
+//!     println!("{:.3} {}", hit.score, hit.memory.content);
 //! }
-//! store.close().await;
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! [`ConversationLog::unhandled`]: spacebot_core::ConversationLog::unhandled
 
+mod chunk;
 mod conversation_log;
+mod embed;
 mod error;
+mod memory;
 mod sqlite;
 
+pub use chunk::chunk_text;
+pub use embed::{HashingEmbedder, OpenAiEmbedder, dot, normalize};
 pub use error::Error;
+pub use memory::{Clock, ImportMark, SqliteMemory};
+pub use memory::{MAX_CONTENT_BYTES, RRF_K, reciprocal_rank_fusion, text_hash};
 pub use sqlite::SqliteStore;

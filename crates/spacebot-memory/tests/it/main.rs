@@ -1,7 +1,14 @@
-//! Integration tests of the SQLite conversation log, in one test binary.
+//! Integration tests of the SQLite conversation log and memory graph, in one test binary.
 
 mod concurrency;
 mod conversation;
+mod embedders;
+mod memory_durability;
+mod memory_maintenance;
+mod memory_recall;
+mod memory_render;
+mod memory_support;
+mod memory_writes;
 mod open;
 mod recovery;
 mod support;

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
-use spacebot_core::{AgentId, InboundMessage, MessageId, Role, Sender, StoredMessage};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tempfile::TempDir;
+
+use spacebot_core::{AgentId, InboundMessage, MessageId, Role, Sender, StoredMessage};
 
 /// A temporary directory and a database path inside it (the file does not exist yet).
 pub(crate) fn temp_db() -> (TempDir, PathBuf) {

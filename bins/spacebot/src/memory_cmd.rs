@@ -1,0 +1,239 @@
+//! `spacebot memory list|search|add|forget|reindex|import`: an agent's memory, from the command
+//! line. Works on the agent's memory file directly (`DATA_DIR/agents/<agent>/memory.db`), so it
+//! runs with or without the daemon; a running daemon sees the changes on its next read.
+//!
+//! The embedder comes from flags or `SPACEBOT_EMBEDDER`, `SPACEBOT_EMBEDDING_URL`,
+//! `SPACEBOT_EMBEDDING_MODEL`, `SPACEBOT_EMBEDDING_DIMENSIONS`, `SPACEBOT_EMBEDDING_API_KEY`;
+//! the default is the dependency-free hashing embedder. When it differs from the one the memories
+//! were embedded with, the command reindexes first, with a progress bar.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use spacebot_core::{
+    AgentId, Embedder, ListOrder, ListQuery, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery,
+    Visibility,
+};
+use spacebot_memory::{HashingEmbedder, ImportMark, OpenAiEmbedder, SqliteMemory, chunk_text, text_hash};
+
+use crate::cli::{EmbedderArgs, EmbedderKind, GlobalArgs, MemoryArgs, MemoryCommand};
+use crate::config;
+
+/// Chunks saved per transaction during an import.
+const IMPORT_BATCH: usize = 32;
+
+/// Memories embedded per transaction during a reindex.
+const REINDEX_BATCH: usize = 64;
+
+/// Where an agent's memory lives.
+pub(crate) fn memory_path(data_dir: &Path, agent: &str) -> PathBuf {
+    data_dir.join("agents").join(agent).join("memory.db")
+}
+
+pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitCode> {
+    let config = config::load(&crate::start::location(global))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;
+    runtime.block_on(async {
+        let embedder = build_embedder(&args.embedder)?;
+        let path = memory_path(&config.data_dir, &args.agent);
+        let store = SqliteMemory::open(&path, embedder).await?;
+        let result = command(&store, &AgentId::from(args.agent.as_str()), args.command).await;
+        store.close().await;
+        result
+    })
+}
+
+fn build_embedder(args: &EmbedderArgs) -> anyhow::Result<Arc<dyn Embedder>> {
+    Ok(match args.embedder {
+        EmbedderKind::Hashing => Arc::new(HashingEmbedder::new(args.embedding_dimensions)),
+        EmbedderKind::Openai => {
+            let Some(url) = &args.embedding_url else {
+                bail!("--embedding-url (or SPACEBOT_EMBEDDING_URL) is required with --embedder openai")
+            };
+            let mut embedder = OpenAiEmbedder::new(url, &args.embedding_model, args.embedding_dimensions);
+            if let Some(key) = &args.embedding_api_key {
+                embedder = embedder.with_api_key(key);
+            }
+            Arc::new(embedder)
+        }
+    })
+}
+
+async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) -> anyhow::Result<ExitCode> {
+    if !matches!(command, MemoryCommand::Reindex) && store.pending_reindex().await? > 0 {
+        eprintln!("the embedder changed: reindexing first");
+        reindex(store).await?;
+    }
+    match command {
+        MemoryCommand::List { kind, limit, forgotten } => {
+            let mut query = ListQuery::new(agent.clone())
+                .with_visibility(Visibility::Operator)
+                .with_order(ListOrder::Recent)
+                .with_page(limit, 0);
+            if let Some(kind) = kind {
+                query = query.with_kinds([parse_type(&kind)?]);
+            }
+            if forgotten {
+                query = query.including_forgotten();
+            }
+            for memory in store.list(query).await? {
+                println!("{}", line(&memory));
+            }
+        }
+        MemoryCommand::Search { query, limit } => {
+            let query = RecallQuery::new(agent.clone(), query.join(" "))
+                .with_visibility(Visibility::Operator)
+                .with_limit(limit)
+                .without_access_recording();
+            let hits = store.recall(query).await?;
+            if hits.is_empty() {
+                println!("no memory matches");
+            }
+            for hit in hits {
+                println!("{:.4}  {}", hit.score, line(&hit.memory));
+            }
+        }
+        MemoryCommand::Add { kind, importance, private_to, text } => {
+            let kind = parse_type(&kind)?;
+            let scope = match private_to {
+                Some(human) => MemoryScope::private_to(agent.clone(), human),
+                None => MemoryScope::agent(agent.clone()),
+            };
+            let mut memory = NewMemory::new(kind, text.join(" "), scope).with_source("cli");
+            if let Some(importance) = importance {
+                if !(0.0..=1.0).contains(&importance) {
+                    bail!("--importance {importance} must be between 0 and 1");
+                }
+                memory = memory.with_importance(importance);
+            }
+            let outcome = store.save(memory).await?;
+            println!("{} {:?}", outcome.id, outcome.status);
+        }
+        MemoryCommand::Forget { id } => {
+            if !store.forget(agent, &MemoryId::from(id.as_str())).await? {
+                bail!("agent {agent} has no memory {id} (or it is already forgotten)");
+            }
+            println!("forgotten {id}");
+        }
+        MemoryCommand::Reindex => {
+            let done = reindex(store).await?;
+            println!("reindexed {done} memories with {}", store.embedder().model_id());
+        }
+        MemoryCommand::Import { kind, chunk_bytes, files } => {
+            let kind = parse_type(&kind)?;
+            for file in files {
+                import(store, agent, kind, chunk_bytes, &file).await?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reindex(store: &SqliteMemory) -> anyhow::Result<u64> {
+    let mut bar = Progress::new("reindex");
+    let done = store.reindex(REINDEX_BATCH, &mut |done, total| bar.show(done, total)).await?;
+    bar.finish();
+    Ok(done)
+}
+
+/// Imports one text or markdown file, in chunks, resuming after the chunks already saved.
+async fn import(
+    store: &SqliteMemory,
+    agent: &AgentId,
+    kind: MemoryType,
+    chunk_bytes: usize,
+    file: &Path,
+) -> anyhow::Result<()> {
+    let extension = file.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    if !matches!(extension.as_str(), "txt" | "md" | "markdown" | "text" | "") {
+        bail!("can't import {}: only text and markdown files (.txt, .md, .markdown) are supported", file.display());
+    }
+    let text = tokio::fs::read_to_string(file).await.with_context(|| format!("can't read {}", file.display()))?;
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
+    let hash = text_hash(&text);
+    let chunks = chunk_text(&text, chunk_bytes);
+    let done = store.imported_chunks(agent, &hash).await?;
+    let total = chunks.len() as u64;
+    let mut bar = Progress::new(&name);
+    let mut saved = done.len() as u64;
+    bar.show(saved, total);
+    let pending: Vec<(usize, String)> =
+        chunks.into_iter().enumerate().filter(|(index, _)| !done.contains(index)).collect();
+    for batch in pending.chunks(IMPORT_BATCH) {
+        let items = batch
+            .iter()
+            .map(|(index, chunk)| {
+                let memory = NewMemory::new(kind, chunk.clone(), MemoryScope::agent(agent.clone()))
+                    .with_source(format!("file:{name}#{}", index + 1));
+                (memory, ImportMark::new(hash.clone(), *index))
+            })
+            .collect();
+        store.save_imported(items).await.with_context(|| format!("can't import {}", file.display()))?;
+        saved += batch.len() as u64;
+        bar.show(saved, total);
+    }
+    bar.finish();
+    Ok(())
+}
+
+fn parse_type(label: &str) -> anyhow::Result<MemoryType> {
+    MemoryType::from_label(label).with_context(|| {
+        let labels: Vec<&str> = MemoryType::ALL.iter().map(|kind| kind.label()).collect();
+        format!("unknown memory type `{label}`; use one of: {}", labels.join(", "))
+    })
+}
+
+fn line(memory: &spacebot_core::Memory) -> String {
+    let first = memory.content.lines().next().unwrap_or_default();
+    let scope = match (&memory.scope.human, memory.scope.private) {
+        (Some(human), true) => format!(" private:{human}"),
+        (None, true) => " private:conversation".to_owned(),
+        _ => String::new(),
+    };
+    let forgotten = if memory.forgotten { " (forgotten)" } else { "" };
+    format!(
+        "{}  {:<11} {:.2}  {}{scope}{forgotten}  {first}",
+        memory.id,
+        memory.kind.label(),
+        memory.importance,
+        memory.created_at.format("%Y-%m-%d")
+    )
+}
+
+/// A one-line progress bar on stderr, redrawn in place on a terminal.
+struct Progress {
+    label: String,
+    terminal: bool,
+    drawn: bool,
+}
+
+impl Progress {
+    fn new(label: &str) -> Self {
+        Self { label: label.to_owned(), terminal: std::io::stderr().is_terminal(), drawn: false }
+    }
+
+    fn show(&mut self, done: u64, total: u64) {
+        const WIDTH: u64 = 30;
+        let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH);
+        // Both are at most WIDTH, so they fit in usize.
+        let bar = format!("{}{}", "#".repeat(filled as usize), " ".repeat((WIDTH - filled) as usize));
+        let mut stderr = std::io::stderr();
+        if self.terminal {
+            let _ = write!(stderr, "\r{} [{bar}] {done}/{total}", self.label);
+        } else if done == total {
+            let _ = writeln!(stderr, "{} [{bar}] {done}/{total}", self.label);
+        }
+        let _ = stderr.flush();
+        self.drawn = true;
+    }
+
+    fn finish(&mut self) {
+        if self.terminal && self.drawn {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}

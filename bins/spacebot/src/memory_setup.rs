@@ -1,0 +1,89 @@
+//! The daemon's memories: one [`SqliteMemory`] per agent at `DATA_DIR/agents/<id>/memory.db`,
+//! embedded with the `[memory]` embedder (hashing unless configured), reindexed at start when
+//! the embedder changed, and maintained by the cortex every interval.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use spacebot_core::Embedder;
+use spacebot_cortex::{MaintenanceSettings, MemoryMaintenance};
+use spacebot_memory::{HashingEmbedder, OpenAiEmbedder, SqliteMemory};
+
+use crate::config::{Config, EmbedderSettings, MemorySettings};
+use crate::memory_cmd::memory_path;
+
+/// Memories embedded per transaction during a reindex at start.
+const REINDEX_BATCH: usize = 64;
+
+/// The embedder the settings name.
+pub(crate) fn embedder(settings: &EmbedderSettings) -> Arc<dyn Embedder> {
+    match settings {
+        EmbedderSettings::Hashing { dimensions } => Arc::new(HashingEmbedder::new(*dimensions)),
+        EmbedderSettings::OpenAi { base_url, model, dimensions, api_key } => {
+            let mut embedder = OpenAiEmbedder::new(base_url, model, *dimensions);
+            if let Some(key) = api_key {
+                embedder = embedder.with_api_key(key);
+            }
+            Arc::new(embedder)
+        }
+    }
+}
+
+/// The agents' memories, in config order.
+pub(crate) struct Memories {
+    stores: Vec<(String, Arc<SqliteMemory>)>,
+}
+
+impl Memories {
+    /// Opens (creating if needed) each agent's memory file, reindexing it first when it was
+    /// embedded with another embedder.
+    pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
+        let embedder = embedder(&config.memory.embedder);
+        let mut stores = Vec::new();
+        for agent in &config.agents {
+            let path = memory_path(&config.data_dir, &agent.id);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("can't create {}", dir.display()))?;
+            }
+            let store = SqliteMemory::open(&path, embedder.clone()).await?;
+            let pending = store.pending_reindex().await?;
+            if pending > 0 {
+                tracing::info!(agent = %agent.id, pending, model = embedder.model_id(), "the embedder changed: reindexing memories");
+                let done = store
+                    .reindex(REINDEX_BATCH, &mut |done, total| {
+                        tracing::debug!(done, total, "reindexing");
+                    })
+                    .await
+                    .with_context(|| format!("can't reindex the memories of agent {}", agent.id))?;
+                tracing::info!(agent = %agent.id, done, "memories reindexed");
+            }
+            stores.push((agent.id.clone(), Arc::new(store)));
+        }
+        Ok(Self { stores })
+    }
+
+    /// The memory of `agent`, if it has one.
+    pub(crate) fn get(&self, agent: &str) -> Option<Arc<SqliteMemory>> {
+        self.stores.iter().find(|(id, _)| id == agent).map(|(_, store)| store.clone())
+    }
+
+    /// The cortex's maintenance of these memories, or `None` when it is turned off.
+    pub(crate) fn maintenance(&self, settings: &MemorySettings) -> Option<MemoryMaintenance> {
+        let interval = settings.maintenance_interval?;
+        let settings =
+            MaintenanceSettings::default().with_interval(interval).with_time_budget(settings.maintenance_budget);
+        let maintenance = self
+            .stores
+            .iter()
+            .fold(MemoryMaintenance::new(settings), |m, (id, store)| m.with_agent(id.as_str(), store.clone()));
+        (!maintenance.is_empty()).then_some(maintenance)
+    }
+
+    /// Closes every memory file (after the runtime and the maintenance stopped).
+    pub(crate) async fn close(&self) {
+        for (_, store) in &self.stores {
+            store.close().await;
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Memory through the real binary: a branch saves a memory with `memory_save`, and after a
+//! restart a new conversation's system prompt carries it in the knowledge render; the
+//! `spacebot memory` commands work on the same file.
+
+use serde_json::{Value, json};
+
+use spacebot_testing::{FakeLlmServer, FakeReply};
+
+use crate::daemon::{Daemon, Home, openai_config, run_cli};
+
+/// What the scripted model does: the channel branches when asked to remember, the branch saves
+/// and concludes, the relay turn and every other turn reply.
+fn script(request: &spacebot_testing::RecordedRequest) -> FakeReply {
+    let last_is_tool = request.messages().last().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("tool");
+    let text = request.last_user_text().unwrap_or_default();
+    if request.tool_names().iter().any(|name| name == "memory_save") {
+        if last_is_tool {
+            return FakeReply::text("Saved the preference.");
+        }
+        return FakeReply::tool_call(
+            "memory_save",
+            json!({ "content": "Alice likes green tea", "memory_type": "preference", "importance": 0.9 }),
+        );
+    }
+    if text.starts_with("[background results]") {
+        return FakeReply::tool_call("reply", json!({ "content": "Noted for later." }));
+    }
+    if last_is_tool {
+        return FakeReply::tool_call("reply", json!({ "content": "Thinking about it." }));
+    }
+    if text.contains("remember") {
+        return FakeReply::tool_call("branch", json!({ "task": "save that Alice likes green tea" }));
+    }
+    FakeReply::tool_call("reply", json!({ "content": "Hello." }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_saved_by_a_branch_is_in_the_prompt_after_a_restart() {
+    let model = FakeLlmServer::start().await;
+    model.respond_with(script);
+    let home = Home::new(&openai_config(&model.openai_base_url()));
+
+    let daemon = Daemon::start(&home).await;
+    daemon.say("main", "tea", "alice", "please remember that I like green tea").await;
+    let deadline = std::time::Instant::now() + crate::daemon::PATIENCE;
+    loop {
+        let answers = daemon.wait_for_answers("main", "tea", 1).await;
+        if answers.iter().any(|m| m.to_string().contains("Noted for later.")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no relay reply: {answers:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let branch_saved = model
+        .requests()
+        .iter()
+        .any(|r| r.tool_names().iter().any(|n| n == "memory_save") && r.messages().iter().any(|m| m["role"] == "tool"));
+    assert!(branch_saved, "the branch called memory_save and saw its result");
+    let (status, _) = daemon.stop().await;
+    assert!(status.success());
+
+    let data_dir = home.data_dir();
+    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let config = home.config_path();
+    let config = config.to_str().expect("utf-8 path");
+    let search = run_cli(
+        &["--config", config, "--data-dir", data_dir, "memory", "search", "green", "tea"],
+        &[],
+        home.dir.path(),
+    );
+    let out = String::from_utf8_lossy(&search.stdout);
+    assert!(search.status.success() && out.contains("Alice likes green tea"), "{out}\n{:?}", search.stderr);
+
+    let before = model.request_count();
+    let daemon = Daemon::start(&home).await;
+    daemon.say("main", "fresh", "bob", "hi").await;
+    daemon.wait_for_answers("main", "fresh", 1).await;
+    let requests = model.requests();
+    let system = requests[before..]
+        .iter()
+        .find(|r| r.last_user_text().unwrap_or_default().contains("hi"))
+        .and_then(|r| r.system_text())
+        .expect("the new conversation's request");
+    assert!(system.contains("## What I remember"), "{system}");
+    assert!(system.contains("Alice likes green tea"), "{system}");
+    let (status, _) = daemon.stop().await;
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_added_from_the_cli_is_in_the_prompt() {
+    let model = FakeLlmServer::start().await;
+    model.respond_with(script);
+    let home = Home::new(&openai_config(&model.openai_base_url()));
+    let data_dir = home.data_dir();
+    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let config = home.config_path();
+    let config = config.to_str().expect("utf-8 path");
+    let add = run_cli(
+        &[
+            "--config",
+            config,
+            "--data-dir",
+            data_dir,
+            "memory",
+            "add",
+            "--type",
+            "fact",
+            "The",
+            "deploy",
+            "is",
+            "on",
+            "Fridays",
+        ],
+        &[],
+        home.dir.path(),
+    );
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+
+    let daemon = Daemon::start(&home).await;
+    daemon.say("main", "c1", "carol", "hi").await;
+    daemon.wait_for_answers("main", "c1", 1).await;
+    let system = model.last_request().and_then(|r| r.system_text()).expect("a request");
+    assert!(system.contains("The deploy is on Fridays"), "{system}");
+    let (status, _) = daemon.stop().await;
+    assert!(status.success());
+}

@@ -1,0 +1,304 @@
+//! [`SqliteMemory`]: the typed memory graph of one agent on SQLite, behind
+//! [`spacebot_core::MemoryStore`].
+//!
+//! One file holds everything a memory owns: its row, its edges, its full-text index row and its
+//! embedding vector (migration `0002_memory.sql`). Every write (save, merge, forget, prune,
+//! reindex) is one transaction, and the FTS index and vectors follow the rows through triggers
+//! or in the same transaction, so no operation can leave a stale index or vector row behind.
+//!
+//! Recall is hybrid: a full-text list (FTS5, BM25), a vector list (exact cosine over an
+//! in-memory copy of the vectors, see `vectors.rs`) and a graph-walk list from the best hits
+//! of both, fused with Reciprocal Rank Fusion (k = 60). Visibility, type and time filters are
+//! part of every query that reads rows; the final rows are always read from SQLite with the
+//! filter, so nothing a reader may not see can come back.
+
+mod audience;
+mod maintain;
+mod recall;
+mod reindex;
+mod render;
+mod rows;
+mod vectors;
+mod write;
+
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use spacebot_core::{
+    AgentId, Edge, Embedder, KnowledgeQuery, ListQuery, MaintenanceOptions, MaintenanceReport, Memory, MemoryId,
+    MemoryStore, NewMemory, RecallHit, RecallQuery, SaveOutcome, StoreError, Visibility,
+};
+
+use crate::error::{Error, permanent, store_error};
+use crate::memory::audience::{Audience, Filter};
+use crate::memory::vectors::VectorIndex;
+use crate::sqlite::SqliteStore;
+
+pub use recall::{RRF_K, reciprocal_rank_fusion};
+pub use write::{ImportMark, MAX_CONTENT_BYTES, text_hash};
+
+/// The clock a store reads "now" from; tests inject a fixed one.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Saves at least this similar (cosine) to a live memory of the same type and scope merge into it.
+const MERGE_AT_WRITE: f32 = 0.95;
+
+/// The typed memory graph of an agent in one SQLite file (see the module docs).
+///
+/// Cloning is cheap; clones share the connection pool, the vector copy and the write lock.
+#[derive(Clone)]
+pub struct SqliteMemory {
+    pool: SqlitePool,
+    embedder: Arc<dyn Embedder>,
+    index: Arc<RwLock<VectorIndex>>,
+    /// Serialises this process's write transactions with the updates of the vector copy that
+    /// follow their commits, so the copy sees commits in commit order.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    clock: Clock,
+    merge_at_write: f32,
+}
+
+impl std::fmt::Debug for SqliteMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteMemory").field("embedder", &self.embedder.model_id()).finish_non_exhaustive()
+    }
+}
+
+impl SqliteMemory {
+    /// Opens (creating and migrating if needed) the memory database at `path`, embedding with
+    /// `embedder`, and loads the vectors of `embedder`'s model.
+    ///
+    /// When the file holds memories without a vector of this model (the embedder changed), they
+    /// are found by full-text and graph search only until [`reindex`](Self::reindex) runs;
+    /// [`pending_reindex`](Self::pending_reindex) says how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] naming `path` when the file can't be opened, migrated or read.
+    pub async fn open(path: &Path, embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
+        let store = SqliteStore::open(path).await?;
+        Self::new(&store, embedder).await.map_err(|source| Error::Load { path: path.to_owned(), source })
+    }
+
+    /// A fresh in-memory database, for tests.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open_in_memory`].
+    pub async fn open_in_memory(embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
+        let store = SqliteStore::open_in_memory().await?;
+        Self::new(&store, embedder)
+            .await
+            .map_err(|source| Error::Load { path: std::path::PathBuf::from(":memory:"), source })
+    }
+
+    /// The memory graph on an open store's database (it shares the store's connections).
+    ///
+    /// # Errors
+    ///
+    /// When the vectors can't be read.
+    pub async fn new(store: &SqliteStore, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
+        let memory = Self {
+            pool: store.pool.clone(),
+            index: Arc::new(RwLock::new(VectorIndex::new(embedder.dimensions()))),
+            embedder,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            clock: Arc::new(Utc::now),
+            merge_at_write: MERGE_AT_WRITE,
+        };
+        memory.ensure_index().await?;
+        Ok(memory)
+    }
+
+    /// Reads "now" from `clock` instead of the system clock (for tests of decay and prune).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the similarity at which a save merges into an existing memory of the same type and
+    /// scope (default 0.95; above 1.0 turns write-time merging off).
+    pub fn with_merge_similarity(mut self, similarity: f32) -> Self {
+        self.merge_at_write = similarity;
+        self
+    }
+
+    /// The embedder in use.
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
+    /// How many vectors the in-memory copy holds (live memories with a vector of this model).
+    pub fn vector_count(&self) -> usize {
+        self.read_index().len()
+    }
+
+    /// Closes the connection pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn read_index(&self) -> RwLockReadGuard<'_, VectorIndex> {
+        // A panic while holding the lock can't leave the index half-updated in a way that
+        // matters: the next generation check reloads it.
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_index(&self) -> RwLockWriteGuard<'_, VectorIndex> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Maps a visibility to an audience, resolving participants through the identity anchors.
+    async fn filter(&self, agent: &AgentId, visibility: &Visibility) -> Result<Filter, StoreError> {
+        let mapped = match visibility {
+            Visibility::Conversation { participants, .. } if !participants.is_empty() => {
+                let participants = serde_json::Value::from(participants.clone()).to_string();
+                sqlx::query_scalar::<_, String>(
+                    "SELECT human FROM human_identities
+                     WHERE agent = ?1 AND platform_id IN (SELECT value FROM json_each(?2))",
+                )
+                .bind(agent.as_str())
+                .bind(participants)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|error| store_error("resolve the participants' identities", error))?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Filter::new(agent.clone(), Audience::resolve(visibility, mapped)))
+    }
+
+    /// Reloads the vector copy when the database changed under it (another process wrote, or a
+    /// write could not be applied to the copy).
+    async fn ensure_index(&self) -> Result<(), StoreError> {
+        let current =
+            read_generation(&self.pool).await.map_err(|error| store_error("read the memory generation", error))?;
+        if self.read_index().generation() == Some(current) {
+            return Ok(());
+        }
+        let _writer = self.writer.lock().await;
+        self.reload_index_locked().await
+    }
+
+    /// Rebuilds the vector copy from one consistent snapshot. The caller holds the write lock.
+    async fn reload_index_locked(&self) -> Result<(), StoreError> {
+        let loaded = rows::load_vectors(&self.pool, self.embedder.model_id(), self.embedder.dimensions())
+            .await
+            .map_err(|error| store_error("load the memory vectors", error))?;
+        *self.write_index() = loaded;
+        Ok(())
+    }
+
+    /// Applies `change` to the vector copy after a commit that moved the database to
+    /// `generation`, or marks the copy stale when another writer got in between.
+    fn apply_to_index(&self, generation: i64, change: impl FnOnce(&mut VectorIndex)) {
+        let mut index = self.write_index();
+        if index.generation() == Some(generation - 1) {
+            change(&mut index);
+            index.set_generation(Some(generation));
+        } else {
+            index.set_generation(None);
+        }
+    }
+}
+
+/// The write generation of the file.
+async fn read_generation<'e>(executor: impl sqlx::SqliteExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM memory_meta WHERE key = 'generation'")
+        .fetch_one(executor)
+        .await
+}
+
+/// Bumps the write generation inside a write transaction and returns the new value.
+async fn bump_generation(transaction: &mut Transaction<'static, Sqlite>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE memory_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'
+         RETURNING CAST(value AS INTEGER)",
+    )
+    .fetch_one(&mut **transaction)
+    .await
+}
+
+fn millis(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn invalid(operation: &str, reason: impl std::fmt::Display) -> StoreError {
+    permanent(operation, reason)
+}
+
+#[async_trait]
+impl MemoryStore for SqliteMemory {
+    async fn save(&self, memory: NewMemory) -> Result<SaveOutcome, StoreError> {
+        let mut outcomes = self.save_marked(vec![(memory, None)]).await?;
+        outcomes.pop().ok_or_else(|| invalid("save a memory", "nothing was saved"))
+    }
+
+    /// Saves the memories in one transaction, with one call to the embedder: all or none.
+    async fn save_batch(&self, memories: Vec<NewMemory>) -> Result<Vec<SaveOutcome>, StoreError> {
+        self.save_marked(memories.into_iter().map(|memory| (memory, None)).collect()).await
+    }
+
+    async fn get(&self, agent: &AgentId, id: &MemoryId) -> Result<Option<Memory>, StoreError> {
+        rows::get(&self.pool, agent, id).await.map_err(|error| store_error(format!("read memory {id}"), error))
+    }
+
+    async fn get_visible(
+        &self,
+        agent: &AgentId,
+        id: &MemoryId,
+        visibility: &Visibility,
+    ) -> Result<Option<Memory>, StoreError> {
+        let filter = self.filter(agent, visibility).await?;
+        let rows = rows::load_admitted(&self.pool, &filter, std::slice::from_ref(id))
+            .await
+            .map_err(|error| store_error(format!("read memory {id}"), error))?;
+        Ok(rows.into_iter().next().map(rows::MemoryRow::into_memory))
+    }
+
+    async fn recall(&self, query: RecallQuery) -> Result<Vec<RecallHit>, StoreError> {
+        self.recall_hybrid(query).await
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<Vec<Memory>, StoreError> {
+        let filter = self.filter(&query.agent, &query.visibility).await?;
+        let filter = Filter { kinds: query.kinds.clone(), ..filter };
+        rows::list(&self.pool, &filter, &query).await.map_err(|error| store_error("list memories", error))
+    }
+
+    async fn forget(&self, agent: &AgentId, id: &MemoryId) -> Result<bool, StoreError> {
+        self.forget_one(agent, id).await
+    }
+
+    async fn link(&self, agent: &AgentId, edge: Edge) -> Result<(), StoreError> {
+        self.link_edge(agent, edge).await
+    }
+
+    async fn edges(&self, agent: &AgentId, id: &MemoryId) -> Result<Vec<Edge>, StoreError> {
+        rows::edges(&self.pool, agent, id).await.map_err(|error| store_error(format!("read the edges of {id}"), error))
+    }
+
+    async fn link_identity(&self, agent: &AgentId, platform_id: &str, human: &str) -> Result<(), StoreError> {
+        self.link_identity_inner(agent, platform_id, human).await
+    }
+
+    async fn render_knowledge(&self, query: KnowledgeQuery) -> Result<String, StoreError> {
+        self.render(query).await
+    }
+
+    async fn maintain(&self, agent: &AgentId, options: MaintenanceOptions) -> Result<MaintenanceReport, StoreError> {
+        self.maintain_pass(agent, options).await
+    }
+}

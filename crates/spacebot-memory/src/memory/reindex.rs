@@ -1,0 +1,196 @@
+//! Reindexing: embedding every live memory that has no vector of the current embedder's model
+//! (after the embedder changed, or for memories saved while a vector could not be made), and
+//! dropping vectors of other models. Batch by batch, each batch one transaction, with progress
+//! reported to the caller.
+
+use std::sync::Arc;
+
+use spacebot_core::{MemoryId, MemoryType, StoreError};
+
+use crate::error::store_error;
+use crate::memory::maintain::set_meta_in;
+use crate::memory::rows::encode_vector;
+use crate::memory::vectors::{Entry, NewVectors};
+use crate::memory::{SqliteMemory, bump_generation};
+
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    seq: i64,
+    id: String,
+    agent: String,
+    kind: String,
+    private: i64,
+    human: Option<String>,
+    conversation: Option<String>,
+    scope_key: String,
+    created_at: i64,
+    content: String,
+    content_hash: String,
+}
+
+impl SqliteMemory {
+    /// How many live memories have no vector of the current model.
+    ///
+    /// # Errors
+    ///
+    /// When the database can't be read.
+    pub async fn pending_reindex(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memories m
+             WHERE m.forgotten_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_seq = m.seq AND v.model = ?1)",
+        )
+        .bind(self.embedder.model_id())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| store_error("count memories to reindex", error))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Embeds, `batch` memories at a time, every live memory without a vector of the current
+    /// model, calling `progress(done, total)` after each batch. Returns how many were embedded.
+    /// Interrupted, it resumes where it stopped: each batch is committed on its own.
+    ///
+    /// # Errors
+    ///
+    /// When the embedder or the database fails; batches committed before stay committed.
+    pub async fn reindex(&self, batch: usize, progress: &mut (dyn FnMut(u64, u64) + Send)) -> Result<u64, StoreError> {
+        let model = self.embedder.model_id().to_owned();
+        let total = self.pending_reindex().await?;
+        let batch = batch.max(1);
+        let mut done = 0u64;
+        progress(done, total);
+        // Each round makes progress or ends: rows whose vector lands leave the pending set, and a
+        // round where none could be written (all changed meanwhile) stops the loop.
+        loop {
+            let rows: Vec<PendingRow> = sqlx::query_as(
+                "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key, m.created_at,
+                        m.content, m.content_hash
+                 FROM memories m
+                 WHERE m.forgotten_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_seq = m.seq AND v.model = ?1)
+                 ORDER BY m.seq LIMIT ?2",
+            )
+            .bind(&model)
+            .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| store_error("read memories to reindex", error))?;
+            if rows.is_empty() {
+                break;
+            }
+            let texts: Vec<String> = rows.iter().map(|row| row.content.clone()).collect();
+            let mut vectors = self
+                .embedder
+                .embed(&texts)
+                .await
+                .map_err(|error| StoreError::new(format!("can't reindex: {error}"), false).with_source(error))?;
+            if vectors.len() != rows.len() || vectors.iter().any(|v| v.len() != self.embedder.dimensions()) {
+                return Err(StoreError::new("can't reindex: the embedder returned vectors of the wrong shape", false));
+            }
+            for vector in &mut vectors {
+                crate::embed::normalize(vector);
+            }
+            let _writer = self.writer.lock().await;
+            self.ensure_index_locked().await?;
+            let result: Result<(NewVectors, i64), sqlx::Error> = async {
+                let mut transaction = self.begin_write().await?;
+                let mut written = Vec::new();
+                for (row, vector) in rows.iter().zip(vectors) {
+                    // Only if the memory is still live with the content that was embedded.
+                    let done = sqlx::query(
+                        "INSERT INTO memory_vectors (memory_seq, model, vector)
+                         SELECT seq, ?2, ?3 FROM memories WHERE seq = ?1 AND forgotten_at IS NULL AND content_hash = ?4
+                         ON CONFLICT (memory_seq) DO UPDATE SET model = excluded.model, vector = excluded.vector",
+                    )
+                    .bind(row.seq)
+                    .bind(&model)
+                    .bind(encode_vector(&vector))
+                    .bind(&row.content_hash)
+                    .execute(&mut *transaction)
+                    .await?;
+                    if done.rows_affected() > 0 {
+                        written.push((entry_of(row), vector));
+                    }
+                }
+                let generation = bump_generation(&mut transaction).await?;
+                transaction.commit().await?;
+                Ok((written, generation))
+            }
+            .await;
+            let (written, generation) = result.map_err(|error| store_error("store reindexed vectors", error))?;
+            let count = written.len() as u64;
+            self.apply_to_index(generation, |index| {
+                for (entry, vector) in written {
+                    index.upsert(entry, &vector);
+                }
+            });
+            if count == 0 {
+                break;
+            }
+            done += count;
+            progress(done.min(total.max(done)), total.max(done));
+        }
+        self.finish_reindex(&model).await?;
+        Ok(done)
+    }
+
+    /// Drops vectors of other models and records the model, so maintenance re-examines every
+    /// memory with the new vectors.
+    async fn finish_reindex(&self, model: &str) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        let result: Result<(), sqlx::Error> = async {
+            let mut transaction = self.begin_write().await?;
+            let dropped = sqlx::query("DELETE FROM memory_vectors WHERE model <> ?1")
+                .bind(model)
+                .execute(&mut *transaction)
+                .await?;
+            let previous: Option<String> = sqlx::query_scalar("SELECT value FROM memory_meta WHERE key = 'embedder'")
+                .fetch_optional(&mut *transaction)
+                .await?;
+            if dropped.rows_affected() > 0 || previous.as_deref() != Some(model) {
+                set_meta_in(&mut transaction, "merge_through", 0).await?;
+                set_meta_in(&mut transaction, "link_through", 0).await?;
+            }
+            set_meta_in(&mut transaction, "embedder", model).await?;
+            bump_generation(&mut transaction).await?;
+            transaction.commit().await
+        }
+        .await;
+        result.map_err(|error| store_error("finish the reindex", error))?;
+        // Other models' vectors were never in the copy, so it is still right; only its
+        // generation moved.
+        let current = crate::memory::read_generation(&self.pool)
+            .await
+            .map_err(|error| store_error("read the memory generation", error))?;
+        self.apply_to_index(current, |_| {});
+        Ok(())
+    }
+
+    /// The embedder model recorded by the last reindex (`None` before the first).
+    ///
+    /// # Errors
+    ///
+    /// When the database can't be read.
+    pub async fn indexed_model(&self) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM memory_meta WHERE key = 'embedder'")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|error| store_error("read the embedder model", error))
+    }
+}
+
+fn entry_of(row: &PendingRow) -> Entry {
+    Entry {
+        seq: row.seq,
+        id: MemoryId::from(row.id.as_str()),
+        agent: Arc::from(row.agent.as_str()),
+        kind: MemoryType::from_label(&row.kind).unwrap_or(MemoryType::Fact),
+        private: row.private != 0,
+        human: row.human.as_deref().map(Arc::from),
+        conversation: row.conversation.as_deref().map(Arc::from),
+        scope_key: Arc::from(row.scope_key.as_str()),
+        created_at: row.created_at,
+        partition: 0,
+    }
+}

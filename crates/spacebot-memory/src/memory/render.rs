@@ -1,0 +1,116 @@
+//! The knowledge render: a deterministic summary of the most important memories per type, for
+//! a conversation's system prompt. No model call, no write (rendering records no access), and
+//! the same store state always renders the same bytes: entries are ordered by importance, then
+//! creation time, then id, and show the creation date, which no maintenance step rewrites.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Sqlite};
+
+use spacebot_core::{KnowledgeQuery, MemoryType, StoreError};
+
+use crate::error::store_error;
+use crate::memory::SqliteMemory;
+use crate::memory::rows::{COLUMNS, MemoryRow, from_millis};
+
+/// The longest entry line, in characters, before it is cut with an ellipsis.
+const MAX_ENTRY_CHARS: usize = 200;
+
+/// The render's first line.
+pub(crate) const HEADING: &str = "## What I remember\n";
+
+/// One entry line: the first non-empty line of the content, cut to length, the person it is
+/// private to, and the day it was saved.
+fn entry_line(row: &MemoryRow) -> String {
+    let first = row.content.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
+    let mut text: String = first.chars().take(MAX_ENTRY_CHARS).collect();
+    if first.chars().count() > MAX_ENTRY_CHARS || row.content.trim() != first {
+        text.push('…');
+    }
+    let person = match (&row.human, row.private) {
+        (Some(human), 1) => format!("[{human}] "),
+        _ => String::new(),
+    };
+    format!("- {person}{text} ({})\n", from_millis(row.created_at).format("%Y-%m-%d"))
+}
+
+fn section_header(kind: MemoryType, shown: usize, total: usize) -> String {
+    format!("\n### {} ({shown} of {total})\n", kind.plural())
+}
+
+impl SqliteMemory {
+    pub(crate) async fn render(&self, query: KnowledgeQuery) -> Result<String, StoreError> {
+        let filter = self.filter(&query.agent, &query.visibility).await?;
+        let mut counts =
+            QueryBuilder::<Sqlite>::new("SELECT m.kind, COUNT(*) FROM memories m WHERE m.forgotten_at IS NULL");
+        filter.push_sql(&mut counts);
+        counts.push(" GROUP BY m.kind");
+        let counts: Vec<(String, i64)> = counts
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|error| store_error("count memories for the render", error))?;
+        let counts: HashMap<String, usize> =
+            counts.into_iter().map(|(kind, count)| (kind, usize::try_from(count).unwrap_or(0))).collect();
+        if counts.values().all(|count| *count == 0) || query.per_type == 0 {
+            return Ok(String::new());
+        }
+
+        // One query per type, each walking the (agent, kind, importance) index from the top.
+        let mut by_kind: HashMap<&'static str, Vec<MemoryRow>> = HashMap::new();
+        for kind in MemoryType::ALL {
+            if counts.get(kind.label()).copied().unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut top = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {COLUMNS} FROM memories m WHERE m.forgotten_at IS NULL AND m.kind = "
+            ));
+            top.push_bind(kind.label());
+            filter.push_sql(&mut top);
+            top.push(" ORDER BY m.importance DESC, m.created_at, m.id LIMIT ")
+                .push_bind(i64::try_from(query.per_type).unwrap_or(i64::MAX));
+            let rows: Vec<MemoryRow> = top
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|error| store_error("read memories for the render", error))?;
+            by_kind.insert(kind.label(), rows);
+        }
+
+        let mut out = String::from(HEADING);
+        if out.len() > query.max_chars {
+            return Ok(String::new());
+        }
+        for kind in MemoryType::ALL {
+            let total = counts.get(kind.label()).copied().unwrap_or(0);
+            let Some(rows) = by_kind.get(kind.label()) else { continue };
+            let lines: Vec<String> = rows.iter().map(entry_line).collect();
+            // As many lines as fit with their header; a section never appears empty.
+            let mut shown = 0;
+            let mut body_len = 0;
+            while shown < lines.len() {
+                let next = body_len + lines[shown].len();
+                if out.len() + section_header(kind, shown + 1, total).len() + next > query.max_chars {
+                    break;
+                }
+                body_len = next;
+                shown += 1;
+            }
+            if shown == 0 {
+                break;
+            }
+            out.push_str(&section_header(kind, shown, total));
+            for line in &lines[..shown] {
+                out.push_str(line);
+            }
+            if shown < lines.len() {
+                // Out of budget: later sections would be partial views of less important types.
+                break;
+            }
+        }
+        if out == HEADING {
+            return Ok(String::new());
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,224 @@
+//! Reading memories: row mapping, single reads, listings, edges, and the vector load.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::{QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
+
+use spacebot_core::{
+    AgentId, ConversationId, Edge, ListOrder, ListQuery, Memory, MemoryId, MemoryScope, MemoryType, RelationKind,
+};
+
+use crate::memory::audience::Filter;
+use crate::memory::read_generation;
+use crate::memory::vectors::{Entry, VectorIndex};
+
+/// The columns every memory read selects, from the table aliased `m`.
+pub(crate) const COLUMNS: &str = "m.id, m.agent, m.kind, m.content, m.importance, m.access_count, \
+     m.created_at, m.updated_at, m.accessed_at, m.source, m.conversation, m.human, m.private, m.forgotten_at";
+
+/// One row of `memories` as reads select it ([`COLUMNS`]).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct MemoryRow {
+    pub(crate) id: String,
+    pub(crate) agent: String,
+    pub(crate) kind: String,
+    pub(crate) content: String,
+    pub(crate) importance: f64,
+    pub(crate) access_count: i64,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) accessed_at: i64,
+    pub(crate) source: Option<String>,
+    pub(crate) conversation: Option<String>,
+    pub(crate) human: Option<String>,
+    pub(crate) private: i64,
+    pub(crate) forgotten_at: Option<i64>,
+}
+
+pub(crate) fn from_millis(millis: i64) -> DateTime<Utc> {
+    // Stored times come from `DateTime::timestamp_millis`, so they are in range; a damaged value
+    // reads as the epoch rather than failing the whole read.
+    DateTime::from_timestamp_millis(millis).unwrap_or_default()
+}
+
+impl MemoryRow {
+    pub(crate) fn into_memory(self) -> Memory {
+        // The CHECK constraint admits only known labels; a row written by a newer version with a
+        // type this one does not know reads as a fact.
+        let kind = MemoryType::from_label(&self.kind).unwrap_or(MemoryType::Fact);
+        let mut scope = MemoryScope::agent(AgentId::from(self.agent));
+        scope.conversation = self.conversation.map(ConversationId::from);
+        scope.human = self.human;
+        scope.private = self.private != 0;
+        let mut memory = Memory::new(MemoryId::from(self.id), kind, self.content, scope);
+        memory.importance = self.importance as f32;
+        memory.source = self.source;
+        memory.access_count = u64::try_from(self.access_count).unwrap_or(0);
+        memory.created_at = from_millis(self.created_at);
+        memory.updated_at = from_millis(self.updated_at);
+        memory.accessed_at = from_millis(self.accessed_at);
+        memory.forgotten = self.forgotten_at.is_some();
+        memory
+    }
+}
+
+/// One memory of `agent` by id, forgotten or not.
+pub(crate) async fn get(pool: &SqlitePool, agent: &AgentId, id: &MemoryId) -> Result<Option<Memory>, sqlx::Error> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM memories m WHERE m.id = "));
+    query.push_bind(id.as_str().to_owned()).push(" AND m.agent = ").push_bind(agent.as_str().to_owned());
+    let row: Option<MemoryRow> = query.build_query_as().fetch_optional(pool).await?;
+    Ok(row.map(MemoryRow::into_memory))
+}
+
+/// Live memories among `ids` that `filter` admits, in no particular order.
+pub(crate) async fn load_admitted<'e>(
+    executor: impl SqliteExecutor<'e>,
+    filter: &Filter,
+    ids: &[MemoryId],
+) -> Result<Vec<MemoryRow>, sqlx::Error> {
+    let ids: Vec<&str> = ids.iter().map(MemoryId::as_str).collect();
+    let mut query = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {COLUMNS} FROM memories m WHERE m.forgotten_at IS NULL AND m.id IN (SELECT value FROM json_each("
+    ));
+    query.push_bind(serde_json::Value::from(ids).to_string()).push("))");
+    filter.push_sql_for(&mut query, false);
+    query.build_query_as().fetch_all(executor).await
+}
+
+/// A listing (see [`ListQuery`]).
+pub(crate) async fn list(pool: &SqlitePool, filter: &Filter, list: &ListQuery) -> Result<Vec<Memory>, sqlx::Error> {
+    let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM memories m WHERE 1 = 1"));
+    if !list.include_forgotten {
+        query.push(" AND m.forgotten_at IS NULL");
+    }
+    filter.push_sql(&mut query);
+    query.push(match list.order {
+        ListOrder::Importance => " ORDER BY m.importance DESC, m.created_at DESC, m.id",
+        ListOrder::MostAccessed => " ORDER BY m.access_count DESC, m.created_at DESC, m.id",
+        _ => " ORDER BY m.created_at DESC, m.id",
+    });
+    query.push(" LIMIT ").push_bind(i64::try_from(list.limit).unwrap_or(i64::MAX));
+    query.push(" OFFSET ").push_bind(i64::try_from(list.offset).unwrap_or(i64::MAX));
+    let rows: Vec<MemoryRow> = query.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().map(MemoryRow::into_memory).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct EdgeRow {
+    source: String,
+    target: String,
+    kind: String,
+    weight: f64,
+}
+
+impl EdgeRow {
+    fn into_edge(self) -> Edge {
+        let kind = RelationKind::from_label(&self.kind).unwrap_or(RelationKind::RelatedTo);
+        Edge::new(MemoryId::from(self.source), MemoryId::from(self.target), kind, self.weight as f32)
+    }
+}
+
+/// Every edge touching `id`, outgoing first, in a stable order.
+pub(crate) async fn edges(pool: &SqlitePool, agent: &AgentId, id: &MemoryId) -> Result<Vec<Edge>, sqlx::Error> {
+    let rows: Vec<EdgeRow> = sqlx::query_as(
+        "SELECT e.source, e.target, e.kind, e.weight FROM memory_edges e
+         JOIN memories m ON m.id = ?1 AND m.agent = ?2
+         WHERE e.source = ?1 OR e.target = ?1
+         ORDER BY e.source <> ?1, e.source, e.target, e.kind",
+    )
+    .bind(id.as_str())
+    .bind(agent.as_str())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(EdgeRow::into_edge).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct VectorRow {
+    seq: i64,
+    id: String,
+    agent: String,
+    kind: String,
+    private: i64,
+    human: Option<String>,
+    conversation: Option<String>,
+    scope_key: String,
+    created_at: i64,
+    vector: Vec<u8>,
+}
+
+/// The vectors of `model` of every live memory, with the generation they reflect, read in one
+/// snapshot.
+pub(crate) async fn load_vectors(
+    pool: &SqlitePool,
+    model: &str,
+    dimensions: usize,
+) -> Result<VectorIndex, sqlx::Error> {
+    let mut snapshot = pool.begin().await?;
+    let generation = read_generation(&mut *snapshot).await?;
+    let rows: Vec<VectorRow> = sqlx::query_as(
+        "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key, m.created_at, v.vector
+         FROM memory_vectors v JOIN memories m ON m.seq = v.memory_seq
+         WHERE v.model = ?1 AND m.forgotten_at IS NULL
+         ORDER BY m.seq",
+    )
+    .bind(model)
+    .fetch_all(&mut *snapshot)
+    .await?;
+    snapshot.commit().await?;
+    let mut index = VectorIndex::new(dimensions);
+    let mut agents: Vec<Arc<str>> = Vec::new();
+    for row in rows {
+        let Some(vector) = decode_vector(&row.vector, dimensions) else { continue };
+        // Share the agent string: files usually hold one agent's memories.
+        let agent = match agents.iter().find(|known| ***known == *row.agent) {
+            Some(known) => known.clone(),
+            None => {
+                let agent: Arc<str> = Arc::from(row.agent.as_str());
+                agents.push(agent.clone());
+                agent
+            }
+        };
+        let entry = Entry {
+            seq: row.seq,
+            id: MemoryId::from(row.id),
+            agent,
+            kind: MemoryType::from_label(&row.kind).unwrap_or(MemoryType::Fact),
+            private: row.private != 0,
+            human: row.human.map(Arc::from),
+            conversation: row.conversation.map(Arc::from),
+            scope_key: Arc::from(row.scope_key),
+            created_at: row.created_at,
+            partition: 0,
+        };
+        index.upsert(entry, &vector);
+    }
+    index.set_generation(Some(generation));
+    Ok(index)
+}
+
+/// Little-endian f32s, as stored.
+pub(crate) fn encode_vector(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The vector in `bytes`, if it has `dimensions` floats.
+pub(crate) fn decode_vector(bytes: &[u8], dimensions: usize) -> Option<Vec<f32>> {
+    if bytes.len() != dimensions * 4 {
+        return None;
+    }
+    Some(bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_through_their_encoding() {
+        let vector = vec![0.25, -1.5, 3.0e-8];
+        assert_eq!(decode_vector(&encode_vector(&vector), 3), Some(vector));
+        assert_eq!(decode_vector(&[0, 0, 0], 1), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! Maintenance: decay, prune, merge, link, and their bounds.
+
+use std::time::Duration;
+
+use spacebot_core::{AgentId, MaintenanceOptions, MemoryStore, MemoryType, RelationKind};
+
+use crate::memory_support::{save, shared, store};
+
+fn agent() -> AgentId {
+    AgentId::from("main")
+}
+
+/// Anchor defect: decay rewrote `updated_at`, so renders churned on every pass.
+#[tokio::test]
+async fn anchor_defect_decay_never_rewrites_content_timestamps() {
+    let (store, clock) = store().await;
+    let id = save(&store, MemoryType::Fact, "The wiki moved to Notion", shared()).await;
+    let before = store.get(&agent(), &id).await.unwrap().unwrap();
+    clock.advance_days(40);
+    let report = store.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    assert_eq!(report.decayed, 1);
+    let after = store.get(&agent(), &id).await.unwrap().unwrap();
+    assert!(after.importance < before.importance);
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(after.created_at, before.created_at);
+    // 40 days idle, 7 of them grace: 0.6 × 0.97^33.
+    let expected = 0.6 * 0.97f64.powf(33.0);
+    assert!((f64::from(after.importance) - expected).abs() < 1e-4, "{} vs {expected}", after.importance);
+}
+
+#[tokio::test]
+async fn decay_does_not_depend_on_how_often_it_runs() {
+    let (often, often_clock) = store().await;
+    let (once, once_clock) = store().await;
+    let a = save(&often, MemoryType::Goal, "Reach 99.9% uptime", shared()).await;
+    let b = save(&once, MemoryType::Goal, "Reach 99.9% uptime", shared()).await;
+    for _ in 0..6 {
+        often_clock.advance_days(5);
+        often.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    }
+    once_clock.advance_days(30);
+    once.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    let a = often.get(&agent(), &a).await.unwrap().unwrap().importance;
+    let b = once.get(&agent(), &b).await.unwrap().unwrap().importance;
+    assert!((a - b).abs() < 1e-5, "six passes {a} vs one pass {b}");
+}
+
+#[tokio::test]
+async fn recently_recalled_and_identity_memories_do_not_decay() {
+    let (store, clock) = store().await;
+    let identity = save(&store, MemoryType::Identity, "I am Spacebot, the team's assistant", shared()).await;
+    let used = save(&store, MemoryType::Fact, "Deploys need two approvals", shared()).await;
+    clock.advance_days(20);
+    store
+        .recall(spacebot_core::RecallQuery::new("main", "deploy approvals").with_kinds([MemoryType::Fact]))
+        .await
+        .unwrap();
+    clock.advance_days(3);
+    store.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    assert_eq!(store.get(&agent(), &identity).await.unwrap().unwrap().importance, 1.0);
+    assert_eq!(
+        store.get(&agent(), &used).await.unwrap().unwrap().importance,
+        0.6,
+        "recalled 3 days ago: in its grace period"
+    );
+}
+
+#[tokio::test]
+async fn prune_deletes_faded_memories_but_never_identities() {
+    let (store, clock) = store().await;
+    let faded = save(&store, MemoryType::Observation, "Someone mentioned tabs once", shared()).await;
+    let identity = store
+        .save(spacebot_core::NewMemory::new(MemoryType::Identity, "Name: Spacebot", shared()).with_importance(0.05))
+        .await
+        .unwrap()
+        .id;
+    clock.advance_days(120);
+    let report = store.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    assert_eq!(report.pruned, 1);
+    assert!(store.get(&agent(), &faded).await.unwrap().is_none());
+    assert!(store.get(&agent(), &identity).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn merge_absorbs_duplicates_within_a_type_and_moves_their_edges() {
+    let (store, _) = store().await;
+    let store = store.with_merge_similarity(2.0);
+    let keep = store
+        .save(
+            spacebot_core::NewMemory::new(MemoryType::Fact, "Redis holds the sessions", shared()).with_importance(0.9),
+        )
+        .await
+        .unwrap()
+        .id;
+    let dup = save(&store, MemoryType::Fact, "Redis holds the sessions.", shared()).await;
+    let other_type = save(&store, MemoryType::Decision, "Redis holds the sessions!", shared()).await;
+    let elsewhere = save(&store, MemoryType::Event, "Redis was upgraded to 7.2", shared()).await;
+    store
+        .link(&agent(), spacebot_core::Edge::new(dup.clone(), elsewhere.clone(), RelationKind::CausedBy, 0.7))
+        .await
+        .unwrap();
+
+    let report = store.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    assert_eq!(report.merged, 1);
+    assert!(store.get(&agent(), &dup).await.unwrap().unwrap().forgotten);
+    assert!(
+        !store.get(&agent(), &other_type).await.unwrap().unwrap().forgotten,
+        "a decision is not merged into a fact"
+    );
+    let edges = store.edges(&agent(), &keep).await.unwrap();
+    assert!(edges.iter().any(|e| e.target == elsewhere && e.kind == RelationKind::CausedBy), "{edges:?}");
+    assert!(edges.iter().any(|e| e.target == dup && e.kind == RelationKind::Updates), "{edges:?}");
+    assert_eq!(store.get(&agent(), &keep).await.unwrap().unwrap().importance, 0.9);
+}
+
+#[tokio::test]
+async fn linking_connects_related_memories_once() {
+    let (store, _) = store().await;
+    let a = save(&store, MemoryType::Fact, "Postgres backups are stored in S3 bucket ops-backups", shared()).await;
+    let b =
+        save(&store, MemoryType::Decision, "Postgres backups stored in S3 bucket ops-backups daily", shared()).await;
+    let mut options = MaintenanceOptions::default();
+    options.link_similarity = 0.5;
+    let report = store.maintain(&agent(), options.clone()).await.unwrap();
+    assert!(report.linked >= 1, "{report:?}");
+    let edges = store.edges(&agent(), &a).await.unwrap();
+    assert!(edges.iter().any(|e| e.kind == RelationKind::RelatedTo && (e.source == b || e.target == b)), "{edges:?}");
+    let again = store.maintain(&agent(), options).await.unwrap();
+    assert_eq!(again.linked, 0, "already linked memories are not looked at again");
+}
+
+#[tokio::test]
+async fn a_pass_stops_when_its_time_budget_is_spent() {
+    let (store, clock) = store().await;
+    let id = save(&store, MemoryType::Fact, "Old news", shared()).await;
+    clock.advance_days(60);
+    let report =
+        store.maintain(&agent(), MaintenanceOptions::default().with_time_budget(Duration::ZERO)).await.unwrap();
+    assert!(!report.complete);
+    assert_eq!(report.decayed, 0);
+    assert_eq!(store.get(&agent(), &id).await.unwrap().unwrap().importance, 0.6);
+    let report = store.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    assert!(report.complete, "{report:?}");
+}
+
+#[tokio::test]
+async fn invalid_options_are_rejected() {
+    let (store, _) = store().await;
+    let mut options = MaintenanceOptions::default();
+    options.decay_per_day = 1.5;
+    assert!(store.maintain(&agent(), options).await.is_err());
+}

@@ -1,0 +1,171 @@
+//! The model and writes: defaults, idempotency, write-time merges, edges, identities, validation.
+
+use spacebot_core::{
+    AgentId, Edge, ListQuery, MemoryStore, MemoryType, NewEdge, NewMemory, RelationKind, SaveStatus, Visibility,
+};
+
+use crate::memory_support::{private, recall, save, shared, store};
+
+#[tokio::test]
+async fn a_new_memory_has_its_type_default_and_equal_timestamps() {
+    let (store, clock) = store().await;
+    let id = save(&store, MemoryType::Decision, "We ship on Fridays", shared().with_conversation("c1")).await;
+    let memory = store.get(&AgentId::from("main"), &id).await.unwrap().unwrap();
+    assert_eq!(memory.kind, MemoryType::Decision);
+    assert_eq!(memory.importance, 0.8);
+    assert_eq!(memory.access_count, 0);
+    assert!(!memory.forgotten);
+    assert_eq!(memory.created_at, clock.now());
+    assert_eq!(memory.updated_at, memory.created_at);
+    assert_eq!(memory.accessed_at, memory.created_at);
+    assert_eq!(memory.scope.conversation.as_ref().map(|c| c.as_str()), Some("c1"));
+}
+
+#[tokio::test]
+async fn saving_the_same_content_twice_is_idempotent() {
+    let (store, _) = store().await;
+    let first = store.save(NewMemory::new(MemoryType::Fact, "The office is in Lyon", shared())).await.unwrap();
+    let again = store.save(NewMemory::new(MemoryType::Fact, "The  office is in Lyon\n", shared())).await.unwrap();
+    assert_eq!(first.status, SaveStatus::Created);
+    assert_eq!(again.status, SaveStatus::Unchanged);
+    assert_eq!(again.id, first.id);
+    assert_eq!(store.list(ListQuery::new("main")).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_near_duplicate_of_the_same_type_merges_and_keeps_the_higher_importance() {
+    let (store, _) = store().await;
+    let first = save(&store, MemoryType::Preference, "Alice prefers green tea in the morning", shared()).await;
+    let merged = store
+        .save(
+            NewMemory::new(MemoryType::Preference, "In the morning Alice prefers green tea.", shared())
+                .with_importance(0.95),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.status, SaveStatus::Merged);
+    assert_eq!(merged.id, first);
+    let memory = store.get(&AgentId::from("main"), &first).await.unwrap().unwrap();
+    assert_eq!(memory.importance, 0.95);
+    assert_eq!(memory.content, "Alice prefers green tea in the morning", "the existing text is kept");
+}
+
+/// Anchor defect: maintenance merged memories of different types (a preference into a fact).
+#[tokio::test]
+async fn anchor_defect_near_duplicates_of_different_types_or_scopes_never_merge() {
+    let (store, _) = store().await;
+    let fact = save(&store, MemoryType::Fact, "Alice prefers green tea in the morning", shared()).await;
+    let preference = store
+        .save(NewMemory::new(MemoryType::Preference, "Alice prefers green tea in the morning.", shared()))
+        .await
+        .unwrap();
+    assert_eq!(preference.status, SaveStatus::Created);
+    assert_ne!(preference.id, fact);
+    let private_copy = store
+        .save(NewMemory::new(MemoryType::Fact, "Alice prefers green tea in the morning!", private("alice")))
+        .await
+        .unwrap();
+    assert_eq!(private_copy.status, SaveStatus::Created, "a private memory is not merged into a shared one");
+    let same_text_private = store
+        .save(NewMemory::new(MemoryType::Fact, "Alice prefers green tea in the morning", private("bob")))
+        .await
+        .unwrap();
+    assert_eq!(same_text_private.status, SaveStatus::Created, "identical text in another scope is its own memory");
+}
+
+#[tokio::test]
+async fn edges_are_created_on_save_and_unique_per_source_target_and_kind() {
+    let (store, _) = store().await;
+    let agent = AgentId::from("main");
+    let old = save(&store, MemoryType::Fact, "The standup is at 9:00", shared()).await;
+    let new = store
+        .save(
+            NewMemory::new(MemoryType::Fact, "The standup moved to 10:30 from next week", shared())
+                .with_edge(NewEdge::new(old.clone(), RelationKind::Updates))
+                .with_edge(NewEdge::new("no-such-memory", RelationKind::Contradicts)),
+        )
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(
+        store.edges(&agent, &new).await.unwrap(),
+        vec![Edge::new(new.clone(), old.clone(), RelationKind::Updates, 1.0)]
+    );
+    store.link(&agent, Edge::new(new.clone(), old.clone(), RelationKind::Updates, 0.4)).await.unwrap();
+    store.link(&agent, Edge::new(new.clone(), old.clone(), RelationKind::Contradicts, 0.9)).await.unwrap();
+    let edges = store.edges(&agent, &old).await.unwrap();
+    assert_eq!(edges.len(), 2, "{edges:?}");
+    assert!(
+        edges.contains(&Edge::new(new.clone(), old.clone(), RelationKind::Updates, 0.4)),
+        "weight updated in place"
+    );
+    assert!(store.link(&agent, Edge::new(new.clone(), new.clone(), RelationKind::RelatedTo, 1.0)).await.is_err());
+    assert!(store.link(&agent, Edge::new(new, "missing", RelationKind::RelatedTo, 1.0)).await.is_err());
+}
+
+#[tokio::test]
+async fn invalid_saves_are_rejected_with_a_reason() {
+    let (store, _) = store().await;
+    let empty = store.save(NewMemory::new(MemoryType::Fact, "  \n", shared())).await.unwrap_err();
+    assert!(empty.to_string().contains("empty"), "{empty}");
+    let long = store.save(NewMemory::new(MemoryType::Fact, "x".repeat(50_001), shared())).await.unwrap_err();
+    assert!(long.to_string().contains("50000"), "{long}");
+    let mut nobody = shared();
+    nobody.private = true;
+    let nobody = store.save(NewMemory::new(MemoryType::Fact, "secret", nobody)).await.unwrap_err();
+    assert!(nobody.to_string().contains("private"), "{nobody}");
+    assert!(!nobody.is_transient());
+}
+
+#[tokio::test]
+async fn forgetting_is_soft_and_happens_once() {
+    let (store, _) = store().await;
+    let agent = AgentId::from("main");
+    let id = save(&store, MemoryType::Todo, "Renew the TLS certificate", shared()).await;
+    assert!(store.forget(&agent, &id).await.unwrap());
+    assert!(!store.forget(&agent, &id).await.unwrap(), "a second forget finds nothing live");
+    assert!(store.get(&agent, &id).await.unwrap().unwrap().forgotten, "still readable by id");
+    assert!(recall(&store, "TLS certificate", Visibility::Operator).await.is_empty());
+    assert!(store.list(ListQuery::new("main")).await.unwrap().is_empty());
+    assert_eq!(store.list(ListQuery::new("main").including_forgotten()).await.unwrap().len(), 1);
+    let again = store.save(NewMemory::new(MemoryType::Todo, "Renew the TLS certificate", shared())).await.unwrap();
+    assert_eq!(again.status, SaveStatus::Created, "forgotten content can be learned again");
+}
+
+#[tokio::test]
+async fn identity_anchors_map_several_platform_ids_to_one_person() {
+    let (store, _) = store().await;
+    let agent = AgentId::from("main");
+    let before = save(&store, MemoryType::Preference, "Prefers replies in French", private("discord:42")).await;
+    store.link_identity(&agent, "discord:42", "alice").await.unwrap();
+    store.link_identity(&agent, "slack:U7", "alice").await.unwrap();
+    let after = save(&store, MemoryType::Fact, "Is allergic to peanuts", private("slack:U7")).await;
+    assert_eq!(store.get(&agent, &before).await.unwrap().unwrap().scope.human.as_deref(), Some("alice"));
+    assert_eq!(store.get(&agent, &after).await.unwrap().unwrap().scope.human.as_deref(), Some("alice"));
+
+    let on_slack = recall(&store, "French replies peanuts", Visibility::conversation("slack:C1", ["slack:U7"])).await;
+    assert_eq!(
+        on_slack.len(),
+        2,
+        "both memories follow Alice to Slack: {:?}",
+        crate::memory_support::contents(&on_slack)
+    );
+    let someone_else =
+        recall(&store, "French replies peanuts", Visibility::conversation("slack:C1", ["slack:U8"])).await;
+    assert!(someone_else.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_is_saved_with_one_embedding_call_and_dedupes_within_itself() {
+    let (store, _) = store().await;
+    let batch = vec![
+        NewMemory::new(MemoryType::Fact, "Servers run Debian", shared()),
+        NewMemory::new(MemoryType::Fact, "Servers run Debian", shared()),
+        NewMemory::new(MemoryType::Goal, "Cut the cloud bill by a third", shared()),
+    ];
+    let outcomes = store.save_batch(batch).await.unwrap();
+    let statuses: Vec<SaveStatus> = outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(statuses, vec![SaveStatus::Created, SaveStatus::Unchanged, SaveStatus::Created]);
+    assert_eq!(outcomes[0].id, outcomes[1].id);
+    assert_eq!(store.vector_count(), 2);
+}
