@@ -1,8 +1,35 @@
-//! The Slack adapter for Spacebot: a `spacebot_core::MessagingAdapter` over slack-morphism in
-//! Socket Mode.
+//! The Slack adapter for Spacebot: a [`MessagingAdapter`](spacebot_core::MessagingAdapter) over
+//! slack-morphism in Socket Mode.
 //!
-//! **Status: not built yet.** It arrives with the platform-adapters work: Socket Mode intake of
-//! channel messages, threads and DMs, acknowledged only once durably recorded; mrkdwn-aware
-//! splitting; reactions; allow-lists; control commands. Like every adapter it will depend on
-//! `spacebot-core` alone. Until then a `[messaging.slack]` section in the config is accepted and
-//! reported as not yet used. This crate has no public items yet.
+//! [`SlackAdapter`] receives channel messages, thread replies, direct messages and the control
+//! slash commands (`/status`, `/stop`, `/pause`, `/resume`, `/new`, or `/spacebot <command>`) over a
+//! Socket Mode websocket, and answers through the Web API: replies split for mrkdwn (never inside
+//! a word, a code block or a `<...>` link or mention), thread replies, reactions, and the
+//! assistant-thread status as a typing indicator.
+//!
+//! **Acknowledgement after durability.** Slack redelivers an event that is not acknowledged. The
+//! adapter acknowledges an envelope only once the runtime has taken the message, which it does by
+//! recording it durably (`RuntimeHandle::submit` returns after the write): the envelope of a
+//! message is acknowledged when the runtime asks the stream for the next one. An envelope whose
+//! message was never taken (the stream was dropped first) is not acknowledged, and Slack sends it
+//! again; the message id (`slack:{team}:{channel}:{ts}`) makes the retry a no-op when it was in
+//! fact recorded.
+//!
+//! Conversation ids: `slack:{team}:{channel}` for a channel or DM, and
+//! `slack:{team}:{channel}:{thread_ts}` for a thread, so threads are kept apart; a named instance
+//! uses its runtime key instead of `slack`.
+
+mod adapter;
+mod emoji;
+mod error;
+mod inbound;
+mod settings;
+
+pub use adapter::SlackAdapter;
+pub use emoji::shortcode;
+pub use error::classify;
+pub use settings::SlackSettings;
+
+/// How many characters of text one Slack message carries before it is split. Slack accepts more,
+/// but longer messages are collapsed and hard to read.
+pub const MESSAGE_LIMIT: usize = 4000;

@@ -1,0 +1,34 @@
+//! The platform adapters the config asks for, built from `[messaging.*]`.
+//!
+//! Building never fails the daemon: an adapter that can't even be built is reported and left out,
+//! and one that fails to start is retried by the runtime with backoff, so one bad token never
+//! stops the other platforms.
+
+use std::sync::Arc;
+
+use spacebot_core::MessagingAdapter;
+use spacebot_discord::DiscordAdapter;
+use spacebot_slack::SlackAdapter;
+
+use crate::config::Messaging;
+
+/// One configured connection: its runtime key and the adapter, or why it could not be built.
+pub(crate) struct Built {
+    pub(crate) name: String,
+    pub(crate) adapter: Result<Arc<dyn MessagingAdapter>, String>,
+}
+
+/// Builds every configured Discord and Slack connection.
+pub(crate) fn build(messaging: &Messaging) -> Vec<Built> {
+    let discord = messaging.discord.iter().map(|settings| Built {
+        name: settings.name.clone(),
+        adapter: Ok(Arc::new(DiscordAdapter::new(settings.clone())) as Arc<dyn MessagingAdapter>),
+    });
+    let slack = messaging.slack.iter().map(|settings| Built {
+        name: settings.name.clone(),
+        adapter: SlackAdapter::new(settings.clone())
+            .map(|adapter| Arc::new(adapter) as Arc<dyn MessagingAdapter>)
+            .map_err(|error| error.to_string()),
+    });
+    discord.chain(slack).collect()
+}

@@ -1,0 +1,71 @@
+//! `spacebot doctor`: checks the config, the data dir, the model providers and every adapter's
+//! credentials, with one verdict per item, and exits non-zero when any check fails.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::GlobalArgs;
+use crate::config;
+
+/// How long one adapter's credential check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("can't start tokio")?;
+    let healthy = runtime.block_on(check(global));
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn verdict(ok: bool, item: &str, detail: &str) -> bool {
+    println!("{} {item}: {detail}", if ok { "ok  " } else { "FAIL" });
+    ok
+}
+
+async fn check(global: &GlobalArgs) -> bool {
+    let config = match config::load(&crate::start::location(global)) {
+        Ok(config) => config,
+        Err(error) => return verdict(false, "config", &format!("{error:#}")),
+    };
+    let source = config.source.as_ref().map_or("built-in defaults".to_owned(), |p| p.display().to_string());
+    let mut healthy = verdict(true, "config", &source);
+
+    let data_dir = &config.data_dir;
+    let writable = std::fs::create_dir_all(data_dir).and_then(|()| {
+        let probe = data_dir.join(".doctor-probe");
+        std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe))
+    });
+    healthy &= match writable {
+        Ok(()) => verdict(true, "data dir", &format!("{} is writable", data_dir.display())),
+        Err(error) => verdict(false, "data dir", &format!("can't write to {}: {error}", data_dir.display())),
+    };
+
+    for agent in &config.agents {
+        let item = format!("agent {}", agent.id);
+        healthy &= match &agent.model {
+            Some(model) => verdict(true, &item, &format!("model {model}")),
+            None => verdict(false, &item, "no model configured (llm.models.channel); it would answer with errors"),
+        };
+    }
+
+    let built = crate::adapters::build(&config.messaging);
+    if built.is_empty() {
+        verdict(true, "messaging", "no Discord or Slack connection configured");
+    }
+    for entry in built {
+        let item = format!("adapter {}", entry.name);
+        healthy &= match entry.adapter {
+            Err(error) => verdict(false, &item, &error),
+            Ok(adapter) => match tokio::time::timeout(CHECK_TIMEOUT, adapter.health_check()).await {
+                Ok(Ok(())) => verdict(true, &item, "credentials accepted"),
+                Ok(Err(error)) => verdict(false, &item, &format!("{error} ({:?})", error.kind())),
+                Err(_) => verdict(false, &item, &format!("no answer within {CHECK_TIMEOUT:?}")),
+            },
+        };
+    }
+    for binding in &config.bindings {
+        verdict(true, "binding", &format!("{} answers on {}", binding.agent, binding.adapter_key()));
+    }
+    healthy
+}

@@ -1,0 +1,100 @@
+//! Gateway intake: guild messages, threads, DMs, mentions, attachments, allow-lists.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use spacebot_core::{GUILD_KEY, MessageContent, PARENT_CHANNEL_KEY};
+use spacebot_testing::FakeMessage;
+use spacebot_testing::fake_discord::BOT_USER_ID;
+
+use super::*;
+
+#[tokio::test]
+async fn identifies_with_the_token_and_the_message_intents() {
+    let (fake, adapter, _stream) = connected(|s| s).await;
+    let identify = &fake.identifies()[0];
+    let token = identify["token"].as_str().unwrap();
+    assert!(token.ends_with("fake-token"), "identify carried {token}");
+    let intents = identify["intents"].as_u64().unwrap();
+    // GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT
+    assert_eq!(intents & 37377, 37377, "intents {intents}");
+    shut(adapter).await;
+}
+
+#[tokio::test]
+async fn guild_messages_threads_and_dms_become_distinct_conversations() {
+    let (fake, adapter, mut stream) = connected(|s| s.with_dm_users(["7"])).await;
+    fake.add_thread(GUILD, 99, CHANNEL);
+
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 7, "in the channel").by("alice"));
+    let channel = next(&mut stream).await;
+    assert_eq!(channel.conversation.as_str(), "discord:1:10");
+    assert_eq!(channel.content.text(), "in the channel");
+    assert_eq!(channel.sender.id, "7");
+    assert_eq!(channel.adapter, "discord");
+    assert_eq!(channel.metadata[GUILD_KEY], json!("1"));
+    assert!(!channel.direct);
+
+    fake.post(FakeMessage::guild(GUILD, 99, 7, "in the thread"));
+    let thread = next(&mut stream).await;
+    assert_eq!(thread.conversation.as_str(), "discord:1:99");
+    assert_eq!(thread.metadata[PARENT_CHANNEL_KEY], json!("10"));
+
+    fake.post(FakeMessage::direct(55, 7, "privately"));
+    let dm = next(&mut stream).await;
+    assert_eq!(dm.conversation.as_str(), "discord:dm:7");
+    assert!(dm.direct);
+    shut(adapter).await;
+}
+
+#[tokio::test]
+async fn own_messages_bots_and_unlisted_places_are_dropped() {
+    let (fake, adapter, mut stream) = connected(|s| s.with_guilds([GUILD]).with_channels([CHANNEL])).await;
+    fake.add_channel(2, 20);
+    fake.add_channel(GUILD, 11);
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, BOT_USER_ID, "my own echo"));
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 8, "beep").from_a_bot());
+    fake.post(FakeMessage::guild(2, 20, 7, "other guild"));
+    fake.post(FakeMessage::guild(GUILD, 11, 7, "other channel"));
+    fake.post(FakeMessage::direct(55, 7, "unlisted DM"));
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 7, "the one that counts"));
+    let only = next(&mut stream).await;
+    assert_eq!(only.content.text(), "the one that counts");
+    nothing_within(&mut stream, Duration::from_millis(200)).await;
+    shut(adapter).await;
+}
+
+#[tokio::test]
+async fn mentions_and_replies_to_the_bot_are_flagged() {
+    let (fake, adapter, mut stream) = connected(|s| s).await;
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 7, "hello").mentioning_bot());
+    let mention = next(&mut stream).await;
+    assert_eq!(mention.content.text(), "@spacebot hello");
+    assert_eq!(mention.metadata["mentions_bot"], json!(true));
+
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 7, "about that").replying_to_bot());
+    assert_eq!(next(&mut stream).await.metadata["mentions_bot"], json!(true));
+
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 7, "just chatting"));
+    assert_eq!(next(&mut stream).await.metadata["mentions_bot"], json!(false));
+    shut(adapter).await;
+}
+
+#[tokio::test]
+async fn attachments_are_received_as_references() {
+    let (fake, adapter, mut stream) = connected(|s| s).await;
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 7, "see this").with_attachment(
+        "report.pdf",
+        "https://cdn.example/report.pdf",
+        "application/pdf",
+        2048,
+    ));
+    let message = next(&mut stream).await;
+    let MessageContent::Media { text, attachments } = message.content else { panic!("not media: {message:?}") };
+    assert_eq!(text.as_deref(), Some("see this"));
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0].filename, "report.pdf");
+    assert_eq!(attachments[0].url, "https://cdn.example/report.pdf");
+    shut(adapter).await;
+}

@@ -1,0 +1,220 @@
+//! One conformance suite for every [`MessagingAdapter`] (dev-only test support).
+//!
+//! [`run`] checks what the runtime relies on, whatever the platform: inbound normalisation
+//! (source, adapter key, sender, text, distinct conversations for a channel, a thread and a direct
+//! message), replies in place, splitting at the platform's limit without breaking words or code
+//! blocks, thread replies, reactions, typing, recovery after a dropped connection, and a bounded
+//! shutdown.
+//!
+//! The suite talks to the adapter through the trait only, and to the platform through a
+//! [`Platform`] the adapter's tests implement over their fake (a local server the real client
+//! library talks to, or an in-memory platform for an example). Failures panic with what was
+//! expected and what the platform saw.
+//!
+//! ```text
+//! spacebot_testing::conformance::run(adapter, &my_platform_harness).await;
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use spacebot_core::{InboundMessage, InboundStream, MessagingAdapter, OutboundResponse, StatusUpdate};
+
+/// Where on the platform something happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A group channel.
+    Channel,
+    /// A thread under a message of that channel.
+    Thread,
+    /// A direct message with the user.
+    Direct,
+}
+
+/// Something the bot did on the platform, as the harness observed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A message posted in a place.
+    Message {
+        /// Where.
+        place: Place,
+        /// What it said.
+        text: String,
+    },
+    /// A reaction added to a message.
+    Reaction {
+        /// The emoji as the platform names it.
+        emoji: String,
+    },
+    /// A typing indicator shown in a place.
+    Typing {
+        /// Where.
+        place: Place,
+    },
+}
+
+/// The platform side of the suite, implemented by each adapter's tests over their fake.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// The most characters one message may carry.
+    fn message_limit(&self) -> usize;
+
+    /// A user says `text` in `place`, so the adapter receives it. `Thread` means a thread under a
+    /// message of the channel, `Direct` a direct message from a user the adapter accepts.
+    async fn user_says(&self, place: Place, text: &str);
+
+    /// Everything the bot did on the platform so far, in order.
+    fn actions(&self) -> Vec<Action>;
+
+    /// Drops the adapter's connection the way the platform does when it goes away.
+    async fn drop_connection(&self);
+
+    /// Whether the platform shows typing in `place` (Slack: only in threads).
+    fn shows_typing_in(&self, place: Place) -> bool {
+        let _ = place;
+        true
+    }
+}
+
+/// Bound for every step that waits on the adapter.
+const STEP: Duration = Duration::from_secs(15);
+
+/// Runs the whole suite against `adapter` on `platform`.
+///
+/// # Panics
+///
+/// On the first check that fails, saying which and showing what the platform saw.
+pub async fn run(adapter: Arc<dyn MessagingAdapter>, platform: &dyn Platform) {
+    let mut stream = start(&adapter).await;
+
+    // Inbound normalisation.
+    platform.user_says(Place::Channel, "conformance: hello from a channel").await;
+    let channel = receive(&adapter, &mut stream).await;
+    assert_eq!(channel.content.text(), "conformance: hello from a channel", "the text arrives as sent");
+    assert_eq!(channel.adapter, adapter.name(), "inbound messages carry the adapter's runtime key");
+    assert!(!channel.source.is_empty(), "inbound messages name their platform");
+    assert!(!channel.sender.id.is_empty(), "inbound messages name their sender");
+    assert!(!channel.direct, "a channel message is not direct");
+
+    platform.user_says(Place::Thread, "conformance: hello from a thread").await;
+    let thread = receive(&adapter, &mut stream).await;
+    assert_eq!(thread.content.text(), "conformance: hello from a thread");
+    assert_ne!(thread.conversation, channel.conversation, "a thread is its own conversation");
+
+    platform.user_says(Place::Direct, "conformance: hello in private").await;
+    let direct = receive(&adapter, &mut stream).await;
+    assert!(direct.direct, "a direct message is marked direct");
+    assert_ne!(direct.conversation, channel.conversation, "a DM is its own conversation");
+
+    // Replies land where the message came from.
+    for (message, place) in [(&channel, Place::Channel), (&thread, Place::Thread), (&direct, Place::Direct)] {
+        let text = format!("conformance: reply in {place:?}");
+        send(&adapter, message, OutboundResponse::text(text.clone())).await;
+        expect(platform, &format!("the reply in {place:?}"), |a| *a == Action::Message { place, text: text.clone() });
+    }
+
+    // Splitting.
+    let before = platform.actions().len();
+    let limit = platform.message_limit();
+    let code: String = (0..limit / 20).map(|i| format!("let v{i} = {i};\n")).collect();
+    let long =
+        format!("{}\n```rust\n{code}```\n{}", "lorem ipsum ".repeat(limit / 10), "dolor sit ".repeat(limit / 15));
+    send(&adapter, &channel, OutboundResponse::text(long.clone())).await;
+    let parts: Vec<String> = platform.actions()[before..]
+        .iter()
+        .filter_map(|a| match a {
+            Action::Message { place: Place::Channel, text } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(parts.len() >= 3, "a reply of {} characters is split in at least 3 parts: {parts:?}", long.len());
+    for (i, part) in parts.iter().enumerate() {
+        assert!(part.chars().count() <= limit, "part {i} has {} characters, over {limit}", part.chars().count());
+        let fences = part.lines().filter(|l| l.trim_start().starts_with("```")).count();
+        assert_eq!(fences % 2, 0, "part {i} leaves a code block open: {part}");
+    }
+    let words = |text: &str| -> Vec<String> {
+        text.split_whitespace().filter(|w| !w.starts_with("```")).map(str::to_owned).collect()
+    };
+    assert_eq!(parts.iter().flat_map(|p| words(p)).collect::<Vec<_>>(), words(&long), "no word is lost or cut");
+
+    // A thread reply goes into a thread.
+    let response =
+        OutboundResponse::ThreadReply { thread_name: "conformance".into(), text: "conformance: threaded".into() };
+    send(&adapter, &channel, response).await;
+    expect(platform, "the thread reply", |a| {
+        *a == Action::Message { place: Place::Thread, text: "conformance: threaded".into() }
+    });
+
+    // Reactions and typing.
+    send(&adapter, &channel, OutboundResponse::Reaction { emoji: "👍".into() }).await;
+    expect(platform, "a reaction", |a| matches!(a, Action::Reaction { .. }));
+    let typing_place = [Place::Channel, Place::Thread].into_iter().find(|p| platform.shows_typing_in(*p));
+    if let Some(place) = typing_place {
+        let target = if place == Place::Channel { &channel } else { &thread };
+        send(&adapter, target, OutboundResponse::Status { status: StatusUpdate::Typing }).await;
+        wait_for(platform, "a typing indicator", |a| *a == Action::Typing { place }).await;
+        send(&adapter, target, OutboundResponse::Status { status: StatusUpdate::StopTyping }).await;
+    }
+
+    // A dropped connection is recovered: by the adapter itself, or by ending the stream so the
+    // runtime starts it again.
+    platform.drop_connection().await;
+    platform.user_says(Place::Channel, "conformance: after the drop").await;
+    let after = receive(&adapter, &mut stream).await;
+    assert_eq!(after.content.text(), "conformance: after the drop");
+    assert_eq!(after.conversation, channel.conversation, "the same place is the same conversation");
+
+    // Shutdown is bounded.
+    tokio::time::timeout(STEP, adapter.shutdown()).await.expect("shutdown returns within its bound");
+}
+
+async fn start(adapter: &Arc<dyn MessagingAdapter>) -> InboundStream {
+    match tokio::time::timeout(STEP, adapter.start()).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => panic!("conformance: start failed: {error}"),
+        Err(_) => panic!("conformance: start did not return within {STEP:?}"),
+    }
+}
+
+/// The next inbound message, restarting the adapter when its stream ends as the runtime would.
+async fn receive(adapter: &Arc<dyn MessagingAdapter>, stream: &mut InboundStream) -> InboundMessage {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(message)) => return message,
+            Ok(None) => *stream = start(adapter).await,
+            Err(_) => panic!("conformance: no inbound message within {STEP:?}"),
+        }
+    }
+}
+
+async fn send(adapter: &Arc<dyn MessagingAdapter>, target: &InboundMessage, response: OutboundResponse) {
+    let what = format!("{response:?}");
+    match tokio::time::timeout(STEP, adapter.send(target, response)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => panic!("conformance: sending {what} failed: {error}"),
+        Err(_) => panic!("conformance: sending {what} did not return within {STEP:?}"),
+    }
+}
+
+/// Asserts that the platform saw an action matching `check` (sends are synchronous).
+fn expect(platform: &dyn Platform, what: &str, check: impl Fn(&Action) -> bool) {
+    let actions = platform.actions();
+    assert!(actions.iter().any(check), "conformance: expected {what}; the platform saw {actions:#?}");
+}
+
+/// Waits for an action the adapter performs in the background (typing loops).
+async fn wait_for(platform: &dyn Platform, what: &str, check: impl Fn(&Action) -> bool) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::time::Instant::now() < deadline {
+        if platform.actions().iter().any(&check) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    expect(platform, what, check);
+}
