@@ -8,7 +8,9 @@
 //! - `tidy`: repository rules (dependency direction, file headers, layout); also runs as the
 //!   `tidy` test, so `cargo test --workspace` enforces it.
 //! - `ci`: fmt, clippy and the tests, in that order, stopping at the first failure.
-//! - `bench`: benchmarks (none yet).
+//! - `bench [name]`: benchmarks (`memory`, `processes`; all of them without a name), run in
+//!   release mode from `benches/spacebot-bench` (a workspace member that `cargo build` skips);
+//!   figures go to `docs/benchmarks.md`.
 
 mod ci;
 mod tidy;
@@ -22,15 +24,19 @@ usage: cargo xtask <command>
 commands:
   tidy    check repository rules (dependency direction, `//!` headers, no mod.rs, ...)
   ci      run fmt --check, clippy -D warnings and the tests, stopping at the first failure
-  bench   run the benchmarks
+  bench   run the benchmarks, or one: `bench memory`, `bench processes` (results: docs/benchmarks.md)
   help    print this message";
+
+/// The benchmarks `benches/spacebot-bench` knows.
+const BENCHES: &[&str] = &["memory", "processes"];
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
     Tidy,
     Ci,
-    Bench,
+    /// The benchmarks to run, in order.
+    Bench(Vec<String>),
     Help,
 }
 
@@ -53,6 +59,15 @@ fn main() -> ExitCode {
 }
 
 fn parse(args: &[String]) -> Result<Command, String> {
+    if let [command, name, rest @ ..] = args
+        && command == "bench"
+    {
+        return match rest {
+            [] if BENCHES.contains(&name.as_str()) => Ok(Command::Bench(vec![name.clone()])),
+            [] => Err(format!("unknown benchmark `{name}`; known: {}", BENCHES.join(", "))),
+            [extra, ..] => Err(format!("`bench {name}` takes no more arguments, got `{extra}`")),
+        };
+    }
     let command = match args {
         [] => return Err("no command given".to_owned()),
         [command] => command,
@@ -61,7 +76,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
     match command.as_str() {
         "tidy" => Ok(Command::Tidy),
         "ci" => Ok(Command::Ci),
-        "bench" => Ok(Command::Bench),
+        "bench" => Ok(Command::Bench(BENCHES.iter().map(|name| (*name).to_owned()).collect())),
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => Err(format!("unknown command `{other}`")),
     }
@@ -86,9 +101,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             ci::run(&root)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench => {
-            // An honest placeholder: a fake figure would be worse than none.
-            println!("no benchmarks yet: they arrive with the process-model and memory issues");
+        Command::Bench(names) => {
+            for name in names {
+                let status = std::process::Command::new(cargo())
+                    .current_dir(&root)
+                    .args(["run", "--release", "--package", "spacebot-bench", "--", &name])
+                    .status()?;
+                if !status.success() {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Help => {
@@ -122,7 +144,9 @@ mod tests {
     fn parses_each_command() {
         assert_eq!(parse(&args(&["tidy"])), Ok(Command::Tidy));
         assert_eq!(parse(&args(&["ci"])), Ok(Command::Ci));
-        assert_eq!(parse(&args(&["bench"])), Ok(Command::Bench));
+        assert_eq!(parse(&args(&["bench", "memory"])), Ok(Command::Bench(vec!["memory".to_owned()])));
+        assert_eq!(parse(&args(&["bench"])), Ok(Command::Bench(vec!["memory".to_owned(), "processes".to_owned()])));
+        assert!(parse(&args(&["bench", "disk"])).unwrap_err().contains("`disk`"));
         assert_eq!(parse(&args(&["--help"])), Ok(Command::Help));
     }
 

@@ -41,6 +41,10 @@ pub(crate) enum Command {
     Chat(ChatArgs),
     /// Show whether the daemon is running, and what it hosts.
     Status,
+    /// Check the config, the data dir, the models and every adapter's credentials.
+    Doctor,
+    /// Inspect and edit an agent's memory.
+    Memory(MemoryArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -81,4 +85,100 @@ pub(crate) struct ChatArgs {
 pub(crate) enum ConfigCommand {
     /// Load and validate the config, and say what the daemon would run.
     Check,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MemoryArgs {
+    /// The agent whose memory to use.
+    #[arg(long, default_value = "main", global = true)]
+    pub(crate) agent: String,
+    #[command(flatten)]
+    pub(crate) embedder: EmbedderArgs,
+    #[command(subcommand)]
+    pub(crate) command: MemoryCommand,
+}
+
+/// Which embedder turns memories into vectors.
+#[derive(Debug, Args)]
+pub(crate) struct EmbedderArgs {
+    /// `hashing` (built in, no model) or `openai` (any OpenAI-compatible /v1/embeddings server).
+    #[arg(long, value_enum, default_value = "hashing", env = "SPACEBOT_EMBEDDER", global = true)]
+    pub(crate) embedder: EmbedderKind,
+    /// Base URL of the embeddings server (for example https://api.openai.com/v1).
+    #[arg(long, env = "SPACEBOT_EMBEDDING_URL", global = true)]
+    pub(crate) embedding_url: Option<String>,
+    /// Embedding model name.
+    #[arg(long, default_value = "text-embedding-3-small", env = "SPACEBOT_EMBEDDING_MODEL", global = true)]
+    pub(crate) embedding_model: String,
+    /// Vector length.
+    #[arg(long, default_value_t = 384, env = "SPACEBOT_EMBEDDING_DIMENSIONS", global = true)]
+    pub(crate) embedding_dimensions: usize,
+    /// API key for the embeddings server.
+    #[arg(long, env = "SPACEBOT_EMBEDDING_API_KEY", hide_env_values = true, global = true)]
+    pub(crate) embedding_api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum EmbedderKind {
+    Hashing,
+    Openai,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MemoryCommand {
+    /// List memories, newest first (private ones included).
+    List {
+        /// Only this type (fact, preference, decision, identity, event, observation, goal, todo).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Include forgotten memories.
+        #[arg(long)]
+        forgotten: bool,
+    },
+    /// Hybrid search (full text, vectors, graph), as recall does, without counting accesses.
+    Search {
+        /// At most this many results.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// What to look for.
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+    },
+    /// Save a memory.
+    Add {
+        /// Its type.
+        #[arg(long = "type", default_value = "fact")]
+        kind: String,
+        /// Importance in 0..=1 (default: the type's).
+        #[arg(long)]
+        importance: Option<f32>,
+        /// Make it private to this person (a platform id such as discord:123, or a person id).
+        #[arg(long)]
+        private_to: Option<String>,
+        /// The content.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// Forget a memory by id.
+    Forget {
+        /// The memory id.
+        id: String,
+    },
+    /// Re-embed memories that have no vector of the current embedder.
+    Reindex,
+    /// Import text and markdown files as memories, chunk by chunk (an interrupted import resumes).
+    Import {
+        /// The type of the imported memories.
+        #[arg(long = "type", default_value = "fact")]
+        kind: String,
+        /// The largest chunk, in bytes (whole lines; a longer line is its own chunk).
+        #[arg(long, default_value_t = 2000)]
+        chunk_bytes: usize,
+        /// The files.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+    },
 }

@@ -12,6 +12,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+mod memory;
+mod messaging;
+
+pub(crate) use memory::{EmbedderSettings, MemorySettings};
+pub(crate) use messaging::Messaging;
+
 /// Where the HTTP API listens when the config says nothing.
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:19898";
 
@@ -27,10 +33,27 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     agents: Vec<RawAgent>,
     #[serde(default)]
-    messaging: BTreeMap<String, figment::value::Value>,
+    messaging: messaging::RawMessaging,
     #[serde(default)]
-    bindings: Vec<figment::value::Value>,
+    bindings: Vec<messaging::RawBinding>,
     shutdown_grace_secs: Option<u64>,
+    #[serde(default)]
+    tools: RawTools,
+    #[serde(default)]
+    memory: memory::RawMemory,
+}
+
+/// `[tools]`: the workers' task tools, for every agent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTools {
+    shell_timeout_secs: Option<u64>,
+    shell_output_bytes: Option<usize>,
+    sandbox: Option<String>,
+    shell_network: Option<bool>,
+    web_fetch: Option<bool>,
+    web_max_bytes: Option<usize>,
+    web_allow_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,17 +89,26 @@ struct RawProvider {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModels {
-    channel: Option<String>,
-    branch: Option<String>,
-    worker: Option<String>,
-    compactor: Option<String>,
+    channel: Option<RawModelSpec>,
+    branch: Option<RawModelSpec>,
+    worker: Option<RawModelSpec>,
+    compactor: Option<RawModelSpec>,
+}
+
+/// `"provider/model"`, or a fallback chain `["provider/model", "other/model", ...]` tried in
+/// order when a model fails for a reason another may not have (rate limit, outage, timeout).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawModelSpec {
+    One(String),
+    Chain(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     id: String,
-    model: Option<String>,
+    model: Option<RawModelSpec>,
     system_prompt: Option<String>,
     max_model_calls_per_turn: Option<usize>,
     turn_timeout_secs: Option<u64>,
@@ -95,6 +127,16 @@ pub(crate) struct Config {
     pub(crate) shutdown_grace: Duration,
     /// Configured sections this version does not act on yet, for a warning.
     pub(crate) inactive_sections: Vec<String>,
+    /// Platform connections (`[messaging.*]`).
+    pub(crate) messaging: Messaging,
+    /// Which agent answers where (`[[bindings]]`), in file order.
+    pub(crate) bindings: Vec<spacebot_core::Binding>,
+    /// `llm.models.{branch,worker,compactor}` when set; each defaults to the agent's channel model.
+    pub(crate) process_models: Vec<(&'static str, ModelChain)>,
+    /// `[tools]`: the workers' task tools (each agent adds its own workspace).
+    pub(crate) task_tools: spacebot_agent::TaskToolSettings,
+    /// `[memory]`: the embedder and the maintenance schedule.
+    pub(crate) memory: MemorySettings,
 }
 
 #[derive(Debug)]
@@ -107,8 +149,8 @@ pub(crate) struct ApiSettings {
 #[derive(Debug)]
 pub(crate) struct AgentSettings {
     pub(crate) id: String,
-    /// `provider/model`, if any model is configured.
-    pub(crate) model: Option<ModelRef>,
+    /// `provider/model` (or a fallback chain of them), if any model is configured.
+    pub(crate) model: Option<ModelChain>,
     pub(crate) system_prompt: Option<String>,
     pub(crate) max_model_calls_per_turn: Option<usize>,
     pub(crate) turn_timeout: Option<Duration>,
@@ -125,6 +167,22 @@ pub(crate) struct ModelRef {
 impl std::fmt::Display for ModelRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.provider, self.model)
+    }
+}
+
+/// A model, or a fallback chain of models tried in order; never empty.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelChain {
+    pub(crate) models: Vec<ModelRef>,
+}
+
+impl std::fmt::Display for ModelChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.models.iter().map(ToString::to_string).collect();
+        match names.as_slice() {
+            [one] => f.write_str(one),
+            _ => write!(f, "{} (falling back in this order)", names.join(", ")),
+        }
     }
 }
 
@@ -250,14 +308,29 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         }
         Ok(ModelRef { provider: provider.to_owned(), model: model.to_owned() })
     };
-    let channel_model = raw.llm.models.channel.as_deref().map(|m| check_model(m, "llm.models.channel")).transpose()?;
+    let check_chain = |spec: &RawModelSpec, key: &str| -> anyhow::Result<ModelChain> {
+        let models = match spec {
+            RawModelSpec::One(value) => vec![check_model(value, key)?],
+            RawModelSpec::Chain(values) if values.is_empty() => {
+                bail!("config key `{key}` is an empty list; name at least one `provider/model`")
+            }
+            RawModelSpec::Chain(values) => values
+                .iter()
+                .enumerate()
+                .map(|(index, value)| check_model(value, &format!("{key}[{index}]")))
+                .collect::<anyhow::Result<_>>()?,
+        };
+        Ok(ModelChain { models })
+    };
+    let channel_model = raw.llm.models.channel.as_ref().map(|m| check_chain(m, "llm.models.channel")).transpose()?;
+    let mut process_models = Vec::new();
     for (name, value) in [
         ("branch", &raw.llm.models.branch),
         ("worker", &raw.llm.models.worker),
         ("compactor", &raw.llm.models.compactor),
     ] {
         if let Some(value) = value {
-            check_model(value, &format!("llm.models.{name}"))?;
+            process_models.push((name, check_chain(value, &format!("llm.models.{name}"))?));
         }
     }
 
@@ -286,7 +359,7 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
             bail!("config key `{key}.id`: agent `{}` is defined twice", agent.id);
         }
         let model = match &agent.model {
-            Some(value) => Some(check_model(value, &format!("{key}.model"))?),
+            Some(value) => Some(check_chain(value, &format!("{key}.model"))?),
             None => channel_model.clone(),
         };
         agents.push(AgentSettings {
@@ -299,20 +372,68 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         });
     }
 
-    let mut inactive_sections: Vec<String> = raw.messaging.keys().map(|k| format!("messaging.{k}")).collect();
-    if !raw.bindings.is_empty() {
-        inactive_sections.push("bindings".to_owned());
-    }
+    let inactive_sections = Vec::new();
+    let messaging = messaging::messaging(raw.messaging)?;
+    let agent_ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+    let bindings = messaging::bindings(raw.bindings, &agent_ids, &messaging)?;
+
+    let task_tools = task_tools(raw.tools)?;
+    let memory = memory::memory(raw.memory)?;
 
     Ok(Config {
+        task_tools,
+        memory,
         source,
         data_dir,
         api,
         providers,
         agents,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
+        process_models,
         inactive_sections,
+        messaging,
+        bindings,
     })
+}
+
+/// The workers' task tools from `[tools]`; unset keys keep the defaults.
+fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings> {
+    use spacebot_agent::{Sandbox, TaskToolSettings, WebFetchSettings};
+    let defaults = TaskToolSettings::default();
+    let mut settings = TaskToolSettings::default().with_shell_limits(
+        raw.shell_timeout_secs.map_or(defaults.shell_timeout, |secs| Duration::from_secs(secs.max(1))),
+        raw.shell_output_bytes.unwrap_or(defaults.output_cap),
+    );
+    if let Some(sandbox) = raw.sandbox {
+        settings = settings.with_sandbox(match sandbox.as_str() {
+            "auto" => Sandbox::Auto,
+            "off" => Sandbox::Off,
+            "required" => Sandbox::Required,
+            other => bail!("config key `tools.sandbox` must be `auto`, `off` or `required`, not `{other}`"),
+        });
+    }
+    if let Some(network) = raw.shell_network {
+        settings.shell_network = network;
+    }
+    let web = match raw.web_fetch {
+        Some(false) => None,
+        _ => {
+            let mut web = WebFetchSettings::default();
+            if let Some(bytes) = raw.web_max_bytes {
+                web = web.with_max_bytes(bytes);
+            }
+            for host in raw.web_allow_hosts.unwrap_or_default() {
+                if host.trim().is_empty() || host.contains('/') {
+                    bail!(
+                        "config key `tools.web_allow_hosts` holds `{host}`; give host names like `wiki.internal` or `host:port`"
+                    );
+                }
+                web = web.allow_host(host);
+            }
+            Some(web)
+        }
+    };
+    Ok(settings.with_web_fetch(web))
 }
 
 /// Resolves an `env:NAME` value; other values are literal.
@@ -369,6 +490,58 @@ mod tests {
         .unwrap();
         let model = config.agents[0].model.as_ref().unwrap();
         assert_eq!(model.to_string(), "main/gpt-x");
+    }
+
+    #[test]
+    fn a_model_may_be_a_fallback_chain() {
+        let config = load_str(
+            r#"
+            [llm.providers.a]
+            kind = "openai"
+            [llm.providers.b]
+            kind = "anthropic"
+            [llm.models]
+            channel = ["a/x", "b/y"]
+            compactor = "b/small"
+            "#,
+        )
+        .unwrap();
+        let chain = config.agents[0].model.as_ref().unwrap();
+        assert_eq!(chain.to_string(), "a/x, b/y (falling back in this order)");
+        assert_eq!(config.process_models[0].1.to_string(), "b/small");
+        let error = load_str("[llm.providers.a]\nkind = \"openai\"\n[llm.models]\nchannel = [\"a/x\", \"c/z\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`llm.models.channel[1]`") && error.contains("`c`"), "{error}");
+        let error = load_str("[llm.models]\nchannel = []").unwrap_err().to_string();
+        assert!(error.contains("`llm.models.channel`") && error.contains("empty"), "{error}");
+    }
+
+    #[test]
+    fn task_tools_are_configured_in_one_section() {
+        let config = load_str(
+            r#"
+            [tools]
+            shell_timeout_secs = 5
+            shell_output_bytes = 100
+            sandbox = "off"
+            shell_network = true
+            web_allow_hosts = ["wiki.internal", "127.0.0.1:8080"]
+            "#,
+        )
+        .unwrap();
+        let tools = &config.task_tools;
+        assert_eq!((tools.shell_timeout, tools.output_cap), (Duration::from_secs(5), 100));
+        assert_eq!(tools.sandbox, spacebot_agent::Sandbox::Off);
+        assert!(tools.shell_network);
+        let web = tools.web_fetch.as_ref().unwrap();
+        assert_eq!(web.allow_hosts, vec!["wiki.internal", "127.0.0.1:8080"]);
+        assert!(load_str("[tools]\nweb_fetch = false").unwrap().task_tools.web_fetch.is_none());
+        let error = load_str("[tools]\nsandbox = \"maybe\"").unwrap_err().to_string();
+        assert!(error.contains("`tools.sandbox`") && error.contains("maybe"), "{error}");
+        let defaults = load_str("").unwrap().task_tools;
+        assert_eq!(defaults.sandbox, spacebot_agent::Sandbox::Auto);
+        assert!(defaults.web_fetch.is_some());
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //! This file only parses arguments and maps outcomes to exit codes; each subcommand lives in a
 //! module of its own, and the work happens in the library crates.
 
+mod adapters;
 mod chat;
 mod cli;
 mod client;
 mod config;
 mod config_check;
+mod doctor;
+mod memory_cmd;
+mod memory_setup;
 mod start;
 mod status;
 
@@ -28,6 +32,8 @@ fn main() -> ExitCode {
         Command::Send(args) => chat::send(&cli.global, args),
         Command::Chat(args) => chat::interactive(&cli.global, args),
         Command::Status => status::run(&cli.global),
+        Command::Doctor => doctor::run(&cli.global),
+        Command::Memory(args) => memory_cmd::run(&cli.global, args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),
     };
     match result {

@@ -4,15 +4,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
-use spacebot_core::{LanguageModel, Runtime, RuntimeSettings};
-use spacebot_memory::SqliteStore;
-use spacebot_webhook::{ApiConfig, WebhookAdapter};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
+use spacebot_core::{FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeSettings};
+use spacebot_cortex::{Watchdog, WatchdogSettings};
+use spacebot_memory::SqliteStore;
+use spacebot_webhook::{ApiConfig, WebhookAdapter};
+
 use crate::cli::{GlobalArgs, StartArgs};
 use crate::config::{self, Config, Location};
+use crate::memory_setup::Memories;
 
 /// Where the config and data are, from the global flags.
 pub(crate) fn location(global: &GlobalArgs) -> Location {
@@ -46,6 +49,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("can't create data dir {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("spacebot.db");
     let store = Arc::new(SqliteStore::open(&db_path).await?);
+    let memories = Memories::open(&config).await?;
 
     let mut profiles = Vec::new();
     for agent in &config.agents {
@@ -63,26 +67,39 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         if let Some(prompt) = &agent.system_prompt {
             profile = profile.with_system_prompt(prompt.clone());
         }
+        // Workers' file and shell tools are confined to a workspace per agent.
+        let workspace = config.data_dir.join("workspaces").join(&agent.id);
+        profile = profile.with_task_tools(config.task_tools.clone().with_workspace(workspace));
+        if !spacebot_agent::bubblewrap_available() {
+            tracing::warn!(agent = %agent.id, "bubblewrap (`bwrap`) is not installed: worker shell commands run unsandboxed");
+        }
         match &agent.model {
             Some(model_ref) => {
-                // `config::load` checked that the provider exists.
-                let provider = config
-                    .providers
-                    .get(&model_ref.provider)
-                    .with_context(|| format!("provider `{}` is not configured", model_ref.provider))?;
-                let model: Arc<dyn LanguageModel> =
-                    spacebot_llm::build_model(&model_ref.provider, provider, &model_ref.model)?;
+                let model = build_model(&config, model_ref)?;
                 tracing::info!(agent = %agent.id, model = model.name(), "agent ready");
                 profile = profile.with_model(model);
+                for (kind, model_ref) in &config.process_models {
+                    let kind = match *kind {
+                        "branch" => ProcessKind::Branch,
+                        "worker" => ProcessKind::Worker,
+                        _ => ProcessKind::Compactor,
+                    };
+                    profile = profile.with_process_model(kind, build_model(&config, model_ref)?);
+                }
             }
             None => tracing::warn!(
                 agent = %agent.id,
                 "no model configured (llm.models.channel); this agent will answer every message with an error"
             ),
         }
+        if let Some(memory) = memories.get(&agent.id) {
+            profile = profile.with_memory(memory);
+        }
         profiles.push(profile);
     }
 
+    // The cortex's watchdog audits that every process and turn ends within its limit.
+    let watchdog = Watchdog::new(WatchdogSettings::for_agents(profiles.iter().map(|p| p.settings())));
     let mut builder = Runtime::builder()
         .engine(Arc::new(ChannelEngine::new(profiles)))
         .log(store.clone())
@@ -91,12 +108,31 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     for agent in &config.agents {
         builder = builder.agent(agent.id.as_str());
     }
+    // Platform adapters and bindings (issue #5). A connection that can't be built is reported
+    // and left out; one that fails to start is retried by the runtime, never fatal.
+    for entry in crate::adapters::build(&config.messaging) {
+        match entry.adapter {
+            Ok(adapter) => {
+                tracing::info!(adapter = %entry.name, "messaging adapter configured");
+                builder = builder.adapter(adapter);
+            }
+            Err(error) => tracing::error!(adapter = %entry.name, %error, "messaging adapter left out"),
+        }
+    }
+    for binding in &config.bindings {
+        builder = builder.binding(binding.clone());
+    }
 
     let listener = TcpListener::bind(&config.api.bind)
         .await
         .with_context(|| format!("can't listen on api.bind {}", config.api.bind))?;
     let addr = listener.local_addr().context("can't read the API address")?;
     let runtime = builder.start().await?;
+    let watchdog_stop = CancellationToken::new();
+    let watchdog = tokio::spawn(watchdog.run(runtime.handle().subscribe(), watchdog_stop.clone()));
+    // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
+    let maintenance_stop = CancellationToken::new();
+    let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(maintenance_stop.clone())));
     let api = ApiConfig::default().with_token(config.api.token.clone()).with_max_body_bytes(config.api.max_body_bytes);
     let router = spacebot_webhook::router(runtime.handle(), api);
     let http_stop = CancellationToken::new();
@@ -115,14 +151,51 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     // Stop taking messages and let in-flight turns finish (the API keeps answering reads and
     // reports 503 on /health meanwhile), then close the API and flush the database.
     runtime.shutdown().await;
+    watchdog_stop.cancel();
+    if let Err(error) = watchdog.await {
+        tracing::error!(%error, "the watchdog task failed");
+    }
+    maintenance_stop.cancel();
+    if let Some(Err(error)) = join_optional(maintenance).await {
+        tracing::error!(%error, "the memory maintenance task failed");
+    }
     http_stop.cancel();
     if tokio::time::timeout(std::time::Duration::from_secs(5), &mut http).await.is_err() {
         // Open event streams never end by themselves.
         http.abort();
     }
+    memories.close().await;
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Waits for a task that may not have been started.
+async fn join_optional(task: Option<tokio::task::JoinHandle<()>>) -> Option<Result<(), tokio::task::JoinError>> {
+    match task {
+        Some(task) => Some(task.await),
+        None => None,
+    }
+}
+
+/// A model client for `provider/model`, or a fallback chain of them; `config::load` checked that
+/// each provider exists and that a chain is not empty.
+fn build_model(config: &Config, chain: &config::ModelChain) -> anyhow::Result<Arc<dyn LanguageModel>> {
+    let mut models = Vec::new();
+    for model_ref in &chain.models {
+        let provider = config
+            .providers
+            .get(&model_ref.provider)
+            .with_context(|| format!("provider `{}` is not configured", model_ref.provider))?;
+        models.push(spacebot_llm::build_model(&model_ref.provider, provider, &model_ref.model)?);
+    }
+    let mut models = models.into_iter();
+    let primary = models.next().context("a model chain names no model")?;
+    let fallbacks: Vec<Arc<dyn LanguageModel>> = models.collect();
+    if fallbacks.is_empty() {
+        return Ok(primary);
+    }
+    Ok(Arc::new(FallbackModel::new(primary, fallbacks)))
 }
 
 async fn shutdown_signal() -> &'static str {

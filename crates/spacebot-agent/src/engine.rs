@@ -1,31 +1,101 @@
 //! The engine: per-agent profiles and the factory the runtime calls for each conversation.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use spacebot_core::{AgentId, ConversationContext, ConversationEngine, Inbox, LanguageModel};
+use spacebot_core::{
+    AgentId, ConversationContext, ConversationEngine, Inbox, LanguageModel, MemoryStore, ProcessKind, Tool,
+};
 
 use crate::channel::Channel;
+use crate::compactor::CompactionSettings;
 use crate::prompt;
+use crate::task_tools::{TaskToolSettings, task_tools};
 
-/// Limits of a channel.
+/// How bursts of messages in group conversations are merged into one turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CoalesceSettings {
+    /// A burst ends when no message arrived for this long.
+    pub debounce: Duration,
+    /// A burst never waits longer than this after its first message.
+    pub max_wait: Duration,
+}
+
+impl Default for CoalesceSettings {
+    fn default() -> Self {
+        Self { debounce: Duration::from_millis(1500), max_wait: Duration::from_secs(5) }
+    }
+}
+
+impl CoalesceSettings {
+    /// Settings with this debounce and maximum wait.
+    pub fn new(debounce: Duration, max_wait: Duration) -> Self {
+        Self { debounce, max_wait: max_wait.max(debounce) }
+    }
+}
+
+/// Limits of a channel and of the branches and workers it runs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ChannelSettings {
     /// Model calls allowed in one turn before it ends with an error.
     pub max_model_calls_per_turn: usize,
+    /// Model calls allowed in a relay turn (one started by background results).
+    pub max_model_calls_per_relay: usize,
     /// Wall-clock limit of one turn.
     pub turn_timeout: Duration,
-    /// Messages of history kept in context (and loaded from the log at start).
+    /// Messages of history loaded from the log when a channel starts. From then on the compactor
+    /// keeps the context within the model's window.
     pub history_limit: usize,
+    /// Burst coalescing in group conversations; `None` turns it off. Never applies to direct
+    /// messages or control commands.
+    pub coalesce: Option<CoalesceSettings>,
+    /// Branches running at once per channel.
+    pub max_branches: usize,
+    /// Workers running (or idle, when interactive) at once per channel.
+    pub max_workers: usize,
+    /// Model calls a branch may make.
+    pub branch_model_calls: usize,
+    /// Wall-clock limit of a branch.
+    pub branch_timeout: Duration,
+    /// Model calls a worker may make per task (each follow-up of an interactive worker gets a
+    /// fresh budget).
+    pub worker_model_calls: usize,
+    /// Wall-clock limit of a worker, follow-ups included.
+    pub worker_timeout: Duration,
+    /// Completions within this window of the first are relayed in one turn.
+    pub relay_window: Duration,
+    /// Relay turns allowed per real user message; later results go into history silently.
+    pub max_relays_per_message: u32,
+    /// How long a cancelled process (at `/stop` or shutdown) gets to end before it is aborted.
+    pub cancel_grace: Duration,
+    /// When and how much the channel compacts its context.
+    pub compaction: CompactionSettings,
 }
 
 impl Default for ChannelSettings {
     fn default() -> Self {
-        Self { max_model_calls_per_turn: 6, turn_timeout: Duration::from_secs(600), history_limit: 60 }
+        Self {
+            max_model_calls_per_turn: 6,
+            max_model_calls_per_relay: 3,
+            turn_timeout: Duration::from_secs(600),
+            history_limit: 60,
+            coalesce: Some(CoalesceSettings::default()),
+            max_branches: 5,
+            max_workers: 5,
+            branch_model_calls: 10,
+            branch_timeout: Duration::from_secs(600),
+            worker_model_calls: 25,
+            worker_timeout: Duration::from_secs(30 * 60),
+            relay_window: Duration::from_millis(500),
+            max_relays_per_message: 3,
+            cancel_grace: Duration::from_secs(2),
+            compaction: CompactionSettings::default(),
+        }
     }
 }
 
@@ -42,20 +112,75 @@ impl ChannelSettings {
         self
     }
 
-    /// Sets how many messages of history are kept.
+    /// Sets how many messages of history are loaded from the log at start.
     pub fn with_history_limit(mut self, limit: usize) -> Self {
         self.history_limit = limit;
         self
     }
+
+    /// Sets (or, with `None`, turns off) burst coalescing.
+    pub fn with_coalesce(mut self, coalesce: Option<CoalesceSettings>) -> Self {
+        self.coalesce = coalesce;
+        self
+    }
+
+    /// Sets how many branches and workers may run at once per channel.
+    pub fn with_process_limits(mut self, branches: usize, workers: usize) -> Self {
+        self.max_branches = branches;
+        self.max_workers = workers;
+        self
+    }
+
+    /// Sets a worker's model-call budget per task and its wall-clock limit.
+    pub fn with_worker_limits(mut self, model_calls: usize, timeout: Duration) -> Self {
+        self.worker_model_calls = model_calls.max(1);
+        self.worker_timeout = timeout;
+        self
+    }
+
+    /// Sets a branch's model-call budget and wall-clock limit.
+    pub fn with_branch_limits(mut self, model_calls: usize, timeout: Duration) -> Self {
+        self.branch_model_calls = model_calls.max(1);
+        self.branch_timeout = timeout;
+        self
+    }
+
+    /// Sets the compaction thresholds and limits.
+    pub fn with_compaction(mut self, compaction: CompactionSettings) -> Self {
+        self.compaction = compaction;
+        self
+    }
+
+    /// Sets the relay merge window and the number of relay turns per user message.
+    pub fn with_relays(mut self, window: Duration, per_message: u32) -> Self {
+        self.relay_window = window;
+        self.max_relays_per_message = per_message;
+        self
+    }
 }
 
-/// One agent as the engine sees it: identity, prompt, model and limits.
+/// The workers' tools once built, or why they could not be.
+type BuiltTools = Result<Vec<Arc<dyn Tool>>, String>;
+
+/// One agent as the engine sees it: identity, prompt, models, tools and limits.
 #[derive(Clone)]
 pub struct AgentProfile {
     pub(crate) id: AgentId,
     pub(crate) system_prompt: String,
     pub(crate) model: Option<Arc<dyn LanguageModel>>,
+    pub(crate) branch_model: Option<Arc<dyn LanguageModel>>,
+    pub(crate) worker_model: Option<Arc<dyn LanguageModel>>,
+    pub(crate) compactor_model: Option<Arc<dyn LanguageModel>>,
     pub(crate) settings: ChannelSettings,
+    pub(crate) task_tools: TaskToolSettings,
+    pub(crate) worker_tools: Vec<Arc<dyn Tool>>,
+    pub(crate) branch_tools: Vec<Arc<dyn Tool>>,
+    /// The agent's long-term memory: branches get the memory tools and every turn's system
+    /// prompt carries its knowledge render.
+    pub(crate) memory: Option<Arc<dyn MemoryStore>>,
+    /// The built-in task tools plus `worker_tools`, built at the first worker (shared by the
+    /// agent's channels), or why they could not be.
+    built_worker_tools: Arc<OnceLock<BuiltTools>>,
 }
 
 impl AgentProfile {
@@ -69,14 +194,44 @@ impl AgentProfile {
             system_prompt: prompt::default_system_prompt(&id),
             id,
             model: None,
+            branch_model: None,
+            worker_model: None,
+            compactor_model: None,
             settings: ChannelSettings::default(),
+            task_tools: TaskToolSettings::default(),
+            worker_tools: Vec::new(),
+            branch_tools: Vec::new(),
+            memory: None,
+            built_worker_tools: Arc::default(),
         }
     }
 
-    /// Sets the model channels of this agent use.
+    /// Sets the model channels of this agent use (and every process type without its own).
     pub fn with_model(mut self, model: Arc<dyn LanguageModel>) -> Self {
         self.model = Some(model);
         self
+    }
+
+    /// Sets the model of one process type; branch, worker and compactor default to the channel's.
+    pub fn with_process_model(mut self, kind: ProcessKind, model: Arc<dyn LanguageModel>) -> Self {
+        match kind {
+            ProcessKind::Branch => self.branch_model = Some(model),
+            ProcessKind::Worker => self.worker_model = Some(model),
+            ProcessKind::Compactor => self.compactor_model = Some(model),
+            _ => self.model = Some(model),
+        }
+        self
+    }
+
+    /// The model a process type runs on: its own, else the channel's.
+    pub fn model_for(&self, kind: ProcessKind) -> Option<Arc<dyn LanguageModel>> {
+        let own = match kind {
+            ProcessKind::Branch => self.branch_model.as_ref(),
+            ProcessKind::Worker => self.worker_model.as_ref(),
+            ProcessKind::Compactor => self.compactor_model.as_ref(),
+            _ => None,
+        };
+        own.or(self.model.as_ref()).cloned()
     }
 
     /// Replaces the system prompt.
@@ -91,9 +246,62 @@ impl AgentProfile {
         self
     }
 
+    /// Sets the workers' built-in task tools (workspace, shell, web fetch).
+    pub fn with_task_tools(mut self, settings: TaskToolSettings) -> Self {
+        self.task_tools = settings;
+        self.built_worker_tools = Arc::default();
+        self
+    }
+
+    /// Adds a tool workers may call, besides the built-in task tools.
+    pub fn with_worker_tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.worker_tools.push(tool);
+        self.built_worker_tools = Arc::default();
+        self
+    }
+
+    /// Adds a tool branches may call (memory tools, say).
+    pub fn with_branch_tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.branch_tools.push(tool);
+        self
+    }
+
+    /// Gives the agent a long-term memory. Branches then get `memory_recall`, `memory_save` and
+    /// `memory_delete`, bound to their conversation, besides their other tools; and each turn's
+    /// system prompt ends its agent part with the knowledge render of what the conversation may
+    /// see (re-rendered as the turn starts, so it only changes when the memories do).
+    pub fn with_memory(mut self, memory: Arc<dyn MemoryStore>) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// The agent's long-term memory, if it has one.
+    pub fn memory(&self) -> Option<&Arc<dyn MemoryStore>> {
+        self.memory.as_ref()
+    }
+
+    /// The tools workers get: the built-in task tools, then the added ones.
+    pub(crate) fn worker_tools(&self) -> Result<Vec<Arc<dyn Tool>>, String> {
+        self.built_worker_tools
+            .get_or_init(|| {
+                let mut tools = task_tools(&self.task_tools).map_err(|error| {
+                    tracing::error!(agent = %self.id, %error, "workers get no task tools");
+                    format!("the workers' tools are not available ({error}).")
+                })?;
+                tools.extend(self.worker_tools.iter().cloned());
+                Ok(tools)
+            })
+            .clone()
+    }
+
     /// The agent id.
     pub fn id(&self) -> &AgentId {
         &self.id
+    }
+
+    /// The channel limits.
+    pub fn settings(&self) -> &ChannelSettings {
+        &self.settings
     }
 }
 

@@ -7,19 +7,36 @@
 //!
 //! A turn is our own loop, not a provider's: the channel calls the model with its tools, runs the
 //! tools it asks for, and calls again, within a per-turn budget of model calls and a wall-clock
-//! limit. The channel tools today are `reply` and `skip`; plain text from the model is sent as a
-//! fallback reply unless it looks like tool syntax or carries a secret.
+//! limit. The channel tools are `reply`, `skip`, `react`, `branch`, `spawn_worker`, `route` and
+//! `cancel`; plain text from the model is sent as a fallback reply unless it looks like tool
+//! syntax or carries a secret.
 //!
-//! Branches, workers, the compactor and burst coalescing arrive with the process-model work; the
-//! turn loop is shaped so they slot in as more tools and more inbox inputs.
+//! The channel never does long work: *branches* (forks of its context that think) and *workers*
+//! (tasks done with shell, file and web tools) run as tasks the channel owns and never awaits.
+//! Each reaches exactly one terminal state; their results are merged within a short window into
+//! one *relay* turn. Bursts of messages in group conversations are answered in one turn, and
+//! control commands (`/stop`, `/status`, ...) act even in the middle of a turn. The *compactor*
+//! keeps each channel's context within its model's window: background summaries from 80%, an
+//! immediate truncation at 95%, never pausing the channel. See `docs/processes.md`.
 //!
 //! This crate depends on the core traits only: it runs on whatever `Arc<dyn LanguageModel>` and
 //! `Arc<dyn ConversationLog>` it is given.
 
+mod branch;
 mod channel;
+mod compactor;
 mod engine;
+mod memory_tools;
+mod processes;
 mod prompt;
+mod task_tools;
 mod tools;
+mod worker;
 
-pub use engine::{AgentProfile, ChannelEngine, ChannelSettings};
-pub use tools::{REPLY_TOOL, SKIP_TOOL};
+pub use compactor::CompactionSettings;
+pub use engine::{AgentProfile, ChannelEngine, ChannelSettings, CoalesceSettings};
+pub use memory_tools::{MEMORY_DELETE_TOOL, MEMORY_RECALL_TOOL, MEMORY_SAVE_TOOL, MemoryToolContext, memory_tools};
+pub use task_tools::{Sandbox, TaskToolError, TaskToolSettings, WebFetchSettings, bubblewrap_available, task_tools};
+pub use tools::{
+    BRANCH_TOOL, CANCEL_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, SET_STATUS_TOOL, SKIP_TOOL, SPAWN_WORKER_TOOL,
+};

@@ -16,8 +16,35 @@ pub(crate) fn default_system_prompt(agent: &AgentId) -> String {
          send with `reply`. If a message needs no answer (it is not meant for you, or nothing is \
          worth adding), call `skip`. Each turn ends with exactly one `reply` or `skip`.\n\
          \n\
+         You never do long work yourself. To think something through, call `branch`; to get \
+         something done with tools (shell, files, the web), call `spawn_worker`. Both return at \
+         once and report back later as background results, which you then relay to the people \
+         here. Tell people when you started background work.\n\
+         \n\
          Be concise and helpful. Never reveal secrets such as API keys or tokens."
     )
+}
+
+/// The system prompt of branches.
+pub(crate) const BRANCH_SYSTEM_PROMPT: &str = "You are a branch of an AI agent's conversation: a private \
+     train of thought. Work out the task you are given using the conversation so far and your tools, \
+     then answer with a short conclusion as plain text. Nobody but the agent reads it. If the task \
+     needs real work done (commands, files, the web), delegate it once with `spawn_worker`.";
+
+/// The system prompt of workers.
+pub(crate) fn worker_system_prompt(interactive: bool) -> String {
+    let mut prompt = "You are a worker of an AI agent: you do one task with your tools and report back. \
+         Call `set_status` with kind `progress` to say what you are doing. When the task is \
+         finished, call `set_status` with kind `done` and the result (complete: it is all the \
+         agent will see), or with kind `failed` and the reason. You must declare one of the two."
+        .to_owned();
+    if interactive {
+        prompt.push_str(
+            " After each outcome you may receive a follow-up task, marked [follow-up]; declare an \
+             outcome for each.",
+        );
+    }
+    prompt
 }
 
 /// The text the model sees for an inbound message: time and sender, then the content.
@@ -28,6 +55,30 @@ pub(crate) fn envelope(message: &InboundMessage) -> String {
         message.sender.label(),
         message.content.text()
     )
+}
+
+/// The text the model sees for a burst of messages merged into one turn.
+pub(crate) fn batch_envelope(messages: &[InboundMessage]) -> String {
+    let mut text = format!("[{} messages arrived together; answer what needs answering, or skip]", messages.len());
+    for message in messages {
+        text.push('\n');
+        text.push_str(&envelope(message));
+    }
+    text
+}
+
+/// The synthetic message that starts a relay turn.
+pub(crate) fn relay_message(results: &[crate::processes::Completion]) -> String {
+    let mut text = String::from("[background results] Background work finished:\n");
+    for result in results {
+        text.push_str(&format!("- [{} {}] {}: {}\n", result.kind, result.id, result.label(), result.result));
+    }
+    text.push_str(
+        "Relay what matters to the people here with `reply`, answering what they asked. If something \
+         failed, was cancelled or timed out, say so plainly and offer to retry. Don't mention internal \
+         ids. Call `skip` only if there is nothing worth saying.",
+    );
+    text
 }
 
 #[cfg(test)]

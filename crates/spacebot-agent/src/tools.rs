@@ -1,7 +1,10 @@
 //! The channel's tools and the checks on plain-text fallback replies.
 
+use std::sync::{Arc, OnceLock};
+
 use serde::Deserialize;
 use serde_json::json;
+
 use spacebot_core::ToolSpec;
 
 /// The tool that sends a message to the conversation and ends the turn.
@@ -9,9 +12,28 @@ pub const REPLY_TOOL: &str = "reply";
 /// The tool that ends the turn without a message.
 pub const SKIP_TOOL: &str = "skip";
 
-/// The tools a channel offers the model, in a fixed order so requests are byte-stable.
-pub(crate) fn channel_tools() -> Vec<ToolSpec> {
-    vec![
+/// The tool that reacts to the message with an emoji; the turn goes on.
+pub const REACT_TOOL: &str = "react";
+/// The tool that starts a branch.
+pub const BRANCH_TOOL: &str = "branch";
+/// The tool that starts a worker.
+pub const SPAWN_WORKER_TOOL: &str = "spawn_worker";
+/// The tool that sends a message to a worker.
+pub const ROUTE_TOOL: &str = "route";
+/// The tool that cancels a branch or worker.
+pub const CANCEL_TOOL: &str = "cancel";
+/// The worker tool that reports progress and declares the outcome.
+pub const SET_STATUS_TOOL: &str = "set_status";
+
+/// The tools a channel offers the model, in a fixed order so requests are byte-stable. Built
+/// once and shared by every request.
+pub(crate) fn channel_tools() -> Arc<[ToolSpec]> {
+    static TOOLS: OnceLock<Arc<[ToolSpec]>> = OnceLock::new();
+    TOOLS.get_or_init(build_channel_tools).clone()
+}
+
+fn build_channel_tools() -> Arc<[ToolSpec]> {
+    Arc::from(vec![
         ToolSpec::new(
             REPLY_TOOL,
             "Send a message to the conversation. Ends your turn.",
@@ -33,7 +55,170 @@ pub(crate) fn channel_tools() -> Vec<ToolSpec> {
                 }
             }),
         ),
-    ]
+        ToolSpec::new(
+            REACT_TOOL,
+            "React to the message with an emoji. Your turn goes on: still `reply` or `skip`.",
+            json!({
+                "type": "object",
+                "properties": { "emoji": { "type": "string", "description": "One emoji." } },
+                "required": ["emoji"]
+            }),
+        ),
+        ToolSpec::new(
+            BRANCH_TOOL,
+            "Think something through in the background with a copy of this conversation (recall, \
+             plan, decide). Returns at once; the conclusion arrives later as a background result.",
+            json!({
+                "type": "object",
+                "properties": { "task": { "type": "string", "description": "What to think about." } },
+                "required": ["task"]
+            }),
+        ),
+        ToolSpec::new(
+            SPAWN_WORKER_TOOL,
+            "Start a worker that does a task with tools (shell, files, web) in the background. \
+             Returns at once; its outcome arrives later as a background result. An interactive \
+             worker stays available for follow-ups sent with `route`.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "task": { "type": "string", "description": "The task, complete and self-contained." },
+                    "interactive": { "type": "boolean", "description": "Keep the worker for follow-ups." }
+                },
+                "required": ["task"]
+            }),
+        ),
+        ToolSpec::new(
+            ROUTE_TOOL,
+            "Send a message to a worker: a follow-up task to an idle interactive worker, or more \
+             context to a running one.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "worker_id": { "type": "string" },
+                    "message": { "type": "string" }
+                },
+                "required": ["worker_id", "message"]
+            }),
+        ),
+        ToolSpec::new(
+            CANCEL_TOOL,
+            "Cancel a running branch or worker.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "process_id": { "type": "string" },
+                    "reason": { "type": "string" }
+                },
+                "required": ["process_id"]
+            }),
+        ),
+    ])
+}
+
+/// The `spawn_worker` tool as a branch sees it: it may delegate one task.
+pub(crate) fn branch_spawn_worker_tool() -> ToolSpec {
+    ToolSpec::new(
+        SPAWN_WORKER_TOOL,
+        "Delegate one task to a worker and end this branch; the worker's outcome goes to the \
+         conversation. At most once.",
+        json!({
+            "type": "object",
+            "properties": { "task": { "type": "string", "description": "The task, complete and self-contained." } },
+            "required": ["task"]
+        }),
+    )
+}
+
+/// The worker's `set_status` tool.
+pub(crate) fn set_status_tool() -> ToolSpec {
+    ToolSpec::new(
+        SET_STATUS_TOOL,
+        "Report progress (kind `progress`), or declare your outcome and finish: kind `done` with \
+         the result, or kind `failed` with the reason. You must declare an outcome to finish.",
+        json!({
+            "type": "object",
+            "properties": {
+                "status": { "type": "string", "description": "Progress text, or the result / failure reason." },
+                "kind": { "type": "string", "enum": ["progress", "done", "failed"] }
+            },
+            "required": ["status"]
+        }),
+    )
+}
+
+/// Reads a tool's arguments into `T`, accepting an arguments object sent as a JSON string.
+pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(
+    tool: &str,
+    arguments: &serde_json::Value,
+) -> Result<T, String> {
+    let parsed = match arguments {
+        serde_json::Value::String(raw) => serde_json::from_str::<T>(raw),
+        other => serde_json::from_value::<T>(other.clone()),
+    };
+    parsed.map_err(|error| format!("invalid arguments for `{tool}`: {error}."))
+}
+
+/// Arguments of `react`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReactArgs {
+    pub(crate) emoji: String,
+}
+
+/// Arguments of `branch`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BranchArgs {
+    #[serde(alias = "description", alias = "prompt")]
+    pub(crate) task: String,
+}
+
+/// Arguments of `spawn_worker`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SpawnWorkerArgs {
+    pub(crate) task: String,
+    #[serde(default)]
+    pub(crate) interactive: bool,
+}
+
+/// Arguments of `route`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RouteArgs {
+    #[serde(alias = "id", alias = "process_id")]
+    pub(crate) worker_id: String,
+    #[serde(alias = "content", alias = "text")]
+    pub(crate) message: String,
+}
+
+/// Arguments of `cancel`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CancelArgs {
+    #[serde(alias = "id", alias = "worker_id", alias = "branch_id")]
+    pub(crate) process_id: String,
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
+}
+
+/// What `set_status` declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StatusKind {
+    Progress,
+    Done,
+    #[serde(alias = "failure", alias = "error")]
+    Failed,
+}
+
+/// Arguments of `set_status`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SetStatusArgs {
+    #[serde(alias = "text", alias = "message")]
+    pub(crate) status: String,
+    #[serde(default = "progress")]
+    pub(crate) kind: StatusKind,
+}
+
+fn progress() -> StatusKind {
+    StatusKind::Progress
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,77 @@ use crate::store::ConversationLog;
 pub enum ConversationInput {
     /// A recorded inbound message to answer.
     Message(InboundMessage),
+    /// A control command, delivered ahead of queued messages and even while a turn runs
+    /// ([`Inbox::recv_control`]). The message carrying it is recorded and must be answered.
+    Control(ControlCommand, InboundMessage),
+}
+
+impl ConversationInput {
+    /// The inbound message this input carries.
+    pub fn message(&self) -> &InboundMessage {
+        match self {
+            Self::Message(message) | Self::Control(_, message) => message,
+        }
+    }
+}
+
+/// A command people give the harness itself rather than the agent: `/status`, `/stop`,
+/// `/pause`, `/resume`, `/new`. The router recognises them and hands them to the conversation
+/// on a lane of their own, so they take effect even in the middle of a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ControlCommand {
+    /// Report what the conversation is doing.
+    Status,
+    /// Stop the turn in progress and cancel every branch and worker.
+    Stop,
+    /// Stop answering messages until `/resume`.
+    Pause,
+    /// Answer messages again.
+    Resume,
+    /// Start over with an empty context.
+    New,
+}
+
+impl ControlCommand {
+    /// The command a message carries: a [`MessageContent::Command`] or text whose first word is
+    /// one of the command names with a slash.
+    ///
+    /// [`MessageContent::Command`]: crate::MessageContent::Command
+    pub fn parse(message: &InboundMessage) -> Option<Self> {
+        let name = match &message.content {
+            crate::message::MessageContent::Command { name, .. } => name.trim_start_matches('/').to_owned(),
+            crate::message::MessageContent::Text { text } => {
+                let first = text.split_whitespace().next()?;
+                first.strip_prefix('/')?.to_owned()
+            }
+            _ => return None,
+        };
+        Self::from_name(&name)
+    }
+
+    /// The command with this name (without the slash), case-insensitive.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "status" => Some(Self::Status),
+            "stop" => Some(Self::Stop),
+            "pause" => Some(Self::Pause),
+            "resume" => Some(Self::Resume),
+            "new" => Some(Self::New),
+            _ => None,
+        }
+    }
+
+    /// The command's name without the slash.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Stop => "stop",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::New => "new",
+        }
+    }
 }
 
 /// Everything a conversation needs from the runtime.
@@ -138,8 +209,11 @@ impl Outbox {
     ///
     /// Typing indicators get one attempt: a late indicator is worse than none.
     pub async fn send(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
+        let result = self.deliver(target, &response).await;
+        if self.events.receiver_count() == 0 {
+            return result;
+        }
         let agent = target.agent.clone().unwrap_or_else(|| AgentId::new(""));
-        let result = self.deliver(target, response.clone()).await;
         let event = match &result {
             Ok(()) => RuntimeEvent::ResponseSent {
                 agent,
@@ -158,7 +232,7 @@ impl Outbox {
         result
     }
 
-    async fn deliver(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
+    async fn deliver(&self, target: &InboundMessage, response: &OutboundResponse) -> Result<(), AdapterError> {
         let Some(adapter) = self.adapters.get(&target.adapter) else {
             return Err(AdapterError::permanent(&target.adapter, "no messaging adapter with this name is running"));
         };

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::ids::{AgentId, ConversationId, MessageId};
 use crate::message::OutboundResponse;
+use crate::process::ProcessEvent;
 
 /// Something that happened in the runtime.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +42,13 @@ pub enum RuntimeEvent {
         /// Why.
         error: String,
     },
+    /// A conversation started a turn (answering people, or relaying background results).
+    TurnStarted {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+    },
     /// A conversation finished processing a turn.
     TurnFinished {
         /// The agent.
@@ -50,6 +58,8 @@ pub enum RuntimeEvent {
         /// How it ended: `replied`, `skipped` or `failed`.
         outcome: TurnOutcome,
     },
+    /// A branch, worker or compactor started, reported progress, or ended.
+    Process(ProcessEvent),
 }
 
 /// How a turn ended.

@@ -9,6 +9,10 @@
 //! The contract for engines: a message is *in progress* from the moment [`Inbox::recv`] returns
 //! it until the next call to `recv`. Engines handle one message at a time, so the runtime always
 //! knows which message a dead task was working on.
+//!
+//! Control commands (`/stop`, `/status`, ...) travel in a lane of their own: `recv` returns them
+//! before any queued message, and [`Inbox::recv_control`] returns only them, so an engine can
+//! act on one while a turn is still running.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,6 +25,7 @@ use crate::message::InboundMessage;
 #[derive(Default)]
 struct State {
     queue: VecDeque<ConversationInput>,
+    control: VecDeque<ConversationInput>,
     in_progress: Option<InboundMessage>,
     closed: bool,
 }
@@ -29,6 +34,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     ready: Notify,
+    control_ready: Notify,
 }
 
 impl Shared {
@@ -66,9 +72,13 @@ impl Inbox {
             {
                 let mut state = self.shared.lock();
                 state.in_progress = None;
+                if let Some(input) = state.control.pop_front() {
+                    return Some(input);
+                }
                 if let Some(input) = state.queue.pop_front() {
-                    let ConversationInput::Message(message) = &input;
-                    state.in_progress = Some(message.clone());
+                    if let ConversationInput::Message(message) = &input {
+                        state.in_progress = Some(message.clone());
+                    }
                     return Some(input);
                 }
                 if state.closed {
@@ -79,9 +89,24 @@ impl Inbox {
         }
     }
 
+    /// The next control command, waiting for one; never returns while none arrives (select it
+    /// against the work it may interrupt). Does not change which message is in progress.
+    ///
+    /// Cancel-safe: a command is only taken when this returns.
+    pub async fn recv_control(&self) -> ConversationInput {
+        loop {
+            let notified = self.shared.control_ready.notified();
+            if let Some(input) = self.shared.lock().control.pop_front() {
+                return input;
+            }
+            notified.await;
+        }
+    }
+
     /// How many inputs are waiting.
     pub fn len(&self) -> usize {
-        self.shared.lock().queue.len()
+        let state = self.shared.lock();
+        state.queue.len() + state.control.len()
     }
 
     /// Whether no input is waiting.
@@ -91,10 +116,21 @@ impl Inbox {
 }
 
 impl InboxSender {
-    /// Queues an input and wakes the reader.
+    /// Queues an input and wakes the reader. Control inputs go to the control lane.
     pub(crate) fn send(&self, input: ConversationInput) {
-        self.shared.lock().queue.push_back(input);
+        let control = matches!(input, ConversationInput::Control(..));
+        {
+            let mut state = self.shared.lock();
+            if control {
+                state.control.push_back(input);
+            } else {
+                state.queue.push_back(input);
+            }
+        }
         self.shared.ready.notify_one();
+        if control {
+            self.shared.control_ready.notify_one();
+        }
     }
 
     /// Closes the inbox: the reader drains what is queued, then `recv` returns `None`.
@@ -112,7 +148,9 @@ impl InboxSender {
 
     /// Takes everything queued (for answering when no task can run).
     pub(crate) fn drain(&self) -> Vec<ConversationInput> {
-        self.shared.lock().queue.drain(..).collect()
+        let mut state = self.shared.lock();
+        let control: Vec<_> = state.control.drain(..).collect();
+        control.into_iter().chain(state.queue.drain(..)).collect()
     }
 }
 
@@ -127,9 +165,31 @@ mod tests {
 
     fn text(input: Option<ConversationInput>) -> String {
         match input {
-            Some(ConversationInput::Message(m)) => m.content.text(),
+            Some(input) => input.message().content.text(),
             None => "<closed>".to_owned(),
         }
+    }
+
+    fn control(text: &str) -> ConversationInput {
+        let message = InboundMessage::text("t", "c", Sender::new("u"), text);
+        ConversationInput::Control(crate::engine::ControlCommand::parse(&message).unwrap(), message)
+    }
+
+    #[tokio::test]
+    async fn control_commands_jump_the_queue_and_have_their_own_lane() {
+        let (sender, mut inbox) = inbox();
+        sender.send(message("a"));
+        sender.send(control("/status"));
+        sender.send(control("/stop"));
+        // The control lane only yields commands.
+        assert_eq!(inbox.recv_control().await.message().content.text(), "/status");
+        // `recv` yields the remaining command before the queued message.
+        assert_eq!(text(inbox.recv().await), "/stop");
+        assert_eq!(text(inbox.recv().await), "a");
+        let (_, in_progress) = sender.reopen();
+        assert_eq!(in_progress.map(|m| m.content.text()).as_deref(), Some("a"), "commands are never in progress");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), inbox.recv_control()).await;
+        assert!(waiting.is_err(), "no command is queued");
     }
 
     #[tokio::test]

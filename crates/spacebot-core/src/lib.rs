@@ -32,23 +32,31 @@
 #![deny(missing_docs)]
 
 mod adapter;
+mod binding;
 mod engine;
 mod error;
 mod event;
+mod fallback;
 mod ids;
 mod inbox;
 mod llm;
 mod message;
+mod process;
 mod runtime;
+mod split;
 mod store;
 mod tool;
 
 pub use adapter::{InboundStream, MessagingAdapter};
-pub use engine::{AdapterSet, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox};
+pub use binding::{Binding, CHANNEL_KEY, GUILD_KEY, PARENT_CHANNEL_KEY, resolve_binding};
+pub use engine::{
+    AdapterSet, ControlCommand, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox,
+};
 pub use error::{
     AdapterError, AdapterErrorKind, BoxError, EmbedError, Error, LlmError, LlmErrorKind, Result, StoreError, ToolError,
 };
 pub use event::{RuntimeEvent, TurnOutcome};
+pub use fallback::FallbackModel;
 pub use ids::{AgentId, ConversationId, MessageId, ProcessId};
 pub use inbox::Inbox;
 pub use llm::{
@@ -57,6 +65,12 @@ pub use llm::{
 pub use message::{
     Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage,
 };
+pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus};
-pub use store::{ConversationLog, Embedder, Memory, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery};
+pub use split::{SplitOptions, split_message, split_message_with};
+pub use store::{
+    ConversationLog, Edge, Embedder, KnowledgeQuery, ListOrder, ListQuery, MaintenanceOptions, MaintenanceReport,
+    Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewEdge, NewMemory, RecallHit, RecallQuery, RelationKind,
+    SaveOutcome, SaveStatus, Visibility,
+};
 pub use tool::Tool;

@@ -5,6 +5,8 @@
 //! anything that can answer a chat request (a provider over HTTP, a local model, a scripted fake)
 //! drive every process.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -118,8 +120,9 @@ pub struct ChatRequest {
     pub system: String,
     /// The history, oldest first.
     pub messages: Vec<ChatMessage>,
-    /// Tools the model may call.
-    pub tools: Vec<ToolSpec>,
+    /// Tools the model may call. Shared: a process offers the same tools on every call, so
+    /// building a request does not copy their schemas.
+    pub tools: Arc<[ToolSpec]>,
     /// Upper bound on output tokens.
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
@@ -129,12 +132,12 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// A request with a system prompt and history, no tools.
     pub fn new(system: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
-        Self { system: system.into(), messages, tools: Vec::new(), max_tokens: None, temperature: None }
+        Self { system: system.into(), messages, tools: Arc::default(), max_tokens: None, temperature: None }
     }
 
-    /// Sets the tools.
-    pub fn with_tools(mut self, tools: Vec<ToolSpec>) -> Self {
-        self.tools = tools;
+    /// Sets the tools (a `Vec`, or an `Arc<[ToolSpec]>` shared between requests).
+    pub fn with_tools(mut self, tools: impl Into<Arc<[ToolSpec]>>) -> Self {
+        self.tools = tools.into();
         self
     }
 

@@ -27,7 +27,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::MessagingAdapter;
-use crate::engine::{AdapterSet, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox};
+use crate::binding::{Binding, resolve_binding};
+use crate::engine::{
+    AdapterSet, ControlCommand, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox,
+};
 use crate::error::{Error, Result};
 use crate::event::RuntimeEvent;
 use crate::ids::{AgentId, ConversationId, MessageId};
@@ -82,6 +85,7 @@ pub struct RuntimeBuilder {
     adapters: Vec<Arc<dyn MessagingAdapter>>,
     agents: Vec<AgentId>,
     settings: RuntimeSettings,
+    bindings: Vec<Binding>,
 }
 
 impl RuntimeBuilder {
@@ -112,6 +116,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Adds a binding (which agent answers where). Bindings are tried in the order added for
+    /// messages that name no agent; the first match decides, else the default agent answers.
+    pub fn binding(mut self, binding: Binding) -> Self {
+        self.bindings.push(binding);
+        self
+    }
+
     /// Sets the tunables.
     pub fn settings(mut self, settings: RuntimeSettings) -> Self {
         self.settings = settings;
@@ -125,6 +136,9 @@ impl RuntimeBuilder {
         let log = self.log.ok_or(Error::Missing("a conversation log"))?;
         if self.agents.is_empty() {
             return Err(Error::Missing("at least one agent"));
+        }
+        if let Some(binding) = self.bindings.iter().find(|b| !self.agents.contains(&b.agent)) {
+            return Err(Error::UnknownAgent(binding.agent.clone()));
         }
         let (events, _) = broadcast::channel(1024);
         let adapters = Arc::new(AdapterSet::new(self.adapters));
@@ -152,6 +166,7 @@ impl RuntimeBuilder {
                 agents: self.agents,
                 accepting: AtomicBool::new(true),
                 adapter_names: adapters.iter().map(|a| a.name().to_owned()).collect(),
+                bindings: self.bindings,
             }),
         };
 
@@ -264,6 +279,7 @@ struct HandleInner {
     agents: Vec<AgentId>,
     accepting: AtomicBool,
     adapter_names: Vec<String>,
+    bindings: Vec<Binding>,
 }
 
 impl RuntimeHandle {
@@ -271,7 +287,8 @@ impl RuntimeHandle {
     ///
     /// Returns once the message is in the log, so a caller can acknowledge the platform. A
     /// message whose id was already recorded is not processed again. The agent is the one the
-    /// message names, else the default (first) agent.
+    /// message names, else the one of the first matching [`Binding`], else the default (first)
+    /// agent.
     pub async fn submit(&self, mut message: InboundMessage) -> Result<MessageId> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
@@ -279,7 +296,8 @@ impl RuntimeHandle {
         let agent = match message.agent.take() {
             Some(agent) if self.inner.agents.contains(&agent) => agent,
             Some(agent) => return Err(Error::UnknownAgent(agent)),
-            None => self.default_agent().clone(),
+            // Bindings (issue #5): the first that matches picks the agent.
+            None => resolve_binding(&self.inner.bindings, &message).unwrap_or(self.default_agent()).clone(),
         };
         message.agent = Some(agent);
         if message.adapter.is_empty() {
@@ -400,7 +418,12 @@ impl Router {
             conversation: key.1.clone(),
             message_id: message.id.clone(),
         });
-        let input = ConversationInput::Message(message);
+        // Control commands are recognised here and travel on the inbox's control lane, so the
+        // conversation sees them ahead of queued messages and while a turn runs.
+        let input = match ControlCommand::parse(&message) {
+            Some(command) => ConversationInput::Control(command, message),
+            None => ConversationInput::Message(message),
+        };
         if let Some(sender) = self.conversations.get(&key) {
             sender.send(input);
             return;
@@ -462,7 +485,8 @@ impl Router {
                 tracing::error!(agent = %key.0, conversation = %key.1, error = ?failure,
                     "a conversation task ended without taking its messages; answering them with an error");
                 if let Some(sender) = self.conversations.remove(&key) {
-                    for ConversationInput::Message(message) in sender.drain() {
+                    for input in sender.drain() {
+                        let (ConversationInput::Message(message) | ConversationInput::Control(_, message)) = input;
                         self.answer_with_notice(message);
                     }
                 }

@@ -1,7 +1,7 @@
 //! Dev-only test support for Spacebot. Never a dependency of a shipped crate: depend on it from
 //! `[dev-dependencies]` only.
 //!
-//! It fakes the three things a Spacebot test needs to control:
+//! It fakes the things a Spacebot test needs to control:
 //!
 //! - [`fake_llm`]: [`FakeLlmServer`], a real HTTP server on `127.0.0.1` speaking OpenAI chat
 //!   completions and Anthropic messages (plain and streamed, text and tool calls), answering from
@@ -14,18 +14,31 @@
 //! - [`log`]: [`MemoryLog`], an in-memory [`ConversationLog`](spacebot_core::ConversationLog)
 //!   with the same semantics as the SQLite one, for runtime tests without a database.
 //!
+//! - [`fake_discord`] and [`fake_slack`]: [`FakeDiscord`] and [`FakeSlack`], real local servers
+//!   (REST and gateway websocket; Web API and Socket Mode websocket) the real client libraries
+//!   talk to, scripted per test, with failures and dropped connections on demand.
+//! - [`conformance`]: one suite any [`MessagingAdapter`](spacebot_core::MessagingAdapter) runs
+//!   through a [`conformance::Platform`] harness over its fake.
+//!
 //! Everything here records what it was asked, so tests can assert on the prompts, tools and
 //! replies that crossed each boundary. When a script runs out, each fake fails loudly (an HTTP 500,
 //! an `InvalidResponse` error) rather than hanging.
 
 pub mod adapter;
+pub mod conformance;
+pub mod fake_discord;
+pub mod fake_embeddings;
 pub mod fake_llm;
+pub mod fake_slack;
 pub mod log;
 pub mod scripted;
 
 mod chunk;
 
 pub use adapter::CapturingAdapter;
+pub use fake_discord::{DiscordRequest, FakeDiscord, FakeMessage};
+pub use fake_embeddings::{EmbeddingsRequest, FakeEmbeddingsServer};
 pub use fake_llm::{FakeLlmServer, FakeReply, RecordedRequest, Wire};
+pub use fake_slack::{FakeSlack, SlackCall, SlackMessage};
 pub use log::MemoryLog;
 pub use scripted::{ScriptedModel, ScriptedTurn};

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+
 use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, MessageId, StoreError, StoredMessage};
 
 /// A conversation log kept in memory, with the same semantics as the SQLite one.

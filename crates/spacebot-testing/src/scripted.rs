@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
+
 use spacebot_core::{
     ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, LlmError, LlmErrorKind, StreamEvent, ToolCall,
     Usage,

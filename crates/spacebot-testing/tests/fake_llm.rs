@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
 use spacebot_testing::{FakeLlmServer, FakeReply, Wire};
 
 fn client() -> reqwest::Client {

@@ -6,6 +6,7 @@ use rig_core::message::ToolName;
 use rig_core::providers::anthropic::AnthropicConfig;
 use rig_core::providers::openai::OpenAIConfig;
 use serde_json::json;
+
 use spacebot_testing::{FakeLlmServer, FakeReply, Wire};
 
 fn request() -> CompletionRequest {

@@ -2,6 +2,7 @@
 //! through the API and the event stream, so delivery is recording, which the channel already did.
 
 use async_trait::async_trait;
+
 use spacebot_core::{AdapterError, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse};
 
 /// The runtime key (and message source) of the webhook adapter.

@@ -15,9 +15,10 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use spacebot_core::{AgentId, ConversationId, InboundMessage, RuntimeHandle, Sender, StoredMessage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use spacebot_core::{AgentId, ConversationId, InboundMessage, RuntimeHandle, Sender, StoredMessage};
 
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;

@@ -87,14 +87,19 @@ pub(crate) const RULES: &[CrateRule] = &[
     rule("spacebot-webhook",  Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity", "slack-morphism"]),
     rule("spacebot-testing",  Only(CORE),                             Any,                &[]),
     rule("spacebot",          Any,                                    Any,                &[]),
+    rule("spacebot-bench",    Only(&["spacebot-core", "spacebot-memory", "spacebot-agent"]), Any, &[]),
     rule("xtask",             Only(&[]),                              Only(&[]),          &[]),
+    // The examples show what a third party builds: an adapter on the contract alone, and a
+    // program that embeds an agent with the crates it needs.
+    rule("example-custom-adapter", Only(CORE), Only(&["spacebot-core", "spacebot-testing"]), MODEL_AND_STORE),
+    rule("example-embed",     Only(&["spacebot-core", "spacebot-agent", "spacebot-memory", "spacebot-llm"]), Any, &["serenity", "slack-morphism"]),
 ];
 
 /// Test support: allowed in `[dev-dependencies]` only, whatever a row says.
 const DEV_ONLY: &[&str] = &["spacebot-testing"];
 
 /// The top of the graph: nothing may depend on these, in any kind of table.
-const TOPS: &[&str] = &["spacebot", "xtask"];
+const TOPS: &[&str] = &["spacebot", "spacebot-bench", "xtask", "example-custom-adapter", "example-embed"];
 
 /// Where the table lives, for violations about the table itself.
 const TABLE_LOCATION: &str = "xtask/src/tidy/deps.rs";
@@ -377,6 +382,15 @@ mod tests {
                 ],
             );
             fake.member("xtask", &[]);
+            fake.member(
+                "spacebot-bench",
+                &[("spacebot-core", None), ("spacebot-memory", None), ("spacebot-agent", None)],
+            );
+            fake.member("example-custom-adapter", &[("spacebot-core", None), ("spacebot-testing", Some("dev"))]);
+            fake.member(
+                "example-embed",
+                &[("spacebot-core", None), ("spacebot-agent", None), ("spacebot-memory", None), ("spacebot-llm", None)],
+            );
             fake.edge("spacebot-core", "tokio", None);
             fake.edge("spacebot-core", "serde", None);
             fake.edge("spacebot-llm", "rig-core", None);
@@ -632,6 +646,31 @@ mod tests {
             violations[1].contains("row for `spacebot-slack`, which is not a workspace package"),
             "{violations:#?}"
         );
+    }
+
+    #[test]
+    fn the_adapter_example_builds_on_core_alone() {
+        let mut fake = Fake::good();
+        fake.dep("example-custom-adapter", "spacebot-agent", None);
+        assert_one(
+            &fake.violations(),
+            &["`example-custom-adapter` may not depend on `spacebot-agent`", "allowed there: spacebot-core"],
+        );
+        let mut fake = Fake::good();
+        fake.edge("example-custom-adapter", "sqlx", None);
+        assert_one(&fake.violations(), &["`example-custom-adapter` must not pull in `sqlx`"]);
+    }
+
+    #[test]
+    fn the_embedding_example_uses_test_support_only_in_tests() {
+        let mut fake = Fake::good();
+        fake.dep("example-embed", "spacebot-testing", Some("dev"));
+        assert_eq!(fake.violations(), Vec::<String>::new());
+        fake.dep("example-embed", "spacebot-testing", None);
+        assert_one(&fake.violations(), &["`example-embed` has `spacebot-testing` in [dependencies]"]);
+        let mut fake = Fake::good();
+        fake.dep("spacebot", "example-embed", Some("dev"));
+        assert_one(&fake.violations(), &["nothing may depend on `example-embed`"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The command line: config errors, `config check`, `send` and `status` against a daemon.
 
 use serde_json::json;
+
 use spacebot_testing::{FakeLlmServer, FakeReply};
 
 use crate::daemon::{Daemon, Home, openai_config, run_cli};

@@ -1,6 +1,7 @@
 //! A conversation end to end: webhook in, model over HTTP, reply stored, history after restart.
 
 use serde_json::json;
+
 use spacebot_testing::{FakeLlmServer, FakeReply, Wire};
 
 use crate::daemon::{Daemon, Home, openai_config};

@@ -6,4 +6,6 @@ mod cli;
 mod conversation;
 mod daemon;
 mod http_api;
+mod memory;
+mod messaging;
 mod provider_errors;

@@ -2,6 +2,7 @@
 //! visible error message.
 
 use serde_json::json;
+
 use spacebot_testing::{FakeLlmServer, FakeReply};
 
 use crate::daemon::{Daemon, Home, openai_config};

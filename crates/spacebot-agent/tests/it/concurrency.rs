@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::time::Instant;
+
 use spacebot_agent::{ChannelSettings, REPLY_TOOL};
 use spacebot_core::{ChatMessage, ConversationLog, Role, TurnOutcome};
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
-use tokio::time::Instant;
 
 use crate::support::{CONV, idle, last_user_text, profile, start, stop_typing, typing, user};
 

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::time::Instant;
+
 use spacebot_agent::{AgentProfile, ChannelSettings, REPLY_TOOL, SKIP_TOOL};
 use spacebot_core::{
     ChatMessage, ConversationLog, InboundMessage, LlmErrorKind, OutboundResponse, Role, Sender, StatusUpdate,
     StoredMessage, TurnOutcome,
 };
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
-use tokio::time::Instant;
 
 use crate::support::{ADAPTER, AGENT, CONV, Harness, idle, profile, start, start_with, stop_typing, typing};
 

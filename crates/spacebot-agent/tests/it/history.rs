@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+
 use spacebot_agent::REPLY_TOOL;
 use spacebot_core::{ChatMessage, LlmErrorKind, Role, TurnOutcome};
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};

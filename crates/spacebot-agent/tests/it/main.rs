@@ -6,9 +6,15 @@
 //! One test binary; modules by concern. Every test runs on tokio's paused clock, so delays,
 //! hangs and timeouts cost no real time and the order of events is deterministic.
 
+mod compaction;
 mod concurrency;
+mod control;
 mod failures;
+mod faults;
 mod history;
+mod memory;
+mod processes;
 mod recovery;
 mod support;
+mod task_tools;
 mod turns;

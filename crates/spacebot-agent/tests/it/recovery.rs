@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+
 use spacebot_agent::REPLY_TOOL;
 use spacebot_core::{ConversationLog, InboundMessage, Role, Sender};
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
@@ -11,7 +12,7 @@ use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
 use crate::support::{ADAPTER, AGENT, CONV, idle, last_user_text, profile, start, user};
 
 fn pending(text: &str) -> InboundMessage {
-    InboundMessage::text(ADAPTER, CONV, Sender::new("alice"), text).with_agent(AGENT)
+    InboundMessage::text(ADAPTER, CONV, Sender::new("alice"), text).with_agent(AGENT).with_direct(true)
 }
 
 fn echo_model() -> Arc<ScriptedModel> {

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::broadcast;
+
 use spacebot_agent::{AgentProfile, ChannelEngine};
 use spacebot_core::{
-    ChatMessage, ChatRequest, InboundMessage, OutboundResponse, Runtime, RuntimeEvent, StatusUpdate, TurnOutcome,
+    ChatMessage, ChatRequest, InboundMessage, OutboundResponse, ProcessChange, ProcessEvent, ProcessId, ProcessKind,
+    Runtime, RuntimeEvent, Sender, StatusUpdate, TerminalState, TurnOutcome,
 };
 use spacebot_testing::{CapturingAdapter, MemoryLog, ScriptedModel};
-use tokio::sync::broadcast;
 
 /// The agent every test runs.
 pub(crate) const AGENT: &str = "main";
@@ -25,6 +27,8 @@ pub(crate) struct Harness {
     pub(crate) runtime: Runtime,
     pub(crate) adapter: Arc<CapturingAdapter>,
     events: broadcast::Receiver<RuntimeEvent>,
+    process_events: broadcast::Receiver<RuntimeEvent>,
+    seen_process_events: Vec<ProcessEvent>,
 }
 
 /// A profile for the test agent that uses `model`.
@@ -48,13 +52,22 @@ pub(crate) async fn start_with(profiles: Vec<AgentProfile>, agents: &[&str], log
     }
     let runtime = builder.start().await.expect("runtime starts");
     let events = runtime.handle().subscribe();
-    Harness { runtime, adapter, events }
+    let process_events = runtime.handle().subscribe();
+    Harness { runtime, adapter, events, process_events, seen_process_events: Vec::new() }
 }
 
 impl Harness {
-    /// Injects a text message from `alice` through the adapter.
+    /// Injects a direct text message from `alice` through the adapter. Direct messages are never
+    /// coalesced, so each is answered in its own turn.
     pub(crate) fn say(&self, conversation: &str, text: &str) -> InboundMessage {
-        self.adapter.inject_text(conversation, "alice", text)
+        let message = InboundMessage::text(ADAPTER, conversation, Sender::new("alice"), text).with_direct(true);
+        self.adapter.inject(message.clone());
+        message
+    }
+
+    /// Injects a group-conversation text message from `sender` through the adapter.
+    pub(crate) fn say_in_group(&self, conversation: &str, sender: &str, text: &str) -> InboundMessage {
+        self.adapter.inject_text(conversation, sender, text)
     }
 
     /// Waits for `count` more finished turns (any conversation) and returns their outcomes.
@@ -86,6 +99,39 @@ impl Harness {
             .into_iter()
             .filter(|(target, _)| target.id == message.id)
             .map(|(_, response)| response)
+            .collect()
+    }
+
+    /// Every process event published so far, in order.
+    pub(crate) fn process_events(&mut self) -> Vec<ProcessEvent> {
+        loop {
+            match self.process_events.try_recv() {
+                Ok(RuntimeEvent::Process(event)) => self.seen_process_events.push(event),
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => panic!("missed {missed} events"),
+                Err(_) => break,
+            }
+        }
+        self.seen_process_events.clone()
+    }
+
+    /// The terminal states announced so far, per process, in order of announcement.
+    pub(crate) fn finished(&mut self) -> Vec<(ProcessId, ProcessKind, TerminalState, String)> {
+        self.process_events()
+            .into_iter()
+            .filter_map(|event| match event.change {
+                ProcessChange::Finished { state, summary } => Some((event.process, event.kind, state, summary)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The ids of processes that started, in order.
+    pub(crate) fn started(&mut self) -> Vec<(ProcessId, ProcessKind)> {
+        self.process_events()
+            .into_iter()
+            .filter(|event| matches!(event.change, ProcessChange::Started { .. }))
+            .map(|event| (event.process, event.kind))
             .collect()
     }
 
@@ -150,4 +196,42 @@ pub(crate) fn tool_names(request: &ChatRequest) -> Vec<String> {
 /// Every piece of text in a request (system prompt, messages, tool calls and results).
 pub(crate) fn request_text(request: &ChatRequest) -> String {
     serde_json::to_string(request).expect("requests serialise")
+}
+
+/// The text of the first user message of a request (a worker's task, a branch's fork start).
+pub(crate) fn first_user_text(request: &ChatRequest) -> String {
+    request
+        .messages
+        .iter()
+        .find_map(|message| match message {
+            ChatMessage::User { content } => Some(content.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The raw text of the last user message of a request.
+pub(crate) fn last_user_raw(request: &ChatRequest) -> String {
+    request
+        .messages
+        .iter()
+        .rev()
+        .find_map(|message| match message {
+            ChatMessage::User { content } => Some(content.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The content of every tool result of the turn in progress (after the last user message), in
+/// order. Earlier turns' tool calls and results stay in the history and are not counted.
+pub(crate) fn tool_results(request: &ChatRequest) -> Vec<String> {
+    let start = request.messages.iter().rposition(|message| matches!(message, ChatMessage::User { .. })).unwrap_or(0);
+    request.messages[start..]
+        .iter()
+        .filter_map(|message| match message {
+            ChatMessage::ToolResult { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .collect()
 }

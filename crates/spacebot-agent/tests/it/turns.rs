@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use spacebot_agent::{REPLY_TOOL, SKIP_TOOL};
+
+use spacebot_agent::{BRANCH_TOOL, CANCEL_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, SKIP_TOOL, SPAWN_WORKER_TOOL};
 use spacebot_core::{ChatMessage, ConversationLog, OutboundResponse, Role, TurnOutcome};
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
 
@@ -39,7 +40,10 @@ async fn reply_tool_delivers_one_text_stored_as_the_agent() {
 
     let requests = model.requests();
     assert_eq!(requests.len(), 1);
-    assert_eq!(tool_names(&requests[0]), vec![REPLY_TOOL, SKIP_TOOL]);
+    assert_eq!(
+        tool_names(&requests[0]),
+        vec![REPLY_TOOL, SKIP_TOOL, REACT_TOOL, BRANCH_TOOL, SPAWN_WORKER_TOOL, ROUTE_TOOL, CANCEL_TOOL]
+    );
     assert!(requests[0].system.starts_with("You are main,"), "{}", requests[0].system);
     assert_eq!(requests[0].messages, vec![user(&inbound)]);
     h.shutdown().await;
@@ -202,5 +206,39 @@ async fn empty_reply_is_refused_and_the_model_asked_again() {
     };
     assert_eq!(name, REPLY_TOOL);
     assert!(content.contains("non-empty"), "{content}");
+    h.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn react_sends_an_emoji_and_the_turn_goes_on_to_its_reply() {
+    let model = Arc::new(ScriptedModel::new());
+    model.push_all([
+        ScriptedTurn::tool_call(REACT_TOOL, json!({"emoji": "  "})),
+        ScriptedTurn::tool_call(REACT_TOOL, json!({"emoji": "👍"})),
+        ScriptedTurn::tool_call(REPLY_TOOL, json!({"content": "Noted."})),
+    ]);
+    let mut h = start(profile(&model), Arc::new(MemoryLog::new())).await;
+
+    let inbound = h.say(CONV, "I fixed the build");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+
+    assert_eq!(
+        h.responses_to(&inbound),
+        vec![
+            typing(),
+            OutboundResponse::Reaction { emoji: "👍".to_owned() },
+            OutboundResponse::text("Noted."),
+            stop_typing()
+        ],
+        "an empty emoji sends nothing; the reaction goes out before the reply"
+    );
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3, "the turn went on after each reaction");
+    let result = |index: usize| match requests[index].messages.last() {
+        Some(ChatMessage::ToolResult { content, .. }) => content.clone(),
+        other => panic!("expected a tool result, got {other:?}"),
+    };
+    assert!(result(1).contains("needs an `emoji`"), "{}", result(1));
+    assert!(result(2).starts_with("Reacted."), "{}", result(2));
     h.shutdown().await;
 }

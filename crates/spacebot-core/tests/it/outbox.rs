@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
 use spacebot_core::{
     AdapterErrorKind, AdapterSet, DeliveryPolicy, InboundMessage, MessagingAdapter, OutboundResponse, Outbox,
     RuntimeEvent, StatusUpdate,
 };
-use tokio::sync::broadcast;
-use tokio::time::Instant;
 
 use crate::support::{FakeAdapter, Parts, SendScript, message};
 

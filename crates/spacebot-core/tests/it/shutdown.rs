@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use spacebot_core::{Error, RuntimeSettings};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
+
+use spacebot_core::{Error, RuntimeSettings};
 
 use crate::support::{Parts, SLOW_TURN, message};
 

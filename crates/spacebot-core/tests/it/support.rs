@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
 use spacebot_core::{
     AdapterError, AdapterErrorKind, AgentId, ConversationContext, ConversationEngine, ConversationId,
     ConversationInput, ConversationLog, InboundMessage, InboundStream, Inbox, MessageId, MessagingAdapter,
     OutboundResponse, Role, Runtime, RuntimeSettings, Sender, StoreError, StoredMessage,
 };
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
 /// How long (in tokio time, usually paused) a wait may take before the test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(600);

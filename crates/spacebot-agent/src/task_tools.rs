@@ -1,0 +1,121 @@
+//! The workers' built-in task tools: `file_read`, `file_write`, `file_list` and `shell`,
+//! confined to the agent's workspace directory, and `web_fetch`, guarded against private
+//! addresses.
+//!
+//! Confinement is checked on resolved paths (symlinks followed), so no path, however it is
+//! spelled, reaches outside the workspace. Shell commands run inside bubblewrap when it is
+//! installed (the workspace writable, the rest of the filesystem read-only, no network), with a
+//! clear warning when it is not; either way they run with a clean environment, a time limit and
+//! an output cap.
+
+mod shell;
+mod web;
+mod workspace;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spacebot_core::Tool;
+
+pub use shell::{Sandbox, bubblewrap_available};
+pub use web::WebFetchSettings;
+
+/// Settings of the built-in task tools.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TaskToolSettings {
+    /// The directory file and shell tools work in; without one, workers get no file or shell
+    /// tools.
+    pub workspace: Option<PathBuf>,
+    /// Longest a shell command may run.
+    pub shell_timeout: Duration,
+    /// Bytes of a command's stdout (and, separately, stderr) kept; the rest is cut.
+    pub output_cap: usize,
+    /// Whether shell commands run in bubblewrap.
+    pub sandbox: Sandbox,
+    /// Whether sandboxed shell commands may use the network.
+    pub shell_network: bool,
+    /// Longest file `file_read` returns, in bytes.
+    pub max_read_bytes: usize,
+    /// `web_fetch`, when enabled.
+    pub web_fetch: Option<WebFetchSettings>,
+}
+
+impl Default for TaskToolSettings {
+    fn default() -> Self {
+        Self {
+            workspace: None,
+            shell_timeout: Duration::from_secs(60),
+            output_cap: 16 * 1024,
+            sandbox: Sandbox::Auto,
+            shell_network: false,
+            max_read_bytes: 256 * 1024,
+            web_fetch: Some(WebFetchSettings::default()),
+        }
+    }
+}
+
+impl TaskToolSettings {
+    /// Settings with file and shell tools confined to `workspace`.
+    pub fn with_workspace(mut self, workspace: impl Into<PathBuf>) -> Self {
+        self.workspace = Some(workspace.into());
+        self
+    }
+
+    /// Sets the shell time limit and output cap.
+    pub fn with_shell_limits(mut self, timeout: Duration, output_cap: usize) -> Self {
+        self.shell_timeout = timeout;
+        self.output_cap = output_cap;
+        self
+    }
+
+    /// Sets the sandbox mode of shell commands.
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// Sets (or, with `None`, turns off) `web_fetch`.
+    pub fn with_web_fetch(mut self, web_fetch: Option<WebFetchSettings>) -> Self {
+        self.web_fetch = web_fetch;
+        self
+    }
+}
+
+/// The built-in task tools for these settings.
+///
+/// Fails when the workspace can't be created or resolved, or when the sandbox is required and
+/// bubblewrap is missing.
+pub fn task_tools(settings: &TaskToolSettings) -> Result<Vec<Arc<dyn Tool>>, TaskToolError> {
+    let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
+    if let Some(root) = &settings.workspace {
+        let workspace = Arc::new(workspace::Workspace::open(root)?);
+        tools.push(Arc::new(workspace::FileRead::new(workspace.clone(), settings.max_read_bytes)));
+        tools.push(Arc::new(workspace::FileWrite::new(workspace.clone())));
+        tools.push(Arc::new(workspace::FileList::new(workspace.clone())));
+        tools.push(Arc::new(shell::Shell::new(workspace, settings)?));
+    }
+    if let Some(web) = &settings.web_fetch {
+        tools.push(Arc::new(web::WebFetch::new(web.clone())));
+    }
+    Ok(tools)
+}
+
+/// Why the task tools can't be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskToolError {
+    /// The workspace directory can't be created or resolved.
+    #[error("can't use the workspace {path}: {source}")]
+    Workspace {
+        /// The configured path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sandbox is required and bubblewrap (`bwrap`) is not installed.
+    #[error("the shell sandbox is required but bubblewrap (`bwrap`) is not installed")]
+    SandboxMissing,
+}

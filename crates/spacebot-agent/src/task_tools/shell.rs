@@ -1,0 +1,304 @@
+//! `shell`: a command run in the workspace, in bubblewrap when it is installed.
+//!
+//! In the sandbox the whole filesystem is read-only except the workspace (and a private `/tmp`),
+//! the process sees only its own pid namespace, and it has no network unless the settings allow
+//! it. Sandboxed or not, the command gets a clean environment (no API keys leak from the daemon),
+//! a time limit after which its whole process group is killed, and a cap on the output kept.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use spacebot_core::{Tool, ToolError, ToolSpec};
+
+use super::workspace::Workspace;
+use super::{TaskToolError, TaskToolSettings};
+use crate::tools::parse_args;
+
+/// The `PATH` commands run with.
+const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Whether shell commands run in bubblewrap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sandbox {
+    /// In bubblewrap when `bwrap` is installed; otherwise unsandboxed, with a warning.
+    #[default]
+    Auto,
+    /// Never sandboxed.
+    Off,
+    /// Always sandboxed: setting up the tools fails without `bwrap`.
+    Required,
+}
+
+/// The `bwrap` executable on `PATH`, if any (looked up once).
+fn bubblewrap() -> Option<&'static PathBuf> {
+    static BWRAP: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BWRAP
+        .get_or_init(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path).map(|dir| dir.join("bwrap")).find(|candidate| candidate.is_file())
+        })
+        .as_ref()
+}
+
+/// Whether bubblewrap (`bwrap`) is installed, so shell commands can be sandboxed.
+pub fn bubblewrap_available() -> bool {
+    bubblewrap().is_some()
+}
+
+#[derive(Debug, Deserialize)]
+struct ShellArgs {
+    #[serde(alias = "cmd", alias = "script")]
+    command: String,
+}
+
+/// The `shell` tool.
+pub(crate) struct Shell {
+    workspace: Arc<Workspace>,
+    timeout: Duration,
+    cap: usize,
+    bwrap: Option<PathBuf>,
+    network: bool,
+}
+
+impl Shell {
+    pub(crate) fn new(workspace: Arc<Workspace>, settings: &TaskToolSettings) -> Result<Self, TaskToolError> {
+        let bwrap = match settings.sandbox {
+            Sandbox::Off => None,
+            Sandbox::Auto => {
+                let found = bubblewrap().cloned();
+                if found.is_none() {
+                    tracing::warn!(
+                        "bubblewrap (`bwrap`) is not installed: worker shell commands run unsandboxed in the \
+                         workspace; install bubblewrap to confine them"
+                    );
+                }
+                found
+            }
+            Sandbox::Required => Some(bubblewrap().cloned().ok_or(TaskToolError::SandboxMissing)?),
+        };
+        Ok(Self {
+            workspace,
+            timeout: settings.shell_timeout,
+            cap: settings.output_cap,
+            bwrap,
+            network: settings.shell_network,
+        })
+    }
+
+    fn command(&self, script: &str) -> tokio::process::Command {
+        let root = self.workspace.root();
+        let mut command = match &self.bwrap {
+            Some(bwrap) => {
+                let mut command = tokio::process::Command::new(bwrap);
+                command.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+                command.arg("--bind").arg(root).arg(root).arg("--chdir").arg(root);
+                command.args(["--unshare-pid", "--die-with-parent", "--new-session"]);
+                if !self.network {
+                    command.arg("--unshare-net");
+                }
+                command.args(["--setenv", "SPACEBOT_SANDBOX", "bubblewrap", "sh", "-c", script]);
+                command
+            }
+            None => {
+                let mut command = tokio::process::Command::new("sh");
+                command.args(["-c", script]);
+                command
+            }
+        };
+        command
+            .current_dir(root)
+            .env_clear()
+            .env("PATH", SAFE_PATH)
+            .env("HOME", root)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        command
+    }
+}
+
+#[async_trait]
+impl Tool for Shell {
+    fn spec(&self) -> ToolSpec {
+        let sandbox = if self.bwrap.is_some() {
+            "in a sandbox (only the workspace is writable, no network)"
+        } else {
+            "unsandboxed"
+        };
+        ToolSpec::new(
+            "shell",
+            format!(
+                "Run a shell command (`sh -c`) in the workspace, {sandbox}. Limited to {} seconds; long \
+                 output is cut.",
+                self.timeout.as_secs()
+            ),
+            json!({
+                "type": "object",
+                "properties": { "command": { "type": "string" } },
+                "required": ["command"]
+            }),
+        )
+    }
+
+    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
+        let args: ShellArgs = parse_args("shell", &arguments).map_err(ToolError::InvalidArguments)?;
+        let mut child = self
+            .command(&args.command)
+            .spawn()
+            .map_err(|error| ToolError::Failed(format!("can't start the command: {error}")))?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let cap = self.cap;
+        let run = async {
+            let (out, err, status) = tokio::join!(read_capped(stdout, cap), read_capped(stderr, cap), child.wait());
+            (out, err, status)
+        };
+        let (out, err, status) = match tokio::time::timeout(self.timeout, run).await {
+            Ok(done) => done,
+            Err(_) => {
+                kill_group(&child).await;
+                let _ = child.kill().await;
+                return Ok(format!("timed out after {} seconds; the command was killed", self.timeout.as_secs()));
+            }
+        };
+        let status = status.map_err(|error| ToolError::Failed(format!("the command failed to run: {error}")))?;
+        let code = status.code().map_or_else(|| "killed by a signal".to_owned(), |code| code.to_string());
+        let mut text = format!("exit code: {code}");
+        for (name, (bytes, total)) in [("stdout", out), ("stderr", err)] {
+            if total == 0 {
+                continue;
+            }
+            text.push_str(&format!("\n--- {name} ---\n{}", String::from_utf8_lossy(&bytes)));
+            if total > bytes.len() {
+                text.push_str(&format!("\n[{name} cut: {total} bytes, {} shown]", bytes.len()));
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// Reads a pipe to its end, keeping the first `cap` bytes; returns them and the total size.
+async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> (Vec<u8>, usize) {
+    let Some(mut pipe) = pipe else { return (Vec::new(), 0) };
+    let mut kept = Vec::new();
+    let mut total = 0;
+    let mut buffer = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                total += read;
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..read.min(room)]);
+            }
+        }
+    }
+    (kept, total)
+}
+
+/// Kills the command's whole process group (it leads its own), so background children die too.
+async fn kill_group(child: &tokio::process::Child) {
+    let Some(pid) = child.id() else { return };
+    let killed = tokio::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if let Err(error) = killed {
+        tracing::warn!(%error, pid, "can't kill a timed-out command's process group");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(dir: &std::path::Path, sandbox: Sandbox, timeout: Duration, cap: usize) -> Shell {
+        let workspace = Arc::new(Workspace::open(&dir.join("ws")).unwrap());
+        let settings = TaskToolSettings::default().with_sandbox(sandbox).with_shell_limits(timeout, cap);
+        Shell::new(workspace, &settings).unwrap()
+    }
+
+    #[tokio::test]
+    async fn runs_in_the_workspace_with_a_clean_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let shell = shell(dir.path(), Sandbox::Off, Duration::from_secs(20), 4096);
+        let out = shell
+            .call(json!({"command": "pwd; echo hi > f.txt; cat f.txt; echo ${OPENAI_API_KEY:-clean}"}))
+            .await
+            .unwrap();
+        assert!(out.starts_with("exit code: 0"), "{out}");
+        assert!(out.contains(shell.workspace.root().to_str().unwrap()), "{out}");
+        assert!(out.contains("hi\nclean"), "{out}");
+        let failed = shell.call(json!({"command": "echo oops >&2; exit 3"})).await.unwrap();
+        assert!(failed.starts_with("exit code: 3") && failed.contains("--- stderr ---\noops"), "{failed}");
+    }
+
+    #[tokio::test]
+    async fn output_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let shell = shell(dir.path(), Sandbox::Off, Duration::from_secs(20), 100);
+        let out = shell.call(json!({"command": "head -c 5000 /dev/zero | tr '\\0' x"})).await.unwrap();
+        assert!(out.contains("[stdout cut: 5000 bytes, 100 shown]"), "{out}");
+        assert!(out.len() < 400, "{}", out.len());
+    }
+
+    #[tokio::test]
+    async fn commands_past_the_time_limit_are_killed_with_their_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let shell = shell(dir.path(), Sandbox::Off, Duration::from_millis(300), 4096);
+        let started = std::time::Instant::now();
+        let out = shell.call(json!({"command": "(sleep 30; touch late.txt) & sleep 30"})).await.unwrap();
+        assert!(out.contains("timed out after 0 seconds"), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        let marker = shell.workspace.root().join("late.txt");
+        assert!(!marker.exists());
+    }
+
+    /// Runs where bubblewrap is installed (`.ci/run` installs it); elsewhere it checks that
+    /// `Required` refuses to start without it.
+    #[tokio::test]
+    async fn the_sandbox_confines_writes_and_network_when_bubblewrap_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        if !bubblewrap_available() {
+            let workspace = Arc::new(Workspace::open(&dir.path().join("ws")).unwrap());
+            let settings = TaskToolSettings::default().with_sandbox(Sandbox::Required);
+            assert!(matches!(Shell::new(workspace, &settings), Err(TaskToolError::SandboxMissing)));
+            return;
+        }
+        let shell = shell(dir.path(), Sandbox::Auto, Duration::from_secs(20), 4096);
+        assert!(shell.spec().description.contains("in a sandbox"));
+        // Outside the workspace: a sibling under /tmp (the sandbox has a private /tmp) and a
+        // directory the host can write to.
+        let outside = dir.path().join("outside.txt");
+        let host_dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+        let host_file = host_dir.path().join("escaped.txt");
+        let script = format!(
+            "echo $SPACEBOT_SANDBOX; echo inside > in.txt && echo wrote-inside; echo x > {}; \
+             echo x > {} && echo wrote-host; touch /etc/spacebot-test && echo wrote-etc; \
+             cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ' | sed 's/^/iface:/'",
+            outside.display(),
+            host_file.display()
+        );
+        let out = shell.call(json!({ "command": script })).await.unwrap();
+        assert!(out.contains("bubblewrap\n") && out.contains("wrote-inside"), "{out}");
+        assert!(!out.contains("wrote-host") && !out.contains("wrote-etc"), "{out}");
+        assert!(!outside.exists() && !host_file.exists(), "a sandboxed command wrote outside the workspace: {out}");
+        assert!(shell.workspace.root().join("in.txt").exists());
+        // Only the loopback interface exists in the sandbox's network namespace.
+        let interfaces: Vec<&str> = out.lines().filter_map(|line| line.strip_prefix("iface:")).collect();
+        assert_eq!(interfaces, vec!["lo"], "{out}");
+    }
+}
