@@ -555,6 +555,7 @@ async fn supervise_adapter(
             Ok(mut stream) => {
                 tracing::info!(adapter = %name, "adapter started");
                 let mut received_any = false;
+                let mut unrecorded = false;
                 loop {
                     let next = tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -562,19 +563,28 @@ async fn supervise_adapter(
                     };
                     let Some(mut message) = next else { break };
                     received_any = true;
-                    backoff = initial_backoff;
                     if message.adapter.is_empty() {
                         message.adapter.clone_from(&name);
                     }
-                    if let Err(error) = handle.submit(message).await {
-                        tracing::error!(adapter = %name, %error, "inbound message not accepted");
-                        if matches!(error, Error::ShuttingDown) {
-                            return;
+                    match handle.submit(message).await {
+                        Ok(_) => backoff = initial_backoff,
+                        Err(Error::ShuttingDown) => return,
+                        Err(error @ Error::Store(_)) => {
+                            // The message is not durable. Dropping the stream without reading on
+                            // closes the connection before the adapter acknowledges the message,
+                            // so a platform that redelivers (Slack) sends it again after the
+                            // reconnect instead of losing it.
+                            tracing::error!(adapter = %name, %error, retry_in = ?backoff,
+                                "can't record an inbound message; reconnecting so the platform redelivers it");
+                            unrecorded = true;
+                            break;
                         }
+                        // Refused for what it is (an unknown agent): no redelivery would help.
+                        Err(error) => tracing::error!(adapter = %name, %error, "inbound message not accepted"),
                     }
                 }
                 tracing::warn!(adapter = %name, "adapter stream ended; restarting");
-                if received_any {
+                if received_any && !unrecorded {
                     continue;
                 }
             }

@@ -127,6 +127,28 @@ async fn a_message_redelivered_after_a_reconnect_is_processed_once() {
     runtime.shutdown().await;
 }
 
+/// A message the log could not record is not acknowledged: the runtime drops the stream (which
+/// for Slack leaves the envelope unacknowledged), reconnects after a backoff, and the message the
+/// platform redelivers is processed.
+#[tokio::test(start_paused = true)]
+async fn a_message_that_cannot_be_recorded_drops_the_connection_for_redelivery() {
+    let parts = Parts::new();
+    let runtime = parts.start().await;
+    parts.adapter.until_connected(1).await;
+    parts.log.fail_records(1);
+
+    let started = tokio::time::Instant::now();
+    parts.adapter.push(message("chat:c1", "hello").with_id("platform-1"));
+    parts.adapter.until_connected(2).await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "reconnected without a backoff");
+    assert!(parts.log.inbound().is_empty(), "nothing was recorded");
+
+    parts.adapter.push(message("chat:c1", "hello").with_id("platform-1"));
+    parts.adapter.until_delivered("echo: hello").await;
+    assert_eq!(parts.engine.seen_texts("chat:c1"), ["hello"]);
+    runtime.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn two_adapters_are_supervised_independently() {
     let parts = Parts::new();

@@ -75,6 +75,7 @@ struct Inbound {
 #[derive(Default)]
 struct LogState {
     hang_records: bool,
+    failing_records: usize,
     inbound: Vec<Inbound>,
     messages: Vec<StoredMessage>,
 }
@@ -112,6 +113,11 @@ impl MemoryLog {
         }
     }
 
+    /// The next `count` calls to `record_inbound` fail, as a full disk would.
+    pub(crate) fn fail_records(&self, count: usize) {
+        lock(&self.state).failing_records = count;
+    }
+
     /// Every call to `record_inbound` from now on never returns, as a wedged database would.
     pub(crate) fn hang_records(&self) {
         lock(&self.state).hang_records = true;
@@ -143,6 +149,10 @@ impl ConversationLog for MemoryLog {
             std::future::pending::<()>().await;
         }
         let mut state = lock(&self.state);
+        if state.failing_records > 0 {
+            state.failing_records -= 1;
+            return Err(StoreError::new("disk full", false));
+        }
         let duplicate =
             state.inbound.iter().any(|entry| entry.message.id == message.id && entry.message.agent == message.agent);
         if duplicate {
