@@ -98,21 +98,22 @@ pub(crate) struct MemoryArgs {
     pub(crate) command: MemoryCommand,
 }
 
-/// Which embedder turns memories into vectors.
+/// Which embedder turns memories into vectors. Unset, each comes from the config's `[memory]`
+/// section, as the daemon's does; a set one overrides it (and the daemon reindexes back at start).
 #[derive(Debug, Args)]
 pub(crate) struct EmbedderArgs {
     /// `hashing` (built in, no model) or `openai` (any OpenAI-compatible /v1/embeddings server).
-    #[arg(long, value_enum, default_value = "hashing", env = "SPACEBOT_EMBEDDER", global = true)]
-    pub(crate) embedder: EmbedderKind,
+    #[arg(long, value_enum, env = "SPACEBOT_EMBEDDER", global = true)]
+    pub(crate) embedder: Option<EmbedderKind>,
     /// Base URL of the embeddings server (for example https://api.openai.com/v1).
     #[arg(long, env = "SPACEBOT_EMBEDDING_URL", global = true)]
     pub(crate) embedding_url: Option<String>,
     /// Embedding model name.
-    #[arg(long, default_value = "text-embedding-3-small", env = "SPACEBOT_EMBEDDING_MODEL", global = true)]
-    pub(crate) embedding_model: String,
+    #[arg(long, env = "SPACEBOT_EMBEDDING_MODEL", global = true)]
+    pub(crate) embedding_model: Option<String>,
     /// Vector length.
-    #[arg(long, default_value_t = 384, env = "SPACEBOT_EMBEDDING_DIMENSIONS", global = true)]
-    pub(crate) embedding_dimensions: usize,
+    #[arg(long, env = "SPACEBOT_EMBEDDING_DIMENSIONS", global = true)]
+    pub(crate) embedding_dimensions: Option<usize>,
     /// API key for the embeddings server.
     #[arg(long, env = "SPACEBOT_EMBEDDING_API_KEY", hide_env_values = true, global = true)]
     pub(crate) embedding_api_key: Option<String>,

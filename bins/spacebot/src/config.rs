@@ -15,7 +15,7 @@ use serde::Deserialize;
 mod memory;
 mod messaging;
 
-pub(crate) use memory::{EmbedderSettings, MemorySettings};
+pub(crate) use memory::{DEFAULT_EMBEDDING_MODEL, EmbedderSettings, MemorySettings};
 pub(crate) use messaging::Messaging;
 
 /// Where the HTTP API listens when the config says nothing.

@@ -2,9 +2,11 @@
 //! line. Works on the agent's memory file directly (`DATA_DIR/agents/<agent>/memory.db`), so it
 //! runs with or without the daemon; a running daemon sees the changes on its next read.
 //!
-//! The embedder comes from flags or `SPACEBOT_EMBEDDER`, `SPACEBOT_EMBEDDING_URL`,
-//! `SPACEBOT_EMBEDDING_MODEL`, `SPACEBOT_EMBEDDING_DIMENSIONS`, `SPACEBOT_EMBEDDING_API_KEY`;
-//! the default is the dependency-free hashing embedder. When it differs from the one the memories
+//! The embedder is the daemon's: the config's `[memory]` section, built by the same
+//! [`memory_setup::embedder`](crate::memory_setup::embedder). Flags or `SPACEBOT_EMBEDDER`,
+//! `SPACEBOT_EMBEDDING_URL`, `SPACEBOT_EMBEDDING_MODEL`, `SPACEBOT_EMBEDDING_DIMENSIONS`,
+//! `SPACEBOT_EMBEDDING_API_KEY` override it, with a warning when the result differs from the
+//! daemon's (its next start reindexes back). When the embedder differs from the one the memories
 //! were embedded with, the command reindexes first, with a progress bar.
 
 use std::io::{IsTerminal, Write};
@@ -18,10 +20,11 @@ use spacebot_core::{
     AgentId, Embedder, ListOrder, ListQuery, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery,
     Visibility,
 };
-use spacebot_memory::{HashingEmbedder, ImportMark, OpenAiEmbedder, SqliteMemory, chunk_text, text_hash};
+use spacebot_memory::{ImportMark, SqliteMemory, chunk_text, text_hash};
 
 use crate::cli::{EmbedderArgs, EmbedderKind, GlobalArgs, MemoryArgs, MemoryCommand};
-use crate::config;
+use crate::config::{self, EmbedderSettings};
+use crate::memory_setup;
 
 /// Chunks saved per transaction during an import.
 const IMPORT_BATCH: usize = 32;
@@ -38,7 +41,7 @@ pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitC
     let config = config::load(&crate::start::location(global))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;
     runtime.block_on(async {
-        let embedder = build_embedder(&args.embedder)?;
+        let embedder = build_embedder(&config.memory.embedder, &args.embedder)?;
         let path = memory_path(&config.data_dir, &args.agent);
         let store = SqliteMemory::open(&path, embedder).await?;
         let result = command(&store, &AgentId::from(args.agent.as_str()), args.command).await;
@@ -47,19 +50,54 @@ pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitC
     })
 }
 
-fn build_embedder(args: &EmbedderArgs) -> anyhow::Result<Arc<dyn Embedder>> {
-    Ok(match args.embedder {
-        EmbedderKind::Hashing => Arc::new(HashingEmbedder::new(args.embedding_dimensions)),
-        EmbedderKind::Openai => {
-            let Some(url) = &args.embedding_url else {
-                bail!("--embedding-url (or SPACEBOT_EMBEDDING_URL) is required with --embedder openai")
-            };
-            let mut embedder = OpenAiEmbedder::new(url, &args.embedding_model, args.embedding_dimensions);
-            if let Some(key) = &args.embedding_api_key {
-                embedder = embedder.with_api_key(key);
-            }
-            Arc::new(embedder)
+fn build_embedder(daemon: &EmbedderSettings, args: &EmbedderArgs) -> anyhow::Result<Arc<dyn Embedder>> {
+    let settings = embedder_settings(daemon, args)?;
+    if settings != *daemon {
+        eprintln!(
+            "warning: the embedder flags (or SPACEBOT_EMBEDDER/SPACEBOT_EMBEDDING_*) differ from the \
+             config's [memory] embedder; the daemon's next start reindexes these memories back"
+        );
+    }
+    Ok(memory_setup::embedder(&settings))
+}
+
+/// The daemon's embedder settings with the flags that are set laid over them.
+fn embedder_settings(daemon: &EmbedderSettings, args: &EmbedderArgs) -> anyhow::Result<EmbedderSettings> {
+    let daemon_dimensions = match daemon {
+        EmbedderSettings::Hashing { dimensions } | EmbedderSettings::OpenAi { dimensions, .. } => *dimensions,
+    };
+    let dimensions = args.embedding_dimensions.unwrap_or(daemon_dimensions);
+    if !(8..=8192).contains(&dimensions) {
+        bail!("--embedding-dimensions must be between 8 and 8192, not {dimensions}");
+    }
+    let openai = match (args.embedder, daemon) {
+        (Some(EmbedderKind::Hashing), _) | (None, EmbedderSettings::Hashing { .. }) => false,
+        (Some(EmbedderKind::Openai), _) | (None, EmbedderSettings::OpenAi { .. }) => true,
+    };
+    if !openai {
+        return Ok(EmbedderSettings::Hashing { dimensions });
+    }
+    let (daemon_url, daemon_model, daemon_key) = match daemon {
+        EmbedderSettings::OpenAi { base_url, model, api_key, .. } => {
+            (Some(base_url.clone()), Some(model.clone()), api_key.clone())
         }
+        EmbedderSettings::Hashing { .. } => (None, None, None),
+    };
+    let Some(base_url) = args.embedding_url.clone().or(daemon_url) else {
+        bail!(
+            "--embedding-url (or SPACEBOT_EMBEDDING_URL, or `memory.embedding_base_url` in the config) is required \
+             with --embedder openai"
+        )
+    };
+    Ok(EmbedderSettings::OpenAi {
+        base_url,
+        model: args
+            .embedding_model
+            .clone()
+            .or(daemon_model)
+            .unwrap_or_else(|| config::DEFAULT_EMBEDDING_MODEL.to_owned()),
+        dimensions,
+        api_key: args.embedding_api_key.clone().or(daemon_key),
     })
 }
 
@@ -235,5 +273,61 @@ impl Progress {
         if self.terminal && self.drawn {
             let _ = writeln!(std::io::stderr());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_flags() -> EmbedderArgs {
+        EmbedderArgs {
+            embedder: None,
+            embedding_url: None,
+            embedding_model: None,
+            embedding_dimensions: None,
+            embedding_api_key: None,
+        }
+    }
+
+    fn openai() -> EmbedderSettings {
+        EmbedderSettings::OpenAi {
+            base_url: "http://embed".into(),
+            model: "m".into(),
+            dimensions: 64,
+            api_key: Some("k".into()),
+        }
+    }
+
+    #[test]
+    fn without_flags_the_cli_uses_the_daemons_embedder() {
+        let hashing = EmbedderSettings::Hashing { dimensions: 64 };
+        assert_eq!(embedder_settings(&hashing, &no_flags()).unwrap(), hashing);
+        assert_eq!(embedder_settings(&openai(), &no_flags()).unwrap(), openai());
+        let daemon = memory_setup::embedder(&hashing);
+        let cli = memory_setup::embedder(&embedder_settings(&hashing, &no_flags()).unwrap());
+        assert_eq!(daemon.model_id(), cli.model_id());
+    }
+
+    #[test]
+    fn flags_override_field_by_field() {
+        let args = EmbedderArgs { embedding_dimensions: Some(32), ..no_flags() };
+        assert_eq!(
+            embedder_settings(&EmbedderSettings::Hashing { dimensions: 384 }, &args).unwrap(),
+            EmbedderSettings::Hashing { dimensions: 32 }
+        );
+        let args = EmbedderArgs { embedding_model: Some("other".into()), ..no_flags() };
+        let EmbedderSettings::OpenAi { base_url, model, api_key, .. } = embedder_settings(&openai(), &args).unwrap()
+        else {
+            panic!("still openai")
+        };
+        assert_eq!((base_url.as_str(), model.as_str(), api_key.as_deref()), ("http://embed", "other", Some("k")));
+        let args = EmbedderArgs { embedder: Some(EmbedderKind::Hashing), ..no_flags() };
+        assert_eq!(embedder_settings(&openai(), &args).unwrap(), EmbedderSettings::Hashing { dimensions: 64 });
+        let args = EmbedderArgs { embedder: Some(EmbedderKind::Openai), ..no_flags() };
+        let error = embedder_settings(&EmbedderSettings::Hashing { dimensions: 384 }, &args).unwrap_err();
+        assert!(error.to_string().contains("--embedding-url"), "{error}");
+        let args = EmbedderArgs { embedding_dimensions: Some(0), ..no_flags() };
+        assert!(embedder_settings(&openai(), &args).is_err());
     }
 }

@@ -130,8 +130,9 @@ pub(crate) struct Channel {
     summary_failed_at: Option<Instant>,
     /// The provider's token count over our estimate for the latest request (at least 1).
     calibration: f64,
-    /// Who has spoken here since the channel started (`source:sender`, the platform ids memory
-    /// scopes use), sorted so the render and the tools see them in a stable order.
+    /// Who has spoken here, in the history loaded at start and since (`source:sender`, the
+    /// platform ids memory scopes use), sorted so the render and the tools see them in a stable
+    /// order.
     participants: BTreeSet<String>,
     /// The latest knowledge render of the agent's memory for this conversation (empty without
     /// memory or memories).
@@ -230,6 +231,10 @@ impl Channel {
         // Read after the history: nothing else answers this conversation meanwhile.
         let pending = self.pending_ids().await;
         for stored in messages {
+            // Who spoke before a restart still takes part: their private memories stay visible.
+            if let Some(participant) = &stored.participant {
+                self.participants.insert(participant.clone());
+            }
             let (inbound, message) = match stored.role {
                 Role::User if pending.contains(&stored.id) => continue,
                 Role::User => (
@@ -305,7 +310,7 @@ impl Channel {
         let target = Arc::new(last.clone());
         let answers: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
         for message in &messages {
-            self.participants.insert(participant(message));
+            self.participants.insert(message.participant());
         }
         // A message the loaded history kept (when the log could not say what was unanswered) is
         // answered now, so it moves to the end of the context.
@@ -1210,9 +1215,4 @@ fn describe(failure: &TurnFailure, agent: &spacebot_core::AgentId) -> String {
         TurnFailure::Panicked => "Something went wrong on my side while answering; the error was logged.".to_owned(),
         TurnFailure::Stopped => "Stopped with /stop before I finished answering.".to_owned(),
     }
-}
-
-/// The id memory scopes know a sender by: `source:sender` (`discord:123`).
-fn participant(message: &InboundMessage) -> String {
-    format!("{}:{}", message.source, message.sender.id)
 }

@@ -143,6 +143,11 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
+    /// The id memory scopes know the sender by: `source:sender` (`discord:123`).
+    pub fn participant(&self) -> String {
+        format!("{}:{}", self.source, self.sender.id)
+    }
+
     /// A text message with a fresh id and the current time.
     pub fn text(
         source: impl Into<String>,
@@ -323,6 +328,10 @@ pub struct StoredMessage {
     pub role: Role,
     /// The sender's label: the person's name, or the agent id.
     pub sender: String,
+    /// For a message from a person, the id memory scopes know them by
+    /// ([`InboundMessage::participant`]); `None` for the agent's own messages and notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
     /// The text.
     pub text: String,
     /// When it was written.
@@ -344,9 +353,16 @@ impl StoredMessage {
             conversation,
             role,
             sender: sender.into(),
+            participant: None,
             text: text.into(),
             created_at: Utc::now(),
         }
+    }
+
+    /// Sets the sender's participant id.
+    pub fn with_participant(mut self, participant: impl Into<String>) -> Self {
+        self.participant = Some(participant.into());
+        self
     }
 
     /// Sets the id.
@@ -369,6 +385,7 @@ impl StoredMessage {
             conversation: message.conversation.clone(),
             role: Role::User,
             sender: message.sender.label().to_owned(),
+            participant: Some(message.participant()),
             text: message.content.text(),
             created_at: message.timestamp,
         }

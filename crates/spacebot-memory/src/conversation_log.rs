@@ -25,6 +25,9 @@ struct MessageRow {
     sender: String,
     text: String,
     created_at: i64,
+    /// The inbound message's serialized form, kept after it is handled: where the participant
+    /// id comes from.
+    inbound_json: Option<String>,
 }
 
 impl MessageRow {
@@ -33,7 +36,13 @@ impl MessageRow {
             Role::parse(&self.role).ok_or_else(|| format!("message {} has unknown role {:?}", self.id, self.role))?;
         let created_at = from_millis(self.created_at)
             .ok_or_else(|| format!("message {} has out-of-range created_at {}", self.id, self.created_at))?;
-        Ok(StoredMessage::new(
+        // A stored form that no longer deserializes only loses the participant id.
+        let participant = self
+            .inbound_json
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<InboundMessage>(json).ok())
+            .map(|inbound| inbound.participant());
+        let message = StoredMessage::new(
             AgentId::from(self.agent),
             ConversationId::from(self.conversation),
             role,
@@ -41,7 +50,11 @@ impl MessageRow {
             self.text,
         )
         .with_id(MessageId::from(self.id))
-        .with_created_at(created_at))
+        .with_created_at(created_at);
+        Ok(match participant {
+            Some(participant) => message.with_participant(participant),
+            None => message,
+        })
     }
 }
 
@@ -175,8 +188,8 @@ impl ConversationLog for SqliteStore {
         let operation = || format!("read the history of {agent}/{conversation}");
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT id, agent, conversation, role, sender, text, created_at FROM (
-                 SELECT seq, id, agent, conversation, role, sender, text, created_at
+            "SELECT id, agent, conversation, role, sender, text, created_at, inbound_json FROM (
+                 SELECT seq, id, agent, conversation, role, sender, text, created_at, inbound_json
                  FROM messages
                  WHERE agent = ?1 AND conversation = ?2
                  ORDER BY seq DESC

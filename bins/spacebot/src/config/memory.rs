@@ -19,6 +19,9 @@ use serde::Deserialize;
 
 use super::resolve;
 
+/// The embedding model an OpenAI-compatible embedder uses unless told otherwise.
+pub(crate) const DEFAULT_EMBEDDING_MODEL: &str = "text-embedding-3-small";
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMemory {
@@ -82,7 +85,7 @@ pub(crate) fn memory(raw: RawMemory) -> anyhow::Result<MemorySettings> {
             };
             EmbedderSettings::OpenAi {
                 base_url,
-                model: raw.embedding_model.unwrap_or_else(|| "text-embedding-3-small".to_owned()),
+                model: raw.embedding_model.unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_owned()),
                 dimensions,
                 api_key,
             }

@@ -1,6 +1,7 @@
 //! Memory through the real binary: a branch saves a memory with `memory_save`, and after a
 //! restart a new conversation's system prompt carries it in the knowledge render; the
-//! `spacebot memory` commands work on the same file.
+//! `spacebot memory` commands work on the same file, with the daemon's `[memory]` embedder unless
+//! flags override it.
 
 use serde_json::{Value, json};
 
@@ -124,4 +125,52 @@ async fn a_memory_added_from_the_cli_is_in_the_prompt() {
     assert!(system.contains("The deploy is on Fridays"), "{system}");
     let (status, _) = daemon.stop().await;
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_embeds_with_the_daemons_embedder_so_nobody_reindexes() {
+    let model = FakeLlmServer::start().await;
+    model.respond_with(script);
+    // A non-default dimension count: a CLI that ignored `[memory]` would pick 384 and reindex.
+    let home = Home::new(&format!(
+        "{}\n[memory]\nembedder = \"hashing\"\nembedding_dimensions = 64\n",
+        openai_config(&model.openai_base_url())
+    ));
+    let data_dir = home.data_dir();
+    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let config = home.config_path();
+    let config = config.to_str().expect("utf-8 path");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", config, "--data-dir", data_dir];
+        all.extend_from_slice(args);
+        let out = run_cli(&all, &[], home.dir.path());
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+
+    // The daemon creates the store; the CLI adds to it and reads it back, without reindexing.
+    let daemon = Daemon::start(&home).await;
+    let (status, _) = daemon.stop().await;
+    assert!(status.success());
+    let (_, stderr) = cli(&["memory", "add", "--type", "fact", "The", "deploy", "is", "on", "Fridays"]);
+    assert!(!stderr.contains("reindex") && !stderr.contains("warning"), "{stderr}");
+    let daemon = Daemon::start(&home).await;
+    let (status, logs) = daemon.stop().await;
+    assert!(status.success());
+    assert!(!logs.iter().any(|l| l.contains("embedder changed")), "the daemon reindexed:\n{}", logs.join("\n"));
+    let (stdout, stderr) = cli(&["memory", "list"]);
+    assert!(stdout.contains("The deploy is on Fridays"), "{stdout}");
+    assert!(!stderr.contains("reindex") && !stderr.contains("warning"), "{stderr}");
+    let (stdout, _) = cli(&["memory", "reindex"]);
+    assert!(stdout.contains("reindexed 0 memories"), "{stdout}");
+
+    // A flag that disagrees with `[memory]` still works, with a warning, and the daemon reindexes back.
+    let (_, stderr) = cli(&["memory", "--embedding-dimensions", "32", "list"]);
+    assert!(stderr.contains("warning") && stderr.contains("reindexing first"), "{stderr}");
+    let daemon = Daemon::start(&home).await;
+    let (status, logs) = daemon.stop().await;
+    assert!(status.success());
+    assert!(logs.iter().any(|l| l.contains("embedder changed")), "no reindex back:\n{}", logs.join("\n"));
 }

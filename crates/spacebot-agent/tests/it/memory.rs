@@ -143,3 +143,32 @@ async fn without_memory_branches_have_no_memory_tools() {
     assert!(!models.channel.requests()[0].system.contains("What I remember"));
     h.shutdown().await;
 }
+
+/// After a restart, the private memories of everyone who took part in the conversation are
+/// visible at once, not only once each person speaks again: participants come from the reloaded
+/// history too.
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_participants_come_from_the_reloaded_history() {
+    let memory = Arc::new(FakeMemory::default());
+    memory
+        .save(NewMemory::new(MemoryType::Preference, "Bob hates tea", MemoryScope::private_to(AGENT, "test:bob")))
+        .await
+        .expect("seeded");
+    let log = Arc::new(MemoryLog::new());
+
+    let models = Models::new();
+    models.channel.push(reply("hi bob"));
+    let mut h = start(models.profile(ChannelSettings::default()).with_memory(memory.clone()), log.clone()).await;
+    h.say_in_group(CONV, "bob", "hello");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    h.shutdown().await;
+
+    let models = Models::new();
+    models.channel.push(reply("welcome back"));
+    let mut h = start(models.profile(ChannelSettings::default()).with_memory(memory.clone()), log).await;
+    h.say_in_group(CONV, "alice", "what does bob like?");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    let system = models.channel.requests()[0].system.clone();
+    assert!(system.contains("Bob hates tea"), "bob's memory missing after the restart: {system}");
+    h.shutdown().await;
+}

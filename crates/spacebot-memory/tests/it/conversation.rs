@@ -31,6 +31,9 @@ async fn an_inbound_message_and_its_reply_round_trip() {
     assert_eq!(history, vec![expected_inbound, expected_reply]);
     assert_eq!(history[0].role, Role::User);
     assert_eq!(history[0].sender, "Alice");
+    // The participant id survives the message being answered: a restarted channel scopes memory by it.
+    assert_eq!(history[0].participant.as_deref(), Some(message.participant().as_str()));
+    assert_eq!(history[1].participant, None);
     assert_eq!(history[0].text, "look at this\n[attachment: cat.png <https://files.example/cat.png>]");
     assert!(store.unhandled().await.unwrap().is_empty(), "the reply answered the message");
 }
