@@ -125,8 +125,6 @@ pub(crate) struct Config {
     pub(crate) providers: BTreeMap<String, spacebot_llm::ProviderConfig>,
     pub(crate) agents: Vec<AgentSettings>,
     pub(crate) shutdown_grace: Duration,
-    /// Configured sections this version does not act on yet, for a warning.
-    pub(crate) inactive_sections: Vec<String>,
     /// Platform connections (`[messaging.*]`).
     pub(crate) messaging: Messaging,
     /// Which agent answers where (`[[bindings]]`), in file order.
@@ -372,7 +370,6 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         });
     }
 
-    let inactive_sections = Vec::new();
     let messaging = messaging::messaging(raw.messaging)?;
     let agent_ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
     let bindings = messaging::bindings(raw.bindings, &agent_ids, &messaging)?;
@@ -390,7 +387,6 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         agents,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
         process_models,
-        inactive_sections,
         messaging,
         bindings,
     })

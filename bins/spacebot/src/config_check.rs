@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::cli::GlobalArgs;
 use crate::config;
+use crate::config::EmbedderSettings;
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&crate::start::location(global))?;
@@ -29,8 +30,24 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             ),
         }
     }
-    for section in &config.inactive_sections {
-        println!("note: [{section}] is configured but not used by this version yet");
+    for discord in &config.messaging.discord {
+        let place = discord.api_url.as_deref().map(|url| format!(" at {url}")).unwrap_or_default();
+        println!("adapter {}: Discord{place}", discord.name);
+    }
+    for slack in &config.messaging.slack {
+        let place = slack.api_url.as_deref().map(|url| format!(" at {url}")).unwrap_or_default();
+        println!("adapter {}: Slack (Socket Mode){place}", slack.name);
+    }
+    println!("adapter webhook: POST /webhook/{{agent}}");
+    for (index, binding) in config.bindings.iter().enumerate() {
+        let instance = binding.instance.as_deref().map(|i| format!(":{i}")).unwrap_or_default();
+        println!("binding {index}: {}{instance} -> agent {}", binding.platform, binding.agent);
+    }
+    match &config.memory.embedder {
+        EmbedderSettings::Hashing { dimensions } => println!("memory: hashing embedder, {dimensions} dimensions"),
+        EmbedderSettings::OpenAi { base_url, model, dimensions, .. } => {
+            println!("memory: embeddings from {base_url} (model {model}, {dimensions} dimensions)")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,9 +42,6 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     if let Some(path) = &config.source {
         tracing::info!(config = %path.display(), "config loaded");
     }
-    for section in &config.inactive_sections {
-        tracing::warn!(section, "configured but not used by this version yet");
-    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("can't create data dir {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("spacebot.db");

@@ -109,3 +109,37 @@ async fn chat_answers_each_line_typed() {
     assert_eq!(daemon.messages("main", "tty").await.len(), 4);
     daemon.stop().await;
 }
+
+#[test]
+fn config_check_summarises_adapters_bindings_and_memory() {
+    let home = Home::new(
+        r#"
+[[agents]]
+id = "main"
+
+[[agents]]
+id = "ops"
+
+[messaging.discord]
+token = "discord-token"
+api_url = "http://127.0.0.1:9"
+
+[[messaging.discord.instances]]
+name = "ops"
+token = "ops-token"
+
+[[bindings]]
+agent = "ops"
+platform = "discord"
+instance = "ops"
+"#,
+    );
+    let config = home.config_path();
+    let output = run_cli(&["config", "check", "--config", config.to_str().unwrap()], &[], home.dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("adapter discord: Discord at http://127.0.0.1:9"), "{stdout}");
+    assert!(stdout.contains("adapter discord:ops: Discord"), "{stdout}");
+    assert!(stdout.contains("binding 0: discord:ops -> agent ops"), "{stdout}");
+    assert!(stdout.contains("memory: hashing embedder, 384 dimensions"), "{stdout}");
+}
