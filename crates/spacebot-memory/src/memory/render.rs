@@ -41,9 +41,12 @@ fn section_header(kind: MemoryType, shown: usize, total: usize) -> String {
 impl SqliteMemory {
     pub(crate) async fn render(&self, query: KnowledgeQuery) -> Result<String, StoreError> {
         let filter = self.filter(&query.agent, &query.visibility).await?;
+        // Live memories per type, from the counts the write triggers keep per visibility class
+        // (migration 0003): the same audience rule, over a few rows instead of every memory.
         let mut counts =
-            QueryBuilder::<Sqlite>::new("SELECT m.kind, COUNT(*) FROM memories m WHERE m.forgotten_at IS NULL");
-        filter.push_sql(&mut counts);
+            QueryBuilder::<Sqlite>::new("SELECT m.kind, SUM(m.live) FROM memory_counts m WHERE m.agent = ");
+        counts.push_bind(filter.agent.as_str().to_owned());
+        filter.push_audience(&mut counts);
         counts.push(" GROUP BY m.kind");
         let counts: Vec<(String, i64)> = counts
             .build_query_as()

@@ -18,6 +18,54 @@ use crate::embed::dot;
 /// Above this many vectors a scan is split across two threads.
 const PARALLEL_SCAN_FROM: usize = 20_000;
 
+/// Bits in a vector's sketch.
+const SKETCH_BITS: usize = 64;
+
+/// The most sketch bits two vectors at cosine ≥ [`SKETCH_SCREEN_FROM`] may differ in and still be
+/// compared exactly by [`VectorIndex::nearest_in_partition`].
+///
+/// Each bit is the sign of the vector's projection on a fixed random ±1 hyperplane, so for two
+/// vectors at angle θ a bit differs with probability θ/π (Charikar's SimHash). At cosine 0.95
+/// (θ = 0.318) that is 0.101: the differing bits follow Binomial(64, 0.101), mean 6.5, standard
+/// deviation 2.4. A cut-off of 20 is 5.6 standard deviations out; P(more than 20 differ) is
+/// about 7 × 10⁻⁷, so a true duplicate is practically never screened out (and closer pairs even
+/// less often). Unrelated vectors (cosine near 0, 32 bits expected) pass with probability about
+/// 0.2%; at cosine 0.5, 42%, which still costs no more than the exact scan it replaces.
+const SKETCH_MAX_DISTANCE: u32 = 20;
+
+/// The lowest similarity threshold [`SKETCH_MAX_DISTANCE`] is justified for; below it the
+/// partition scan compares every vector exactly.
+const SKETCH_SCREEN_FROM: f32 = 0.95;
+
+/// The random ±1 hyperplanes of the sketch, laid out dimension-major (`dims × 64`) so the
+/// projection runs as 64 independent accumulators per dimension. Fixed (seeded), so sketches
+/// are comparable across the index's lifetime and never stored.
+fn hyperplanes(dimensions: usize) -> Vec<f32> {
+    let mut state: u64 = 0x5eed_5ace_b07e_0001;
+    let mut planes = Vec::with_capacity(dimensions * SKETCH_BITS);
+    for _ in 0..dimensions {
+        // splitmix64: one 64-bit word gives the signs of one dimension in all 64 planes.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        planes.extend((0..SKETCH_BITS).map(|bit| if z >> bit & 1 == 1 { 1.0 } else { -1.0 }));
+    }
+    planes
+}
+
+/// The 64-bit sign sketch of `vector` against `planes` (from [`hyperplanes`]).
+fn sketch_with(planes: &[f32], vector: &[f32]) -> u64 {
+    let mut sums = [0.0f32; SKETCH_BITS];
+    for (value, plane) in vector.iter().zip(planes.chunks_exact(SKETCH_BITS)) {
+        for (sum, sign) in sums.iter_mut().zip(plane) {
+            *sum += value * sign;
+        }
+    }
+    sums.iter().enumerate().fold(0u64, |bits, (bit, sum)| if *sum >= 0.0 { bits | 1 << bit } else { bits })
+}
+
 /// What the vector stage needs to know about a memory besides its vector.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -46,6 +94,11 @@ pub(crate) struct VectorIndex {
     generation: Option<i64>,
     entries: Vec<Entry>,
     data: Vec<f32>,
+    /// Per slot, the entry's partition and the vector's sketch, contiguous so the write-time
+    /// near-duplicate screen reads 16 bytes per memory, not the entry and its vector.
+    screen: Vec<(u32, u64)>,
+    /// The sketch hyperplanes ([`hyperplanes`]).
+    planes: Vec<f32>,
     slots: HashMap<i64, usize>,
     partitions: HashMap<(Arc<str>, MemoryType, Arc<str>), u32>,
 }
@@ -83,6 +136,8 @@ impl VectorIndex {
             generation: None,
             entries: Vec::new(),
             data: Vec::new(),
+            screen: Vec::new(),
+            planes: hyperplanes(dimensions),
             slots: HashMap::new(),
             partitions: HashMap::new(),
         }
@@ -109,13 +164,16 @@ impl VectorIndex {
         let next = u32::try_from(self.partitions.len()).unwrap_or(u32::MAX);
         entry.partition =
             *self.partitions.entry((entry.agent.clone(), entry.kind, entry.scope_key.clone())).or_insert(next);
+        let screen = (entry.partition, sketch_with(&self.planes, vector));
         if let Some(&slot) = self.slots.get(&entry.seq) {
             self.data[slot * self.dimensions..(slot + 1) * self.dimensions].copy_from_slice(vector);
             self.entries[slot] = entry;
+            self.screen[slot] = screen;
             return;
         }
         self.slots.insert(entry.seq, self.entries.len());
         self.entries.push(entry);
+        self.screen.push(screen);
         self.data.extend_from_slice(vector);
     }
 
@@ -126,11 +184,13 @@ impl VectorIndex {
         if slot != last {
             let moved = self.entries[last].seq;
             self.entries.swap(slot, last);
+            self.screen.swap(slot, last);
             let dims = self.dimensions;
             self.data.copy_within(last * dims..(last + 1) * dims, slot * dims);
             self.slots.insert(moved, slot);
         }
         self.entries.pop();
+        self.screen.pop();
         self.data.truncate(last * self.dimensions);
     }
 
@@ -160,6 +220,33 @@ impl VectorIndex {
         admit: impl Fn(&Entry) -> bool + Sync,
     ) -> Vec<(Entry, f32)> {
         self.scan(query, k, min_score, false, admit)
+    }
+
+    /// The entry of `partition` most similar to `query` at `min_score` or more, with its cosine
+    /// (ties: the older memory). For the write-time near-duplicate check: when `min_score` is
+    /// at least [`SKETCH_SCREEN_FROM`], only vectors whose sketch is within
+    /// [`SKETCH_MAX_DISTANCE`] bits of the query's are compared exactly.
+    pub(crate) fn nearest_in_partition(&self, query: &[f32], partition: u32, min_score: f32) -> Option<(Entry, f32)> {
+        if query.len() != self.dimensions {
+            return None;
+        }
+        let max_distance = if min_score >= SKETCH_SCREEN_FROM { SKETCH_MAX_DISTANCE } else { SKETCH_BITS as u32 };
+        let sketch = sketch_with(&self.planes, query);
+        let mut best: Option<Scored> = None;
+        for (slot, &(part, other)) in self.screen.iter().enumerate() {
+            if part != partition || (sketch ^ other).count_ones() > max_distance {
+                continue;
+            }
+            let score = dot(query, &self.data[slot * self.dimensions..(slot + 1) * self.dimensions]);
+            if score < min_score {
+                continue;
+            }
+            let scored = Scored { score, seq: self.entries[slot].seq, slot };
+            if best.is_none_or(|best| scored > best) {
+                best = Some(scored);
+            }
+        }
+        best.map(|scored| (self.entries[scored.slot].clone(), scored.score))
     }
 
     /// As [`nearest`](Self::nearest), checking `admit` before computing the similarity: cheaper
@@ -276,6 +363,67 @@ mod tests {
         index.upsert(entry(1), &[0.0, 1.0]);
         assert_eq!(index.vector(1), Some(&[0.0, 1.0][..]));
         assert_eq!(index.len(), 3);
+    }
+
+    /// A unit vector at cosine `cos` to the first axis, turned towards axis `towards`.
+    fn at_cosine(dims: usize, cos: f32, towards: usize) -> Vec<f32> {
+        let mut v = vec![0.0; dims];
+        v[0] = cos;
+        v[towards] = (1.0 - cos * cos).sqrt();
+        v
+    }
+
+    #[test]
+    fn sketch_screen_keeps_near_duplicates_and_drops_far_vectors() {
+        let dims = 384;
+        let planes = hyperplanes(dims);
+        let query = at_cosine(dims, 1.0, 1);
+        let near = at_cosine(dims, 0.96, 7);
+        let far = at_cosine(dims, 0.0, 7);
+        let distance = |v: &[f32]| (sketch_with(&planes, &query) ^ sketch_with(&planes, v)).count_ones();
+        assert!(distance(&near) <= SKETCH_MAX_DISTANCE, "near: {}", distance(&near));
+        assert!(distance(&far) > SKETCH_MAX_DISTANCE, "far: {}", distance(&far));
+
+        let mut index = VectorIndex::new(dims);
+        index.upsert(entry(1), &far);
+        index.upsert(entry(2), &near);
+        let (found, score) = index.nearest_in_partition(&query, 0, 0.95).expect("the near duplicate");
+        assert_eq!(found.seq, 2);
+        assert!((score - 0.96).abs() < 1e-4);
+        assert!(index.nearest_in_partition(&query, 1, 0.95).is_none(), "another partition");
+        index.remove(2);
+        assert!(index.nearest_in_partition(&query, 0, 0.95).is_none());
+        // Below the screened threshold every vector of the partition is compared.
+        assert_eq!(index.nearest_in_partition(&query, 0, -1.0).map(|(e, _)| e.seq), Some(1));
+    }
+
+    #[test]
+    fn sketch_screen_misses_no_duplicate_at_the_threshold() {
+        // 2,000 random directions at cosine 0.95 to random queries: none screened out.
+        let dims = 384;
+        let planes = hyperplanes(dims);
+        let mut state = 7u64;
+        let mut gaussian = move || {
+            // Sum of uniforms: close enough to a normal for random directions.
+            (0..12)
+                .map(|_| {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    (state >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .sum::<f32>()
+                - 6.0
+        };
+        for _ in 0..2_000 {
+            let mut q: Vec<f32> = (0..dims).map(|_| gaussian()).collect();
+            crate::embed::normalize(&mut q);
+            let mut r: Vec<f32> = (0..dims).map(|_| gaussian()).collect();
+            let along = dot(&q, &r);
+            r.iter_mut().zip(&q).for_each(|(x, y)| *x -= along * y);
+            crate::embed::normalize(&mut r);
+            let v: Vec<f32> = q.iter().zip(&r).map(|(a, b)| 0.95 * a + (1.0 - 0.95f32 * 0.95).sqrt() * b).collect();
+            let distance = (sketch_with(&planes, &q) ^ sketch_with(&planes, &v)).count_ones();
+            assert!(distance <= SKETCH_MAX_DISTANCE, "distance {distance}");
+        }
     }
 
     #[test]

@@ -338,9 +338,7 @@ impl SqliteMemory {
             let index = self.read_index();
             index.partition_of(agent.as_str(), item.memory.kind, &item.scope_key).and_then(|partition| {
                 index
-                    .nearest_within(vector, 1, self.merge_at_write, |entry| entry.partition == partition)
-                    .into_iter()
-                    .next()
+                    .nearest_in_partition(vector, partition, self.merge_at_write)
                     .map(|(entry, score)| (entry.id, score))
             })
         };

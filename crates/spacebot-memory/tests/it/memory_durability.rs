@@ -127,3 +127,46 @@ async fn reopening_restores_vectors_and_a_new_embedder_triggers_a_reindex() {
     let hits = recall(&store, "when does payroll run", Visibility::Shared).await;
     assert_eq!(hits[0].vector_rank, Some(1));
 }
+
+/// Live rows whose per-type, per-visibility-class count (`memory_counts`, kept by triggers for
+/// the render) disagrees with counting the memories themselves.
+async fn count_drift(path: &std::path::Path) -> i64 {
+    const RECOUNT: &str = "SELECT agent, kind,
+            CASE WHEN private = 0 THEN 'shared'
+                 WHEN human IS NOT NULL THEN 'human:' || human
+                 ELSE 'conversation:' || IFNULL(conversation, '') END,
+            COUNT(*)
+       FROM memories WHERE forgotten_at IS NULL GROUP BY 1, 2, 3";
+    const KEPT: &str = "SELECT agent, kind, class, live FROM memory_counts WHERE live != 0";
+    scalar(
+        path,
+        &format!(
+            "SELECT (SELECT COUNT(*) FROM ({KEPT} EXCEPT {RECOUNT})) + (SELECT COUNT(*) FROM ({RECOUNT} EXCEPT {KEPT}))"
+        ),
+    )
+    .await
+}
+
+/// The render's counts follow every kind of write: saves, merges, forgets, identity links
+/// (which move memories to a person) and deletes.
+#[tokio::test]
+async fn the_render_counts_follow_every_write() {
+    let (_dir, path) = temp_db();
+    let store = file_store(&path).await;
+    let agent = AgentId::from("main");
+    let fact = save(&store, MemoryType::Fact, "Backups run nightly at two", shared()).await;
+    save(&store, MemoryType::Fact, "Backups run nightly at two", shared()).await;
+    save(&store, MemoryType::Preference, "Likes short answers", crate::memory_support::private("discord:1")).await;
+    save(&store, MemoryType::Preference, "Prefers tea", crate::memory_support::private("alice")).await;
+    assert_eq!(count_drift(&path).await, 0);
+    assert_eq!(scalar(&path, "SELECT SUM(live) FROM memory_counts").await, 3);
+
+    store.link_identity(&agent, "discord:1", "alice").await.unwrap();
+    assert_eq!(count_drift(&path).await, 0);
+    assert!(store.forget(&agent, &fact).await.unwrap());
+    assert_eq!(count_drift(&path).await, 0);
+    assert_eq!(scalar(&path, "SELECT SUM(live) FROM memory_counts").await, 2);
+    execute(&path, "DELETE FROM memories WHERE content = 'Prefers tea'").await;
+    assert_eq!(count_drift(&path).await, 0);
+    assert_eq!(scalar(&path, "SELECT SUM(live) FROM memory_counts").await, 1);
+}
