@@ -175,7 +175,7 @@ impl SqliteMemory {
         // A full scan is milliseconds of CPU at 100,000 memories: keep it off the async workers.
         let found = tokio::task::spawn_blocking(move || {
             let index = index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            index.nearest(&vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
+            index.nearest_screened(&vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
         })
         .await
         .map_err(|error| StoreError::new(format!("can't search the vectors: {error}"), false))?;
