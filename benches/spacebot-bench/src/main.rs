@@ -6,6 +6,10 @@
 //! (full text + vectors + graph walk, with the scope filter of a two-person conversation, access
 //! recording on) and the knowledge render, at each size. It prints a Markdown table for
 //! `docs/benchmarks.md`. Figures are for information; nothing gates on them.
+//!
+//! A second table per size breaks saves and recalls down by stage (see `stages.rs`): the mean
+//! wall time per batch or per recall of each span `spacebot-memory` opens, with the rest of the
+//! operation as "other".
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +30,9 @@ const VOCABULARY: u64 = 20_000;
 const PEOPLE: u64 = 50;
 
 mod processes;
+mod stages;
+
+use crate::stages::{Stages, Totals};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,20 +49,83 @@ fn main() -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?,
         _ => bail!("usage: spacebot-bench memory [SIZE ...] | processes [CONVERSATIONS ...]"),
     };
+    let stages = Stages::install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let rows = runtime.block_on(async {
-        let mut rows = Vec::new();
+    let results = runtime.block_on(async {
+        let mut results = Vec::new();
         for size in sizes {
-            rows.push(bench_memory(size).await?);
+            results.push(bench_memory(size, &stages).await?);
         }
-        anyhow::Ok(rows)
+        anyhow::Ok(results)
     })?;
     println!("| memories | saves/s (batches of {BATCH}) | recall p50 | recall p99 | render p50 | vectors in RAM |");
     println!("|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
-        println!("{row}");
+    for result in &results {
+        println!("{}", result.row);
+    }
+    for result in &results {
+        println!();
+        print_stages(result);
     }
     Ok(())
+}
+
+/// One size's figures: the table row and the stage totals.
+struct SizeResult {
+    size: usize,
+    row: String,
+    batches: usize,
+    saves: Totals,
+    recalls: usize,
+    recall_stages: Totals,
+    /// Processor time per recall, all threads: steadier than wall time on a shared machine.
+    recall_cpu: Duration,
+}
+
+/// The stage breakdown of one size, as a Markdown table: mean per batch and per recall.
+fn print_stages(result: &SizeResult) {
+    println!(
+        "Stages at {} memories (mean wall time per batch of {BATCH} / per recall; calls per operation):",
+        result.size
+    );
+    println!();
+    println!("| stage | mean | calls | share |");
+    println!("|---|---:|---:|---:|");
+    for (totals, prefix, ops) in
+        [(&result.saves, "save", result.batches), (&result.recall_stages, "recall", result.recalls)]
+    {
+        let stages = totals.per_op(prefix, ops);
+        let total = stages.iter().find(|(name, _, _)| *name == prefix).map(|(_, mean, _)| *mean).unwrap_or_default();
+        let mut inner = Duration::ZERO;
+        for (name, mean, calls) in stages.iter().filter(|(name, _, _)| *name != prefix) {
+            inner += *mean;
+            println!("| {name} | {} | {calls:.1} | {:.0}% |", ms3(*mean), share(*mean, total));
+        }
+        let other = total.saturating_sub(inner);
+        println!("| {prefix} (other) | {} | | {:.0}% |", ms3(other), share(other, total));
+        println!("| **{prefix} (total)** | **{}** | | |", ms3(total));
+    }
+    println!("| recall, processor time (all threads) | {} | | |", ms3(result.recall_cpu));
+}
+
+/// User and system time of this process so far (Linux `/proc/self/stat`, in 10 ms ticks);
+/// zero where that file is missing.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let Some((_, rest)) = stat.rsplit_once(')') else { return Duration::ZERO };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn share(part: Duration, total: Duration) -> f64 {
+    if total.is_zero() { 0.0 } else { part.as_secs_f64() / total.as_secs_f64() * 100.0 }
+}
+
+fn ms3(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1000.0)
 }
 
 /// A small deterministic generator (xorshift64*), so runs are comparable.
@@ -85,19 +155,24 @@ impl Rng {
     }
 }
 
-async fn bench_memory(size: usize) -> anyhow::Result<String> {
+async fn bench_memory(size: usize, stages: &Stages) -> anyhow::Result<SizeResult> {
     let dir = tempfile::tempdir()?;
     // SPACEBOT_BENCH_KEEP=DIR keeps the database there, for inspection.
     let path = match std::env::var_os("SPACEBOT_BENCH_KEEP") {
         Some(keep) => std::path::PathBuf::from(keep).join(format!("memory-{size}.db")),
         None => dir.path().join("memory.db"),
     };
+    // SPACEBOT_BENCH_REUSE=1 (with SPACEBOT_BENCH_KEEP) recalls from a file kept by an earlier
+    // run instead of filling a new one, to compare recall of two builds on the same data.
+    let reuse = std::env::var_os("SPACEBOT_BENCH_REUSE").is_some() && path.exists();
     let store = SqliteMemory::open(&path, Arc::new(HashingEmbedder::new(384))).await?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ size as u64);
 
+    stages.take();
     let started = Instant::now();
     let mut saved = 0;
-    while saved < size {
+    let mut batches = 0;
+    while saved < size && !reuse {
         let batch: Vec<NewMemory> = (0..BATCH.min(size - saved))
             .map(|_| {
                 let kind = MemoryType::ALL[(rng.next() % 8) as usize];
@@ -111,19 +186,24 @@ async fn bench_memory(size: usize) -> anyhow::Result<String> {
             })
             .collect();
         saved += batch.len();
+        batches += 1;
         store.save_batch(batch).await?;
     }
     let save_rate = size as f64 / started.elapsed().as_secs_f64();
+    let saves = stages.take();
 
     let visibility = Visibility::conversation("bench:group", ["person1", "person2"]);
     let queries = std::env::var("SPACEBOT_BENCH_QUERIES").ok().and_then(|q| q.parse().ok()).unwrap_or(QUERIES);
     let mut recalls = Vec::with_capacity(queries);
+    let cpu_before = process_cpu();
     for _ in 0..queries {
         let query = RecallQuery::new("main", rng.sentence(4)).with_visibility(visibility.clone());
         let started = Instant::now();
         store.recall(query).await?;
         recalls.push(started.elapsed());
     }
+    let recall_stages = stages.take();
+    let recall_cpu = process_cpu().saturating_sub(cpu_before) / queries.max(1) as u32;
     let mut renders = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
@@ -132,14 +212,15 @@ async fn bench_memory(size: usize) -> anyhow::Result<String> {
     }
     let vectors = store.vector_count();
     store.close().await;
-    Ok(format!(
+    let row = format!(
         "| {size} | {save_rate:.0} | {} | {} | {} | {:.0} MB |",
         ms(percentile(&mut recalls, 0.50)),
         ms(percentile(&mut recalls, 0.99)),
         ms(percentile(&mut renders, 0.50)),
         // f32 vectors plus their int8 copy.
         (vectors * 384 * 5) as f64 / 1e6
-    ))
+    );
+    Ok(SizeResult { size, row, batches, saves, recalls: queries, recall_stages, recall_cpu })
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

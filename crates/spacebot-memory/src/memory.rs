@@ -11,6 +11,11 @@
 //! of both, fused with Reciprocal Rank Fusion (k = 60). Visibility, type and time filters are
 //! part of every query that reads rows; the final rows are always read from SQLite with the
 //! filter, so nothing a reader may not see can come back.
+//!
+//! The stages of a recall and of a save run in `trace`-level spans named `recall.*` and `save.*`
+//! (`recall.fts`, `recall.vectors`, `save.insert`, ...), so a subscriber can time them; the
+//! benchmark (`benches/spacebot-bench`) prints them per stage. With no subscriber interested,
+//! a span costs a check of a cached flag.
 
 mod audience;
 mod maintain;
@@ -27,6 +32,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, SqlitePool, Transaction};
+use tracing::Instrument;
 
 use spacebot_core::{
     AgentId, Edge, Embedder, KnowledgeQuery, ListQuery, MaintenanceOptions, MaintenanceReport, Memory, MemoryId,
@@ -248,7 +254,9 @@ impl MemoryStore for SqliteMemory {
 
     /// Saves the memories in one transaction, with one call to the embedder: all or none.
     async fn save_batch(&self, memories: Vec<NewMemory>) -> Result<Vec<SaveOutcome>, StoreError> {
-        self.save_marked(memories.into_iter().map(|memory| (memory, None)).collect()).await
+        self.save_marked(memories.into_iter().map(|memory| (memory, None)).collect())
+            .instrument(tracing::trace_span!("save"))
+            .await
     }
 
     async fn get(&self, agent: &AgentId, id: &MemoryId) -> Result<Option<Memory>, StoreError> {
@@ -269,7 +277,7 @@ impl MemoryStore for SqliteMemory {
     }
 
     async fn recall(&self, query: RecallQuery) -> Result<Vec<RecallHit>, StoreError> {
-        self.recall_hybrid(query).await
+        self.recall_hybrid(query).instrument(tracing::trace_span!("recall")).await
     }
 
     async fn list(&self, query: ListQuery) -> Result<Vec<Memory>, StoreError> {

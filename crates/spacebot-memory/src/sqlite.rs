@@ -20,6 +20,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// through the busy timeout. A few connections are plenty for a chat workload.
 const MAX_CONNECTIONS: u32 = 4;
 
+/// Pages each connection caches, as SQLite's `cache_size` (negative: KiB). The default (2 MB) is
+/// far below the working set of a memory file at 100,000 memories (indexes and the full-text
+/// index are about 30 MB); pages are allocated only as they are read.
+const CACHE_SIZE_KIB: i64 = 32 * 1024;
+
 /// The name reported for an in-memory database.
 const IN_MEMORY: &str = ":memory:";
 
@@ -38,7 +43,13 @@ impl SqliteStore {
     /// The file runs in WAL mode with `synchronous = NORMAL`: a committed write survives a crash
     /// of the process, though not necessarily a power loss (see the crate docs). Foreign keys are
     /// enforced, and a statement waits up to five seconds for another writer before reporting
-    /// the database busy.
+    /// the database busy. Each connection caches up to 32 MB of pages, and temporary tables and
+    /// sorts stay in memory.
+    ///
+    /// No memory map (`mmap_size`): in WAL mode a connection drops its whole mapping whenever
+    /// another connection has written since its last read, and every recall writes (access
+    /// counts), so reads kept unmapping and faulting the file back in; a 1 GiB map measured no
+    /// faster in the memory benchmark.
     ///
     /// # Errors
     ///
@@ -55,10 +66,15 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", (-CACHE_SIZE_KIB).to_string())
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection to a local file can't be dropped by a server: skip the round trip to
+            // the connection's thread that checking it would cost on every acquisition.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|source| Error::Open { path: path.to_owned(), source })?;

@@ -1,8 +1,10 @@
 //! Hybrid recall: full-text, vector and graph-walk lists fused with Reciprocal Rank Fusion.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::task::Poll;
 
 use sqlx::{QueryBuilder, Sqlite};
+use tracing::Instrument;
 
 use spacebot_core::{MemoryId, RecallHit, RecallQuery, RelationKind, StoreError};
 
@@ -75,6 +77,32 @@ pub(crate) fn fts_query(text: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" OR "))
 }
 
+/// Runs two futures concurrently on the current task and returns both outputs.
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut a_out, mut b_out) = (None, None);
+    std::future::poll_fn(move |cx| {
+        if a_out.is_none()
+            && let Poll::Ready(out) = a.as_mut().poll(cx)
+        {
+            a_out = Some(out);
+        }
+        if b_out.is_none()
+            && let Poll::Ready(out) = b.as_mut().poll(cx)
+        {
+            b_out = Some(out);
+        }
+        match (a_out.take(), b_out.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (a_out, b_out) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
 /// How much a graph hit reached over `kind` counts, by the direction it was followed.
 fn walk_factor(kind: RelationKind, forward: bool) -> f32 {
     match (kind, forward) {
@@ -101,35 +129,40 @@ impl SqliteMemory {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let mut filter = self.filter(&query.agent, &query.visibility).await?;
+        let mut filter =
+            self.filter(&query.agent, &query.visibility).instrument(tracing::trace_span!("recall.filter")).await?;
         filter.kinds = query.kinds.clone();
         filter.since = query.since.map(millis);
         filter.until = query.until.map(millis);
 
-        let text_list = self.text_list(&filter, &query.text).await?;
-        let vector_list = self.vector_list(&filter, &query.text).await?;
+        // The full-text search waits on SQLite's thread and the vector scan runs on blocking
+        // threads: run them side by side.
+        let (text_list, vector_list) = join(
+            self.text_list(&filter, &query.text).instrument(tracing::trace_span!("recall.fts")),
+            self.vector_list(&filter, &query.text),
+        )
+        .await;
+        let (text_list, vector_list) = (text_list?, vector_list?);
         let direct = reciprocal_rank_fusion(&[text_list.clone(), vector_list.clone()], RRF_K);
         let seeds: Vec<MemoryId> = direct.iter().take(GRAPH_SEEDS).map(|(id, _, _)| id.clone()).collect();
-        let graph_list = self.graph_list(&filter, &seeds).await?;
+        let graph_list = self.graph_list(&filter, &seeds).instrument(tracing::trace_span!("recall.graph")).await?;
         let fused = reciprocal_rank_fusion(&[text_list, vector_list, graph_list], RRF_K);
 
         // Read the rows with the full filter: whatever a list produced, only what the reader may
-        // see comes back.
+        // see comes back. The first `limit` admitted ids in fused order are the hits.
         let ids: Vec<MemoryId> = fused.iter().map(|(id, _, _)| id.clone()).collect();
-        let rows = crate::memory::rows::load_admitted(&self.pool, &filter, &ids)
+        let rows = crate::memory::rows::load_first_admitted(&self.pool, &filter, &ids, query.limit)
+            .instrument(tracing::trace_span!("recall.rows"))
             .await
             .map_err(|error| store_error(OPERATION, error))?;
         let mut rows: HashMap<String, MemoryRow> = rows.into_iter().map(|row| (row.id.clone(), row)).collect();
-        let mut hits = Vec::with_capacity(query.limit);
+        let mut hits = Vec::with_capacity(rows.len());
         for (id, score, ranks) in fused {
             let Some(row) = rows.remove(id.as_str()) else { continue };
             hits.push(RecallHit::new(row.into_memory(), score).with_ranks(ranks[0], ranks[1], ranks[2]));
-            if hits.len() == query.limit {
-                break;
-            }
         }
         if query.record_access && !hits.is_empty() {
-            self.record_access(&hits).await?;
+            self.record_access(&hits).instrument(tracing::trace_span!("recall.access")).await?;
             let now = self.now();
             for hit in &mut hits {
                 hit.memory.access_count += 1;
@@ -160,14 +193,14 @@ impl SqliteMemory {
     }
 
     async fn vector_list(&self, filter: &Filter, text: &str) -> Result<Vec<MemoryId>, StoreError> {
-        self.ensure_index().await?;
+        self.ensure_index().instrument(tracing::trace_span!("recall.generation")).await?;
         if self.read_index().len() == 0 {
             return Ok(Vec::new());
         }
         let mut vectors =
-            self.embedder.embed(&[text.to_owned()]).await.map_err(|error| {
-                StoreError::new(format!("can't embed the query: {error}"), false).with_source(error)
-            })?;
+            self.embedder.embed(&[text.to_owned()]).instrument(tracing::trace_span!("recall.embed")).await.map_err(
+                |error| StoreError::new(format!("can't embed the query: {error}"), false).with_source(error),
+            )?;
         let Some(mut vector) = vectors.pop() else { return Ok(Vec::new()) };
         crate::embed::normalize(&mut vector);
         let index = self.index.clone();
@@ -177,6 +210,7 @@ impl SqliteMemory {
             let index = index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             index.nearest_screened(&vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
         })
+        .instrument(tracing::trace_span!("recall.vectors"))
         .await
         .map_err(|error| StoreError::new(format!("can't search the vectors: {error}"), false))?;
         Ok(found.into_iter().map(|(entry, _)| entry.id).collect())

@@ -86,6 +86,27 @@ pub(crate) async fn load_admitted<'e>(
     query.build_query_as().fetch_all(executor).await
 }
 
+/// The first `limit` live memories among `ids` that `filter` admits, in the order of `ids`.
+///
+/// Ordering and limit happen in SQLite, so only the rows a caller keeps cross over to Rust (each
+/// row is a message from the connection's worker thread).
+pub(crate) async fn load_first_admitted<'e>(
+    executor: impl SqliteExecutor<'e>,
+    filter: &Filter,
+    ids: &[MemoryId],
+    limit: usize,
+) -> Result<Vec<MemoryRow>, sqlx::Error> {
+    let ids: Vec<&str> = ids.iter().map(MemoryId::as_str).collect();
+    // CROSS JOIN keeps the id list as the outer loop: one lookup by id per listed memory.
+    let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM json_each("));
+    query
+        .push_bind(serde_json::Value::from(ids).to_string())
+        .push(") AS listed CROSS JOIN memories m ON m.id = listed.value WHERE m.forgotten_at IS NULL");
+    filter.push_sql_for(&mut query, false);
+    query.push(" ORDER BY listed.key LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    query.build_query_as().fetch_all(executor).await
+}
+
 /// A listing (see [`ListQuery`]).
 pub(crate) async fn list(pool: &SqlitePool, filter: &Filter, list: &ListQuery) -> Result<Vec<Memory>, sqlx::Error> {
     let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM memories m WHERE 1 = 1"));

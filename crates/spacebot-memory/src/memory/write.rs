@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use spacebot_core::{AgentId, Edge, MemoryId, MemoryScope, MemoryType, NewMemory, SaveOutcome, SaveStatus, StoreError};
 
@@ -139,37 +140,24 @@ impl SqliteMemory {
         if memories.iter().any(|(memory, _)| memory.scope.agent != agent) {
             return Err(invalid(OPERATION, "one batch must belong to one agent"));
         }
-        let mut prepared = Vec::with_capacity(memories.len());
-        for (mut memory, mark) in memories {
-            validate(&memory).map_err(|reason| invalid("save a memory", reason))?;
-            memory.content = memory.content.trim().to_owned();
-            let human = match &memory.scope.human {
-                Some(human) => Some(self.canonical_human(&agent, human).await?),
-                None => None,
-            };
-            // `validate` checked that a private memory names a person or a conversation.
-            let scope_key = scope_key(&memory.scope, human.as_deref())
-                .ok_or_else(|| invalid("save a memory", "it has no scope"))?;
-            let hash = content_hash(&memory.content);
-            prepared.push(Prepared { memory, human, scope_key, hash, mark });
-        }
+        let prepared = self.prepare(&agent, memories).instrument(tracing::trace_span!("save.prepare")).await?;
 
         // Embed outside the write lock (an embedder may be a remote call), skipping content
         // that is already stored.
-        let known = self.known_hashes(&agent, &prepared).await?;
+        let known = self.known_hashes(&agent, &prepared).instrument(tracing::trace_span!("save.known")).await?;
         let to_embed: Vec<String> = prepared
             .iter()
             .filter(|p| !known.contains_key(&(p.memory.kind, p.scope_key.clone(), p.hash.clone())))
             .map(|p| p.memory.content.clone())
             .collect();
-        let mut vectors = if to_embed.is_empty() {
-            Vec::new()
-        } else {
-            self.embedder
-                .embed(&to_embed)
-                .await
-                .map_err(|error| StoreError::new(format!("can't save memories: {error}"), false).with_source(error))?
-        };
+        let mut vectors =
+            if to_embed.is_empty() {
+                Vec::new()
+            } else {
+                self.embedder.embed(&to_embed).instrument(tracing::trace_span!("save.embed")).await.map_err(
+                    |error| StoreError::new(format!("can't save memories: {error}"), false).with_source(error),
+                )?
+            };
         if vectors.len() != to_embed.len() || vectors.iter().any(|v| v.len() != self.embedder.dimensions()) {
             return Err(invalid(OPERATION, "the embedder returned vectors of the wrong number or length"));
         }
@@ -178,64 +166,60 @@ impl SqliteMemory {
         }
         let mut vectors = vectors.into_iter();
 
-        let _writer = self.writer.lock().await;
-        self.ensure_index_locked().await?;
+        let lock_span = tracing::trace_span!("save.lock");
+        let _writer = self.writer.lock().instrument(lock_span.clone()).await;
+        self.ensure_index_locked().instrument(lock_span).await?;
         let now = millis(self.now());
         let result: Result<(Vec<SaveOutcome>, NewVectors, i64), sqlx::Error> = async {
-            let mut transaction = self.begin_write().await?;
+            let mut transaction = self.begin_write().instrument(tracing::trace_span!("save.begin")).await?;
+            // What is stored now, under the write lock (`known` was read before it).
+            let stored = stored_hashes(&mut *transaction, &agent, &prepared)
+                .instrument(tracing::trace_span!("save.lookup"))
+                .await?;
             let mut outcomes = Vec::with_capacity(prepared.len());
+            // Rows to insert, in batch order, with the index of their vector in `created`.
+            let mut inserts: Vec<Insert<'_>> = Vec::new();
             let mut created: Vec<(Entry, Vec<f32>)> = Vec::new();
-            let mut batch_ids: HashMap<(MemoryType, String, String), MemoryId> = HashMap::new();
+            let mut batch_ids: HashMap<HashKey, MemoryId> = HashMap::new();
             for item in &prepared {
                 let key = (item.memory.kind, item.scope_key.clone(), item.hash.clone());
-                let existing = match batch_ids.get(&key) {
-                    Some(id) => Some(id.clone()),
-                    None => sqlx::query_scalar::<_, String>(
-                        "SELECT id FROM memories
-                         WHERE agent = ?1 AND kind = ?2 AND scope_key = ?3 AND content_hash = ?4
-                           AND forgotten_at IS NULL",
-                    )
-                    .bind(agent.as_str())
-                    .bind(item.memory.kind.label())
-                    .bind(&item.scope_key)
-                    .bind(&item.hash)
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .map(MemoryId::from),
-                };
+                let existing = batch_ids.get(&key).or_else(|| stored.get(&key)).cloned();
                 let was_known = known.contains_key(&key);
                 let vector = if was_known { None } else { vectors.next() };
                 let outcome = if let Some(id) = existing {
                     SaveOutcome::new(id, SaveStatus::Unchanged)
                 } else if let Some(vector) = vector {
-                    let similar = self.near_duplicate(&agent, item, &vector, &created);
+                    let similar = tracing::trace_span!("save.dedup")
+                        .in_scope(|| self.near_duplicate(&agent, item, &vector, &created));
                     let merged = match similar {
-                        Some(into) => {
-                            let updated = sqlx::query(
-                                "UPDATE memories SET importance = MAX(importance, ?1), updated_at = ?2
+                        Some(into) => match inserts.iter_mut().find(|insert| insert.id == into) {
+                            // Created earlier in this batch, not inserted yet: merge into the row.
+                            Some(insert) => {
+                                insert.importance = insert.importance.max(item.memory.importance);
+                                Some(into)
+                            }
+                            None => {
+                                let updated = sqlx::query(
+                                    "UPDATE memories SET importance = MAX(importance, ?1), updated_at = ?2
                                  WHERE id = ?3 AND forgotten_at IS NULL",
-                            )
-                            .bind(f64::from(item.memory.importance))
-                            .bind(now)
-                            .bind(into.as_str())
-                            .execute(&mut *transaction)
-                            .await?;
-                            (updated.rows_affected() == 1).then_some(into)
-                        }
+                                )
+                                .bind(f64::from(item.memory.importance))
+                                .bind(now)
+                                .bind(into.as_str())
+                                .execute(&mut *transaction)
+                                .await?;
+                                (updated.rows_affected() == 1).then_some(into)
+                            }
+                        },
                         None => None,
                     };
                     match merged {
                         Some(into) => SaveOutcome::new(into, SaveStatus::Merged),
                         None => {
                             let id = MemoryId::generate();
-                            let seq = insert_memory(&mut transaction, &id, item, now).await?;
-                            sqlx::query("INSERT INTO memory_vectors (memory_seq, model, vector) VALUES (?1, ?2, ?3)")
-                                .bind(seq)
-                                .bind(self.embedder.model_id())
-                                .bind(encode_vector(&vector))
-                                .execute(&mut *transaction)
-                                .await?;
-                            created.push((entry_for(seq, &id, &agent, item, now), vector));
+                            inserts.push(Insert::new(&id, item, Some(created.len())));
+                            // The sequence number is known after the insert.
+                            created.push((entry_for(0, &id, &agent, item, now), vector));
                             SaveOutcome::new(id, SaveStatus::Created)
                         }
                     }
@@ -243,10 +227,28 @@ impl SqliteMemory {
                     // Known before the lock but gone since (forgotten by another writer): store it
                     // without a vector; a reindex embeds it.
                     let id = MemoryId::generate();
-                    insert_memory(&mut transaction, &id, item, now).await?;
+                    inserts.push(Insert::new(&id, item, None));
                     SaveOutcome::new(id, SaveStatus::Created)
                 };
                 batch_ids.insert(key, outcome.id.clone());
+                outcomes.push(outcome);
+            }
+            let seqs = insert_memories(&mut transaction, &inserts, now)
+                .instrument(tracing::trace_span!("save.insert"))
+                .await?;
+            for insert in &inserts {
+                let (Some(slot), Some(&seq)) = (insert.vector, seqs.get(insert.id.as_str())) else { continue };
+                if let Some((entry, _)) = created.get_mut(slot) {
+                    entry.seq = seq;
+                }
+            }
+            let with_vectors: Vec<(i64, &Vec<f32>)> =
+                created.iter().map(|(entry, vector)| (entry.seq, vector)).collect();
+            insert_vectors(&mut transaction, self.embedder.model_id(), &with_vectors)
+                .instrument(tracing::trace_span!("save.vector_insert"))
+                .await?;
+            // Edges and import marks after every row of the batch exists.
+            for (item, outcome) in prepared.iter().zip(&outcomes) {
                 for edge in &item.memory.edges {
                     insert_edge(
                         &mut transaction,
@@ -272,14 +274,14 @@ impl SqliteMemory {
                     .execute(&mut *transaction)
                     .await?;
                 }
-                outcomes.push(outcome);
             }
             let generation = bump_generation(&mut transaction).await?;
-            transaction.commit().await?;
+            transaction.commit().instrument(tracing::trace_span!("save.commit")).await?;
             Ok((outcomes, created, generation))
         }
         .await;
         let (outcomes, created, generation) = result.map_err(|error| store_error(OPERATION, error))?;
+        let _index_span = tracing::trace_span!("save.index").entered();
         self.apply_to_index(generation, |index| {
             for (entry, vector) in created {
                 index.upsert(entry, &vector);
@@ -288,28 +290,41 @@ impl SqliteMemory {
         Ok(outcomes)
     }
 
+    /// Validates the memories and computes their canonical scope and content hash.
+    async fn prepare(
+        &self,
+        agent: &AgentId,
+        memories: Vec<(NewMemory, Option<ImportMark>)>,
+    ) -> Result<Vec<Prepared>, StoreError> {
+        for (memory, _) in &memories {
+            validate(memory).map_err(|reason| invalid("save a memory", reason))?;
+        }
+        let humans = self
+            .canonical_humans(agent, memories.iter().filter_map(|(memory, _)| memory.scope.human.as_deref()))
+            .await?;
+        let mut prepared = Vec::with_capacity(memories.len());
+        for (mut memory, mark) in memories {
+            memory.content = memory.content.trim().to_owned();
+            let human = memory.scope.human.as_deref().map(|human| match humans.get(human) {
+                Some(mapped) => mapped.clone(),
+                None => human.to_owned(),
+            });
+            // `validate` checked that a private memory names a person or a conversation.
+            let scope_key = scope_key(&memory.scope, human.as_deref())
+                .ok_or_else(|| invalid("save a memory", "it has no scope"))?;
+            let hash = content_hash(&memory.content);
+            prepared.push(Prepared { memory, human, scope_key, hash, mark });
+        }
+        Ok(prepared)
+    }
+
     /// The ids of live memories that already hold some of the prepared contents.
     async fn known_hashes(
         &self,
         agent: &AgentId,
         prepared: &[Prepared],
-    ) -> Result<HashMap<(MemoryType, String, String), MemoryId>, StoreError> {
-        let hashes: Vec<&str> = prepared.iter().map(|p| p.hash.as_str()).collect();
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT kind, scope_key, content_hash, id FROM memories
-             WHERE agent = ?1 AND forgotten_at IS NULL AND content_hash IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(agent.as_str())
-        .bind(serde_json::Value::from(hashes).to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|error| store_error("look up saved contents", error))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(kind, scope, hash, id)| {
-                Some(((MemoryType::from_label(&kind)?, scope, hash), MemoryId::from(id)))
-            })
-            .collect())
+    ) -> Result<HashMap<HashKey, MemoryId>, StoreError> {
+        stored_hashes(&self.pool, agent, prepared).await.map_err(|error| store_error("look up saved contents", error))
     }
 
     /// A live memory of the same agent, type and scope at least `merge_at_write` similar, among
@@ -348,16 +363,27 @@ impl SqliteMemory {
         }
     }
 
-    /// The person a platform id belongs to, or the id itself when no anchor maps it.
-    async fn canonical_human(&self, agent: &AgentId, human: &str) -> Result<String, StoreError> {
-        let mapped: Option<String> =
-            sqlx::query_scalar("SELECT human FROM human_identities WHERE agent = ?1 AND platform_id = ?2")
-                .bind(agent.as_str())
-                .bind(human)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|error| store_error("resolve an identity", error))?;
-        Ok(mapped.unwrap_or_else(|| human.to_owned()))
+    /// The people the platform ids among `humans` belong to, for those an anchor maps (one
+    /// query for a whole batch); an id missing from the result is its own person.
+    async fn canonical_humans(
+        &self,
+        agent: &AgentId,
+        humans: impl Iterator<Item = &str>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let humans: std::collections::BTreeSet<&str> = humans.collect();
+        if humans.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT platform_id, human FROM human_identities
+             WHERE agent = ?1 AND platform_id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(agent.as_str())
+        .bind(serde_json::Value::from(humans.into_iter().collect::<Vec<_>>()).to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| store_error("resolve identities", error))?;
+        Ok(rows.into_iter().collect())
     }
 
     /// As `ensure_index`, for a caller that holds the write lock.
@@ -490,33 +516,109 @@ impl SqliteMemory {
     }
 }
 
-async fn insert_memory(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    id: &MemoryId,
-    item: &Prepared,
-    now: i64,
-) -> Result<i64, sqlx::Error> {
-    let memory = &item.memory;
-    sqlx::query_scalar(
-        "INSERT INTO memories (id, agent, kind, content, content_hash, importance, created_at, updated_at,
-                               accessed_at, decayed_at, source, conversation, human, private, scope_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?7, ?8, ?9, ?10, ?11, ?12)
-         RETURNING seq",
+/// The idempotency key of a memory: type, canonical scope, content hash.
+type HashKey = (MemoryType, String, String);
+
+/// Rows per multi-row `INSERT` (13 parameters each, far below SQLite's limit of 32,766); a fixed
+/// size keeps the statement text, and so its prepared statement, the same from batch to batch.
+const ROWS_PER_INSERT: usize = 100;
+
+/// A memory row a save inserts.
+struct Insert<'a> {
+    id: MemoryId,
+    item: &'a Prepared,
+    /// Raised by near-duplicates later in the same batch that merge into this one.
+    importance: f32,
+    /// Its vector's index among the batch's created vectors, if it has one.
+    vector: Option<usize>,
+}
+
+impl<'a> Insert<'a> {
+    fn new(id: &MemoryId, item: &'a Prepared, vector: Option<usize>) -> Self {
+        Self { id: id.clone(), item, importance: item.memory.importance, vector }
+    }
+}
+
+/// The ids of the live memories of `agent` holding the prepared contents, by idempotency key:
+/// one query, one lookup in the idempotency index per content.
+async fn stored_hashes<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    agent: &AgentId,
+    prepared: &[Prepared],
+) -> Result<HashMap<HashKey, MemoryId>, sqlx::Error> {
+    let keys: Vec<serde_json::Value> =
+        prepared.iter().map(|p| serde_json::json!([p.memory.kind.label(), p.scope_key, p.hash])).collect();
+    // CROSS JOIN keeps the key list as the outer loop, so each key is a lookup in the partial
+    // index `memories_by_hash`, whatever the number of memories.
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT m.kind, m.scope_key, m.content_hash, m.id
+         FROM json_each(?2) AS wanted CROSS JOIN memories m
+         WHERE m.agent = ?1 AND m.kind = wanted.value ->> 0 AND m.scope_key = wanted.value ->> 1
+           AND m.content_hash = wanted.value ->> 2 AND m.forgotten_at IS NULL",
     )
-    .bind(id.as_str())
-    .bind(memory.scope.agent.as_str())
-    .bind(memory.kind.label())
-    .bind(&memory.content)
-    .bind(&item.hash)
-    .bind(f64::from(memory.importance))
-    .bind(now)
-    .bind(memory.source.as_deref())
-    .bind(memory.scope.conversation.as_ref().map(|c| c.as_str().to_owned()))
-    .bind(item.human.as_deref())
-    .bind(i64::from(memory.scope.private))
-    .bind(&item.scope_key)
-    .fetch_one(&mut **transaction)
-    .await
+    .bind(agent.as_str())
+    .bind(serde_json::Value::from(keys).to_string())
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(kind, scope, hash, id)| Some(((MemoryType::from_label(&kind)?, scope, hash), MemoryId::from(id))))
+        .collect())
+}
+
+/// Inserts the rows, a few multi-row statements per batch; returns each one's sequence number
+/// by id.
+async fn insert_memories(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    inserts: &[Insert<'_>],
+    now: i64,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let mut seqs = HashMap::with_capacity(inserts.len());
+    for chunk in inserts.chunks(ROWS_PER_INSERT) {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO memories (id, agent, kind, content, content_hash, importance, created_at, updated_at,
+                                   accessed_at, decayed_at, source, conversation, human, private, scope_key) ",
+        );
+        query.push_values(chunk, |mut row, insert| {
+            let memory = &insert.item.memory;
+            row.push_bind(insert.id.as_str())
+                .push_bind(memory.scope.agent.as_str())
+                .push_bind(memory.kind.label())
+                .push_bind(memory.content.as_str())
+                .push_bind(insert.item.hash.as_str())
+                .push_bind(f64::from(insert.importance))
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(memory.source.as_deref())
+                .push_bind(memory.scope.conversation.as_ref().map(|c| c.as_str()))
+                .push_bind(insert.item.human.as_deref())
+                .push_bind(i64::from(memory.scope.private))
+                .push_bind(insert.item.scope_key.as_str());
+        });
+        query.push(" RETURNING id, seq");
+        let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&mut **transaction).await?;
+        seqs.extend(rows);
+    }
+    Ok(seqs)
+}
+
+/// Inserts the vectors of `model` (`(memory seq, vector)`), a few multi-row statements per batch.
+async fn insert_vectors(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    model: &str,
+    vectors: &[(i64, &Vec<f32>)],
+) -> Result<(), sqlx::Error> {
+    for chunk in vectors.chunks(ROWS_PER_INSERT) {
+        let mut query =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO memory_vectors (memory_seq, model, vector) ");
+        query.push_values(chunk, |mut row, (seq, vector)| {
+            row.push_bind(*seq).push_bind(model).push_bind(encode_vector(vector));
+        });
+        query.build().execute(&mut **transaction).await?;
+    }
+    Ok(())
 }
 
 /// Inserts `source -kind-> target` (or updates its weight) when the target is a live memory of

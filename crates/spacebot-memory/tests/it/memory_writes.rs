@@ -4,7 +4,7 @@ use spacebot_core::{
     AgentId, Edge, ListQuery, MemoryStore, MemoryType, NewEdge, NewMemory, RelationKind, SaveStatus, Visibility,
 };
 
-use crate::memory_support::{private, recall, save, shared, store};
+use crate::memory_support::{contents, private, recall, save, shared, store};
 
 #[tokio::test]
 async fn a_new_memory_has_its_type_default_and_equal_timestamps() {
@@ -48,6 +48,34 @@ async fn a_near_duplicate_of_the_same_type_merges_and_keeps_the_higher_importanc
     let memory = store.get(&AgentId::from("main"), &first).await.unwrap().unwrap();
     assert_eq!(memory.importance, 0.95);
     assert_eq!(memory.content, "Alice prefers green tea in the morning", "the existing text is kept");
+}
+
+/// A batch is inserted after its duplicates are resolved: a near-duplicate later in the same
+/// batch merges into the row the batch creates, raising its importance before it is written.
+#[tokio::test]
+async fn a_near_duplicate_within_one_batch_merges_into_the_memory_the_batch_creates() {
+    let (store, _) = store().await;
+    let outcomes = store
+        .save_batch(vec![
+            NewMemory::new(MemoryType::Preference, "Alice prefers green tea in the morning", shared())
+                .with_importance(0.5),
+            NewMemory::new(MemoryType::Fact, "The office closes at six", shared()),
+            NewMemory::new(MemoryType::Preference, "In the morning Alice prefers green tea.", shared())
+                .with_importance(0.9),
+        ])
+        .await
+        .unwrap();
+    let statuses: Vec<SaveStatus> = outcomes.iter().map(|outcome| outcome.status).collect();
+    assert_eq!(statuses, vec![SaveStatus::Created, SaveStatus::Created, SaveStatus::Merged]);
+    assert_eq!(outcomes[2].id, outcomes[0].id);
+    let memory = store.get(&AgentId::from("main"), &outcomes[0].id).await.unwrap().unwrap();
+    assert_eq!(memory.importance, 0.9, "the merge raised the importance of the row written");
+    assert_eq!(memory.content, "Alice prefers green tea in the morning");
+    let hits = recall(&store, "green tea morning", Visibility::Shared).await;
+    let found = contents(&hits);
+    assert_eq!(found.iter().filter(|content| content.contains("green tea")).count(), 1, "one memory: {found:?}");
+    assert_eq!(found[0], "Alice prefers green tea in the morning");
+    assert_eq!(hits[0].vector_rank, Some(1), "its vector was stored under the row's sequence number");
 }
 
 /// Anchor defect: maintenance merged memories of different types (a preference into a fact).
