@@ -1,4 +1,7 @@
 //! `cargo xtask ci`: the checks a change must pass, in the order that fails fastest.
+//!
+//! Besides the default build, the steps cover the one optional feature, `spacebot-memory`'s
+//! `local-embeddings` (a model run in-process with candle), scoped to that crate.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -6,19 +9,39 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+/// The optional local embedding model (`spacebot-memory`'s cargo feature `local-embeddings`), linted
+/// on its own: the workspace steps build without it.
+const LOCAL_EMBEDDINGS_CLIPPY: &[&str] =
+    &["clippy", "-p", "spacebot-memory", "--all-targets", "--features", "local-embeddings", "--", "-D", "warnings"];
+
+/// Its tests. They need the model files: `.ci/run` fetches them (`scripts/fetch-models`) and sets
+/// `SPACEBOT_TEST_EMBEDDING_MODEL_DIR`; without it they fail, saying how to fix that.
+///
+/// Scoped to the one crate: the feature changes `spacebot-memory` and what depends on it, so a
+/// `--workspace` run with it would build the binary's and the benches' tests a second time.
+const LOCAL_EMBEDDINGS_NEXTEST: &[&str] =
+    &["nextest", "run", "-p", "spacebot-memory", "--features", "local-embeddings", "--no-tests", "fail"];
+const LOCAL_EMBEDDINGS_TEST: &[&str] = &["test", "-p", "spacebot-memory", "--features", "local-embeddings"];
+
 /// Runs fmt, clippy and the tests, stopping at the first failure.
 ///
 /// The tidy rules need no step of their own: they run as the `tidy` test in `xtask`.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let cargo = crate::cargo();
-    let mut steps: Vec<&[&str]> =
-        vec![&["fmt", "--all", "--", "--check"], &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]];
+    let mut steps: Vec<&[&str]> = vec![
+        &["fmt", "--all", "--", "--check"],
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        LOCAL_EMBEDDINGS_CLIPPY,
+    ];
     if nextest_available(&cargo, root) {
         // nextest runs each test in its own process but skips doctests, so those run apart,
-        // first: nextest's summary line then closes the output, where CI reads the test count.
+        // first; so do the feature's tests: the workspace run's summary line then closes the
+        // output, where CI reads the test count.
         steps.push(&["test", "--workspace", "--doc"]);
+        steps.push(LOCAL_EMBEDDINGS_NEXTEST);
         steps.push(&["nextest", "run", "--workspace", "--no-tests", "fail"]);
     } else {
+        steps.push(LOCAL_EMBEDDINGS_TEST);
         steps.push(&["test", "--workspace"]);
     }
 

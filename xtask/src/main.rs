@@ -23,7 +23,7 @@ usage: cargo xtask <command>
 
 commands:
   tidy    check repository rules (dependency direction, `//!` headers, no mod.rs, ...)
-  ci      run fmt --check, clippy -D warnings and the tests, stopping at the first failure
+  ci      run fmt --check, clippy -D warnings and the tests (also with local-embeddings), stopping at the first failure
   bench   run the benchmarks, or one: `bench memory`, `bench processes` (results: docs/benchmarks.md)
   help    print this message";
 

@@ -58,13 +58,16 @@ fn build_embedder(daemon: &EmbedderSettings, args: &EmbedderArgs) -> anyhow::Res
              config's [memory] embedder; the daemon's next start reindexes these memories back"
         );
     }
-    Ok(memory_setup::embedder(&settings))
+    memory_setup::embedder(&settings)
 }
 
 /// The daemon's embedder settings with the flags that are set laid over them.
 fn embedder_settings(daemon: &EmbedderSettings, args: &EmbedderArgs) -> anyhow::Result<EmbedderSettings> {
     let daemon_dimensions = match daemon {
         EmbedderSettings::Hashing { dimensions } | EmbedderSettings::OpenAi { dimensions, .. } => *dimensions,
+        // The model fixes its own length; 384 is the config's default for the others.
+        #[cfg(feature = "local-embeddings")]
+        EmbedderSettings::Local { .. } => 384,
     };
     let dimensions = args.embedding_dimensions.unwrap_or(daemon_dimensions);
     if !(8..=8192).contains(&dimensions) {
@@ -73,6 +76,9 @@ fn embedder_settings(daemon: &EmbedderSettings, args: &EmbedderArgs) -> anyhow::
     let openai = match (args.embedder, daemon) {
         (Some(EmbedderKind::Hashing), _) | (None, EmbedderSettings::Hashing { .. }) => false,
         (Some(EmbedderKind::Openai), _) | (None, EmbedderSettings::OpenAi { .. }) => true,
+        // No flag picks the local model, so without --embedder the daemon's is kept as it is.
+        #[cfg(feature = "local-embeddings")]
+        (None, EmbedderSettings::Local { .. }) => return Ok(daemon.clone()),
     };
     if !openai {
         return Ok(EmbedderSettings::Hashing { dimensions });
@@ -82,6 +88,8 @@ fn embedder_settings(daemon: &EmbedderSettings, args: &EmbedderArgs) -> anyhow::
             (Some(base_url.clone()), Some(model.clone()), api_key.clone())
         }
         EmbedderSettings::Hashing { .. } => (None, None, None),
+        #[cfg(feature = "local-embeddings")]
+        EmbedderSettings::Local { .. } => (None, None, None),
     };
     let Some(base_url) = args.embedding_url.clone().or(daemon_url) else {
         bail!(
@@ -304,8 +312,8 @@ mod tests {
         let hashing = EmbedderSettings::Hashing { dimensions: 64 };
         assert_eq!(embedder_settings(&hashing, &no_flags()).unwrap(), hashing);
         assert_eq!(embedder_settings(&openai(), &no_flags()).unwrap(), openai());
-        let daemon = memory_setup::embedder(&hashing);
-        let cli = memory_setup::embedder(&embedder_settings(&hashing, &no_flags()).unwrap());
+        let daemon = memory_setup::embedder(&hashing).unwrap();
+        let cli = memory_setup::embedder(&embedder_settings(&hashing, &no_flags()).unwrap()).unwrap();
         assert_eq!(daemon.model_id(), cli.model_id());
     }
 

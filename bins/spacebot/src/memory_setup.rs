@@ -1,6 +1,9 @@
 //! The daemon's memories: one [`SqliteMemory`] per agent at `DATA_DIR/agents/<id>/memory.db`,
 //! embedded with the `[memory]` embedder (hashing unless configured), reindexed at start when
 //! the embedder changed, and maintained by the cortex every interval.
+//!
+//! The embedder is built once and shared by every agent; the local model (cargo feature
+//! `local-embeddings`) is loaded here, off the async runtime.
 
 use std::sync::Arc;
 
@@ -17,8 +20,15 @@ use crate::memory_cmd::memory_path;
 const REINDEX_BATCH: usize = 64;
 
 /// The embedder the settings name.
-pub(crate) fn embedder(settings: &EmbedderSettings) -> Arc<dyn Embedder> {
-    match settings {
+///
+/// Blocking when the settings name the local model, which is read from disk here (a fraction of
+/// a second); async callers run it on the blocking pool.
+///
+/// # Errors
+///
+/// When the local model can't be loaded; the message names the file at fault.
+pub(crate) fn embedder(settings: &EmbedderSettings) -> anyhow::Result<Arc<dyn Embedder>> {
+    Ok(match settings {
         EmbedderSettings::Hashing { dimensions } => Arc::new(HashingEmbedder::new(*dimensions)),
         EmbedderSettings::OpenAi { base_url, model, dimensions, api_key } => {
             let mut embedder = OpenAiEmbedder::new(base_url, model, *dimensions);
@@ -27,7 +37,19 @@ pub(crate) fn embedder(settings: &EmbedderSettings) -> Arc<dyn Embedder> {
             }
             Arc::new(embedder)
         }
-    }
+        #[cfg(feature = "local-embeddings")]
+        EmbedderSettings::Local { model_dir } => {
+            let started = std::time::Instant::now();
+            let embedder = spacebot_memory::LocalEmbedder::load(model_dir)?;
+            tracing::info!(
+                dir = %model_dir.display(),
+                model = embedder.model_id(),
+                took_ms = started.elapsed().as_millis(),
+                "local embedding model loaded"
+            );
+            Arc::new(embedder)
+        }
+    })
 }
 
 /// The agents' memories, in config order.
@@ -39,7 +61,10 @@ impl Memories {
     /// Opens (creating if needed) each agent's memory file, reindexing it first when it was
     /// embedded with another embedder.
     pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
-        let embedder = embedder(&config.memory.embedder);
+        let settings = config.memory.embedder.clone();
+        let embedder = tokio::task::spawn_blocking(move || embedder(&settings))
+            .await
+            .context("the task loading the embedder failed")??;
         let mut stores = Vec::new();
         for agent in &config.agents {
             let path = memory_path(&config.data_dir, &agent.id);

@@ -11,10 +11,18 @@
 //! product.
 
 mod hashing;
+#[cfg(feature = "local-embeddings")]
+mod local;
 mod openai;
 
 pub use hashing::HashingEmbedder;
+#[cfg(feature = "local-embeddings")]
+pub use local::{LocalEmbedder, LocalModelError};
 pub use openai::OpenAiEmbedder;
+
+/// The files a `LocalEmbedder` loads from its model directory. Defined whether or not the
+/// `local-embeddings` feature is on, so a configuration can be checked without the model code.
+pub const LOCAL_MODEL_FILES: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
 
 /// Scales `vector` to unit length in place; a zero vector stays zero.
 pub fn normalize(vector: &mut [f32]) {
