@@ -113,6 +113,26 @@ struct RawAgent {
     max_model_calls_per_turn: Option<usize>,
     turn_timeout_secs: Option<u64>,
     history_limit: Option<usize>,
+    #[serde(default)]
+    compaction: RawCompaction,
+}
+
+/// `agents[].compaction`: how the agent's channels keep their context small.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompaction {
+    mode: Option<String>,
+    background: Option<f64>,
+    aggressive: Option<f64>,
+    emergency: Option<f64>,
+    background_share: Option<f64>,
+    aggressive_share: Option<f64>,
+    emergency_share: Option<f64>,
+    interval_messages: Option<usize>,
+    interval_token_fraction: Option<f64>,
+    max_messages_per_checkpoint: Option<usize>,
+    rollup_threshold: Option<usize>,
+    rollup_batch: Option<usize>,
 }
 
 /// The validated config the daemon runs on.
@@ -153,6 +173,8 @@ pub(crate) struct AgentSettings {
     pub(crate) max_model_calls_per_turn: Option<usize>,
     pub(crate) turn_timeout: Option<Duration>,
     pub(crate) history_limit: Option<usize>,
+    /// `agents[].compaction`: the mode (rolling or chronicle), thresholds and intervals.
+    pub(crate) compaction: spacebot_agent::CompactionSettings,
 }
 
 /// A `provider/model` reference, checked against the configured providers.
@@ -340,6 +362,7 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
             max_model_calls_per_turn: None,
             turn_timeout_secs: None,
             history_limit: None,
+            compaction: RawCompaction::default(),
         }]
     } else {
         raw.agents
@@ -360,7 +383,9 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
             Some(value) => Some(check_chain(value, &format!("{key}.model"))?),
             None => channel_model.clone(),
         };
+        let compaction = compaction(agent.compaction, &format!("{key}.compaction"))?;
         agents.push(AgentSettings {
+            compaction,
             id: agent.id,
             model,
             system_prompt: agent.system_prompt,
@@ -390,6 +415,65 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         messaging,
         bindings,
     })
+}
+
+/// `agents[].compaction` (under `key`); unset keys keep the defaults.
+fn compaction(raw: RawCompaction, key: &str) -> anyhow::Result<spacebot_agent::CompactionSettings> {
+    use spacebot_agent::{ChronicleSettings, CompactionMode, CompactionSettings};
+    let defaults = CompactionSettings::default();
+    let share = |value: Option<f64>, name: &str, default: f64| -> anyhow::Result<f64> {
+        match value {
+            None => Ok(default),
+            Some(value) if value > 0.0 && value <= 1.0 => Ok(value),
+            Some(value) => bail!(
+                "config key `{key}.{name}` must be a share of the context window above 0 and at most 1, not {value}"
+            ),
+        }
+    };
+    let mode = match raw.mode.as_deref() {
+        None | Some("rolling") => CompactionMode::Rolling,
+        Some("chronicle") => CompactionMode::Chronicle,
+        Some(other) => bail!("config key `{key}.mode` must be `rolling` or `chronicle`, not `{other}`"),
+    };
+    let background = share(raw.background, "background", defaults.background)?;
+    let aggressive = share(raw.aggressive, "aggressive", defaults.aggressive)?;
+    let emergency = share(raw.emergency, "emergency", defaults.emergency)?;
+    if !(background <= aggressive && aggressive <= emergency) {
+        bail!(
+            "config keys `{key}.background`, `.aggressive` and `.emergency` must not decrease, not {background}, {aggressive}, {emergency}"
+        );
+    }
+    let positive = |value: Option<usize>, name: &str, default: usize, min: usize| -> anyhow::Result<usize> {
+        match value {
+            None => Ok(default),
+            Some(value) if value >= min => Ok(value),
+            Some(value) => bail!("config key `{key}.{name}` must be at least {min}, not {value}"),
+        }
+    };
+    let chronicle_defaults = ChronicleSettings::default();
+    let batch = positive(raw.rollup_batch, "rollup_batch", chronicle_defaults.rollup_batch, 2)?;
+    let threshold = positive(raw.rollup_threshold, "rollup_threshold", chronicle_defaults.rollup_threshold, batch)?;
+    let chronicle = ChronicleSettings::default()
+        .with_interval(
+            positive(raw.interval_messages, "interval_messages", chronicle_defaults.interval_messages, 1)?,
+            share(raw.interval_token_fraction, "interval_token_fraction", chronicle_defaults.interval_token_fraction)?,
+        )
+        .with_max_messages_per_checkpoint(positive(
+            raw.max_messages_per_checkpoint,
+            "max_messages_per_checkpoint",
+            chronicle_defaults.max_messages_per_checkpoint,
+            1,
+        )?)
+        .with_rollups(threshold, batch);
+    Ok(defaults
+        .with_thresholds(background, aggressive, emergency)
+        .with_shares(
+            share(raw.background_share, "background_share", CompactionSettings::default().background_share)?,
+            share(raw.aggressive_share, "aggressive_share", CompactionSettings::default().aggressive_share)?,
+            share(raw.emergency_share, "emergency_share", CompactionSettings::default().emergency_share)?,
+        )
+        .with_mode(mode)
+        .with_chronicle(chronicle))
 }
 
 /// The workers' task tools from `[tools]`; unset keys keep the defaults.
@@ -552,6 +636,35 @@ mod tests {
         assert!(error.contains("`llm.providers.main.kind`"), "{error}");
         let error = load_str("[api]\nbind = \"localhost\"").unwrap_err().to_string();
         assert!(error.contains("`api.bind`"), "{error}");
+    }
+
+    #[test]
+    fn compaction_is_set_per_agent_and_checked() {
+        let config = load_str(
+            r#"
+            [[agents]]
+            id = "long"
+            compaction = { mode = "chronicle", interval_messages = 20, rollup_threshold = 6, rollup_batch = 4 }
+            [[agents]]
+            id = "short"
+            "#,
+        )
+        .unwrap();
+        let long = &config.agents[0].compaction;
+        assert_eq!(long.mode, spacebot_agent::CompactionMode::Chronicle);
+        assert_eq!(
+            (long.chronicle.interval_messages, long.chronicle.rollup_threshold, long.chronicle.rollup_batch),
+            (20, 6, 4)
+        );
+        assert_eq!(config.agents[1].compaction.mode, spacebot_agent::CompactionMode::Rolling);
+        let error = load_str("[[agents]]\nid = \"a\"\ncompaction = { mode = \"weekly\" }").unwrap_err().to_string();
+        assert!(error.contains("`agents[0].compaction.mode`") && error.contains("weekly"), "{error}");
+        let error = load_str("[[agents]]\nid = \"a\"\ncompaction = { intervall = 3 }").unwrap_err().to_string();
+        assert!(error.contains("intervall"), "{error}");
+        let error = load_str("[[agents]]\nid = \"a\"\ncompaction = { rollup_threshold = 3 }").unwrap_err().to_string();
+        assert!(error.contains("`agents[0].compaction.rollup_threshold`"), "{error}");
+        let error = load_str("[[agents]]\nid = \"a\"\ncompaction = { emergency = 1.5 }").unwrap_err().to_string();
+        assert!(error.contains("`agents[0].compaction.emergency`"), "{error}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     for agent in &config.agents {
         match &agent.model {
-            Some(model) => println!("agent {}: model {model}", agent.id),
+            Some(model) => println!("agent {}: model {model}, {} compaction", agent.id, agent.compaction.mode.as_str()),
             None => println!(
                 "agent {}: no model (set llm.models.channel; until then it answers every message with an error)",
                 agent.id
@@ -47,6 +47,10 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         EmbedderSettings::Hashing { dimensions } => println!("memory: hashing embedder, {dimensions} dimensions"),
         EmbedderSettings::OpenAi { base_url, model, dimensions, .. } => {
             println!("memory: embeddings from {base_url} (model {model}, {dimensions} dimensions)")
+        }
+        #[cfg(feature = "local-embeddings")]
+        EmbedderSettings::Local { model_dir } => {
+            println!("memory: local embedding model from {} (loaded at start)", model_dir.display())
         }
     }
     Ok(ExitCode::SUCCESS)

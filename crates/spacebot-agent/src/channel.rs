@@ -4,8 +4,8 @@
 //! Its idle loop waits on six things at once: shutdown, reports from its processes, processes
 //! ending (its `JoinSet`), a background summary ending, the inbox, and two timers (the end of a
 //! message burst, the relay of background results). After each turn it measures its context and
-//! compacts it (`compactor.rs`) without waiting for a summary. A turn runs inside that loop, so messages arriving meanwhile queue in the
-//! inbox in order; control commands do not wait: the turn is raced against the inbox's control
+//! compacts it (`compactor.rs`; in chronicle mode, `chronicle.rs`) without waiting for a summary.
+//! A turn runs inside that loop, so messages arriving meanwhile queue in the inbox in order; control commands do not wait: the turn is raced against the inbox's control
 //! lane, so `/stop` ends it and `/status` is answered while it runs.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -18,12 +18,14 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
 use spacebot_core::{
-    ChatMessage, ChatRequest, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox,
-    KnowledgeQuery, LlmError, LlmErrorKind, MessageId, OutboundResponse, ProcessChange, ProcessId, ProcessKind, Role,
-    RuntimeEvent, StatusUpdate, StoredMessage, TerminalState, TurnOutcome,
+    ChatMessage, ChatRequest, Checkpoint, CheckpointKind, Chronicle, ControlCommand, ConversationContext,
+    ConversationInput, InboundMessage, Inbox, KnowledgeQuery, LlmError, LlmErrorKind, MessageId, OutboundResponse,
+    ProcessChange, ProcessId, ProcessKind, Registration, Role, RuntimeEvent, StatusUpdate, StoredMessage,
+    SupervisorEnd, TerminalState, TurnOutcome,
 };
 
 use crate::branch::{BranchTask, DELEGATED_PREFIX};
+use crate::chronicle::{self, BranchChronicleTool, CHRONICLE_TOOL, CutJob, JobOutcome, RollupJob};
 use crate::compactor::{self, Action, Boundary, Slot};
 use crate::engine::AgentProfile;
 use crate::memory_tools::{MemoryToolContext, memory_tools};
@@ -56,10 +58,26 @@ struct HistoryEntry {
 struct Compaction {
     id: ProcessId,
     lifecycle: spacebot_core::Lifecycle,
+    /// Its place in the runtime's process registry (ends it as cancelled if dropped unsettled).
+    _registration: Registration,
     /// The `seq` of the last message of the span (which starts at the head of the history).
     last: u64,
     messages: usize,
     tokens: usize,
+}
+
+/// A chronicle job in flight: a checkpoint cut or a rollup.
+struct ChronicleJob {
+    id: ProcessId,
+    lifecycle: spacebot_core::Lifecycle,
+    /// Its place in the runtime's process registry (ends it as cancelled if dropped unsettled).
+    _registration: Registration,
+    /// [`CheckpointKind::Rollup`] for a rollup.
+    kind: CheckpointKind,
+    /// `Channel::head_epoch` when it started: a cut is discarded if the history's head changed.
+    epoch: u64,
+    /// `Channel::next_seq` when it started: history entries from there on stay whatever it covers.
+    live_end: u64,
 }
 
 /// Why a turn ended without a reply or skip. Each becomes an error the user can see.
@@ -137,17 +155,39 @@ pub(crate) struct Channel {
     /// The latest knowledge render of the agent's memory for this conversation (empty without
     /// memory or memories).
     knowledge: String,
+    /// The chronicle kept beside the conversation log, when the store keeps one.
+    chronicle: Option<Arc<dyn Chronicle>>,
+    /// Every checkpoint of this conversation (both levels, in commit order), as read at start
+    /// and committed since; only this channel commits them.
+    checkpoints: Vec<Checkpoint>,
+    /// The "Session Chronicle" render of `checkpoints` (empty without any), redone when they change.
+    chronicle_view: String,
+    /// Points where the history and the log are known to line up: `(live_end, durable)` says
+    /// the history entries numbered below `live_end` come from logged messages up to `durable`.
+    /// Recorded after each turn in chronicle mode (and per message loaded at start).
+    boundaries: VecDeque<(u64, u64)>,
+    /// Changes whenever the history's head changes other than by a checkpoint's trim
+    /// (truncation, `/new`, a rolling summary), so a cut planned before is discarded.
+    head_epoch: u64,
+    /// The chronicle job in flight, if any, and the tasks running it.
+    chronicle_job: Option<ChronicleJob>,
+    chronicle_jobs: JoinSet<(ProcessId, JobOutcome)>,
+    /// Chronicle maintenance waits for the idle loop (set where it can't be awaited).
+    chronicle_due: bool,
+    /// When the last chronicle job failed (new ones wait `retry_delay`).
+    chronicle_failed_at: Option<Instant>,
 }
 
 impl Channel {
     pub(crate) fn new(ctx: ConversationContext, profile: Arc<AgentProfile>) -> Self {
         let announcer =
             Announcer { agent: ctx.agent.clone(), conversation: ctx.conversation.clone(), outbox: ctx.outbox.clone() };
+        let procs = Processes::new(ctx.processes.clone());
         Self {
             ctx,
             profile,
             history: VecDeque::new(),
-            procs: Processes::new(),
+            procs,
             announcer,
             pending: VecDeque::new(),
             relay_at: None,
@@ -163,7 +203,22 @@ impl Channel {
             calibration: 1.0,
             participants: BTreeSet::new(),
             knowledge: String::new(),
+            chronicle: None,
+            checkpoints: Vec::new(),
+            chronicle_view: String::new(),
+            boundaries: VecDeque::new(),
+            head_epoch: 0,
+            chronicle_job: None,
+            chronicle_jobs: JoinSet::new(),
+            chronicle_due: false,
+            chronicle_failed_at: None,
         }
+        .with_chronicle()
+    }
+
+    fn with_chronicle(mut self) -> Self {
+        self.chronicle = self.ctx.log.chronicle();
+        self
     }
 
     /// A history entry for `message`, numbered next.
@@ -185,6 +240,7 @@ impl Channel {
     pub(crate) async fn run(mut self, mut inbox: Inbox) {
         self.load_history().await;
         loop {
+            self.maintain_chronicle().await;
             let burst_at = self.burst.as_ref().map(|burst| burst.deadline);
             let relay_at = self.relay_at;
             let far = Instant::now() + Duration::from_secs(86_400);
@@ -192,10 +248,14 @@ impl Channel {
                 biased;
                 () = self.ctx.shutdown.cancelled() => break,
                 Some(report) = self.procs.reports.recv() => self.on_report(report),
+                Some(end) = self.procs.ends.recv() => self.on_supervisor_end(end),
                 Some(joined) = self.procs.tasks.join_next_with_id(), if !self.procs.tasks.is_empty() => {
                     self.on_exit(joined);
                 }
                 Some(joined) = self.summaries.join_next(), if !self.summaries.is_empty() => self.on_summary(joined),
+                Some(joined) = self.chronicle_jobs.join_next(), if !self.chronicle_jobs.is_empty() => {
+                    self.on_chronicle_job(joined).await;
+                }
                 input = inbox.recv() => match input {
                     Some(ConversationInput::Control(command, message)) => self.control(command, &message, false).await,
                     Some(ConversationInput::Message(message)) => self.accept(message, &inbox).await,
@@ -212,25 +272,50 @@ impl Channel {
         }
         self.stop_processes().await;
         self.cancel_compaction("the conversation ended");
+        self.cancel_chronicle_job("the conversation ended");
         while self.summaries.join_next().await.is_some() {}
+        while self.chronicle_jobs.join_next().await.is_some() {}
     }
 
+    /// Loads the checkpoints (in any mode: the view shows them) and the history: in chronicle
+    /// mode only the messages after the newest checkpoint, else the last `history_limit`.
     async fn load_history(&mut self) {
-        let limit = self.profile.settings.history_limit;
-        let messages = match self.ctx.log.history(&self.ctx.agent, &self.ctx.conversation, limit).await {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
-                    "can't load conversation history; starting with none");
-                return;
+        let (agent, conversation) = (self.ctx.agent.clone(), self.ctx.conversation.clone());
+        if let Some(chronicle) = self.chronicle.clone() {
+            match chronicle.checkpoints(&agent, &conversation).await {
+                Ok(checkpoints) => self.set_checkpoints(checkpoints),
+                Err(error) => tracing::warn!(%agent, %conversation, %error,
+                    "can't read the conversation's checkpoints; starting without them"),
             }
+        }
+        let limit = self.profile.settings.history_limit;
+        let loaded: Vec<(Option<u64>, StoredMessage)> = match self.chronicle_mode() {
+            Some(chronicle) => match chronicle.latest_after(&agent, &conversation, self.covered_to(), limit).await {
+                Ok(messages) => messages.into_iter().map(|logged| (Some(logged.seq), logged.message)).collect(),
+                Err(error) => {
+                    tracing::warn!(%agent, %conversation, %error, "can't load conversation history; starting with none");
+                    return;
+                }
+            },
+            None => match self.ctx.log.history(&agent, &conversation, limit).await {
+                Ok(messages) => messages.into_iter().map(|message| (None, message)).collect(),
+                Err(error) => {
+                    tracing::warn!(%agent, %conversation, %error, "can't load conversation history; starting with none");
+                    return;
+                }
+            },
         };
         // Messages not answered yet (recovered at start, or recorded just before this channel
         // started) are on their way through the inbox and join the context as they are answered,
         // in order. Loading them here would show the first turn later messages before its own.
         // Read after the history: nothing else answers this conversation meanwhile.
         let pending = self.pending_ids().await;
-        for stored in messages {
+        // `/new` set everything before it aside; the log keeps the command, so that holds after a
+        // restart too.
+        let fresh_start =
+            loaded.iter().rposition(|(_, stored)| stored.role == Role::User && starts_fresh(&stored.text));
+        let loaded = loaded.into_iter().skip(fresh_start.map_or(0, |at| at + 1));
+        for (seq, stored) in loaded {
             // Who spoke before a restart still takes part: their private memories stay visible.
             if let Some(participant) = &stored.participant {
                 self.participants.insert(participant.clone());
@@ -251,9 +336,13 @@ impl Channel {
                 _ => continue,
             };
             self.push_history(inbound, message);
+            if let Some(seq) = seq {
+                self.note_boundary(seq);
+            }
         }
         // A long history loaded into a smaller window is brought within it before the first turn.
         self.maintain_context();
+        self.maintain_chronicle().await;
     }
 
     /// The ids of this conversation's messages that are recorded but not yet answered.
@@ -293,6 +382,9 @@ impl Channel {
                     self.burst = Some(Burst { messages: vec![message], first: now, deadline: now + settings.debounce })
                 }
             }
+            // The burst's messages stay in progress together, so if this task dies, each is
+            // answered with a visible error rather than only the last.
+            inbox.set_holding(true);
             return;
         }
         self.flush_burst(inbox).await;
@@ -300,6 +392,7 @@ impl Channel {
     }
 
     async fn flush_burst(&mut self, inbox: &Inbox) {
+        inbox.set_holding(false);
         if let Some(burst) = self.burst.take() {
             self.user_turn(burst.messages, inbox).await;
         }
@@ -345,6 +438,9 @@ impl Channel {
             ControlCommand::New => {
                 self.cancel_compaction("the context was cleared with /new");
                 self.history.clear();
+                // A checkpoint cut in flight is discarded when it arrives (the head moved).
+                self.head_epoch += 1;
+                self.boundaries.clear();
                 self.pending.clear();
                 self.relay_at = None;
                 "Starting fresh: I've set aside the earlier messages of this conversation.".to_owned()
@@ -431,6 +527,7 @@ impl Channel {
         };
         self.status(&input.target, StatusUpdate::StopTyping).await;
         self.maintain_context();
+        self.maintain_chronicle().await;
         self.publish_turn(outcome);
         for (command, message) in deferred {
             self.control(command, &message, stopped).await;
@@ -445,15 +542,16 @@ impl Channel {
         });
     }
 
-    /// The system prompt: the agent's prompt, the knowledge render, then the status block.
-    /// Byte-identical between turns while no memory the conversation may see changes and no
-    /// process starts, reports or ends.
+    /// The system prompt: the agent's prompt, the knowledge render, the session chronicle, then
+    /// the status block. Byte-identical between turns while no memory the conversation may see
+    /// changes, no checkpoint is committed, and no process starts, reports or ends.
     fn system_prompt(&self) -> String {
         let mut prompt = self.profile.system_prompt.clone();
-        let knowledge = self.knowledge.trim_end();
-        if !knowledge.is_empty() {
-            prompt.push_str("\n\n");
-            prompt.push_str(knowledge);
+        for part in [self.knowledge.trim_end(), self.chronicle_view.as_str()] {
+            if !part.is_empty() {
+                prompt.push_str("\n\n");
+                prompt.push_str(part);
+            }
         }
         let block = self.procs.status_block(&self.pending);
         if !block.is_empty() {
@@ -496,10 +594,11 @@ impl Channel {
             TurnKind::Relay => self.profile.settings.max_model_calls_per_relay,
         };
 
+        let with_chronicle = self.chronicle_tools_on();
         for _ in 0..budget {
             let messages = self.history.iter().map(|entry| entry.message.clone()).chain(turn.iter().cloned()).collect();
-            let request = ChatRequest::new(system.clone(), messages).with_tools(channel_tools());
-            let estimated = request_tokens(&request);
+            let request = ChatRequest::new(system.clone(), messages).with_tools(channel_tools(with_chronicle));
+            let estimated = request_tokens(&request, with_chronicle);
             let response = model.complete(request).await.map_err(TurnFailure::Model)?;
             if let Some(calibration) = compactor::calibration(response.usage.input_tokens, estimated) {
                 self.calibration = calibration;
@@ -545,6 +644,7 @@ impl Channel {
                     SPAWN_WORKER_TOOL => self.spawn_worker_tool(input, &call.arguments),
                     ROUTE_TOOL => self.route_tool(&call.arguments),
                     CANCEL_TOOL => self.cancel_tool(&call.arguments),
+                    CHRONICLE_TOOL if with_chronicle => chronicle::channel_call(&self.checkpoints, &call.arguments),
                     other => format!(
                         "There is no tool named `{other}`. The tools are `reply`, `skip`, `react`, `branch`, \
                          `spawn_worker`, `route` and `cancel`."
@@ -663,6 +763,13 @@ impl Channel {
         if let Some(memory) = &self.profile.memory {
             tools.extend(memory_tools(memory.clone(), self.memory_context()));
         }
+        if let Some(chronicle) = self.chronicle.clone().filter(|_| self.chronicle_tools_on()) {
+            tools.push(Arc::new(BranchChronicleTool {
+                chronicle,
+                agent: self.ctx.agent.clone(),
+                conversation: self.ctx.conversation.clone(),
+            }));
+        }
         tools
     }
 
@@ -719,7 +826,7 @@ impl Channel {
             idle: false,
             results: 0,
         };
-        self.procs.spawn(id.clone(), entry, future);
+        self.procs.spawn(id.clone(), entry, future, &self.announcer, settings.branch_timeout);
         format!("Branch {id} started; its conclusion will arrive as a background result. Tell the user if useful.")
     }
 
@@ -801,7 +908,7 @@ impl Channel {
             idle: false,
             results: 0,
         };
-        self.procs.spawn(id.clone(), entry, future);
+        self.procs.spawn(id.clone(), entry, future, &self.announcer, settings.worker_timeout);
         Ok(id)
     }
 
@@ -919,7 +1026,7 @@ impl Channel {
                 (id, terminal.map(|t| t.state()), reason.to_owned())
             }
         };
-        let Some(entry) = self.procs.entries.remove(&id) else { return };
+        let Some(entry) = self.procs.remove(&id) else { return };
         let Some(state) = terminal.or_else(|| entry.lifecycle.terminal()) else { return };
         let result = match (state, &entry.cancel_reason) {
             (TerminalState::Cancelled, Some(reason)) => format!("cancelled: {reason}"),
@@ -939,6 +1046,38 @@ impl Channel {
             state: Some(state),
             success: state.is_success(),
             result,
+            origin: entry.origin,
+            sequence: FINAL_SEQUENCE,
+        });
+    }
+
+    /// A supervisor (the cortex) ended a process that outlived its limits: it is settled and
+    /// announced already; drop it from the table and relay the failure. Its task was aborted and
+    /// is reaped (as unknown) whenever it actually stops.
+    fn on_supervisor_end(&mut self, end: SupervisorEnd) {
+        // Background context work: settled already; drop the job so its result is ignored.
+        if self.compaction.as_ref().is_some_and(|job| job.id == end.process) {
+            self.compaction = None;
+            self.summaries.abort_all();
+            self.summary_failed_at = Some(Instant::now());
+            return;
+        }
+        if self.chronicle_job.as_ref().is_some_and(|job| job.id == end.process) {
+            self.chronicle_job = None;
+            self.chronicle_jobs.abort_all();
+            self.chronicle_failed_at = Some(Instant::now());
+            return;
+        }
+        let Some(entry) = self.procs.remove(&end.process) else { return };
+        if !entry.relay {
+            return;
+        }
+        self.queue_completion(Completion {
+            id: end.process,
+            kind: entry.kind,
+            state: Some(end.state),
+            success: false,
+            result: end.reason,
             origin: entry.origin,
             sequence: FINAL_SEQUENCE,
         });
@@ -990,11 +1129,396 @@ impl Channel {
     }
 
     // ---------------------------------------------------------------------------------------
+    // The chronicle (see `chronicle.rs`)
+
+    /// The chronicle, when this channel compacts in chronicle mode and its log keeps one.
+    fn chronicle_mode(&self) -> Option<Arc<dyn Chronicle>> {
+        let mode = self.profile.settings.compaction.mode;
+        self.chronicle.clone().filter(|_| mode == chronicle::CompactionMode::Chronicle)
+    }
+
+    /// Whether the model gets the `chronicle` tool: in chronicle mode, or once checkpoints exist.
+    fn chronicle_tools_on(&self) -> bool {
+        self.chronicle.is_some() && (self.chronicle_mode().is_some() || !self.checkpoints.is_empty())
+    }
+
+    /// The last logged message the level-0 checkpoints cover (0: none).
+    fn covered_to(&self) -> u64 {
+        self.checkpoints.iter().filter(|c| c.level == 0).map(|c| c.covers_to_seq).max().unwrap_or(0)
+    }
+
+    fn set_checkpoints(&mut self, checkpoints: Vec<Checkpoint>) {
+        self.checkpoints = checkpoints;
+        self.chronicle_view = chronicle::render_view(&self.checkpoints, &self.profile.settings.compaction.chronicle);
+    }
+
+    /// Adds a committed checkpoint (marking a rollup's sources) and renders the view again.
+    fn add_checkpoint(&mut self, checkpoint: Checkpoint) {
+        let mut checkpoints = std::mem::take(&mut self.checkpoints);
+        if let Some((first, last)) = checkpoint.rolls_up {
+            for source in checkpoints.iter_mut().filter(|c| c.level == 0 && (first..=last).contains(&c.seq)) {
+                source.rolled_up_into = Some(checkpoint.seq);
+            }
+        }
+        checkpoints.push(checkpoint);
+        self.set_checkpoints(checkpoints);
+    }
+
+    /// Notes that the history so far comes from logged messages up to `durable`.
+    fn note_boundary(&mut self, durable: u64) {
+        let live_end = self.next_seq;
+        if let Some(last) = self.boundaries.back_mut()
+            && last.1 == durable
+        {
+            last.0 = live_end;
+            return;
+        }
+        self.boundaries.push_back((live_end, durable));
+    }
+
+    /// Forgets boundaries no trim can use any more: before the history's head, or covered
+    /// already (the newest covered one stays, it is where a trim may go).
+    fn prune_boundaries(&mut self) {
+        let head = self.history.front().map_or(self.next_seq, |entry| entry.seq);
+        let covered = self.covered_to();
+        while self.boundaries.len() > 1
+            && self.boundaries.get(1).is_some_and(|&(live_end, durable)| live_end <= head || durable <= covered)
+        {
+            self.boundaries.pop_front();
+        }
+    }
+
+    fn history_slots(&self) -> Vec<Slot> {
+        self.history.iter().map(|entry| Slot { tokens: entry.tokens, boundary: Boundary::of(&entry.message) }).collect()
+    }
+
+    /// Drops from the history what the checkpoints cover, up to `live_end` (entries added since a
+    /// cut started stay), keeping `min_keep` messages and every tool call with its results.
+    /// Returns how many messages went.
+    fn trim_covered(&mut self, live_end: u64) -> usize {
+        let covered = self.covered_to();
+        let Some(limit) = self.boundaries.iter().rev().find(|&&(_, durable)| durable <= covered).map(|&(end, _)| end)
+        else {
+            return 0;
+        };
+        let limit = limit.min(live_end);
+        let count = self.history.iter().take_while(|entry| entry.seq < limit).count();
+        let keep = self.profile.settings.compaction.chronicle.min_keep;
+        let Some(end) = compactor::safe_end(&self.history_slots(), count, keep) else { return 0 };
+        self.history.drain(..end);
+        self.prune_boundaries();
+        end
+    }
+
+    /// Chronicle maintenance, when due: notes where the history and the log line up, truncates at
+    /// the emergency threshold (recording the span it drops), else cuts a checkpoint or starts a
+    /// rollup in the background when one is called for.
+    async fn maintain_chronicle(&mut self) {
+        if !std::mem::take(&mut self.chronicle_due) {
+            return;
+        }
+        let Some(chronicle) = self.chronicle_mode() else { return };
+        let profile = self.profile.clone();
+        let Some(model) = profile.model.as_ref() else { return };
+        let (agent, conversation) = (self.ctx.agent.clone(), self.ctx.conversation.clone());
+        let covered = self.covered_to();
+        let tail = match chronicle.tail(&agent, &conversation, covered).await {
+            Ok(tail) => tail,
+            Err(error) => {
+                tracing::warn!(%agent, %conversation, %error, "can't count the messages after the last checkpoint");
+                return;
+            }
+        };
+        if let Some(newest) = tail.newest {
+            self.note_boundary(newest);
+        }
+        let settings = &profile.settings.compaction;
+        let window = model.context_window();
+        let slots = self.history_slots();
+        let fixed = compactor::tokens(self.system_prompt().len()) + channel_tool_tokens(self.chronicle_tools_on());
+        // Planned as if a summary were in flight: only the emergency truncation can come of it.
+        let plan = compactor::plan(&slots, fixed, window, self.calibration, settings, true);
+        if plan.usage >= settings.emergency {
+            let keep = settings.chronicle.min_keep;
+            if let Some(end) = compactor::cut_keeping(&slots, settings.emergency_share, keep) {
+                self.chronicle_emergency(&chronicle, end, plan.usage, window).await;
+                return;
+            }
+        }
+        let resting = self.chronicle_failed_at.is_some_and(|at| at.elapsed() < settings.retry_delay);
+        if self.chronicle_job.is_some() || resting {
+            return;
+        }
+        let live: usize = slots.iter().map(|slot| slot.tokens).sum();
+        let pressure = chronicle::Pressure {
+            uncovered: tail.count,
+            has_checkpoints: self.checkpoints.iter().any(|c| c.level == 0),
+            usage: plan.usage,
+            live_tokens: (live as f64 * self.calibration.max(1.0)).ceil() as usize,
+            window,
+        };
+        match chronicle::trigger(settings, pressure) {
+            Some(kind) => self.start_cut(chronicle, kind, tail.count, plan.usage, window),
+            None => self.start_rollup(),
+        }
+    }
+
+    /// Starts cutting a checkpoint of the uncovered messages in the background.
+    fn start_cut(
+        &mut self,
+        chronicle: Arc<dyn Chronicle>,
+        kind: CheckpointKind,
+        uncovered: u64,
+        usage: f64,
+        window: usize,
+    ) {
+        let Some(model) = self.profile.model_for(ProcessKind::Compactor) else { return };
+        let settings = self.profile.settings.compaction.clone();
+        let messages = uncovered.min(settings.chronicle.max_messages_per_checkpoint as u64);
+        let description = format!(
+            "cutting a{} {kind} checkpoint of {messages} logged messages in the background: the context is at \
+             {:.0}% of {window} tokens, {uncovered} messages are not in a checkpoint yet",
+            if kind == CheckpointKind::Interval { "n" } else { "" },
+            usage * 100.0
+        );
+        let id = ProcessId::generate();
+        tracing::info!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %kind, uncovered, usage,
+            "cutting a chronicle checkpoint");
+        let what = description.clone();
+        self.announcer.publish(&id, ProcessKind::Compactor, ProcessChange::Started { description });
+        let level0: Vec<&Checkpoint> = self.checkpoints.iter().filter(|c| c.level == 0).collect();
+        let narrative =
+            level0[level0.len().saturating_sub(chronicle::NARRATIVE)..].iter().map(|c| (*c).clone()).collect();
+        let job = CutJob {
+            chronicle,
+            log: self.ctx.log.clone(),
+            agent: self.ctx.agent.clone(),
+            conversation: self.ctx.conversation.clone(),
+            kind,
+            after: self.covered_to(),
+            narrative,
+            model,
+            settings,
+        };
+        self.spawn_chronicle_job(id, &what, kind, job.run());
+    }
+
+    /// Runs a chronicle job as the channel's one background chronicle task, registered with the
+    /// runtime's process registry.
+    fn spawn_chronicle_job(
+        &mut self,
+        id: ProcessId,
+        description: &str,
+        kind: CheckpointKind,
+        job: impl Future<Output = JobOutcome> + Send + 'static,
+    ) {
+        let task_id = id.clone();
+        let task = self.chronicle_jobs.spawn(async move { (task_id, job.await) });
+        let lifecycle = spacebot_core::Lifecycle::new();
+        let limit = self.profile.settings.compaction.summary_timeout;
+        let registration = self.procs.register_background(&self.announcer, &id, &lifecycle, description, limit, task);
+        self.chronicle_job = Some(ChronicleJob {
+            id,
+            lifecycle,
+            _registration: registration,
+            kind,
+            epoch: self.head_epoch,
+            live_end: self.next_seq,
+        });
+    }
+
+    /// Starts a rollup in the background when enough checkpoints wait for one.
+    fn start_rollup(&mut self) {
+        let settings = self.profile.settings.compaction.clone();
+        let Some(sources) = chronicle::rollup_sources(&self.checkpoints, &settings.chronicle) else { return };
+        let Some(model) = self.profile.model_for(ProcessKind::Compactor) else { return };
+        let (Some(first), Some(last)) = (sources.first().map(|c| c.seq), sources.last().map(|c| c.seq)) else { return };
+        let id = ProcessId::generate();
+        let description =
+            format!("rolling up checkpoints #{first}-#{last} ({} checkpoints) in the background", sources.len());
+        let what = description.clone();
+        self.announcer.publish(&id, ProcessKind::Compactor, ProcessChange::Started { description });
+        let job = RollupJob {
+            agent: self.ctx.agent.clone(),
+            conversation: self.ctx.conversation.clone(),
+            sources,
+            model,
+            settings,
+        };
+        self.spawn_chronicle_job(id, &what, CheckpointKind::Rollup, job.run());
+    }
+
+    /// A chronicle job ended: commit what it drafted (a cut only if the history's head is where
+    /// it was), then trim what the checkpoints now cover.
+    async fn on_chronicle_job(&mut self, joined: Result<(ProcessId, JobOutcome), JoinError>) {
+        let current = self.chronicle_job.as_ref().map(|job| job.id.clone());
+        let outcome = match joined {
+            Ok((id, outcome)) if Some(&id) == current.as_ref() => outcome,
+            // A task aborted after it finished: its job was already settled as cancelled.
+            Ok(_) => return,
+            Err(error) if error.is_cancelled() => return,
+            Err(_) if !self.chronicle_jobs.is_empty() => return,
+            Err(_) => JobOutcome::Nothing("the chronicle task failed with an internal error".to_owned()),
+        };
+        let (Some(job), Some(chronicle)) = (self.chronicle_job.take(), self.chronicle.clone()) else { return };
+        let (state, summary) = match outcome {
+            JobOutcome::Nothing(reason) => {
+                self.chronicle_failed_at = Some(Instant::now());
+                (TerminalState::Failed, reason)
+            }
+            JobOutcome::Cut(_) if job.epoch != self.head_epoch => (
+                TerminalState::Cancelled,
+                "discarded: the history changed (truncation or /new) while the checkpoint was written".to_owned(),
+            ),
+            JobOutcome::Cut(draft) => match chronicle.commit(draft).await {
+                Ok(checkpoint) => {
+                    let text = format!(
+                        "committed {} checkpoint #{} \"{}\" covering {} logged messages{}",
+                        checkpoint.kind,
+                        checkpoint.seq,
+                        checkpoint.title,
+                        checkpoint.message_count,
+                        if checkpoint.unsummarized { " (unsummarized: the summary failed)" } else { "" }
+                    );
+                    self.add_checkpoint(checkpoint);
+                    let trimmed = self.trim_covered(job.live_end);
+                    self.chronicle_failed_at = None;
+                    (TerminalState::Done, format!("{text}; {trimmed} messages left the live context"))
+                }
+                Err(error) if error.is_superseded() => (TerminalState::Cancelled, format!("discarded: {error}")),
+                Err(error) => {
+                    self.chronicle_failed_at = Some(Instant::now());
+                    (TerminalState::Failed, format!("can't commit the checkpoint: {error}"))
+                }
+            },
+            JobOutcome::Rollup(draft) => match chronicle.commit_rollup(draft).await {
+                Ok(rollup) => {
+                    let text = format!(
+                        "committed rollup #{} \"{}\" of checkpoints #{}",
+                        rollup.seq,
+                        rollup.title,
+                        rollup.rolls_up.map(|(first, last)| format!("{first}-#{last}")).unwrap_or_default()
+                    );
+                    self.add_checkpoint(rollup);
+                    (TerminalState::Done, text)
+                }
+                Err(error) if error.is_superseded() => (TerminalState::Cancelled, format!("discarded: {error}")),
+                Err(error) => {
+                    self.chronicle_failed_at = Some(Instant::now());
+                    (TerminalState::Failed, format!("can't commit the rollup: {error}"))
+                }
+            },
+        };
+        if state != TerminalState::Done {
+            tracing::warn!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, kind = %job.kind, %summary,
+                "chronicle job committed nothing");
+        }
+        if let Some(terminal) = job.lifecycle.settle(state) {
+            self.announcer.finished(&job.id, ProcessKind::Compactor, &terminal, &summary);
+        }
+        // More may be due: the next span of a long log, or a rollup.
+        self.chronicle_due = true;
+    }
+
+    /// The emergency: drops `history[..end]` at once and records the logged messages among them
+    /// that no checkpoint covers as an unsummarized emergency checkpoint (no model call).
+    async fn chronicle_emergency(&mut self, chronicle: &Arc<dyn Chronicle>, end: usize, usage: f64, window: usize) {
+        self.cancel_chronicle_job("the context was truncated first");
+        self.head_epoch += 1;
+        let id = ProcessId::generate();
+        let removed: Vec<HistoryEntry> = self.history.drain(..end).collect();
+        let tokens: usize = removed.iter().map(|entry| entry.tokens).sum();
+        let description = format!(
+            "truncating the oldest {} messages (~{tokens} tokens) at once and recording them as an emergency \
+             checkpoint: the context is at {:.0}% of {window} tokens",
+            removed.len(),
+            usage * 100.0
+        );
+        tracing::warn!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, messages = removed.len(),
+            tokens, usage, "context nearly full; truncating the oldest history into an emergency checkpoint");
+        self.announcer.publish(&id, ProcessKind::Compactor, ProcessChange::Started { description });
+        // The logged messages among those removed end where the last boundary before the cut says.
+        let cut_at = self.history.front().map_or(self.next_seq, |entry| entry.seq);
+        let durable_end =
+            self.boundaries.iter().rev().find(|&&(live_end, _)| live_end <= cut_at).map(|&(_, durable)| durable);
+        let covered = self.covered_to();
+        let recorded = match durable_end {
+            Some(until) if until > covered => self.commit_emergency(chronicle, covered, until).await.map(Some),
+            Some(_) => Ok(None),
+            None => Err("no logged message was among them".to_owned()),
+        };
+        let summary = match recorded {
+            Ok(Some(checkpoint)) => {
+                let text = format!(
+                    "removed {} messages; emergency checkpoint #{} records the {} logged messages among them",
+                    removed.len(),
+                    checkpoint.seq,
+                    checkpoint.message_count
+                );
+                self.add_checkpoint(checkpoint);
+                text
+            }
+            Ok(None) => format!("removed {} messages, all in checkpoints already", removed.len()),
+            Err(reason) => {
+                // Without a checkpoint, a marker says that something went.
+                let marker = compactor::truncation_marker(removed.len());
+                let mut entry = self.entry(Vec::new(), marker);
+                entry.seq = removed.first().map_or(entry.seq, |first| first.seq);
+                self.history.push_front(entry);
+                format!("removed {} messages; no checkpoint records them: {reason}", removed.len())
+            }
+        };
+        self.prune_boundaries();
+        let lifecycle = spacebot_core::Lifecycle::new();
+        if let Some(terminal) = lifecycle.settle(TerminalState::Done) {
+            self.announcer.finished(&id, ProcessKind::Compactor, &terminal, &summary);
+        }
+    }
+
+    /// Commits the emergency checkpoint of the answered logged messages after `covered` up to
+    /// `until`.
+    async fn commit_emergency(
+        &self,
+        chronicle: &Arc<dyn Chronicle>,
+        covered: u64,
+        until: u64,
+    ) -> Result<Checkpoint, String> {
+        let limit = self.profile.settings.compaction.chronicle.max_messages_per_checkpoint;
+        let (agent, conversation) = (&self.ctx.agent, &self.ctx.conversation);
+        let mut messages =
+            chronicle::answered_after(chronicle, &self.ctx.log, agent, conversation, covered, limit).await?;
+        messages.retain(|logged| logged.seq <= until);
+        let notice = chronicle::unsummarized_notice(
+            messages.len(),
+            "they were dropped at once to keep the context within the model's window",
+        );
+        let title = format!("Unsummarized: {}", chronicle::span_title(&messages));
+        let draft = spacebot_core::NewCheckpoint::over(CheckpointKind::Emergency, &messages, title, notice)
+            .ok_or_else(|| "no answered logged message was among them".to_owned())?
+            .unsummarized();
+        chronicle.commit(draft).await.map_err(|error| error.to_string())
+    }
+
+    /// Cancels the chronicle job in flight, if any, committing nothing.
+    fn cancel_chronicle_job(&mut self, reason: &str) {
+        let Some(job) = self.chronicle_job.take() else { return };
+        self.chronicle_jobs.abort_all();
+        if let Some(terminal) = job.lifecycle.settle(TerminalState::Cancelled) {
+            self.announcer.finished(&job.id, ProcessKind::Compactor, &terminal, reason);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
     // Compaction (see `compactor.rs`)
 
     /// Measures the context and compacts it if it is too full: a background summary at the
     /// lower thresholds, an immediate truncation at the emergency one.
     fn maintain_context(&mut self) {
+        if self.chronicle_mode().is_some() {
+            // Chronicle maintenance reads the log; it runs where the channel can await it.
+            self.chronicle_due = true;
+            return;
+        }
         let profile = self.profile.clone();
         let Some(model) = profile.model.as_ref() else { return };
         let window = model.context_window();
@@ -1004,7 +1528,7 @@ impl Channel {
             .iter()
             .map(|entry| Slot { tokens: entry.tokens, boundary: Boundary::of(&entry.message) })
             .collect();
-        let fixed = compactor::tokens(self.system_prompt().len()) + channel_tool_tokens();
+        let fixed = compactor::tokens(self.system_prompt().len()) + channel_tool_tokens(self.chronicle_tools_on());
         let plan = compactor::plan(&slots, fixed, window, self.calibration, settings, self.compaction.is_some());
         match plan.action {
             Action::Keep => {}
@@ -1021,6 +1545,7 @@ impl Channel {
     /// Removes `history[..end]` at once and leaves a marker; cancels a summary in flight.
     fn truncate(&mut self, end: usize, usage: f64, window: usize) {
         self.cancel_compaction("the context was truncated first");
+        self.head_epoch += 1;
         let id = ProcessId::generate();
         let removed: Vec<HistoryEntry> = self.history.drain(..end).collect();
         let tokens: usize = removed.iter().map(|entry| entry.tokens).sum();
@@ -1063,12 +1588,16 @@ impl Channel {
         );
         tracing::info!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, messages = end, tokens, usage,
             "starting a background summary");
+        let what = description.clone();
         self.announcer.publish(&id, ProcessKind::Compactor, ProcessChange::Started { description });
         let settings = self.profile.settings.compaction.clone();
+        let limit = settings.summary_timeout;
         let task_id = id.clone();
-        self.summaries.spawn(async move { (task_id, compactor::summarize(model, transcript, settings).await) });
-        self.compaction =
-            Some(Compaction { id, lifecycle: spacebot_core::Lifecycle::new(), last, messages: end, tokens });
+        let task =
+            self.summaries.spawn(async move { (task_id, compactor::summarize(model, transcript, settings).await) });
+        let lifecycle = spacebot_core::Lifecycle::new();
+        let registration = self.procs.register_background(&self.announcer, &id, &lifecycle, &what, limit, task);
+        self.compaction = Some(Compaction { id, lifecycle, _registration: registration, last, messages: end, tokens });
     }
 
     /// A summary task ended: on success its summary replaces the span it covers (messages added
@@ -1102,6 +1631,7 @@ impl Channel {
             Ok(message) => {
                 let first = self.history.front().map_or(0, |entry| entry.seq);
                 self.history.drain(..covered);
+                self.head_epoch += 1;
                 let mut entry = self.entry(Vec::new(), message);
                 entry.seq = first;
                 let text = format!(
@@ -1158,21 +1688,24 @@ impl Channel {
 }
 
 /// Estimated tokens of a whole request: what the compactor weighs against the provider's count.
-fn request_tokens(request: &ChatRequest) -> usize {
+fn request_tokens(request: &ChatRequest, with_chronicle: bool) -> usize {
     let chars = request.system.len() + request.messages.iter().map(ChatMessage::char_len).sum::<usize>();
-    compactor::tokens(chars) + channel_tool_tokens()
+    compactor::tokens(chars) + channel_tool_tokens(with_chronicle)
 }
 
-/// Estimated tokens of the channel's tool definitions (the same in every request).
-fn channel_tool_tokens() -> usize {
+/// Estimated tokens of the channel's tool definitions (the same in every request, with or
+/// without `chronicle`).
+fn channel_tool_tokens(with_chronicle: bool) -> usize {
     static TOKENS: OnceLock<usize> = OnceLock::new();
-    *TOKENS.get_or_init(|| {
-        let chars: usize = channel_tools()
+    static WITH_CHRONICLE: OnceLock<usize> = OnceLock::new();
+    let count = || {
+        let chars: usize = channel_tools(with_chronicle)
             .iter()
             .map(|tool| tool.name.len() + tool.description.len() + tool.parameters.to_string().len())
             .sum();
         compactor::tokens(chars)
-    })
+    };
+    *if with_chronicle { WITH_CHRONICLE.get_or_init(count) } else { TOKENS.get_or_init(count) }
 }
 
 /// Records and delivers the answer to a control command.
@@ -1215,4 +1748,10 @@ fn describe(failure: &TurnFailure, agent: &spacebot_core::AgentId) -> String {
         TurnFailure::Panicked => "Something went wrong on my side while answering; the error was logged.".to_owned(),
         TurnFailure::Stopped => "Stopped with /stop before I finished answering.".to_owned(),
     }
+}
+
+/// Whether a logged message is the `/new` command (its text as the log stores commands).
+fn starts_fresh(text: &str) -> bool {
+    let word = text.split_whitespace().next().unwrap_or_default();
+    word.strip_prefix('/').and_then(ControlCommand::from_name) == Some(ControlCommand::New)
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use spacebot_core::{ChatMessage, ChatRequest, LanguageModel};
 
+use crate::chronicle::{ChronicleSettings, CompactionMode};
 use crate::processes::preview;
 
 /// Messages a cut always leaves in place, newest last.
@@ -57,6 +58,11 @@ pub struct CompactionSettings {
     /// After a failed summary, no new background summary starts for this long (truncation
     /// still happens), so a broken compactor model costs one call, not one per turn.
     pub retry_delay: Duration,
+    /// Rolling summaries (the default) or chronicle checkpoints.
+    pub mode: CompactionMode,
+    /// The chronicle's intervals, rollups and view (used in chronicle mode; the view is shown
+    /// whenever a conversation has checkpoints).
+    pub chronicle: ChronicleSettings,
 }
 
 impl Default for CompactionSettings {
@@ -71,6 +77,8 @@ impl Default for CompactionSettings {
             summary_timeout: Duration::from_secs(120),
             summary_max_tokens: 1500,
             retry_delay: Duration::from_secs(60),
+            mode: CompactionMode::Rolling,
+            chronicle: ChronicleSettings::default(),
         }
     }
 }
@@ -87,6 +95,26 @@ impl CompactionSettings {
     /// Sets the time limit of one summary call.
     pub fn with_summary_timeout(mut self, timeout: Duration) -> Self {
         self.summary_timeout = timeout;
+        self
+    }
+
+    /// Sets the compaction mode.
+    pub fn with_mode(mut self, mode: CompactionMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the chronicle's intervals, rollups and view.
+    pub fn with_chronicle(mut self, chronicle: ChronicleSettings) -> Self {
+        self.chronicle = chronicle;
+        self
+    }
+
+    /// Sets the shares of the history a background, aggressive and emergency compaction cover.
+    pub fn with_shares(mut self, background: f64, aggressive: f64, emergency: f64) -> Self {
+        self.background_share = background;
+        self.aggressive_share = aggressive;
+        self.emergency_share = emergency;
         self
     }
 
@@ -186,9 +214,14 @@ pub(crate) fn plan(
 /// deep as a safe boundary allows. Always leaves [`MIN_KEEP`] messages; `None` when no cut is
 /// possible.
 pub(crate) fn cut(history: &[Slot], share: f64) -> Option<usize> {
+    cut_keeping(history, share, MIN_KEEP)
+}
+
+/// [`cut`], leaving at least `keep` messages.
+pub(crate) fn cut_keeping(history: &[Slot], share: f64, keep: usize) -> Option<usize> {
     let total: usize = history.iter().map(|slot| slot.tokens).sum();
     let target = ((total as f64 * share).ceil() as usize).max(1);
-    let last = history.len().checked_sub(MIN_KEEP)?;
+    let last = history.len().checked_sub(keep.max(1))?;
     let (mut safe_past_target, mut deepest) = (None, None);
     let mut covered = 0;
     for end in 1..=last {
@@ -207,6 +240,16 @@ pub(crate) fn cut(history: &[Slot], share: f64) -> Option<usize> {
         }
     }
     safe_past_target.or(deepest)
+}
+
+/// The deepest cut at or before `end` that leaves `keep` messages and does not land on a tool
+/// result (so a call stays with its results): `history[..cut]` may go. `None` when there is none.
+pub(crate) fn safe_end(history: &[Slot], end: usize, keep: usize) -> Option<usize> {
+    let mut end = end.min(history.len().checked_sub(keep)?);
+    while end > 0 && history.get(end).is_some_and(|slot| slot.boundary == Boundary::Inside) {
+        end -= 1;
+    }
+    (end > 0).then_some(end)
 }
 
 /// The provider's token count for a request over our estimate of it, when it reported one.
@@ -376,6 +419,16 @@ mod tests {
         assert_eq!(cut(&slots("ua", 10), 0.5), None);
         // The target is past every boundary: the deepest one.
         assert_eq!(cut(&slots("uauatt", 10), 0.99), Some(3));
+    }
+
+    #[test]
+    fn safe_ends_step_back_from_tool_results_and_keep_the_newest() {
+        let history = slots("uattauaua", 10);
+        assert_eq!(safe_end(&history, 3, 4), Some(1));
+        assert_eq!(safe_end(&history, 4, 4), Some(4));
+        assert_eq!(safe_end(&history, 9, 4), Some(5));
+        assert_eq!(safe_end(&history, 0, 4), None);
+        assert_eq!(safe_end(&slots("uaua", 10), 4, 4), None);
     }
 
     #[test]

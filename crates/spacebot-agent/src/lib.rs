@@ -17,13 +17,17 @@
 //! one *relay* turn. Bursts of messages in group conversations are answered in one turn, and
 //! control commands (`/stop`, `/status`, ...) act even in the middle of a turn. The *compactor*
 //! keeps each channel's context within its model's window: background summaries from 80%, an
-//! immediate truncation at 95%, never pausing the channel. See `docs/processes.md`.
+//! immediate truncation at 95%, never pausing the channel. In *chronicle* mode (for long sessions)
+//! it cuts durable, contiguous checkpoints of the conversation log instead, rolls them up, shows
+//! them in the system prompt as the "Session Chronicle" and lets the model open them with the
+//! `chronicle` tool. See `docs/processes.md`.
 //!
 //! This crate depends on the core traits only: it runs on whatever `Arc<dyn LanguageModel>` and
 //! `Arc<dyn ConversationLog>` it is given.
 
 mod branch;
 mod channel;
+mod chronicle;
 mod compactor;
 mod engine;
 mod memory_tools;
@@ -33,6 +37,7 @@ mod task_tools;
 mod tools;
 mod worker;
 
+pub use chronicle::{CHRONICLE_TOOL, ChronicleSettings, CompactionMode};
 pub use compactor::CompactionSettings;
 pub use engine::{AgentProfile, ChannelEngine, ChannelSettings, CoalesceSettings};
 pub use memory_tools::{MEMORY_DELETE_TOOL, MEMORY_RECALL_TOOL, MEMORY_SAVE_TOOL, MemoryToolContext, memory_tools};

@@ -7,6 +7,8 @@ use serde_json::json;
 
 use spacebot_core::ToolSpec;
 
+use crate::chronicle::chronicle_tool_spec;
+
 /// The tool that sends a message to the conversation and ends the turn.
 pub const REPLY_TOOL: &str = "reply";
 /// The tool that ends the turn without a message.
@@ -25,15 +27,23 @@ pub const CANCEL_TOOL: &str = "cancel";
 /// The worker tool that reports progress and declares the outcome.
 pub const SET_STATUS_TOOL: &str = "set_status";
 
-/// The tools a channel offers the model, in a fixed order so requests are byte-stable. Built
-/// once and shared by every request.
-pub(crate) fn channel_tools() -> Arc<[ToolSpec]> {
+/// The tools a channel offers the model, in a fixed order so requests are byte-stable, with
+/// `chronicle` last when the conversation has (or, in chronicle mode, will have) checkpoints.
+/// Built once and shared by every request.
+pub(crate) fn channel_tools(chronicle: bool) -> Arc<[ToolSpec]> {
     static TOOLS: OnceLock<Arc<[ToolSpec]>> = OnceLock::new();
-    TOOLS.get_or_init(build_channel_tools).clone()
+    static WITH_CHRONICLE: OnceLock<Arc<[ToolSpec]>> = OnceLock::new();
+    if chronicle {
+        WITH_CHRONICLE
+            .get_or_init(|| build_channel_tools().into_iter().chain([chronicle_tool_spec(false)]).collect())
+            .clone()
+    } else {
+        TOOLS.get_or_init(|| Arc::from(build_channel_tools())).clone()
+    }
 }
 
-fn build_channel_tools() -> Arc<[ToolSpec]> {
-    Arc::from(vec![
+fn build_channel_tools() -> Vec<ToolSpec> {
+    vec![
         ToolSpec::new(
             REPLY_TOOL,
             "Send a message to the conversation. Ends your turn.",
@@ -113,7 +123,7 @@ fn build_channel_tools() -> Arc<[ToolSpec]> {
                 "required": ["process_id"]
             }),
         ),
-    ])
+    ]
 }
 
 /// The `spawn_worker` tool as a branch sees it: it may delegate one task.

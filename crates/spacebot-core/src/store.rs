@@ -8,9 +8,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::chronicle::Chronicle;
 use crate::error::{EmbedError, StoreError};
 use crate::ids::{AgentId, ConversationId, MessageId};
 use crate::message::{InboundMessage, StoredMessage};
+use crate::runs::ProcessRuns;
 
 /// The durable record of every conversation.
 ///
@@ -55,6 +57,20 @@ pub trait ConversationLog: Send + Sync + 'static {
             .filter(|m| m.agent.as_ref() == Some(agent) && &m.conversation == conversation)
             .map(|m| m.id)
             .collect())
+    }
+
+    /// The checkpoints kept beside this log, if the store keeps any (chronicle compaction needs
+    /// them). The default has none; a store with a chronicle returns a handle to it over the same
+    /// data, so checkpoint spans and log sequence numbers always agree.
+    fn chronicle(&self) -> Option<Arc<dyn Chronicle>> {
+        None
+    }
+
+    /// The record of process runs kept beside this log, if the store keeps one; with it, a
+    /// worker or branch cut short by a crash is recorded as failed at the next start and its
+    /// conversation told. The default keeps none.
+    fn process_runs(&self) -> Option<Arc<dyn ProcessRuns>> {
+        None
     }
 }
 

@@ -1,15 +1,18 @@
-//! [`ConversationLog`] for [`SqliteStore`]: the `messages` table of migration 0001.
+//! [`ConversationLog`] for [`SqliteStore`]: the `messages` table of migration 0001 (its chronicle
+//! of checkpoints is in `chronicle.rs`).
 //!
 //! Order is the recording order (`seq`), timestamps are Unix milliseconds (so a stored
 //! `created_at` comes back truncated to the millisecond), and an inbound message keeps its full
 //! serialized form in `inbound_json` until a reply or skip marks it handled.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, SqliteExecutor, Transaction};
 
 use spacebot_core::{
-    AgentId, ConversationId, ConversationLog, InboundMessage, MessageId, Role, StoreError, StoredMessage,
+    AgentId, Chronicle, ConversationId, ConversationLog, InboundMessage, MessageId, Role, StoreError, StoredMessage,
 };
 
 use crate::error::{permanent, store_error};
@@ -17,7 +20,7 @@ use crate::sqlite::SqliteStore;
 
 /// One row of `messages` as `history` reads it.
 #[derive(sqlx::FromRow)]
-struct MessageRow {
+pub(crate) struct MessageRow {
     id: String,
     agent: String,
     conversation: String,
@@ -31,7 +34,7 @@ struct MessageRow {
 }
 
 impl MessageRow {
-    fn into_message(self) -> Result<StoredMessage, String> {
+    pub(crate) fn into_message(self) -> Result<StoredMessage, String> {
         let role =
             Role::parse(&self.role).ok_or_else(|| format!("message {} has unknown role {:?}", self.id, self.role))?;
         let created_at = from_millis(self.created_at)
@@ -67,11 +70,11 @@ struct InboundRow {
     inbound_json: String,
 }
 
-fn to_millis(time: DateTime<Utc>) -> i64 {
+pub(crate) fn to_millis(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
 
-fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
+pub(crate) fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(millis)
 }
 
@@ -127,7 +130,7 @@ async fn set_handled<'e>(
 impl SqliteStore {
     /// Starts a write transaction that takes the write lock at once, so it waits on the busy
     /// timeout up front instead of failing when a read would later upgrade to a write.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
@@ -263,5 +266,14 @@ impl ConversationLog for SqliteStore {
         .await
         .map_err(|error| store_error(format!("read the unanswered messages of {agent}/{conversation}"), error))?;
         Ok(ids.into_iter().map(MessageId::new).collect())
+    }
+
+    /// The checkpoints in the same file (`chronicle.rs`); the handle shares this store's pool.
+    fn chronicle(&self) -> Option<Arc<dyn Chronicle>> {
+        Some(Arc::new(self.clone()))
+    }
+
+    fn process_runs(&self) -> Option<Arc<dyn spacebot_core::ProcessRuns>> {
+        Some(Arc::new(self.clone()))
     }
 }

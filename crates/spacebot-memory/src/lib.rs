@@ -12,7 +12,9 @@
 //!   enforced in every query, maintenance (decay, prune, merge, link) and a deterministic
 //!   knowledge render. See `docs/memory.md`.
 //! - Embedders behind [`spacebot_core::Embedder`]: [`HashingEmbedder`] (no dependencies),
-//!   [`OpenAiEmbedder`] (any OpenAI-compatible `/v1/embeddings` server).
+//!   [`OpenAiEmbedder`] (any OpenAI-compatible `/v1/embeddings` server), and with the cargo
+//!   feature `local-embeddings` `LocalEmbedder` (a sentence-embedding model such as
+//!   all-MiniLM-L6-v2, run in-process on the CPU with candle).
 //!
 //! All databases share one schema (the migrations): the daemon keeps its conversation log in
 //! `data_dir/spacebot.db` and each agent's memory graph in a file of its own, so one agent's
@@ -48,15 +50,19 @@
 //!
 //! [`ConversationLog::unhandled`]: spacebot_core::ConversationLog::unhandled
 
+mod chronicle;
 mod chunk;
 mod conversation_log;
 mod embed;
 mod error;
 mod memory;
+mod process_runs;
 mod sqlite;
 
 pub use chunk::chunk_text;
-pub use embed::{HashingEmbedder, OpenAiEmbedder, dot, normalize};
+pub use embed::{HashingEmbedder, LOCAL_MODEL_FILES, OpenAiEmbedder, dot, normalize};
+#[cfg(feature = "local-embeddings")]
+pub use embed::{LocalEmbedder, LocalModelError};
 pub use error::Error;
 pub use memory::{Clock, ImportMark, SqliteMemory};
 pub use memory::{MAX_CONTENT_BYTES, RRF_K, reciprocal_rank_fusion, text_hash};

@@ -1,23 +1,63 @@
-//! An in-memory [`ConversationLog`] for tests that need no database (dev-only, like this crate).
+//! An in-memory [`ConversationLog`] with its [`Chronicle`], for tests that need no database
+//! (dev-only, like this crate).
+//!
+//! Clones share the same data (the chronicle handle the log hands out is such a clone), and
+//! messages are numbered over all conversations, as in the SQLite store.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, MessageId, StoreError, StoredMessage};
+use spacebot_core::{
+    AgentId, Checkpoint, CheckpointKind, Chronicle, ChronicleError, ConversationId, ConversationLog, InboundMessage,
+    LogTail, LoggedMessage, MessageId, NewCheckpoint, NewRollup, StoreError, StoredMessage,
+};
 
 /// A conversation log kept in memory, with the same semantics as the SQLite one.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct MemoryLog {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
 struct State {
-    messages: Vec<StoredMessage>,
+    /// Every message with its sequence number (1, 2, ... over all conversations).
+    messages: Vec<LoggedMessage>,
     inbound: Vec<InboundMessage>,
     handled: HashSet<(AgentId, MessageId)>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+impl State {
+    fn push(&mut self, message: StoredMessage) {
+        let seq = self.messages.len() as u64 + 1;
+        self.messages.push(LoggedMessage::new(seq, message));
+    }
+
+    fn of<'a>(
+        &'a self,
+        agent: &'a AgentId,
+        conversation: &'a ConversationId,
+    ) -> impl DoubleEndedIterator<Item = &'a LoggedMessage> + 'a {
+        self.messages.iter().filter(move |m| &m.message.agent == agent && &m.message.conversation == conversation)
+    }
+
+    fn checkpoints_of<'a>(
+        &'a self,
+        agent: &'a AgentId,
+        conversation: &'a ConversationId,
+    ) -> impl Iterator<Item = &'a Checkpoint> + 'a {
+        self.checkpoints.iter().filter(move |c| &c.agent == agent && &c.conversation == conversation)
+    }
+
+    fn next_checkpoint(&self, agent: &AgentId, conversation: &ConversationId) -> u64 {
+        self.checkpoints_of(agent, conversation).map(|c| c.seq).max().unwrap_or(0) + 1
+    }
+
+    fn covered_to(&self, agent: &AgentId, conversation: &ConversationId) -> u64 {
+        self.checkpoints_of(agent, conversation).filter(|c| c.level == 0).map(|c| c.covers_to_seq).max().unwrap_or(0)
+    }
 }
 
 impl MemoryLog {
@@ -28,7 +68,17 @@ impl MemoryLog {
 
     /// Every stored message, in order.
     pub fn messages(&self) -> Vec<StoredMessage> {
+        self.lock().messages.iter().map(|m| m.message.clone()).collect()
+    }
+
+    /// Every stored message with its sequence number, in order.
+    pub fn logged(&self) -> Vec<LoggedMessage> {
         self.lock().messages.clone()
+    }
+
+    /// Every checkpoint of every conversation, in commit order.
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        self.lock().checkpoints.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -46,13 +96,13 @@ impl ConversationLog for MemoryLog {
             return Ok(false);
         }
         state.inbound.push(message.clone());
-        state.messages.push(StoredMessage::from_inbound(agent, message));
+        state.push(StoredMessage::from_inbound(agent, message));
         Ok(true)
     }
 
     async fn record_reply(&self, message: &StoredMessage, answers: &[MessageId]) -> Result<(), StoreError> {
         let mut state = self.lock();
-        state.messages.push(message.clone());
+        state.push(message.clone());
         for id in answers {
             state.handled.insert((message.agent.clone(), id.clone()));
         }
@@ -74,8 +124,7 @@ impl ConversationLog for MemoryLog {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let state = self.lock();
-        let matching: Vec<_> =
-            state.messages.iter().filter(|m| &m.agent == agent && &m.conversation == conversation).cloned().collect();
+        let matching: Vec<_> = state.of(agent, conversation).map(|m| m.message.clone()).collect();
         let skip = matching.len().saturating_sub(limit);
         Ok(matching.into_iter().skip(skip).collect())
     }
@@ -88,5 +137,121 @@ impl ConversationLog for MemoryLog {
             .filter(|m| m.agent.as_ref().is_some_and(|agent| !state.handled.contains(&(agent.clone(), m.id.clone()))))
             .cloned()
             .collect())
+    }
+
+    fn chronicle(&self) -> Option<Arc<dyn Chronicle>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+#[async_trait]
+impl Chronicle for MemoryLog {
+    async fn checkpoints(&self, agent: &AgentId, conversation: &ConversationId) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(self.lock().checkpoints_of(agent, conversation).cloned().collect())
+    }
+
+    async fn checkpoint(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        seq: u64,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.lock().checkpoints_of(agent, conversation).find(|c| c.seq == seq).cloned())
+    }
+
+    async fn commit(&self, new: NewCheckpoint) -> Result<Checkpoint, ChronicleError> {
+        if new.kind == CheckpointKind::Rollup || new.covers.0 > new.covers.1 {
+            return Err(StoreError::new("a level-0 checkpoint needs a span and a kind other than rollup", false).into());
+        }
+        let mut state = self.lock();
+        let (agent, conversation) = (&new.agent, &new.conversation);
+        let previous = state.covered_to(agent, conversation);
+        let first = state.of(agent, conversation).map(|m| m.seq).find(|&seq| seq > previous);
+        if first != Some(new.covers.0) {
+            return Err(ChronicleError::Superseded(format!(
+                "the span starts at {}, but the first message after {previous} is {first:?}",
+                new.covers.0
+            )));
+        }
+        if !state.of(agent, conversation).any(|m| m.seq == new.covers.1) {
+            return Err(ChronicleError::Superseded(format!("the span ends at {}, which is no message", new.covers.1)));
+        }
+        let mut checkpoint =
+            Checkpoint::new(agent.clone(), conversation.clone(), state.next_checkpoint(agent, conversation), new.kind);
+        checkpoint.title = new.title;
+        checkpoint.token_estimate = new.summary.len().div_ceil(4) as u64;
+        checkpoint.summary = new.summary;
+        checkpoint.unsummarized = new.unsummarized;
+        (checkpoint.covers_from_seq, checkpoint.covers_to_seq) = new.covers;
+        (checkpoint.covers_from_at, checkpoint.covers_to_at) = new.covers_at;
+        checkpoint.message_count = new.message_count.max(1);
+        checkpoint.model = new.model;
+        checkpoint.created_at = std::time::SystemTime::now().into();
+        state.checkpoints.push(checkpoint.clone());
+        Ok(checkpoint)
+    }
+
+    async fn commit_rollup(&self, rollup: NewRollup) -> Result<Checkpoint, ChronicleError> {
+        let mut state = self.lock();
+        let (agent, conversation) = (&rollup.agent, &rollup.conversation);
+        let (first, last) = rollup.sources;
+        let sources: Vec<Checkpoint> =
+            state.checkpoints_of(agent, conversation).filter(|c| (first..=last).contains(&c.seq)).cloned().collect();
+        let expected = last.checked_sub(first).map_or(0, |span| span + 1);
+        let usable = sources.iter().all(|c| c.level == 0 && c.rolled_up_into.is_none());
+        let (Some(head), Some(tail)) = (sources.first(), sources.last()) else {
+            return Err(ChronicleError::Superseded(format!("checkpoints {first}..{last} do not exist")));
+        };
+        if sources.len() as u64 != expected || !usable {
+            return Err(ChronicleError::Superseded(format!("checkpoints {first}..{last} can't be rolled up")));
+        }
+        let seq = state.next_checkpoint(agent, conversation);
+        let mut checkpoint = Checkpoint::new(agent.clone(), conversation.clone(), seq, CheckpointKind::Rollup);
+        checkpoint.title = rollup.title;
+        checkpoint.token_estimate = rollup.summary.len().div_ceil(4) as u64;
+        checkpoint.summary = rollup.summary;
+        (checkpoint.covers_from_seq, checkpoint.covers_from_at) = (head.covers_from_seq, head.covers_from_at);
+        (checkpoint.covers_to_seq, checkpoint.covers_to_at) = (tail.covers_to_seq, tail.covers_to_at);
+        checkpoint.message_count = sources.iter().map(|c| c.message_count).sum();
+        checkpoint.model = rollup.model;
+        checkpoint.rolls_up = Some((first, last));
+        checkpoint.created_at = std::time::SystemTime::now().into();
+        for source in state.checkpoints.iter_mut() {
+            if &source.agent == agent && &source.conversation == conversation && (first..=last).contains(&source.seq) {
+                source.rolled_up_into = Some(seq);
+            }
+        }
+        state.checkpoints.push(checkpoint.clone());
+        Ok(checkpoint)
+    }
+
+    async fn messages_after(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedMessage>, StoreError> {
+        Ok(self.lock().of(agent, conversation).filter(|m| m.seq > after).take(limit).cloned().collect())
+    }
+
+    async fn latest_after(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedMessage>, StoreError> {
+        let state = self.lock();
+        let mut latest: Vec<LoggedMessage> =
+            state.of(agent, conversation).rev().filter(|m| m.seq > after).take(limit).cloned().collect();
+        latest.reverse();
+        Ok(latest)
+    }
+
+    async fn tail(&self, agent: &AgentId, conversation: &ConversationId, after: u64) -> Result<LogTail, StoreError> {
+        let state = self.lock();
+        let seqs: Vec<u64> = state.of(agent, conversation).map(|m| m.seq).filter(|&seq| seq > after).collect();
+        Ok(LogTail::new(seqs.len() as u64, seqs.last().copied()))
     }
 }

@@ -1,8 +1,11 @@
 //! Integration tests of the SQLite conversation log and memory graph, in one test binary.
 
+mod chronicle;
 mod concurrency;
 mod conversation;
 mod embedders;
+#[cfg(feature = "local-embeddings")]
+mod local_embedder;
 mod memory_durability;
 mod memory_maintenance;
 mod memory_recall;
@@ -10,5 +13,6 @@ mod memory_render;
 mod memory_support;
 mod memory_writes;
 mod open;
+mod process_runs;
 mod recovery;
 mod support;
