@@ -60,6 +60,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         if let Some(limit) = agent.history_limit {
             settings = settings.with_history_limit(limit);
         }
+        settings = settings.with_compaction(agent.compaction.clone());
         let mut profile = AgentProfile::new(agent.id.as_str()).with_settings(settings);
         if let Some(prompt) = &agent.system_prompt {
             profile = profile.with_system_prompt(prompt.clone());
@@ -95,7 +96,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
         profiles.push(profile);
     }
 
-    // The cortex's watchdog audits that every process and turn ends within its limit.
+    // The cortex's watchdog ends any process or turn that outlives its limit.
     let watchdog = Watchdog::new(WatchdogSettings::for_agents(profiles.iter().map(|p| p.settings())));
     let mut builder = Runtime::builder()
         .engine(Arc::new(ChannelEngine::new(profiles)))
@@ -126,7 +127,8 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("can't read the API address")?;
     let runtime = builder.start().await?;
     let watchdog_stop = CancellationToken::new();
-    let watchdog = tokio::spawn(watchdog.run(runtime.handle().subscribe(), watchdog_stop.clone()));
+    let watchdog =
+        tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), watchdog_stop.clone()));
     // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
     let maintenance_stop = CancellationToken::new();
     let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(maintenance_stop.clone())));

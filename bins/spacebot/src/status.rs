@@ -18,5 +18,20 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     println!("agents: {}", list("agents"));
     println!("adapters: {}", list("adapters"));
     println!("live conversations: {}", status["conversations"]);
+    let processes = status["processes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    println!("live processes: {}", processes.len());
+    for process in processes {
+        let text = |key: &str| process[key].as_str().unwrap_or("?").to_owned();
+        let limit = process["limit_seconds"].as_u64().map(|limit| format!(" of {limit}s")).unwrap_or_default();
+        println!(
+            "  {} {} [{}/{}] running {}s{limit}: {}",
+            text("kind"),
+            text("process"),
+            text("agent"),
+            text("conversation"),
+            process["running_seconds"],
+            text("description"),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use spacebot_core::{
     AgentId, ConversationId, InboundMessage, Lifecycle, Outbox, ProcessChange, ProcessEvent, ProcessId, ProcessKind,
-    RuntimeEvent, Terminal, TerminalState,
+    ProcessRecord, ProcessRegistry, Registration, RuntimeEvent, SupervisorEnd, Terminal, TerminalState,
 };
 
 /// Longest result text kept for the status block and events.
@@ -171,17 +171,31 @@ pub(crate) struct Processes {
     pub(crate) task_ids: std::collections::HashMap<tokio::task::Id, ProcessId>,
     pub(crate) reports_tx: mpsc::UnboundedSender<Report>,
     pub(crate) reports: mpsc::UnboundedReceiver<Report>,
+    /// The runtime's process table, where each live process is registered so the cortex can
+    /// see it and end it if it hangs.
+    registry: ProcessRegistry,
+    /// Each live process's place in `registry`; dropped with its entry (and, if the channel
+    /// dies first, ending the process as cancelled).
+    registrations: std::collections::HashMap<ProcessId, Registration>,
+    ends_tx: mpsc::UnboundedSender<SupervisorEnd>,
+    /// Processes a supervisor ended: already settled and announced, to drop from the table.
+    pub(crate) ends: mpsc::UnboundedReceiver<SupervisorEnd>,
 }
 
 impl Processes {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(registry: ProcessRegistry) -> Self {
         let (reports_tx, reports) = mpsc::unbounded_channel();
+        let (ends_tx, ends) = mpsc::unbounded_channel();
         Self {
             entries: BTreeMap::new(),
             tasks: JoinSet::new(),
             task_ids: std::collections::HashMap::new(),
             reports_tx,
             reports,
+            registry,
+            registrations: std::collections::HashMap::new(),
+            ends_tx,
+            ends,
         }
     }
 
@@ -216,13 +230,65 @@ impl Processes {
     }
 
     /// Adds a process and spawns its task.
-    pub(crate) fn spawn<F>(&mut self, id: ProcessId, entry: Entry, task: F)
+    pub(crate) fn spawn<F>(&mut self, id: ProcessId, entry: Entry, task: F, announcer: &Announcer, limit: Duration)
     where
         F: Future<Output = ProcessExit> + Send + 'static,
     {
+        let record = self.record(announcer, &id, entry.kind, &entry.lifecycle, &entry.description, limit);
+        let registration =
+            self.registry.register(record.with_cancel(entry.cancel.clone()).with_origin(entry.origin.clone()));
         let handle = self.tasks.spawn(task);
         self.task_ids.insert(handle.id(), id.clone());
+        registration.set_task(handle);
+        self.registrations.insert(id.clone(), registration);
         self.entries.insert(id, entry);
+    }
+
+    /// Registers background work the channel runs outside this table (a compactor summary, a
+    /// chronicle cut or rollup) with the runtime's registry, so the cortex sees it, can end it,
+    /// and it ends as cancelled if the channel dies first. Keep the registration with the job.
+    pub(crate) fn register_background(
+        &self,
+        announcer: &Announcer,
+        id: &ProcessId,
+        lifecycle: &Lifecycle,
+        description: &str,
+        limit: Duration,
+        task: tokio::task::AbortHandle,
+    ) -> Registration {
+        let record = self.record(announcer, id, ProcessKind::Compactor, lifecycle, description, limit);
+        let registration = self.registry.register(record);
+        registration.set_task(task);
+        registration
+    }
+
+    fn record(
+        &self,
+        announcer: &Announcer,
+        id: &ProcessId,
+        kind: ProcessKind,
+        lifecycle: &Lifecycle,
+        description: &str,
+        limit: Duration,
+    ) -> ProcessRecord {
+        ProcessRecord::new(
+            announcer.agent.clone(),
+            announcer.conversation.clone(),
+            id.clone(),
+            kind,
+            lifecycle.clone(),
+            CancellationToken::new(),
+            announcer.outbox.clone(),
+        )
+        .with_description(preview(description, STATUS_BYTES))
+        .with_limit(limit)
+        .with_notify(self.ends_tx.clone())
+    }
+
+    /// Takes a process out of the table (and the runtime's registry) once it has ended.
+    pub(crate) fn remove(&mut self, id: &ProcessId) -> Option<Entry> {
+        self.registrations.remove(id);
+        self.entries.remove(id)
     }
 
     /// Cancels one process with a reason. Returns `false` if it is not live.

@@ -19,6 +19,7 @@ use crate::ids::{AgentId, ConversationId};
 use crate::inbox::Inbox;
 use crate::message::{InboundMessage, OutboundResponse};
 use crate::store::ConversationLog;
+use crate::supervision::ProcessRegistry;
 
 /// An input to a conversation.
 #[derive(Debug, Clone)]
@@ -113,6 +114,10 @@ pub struct ConversationContext {
     pub log: Arc<dyn ConversationLog>,
     /// Cancelled when the runtime shuts down: finish or abandon the current turn and return.
     pub shutdown: CancellationToken,
+    /// The runtime's table of live processes: register each branch, worker and background task
+    /// here so a supervisor can see it and end it if it hangs. [`ConversationContext::new`] gives
+    /// a private table; the runtime sets its shared one.
+    pub processes: ProcessRegistry,
 }
 
 impl ConversationContext {
@@ -124,7 +129,13 @@ impl ConversationContext {
         log: Arc<dyn ConversationLog>,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { agent, conversation, outbox, log, shutdown }
+        Self { agent, conversation, outbox, log, shutdown, processes: ProcessRegistry::new() }
+    }
+
+    /// Sets the process table a supervisor watches.
+    pub fn with_processes(mut self, processes: ProcessRegistry) -> Self {
+        self.processes = processes;
+        self
     }
 }
 

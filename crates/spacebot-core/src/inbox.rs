@@ -7,8 +7,10 @@
 //! into the task, they would die with it.
 //!
 //! The contract for engines: a message is *in progress* from the moment [`Inbox::recv`] returns
-//! it until the next call to `recv`. Engines handle one message at a time, so the runtime always
-//! knows which message a dead task was working on.
+//! it until the next call to `recv`, so the runtime always knows which message a dead task was
+//! working on. An engine that gathers several messages before answering them (coalescing a
+//! burst) says so with [`Inbox::set_holding`]: while it holds, each message received joins those
+//! in progress instead of replacing them, and a dead task's whole burst is answered.
 //!
 //! Control commands (`/stop`, `/status`, ...) travel in a lane of their own: `recv` returns them
 //! before any queued message, and [`Inbox::recv_control`] returns only them, so an engine can
@@ -26,7 +28,8 @@ use crate::message::InboundMessage;
 struct State {
     queue: VecDeque<ConversationInput>,
     control: VecDeque<ConversationInput>,
-    in_progress: Option<InboundMessage>,
+    in_progress: Vec<InboundMessage>,
+    holding: bool,
     closed: bool,
 }
 
@@ -71,13 +74,15 @@ impl Inbox {
             let notified = self.shared.ready.notified();
             {
                 let mut state = self.shared.lock();
-                state.in_progress = None;
+                if !state.holding {
+                    state.in_progress.clear();
+                }
                 if let Some(input) = state.control.pop_front() {
                     return Some(input);
                 }
                 if let Some(input) = state.queue.pop_front() {
                     if let ConversationInput::Message(message) = &input {
-                        state.in_progress = Some(message.clone());
+                        state.in_progress.push(message.clone());
                     }
                     return Some(input);
                 }
@@ -101,6 +106,13 @@ impl Inbox {
             }
             notified.await;
         }
+    }
+
+    /// Whether the messages received so far stay in progress when the next one is received
+    /// (while gathering a burst to answer in one turn). Turning it off leaves them in progress
+    /// until the next [`recv`](Self::recv).
+    pub fn set_holding(&self, holding: bool) {
+        self.shared.lock().holding = holding;
     }
 
     /// How many inputs are waiting.
@@ -139,10 +151,14 @@ impl InboxSender {
         self.shared.ready.notify_one();
     }
 
-    /// A new reader on the same queue, for a replacement task; takes the message the previous
-    /// reader had in progress, if any.
-    pub(crate) fn reopen(&self) -> (Inbox, Option<InboundMessage>) {
-        let in_progress = self.shared.lock().in_progress.take();
+    /// A new reader on the same queue, for a replacement task; takes the messages the previous
+    /// reader had in progress (one, or a burst it was holding), oldest first.
+    pub(crate) fn reopen(&self) -> (Inbox, Vec<InboundMessage>) {
+        let in_progress = {
+            let mut state = self.shared.lock();
+            state.holding = false;
+            std::mem::take(&mut state.in_progress)
+        };
         (Inbox { shared: self.shared.clone() }, in_progress)
     }
 
@@ -170,6 +186,10 @@ mod tests {
         }
     }
 
+    fn texts(messages: &[InboundMessage]) -> Vec<String> {
+        messages.iter().map(|m| m.content.text()).collect()
+    }
+
     fn control(text: &str) -> ConversationInput {
         let message = InboundMessage::text("t", "c", Sender::new("u"), text);
         ConversationInput::Control(crate::engine::ControlCommand::parse(&message).unwrap(), message)
@@ -187,7 +207,7 @@ mod tests {
         assert_eq!(text(inbox.recv().await), "/stop");
         assert_eq!(text(inbox.recv().await), "a");
         let (_, in_progress) = sender.reopen();
-        assert_eq!(in_progress.map(|m| m.content.text()).as_deref(), Some("a"), "commands are never in progress");
+        assert_eq!(texts(&in_progress), ["a"], "commands are never in progress");
         let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), inbox.recv_control()).await;
         assert!(waiting.is_err(), "no command is queued");
     }
@@ -223,12 +243,32 @@ mod tests {
         });
         assert!(reader.await.unwrap_err().is_panic());
         let (mut inbox, in_progress) = sender.reopen();
-        assert_eq!(in_progress.map(|m| m.content.text()).as_deref(), Some("boom"));
+        assert_eq!(texts(&in_progress), ["boom"]);
         assert_eq!(text(inbox.recv().await), "queued");
         // Finished messages are not reported again.
         let (_, in_progress) = sender.reopen();
-        assert!(in_progress.is_some(), "`queued` is in progress until the next recv");
+        assert_eq!(texts(&in_progress), ["queued"], "`queued` is in progress until the next recv");
         let (_, in_progress) = sender.reopen();
-        assert!(in_progress.is_none());
+        assert!(in_progress.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_held_burst_stays_in_progress_until_released_and_the_next_recv() {
+        let (sender, mut inbox) = inbox();
+        for text in ["one", "two", "three"] {
+            sender.send(message(text));
+        }
+        sender.send(control("/status"));
+        inbox.set_holding(true);
+        assert_eq!(text(inbox.recv().await), "/status");
+        assert_eq!(text(inbox.recv().await), "one");
+        assert_eq!(text(inbox.recv().await), "two");
+        inbox.set_holding(false);
+        // Released: still in progress (its turn runs now) until the next recv.
+        let (mut inbox, in_progress) = sender.reopen();
+        assert_eq!(texts(&in_progress), ["one", "two"], "the whole burst, oldest first");
+        assert_eq!(text(inbox.recv().await), "three");
+        let (_, in_progress) = sender.reopen();
+        assert_eq!(texts(&in_progress), ["three"]);
     }
 }

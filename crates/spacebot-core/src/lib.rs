@@ -2,7 +2,7 @@
 //!
 //! This crate is what everything else is written against: the message types adapters produce and
 //! consume, the traits that put a model ([`LanguageModel`]), a platform ([`MessagingAdapter`]),
-//! storage ([`ConversationLog`], [`MemoryStore`], [`Embedder`]), a tool ([`Tool`]) and a
+//! storage ([`ConversationLog`] with its [`Chronicle`] of checkpoints, [`MemoryStore`], [`Embedder`]), a tool ([`Tool`]) and a
 //! conversation engine ([`ConversationEngine`]) behind `Arc<dyn Trait>`, and the [`Runtime`]
 //! that wires them: it records each inbound message, routes it to one task per conversation,
 //! delivers responses through the adapter the message came from, and shuts everything down in
@@ -33,6 +33,7 @@
 
 mod adapter;
 mod binding;
+mod chronicle;
 mod engine;
 mod error;
 mod event;
@@ -42,13 +43,18 @@ mod inbox;
 mod llm;
 mod message;
 mod process;
+mod runs;
 mod runtime;
 mod split;
 mod store;
+mod supervision;
 mod tool;
 
 pub use adapter::{InboundStream, MessagingAdapter};
 pub use binding::{Binding, CHANNEL_KEY, GUILD_KEY, PARENT_CHANNEL_KEY, resolve_binding};
+pub use chronicle::{
+    Checkpoint, CheckpointKind, Chronicle, ChronicleError, LogTail, LoggedMessage, NewCheckpoint, NewRollup,
+};
 pub use engine::{
     AdapterSet, ControlCommand, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox,
 };
@@ -66,6 +72,7 @@ pub use message::{
     Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage,
 };
 pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};
+pub use runs::{ProcessRun, ProcessRuns};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus};
 pub use split::{SplitOptions, split_message, split_message_with};
 pub use store::{
@@ -73,4 +80,5 @@ pub use store::{
     Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewEdge, NewMemory, RecallHit, RecallQuery, RelationKind,
     SaveOutcome, SaveStatus, Visibility,
 };
+pub use supervision::{OWNER_ENDED, ProcessInfo, ProcessRecord, ProcessRegistry, Registration, SupervisorEnd};
 pub use tool::Tool;

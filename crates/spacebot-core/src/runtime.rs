@@ -37,6 +37,7 @@ use crate::ids::{AgentId, ConversationId, MessageId};
 use crate::inbox::{Inbox, InboxSender, inbox};
 use crate::message::{InboundMessage, OutboundResponse, Role, StoredMessage};
 use crate::store::ConversationLog;
+use crate::supervision::ProcessRegistry;
 
 /// Tunables of the runtime.
 #[derive(Debug, Clone)]
@@ -145,6 +146,15 @@ impl RuntimeBuilder {
         let outbox = Outbox::new(adapters.clone(), events.clone(), self.settings.delivery);
         let shutdown = CancellationToken::new();
         let (router_tx, router_rx) = mpsc::channel(1024);
+        let processes = ProcessRegistry::new();
+        // Process runs are recorded (and those a crash interrupted settled and reported) by one
+        // task, when the log keeps them.
+        let journal_stop = CancellationToken::new();
+        let journal = log.process_runs().map(|runs| {
+            let (changes, receiver) = mpsc::unbounded_channel();
+            processes.set_journal(changes);
+            tokio::spawn(crate::runs::keep_journal(runs, log.clone(), outbox.clone(), receiver, journal_stop.clone()))
+        });
 
         let router = Router {
             engine,
@@ -155,6 +165,8 @@ impl RuntimeBuilder {
             conversations: HashMap::new(),
             tasks: JoinSet::new(),
             task_keys: HashMap::new(),
+            running: HashMap::new(),
+            processes: processes.clone(),
         };
         let router_task = tokio::spawn(router.run(router_rx));
 
@@ -167,6 +179,7 @@ impl RuntimeBuilder {
                 accepting: AtomicBool::new(true),
                 adapter_names: adapters.iter().map(|a| a.name().to_owned()).collect(),
                 bindings: self.bindings,
+                processes,
             }),
         };
 
@@ -189,7 +202,16 @@ impl RuntimeBuilder {
             ));
         }
 
-        Ok(Runtime { handle, shutdown, router_task, supervisors, adapters, grace: self.settings.shutdown_grace })
+        Ok(Runtime {
+            handle,
+            shutdown,
+            router_task,
+            supervisors,
+            adapters,
+            grace: self.settings.shutdown_grace,
+            journal,
+            journal_stop,
+        })
     }
 }
 
@@ -201,6 +223,9 @@ pub struct Runtime {
     supervisors: JoinSet<()>,
     adapters: Arc<AdapterSet>,
     grace: Duration,
+    /// Records process runs, when the log keeps them.
+    journal: Option<tokio::task::JoinHandle<()>>,
+    journal_stop: CancellationToken,
 }
 
 impl Runtime {
@@ -237,6 +262,13 @@ impl Runtime {
         if let Err(error) = (&mut self.router_task).await {
             tracing::error!(%error, "router task failed");
         }
+        // Every process has ended with its conversation: record the last ends, then stop.
+        self.journal_stop.cancel();
+        if let Some(journal) = self.journal.take()
+            && let Err(error) = journal.await
+        {
+            tracing::error!(%error, "process journal task failed");
+        }
         let grace = self.grace;
         futures::future::join_all(self.adapters.iter().map(|adapter| async move {
             if tokio::time::timeout(grace, adapter.shutdown()).await.is_err() {
@@ -251,6 +283,9 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.shutdown.cancel();
         self.router_task.abort();
+        if let Some(journal) = &self.journal {
+            journal.abort();
+        }
     }
 }
 
@@ -280,6 +315,7 @@ struct HandleInner {
     accepting: AtomicBool,
     adapter_names: Vec<String>,
     bindings: Vec<Binding>,
+    processes: ProcessRegistry,
 }
 
 impl RuntimeHandle {
@@ -347,6 +383,31 @@ impl RuntimeHandle {
         self.inner.accepting.load(Ordering::SeqCst)
     }
 
+    /// The live branches, workers and background tasks of every conversation.
+    pub fn processes(&self) -> &ProcessRegistry {
+        &self.inner.processes
+    }
+
+    /// Ends a conversation's task (for a supervisor, when a turn hangs past every limit): the
+    /// message it was answering gets a visible error and the rest of its queue a fresh task,
+    /// which reloads the history from the log; its processes end as cancelled. Returns `false`
+    /// when the conversation has no task.
+    ///
+    /// The task ends at its next await: one blocking its thread ends only when the thread is
+    /// released.
+    pub async fn restart_conversation(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        reason: &str,
+    ) -> Result<bool> {
+        let (reply, answer) = oneshot::channel();
+        let command =
+            RouterCommand::Restart { key: (agent.clone(), conversation.clone()), reason: reason.to_owned(), reply };
+        self.inner.router.send(command).await.map_err(|_| Error::ShuttingDown)?;
+        answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
     /// A status snapshot.
     pub async fn status(&self) -> Result<RuntimeStatus> {
         let (reply, answer) = oneshot::channel();
@@ -363,6 +424,7 @@ impl RuntimeHandle {
 enum RouterCommand {
     Route(Box<InboundMessage>),
     Count(oneshot::Sender<usize>),
+    Restart { key: ConversationKey, reason: String, reply: oneshot::Sender<bool> },
 }
 
 type ConversationKey = (AgentId, ConversationId);
@@ -386,6 +448,9 @@ struct Router {
     conversations: HashMap<ConversationKey, InboxSender>,
     tasks: JoinSet<TaskKind>,
     task_keys: HashMap<tokio::task::Id, ConversationKey>,
+    /// The task of each conversation that has one, for [`RouterCommand::Restart`].
+    running: HashMap<ConversationKey, tokio::task::AbortHandle>,
+    processes: ProcessRegistry,
 }
 
 impl Router {
@@ -398,6 +463,9 @@ impl Router {
                     Some(RouterCommand::Route(message)) => self.route(*message),
                     Some(RouterCommand::Count(reply)) => {
                         let _ = reply.send(self.conversations.len());
+                    }
+                    Some(RouterCommand::Restart { key, reason, reply }) => {
+                        let _ = reply.send(self.restart(&key, &reason));
                     }
                     None => break,
                 },
@@ -441,13 +509,24 @@ impl Router {
             self.outbox.clone(),
             self.log.clone(),
             self.shutdown.child_token(),
-        );
+        )
+        .with_processes(self.processes.clone());
         let future = self.engine.run_conversation(ctx, inbox);
         let handle = self.tasks.spawn(async move {
             future.await;
             TaskKind::Conversation
         });
-        self.task_keys.insert(handle.id(), key);
+        self.task_keys.insert(handle.id(), key.clone());
+        self.running.insert(key, handle);
+    }
+
+    /// Aborts a conversation's task; [`Router::reap`] then answers and restarts as for any task
+    /// that died.
+    fn restart(&mut self, key: &ConversationKey, reason: &str) -> bool {
+        let Some(task) = self.running.get(key) else { return false };
+        tracing::error!(agent = %key.0, conversation = %key.1, reason, "ending a conversation's task");
+        task.abort();
+        true
     }
 
     fn reap(&mut self, joined: Result<(tokio::task::Id, TaskKind), tokio::task::JoinError>) {
@@ -462,24 +541,28 @@ impl Router {
             }
             return;
         };
+        self.running.remove(&key);
         let Some(sender) = self.conversations.get(&key) else { return };
         let (inbox, in_progress) = sender.reopen();
-        match (failure, in_progress) {
-            (None, None) if inbox.is_empty() => {
+        match (failure, in_progress.is_empty()) {
+            (None, true) if inbox.is_empty() => {
                 // The conversation returned on its own with nothing left: it is gone until its
                 // next message.
                 self.conversations.remove(&key);
             }
-            (failure, Some(message)) => {
-                // It died on one message: that message gets a visible error, the rest of the
-                // queue a fresh task. Each failure consumes the message it happened on, so a
-                // message that always fails cannot make this loop.
-                tracing::error!(agent = %key.0, conversation = %key.1, message = %message.id,
+            (failure, false) => {
+                // It died on a message (or a burst it was gathering): those get a visible error,
+                // the rest of the queue a fresh task. Each failure consumes the messages it
+                // happened on, so a message that always fails cannot make this loop.
+                let ids: Vec<_> = in_progress.iter().map(|message| message.id.to_string()).collect();
+                tracing::error!(agent = %key.0, conversation = %key.1, messages = ?ids,
                     error = ?failure, "a conversation task ended in the middle of a message; restarting it");
-                self.answer_with_notice(message);
+                for message in in_progress {
+                    self.answer_with_notice(message);
+                }
                 self.spawn_conversation(key, inbox);
             }
-            (failure, None) => {
+            (failure, true) => {
                 // It died (or returned) without taking a message, so restarting it could fail the
                 // same way forever: answer what is queued and let the next message try again.
                 tracing::error!(agent = %key.0, conversation = %key.1, error = ?failure,

@@ -1,12 +1,13 @@
 //! The cortex: Spacebot's supervisor of processes and keeper of memory.
 //!
-//! What exists today is the [`Watchdog`], a liveness auditor. Timeouts are enforced where the
-//! work runs (each branch, worker and compactor summary races its own limit inside the channel
-//! that owns it; each turn runs under the turn timeout; the one terminal transition of a process
-//! is a compare-and-swap in `spacebot-core`), so the cortex does not duplicate them. The
-//! watchdog checks from the runtime's events that they held, and reports, once and as an error,
-//! any process or turn that outlived its bound: the symptom of a wedge that would otherwise be
-//! silent. It makes no model call.
+//! The [`Watchdog`] supervises liveness. Timeouts are enforced first where the work runs (each
+//! branch, worker and compactor summary races its own limit inside the channel that owns it;
+//! each turn runs under the turn timeout; the one terminal transition of a process is a
+//! compare-and-swap in `spacebot-core`). The watchdog catches what escapes those bounds: from
+//! the runtime's process registry and events it finds any process or turn still running well
+//! past its limit, ends it (a hung process as `timed_out`, a hung turn by restarting its
+//! conversation's task, whose message then gets a visible error) and logs the intervention.
+//! It makes no model call.
 //!
 //! [`MemoryMaintenance`] runs each agent's memory upkeep (decay, prune, merge near-duplicates,
 //! link related memories) every interval, within a time budget per agent; it too makes no model
@@ -16,4 +17,4 @@ mod maintenance;
 mod watchdog;
 
 pub use maintenance::{MaintenanceSettings, MemoryMaintenance};
-pub use watchdog::{Finding, Watchdog, WatchdogSettings};
+pub use watchdog::{Finding, Intervention, Watchdog, WatchdogSettings};

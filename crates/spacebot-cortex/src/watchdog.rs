@@ -1,17 +1,28 @@
-//! The watchdog: audits liveness from the runtime's event stream.
+//! The watchdog: finds processes and turns that outlived their bounds, and ends them.
 //!
-//! Timeouts are enforced where the work runs: each branch, worker and compactor summary races
-//! its own time limit inside the channel that owns it, and each turn runs under the turn
-//! timeout. Those are structural, so the watchdog does not duplicate them (and never cancels
-//! anything itself). It checks that they held: a process still running well past the longest
-//! limit its kind can have, or a turn still going well past the turn timeout, means something
-//! escaped its bound (a task blocking its thread, an await outside any timeout, a bug). Each
-//! such finding is logged once as an error and kept for [`Watchdog::findings`], so an operator
-//! (or `/api/status`) sees a wedge instead of silence.
+//! Timeouts are enforced first where the work runs: each branch, worker and compactor summary
+//! races its own time limit inside the channel that owns it, and each turn runs under the turn
+//! timeout. Something that is still running well past its limit (the limit plus a grace period)
+//! escaped that bound: a task blocking its thread, an await outside any timeout (an adapter
+//! call that never returns, say), a bug. The watchdog finds those and, when it
+//! [enforces](Watchdog::enforce) through a [`RuntimeHandle`], ends them:
 //!
-//! It works from events alone, so it makes no model call and holds no lock across an await. A
-//! lagging subscription loses events: the watchdog then forgets what it tracked (it can no
-//! longer tell what ended) rather than report false findings; a closed event bus ends it.
+//! - a hung **process** (a branch, worker or compactor run from the runtime's
+//!   [`ProcessRegistry`](spacebot_core::ProcessRegistry), each held to the limit its
+//!   channel gave it) is ended as `timed_out` with a reason: its terminal state is announced, its
+//!   task aborted, and its channel drops it and relays the failure, like any other result;
+//! - a hung **turn** ends its conversation's task: the message in progress gets a visible error,
+//!   the queue behind it a fresh task that reloads the history from the log, and the
+//!   conversation's processes end as cancelled.
+//!
+//! Each intervention is logged as an error and kept for [`Watchdog::interventions`]. What it
+//! does not end (anything, when it only audits) is logged once and kept for
+//! [`Watchdog::findings`] until it ends, so an operator sees a wedge instead of silence.
+//!
+//! It makes no model call and holds no lock across an await. A lagging event subscription loses
+//! events: the watchdog then forgets the turns and unregistered processes it tracked from events
+//! (it can no longer tell what ended) rather than act on stale ones; the registry needs no
+//! events. A closed event bus ends it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,10 +33,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use spacebot_agent::ChannelSettings;
-use spacebot_core::{AgentId, ConversationId, ProcessChange, ProcessId, ProcessKind, RuntimeEvent};
+use spacebot_core::{
+    AgentId, ConversationId, ProcessChange, ProcessId, ProcessKind, RuntimeEvent, RuntimeHandle, TerminalState,
+};
 
-/// How long past its limit something may run before the watchdog reports it.
+/// How long past its limit something may run before the watchdog acts on it.
 const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+/// How many interventions [`Watchdog::interventions`] keeps (the newest).
+const KEPT_INTERVENTIONS: usize = 100;
 
 /// The limits the watchdog holds processes and turns to.
 #[derive(Debug, Clone)]
@@ -122,6 +137,34 @@ pub enum Finding {
     },
 }
 
+/// Something the watchdog ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Intervention {
+    /// It ended a hung process as `timed_out`.
+    EndedProcess {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation it belonged to.
+        conversation: ConversationId,
+        /// The process.
+        process: ProcessId,
+        /// Its kind.
+        kind: ProcessKind,
+        /// How long it had run.
+        running_for: Duration,
+    },
+    /// It restarted a conversation whose turn hung.
+    RestartedConversation {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// How long the turn had run.
+        running_for: Duration,
+    },
+}
+
 struct Tracked {
     agent: AgentId,
     conversation: ConversationId,
@@ -149,17 +192,39 @@ struct State {
 pub struct Watchdog {
     settings: Arc<WatchdogSettings>,
     findings: Arc<Mutex<Vec<Finding>>>,
+    interventions: Arc<Mutex<Vec<Intervention>>>,
+    runtime: Option<RuntimeHandle>,
 }
 
 impl Watchdog {
-    /// A watchdog holding processes and turns to these limits.
+    /// A watchdog holding processes and turns to these limits. It only reports until it is
+    /// given a runtime to [`enforce`](Self::enforce) them in.
     pub fn new(settings: WatchdogSettings) -> Self {
-        Self { settings: Arc::new(settings), findings: Arc::default() }
+        Self { settings: Arc::new(settings), findings: Arc::default(), interventions: Arc::default(), runtime: None }
     }
 
-    /// What is overdue now: processes and turns past their limit that have not ended since.
+    /// Ends what outlives its bound in this runtime (see the module documentation).
+    pub fn enforce(mut self, runtime: RuntimeHandle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// What is overdue now and was not ended: processes and turns past their limit.
     pub fn findings(&self) -> Vec<Finding> {
         self.findings.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// What the watchdog ended, oldest first (the newest hundred).
+    pub fn interventions(&self) -> Vec<Intervention> {
+        self.interventions.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn intervened(&self, intervention: Intervention) {
+        let mut interventions = self.interventions.lock().unwrap_or_else(PoisonError::into_inner);
+        if interventions.len() == KEPT_INTERVENTIONS {
+            interventions.remove(0);
+        }
+        interventions.push(intervention);
     }
 
     /// Watches `events` until `shutdown` is cancelled or the event bus closes. Spawn it and keep
@@ -180,7 +245,10 @@ impl Watchdog {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tick.tick() => self.check(&mut state),
+                _ = tick.tick() => {
+                    self.end_hung_processes(&mut state);
+                    self.check(&mut state).await;
+                }
             }
             self.publish(&state);
         }
@@ -212,7 +280,35 @@ impl Watchdog {
         }
     }
 
-    fn check(&self, state: &mut State) {
+    /// Ends registered processes past their own limit plus the grace period.
+    fn end_hung_processes(&self, state: &mut State) {
+        let Some(runtime) = &self.runtime else { return };
+        for info in runtime.processes().list() {
+            let Some(limit) = info.limit.or_else(|| self.settings.limit(info.kind)) else { continue };
+            if info.running_for <= limit + self.settings.grace {
+                continue;
+            }
+            let reason = format!(
+                "ended by the cortex: still running {}s after its {}s limit (hung)",
+                info.running_for.as_secs(),
+                limit.as_secs()
+            );
+            if runtime.processes().end(&info.process, TerminalState::TimedOut, &reason) {
+                tracing::error!(agent = %info.agent, conversation = %info.conversation, process = %info.process,
+                    kind = %info.kind, running_for = ?info.running_for, ?limit, "ended a hung process");
+                state.processes.remove(&info.process);
+                self.intervened(Intervention::EndedProcess {
+                    agent: info.agent,
+                    conversation: info.conversation,
+                    process: info.process,
+                    kind: info.kind,
+                    running_for: info.running_for,
+                });
+            }
+        }
+    }
+
+    async fn check(&self, state: &mut State) {
         let now = Instant::now();
         for (id, tracked) in &mut state.processes {
             let Some(limit) = self.settings.limit(tracked.kind) else { continue };
@@ -223,12 +319,29 @@ impl Watchdog {
                     kind = %tracked.kind, ?running_for, ?limit, "a process is running past its time limit");
             }
         }
+        let mut hung = Vec::new();
         for ((agent, conversation), turn) in &mut state.turns {
             let running_for = now.saturating_duration_since(turn.since);
             if !turn.reported && running_for > self.settings.turn_limit + self.settings.grace {
                 turn.reported = true;
                 tracing::error!(%agent, %conversation, ?running_for, limit = ?self.settings.turn_limit,
                     "a turn is running past the turn timeout");
+                hung.push((agent.clone(), conversation.clone(), running_for));
+            }
+        }
+        let Some(runtime) = &self.runtime else { return };
+        for (agent, conversation, running_for) in hung {
+            let reason = format!("its turn was still running {}s after it started (hung)", running_for.as_secs());
+            match runtime.restart_conversation(&agent, &conversation, &reason).await {
+                Ok(true) => {
+                    state.turns.remove(&(agent.clone(), conversation.clone()));
+                    self.intervened(Intervention::RestartedConversation { agent, conversation, running_for });
+                }
+                Ok(false) => {
+                    // No task: the turn's end event was lost; nothing runs to end.
+                    state.turns.remove(&(agent, conversation));
+                }
+                Err(error) => tracing::warn!(%agent, %conversation, %error, "can't restart a hung conversation"),
             }
         }
     }

@@ -260,6 +260,15 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         "agents": status.agents,
         "conversations": status.conversations,
         "adapters": status.adapters,
+        "processes": state.runtime.processes().list().into_iter().map(|process| json!({
+            "agent": process.agent,
+            "conversation": process.conversation,
+            "process": process.process,
+            "kind": process.kind,
+            "description": process.description,
+            "running_seconds": process.running_for.as_secs(),
+            "limit_seconds": process.limit.map(|limit| limit.as_secs()),
+        })).collect::<Vec<_>>(),
     })))
 }
 

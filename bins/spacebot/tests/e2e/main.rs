@@ -8,4 +8,5 @@ mod daemon;
 mod http_api;
 mod memory;
 mod messaging;
+mod processes;
 mod provider_errors;

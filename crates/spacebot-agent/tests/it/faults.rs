@@ -5,7 +5,9 @@
 //! scripted models that answer at random (seeded): replies, skips, plain text, unknown tools,
 //! workers, branches, cancels, model errors, hangs and delays; adapter sends that fail; messages
 //! in direct and group conversations at random times; `/stop` and `/status` at random times.
-//! Cancels and completions are both scheduled on whole seconds, so they race. Afterwards:
+//! Cancels and completions are both scheduled on whole seconds, so they race. A supervisor
+//! (standing in for the cortex) ends random live processes through the runtime's registry and
+//! restarts random conversations' tasks, at random whole seconds too. Afterwards:
 //!
 //! 1. every process that started announced exactly one terminal state, and nothing else did;
 //! 2. every inbound message was answered with a reply, a skip or a visible error (handled in
@@ -185,6 +187,31 @@ struct Tally {
     messages: usize,
     processes: usize,
     compactions: usize,
+    interventions: usize,
+}
+
+/// Ends random live processes (as the cortex does a hung one) and restarts random
+/// conversations' tasks (as it does when a turn hangs), at random seconds. Returns how many
+/// times it intervened.
+async fn supervise(handle: spacebot_core::RuntimeHandle, rng: SharedRng) -> usize {
+    let mut interventions = 0;
+    for _ in 0..draw(&rng, |r| r.below(4)) {
+        tokio::time::sleep(draw(&rng, |r| r.seconds(20))).await;
+        let (restart, pick) = draw(&rng, |r| (r.chance(30), r.next()));
+        if restart {
+            let conversation = spacebot_core::ConversationId::new(format!("{ADAPTER}:c{}", pick % 2));
+            let agent = spacebot_core::AgentId::new(AGENT);
+            interventions +=
+                usize::from(matches!(handle.restart_conversation(&agent, &conversation, "chaos").await, Ok(true)));
+        } else {
+            let live = handle.processes().list();
+            if let Some(info) = live.get((pick % live.len().max(1) as u64) as usize) {
+                let state = spacebot_core::TerminalState::TimedOut;
+                interventions += usize::from(handle.processes().end(&info.process, state, "ended by the supervisor"));
+            }
+        }
+    }
+    interventions
 }
 
 async fn scenario(seed: u64) -> Result<Tally, String> {
@@ -216,21 +243,27 @@ async fn scenario(seed: u64) -> Result<Tally, String> {
     let mut events = runtime.handle().subscribe();
 
     let mut tally = Tally::default();
+    let supervisor = supervise(runtime.handle(), rng.clone());
     let count = draw(&rng, |r| 1 + r.below(5));
-    for _ in 0..count {
-        let (wait, conversation, direct, command) =
-            draw(&rng, |r| (r.seconds(8), r.below(2), r.chance(60), r.below(100)));
-        tokio::time::sleep(wait).await;
-        let text = match command {
-            0..=7 => "/stop",
-            8..=12 => "/status",
-            _ => "hello",
-        };
-        let message = InboundMessage::text(ADAPTER, format!("{ADAPTER}:c{conversation}"), Sender::new("u"), text)
-            .with_direct(direct);
-        adapter.inject(message);
-        tally.messages += 1;
-    }
+    let mut interventions = 0;
+    let inject = async {
+        for _ in 0..count {
+            let (wait, conversation, direct, command) =
+                draw(&rng, |r| (r.seconds(8), r.below(2), r.chance(60), r.below(100)));
+            tokio::time::sleep(wait).await;
+            let text = match command {
+                0..=7 => "/stop",
+                8..=12 => "/status",
+                _ => "hello",
+            };
+            let message = InboundMessage::text(ADAPTER, format!("{ADAPTER}:c{conversation}"), Sender::new("u"), text)
+                .with_direct(direct);
+            adapter.inject(message);
+            tally.messages += 1;
+        }
+    };
+    tokio::join!(inject, async { interventions = supervisor.await });
+    tally.interventions = interventions;
     // Long enough for every turn, relay and process to end on its own (limits are 20-25 s,
     // relays at most 3 per message).
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -242,6 +275,7 @@ async fn scenario(seed: u64) -> Result<Tally, String> {
     runtime.shutdown().await;
 
     let mut started: HashMap<String, usize> = HashMap::new();
+    let mut kinds: HashMap<String, ProcessKind> = HashMap::new();
     let mut finished: HashMap<String, usize> = HashMap::new();
     let mut compactions = 0;
     loop {
@@ -250,6 +284,7 @@ async fn scenario(seed: u64) -> Result<Tally, String> {
                 ProcessChange::Started { .. } => {
                     compactions += usize::from(event.kind == ProcessKind::Compactor);
                     *started.entry(event.process.to_string()).or_default() += 1;
+                    kinds.insert(event.process.to_string(), event.kind);
                 }
                 ProcessChange::Finished { .. } => *finished.entry(event.process.to_string()).or_default() += 1,
                 _ => {}
@@ -263,7 +298,10 @@ async fn scenario(seed: u64) -> Result<Tally, String> {
     for (id, count) in &started {
         match finished.get(id) {
             Some(1) if *count == 1 => {}
-            other => return Err(format!("process {id}: started {count} time(s), finished {other:?} time(s)")),
+            other => {
+                let kind = kinds.get(id).map_or("?", |kind| kind.as_str());
+                return Err(format!("{kind} {id}: started {count} time(s), finished {other:?} time(s)"));
+            }
         }
     }
     if let Some(id) = finished.keys().find(|id| !started.contains_key(*id)) {
@@ -296,13 +334,14 @@ fn liveness_holds_across_a_thousand_seeded_fault_scenarios() {
         Some(seed) => vec![seed],
         None => (0..SCENARIOS).collect(),
     };
-    let (mut messages, mut processes, mut compactions) = (0, 0, 0);
+    let (mut messages, mut processes, mut compactions, mut interventions) = (0, 0, 0, 0);
     for seed in &seeds {
         match run_seed(*seed) {
             Ok(tally) => {
                 messages += tally.messages;
                 processes += tally.processes;
                 compactions += tally.compactions;
+                interventions += tally.interventions;
             }
             Err(error) => {
                 panic!("fault scenario {seed} broke a liveness invariant (rerun with FAULT_SEED={seed}): {error}")
@@ -313,5 +352,6 @@ fn liveness_holds_across_a_thousand_seeded_fault_scenarios() {
         // The harness must actually exercise processes, or it proves little.
         assert!(processes > 1000, "only {processes} processes started across {messages} messages");
         assert!(compactions > 300, "only {compactions} compactions across {messages} messages");
+        assert!(interventions > 300, "only {interventions} supervisor interventions");
     }
 }

@@ -143,3 +143,31 @@ async fn a_custom_system_prompt_is_used_verbatim() {
     assert_eq!(systems, vec!["You are a terse bot.", "You are a terse bot."]);
     h.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_start_with_new_holds_after_a_restart() {
+    let log = Arc::new(MemoryLog::new());
+    let before = Arc::new(ScriptedModel::new());
+    before.push_all([reply("old answer"), reply("new answer")]);
+    let mut h = start(profile(&before), log.clone()).await;
+    h.say(CONV, "old topic");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    h.say(CONV, "/new");
+    let fresh = h.say(CONV, "new topic");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    h.shutdown().await;
+
+    let after = Arc::new(ScriptedModel::new());
+    after.push(reply("still new"));
+    let mut h = start(profile(&after), log).await;
+    let next = h.say(CONV, "and now?");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    let request = &after.requests()[0];
+    assert_eq!(
+        request.messages,
+        vec![user(&fresh), ChatMessage::assistant("new answer"), user(&next)],
+        "only what came after /new is reloaded"
+    );
+    assert!(!request_text(request).contains("old topic"), "{request:#?}");
+    h.shutdown().await;
+}

@@ -6,6 +6,7 @@
 //! One test binary; modules by concern. Every test runs on tokio's paused clock, so delays,
 //! hangs and timeouts cost no real time and the order of events is deterministic.
 
+mod chronicle;
 mod compaction;
 mod concurrency;
 mod control;
@@ -15,6 +16,7 @@ mod history;
 mod memory;
 mod processes;
 mod recovery;
+mod supervision;
 mod support;
 mod task_tools;
 mod turns;
