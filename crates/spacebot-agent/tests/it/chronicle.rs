@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::json;
 
 use spacebot_agent::{
@@ -19,38 +18,17 @@ use spacebot_agent::{
     REPLY_TOOL,
 };
 use spacebot_core::{
-    ChatMessage, ChatRequest, ChatResponse, Checkpoint, CheckpointKind, ConversationLog, LanguageModel, LlmError,
-    LlmErrorKind, LoggedMessage, NewCheckpoint, ProcessChange, ProcessKind, TerminalState,
+    ChatMessage, ChatRequest, Checkpoint, CheckpointKind, ConversationLog, LlmErrorKind, LoggedMessage, NewCheckpoint,
+    ProcessChange, ProcessKind, TerminalState,
 };
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
 
-use crate::support::{AGENT, CONV, Harness, envelope, idle, start, tool_names, tool_results};
+use crate::support::{AGENT, CONV, Harness, Windowed, envelope, idle, start, tool_names, tool_results};
 
 /// The reply every channel turn ends with.
 const OK: &str = "ok";
 /// A window large enough that only message counts trigger checkpoints.
 const LARGE: usize = 10_000_000;
-
-/// A model whose context window the test sets between turns.
-struct Windowed {
-    inner: Arc<ScriptedModel>,
-    window: AtomicUsize,
-}
-
-#[async_trait]
-impl LanguageModel for Windowed {
-    fn name(&self) -> &str {
-        "scripted/windowed"
-    }
-
-    fn context_window(&self) -> usize {
-        self.window.load(Ordering::SeqCst)
-    }
-
-    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.inner.complete(request).await
-    }
-}
 
 /// The text of the `i`th test message: about 100 tokens, numbered.
 fn text(i: usize) -> String {

@@ -12,44 +12,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::json;
 use tokio::time::Instant;
 
 use spacebot_agent::{AgentProfile, ChannelSettings, CompactionSettings, REACT_TOOL, REPLY_TOOL};
 use spacebot_core::{
-    ChatMessage, ChatRequest, ChatResponse, InboundMessage, LanguageModel, LlmError, LlmErrorKind, ProcessChange,
-    ProcessEvent, ProcessKind, TerminalState,
+    ChatMessage, ChatRequest, InboundMessage, LlmErrorKind, ProcessChange, ProcessEvent, ProcessKind, TerminalState,
 };
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
 
-use crate::support::{AGENT, CONV, Harness, envelope, idle, start, tool_results, user};
+use crate::support::{AGENT, CONV, Harness, Windowed, envelope, idle, start, tool_results, user};
 
 /// The reply every channel turn ends with.
 const OK: &str = "ok";
 /// A window large enough that nothing is compacted.
 const LARGE: usize = 10_000_000;
-
-/// A model whose context window the test sets between turns.
-struct Windowed {
-    inner: Arc<ScriptedModel>,
-    window: AtomicUsize,
-}
-
-#[async_trait]
-impl LanguageModel for Windowed {
-    fn name(&self) -> &str {
-        "scripted/windowed"
-    }
-
-    fn context_window(&self) -> usize {
-        self.window.load(Ordering::SeqCst)
-    }
-
-    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.inner.complete(request).await
-    }
-}
 
 fn tokens(bytes: usize) -> usize {
     bytes.div_ceil(4)

@@ -235,3 +235,24 @@ pub(crate) fn tool_results(request: &ChatRequest) -> Vec<String> {
         })
         .collect()
 }
+
+/// A scripted model whose context window a test sets between turns.
+pub(crate) struct Windowed {
+    pub(crate) inner: Arc<ScriptedModel>,
+    pub(crate) window: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl spacebot_core::LanguageModel for Windowed {
+    fn name(&self) -> &str {
+        "scripted/windowed"
+    }
+
+    fn context_window(&self) -> usize {
+        self.window.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn complete(&self, request: ChatRequest) -> Result<spacebot_core::ChatResponse, spacebot_core::LlmError> {
+        self.inner.complete(request).await
+    }
+}
