@@ -14,8 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use spacebot_agent::{
-    AgentProfile, BRANCH_TOOL, CHRONICLE_TOOL, ChannelSettings, ChronicleSettings, CompactionMode, CompactionSettings,
-    REPLY_TOOL,
+    AgentProfile, BRANCH_TOOL, CHRONICLE_TOOL, ChronicleSettings, CompactionMode, CompactionSettings,
 };
 use spacebot_core::{
     ChatMessage, ChatRequest, Checkpoint, CheckpointKind, ConversationLog, LlmErrorKind, LoggedMessage, NewCheckpoint,
@@ -23,7 +22,9 @@ use spacebot_core::{
 };
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
 
-use crate::support::{AGENT, CONV, Harness, Windowed, envelope, idle, start, tool_names, tool_results};
+use crate::support::{
+    AGENT, CONV, Harness, Windowed, WindowedAgent, envelope, idle, start, tool_names, tool_results, windowed_agent,
+};
 
 /// The reply every channel turn ends with.
 const OK: &str = "ok";
@@ -55,15 +56,7 @@ fn chronicle_settings(chronicle: ChronicleSettings) -> CompactionSettings {
 }
 
 async fn setup(settings: CompactionSettings) -> Setup {
-    let channel = Arc::new(ScriptedModel::new().with_name("scripted/channel"));
-    channel.respond_with(|_| ScriptedTurn::tool_call(REPLY_TOOL, json!({ "content": OK })));
-    let compactor = Arc::new(ScriptedModel::new().with_name("scripted/compactor"));
-    let model = Arc::new(Windowed { inner: channel.clone(), window: AtomicUsize::new(LARGE) });
-    let profile = AgentProfile::new(AGENT)
-        .with_model(model.clone())
-        .with_process_model(ProcessKind::Compactor, compactor.clone())
-        .with_system_prompt("You are a test agent.")
-        .with_settings(ChannelSettings::default().with_compaction(settings));
+    let WindowedAgent { channel, compactor, model, profile } = windowed_agent(settings, OK, LARGE);
     let log = Arc::new(MemoryLog::new());
     let h = start(profile.clone(), log.clone()).await;
     Setup { channel, compactor, model, profile, log, h, said: 0 }

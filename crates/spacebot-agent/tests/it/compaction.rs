@@ -9,19 +9,21 @@
 //! bytes per token of the system prompt, the tool definitions and each history message.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::time::Instant;
 
-use spacebot_agent::{AgentProfile, ChannelSettings, CompactionSettings, REACT_TOOL, REPLY_TOOL};
+use spacebot_agent::{CompactionSettings, REACT_TOOL, REPLY_TOOL};
 use spacebot_core::{
     ChatMessage, ChatRequest, InboundMessage, LlmErrorKind, ProcessChange, ProcessEvent, ProcessKind, TerminalState,
 };
 use spacebot_testing::{MemoryLog, ScriptedModel, ScriptedTurn};
 
-use crate::support::{AGENT, CONV, Harness, Windowed, envelope, idle, start, tool_results, user};
+use crate::support::{
+    CONV, Harness, Windowed, WindowedAgent, envelope, idle, start, tool_results, user, windowed_agent,
+};
 
 /// The reply every channel turn ends with.
 const OK: &str = "ok";
@@ -58,15 +60,7 @@ struct Setup {
 }
 
 async fn setup(settings: CompactionSettings) -> Setup {
-    let channel = Arc::new(ScriptedModel::new().with_name("scripted/channel"));
-    channel.respond_with(|_| ScriptedTurn::tool_call(REPLY_TOOL, json!({ "content": OK })));
-    let compactor = Arc::new(ScriptedModel::new().with_name("scripted/compactor"));
-    let model = Arc::new(Windowed { inner: channel.clone(), window: AtomicUsize::new(LARGE) });
-    let profile = AgentProfile::new(AGENT)
-        .with_model(model.clone())
-        .with_process_model(ProcessKind::Compactor, compactor.clone())
-        .with_system_prompt("You are a test agent.")
-        .with_settings(ChannelSettings::default().with_compaction(settings));
+    let WindowedAgent { channel, compactor, model, profile } = windowed_agent(settings, OK, LARGE);
     let h = start(profile, Arc::new(MemoryLog::new())).await;
     Setup { channel, compactor, model, h, said: 0 }
 }

@@ -256,3 +256,33 @@ impl spacebot_core::LanguageModel for Windowed {
         self.inner.complete(request).await
     }
 }
+
+/// An agent whose channel model (a [`Windowed`] over `channel`) replies `reply` to everything,
+/// with a scripted compactor model and these compaction settings.
+pub(crate) struct WindowedAgent {
+    pub(crate) channel: Arc<ScriptedModel>,
+    pub(crate) compactor: Arc<ScriptedModel>,
+    pub(crate) model: Arc<Windowed>,
+    pub(crate) profile: AgentProfile,
+}
+
+/// See [`WindowedAgent`]; the window starts at `window` tokens.
+pub(crate) fn windowed_agent(
+    settings: spacebot_agent::CompactionSettings,
+    reply: &str,
+    window: usize,
+) -> WindowedAgent {
+    let channel = Arc::new(ScriptedModel::new().with_name("scripted/channel"));
+    let content = reply.to_owned();
+    channel.respond_with(move |_| {
+        spacebot_testing::ScriptedTurn::tool_call(spacebot_agent::REPLY_TOOL, serde_json::json!({ "content": content }))
+    });
+    let compactor = Arc::new(ScriptedModel::new().with_name("scripted/compactor"));
+    let model = Arc::new(Windowed { inner: channel.clone(), window: std::sync::atomic::AtomicUsize::new(window) });
+    let profile = AgentProfile::new(AGENT)
+        .with_model(model.clone())
+        .with_process_model(ProcessKind::Compactor, compactor.clone())
+        .with_system_prompt("You are a test agent.")
+        .with_settings(spacebot_agent::ChannelSettings::default().with_compaction(settings));
+    WindowedAgent { channel, compactor, model, profile }
+}
