@@ -58,8 +58,10 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(results)
     })?;
-    println!("| memories | saves/s (batches of {BATCH}) | recall p50 | recall p99 | render p50 | vectors in RAM |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| memories | saves/s (batches of {BATCH}) | recall p50 | recall p99 | render p50 | vectors in RAM | words in RAM |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for result in &results {
         println!("{}", result.row);
     }
@@ -189,7 +191,9 @@ async fn bench_memory(size: usize, stages: &Stages) -> anyhow::Result<SizeResult
         batches += 1;
         store.save_batch(batch).await?;
     }
-    let save_rate = size as f64 / started.elapsed().as_secs_f64();
+    // A reused file was filled by an earlier run: no save rate to report.
+    let save_rate =
+        if reuse { "reused".to_owned() } else { format!("{:.0}", size as f64 / started.elapsed().as_secs_f64()) };
     let saves = stages.take();
 
     let visibility = Visibility::conversation("bench:group", ["person1", "person2"]);
@@ -210,15 +214,15 @@ async fn bench_memory(size: usize, stages: &Stages) -> anyhow::Result<SizeResult
         store.render_knowledge(KnowledgeQuery::new("main", visibility.clone())).await?;
         renders.push(started.elapsed());
     }
-    let vectors = store.vector_count();
+    let footprint = store.index_footprint();
     store.close().await;
     let row = format!(
-        "| {size} | {save_rate:.0} | {} | {} | {} | {:.0} MB |",
+        "| {size} | {save_rate} | {} | {} | {} | {:.0} MB | {:.0} MB |",
         ms(percentile(&mut recalls, 0.50)),
         ms(percentile(&mut recalls, 0.99)),
         ms(percentile(&mut renders, 0.50)),
-        // f32 vectors plus their int8 copy.
-        (vectors * 384 * 5) as f64 / 1e6
+        footprint.vectors as f64 / 1e6,
+        footprint.words as f64 / 1e6,
     );
     Ok(SizeResult { size, row, batches, saves, recalls: queries, recall_stages, recall_cpu })
 }

@@ -1,7 +1,7 @@
 //! Per-stage timing for the memory benchmark: a `tracing` layer that adds up, per span name, the
 //! wall time from a span's creation to its close.
 //!
-//! `spacebot-memory` wraps the stages of a recall (`recall.fts`, `recall.vectors`, ...) and of a
+//! `spacebot-memory` wraps the stages of a recall (`recall.text`, `recall.vectors`, ...) and of a
 //! save (`save.embed`, `save.insert`, ...) in `trace`-level spans and knows nothing of this
 //! layer. The layer's filter enables only those spans, so other crates' events (sqlx logs every
 //! statement at debug level) stay disabled and cost nothing. Wall time, not time entered: an

@@ -37,6 +37,7 @@ pub fn normalize(vector: &mut [f32]) {
 /// The dot product of two equally long vectors (the cosine similarity of unit vectors).
 ///
 /// Sixteen independent accumulators let the compiler keep several SIMD additions in flight.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut sums = [0.0f32; LANES];

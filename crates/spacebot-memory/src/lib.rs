@@ -64,6 +64,6 @@ pub use embed::{HashingEmbedder, LOCAL_MODEL_FILES, OpenAiEmbedder, dot, normali
 #[cfg(feature = "local-embeddings")]
 pub use embed::{LocalEmbedder, LocalModelError};
 pub use error::Error;
-pub use memory::{Clock, ImportMark, SqliteMemory};
+pub use memory::{Clock, ImportMark, IndexFootprint, SqliteMemory};
 pub use memory::{MAX_CONTENT_BYTES, RRF_K, reciprocal_rank_fusion, text_hash};
 pub use sqlite::SqliteStore;

@@ -6,23 +6,26 @@
 //! reindex) is one transaction, and the FTS index and vectors follow the rows through triggers
 //! or in the same transaction, so no operation can leave a stale index or vector row behind.
 //!
-//! Recall is hybrid: a full-text list (FTS5, BM25), a vector list (exact cosine over an
-//! in-memory copy of the vectors, see `vectors.rs`) and a graph-walk list from the best hits
-//! of both, fused with Reciprocal Rank Fusion (k = 60). Visibility, type and time filters are
-//! part of every query that reads rows; the final rows are always read from SQLite with the
-//! filter, so nothing a reader may not see can come back.
+//! Recall is hybrid: a full-text list (BM25 as FTS5 computes it, over an in-memory copy of the
+//! live memories' words, see `text.rs`), a vector list (cosine over an in-memory copy of the
+//! vectors, see `vectors.rs`) and a graph-walk list from the best hits of both, fused with
+//! Reciprocal Rank Fusion (k = 60). Visibility, type and time filters are applied as each list
+//! is ranked, and the final rows are always read from SQLite with the filter, so nothing a
+//! reader may not see can come back. The copies follow the file commit by commit (`indexes.rs`).
 //!
 //! The stages of a recall and of a save run in `trace`-level spans named `recall.*` and `save.*`
-//! (`recall.fts`, `recall.vectors`, `save.insert`, ...), so a subscriber can time them; the
+//! (`recall.text`, `recall.vectors`, `save.insert`, ...), so a subscriber can time them; the
 //! benchmark (`benches/spacebot-bench`) prints them per stage. With no subscriber interested,
 //! a span costs a check of a cached flag.
 
 mod audience;
+mod indexes;
 mod maintain;
 mod recall;
 mod reindex;
 mod render;
 mod rows;
+mod text;
 mod vectors;
 mod write;
 
@@ -41,7 +44,7 @@ use spacebot_core::{
 
 use crate::error::{Error, permanent, store_error};
 use crate::memory::audience::{Audience, Filter};
-use crate::memory::vectors::VectorIndex;
+use crate::memory::indexes::Indexes;
 use crate::sqlite::SqliteStore;
 
 pub use recall::{RRF_K, reciprocal_rank_fusion};
@@ -53,6 +56,17 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// Saves at least this similar (cosine) to a live memory of the same type and scope merge into it.
 const MERGE_AT_WRITE: f32 = 0.95;
 
+/// Heap bytes of a store's in-memory copies, approximate (allocations are counted by capacity,
+/// hash maps by slots, shared strings not at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexFootprint {
+    /// The vectors of the current model, their int8 copy, and what the vector stage filters on.
+    pub vectors: usize,
+    /// The word index of the live memories (full-text recall).
+    pub words: usize,
+}
+
 /// The typed memory graph of an agent in one SQLite file (see the module docs).
 ///
 /// Cloning is cheap; clones share the connection pool, the vector copy and the write lock.
@@ -60,7 +74,7 @@ const MERGE_AT_WRITE: f32 = 0.95;
 pub struct SqliteMemory {
     pool: SqlitePool,
     embedder: Arc<dyn Embedder>,
-    index: Arc<RwLock<VectorIndex>>,
+    index: Arc<RwLock<Indexes>>,
     /// Serialises this process's write transactions with the updates of the vector copy that
     /// follow their commits, so the copy sees commits in commit order.
     writer: Arc<tokio::sync::Mutex<()>>,
@@ -110,7 +124,7 @@ impl SqliteMemory {
     pub async fn new(store: &SqliteStore, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
         let memory = Self {
             pool: store.pool.clone(),
-            index: Arc::new(RwLock::new(VectorIndex::new(embedder.dimensions()))),
+            index: Arc::new(RwLock::new(Indexes::new(embedder.dimensions()))),
             embedder,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             clock: Arc::new(Utc::now),
@@ -140,7 +154,13 @@ impl SqliteMemory {
 
     /// How many vectors the in-memory copy holds (live memories with a vector of this model).
     pub fn vector_count(&self) -> usize {
-        self.read_index().len()
+        self.read_index().vectors.len()
+    }
+
+    /// About how much heap the in-memory copies recall ranks with take (see `docs/memory.md`).
+    pub fn index_footprint(&self) -> IndexFootprint {
+        let index = self.read_index();
+        IndexFootprint { vectors: index.vectors.heap_bytes(), words: index.text.heap_bytes() }
     }
 
     /// Closes the connection pool.
@@ -152,13 +172,13 @@ impl SqliteMemory {
         (self.clock)()
     }
 
-    fn read_index(&self) -> RwLockReadGuard<'_, VectorIndex> {
+    fn read_index(&self) -> RwLockReadGuard<'_, Indexes> {
         // A panic while holding the lock can't leave the index half-updated in a way that
         // matters: the next generation check reloads it.
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_index(&self) -> RwLockWriteGuard<'_, VectorIndex> {
+    fn write_index(&self) -> RwLockWriteGuard<'_, Indexes> {
         self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -186,8 +206,8 @@ impl SqliteMemory {
         Ok(Filter::new(agent.clone(), Audience::resolve(visibility, mapped)))
     }
 
-    /// Reloads the vector copy when the database changed under it (another process wrote, or a
-    /// write could not be applied to the copy).
+    /// Reloads the in-memory copies when the database changed under them (another process
+    /// wrote, or a write could not be applied to the copies).
     async fn ensure_index(&self) -> Result<(), StoreError> {
         let current =
             read_generation(&self.pool).await.map_err(|error| store_error("read the memory generation", error))?;
@@ -198,18 +218,19 @@ impl SqliteMemory {
         self.reload_index_locked().await
     }
 
-    /// Rebuilds the vector copy from one consistent snapshot. The caller holds the write lock.
+    /// Rebuilds the in-memory copies from one consistent snapshot. The caller holds the write
+    /// lock.
     async fn reload_index_locked(&self) -> Result<(), StoreError> {
-        let loaded = rows::load_vectors(&self.pool, self.embedder.model_id(), self.embedder.dimensions())
+        let loaded = indexes::load(&self.pool, self.embedder.model_id(), self.embedder.dimensions())
             .await
-            .map_err(|error| store_error("load the memory vectors", error))?;
+            .map_err(|error| store_error("load the memory index", error))?;
         *self.write_index() = loaded;
         Ok(())
     }
 
-    /// Applies `change` to the vector copy after a commit that moved the database to
-    /// `generation`, or marks the copy stale when another writer got in between.
-    fn apply_to_index(&self, generation: i64, change: impl FnOnce(&mut VectorIndex)) {
+    /// Applies `change` to the in-memory copies after a commit that moved the database to
+    /// `generation`, or marks them stale when another writer got in between.
+    fn apply_to_index(&self, generation: i64, change: impl FnOnce(&mut Indexes)) {
         let mut index = self.write_index();
         if index.generation() == Some(generation - 1) {
             change(&mut index);

@@ -220,7 +220,7 @@ impl SqliteMemory {
             }
             if !absorbed.contains(&entry.seq) {
                 let neighbours = {
-                    let index = self.read_index();
+                    let index = &self.read_index().vectors;
                     match index.vector(entry.seq) {
                         Some(vector) => {
                             index.nearest_within(vector, NEIGHBOURS + 1, options.merge_similarity, |other| {
@@ -341,7 +341,7 @@ impl SqliteMemory {
             }
             let mut edges: Vec<(String, String, f32)> = Vec::new();
             {
-                let index = self.read_index();
+                let index = &self.read_index().vectors;
                 for entry in batch {
                     let Some(vector) = index.vector(entry.seq) else { continue };
                     let found = index.nearest(vector, NEIGHBOURS + 1, options.link_similarity, |other| {
@@ -389,7 +389,7 @@ impl SqliteMemory {
 
     /// Vector entries of `agent` with a sequence above `watermark`, oldest first.
     fn entries_after(&self, agent: &AgentId, watermark: i64) -> Vec<Entry> {
-        let index = self.read_index();
+        let index = &self.read_index().vectors;
         let mut entries: Vec<Entry> = index
             .entries()
             .iter()

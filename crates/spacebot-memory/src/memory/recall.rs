@@ -1,7 +1,6 @@
 //! Hybrid recall: full-text, vector and graph-walk lists fused with Reciprocal Rank Fusion.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::task::Poll;
 
 use sqlx::{QueryBuilder, Sqlite};
 use tracing::Instrument;
@@ -11,6 +10,7 @@ use spacebot_core::{MemoryId, RecallHit, RecallQuery, RelationKind, StoreError};
 use crate::error::store_error;
 use crate::memory::audience::Filter;
 use crate::memory::rows::MemoryRow;
+use crate::memory::text::for_each_word;
 use crate::memory::{SqliteMemory, invalid, millis};
 
 /// The `k` of Reciprocal Rank Fusion: a hit at rank `r` of a list adds `1 / (k + r)`.
@@ -19,16 +19,13 @@ pub const RRF_K: f32 = 60.0;
 /// Candidates taken from each of the full-text and vector lists.
 const PER_LIST: usize = 50;
 
-/// Full-text matches ranked before the visibility filter is applied.
-const FTS_CANDIDATES: usize = 500;
-
 /// How many of the best direct hits seed the graph walk.
 const GRAPH_SEEDS: usize = 5;
 
 /// How far the walk goes from a seed.
 const GRAPH_DEPTH: usize = 2;
 
-/// The longest list of query words sent to the full-text index.
+/// The most distinct query words the full-text list ranks by.
 const MAX_QUERY_TERMS: usize = 32;
 
 /// Words too common to say anything about relevance; matching them costs time at scale.
@@ -62,45 +59,16 @@ pub fn reciprocal_rank_fusion(lists: &[Vec<MemoryId>], k: f32) -> Vec<(MemoryId,
     fused
 }
 
-/// The full-text query for free text: its distinct words, quoted (so no FTS5 syntax can be
-/// injected), joined with OR; `None` when no word is left.
-pub(crate) fn fts_query(text: &str) -> Option<String> {
-    let mut seen = HashSet::new();
-    let terms: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .map(str::to_lowercase)
-        .filter(|word| !word.is_empty() && !STOP_WORDS.contains(&word.as_str()))
-        .filter(|word| seen.insert(word.clone()))
-        .take(MAX_QUERY_TERMS)
-        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" OR "))
-}
-
-/// Runs two futures concurrently on the current task and returns both outputs.
-async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    let (mut a_out, mut b_out) = (None, None);
-    std::future::poll_fn(move |cx| {
-        if a_out.is_none()
-            && let Poll::Ready(out) = a.as_mut().poll(cx)
-        {
-            a_out = Some(out);
+/// The words of a query the full-text list ranks by: its distinct words as the index
+/// tokenizes them, stop words left out, at most [`MAX_QUERY_TERMS`].
+pub(crate) fn query_terms(text: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for_each_word(text, |word| {
+        if terms.len() < MAX_QUERY_TERMS && !STOP_WORDS.contains(&word) && !terms.iter().any(|known| known == word) {
+            terms.push(word.to_owned());
         }
-        if b_out.is_none()
-            && let Poll::Ready(out) = b.as_mut().poll(cx)
-        {
-            b_out = Some(out);
-        }
-        match (a_out.take(), b_out.take()) {
-            (Some(a), Some(b)) => Poll::Ready((a, b)),
-            (a, b) => {
-                (a_out, b_out) = (a, b);
-                Poll::Pending
-            }
-        }
-    })
-    .await
+    });
+    terms
 }
 
 /// How much a graph hit reached over `kind` counts, by the direction it was followed.
@@ -135,14 +103,7 @@ impl SqliteMemory {
         filter.since = query.since.map(millis);
         filter.until = query.until.map(millis);
 
-        // The full-text search waits on SQLite's thread and the vector scan runs on blocking
-        // threads: run them side by side.
-        let (text_list, vector_list) = join(
-            self.text_list(&filter, &query.text).instrument(tracing::trace_span!("recall.fts")),
-            self.vector_list(&filter, &query.text),
-        )
-        .await;
-        let (text_list, vector_list) = (text_list?, vector_list?);
+        let (text_list, vector_list) = self.direct_lists(&filter, &query.text).await?;
         let direct = reciprocal_rank_fusion(&[text_list.clone(), vector_list.clone()], RRF_K);
         let seeds: Vec<MemoryId> = direct.iter().take(GRAPH_SEEDS).map(|(id, _, _)| id.clone()).collect();
         let graph_list = self.graph_list(&filter, &seeds).instrument(tracing::trace_span!("recall.graph")).await?;
@@ -172,48 +133,57 @@ impl SqliteMemory {
         Ok(hits)
     }
 
-    async fn text_list(&self, filter: &Filter, text: &str) -> Result<Vec<MemoryId>, StoreError> {
-        let Some(fts) = fts_query(text) else { return Ok(Vec::new()) };
-        // The best FTS_CANDIDATES matches by BM25 first (FTS5 ranks them on its own), then the
-        // filter: this bounds the join when the words are common. Rows the filter drops may
-        // starve the list of a reader who sees few of the matches; the vector list covers them.
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT m.id FROM (SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH ",
-        );
-        query.push_bind(fts).push(" ORDER BY rank LIMIT ").push_bind(FTS_CANDIDATES as i64);
-        query.push(") AS hits JOIN memories m ON m.seq = hits.rowid WHERE m.forgotten_at IS NULL");
-        filter.push_sql_for(&mut query, false);
-        query.push(" ORDER BY hits.rank, m.seq LIMIT ").push_bind(PER_LIST as i64);
-        let ids: Vec<String> = query
-            .build_query_scalar()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| store_error("search the full-text index", error))?;
-        Ok(ids.into_iter().map(MemoryId::from).collect())
-    }
-
-    async fn vector_list(&self, filter: &Filter, text: &str) -> Result<Vec<MemoryId>, StoreError> {
+    /// The full-text and vector lists, from the in-memory copies (`indexes.rs`), each
+    /// filtered as it is ranked.
+    async fn direct_lists(&self, filter: &Filter, text: &str) -> Result<(Vec<MemoryId>, Vec<MemoryId>), StoreError> {
         self.ensure_index().instrument(tracing::trace_span!("recall.generation")).await?;
-        if self.read_index().len() == 0 {
-            return Ok(Vec::new());
-        }
-        let mut vectors =
-            self.embedder.embed(&[text.to_owned()]).instrument(tracing::trace_span!("recall.embed")).await.map_err(
-                |error| StoreError::new(format!("can't embed the query: {error}"), false).with_source(error),
-            )?;
-        let Some(mut vector) = vectors.pop() else { return Ok(Vec::new()) };
-        crate::embed::normalize(&mut vector);
+        let terms = query_terms(text);
+        let vector = if self.read_index().vectors.len() == 0 {
+            None
+        } else {
+            self.embed_query(text).instrument(tracing::trace_span!("recall.embed")).await
+        };
         let index = self.index.clone();
         let filter = filter.clone();
-        // A full scan is milliseconds of CPU at 100,000 memories: keep it off the async workers.
-        let found = tokio::task::spawn_blocking(move || {
+        // Milliseconds of CPU at 100,000 memories: keep them off the async workers.
+        tokio::task::spawn_blocking(move || {
             let index = index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            index.nearest_screened(&vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
+            let text_list = tracing::trace_span!("recall.text")
+                .in_scope(|| index.text.search(&terms, PER_LIST, |entry| filter.admits(entry)));
+            let vector_list = match vector {
+                Some(vector) => tracing::trace_span!("recall.vectors").in_scope(|| {
+                    index.vectors.nearest_screened(&vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
+                }),
+                None => Vec::new(),
+            };
+            (
+                text_list.into_iter().map(|(id, _)| id).collect(),
+                vector_list.into_iter().map(|(entry, _)| entry.id).collect(),
+            )
         })
-        .instrument(tracing::trace_span!("recall.vectors"))
         .await
-        .map_err(|error| StoreError::new(format!("can't search the vectors: {error}"), false))?;
-        Ok(found.into_iter().map(|(entry, _)| entry.id).collect())
+        .map_err(|error| StoreError::new(format!("can't search the memory index: {error}"), false))
+    }
+
+    /// The query's unit vector, or `None` when the embedder fails: a recall then ranks by
+    /// words and the graph alone rather than fail (an embedding endpoint that is down must not
+    /// silence the agent's memory); the failure is logged.
+    async fn embed_query(&self, text: &str) -> Option<Vec<f32>> {
+        match self.embedder.embed(&[text.to_owned()]).await {
+            Ok(mut vectors) => {
+                let mut vector = vectors.pop().filter(|vector| vector.len() == self.embedder.dimensions())?;
+                crate::embed::normalize(&mut vector);
+                Some(vector)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    embedder = self.embedder.model_id(),
+                    %error,
+                    "can't embed a recall query; recalling by words and graph only"
+                );
+                None
+            }
+        }
     }
 
     /// Memories reached from the seeds over edges, best first: a neighbour scores
@@ -333,9 +303,11 @@ mod tests {
     }
 
     #[test]
-    fn fts_queries_quote_every_word_and_drop_stop_words() {
-        assert_eq!(fts_query("What does Alice drink?").as_deref(), Some("\"alice\" OR \"drink\""));
-        assert_eq!(fts_query("\"x\" OR NEAR(y)").as_deref(), Some("\"x\" OR \"near\" OR \"y\""));
-        assert_eq!(fts_query("the a ?!"), None);
+    fn query_terms_are_distinct_words_without_stop_words() {
+        assert_eq!(query_terms("What does Alice drink? Alice's CAFÉ"), ["alice", "drink", "s", "cafe"]);
+        assert_eq!(query_terms("\"x\" OR NEAR(y)"), ["x", "near", "y"]);
+        assert!(query_terms("the a ?!").is_empty());
+        let many: String = (0..40).map(|i| format!("w{i} ")).collect();
+        assert_eq!(query_terms(&many).len(), MAX_QUERY_TERMS);
     }
 }

@@ -122,7 +122,7 @@ impl SqliteMemory {
             let count = written.len() as u64;
             self.apply_to_index(generation, |index| {
                 for (entry, vector) in written {
-                    index.upsert(entry, &vector);
+                    index.vectors.upsert(entry, &vector);
                 }
             });
             if count == 0 {

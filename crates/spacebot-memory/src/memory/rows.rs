@@ -1,6 +1,4 @@
-//! Reading memories: row mapping, single reads, listings, edges, and the vector load.
-
-use std::sync::Arc;
+//! Reading memories: row mapping, single reads, listings, edges, and the vector encoding.
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
@@ -10,8 +8,6 @@ use spacebot_core::{
 };
 
 use crate::memory::audience::Filter;
-use crate::memory::read_generation;
-use crate::memory::vectors::{Entry, VectorIndex};
 
 /// The columns every memory read selects, from the table aliased `m`.
 pub(crate) const COLUMNS: &str = "m.id, m.agent, m.kind, m.content, m.importance, m.access_count, \
@@ -89,22 +85,34 @@ pub(crate) async fn load_admitted<'e>(
 /// The first `limit` live memories among `ids` that `filter` admits, in the order of `ids`.
 ///
 /// Ordering and limit happen in SQLite, so only the rows a caller keeps cross over to Rust (each
-/// row is a message from the connection's worker thread).
-pub(crate) async fn load_first_admitted<'e>(
-    executor: impl SqliteExecutor<'e>,
+/// row is a message from the connection's worker thread). The ids are looked up a window at a
+/// time, the first twice `limit` long: recall's lists are filtered as they are ranked, so the
+/// first ids are nearly always admitted and the rest (a hundred, typically) need no lookup.
+pub(crate) async fn load_first_admitted(
+    pool: &SqlitePool,
     filter: &Filter,
     ids: &[MemoryId],
     limit: usize,
 ) -> Result<Vec<MemoryRow>, sqlx::Error> {
-    let ids: Vec<&str> = ids.iter().map(MemoryId::as_str).collect();
-    // CROSS JOIN keeps the id list as the outer loop: one lookup by id per listed memory.
-    let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM json_each("));
-    query
-        .push_bind(serde_json::Value::from(ids).to_string())
-        .push(") AS listed CROSS JOIN memories m ON m.id = listed.value WHERE m.forgotten_at IS NULL");
-    filter.push_sql_for(&mut query, false);
-    query.push(" ORDER BY listed.key LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-    query.build_query_as().fetch_all(executor).await
+    let mut found = Vec::new();
+    let mut rest = ids;
+    let mut window = limit.saturating_mul(2).max(8);
+    while found.len() < limit && !rest.is_empty() {
+        let (looked_up, after) = rest.split_at(window.min(rest.len()));
+        let listed: Vec<&str> = looked_up.iter().map(MemoryId::as_str).collect();
+        // CROSS JOIN keeps the id list as the outer loop: one lookup by id per listed memory.
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM json_each("));
+        query
+            .push_bind(serde_json::Value::from(listed).to_string())
+            .push(") AS listed CROSS JOIN memories m ON m.id = listed.value WHERE m.forgotten_at IS NULL");
+        filter.push_sql_for(&mut query, false);
+        let wanted = limit - found.len();
+        query.push(" ORDER BY listed.key LIMIT ").push_bind(i64::try_from(wanted).unwrap_or(i64::MAX));
+        found.extend(query.build_query_as::<MemoryRow>().fetch_all(pool).await?);
+        rest = after;
+        window = window.saturating_mul(4);
+    }
+    Ok(found)
 }
 
 /// A listing (see [`ListQuery`]).
@@ -155,70 +163,6 @@ pub(crate) async fn edges(pool: &SqlitePool, agent: &AgentId, id: &MemoryId) -> 
     Ok(rows.into_iter().map(EdgeRow::into_edge).collect())
 }
 
-#[derive(sqlx::FromRow)]
-struct VectorRow {
-    seq: i64,
-    id: String,
-    agent: String,
-    kind: String,
-    private: i64,
-    human: Option<String>,
-    conversation: Option<String>,
-    scope_key: String,
-    created_at: i64,
-    vector: Vec<u8>,
-}
-
-/// The vectors of `model` of every live memory, with the generation they reflect, read in one
-/// snapshot.
-pub(crate) async fn load_vectors(
-    pool: &SqlitePool,
-    model: &str,
-    dimensions: usize,
-) -> Result<VectorIndex, sqlx::Error> {
-    let mut snapshot = pool.begin().await?;
-    let generation = read_generation(&mut *snapshot).await?;
-    let rows: Vec<VectorRow> = sqlx::query_as(
-        "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key, m.created_at, v.vector
-         FROM memory_vectors v JOIN memories m ON m.seq = v.memory_seq
-         WHERE v.model = ?1 AND m.forgotten_at IS NULL
-         ORDER BY m.seq",
-    )
-    .bind(model)
-    .fetch_all(&mut *snapshot)
-    .await?;
-    snapshot.commit().await?;
-    let mut index = VectorIndex::new(dimensions);
-    let mut agents: Vec<Arc<str>> = Vec::new();
-    for row in rows {
-        let Some(vector) = decode_vector(&row.vector, dimensions) else { continue };
-        // Share the agent string: files usually hold one agent's memories.
-        let agent = match agents.iter().find(|known| ***known == *row.agent) {
-            Some(known) => known.clone(),
-            None => {
-                let agent: Arc<str> = Arc::from(row.agent.as_str());
-                agents.push(agent.clone());
-                agent
-            }
-        };
-        let entry = Entry {
-            seq: row.seq,
-            id: MemoryId::from(row.id),
-            agent,
-            kind: MemoryType::from_label(&row.kind).unwrap_or(MemoryType::Fact),
-            private: row.private != 0,
-            human: row.human.map(Arc::from),
-            conversation: row.conversation.map(Arc::from),
-            scope_key: Arc::from(row.scope_key),
-            created_at: row.created_at,
-            partition: 0,
-        };
-        index.upsert(entry, &vector);
-    }
-    index.set_generation(Some(generation));
-    Ok(index)
-}
-
 /// Little-endian f32s, as stored.
 pub(crate) fn encode_vector(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -241,5 +185,41 @@ mod tests {
         let vector = vec![0.25, -1.5, 3.0e-8];
         assert_eq!(decode_vector(&encode_vector(&vector), 3), Some(vector));
         assert_eq!(decode_vector(&[0, 0, 0], 1), None);
+    }
+
+    /// Ids the filter drops (forgotten, or another person's private memory) are skipped, across
+    /// as many lookup windows as it takes, and the order of the ids is kept.
+    #[tokio::test]
+    async fn the_first_admitted_rows_come_in_order_across_windows() {
+        use spacebot_core::{MemoryScope, MemoryStore, NewMemory, Visibility};
+
+        use crate::embed::HashingEmbedder;
+        use crate::memory::SqliteMemory;
+        use crate::memory::audience::Audience;
+
+        let store = SqliteMemory::open_in_memory(std::sync::Arc::new(HashingEmbedder::new(32))).await.unwrap();
+        let agent = AgentId::from("main");
+        let memories: Vec<NewMemory> = (0..60)
+            .map(|i| {
+                let scope =
+                    if i % 3 == 0 { MemoryScope::agent("main") } else { MemoryScope::private_to("main", "someone") };
+                NewMemory::new(MemoryType::Fact, format!("memory number {i}"), scope)
+            })
+            .collect();
+        let ids: Vec<MemoryId> =
+            store.save_batch(memories).await.unwrap().into_iter().map(|outcome| outcome.id).collect();
+        // The first shared memory is forgotten: the first admitted one is the fourth shared.
+        store.forget(&agent, &ids[0]).await.unwrap();
+        let mut listed: Vec<MemoryId> = ids.clone();
+        listed.reverse();
+        let filter = Filter::new(agent, Audience::resolve(&Visibility::Shared, Vec::new()));
+        let rows = load_first_admitted(&store.pool, &filter, &listed, 5).await.unwrap();
+        let expected: Vec<&str> =
+            listed.iter().enumerate().filter(|(i, _)| (59 - i) % 3 == 0).map(|(_, id)| id.as_str()).take(5).collect();
+        assert_eq!(rows.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), expected);
+        // Asked for more than there are: every admitted one, down to the end of the list.
+        let rows = load_first_admitted(&store.pool, &filter, &listed, 100).await.unwrap();
+        assert_eq!(rows.len(), 19);
+        assert_eq!(rows.last().map(|row| row.id.as_str()), Some(ids[3].as_str()));
     }
 }

@@ -1,13 +1,9 @@
 //! The in-memory copy of the current model's vectors, with what the vector stage filters on.
 //!
-//! SQLite holds the truth (`memory_vectors`, written in each memory's transaction). This copy is
-//! loaded at open and updated by the writer right after each commit, while it still holds the
-//! store's write lock, so it follows the database commit by commit. Another process writing the
-//! same file bumps `memory_meta.generation`; a reader that sees a generation other than the
-//! copy's reloads it before using it. Rows the copy returns are re-read from SQLite with the full
-//! visibility filter, so a stale copy can cost ranking quality, never correctness.
+//! SQLite holds the truth (`memory_vectors`, written in each memory's transaction); how this
+//! copy follows it commit by commit is in `indexes.rs`.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
@@ -152,6 +148,14 @@ pub(crate) struct Entry {
     pub(crate) partition: u32,
 }
 
+impl Entry {
+    /// The heap bytes of its id (the shared strings are counted with whoever else holds them:
+    /// not at all).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.id.as_str().len()
+    }
+}
+
 /// Entries with their vectors, as a write adds them to the index after its commit.
 pub(crate) type NewVectors = Vec<(Entry, Vec<f32>)>;
 
@@ -159,8 +163,6 @@ pub(crate) type NewVectors = Vec<(Entry, Vec<f32>)>;
 #[derive(Debug)]
 pub(crate) struct VectorIndex {
     dimensions: usize,
-    /// The database generation this copy reflects; `None` when it must be reloaded.
-    generation: Option<i64>,
     entries: Vec<Entry>,
     data: Vec<f32>,
     /// Per partition (indexed by its number), the sketches of its vectors and their slots,
@@ -177,6 +179,8 @@ pub(crate) struct VectorIndex {
     scales: Vec<f32>,
     slots: HashMap<i64, usize>,
     partitions: HashMap<(Arc<str>, MemoryType, Arc<str>), u32>,
+    /// The SIMD instruction set the scans run with.
+    arch: pulp::Arch,
 }
 
 /// The vectors of one partition, as [`VectorIndex::nearest_in_partition`] screens them.
@@ -216,7 +220,6 @@ impl VectorIndex {
     pub(crate) fn new(dimensions: usize) -> Self {
         Self {
             dimensions,
-            generation: None,
             entries: Vec::new(),
             data: Vec::new(),
             members: Vec::new(),
@@ -226,19 +229,47 @@ impl VectorIndex {
             scales: Vec::new(),
             slots: HashMap::new(),
             partitions: HashMap::new(),
+            arch: pulp::Arch::new(),
         }
-    }
-
-    pub(crate) fn generation(&self) -> Option<i64> {
-        self.generation
-    }
-
-    pub(crate) fn set_generation(&mut self, generation: Option<i64>) {
-        self.generation = generation;
     }
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Gives back the spare capacity that growing by doubling left (after a load).
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+        self.quantized.shrink_to_fit();
+        self.scales.shrink_to_fit();
+        self.entries.shrink_to_fit();
+        self.member_at.shrink_to_fit();
+        for members in &mut self.members {
+            members.sketches.shrink_to_fit();
+            members.slots.shrink_to_fit();
+        }
+    }
+
+    /// About how many bytes of heap the copy holds (vectors, their int8 copy, entries, maps).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let members: usize = self
+            .members
+            .iter()
+            .map(|members| {
+                members.sketches.capacity() * size_of::<Sketch>() + members.slots.capacity() * size_of::<usize>()
+            })
+            .sum();
+        self.data.capacity() * size_of::<f32>()
+            + self.quantized.capacity()
+            + self.scales.capacity() * size_of::<f32>()
+            + self.entries.capacity() * size_of::<Entry>()
+            + self.entries.iter().map(Entry::heap_bytes).sum::<usize>()
+            + members
+            + self.member_at.capacity() * size_of::<usize>()
+            + self.planes.capacity() * size_of::<f32>()
+            // A hash map entry: key, value and about one control byte, at 7/8 load.
+            + self.slots.capacity() * (size_of::<(i64, usize)>() + 1)
     }
 
     /// Adds or replaces the vector of `entry.seq`. A vector of the wrong length is ignored (the
@@ -376,32 +407,8 @@ impl VectorIndex {
         let dims = self.dimensions;
         let (query_q, query_scale) = quantize(query);
         let query_q: Vec<i16> = query_q.into_iter().map(i16::from).collect();
-        let first = |range: std::ops::Range<usize>| -> BinaryHeap<std::cmp::Reverse<Scored>> {
-            let mut heap = BinaryHeap::with_capacity(wanted + 1);
-            for slot in range {
-                let estimate = dot_i8(&query_q, &self.quantized[slot * dims..(slot + 1) * dims]) as f32
-                    * query_scale
-                    * self.scales[slot];
-                let full = heap.len() == wanted;
-                // Most vectors lose to the worst kept one on score alone: decide that before
-                // reading their entry (another cache line per vector).
-                if full && heap.peek().is_some_and(|worst: &std::cmp::Reverse<Scored>| estimate < worst.0.score) {
-                    continue;
-                }
-                let entry = &self.entries[slot];
-                let scored = Scored { score: estimate, seq: entry.seq, slot };
-                if full && heap.peek().is_some_and(|worst: &std::cmp::Reverse<Scored>| scored <= worst.0) {
-                    continue;
-                }
-                if !admit(entry) {
-                    continue;
-                }
-                heap.push(std::cmp::Reverse(scored));
-                if heap.len() > wanted {
-                    heap.pop();
-                }
-            }
-            heap
+        let first = |range: std::ops::Range<usize>| {
+            self.arch.dispatch(FirstPass { index: self, query: &query_q, query_scale, range, wanted, admit: &admit })
         };
         let candidates: Vec<usize> = if n >= PARALLEL_SCAN_FROM {
             let middle = n / 2;
@@ -437,22 +444,8 @@ impl VectorIndex {
             return None;
         }
         let max_distance = if min_score >= SKETCH_SCREEN_FROM { SKETCH_MAX_DISTANCE } else { SKETCH_BITS as u32 };
-        let sketch = sketch_with(&self.planes, query);
-        let mut best: Option<Scored> = None;
         let members = self.members.get(partition as usize)?;
-        for (&slot, &other) in members.slots.iter().zip(&members.sketches) {
-            if (sketch ^ other).count_ones() > max_distance {
-                continue;
-            }
-            let score = dot(query, &self.data[slot * self.dimensions..(slot + 1) * self.dimensions]);
-            if score < min_score {
-                continue;
-            }
-            let scored = Scored { score, seq: self.entries[slot].seq, slot };
-            if best.is_none_or(|best| scored > best) {
-                best = Some(scored);
-            }
-        }
+        let best = self.arch.dispatch(PartitionPass { index: self, query, members, max_distance, min_score });
         best.map(|scored| (self.entries[scored.slot].clone(), scored.score))
     }
 
@@ -479,31 +472,8 @@ impl VectorIndex {
         if k == 0 || query.len() != self.dimensions || self.entries.is_empty() {
             return Vec::new();
         }
-        let scan = |range: std::ops::Range<usize>| -> BinaryHeap<std::cmp::Reverse<Scored>> {
-            let mut heap = BinaryHeap::with_capacity(k + 1);
-            for slot in range {
-                let entry = &self.entries[slot];
-                if admit_first && !admit(entry) {
-                    continue;
-                }
-                let vector = &self.data[slot * self.dimensions..(slot + 1) * self.dimensions];
-                let score = dot(query, vector);
-                if score < min_score {
-                    continue;
-                }
-                let scored = Scored { score, seq: entry.seq, slot };
-                if heap.len() == k && heap.peek().is_some_and(|worst: &std::cmp::Reverse<Scored>| scored <= worst.0) {
-                    continue;
-                }
-                if !admit_first && !admit(entry) {
-                    continue;
-                }
-                heap.push(std::cmp::Reverse(scored));
-                if heap.len() > k {
-                    heap.pop();
-                }
-            }
-            heap
+        let scan = |range: std::ops::Range<usize>| {
+            self.arch.dispatch(ExactPass { index: self, query, k, min_score, admit_first, range, admit: &admit })
         };
         let n = self.entries.len();
         let mut best: Vec<Scored> = if n >= PARALLEL_SCAN_FROM {
@@ -522,6 +492,143 @@ impl VectorIndex {
         best.sort_by(|a, b| b.cmp(a));
         best.truncate(k);
         best.into_iter().map(|scored| (self.entries[scored.slot].clone(), scored.score)).collect()
+    }
+}
+
+/// Keeps the `wanted` best of a stream of scored slots that `admit` lets through, checking
+/// `admit` only for those good enough to be kept.
+#[inline(always)]
+fn keep_best(
+    heap: &mut BinaryHeap<Reverse<Scored>>,
+    wanted: usize,
+    scored: Scored,
+    entry: &Entry,
+    admit: &impl Fn(&Entry) -> bool,
+) {
+    if heap.len() == wanted && heap.peek().is_some_and(|worst| scored <= worst.0) {
+        return;
+    }
+    if !admit(entry) {
+        return;
+    }
+    heap.push(Reverse(scored));
+    if heap.len() > wanted {
+        heap.pop();
+    }
+}
+
+// The scans below run through `pulp`, which calls them compiled for the best SIMD instruction
+// set the CPU has (AVX2 with FMA on most x86-64 machines since 2013, found at run time), so
+// the plain loops of `dot_i8`, `dot` and `count_ones` vectorise with it: about 4 times faster
+// than the baseline x86-64 (SSE2) build. Each pass is a struct whose `with_simd` is inlined
+// into that specially compiled function, with everything it calls in its loop; a closure
+// would not be.
+
+/// The int8 first pass of [`VectorIndex::nearest_screened`] over `range`.
+struct FirstPass<'a, F> {
+    index: &'a VectorIndex,
+    query: &'a [i16],
+    query_scale: f32,
+    range: std::ops::Range<usize>,
+    wanted: usize,
+    admit: &'a F,
+}
+
+impl<F: Fn(&Entry) -> bool> pulp::WithSimd for FirstPass<'_, F> {
+    type Output = BinaryHeap<Reverse<Scored>>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let Self { index, query, query_scale, range, wanted, admit } = self;
+        let dims = index.dimensions;
+        let mut heap = BinaryHeap::with_capacity(wanted + 1);
+        for slot in range {
+            let estimate = dot_i8(query, &index.quantized[slot * dims..(slot + 1) * dims]) as f32
+                * query_scale
+                * index.scales[slot];
+            // Most vectors lose to the worst kept one on score alone: decide that before
+            // reading their entry (another cache line per vector).
+            if heap.len() == wanted && heap.peek().is_some_and(|worst: &Reverse<Scored>| estimate < worst.0.score) {
+                continue;
+            }
+            let entry = &index.entries[slot];
+            keep_best(&mut heap, wanted, Scored { score: estimate, seq: entry.seq, slot }, entry, admit);
+        }
+        heap
+    }
+}
+
+/// The exact (f32) pass of [`VectorIndex::scan`] over `range`.
+struct ExactPass<'a, F> {
+    index: &'a VectorIndex,
+    query: &'a [f32],
+    k: usize,
+    min_score: f32,
+    admit_first: bool,
+    range: std::ops::Range<usize>,
+    admit: &'a F,
+}
+
+impl<F: Fn(&Entry) -> bool> pulp::WithSimd for ExactPass<'_, F> {
+    type Output = BinaryHeap<Reverse<Scored>>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let Self { index, query, k, min_score, admit_first, range, admit } = self;
+        let dims = index.dimensions;
+        let mut heap = BinaryHeap::with_capacity(k + 1);
+        for slot in range {
+            let entry = &index.entries[slot];
+            if admit_first && !admit(entry) {
+                continue;
+            }
+            let score = dot(query, &index.data[slot * dims..(slot + 1) * dims]);
+            if score < min_score {
+                continue;
+            }
+            let scored = Scored { score, seq: entry.seq, slot };
+            if admit_first {
+                keep_best(&mut heap, k, scored, entry, &|_: &Entry| true);
+            } else {
+                keep_best(&mut heap, k, scored, entry, admit);
+            }
+        }
+        heap
+    }
+}
+
+/// The sketch-screened pass of [`VectorIndex::nearest_in_partition`].
+struct PartitionPass<'a> {
+    index: &'a VectorIndex,
+    query: &'a [f32],
+    members: &'a Members,
+    max_distance: u32,
+    min_score: f32,
+}
+
+impl pulp::WithSimd for PartitionPass<'_> {
+    type Output = Option<Scored>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let Self { index, query, members, max_distance, min_score } = self;
+        let dims = index.dimensions;
+        let sketch = sketch_with(&index.planes, query);
+        let mut best: Option<Scored> = None;
+        for (&slot, &other) in members.slots.iter().zip(&members.sketches) {
+            if (sketch ^ other).count_ones() > max_distance {
+                continue;
+            }
+            let score = dot(query, &index.data[slot * dims..(slot + 1) * dims]);
+            if score < min_score {
+                continue;
+            }
+            let scored = Scored { score, seq: index.entries[slot].seq, slot };
+            if best.is_none_or(|best| scored > best) {
+                best = Some(scored);
+            }
+        }
+        best
     }
 }
 

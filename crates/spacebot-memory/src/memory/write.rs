@@ -170,7 +170,9 @@ impl SqliteMemory {
         let _writer = self.writer.lock().instrument(lock_span.clone()).await;
         self.ensure_index_locked().instrument(lock_span).await?;
         let now = millis(self.now());
-        let result: Result<(Vec<SaveOutcome>, NewVectors, i64), sqlx::Error> = async {
+        // Outcomes, vectors and words of the new rows, and the generation the commit made.
+        type Committed<'a> = (Vec<SaveOutcome>, NewVectors, Vec<(Entry, &'a str)>, i64);
+        let result: Result<Committed<'_>, sqlx::Error> = async {
             let mut transaction = self.begin_write().instrument(tracing::trace_span!("save.begin")).await?;
             // What is stored now, under the write lock (`known` was read before it).
             let stored = stored_hashes(&mut *transaction, &agent, &prepared)
@@ -236,9 +238,12 @@ impl SqliteMemory {
             let seqs = insert_memories(&mut transaction, &inserts, now)
                 .instrument(tracing::trace_span!("save.insert"))
                 .await?;
+            // Every inserted row's words go to the text copy, vector or not.
+            let mut words: Vec<(Entry, &str)> = Vec::with_capacity(inserts.len());
             for insert in &inserts {
-                let (Some(slot), Some(&seq)) = (insert.vector, seqs.get(insert.id.as_str())) else { continue };
-                if let Some((entry, _)) = created.get_mut(slot) {
+                let Some(&seq) = seqs.get(insert.id.as_str()) else { continue };
+                words.push((entry_for(seq, &insert.id, &agent, insert.item, now), insert.item.memory.content.as_str()));
+                if let Some((entry, _)) = insert.vector.and_then(|slot| created.get_mut(slot)) {
                     entry.seq = seq;
                 }
             }
@@ -277,14 +282,17 @@ impl SqliteMemory {
             }
             let generation = bump_generation(&mut transaction).await?;
             transaction.commit().instrument(tracing::trace_span!("save.commit")).await?;
-            Ok((outcomes, created, generation))
+            Ok((outcomes, created, words, generation))
         }
         .await;
-        let (outcomes, created, generation) = result.map_err(|error| store_error(OPERATION, error))?;
+        let (outcomes, created, words, generation) = result.map_err(|error| store_error(OPERATION, error))?;
         let _index_span = tracing::trace_span!("save.index").entered();
         self.apply_to_index(generation, |index| {
             for (entry, vector) in created {
-                index.upsert(entry, &vector);
+                index.vectors.upsert(entry, &vector);
+            }
+            for (entry, content) in words {
+                index.text.insert(entry, content);
             }
         });
         Ok(outcomes)
@@ -350,7 +358,7 @@ impl SqliteMemory {
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(entry, score)| (entry.id.clone(), score));
         let stored = {
-            let index = self.read_index();
+            let index = &self.read_index().vectors;
             index.partition_of(agent.as_str(), item.memory.kind, &item.scope_key).and_then(|partition| {
                 index
                     .nearest_in_partition(vector, partition, self.merge_at_write)

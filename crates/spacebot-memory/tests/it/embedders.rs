@@ -53,3 +53,20 @@ async fn a_save_whose_embedding_fails_stores_nothing() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].vector_rank, Some(1));
 }
+
+/// An embeddings endpoint that fails on a recall's query costs the vector list, not the recall:
+/// the memory is found by its words, and the next recall uses vectors again.
+#[tokio::test]
+async fn a_recall_whose_query_embedding_fails_falls_back_to_words() {
+    let server = FakeEmbeddingsServer::start(32).await;
+    let store = SqliteMemory::open_in_memory(Arc::new(OpenAiEmbedder::new(server.base_url(), "m", 32))).await.unwrap();
+    let saved =
+        store.save(NewMemory::new(MemoryType::Fact, "The on-call rota is in PagerDuty", shared())).await.unwrap();
+    server.fail_next(503);
+    let hits = store.recall(RecallQuery::new("main", "where is the rota kept?")).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].memory.id, saved.id);
+    assert_eq!((hits[0].text_rank, hits[0].vector_rank), (Some(1), None), "found by words only");
+    let hits = store.recall(RecallQuery::new("main", "where is the rota kept?")).await.unwrap();
+    assert_eq!((hits[0].text_rank, hits[0].vector_rank), (Some(1), Some(1)), "vectors are back");
+}

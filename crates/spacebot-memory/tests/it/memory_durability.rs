@@ -93,6 +93,7 @@ async fn a_second_store_on_the_same_file_sees_saves_and_forgets() {
     let hits = recall(&daemon, "where is the printer", Visibility::Shared).await;
     assert_eq!(contents(&hits), vec!["The printer is on the third floor"]);
     assert_eq!(hits[0].vector_rank, Some(1), "the daemon reloaded the new vector");
+    assert_eq!(hits[0].text_rank, Some(1), "and the new memory's words");
     cli.forget(&AgentId::from("main"), &id).await.unwrap();
     assert!(recall(&daemon, "where is the printer", Visibility::Shared).await.is_empty());
     assert_eq!(daemon.vector_count(), 0);
@@ -117,6 +118,9 @@ async fn reopening_restores_vectors_and_a_new_embedder_triggers_a_reindex() {
     let store = spacebot_memory::SqliteMemory::open(&path, embedder).await.unwrap();
     assert_eq!(store.vector_count(), 0, "vectors of another model are not used");
     assert_eq!(store.pending_reindex().await.unwrap(), 2);
+    let hits = recall(&store, "when does payroll run", Visibility::Shared).await;
+    assert_eq!(contents(&hits), vec!["Payroll runs on the 25th"], "found by its words before the reindex");
+    assert_eq!((hits[0].text_rank, hits[0].vector_rank), (Some(1), None));
     let mut seen = Vec::new();
     let done = store.reindex(1, &mut |done, total| seen.push((done, total))).await.unwrap();
     assert_eq!(done, 2);
