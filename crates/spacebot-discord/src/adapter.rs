@@ -1,8 +1,10 @@
 //! [`DiscordAdapter`]: one bot connection (gateway in, REST out).
 //!
 //! `start` builds a serenity client on the adapter's `Http` (pointed at a local fake when the
-//! settings say so), runs it in a task, and returns once the gateway said READY. Gateway events
-//! are mapped in the event handler and handed to the runtime through a bounded channel. Serenity
+//! settings say so), runs it in a task, and returns once the gateway said READY. Messages go
+//! from the event handler to one intake task that puts each channel's back in order (see
+//! `order.rs`), maps them and hands them to the runtime through a bounded channel; slash
+//! commands are mapped in the handler. Serenity
 //! resumes a dropped gateway connection by itself; when the client gives up (rejected token,
 //! repeated failures) the stream ends and the runtime calls `start` again after its backoff.
 
@@ -20,6 +22,7 @@ use serenity::all::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 
 use spacebot_core::{
@@ -33,6 +36,7 @@ use crate::error::classify;
 use crate::inbound::{
     META_CHANNEL, META_INTERACTION_TOKEN, META_IS_THREAD, META_MESSAGE, Place, admitted, map_message,
 };
+use crate::order::Reorder;
 use crate::settings::DiscordSettings;
 
 /// What the gateway needs to deliver: guild and DM messages with their content, and guilds.
@@ -48,6 +52,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const THREAD_NAME_LIMIT: usize = 100;
 /// Beyond this many remembered channels the parent cache starts over.
 const PARENT_CACHE_LIMIT: usize = 10_000;
+/// How long a gateway message is held to put its channel's messages back in order: far above
+/// the microseconds by which serenity's handler tasks overtake each other, far below what a
+/// person notices in a reply.
+const ORDER_HOLD: Duration = Duration::from_millis(30);
 
 /// A Discord bot connection, as a [`MessagingAdapter`].
 pub struct DiscordAdapter {
@@ -71,6 +79,8 @@ struct Inner {
 struct Session {
     shards: Arc<ShardManager>,
     task: JoinHandle<()>,
+    /// The message intake ([`intake`]); it ends once the client's handler is gone.
+    intake: JoinHandle<()>,
 }
 
 impl DiscordAdapter {
@@ -159,6 +169,11 @@ impl Inner {
         if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
             task.abort();
         }
+        // The client is gone with its handler, so the intake hands in what it held and ends.
+        let mut intake = session.intake;
+        if tokio::time::timeout(STOP_GRACE, &mut intake).await.is_err() {
+            intake.abort();
+        }
     }
 
     async fn post(&self, channel: ChannelId, text: &str) -> Result<Message, AdapterError> {
@@ -223,7 +238,10 @@ impl MessagingAdapter for DiscordAdapter {
         inner.stop_session().await;
         let (sender, receiver) = mpsc::channel(INBOUND_BUFFER);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let handler = Handler { inner: inner.clone(), inbound: sender, ready: Mutex::new(Some(ready_tx)) };
+        let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        let intake = tokio::spawn(intake(inner.clone(), messages_rx, sender.clone()));
+        let handler =
+            Handler { inner: inner.clone(), inbound: sender, messages: messages_tx, ready: Mutex::new(Some(ready_tx)) };
         let mut client = ClientBuilder::new_with_http(build_http(&inner.settings), INTENTS)
             .event_handler(handler)
             .await
@@ -233,7 +251,7 @@ impl MessagingAdapter for DiscordAdapter {
         let task = tokio::spawn(async move {
             let _ = ended_tx.send(client.start().await);
         });
-        *inner.session.lock().await = Some(Session { shards, task });
+        *inner.session.lock().await = Some(Session { shards, task, intake });
 
         let outcome = tokio::select! {
             ready = ready_rx => ready.map_err(|_| AdapterError::transient(inner.name(), "the client stopped before READY")),
@@ -331,6 +349,10 @@ impl MessagingAdapter for DiscordAdapter {
 struct Handler {
     inner: Arc<Inner>,
     inbound: mpsc::Sender<InboundMessage>,
+    /// Raw messages to the intake task, which orders them. Unbounded so the handler never waits
+    /// before handing a message over (a wait would let the next message's task overtake it);
+    /// the intake takes them as fast as they come and holds them for [`ORDER_HOLD`] only.
+    messages: mpsc::UnboundedSender<Message>,
     ready: Mutex<Option<oneshot::Sender<()>>>,
 }
 
@@ -369,13 +391,8 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, _ctx: Context, message: Message) {
-        let parent = match message.guild_id {
-            Some(_) => self.inner.parent_of(message.channel_id).await,
-            None => None,
-        };
-        let bot = self.inner.bot_user.load(Ordering::SeqCst);
-        if let Some(inbound) = map_message(&self.inner.settings, bot, &message, parent) {
-            self.hand_in(inbound).await;
+        if self.messages.send(message).is_err() {
+            tracing::debug!(adapter = self.inner.name(), "message intake closed; message dropped");
         }
     }
 
@@ -401,6 +418,47 @@ impl EventHandler for Handler {
         }
         let inbound = map_command(&self.inner.settings, &command, place);
         self.hand_in(inbound).await;
+    }
+}
+
+/// The message intake of one session: puts each channel's gateway messages back in order
+/// ([`Reorder`]), then looks up thread parents, maps and hands them in one at a time, so the
+/// order survives the lookups too. Ends, after handing in what it held, when the handler is
+/// dropped with the client.
+async fn intake(
+    inner: Arc<Inner>,
+    mut messages: mpsc::UnboundedReceiver<Message>,
+    inbound: mpsc::Sender<InboundMessage>,
+) {
+    let mut order = Reorder::new(ORDER_HOLD);
+    loop {
+        let due = order.next_due();
+        let open = tokio::select! {
+            received = messages.recv() => match received {
+                Some(message) => {
+                    order.push(message.channel_id.get(), message.id.get(), message, Instant::now());
+                    true
+                }
+                None => false,
+            },
+            () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => true,
+        };
+        let released = if open { order.due(Instant::now()) } else { order.drain() };
+        for message in released {
+            let parent = match message.guild_id {
+                Some(_) => inner.parent_of(message.channel_id).await,
+                None => None,
+            };
+            let bot = inner.bot_user.load(Ordering::SeqCst);
+            if let Some(mapped) = map_message(&inner.settings, bot, &message, parent)
+                && inbound.send(mapped).await.is_err()
+            {
+                tracing::debug!(adapter = inner.name(), "inbound stream closed; message dropped");
+            }
+        }
+        if !open {
+            return;
+        }
     }
 }
 

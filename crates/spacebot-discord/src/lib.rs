@@ -18,6 +18,7 @@ mod adapter;
 mod commands;
 mod error;
 mod inbound;
+mod order;
 mod settings;
 
 pub use adapter::DiscordAdapter;

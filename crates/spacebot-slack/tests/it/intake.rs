@@ -100,3 +100,20 @@ async fn mentions_are_flagged() {
     assert_eq!(next(&mut stream).await.metadata["mentions_bot"], json!(true));
     shut(adapter).await;
 }
+
+/// A burst of messages in one channel reaches the runtime in the order Slack sent it (the
+/// Discord adapter needed an intake that reorders for this; Socket Mode hands events over one
+/// at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reaches_the_runtime_in_order() {
+    let (fake, adapter, mut stream) = connected(|s| s).await;
+    for i in 0..200 {
+        fake.post(SlackMessage::new("C1", "U1", format!("{i}")));
+    }
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen.push(next(&mut stream).await.content.text().parse::<usize>().unwrap());
+    }
+    assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    shut(adapter).await;
+}
