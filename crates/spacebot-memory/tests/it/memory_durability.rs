@@ -174,3 +174,55 @@ async fn the_render_counts_follow_every_write() {
     assert_eq!(count_drift(&path).await, 0);
     assert_eq!(scalar(&path, "SELECT SUM(live) FROM memory_counts").await, 1);
 }
+
+/// Two stores on one file (the daemon and the CLI), each saving, forgetting and recalling from
+/// several tasks at once: afterwards both copies of the words and vectors match the file. Every
+/// live memory is found by its own word in both lists of both stores; no forgotten one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_one_file_leave_both_copies_in_step() {
+    let (_dir, path) = temp_db();
+    let daemon = file_store(&path).await;
+    let cli = file_store(&path).await;
+    let agent = AgentId::from("main");
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..4usize {
+        let store = if worker % 2 == 0 { daemon.clone() } else { cli.clone() };
+        let agent = agent.clone();
+        tasks.spawn(async move {
+            let mut forgotten = Vec::new();
+            for i in 0..25usize {
+                let word = format!("token{worker}x{i}");
+                let id =
+                    save(&store, MemoryType::Fact, &format!("{word} is a memory of worker {worker}"), shared()).await;
+                if i % 5 == 0 {
+                    store.forget(&agent, &id).await.unwrap();
+                    forgotten.push(word.clone());
+                }
+                recall(&store, &format!("worker {worker} memory"), Visibility::Shared).await;
+            }
+            forgotten
+        });
+    }
+    let mut forgotten = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        forgotten.extend(done.unwrap());
+    }
+    assert_eq!(forgotten.len(), 20);
+    for store in [&daemon, &cli] {
+        for worker in 0..4 {
+            for i in 0..25 {
+                let word = format!("token{worker}x{i}");
+                let hits = recall(store, &word, Visibility::Shared).await;
+                if forgotten.contains(&word) {
+                    assert!(hits.iter().all(|hit| !hit.memory.content.starts_with(&word)), "{word} was forgotten");
+                } else {
+                    let hit = hits.iter().find(|hit| hit.memory.content.starts_with(&word));
+                    let hit = hit.unwrap_or_else(|| panic!("{word} is live but not recalled"));
+                    assert_eq!(hit.text_rank, Some(1), "{word} by its words");
+                    assert!(hit.vector_rank.is_some(), "{word} by its vector");
+                }
+            }
+        }
+        assert_eq!(store.vector_count(), 80);
+    }
+}
