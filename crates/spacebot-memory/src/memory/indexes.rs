@@ -16,7 +16,7 @@ use sqlx::SqlitePool;
 use spacebot_core::{MemoryId, MemoryType};
 
 use crate::memory::read_generation;
-use crate::memory::rows::decode_vector;
+use crate::memory::rows::decode_vector_into;
 use crate::memory::text::TextIndex;
 use crate::memory::vectors::{Entry, VectorIndex};
 
@@ -73,52 +73,83 @@ struct LoadRow {
     vector: Option<Vec<u8>>,
 }
 
+/// Rows handed from the reading task to the building thread at a time.
+const LOAD_CHUNK: usize = 512;
+
 /// Every live memory's words and its vector of `model`, with the generation they reflect, read
-/// in one snapshot. Rows are streamed into the copies, so loading never holds the whole table.
+/// in one snapshot. Rows are streamed, never all held at once, and the copies are built on a
+/// blocking thread while the rows are read (so a load, seconds at 100,000 memories, never
+/// holds up an async worker).
 pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> Result<Indexes, sqlx::Error> {
-    let mut indexes = Indexes::new(dimensions);
-    let mut snapshot = pool.begin().await?;
-    let generation = read_generation(&mut *snapshot).await?;
-    let mut agents: Vec<Arc<str>> = Vec::new();
-    {
-        let mut rows = sqlx::query_as::<_, LoadRow>(
-            "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key, m.created_at,
-                    m.content, v.vector
-             FROM memories m LEFT JOIN memory_vectors v ON v.memory_seq = m.seq AND v.model = ?1
-             WHERE m.forgotten_at IS NULL
-             ORDER BY m.seq",
-        )
-        .bind(model)
-        .fetch(&mut *snapshot);
-        while let Some(row) = rows.try_next().await? {
-            // Share the agent string: files usually hold one agent's memories.
-            let agent = match agents.iter().find(|known| ***known == *row.agent) {
-                Some(known) => known.clone(),
-                None => {
-                    let agent: Arc<str> = Arc::from(row.agent.as_str());
-                    agents.push(agent.clone());
-                    agent
-                }
-            };
-            let entry = Entry {
-                seq: row.seq,
-                id: MemoryId::from(row.id),
-                agent,
-                kind: MemoryType::from_label(&row.kind).unwrap_or(MemoryType::Fact),
-                private: row.private != 0,
-                human: row.human.map(Arc::from),
-                conversation: row.conversation.map(Arc::from),
-                scope_key: Arc::from(row.scope_key),
-                created_at: row.created_at,
-                partition: 0,
-            };
-            let vector = row.vector.and_then(|bytes| decode_vector(&bytes, dimensions));
-            indexes.insert(entry, &row.content, vector.as_deref());
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<Vec<LoadRow>>(4);
+    let builder = tokio::task::spawn_blocking(move || {
+        let mut indexes = Indexes::new(dimensions);
+        let mut agents: Vec<Arc<str>> = Vec::new();
+        let mut vector = Vec::with_capacity(dimensions);
+        while let Some(chunk) = received.blocking_recv() {
+            for row in chunk {
+                // Share the agent string: files usually hold one agent's memories.
+                let agent = match agents.iter().find(|known| ***known == *row.agent) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let agent: Arc<str> = Arc::from(row.agent.as_str());
+                        agents.push(agent.clone());
+                        agent
+                    }
+                };
+                let entry = Entry {
+                    seq: row.seq,
+                    id: MemoryId::from(row.id),
+                    agent,
+                    kind: MemoryType::from_label(&row.kind).unwrap_or(MemoryType::Fact),
+                    private: row.private != 0,
+                    human: row.human.map(Arc::from),
+                    conversation: row.conversation.map(Arc::from),
+                    scope_key: Arc::from(row.scope_key),
+                    created_at: row.created_at,
+                    partition: 0,
+                };
+                let has_vector = row.vector.is_some_and(|bytes| decode_vector_into(&bytes, dimensions, &mut vector));
+                indexes.insert(entry, &row.content, has_vector.then_some(vector.as_slice()));
+            }
         }
-    }
-    snapshot.commit().await?;
-    indexes.vectors.shrink_to_fit();
-    indexes.text.shrink_to_fit();
-    indexes.set_generation(Some(generation));
+        indexes.vectors.shrink_to_fit();
+        indexes.text.shrink_to_fit();
+        indexes
+    });
+    let read = async {
+        let mut snapshot = pool.begin().await?;
+        let generation = read_generation(&mut *snapshot).await?;
+        {
+            let mut rows = sqlx::query_as::<_, LoadRow>(
+                "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key, m.created_at,
+                        m.content, v.vector
+                 FROM memories m LEFT JOIN memory_vectors v ON v.memory_seq = m.seq AND v.model = ?1
+                 WHERE m.forgotten_at IS NULL
+                 ORDER BY m.seq",
+            )
+            .bind(model)
+            .fetch(&mut *snapshot);
+            let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+            while let Some(row) = rows.try_next().await? {
+                chunk.push(row);
+                if chunk.len() == LOAD_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
+                    // A closed channel means the builder panicked, which the join below reports.
+                    if chunks.send(full).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = chunks.send(chunk).await;
+        }
+        drop(chunks);
+        snapshot.commit().await?;
+        Ok::<i64, sqlx::Error>(generation)
+    };
+    let generation = read.await;
+    let mut indexes =
+        builder.await.map_err(|error| sqlx::Error::Protocol(format!("building the memory index failed: {error}")))?;
+    indexes.set_generation(Some(generation?));
     Ok(indexes)
 }

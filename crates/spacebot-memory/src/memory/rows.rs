@@ -168,12 +168,15 @@ pub(crate) fn encode_vector(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// The vector in `bytes`, if it has `dimensions` floats.
-pub(crate) fn decode_vector(bytes: &[u8], dimensions: usize) -> Option<Vec<f32>> {
+/// Decodes the vector in `bytes` into `into` (replacing what it held); false, leaving it empty,
+/// unless `bytes` holds `dimensions` floats.
+pub(crate) fn decode_vector_into(bytes: &[u8], dimensions: usize, into: &mut Vec<f32>) -> bool {
+    into.clear();
     if bytes.len() != dimensions * 4 {
-        return None;
+        return false;
     }
-    Some(bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect())
+    into.extend(bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])));
+    true
 }
 
 #[cfg(test)]
@@ -183,8 +186,11 @@ mod tests {
     #[test]
     fn vectors_round_trip_through_their_encoding() {
         let vector = vec![0.25, -1.5, 3.0e-8];
-        assert_eq!(decode_vector(&encode_vector(&vector), 3), Some(vector));
-        assert_eq!(decode_vector(&[0, 0, 0], 1), None);
+        let mut decoded = vec![9.0];
+        assert!(decode_vector_into(&encode_vector(&vector), 3, &mut decoded));
+        assert_eq!(decoded, vector);
+        assert!(!decode_vector_into(&[0, 0, 0], 1, &mut decoded));
+        assert!(decoded.is_empty());
     }
 
     /// Ids the filter drops (forgotten, or another person's private memory) are skipped, across

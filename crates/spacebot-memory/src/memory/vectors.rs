@@ -49,13 +49,15 @@ const SCREEN_CANDIDATES_PER_RESULT: usize = 10;
 
 /// `vector` as int8 (each value × 127 / the largest magnitude, rounded) and the factor that
 /// turns it back (largest magnitude / 127; 0 for a zero vector).
+#[inline(always)]
 fn quantize(vector: &[f32]) -> (Vec<i8>, f32) {
     let largest = vector.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     if largest == 0.0 || !largest.is_finite() {
         return (vec![0; vector.len()], 0.0);
     }
     let factor = 127.0 / largest;
-    (vector.iter().map(|x| (x * factor).round().clamp(-127.0, 127.0) as i8).collect(), largest / 127.0)
+    // Ties to even: one instruction where SSE4.1 is there, where `round` is a library call.
+    (vector.iter().map(|x| (x * factor).round_ties_even().clamp(-127.0, 127.0) as i8).collect(), largest / 127.0)
 }
 
 /// The dot product of an int8 vector widened to i16 (the query, widened once per scan) and an
@@ -121,6 +123,7 @@ fn hyperplanes(dimensions: usize) -> Vec<f32> {
 }
 
 /// The sign sketch of `vector` against `planes` (from [`hyperplanes`]).
+#[inline(always)]
 fn sketch_with(planes: &[f32], vector: &[f32]) -> Sketch {
     let mut sums = [0.0f32; SKETCH_BITS];
     for (value, plane) in vector.iter().zip(planes.chunks_exact(SKETCH_BITS)) {
@@ -281,8 +284,7 @@ impl VectorIndex {
         let next = u32::try_from(self.partitions.len()).unwrap_or(u32::MAX);
         entry.partition =
             *self.partitions.entry((entry.agent.clone(), entry.kind, entry.scope_key.clone())).or_insert(next);
-        let sketch = sketch_with(&self.planes, vector);
-        let (quantized, scale) = quantize(vector);
+        let (sketch, (quantized, scale)) = self.arch.dispatch(Encode { planes: &self.planes, vector });
         let partition = entry.partition;
         if let Some(&slot) = self.slots.get(&entry.seq) {
             self.data[slot * self.dimensions..(slot + 1) * self.dimensions].copy_from_slice(vector);
@@ -523,6 +525,22 @@ fn keep_best(
 // than the baseline x86-64 (SSE2) build. Each pass is a struct whose `with_simd` is inlined
 // into that specially compiled function, with everything it calls in its loop; a closure
 // would not be.
+
+/// A stored vector's sketch and int8 copy ([`sketch_with`], [`quantize`]): 49,152
+/// multiply-adds at 384 dimensions, most of the cost of loading a vector.
+struct Encode<'a> {
+    planes: &'a [f32],
+    vector: &'a [f32],
+}
+
+impl pulp::WithSimd for Encode<'_> {
+    type Output = (Sketch, (Vec<i8>, f32));
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        (sketch_with(self.planes, self.vector), quantize(self.vector))
+    }
+}
 
 /// The int8 first pass of [`VectorIndex::nearest_screened`] over `range`.
 struct FirstPass<'a, F> {
