@@ -170,11 +170,20 @@ impl SqliteMemory {
     /// silence the agent's memory); the failure is logged.
     async fn embed_query(&self, text: &str) -> Option<Vec<f32>> {
         match self.embedder.embed(&[text.to_owned()]).await {
-            Ok(mut vectors) => {
-                let mut vector = vectors.pop().filter(|vector| vector.len() == self.embedder.dimensions())?;
-                crate::embed::normalize(&mut vector);
-                Some(vector)
-            }
+            Ok(mut vectors) => match vectors.pop().filter(|vector| vector.len() == self.embedder.dimensions()) {
+                Some(mut vector) => {
+                    crate::embed::normalize(&mut vector);
+                    Some(vector)
+                }
+                None => {
+                    tracing::warn!(
+                        embedder = self.embedder.model_id(),
+                        dimensions = self.embedder.dimensions(),
+                        "the embedder returned no vector of its dimensions for a recall query; recalling by words and graph only"
+                    );
+                    None
+                }
+            },
             Err(error) => {
                 tracing::warn!(
                     embedder = self.embedder.model_id(),

@@ -8,14 +8,13 @@
 //! full-text index in the file (what `sqlite3` and other tools query), and the test
 //! `ranks_as_fts5_does` holds this copy to its ranking.
 //!
-//! The copy follows the database as the vector copy does (see `vectors.rs`): loaded at open,
+//! The copy follows the database as the vector copy does (see `indexes.rs`): loaded at open,
 //! updated by the writer after each commit, reloaded when another process wrote.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 
-use unicode_normalization::UnicodeNormalization;
-use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::char::{decompose_canonical, is_combining_mark};
 
 use spacebot_core::MemoryId;
 
@@ -28,8 +27,9 @@ const K1: f64 = 1.2;
 const B: f64 = 0.75;
 
 /// Calls `each` with every word of `text`, as the FTS5 index tokenizes it (`unicode61
-/// remove_diacritics 2`): runs of letters and digits, lowercased, with diacritics removed
-/// (`Café` gives `cafe`).
+/// remove_diacritics 2`): runs of letters and digits, lowercased, with the diacritics of Latin
+/// letters removed (`Café` gives `cafe`, `Łódź` gives `łodz`: letters of their own such as `ł`,
+/// `ø` and `ß` stay, as do other scripts' marks, so `й` is not `и`).
 pub(crate) fn for_each_word(text: &str, mut each: impl FnMut(&str)) {
     let mut folded = String::new();
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()) {
@@ -45,13 +45,27 @@ pub(crate) fn for_each_word(text: &str, mut each: impl FnMut(&str)) {
             continue;
         }
         folded.clear();
-        for c in word.nfd().filter(|c| !is_combining_mark(*c)) {
-            folded.extend(c.to_lowercase());
+        for c in word.chars() {
+            if is_latin(c) {
+                decompose_canonical(c, |part| {
+                    if !is_combining_mark(part) {
+                        folded.extend(part.to_lowercase());
+                    }
+                });
+            } else {
+                folded.extend(c.to_lowercase());
+            }
         }
         if !folded.is_empty() {
             each(&folded);
         }
     }
+}
+
+/// Whether `c` is one of the accented Latin letters whose diacritics FTS5 removes (Latin-1
+/// Supplement, Latin Extended-A and -B, Latin Extended Additional).
+fn is_latin(c: char) -> bool {
+    matches!(c, '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}')
 }
 
 /// One memory's occurrences of a word.
@@ -304,6 +318,8 @@ mod tests {
     fn words_are_lowercased_letters_and_digits_without_diacritics() {
         assert_eq!(words("Alice's café, 2nd floor_B!"), ["alice", "s", "cafe", "2nd", "floor", "b"]);
         assert_eq!(words("ÉCOLE naïve Straße"), ["ecole", "naive", "straße"]);
+        assert_eq!(words("København Łódź Ærø"), ["københavn", "łodz", "ærø"]);
+        assert_eq!(words("Ελληνικά ПРИВЕТ мой"), ["ελληνικά", "привет", "мой"]);
         assert_eq!(words("東京 tower"), ["東京", "tower"]);
         assert!(words(" ?! -- ").is_empty());
     }
@@ -349,14 +365,14 @@ mod tests {
 
     /// A deterministic word: a few common, most rare, some with accents and capitals.
     fn word(state: &mut u64) -> String {
-        const ACCENTED: &[&str] = &["café", "Crème", "naïve", "ÉCOLE", "jalapeño", "Zürich"];
+        const ACCENTED: &[&str] = &["café", "Crème", "naïve", "ÉCOLE", "Łódź", "København", "Ελληνικά", "мой"];
         *state ^= *state << 13;
         *state ^= *state >> 7;
         *state ^= *state << 17;
         let pick = *state % 1_000;
         match pick {
-            0..10 => ACCENTED[(pick % 6) as usize].to_owned(),
-            10..20 => format!("Word{}", pick % 4),
+            0..16 => ACCENTED[(pick % 8) as usize].to_owned(),
+            16..26 => format!("Word{}", pick % 4),
             _ => format!("w{}", (pick * pick) % 400),
         }
     }
