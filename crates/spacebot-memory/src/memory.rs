@@ -206,56 +206,92 @@ impl SqliteMemory {
         Ok(Filter::new(agent.clone(), Audience::resolve(visibility, mapped)))
     }
 
-    /// Reloads the in-memory copies when the database changed under them (another process
-    /// wrote, or a write could not be applied to the copies).
+    /// Brings the in-memory copies up to the file when it changed under them (another process
+    /// wrote, or a write of this one could not be applied to the copies).
     async fn ensure_index(&self) -> Result<(), StoreError> {
-        let current =
-            read_generation(&self.pool).await.map_err(|error| store_error("read the memory generation", error))?;
-        if self.read_index().generation() == Some(current) {
+        let current = read_stamp(&self.pool).await.map_err(|error| store_error("read the memory generation", error))?;
+        if self.read_index().synced().is_some_and(|synced| synced.generation == current.generation) {
             return Ok(());
         }
         let _writer = self.writer.lock().await;
-        self.reload_index_locked().await
+        self.sync_index_locked().await
     }
 
-    /// Rebuilds the in-memory copies from one consistent snapshot. The caller holds the write
+    /// Brings the copies up to the file: only the memories logged as changed since the copies'
+    /// stamp when that log is complete and short, else everything. The caller holds the write
     /// lock.
-    async fn reload_index_locked(&self) -> Result<(), StoreError> {
-        let loaded = indexes::load(&self.pool, self.embedder.model_id(), self.embedder.dimensions())
+    async fn sync_index_locked(&self) -> Result<(), StoreError> {
+        let (synced, held) = {
+            let index = self.read_index();
+            (index.synced(), index.text.len())
+        };
+        if let Some(since) = synced {
+            // Beyond a quarter of the copy, a reload reads little more and is simpler.
+            let limit = (held / 4).max(1_000);
+            let changes =
+                indexes::changes_since(&self.pool, self.embedder.model_id(), self.embedder.dimensions(), since, limit)
+                    .await
+                    .map_err(|error| store_error("read the memory changes", error))?;
+            if let Some(changes) = changes {
+                tracing::debug!(changed = changes.len(), "caught the memory index up with the file");
+                self.write_index().apply(changes);
+                return Ok(());
+            }
+        }
+        let mut loaded = indexes::load(&self.pool, self.embedder.model_id(), self.embedder.dimensions())
             .await
             .map_err(|error| store_error("load the memory index", error))?;
-        *self.write_index() = loaded;
+        tracing::debug!(memories = loaded.text.len(), "loaded the memory index");
+        let mut index = self.write_index();
+        loaded.loads += index.loads;
+        *index = loaded;
         Ok(())
     }
 
-    /// Applies `change` to the in-memory copies after a commit that moved the database to
-    /// `generation`, or marks them stale when another writer got in between.
-    fn apply_to_index(&self, generation: i64, change: impl FnOnce(&mut Indexes)) {
+    /// Applies `change` to the in-memory copies after a commit that brought the file to
+    /// `stamp`, when the copies were at the generation just before. When another process wrote
+    /// in between, the copies stay at their stamp and the next read catches them up (this
+    /// commit's changes included, from the change log).
+    fn apply_to_index(&self, stamp: Stamp, change: impl FnOnce(&mut Indexes)) {
         let mut index = self.write_index();
-        if index.generation() == Some(generation - 1) {
+        if index.synced().is_some_and(|synced| synced.generation == stamp.generation - 1) {
             change(&mut index);
-            index.set_generation(Some(generation));
-        } else {
-            index.set_generation(None);
+            index.set_synced(Some(stamp));
         }
     }
 }
 
-/// The write generation of the file.
-async fn read_generation<'e>(executor: impl sqlx::SqliteExecutor<'e>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM memory_meta WHERE key = 'generation'")
-        .fetch_one(executor)
-        .await
+/// Where the file stands: its write generation (`memory_meta`) and the id of its last logged
+/// change (`memory_changes`, migration `0006_memory_changes.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) generation: i64,
+    pub(crate) change: i64,
 }
 
-/// Bumps the write generation inside a write transaction and returns the new value.
-async fn bump_generation(transaction: &mut Transaction<'static, Sqlite>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+/// The file's stamp.
+async fn read_stamp<'e>(executor: impl sqlx::SqliteExecutor<'e>) -> Result<Stamp, sqlx::Error> {
+    let (generation, change) = sqlx::query_as(
+        "SELECT CAST(value AS INTEGER),
+                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memory_changes'), 0)
+         FROM memory_meta WHERE key = 'generation'",
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok(Stamp { generation, change })
+}
+
+/// Bumps the write generation at the end of a write transaction and returns the stamp the
+/// commit will leave.
+async fn bump_generation(transaction: &mut Transaction<'static, Sqlite>) -> Result<Stamp, sqlx::Error> {
+    let (generation, change) = sqlx::query_as(
         "UPDATE memory_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'
-         RETURNING CAST(value AS INTEGER)",
+         RETURNING CAST(value AS INTEGER),
+                   COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memory_changes'), 0)",
     )
     .fetch_one(&mut **transaction)
-    .await
+    .await?;
+    Ok(Stamp { generation, change })
 }
 
 fn millis(time: DateTime<Utc>) -> i64 {

@@ -4,9 +4,11 @@
 //! SQLite holds the truth. The copies are loaded at open and updated by the writer right after
 //! each commit, while it still holds the store's write lock, so they follow the database commit
 //! by commit. Another process writing the same file bumps `memory_meta.generation`; a reader
-//! that sees a generation other than the copies' reloads them before using them. Rows the
-//! copies point to are re-read from SQLite with the full visibility filter, so a stale copy can
-//! cost ranking quality, never correctness.
+//! that sees a generation other than the copies' catches them up before using them: it re-reads
+//! the memories logged in `memory_changes` since the copies' stamp (migration 0006), or, when
+//! that log was trimmed past the stamp or lists more than a quarter of the copy, reloads
+//! everything. Rows the copies point to are re-read from SQLite with the full visibility
+//! filter, so a stale copy can cost ranking quality, never correctness.
 
 use std::sync::Arc;
 
@@ -15,32 +17,48 @@ use sqlx::SqlitePool;
 
 use spacebot_core::{MemoryId, MemoryType};
 
-use crate::memory::read_generation;
 use crate::memory::rows::decode_vector_into;
 use crate::memory::text::TextIndex;
 use crate::memory::vectors::{Entry, VectorIndex};
+use crate::memory::{Stamp, read_stamp};
 
-/// The copies and the database generation they reflect.
+/// The copies and the stamp of the file they reflect.
 #[derive(Debug)]
 pub(crate) struct Indexes {
-    /// `None` when they must be reloaded.
-    generation: Option<i64>,
+    /// `None` until loaded.
+    synced: Option<Stamp>,
     pub(crate) vectors: VectorIndex,
     pub(crate) text: TextIndex,
+    /// How many full loads the copies of this store have had (the first at open): catching up
+    /// from the change log does not count.
+    pub(crate) loads: u32,
 }
 
 impl Indexes {
     /// Empty copies for vectors of `dimensions`, to be loaded.
     pub(crate) fn new(dimensions: usize) -> Self {
-        Self { generation: None, vectors: VectorIndex::new(dimensions), text: TextIndex::new() }
+        Self { synced: None, vectors: VectorIndex::new(dimensions), text: TextIndex::new(), loads: 0 }
     }
 
-    pub(crate) fn generation(&self) -> Option<i64> {
-        self.generation
+    /// The stamp of the file the copies reflect exactly.
+    pub(crate) fn synced(&self) -> Option<Stamp> {
+        self.synced
     }
 
-    pub(crate) fn set_generation(&mut self, generation: Option<i64>) {
-        self.generation = generation;
+    pub(crate) fn set_synced(&mut self, stamp: Option<Stamp>) {
+        self.synced = stamp;
+    }
+
+    /// Applies what [`changes_since`] read: every changed memory leaves the copies, those still
+    /// live come back as they are now.
+    pub(crate) fn apply(&mut self, changes: Changes) {
+        for seq in changes.changed {
+            self.remove(seq);
+        }
+        for (entry, content, vector) in changes.live {
+            self.insert(entry, &content, vector.as_deref());
+        }
+        self.synced = Some(changes.stamp);
     }
 
     /// Adds a memory that a commit created: its words, and its vector when it has one.
@@ -73,6 +91,114 @@ struct LoadRow {
     vector: Option<Vec<u8>>,
 }
 
+impl LoadRow {
+    /// The row's entry, its content and its raw vector; `agents` shares agent strings (files
+    /// usually hold one agent's memories).
+    fn into_parts(self, agents: &mut Vec<Arc<str>>) -> (Entry, String, Option<Vec<u8>>) {
+        let agent = match agents.iter().find(|known| ***known == *self.agent) {
+            Some(known) => known.clone(),
+            None => {
+                let agent: Arc<str> = Arc::from(self.agent.as_str());
+                agents.push(agent.clone());
+                agent
+            }
+        };
+        let entry = Entry {
+            seq: self.seq,
+            id: MemoryId::from(self.id),
+            agent,
+            kind: MemoryType::from_label(&self.kind).unwrap_or(MemoryType::Fact),
+            private: self.private != 0,
+            human: self.human.map(Arc::from),
+            conversation: self.conversation.map(Arc::from),
+            scope_key: Arc::from(self.scope_key),
+            created_at: self.created_at,
+            partition: 0,
+        };
+        (entry, self.content, self.vector)
+    }
+}
+
+/// The live memories' columns the copies hold, with the vector of the model bound as `?1`,
+/// followed by the rest of the statement.
+macro_rules! load_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key,
+                    m.created_at, m.content, v.vector
+             FROM memories m LEFT JOIN memory_vectors v ON v.memory_seq = m.seq AND v.model = ?1
+             WHERE m.forgotten_at IS NULL ",
+            $rest
+        )
+    };
+}
+
+/// What changed in the file since a stamp, as [`Indexes::apply`] takes it.
+#[derive(Debug)]
+pub(crate) struct Changes {
+    stamp: Stamp,
+    /// Every memory the log names, live or not.
+    changed: Vec<i64>,
+    /// Those still live, as they are now.
+    live: Vec<(Entry, String, Option<Vec<f32>>)>,
+}
+
+impl Changes {
+    /// How many memories changed.
+    pub(crate) fn len(&self) -> usize {
+        self.changed.len()
+    }
+}
+
+/// The memories logged as changed after `since`, read in one snapshot; `None` when the log no
+/// longer reaches back to `since` (maintenance trimmed it) or names more than `limit` memories:
+/// the caller reloads everything then.
+pub(crate) async fn changes_since(
+    pool: &SqlitePool,
+    model: &str,
+    dimensions: usize,
+    since: Stamp,
+    limit: usize,
+) -> Result<Option<Changes>, sqlx::Error> {
+    let mut snapshot = pool.begin().await?;
+    let stamp = read_stamp(&mut *snapshot).await?;
+    if stamp.change == since.change {
+        snapshot.commit().await?;
+        return Ok(Some(Changes { stamp, changed: Vec::new(), live: Vec::new() }));
+    }
+    let oldest: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(id) FROM memory_changes").fetch_one(&mut *snapshot).await?;
+    if oldest.is_none_or(|oldest| oldest > since.change + 1) {
+        return Ok(None);
+    }
+    let changed: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT seq FROM memory_changes WHERE id > ?1 LIMIT ?2")
+        .bind(since.change)
+        .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+        .fetch_all(&mut *snapshot)
+        .await?;
+    if changed.len() > limit {
+        return Ok(None);
+    }
+    let rows: Vec<LoadRow> = sqlx::query_as(load_select!("AND m.seq IN (SELECT value FROM json_each(?2))"))
+        .bind(model)
+        .bind(serde_json::Value::from(changed.clone()).to_string())
+        .fetch_all(&mut *snapshot)
+        .await?;
+    snapshot.commit().await?;
+    let mut agents = Vec::new();
+    let mut vector = Vec::new();
+    let live = rows
+        .into_iter()
+        .map(|row| {
+            let (entry, content, bytes) = row.into_parts(&mut agents);
+            let vector =
+                bytes.filter(|bytes| decode_vector_into(bytes, dimensions, &mut vector)).map(|_| vector.clone());
+            (entry, content, vector)
+        })
+        .collect();
+    Ok(Some(Changes { stamp, changed, live }))
+}
+
 /// Rows handed from the reading task to the building thread at a time.
 const LOAD_CHUNK: usize = 512;
 
@@ -88,29 +214,9 @@ pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> R
         let mut vector = Vec::with_capacity(dimensions);
         while let Some(chunk) = received.blocking_recv() {
             for row in chunk {
-                // Share the agent string: files usually hold one agent's memories.
-                let agent = match agents.iter().find(|known| ***known == *row.agent) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let agent: Arc<str> = Arc::from(row.agent.as_str());
-                        agents.push(agent.clone());
-                        agent
-                    }
-                };
-                let entry = Entry {
-                    seq: row.seq,
-                    id: MemoryId::from(row.id),
-                    agent,
-                    kind: MemoryType::from_label(&row.kind).unwrap_or(MemoryType::Fact),
-                    private: row.private != 0,
-                    human: row.human.map(Arc::from),
-                    conversation: row.conversation.map(Arc::from),
-                    scope_key: Arc::from(row.scope_key),
-                    created_at: row.created_at,
-                    partition: 0,
-                };
-                let has_vector = row.vector.is_some_and(|bytes| decode_vector_into(&bytes, dimensions, &mut vector));
-                indexes.insert(entry, &row.content, has_vector.then_some(vector.as_slice()));
+                let (entry, content, bytes) = row.into_parts(&mut agents);
+                let has_vector = bytes.is_some_and(|bytes| decode_vector_into(&bytes, dimensions, &mut vector));
+                indexes.insert(entry, &content, has_vector.then_some(vector.as_slice()));
             }
         }
         indexes.vectors.shrink_to_fit();
@@ -119,17 +225,10 @@ pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> R
     });
     let read = async {
         let mut snapshot = pool.begin().await?;
-        let generation = read_generation(&mut *snapshot).await?;
+        let stamp = read_stamp(&mut *snapshot).await?;
         {
-            let mut rows = sqlx::query_as::<_, LoadRow>(
-                "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key, m.created_at,
-                        m.content, v.vector
-                 FROM memories m LEFT JOIN memory_vectors v ON v.memory_seq = m.seq AND v.model = ?1
-                 WHERE m.forgotten_at IS NULL
-                 ORDER BY m.seq",
-            )
-            .bind(model)
-            .fetch(&mut *snapshot);
+            let mut rows =
+                sqlx::query_as::<_, LoadRow>(load_select!("ORDER BY m.seq")).bind(model).fetch(&mut *snapshot);
             let mut chunk = Vec::with_capacity(LOAD_CHUNK);
             while let Some(row) = rows.try_next().await? {
                 chunk.push(row);
@@ -145,11 +244,93 @@ pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> R
         }
         drop(chunks);
         snapshot.commit().await?;
-        Ok::<i64, sqlx::Error>(generation)
+        Ok::<Stamp, sqlx::Error>(stamp)
     };
-    let generation = read.await;
+    let stamp = read.await;
     let mut indexes =
         builder.await.map_err(|error| sqlx::Error::Protocol(format!("building the memory index failed: {error}")))?;
-    indexes.set_generation(Some(generation?));
+    indexes.set_synced(Some(stamp?));
+    indexes.loads = 1;
     Ok(indexes)
+}
+
+#[cfg(test)]
+mod tests {
+    use spacebot_core::{
+        AgentId, MaintenanceOptions, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery, Visibility,
+    };
+
+    use crate::embed::HashingEmbedder;
+    use crate::memory::SqliteMemory;
+
+    async fn open(path: &std::path::Path) -> SqliteMemory {
+        SqliteMemory::open(path, std::sync::Arc::new(HashingEmbedder::new(32)))
+            .await
+            .unwrap()
+            .with_merge_similarity(2.0)
+    }
+
+    async fn recall(store: &SqliteMemory, text: &str, visibility: Visibility) -> Vec<String> {
+        let query = RecallQuery::new("main", text).with_visibility(visibility).without_access_recording();
+        let hits = store.recall(query).await.unwrap();
+        // Only what the copies found by words counts here: the rows step would hide a copy
+        // that still held a forgotten memory.
+        hits.into_iter().filter(|hit| hit.text_rank.is_some()).map(|hit| hit.memory.content).collect()
+    }
+
+    /// Another process's saves, forgets and identity links reach this store's copies through
+    /// the change log, without a reload; once maintenance trimmed the log past them, they reload.
+    #[tokio::test]
+    async fn another_process_s_writes_are_caught_up_from_the_change_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.db");
+        let daemon = open(&path).await;
+        let cli = open(&path).await;
+        let agent = AgentId::from("main");
+        for i in 0..30 {
+            daemon
+                .save(NewMemory::new(MemoryType::Fact, format!("filler number {i}"), MemoryScope::agent("main")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(daemon.read_index().loads, 1);
+
+        let saved = cli
+            .save(NewMemory::new(MemoryType::Fact, "the pager rota lives in the wiki", MemoryScope::agent("main")))
+            .await
+            .unwrap();
+        let private = NewMemory::new(
+            MemoryType::Preference,
+            "prefers tea to coffee",
+            MemoryScope::private_to("main", "discord:42"),
+        );
+        cli.save(private).await.unwrap();
+        assert_eq!(recall(&daemon, "pager rota", Visibility::Shared).await, ["the pager rota lives in the wiki"]);
+        assert_eq!(daemon.read_index().text.len(), 32);
+        assert_eq!(daemon.read_index().vectors.len(), 32);
+
+        cli.forget(&agent, &saved.id).await.unwrap();
+        // The private memory moves to the person discord:42 is, so a conversation with that
+        // person's other account sees it.
+        cli.link_identity(&agent, "discord:42", "alice").await.unwrap();
+        assert!(recall(&daemon, "pager rota", Visibility::Shared).await.is_empty());
+        let with_alice = Visibility::conversation("slack:T1:C1", ["alice"]);
+        assert_eq!(recall(&daemon, "tea", with_alice).await, ["prefers tea to coffee"]);
+        assert_eq!(daemon.read_index().text.len(), 31);
+        assert_eq!(daemon.read_index().loads, 1, "caught up, not reloaded");
+
+        // Maintenance trims the log to its newest entries; a copy older than those reloads.
+        cli.save(NewMemory::new(MemoryType::Fact, "the build runs nightly", MemoryScope::agent("main"))).await.unwrap();
+        sqlx::query("DELETE FROM memory_changes").execute(&cli.pool).await.unwrap();
+        assert_eq!(recall(&daemon, "nightly build", Visibility::Shared).await, ["the build runs nightly"]);
+        assert_eq!(daemon.read_index().loads, 2, "reloaded");
+        // And the reloaded copies catch up again from there.
+        cli.save(NewMemory::new(MemoryType::Fact, "deploys happen on tuesdays", MemoryScope::agent("main")))
+            .await
+            .unwrap();
+        assert_eq!(recall(&daemon, "deploys tuesdays", Visibility::Shared).await, ["deploys happen on tuesdays"]);
+        assert_eq!(daemon.read_index().loads, 2);
+        let report = cli.maintain(&agent, MaintenanceOptions::default()).await.unwrap();
+        assert!(report.complete);
+    }
 }

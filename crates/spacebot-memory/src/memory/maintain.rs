@@ -16,10 +16,14 @@ use spacebot_core::{AgentId, MaintenanceOptions, MaintenanceReport, StoreError};
 
 use crate::error::store_error;
 use crate::memory::vectors::Entry;
-use crate::memory::{SqliteMemory, bump_generation, invalid, millis};
+use crate::memory::{SqliteMemory, Stamp, bump_generation, invalid, millis};
 
 /// Rows per transaction.
 const BATCH: usize = 200;
+
+/// Change log entries maintenance keeps: a save writes two (row and vector), so about the last
+/// 50,000 saves; a process that fell further behind reloads its copies.
+const KEPT_CHANGES: i64 = 100_000;
 
 const DAY_MS: f64 = 24.0 * 60.0 * 60.0 * 1000.0;
 
@@ -61,8 +65,20 @@ impl SqliteMemory {
         let (linked, link_done) = self.link_related(agent, &options, deadline).await?;
         report.linked = linked;
         report.complete = decay_done && prune_done && merge_done && link_done;
+        self.trim_changes().await?;
         tracing::debug!(%agent, ?report, "memory maintenance pass");
         Ok(report)
+    }
+
+    /// Keeps the newest [`KEPT_CHANGES`] entries of the change log (migration 0006). A process
+    /// whose copies are older than what is kept reloads them instead of catching up.
+    pub(crate) async fn trim_changes(&self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM memory_changes WHERE id <= (SELECT MAX(id) FROM memory_changes) - ?1")
+            .bind(KEPT_CHANGES)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| store_error("trim the memory change log", error))?;
+        Ok(())
     }
 
     /// Applies decay to idle memories (all but identities). Returns how many changed and
@@ -143,7 +159,7 @@ impl SqliteMemory {
             let limit = BATCH.min(options.max_items - pruned);
             let _writer = self.writer.lock().await;
             self.ensure_index_locked().await?;
-            let result: Result<(Vec<i64>, i64), sqlx::Error> = async {
+            let result: Result<(Vec<i64>, Stamp), sqlx::Error> = async {
                 let mut transaction = self.begin_write().await?;
                 let seqs: Vec<i64> = sqlx::query_scalar(
                     "SELECT seq FROM memories
@@ -250,7 +266,7 @@ impl SqliteMemory {
     async fn merge_pair(&self, a: i64, b: i64) -> Result<Option<i64>, StoreError> {
         let _writer = self.writer.lock().await;
         self.ensure_index_locked().await?;
-        let result: Result<Option<(i64, i64)>, sqlx::Error> = async {
+        let result: Result<Option<(i64, Stamp)>, sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
             let rows: Vec<(i64, String, f64, i64, i64)> = sqlx::query_as(
                 "SELECT seq, id, importance, access_count, accessed_at FROM memories

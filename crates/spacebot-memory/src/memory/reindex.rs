@@ -11,7 +11,7 @@ use crate::error::store_error;
 use crate::memory::maintain::set_meta_in;
 use crate::memory::rows::encode_vector;
 use crate::memory::vectors::{Entry, NewVectors};
-use crate::memory::{SqliteMemory, bump_generation};
+use crate::memory::{SqliteMemory, Stamp, bump_generation};
 
 #[derive(sqlx::FromRow)]
 struct PendingRow {
@@ -93,7 +93,7 @@ impl SqliteMemory {
             }
             let _writer = self.writer.lock().await;
             self.ensure_index_locked().await?;
-            let result: Result<(NewVectors, i64), sqlx::Error> = async {
+            let result: Result<(NewVectors, Stamp), sqlx::Error> = async {
                 let mut transaction = self.begin_write().await?;
                 let mut written = Vec::new();
                 for (row, vector) in rows.iter().zip(vectors) {
@@ -139,7 +139,7 @@ impl SqliteMemory {
     /// memory with the new vectors.
     async fn finish_reindex(&self, model: &str) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
-        let result: Result<(), sqlx::Error> = async {
+        let result: Result<Stamp, sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
             let dropped = sqlx::query("DELETE FROM memory_vectors WHERE model <> ?1")
                 .bind(model)
@@ -153,17 +153,15 @@ impl SqliteMemory {
                 set_meta_in(&mut transaction, "link_through", 0).await?;
             }
             set_meta_in(&mut transaction, "embedder", model).await?;
-            bump_generation(&mut transaction).await?;
-            transaction.commit().await
+            let stamp = bump_generation(&mut transaction).await?;
+            transaction.commit().await?;
+            Ok(stamp)
         }
         .await;
-        result.map_err(|error| store_error("finish the reindex", error))?;
-        // Other models' vectors were never in the copy, so it is still right; only its
-        // generation moved.
-        let current = crate::memory::read_generation(&self.pool)
-            .await
-            .map_err(|error| store_error("read the memory generation", error))?;
-        self.apply_to_index(current, |_| {});
+        let stamp = result.map_err(|error| store_error("finish the reindex", error))?;
+        // Other models' vectors were never in the copies, so they are still right; only the
+        // stamp moved (past the change log entries of the dropped vectors).
+        self.apply_to_index(stamp, |_| {});
         Ok(())
     }
 

@@ -133,7 +133,6 @@ impl TextIndex {
     }
 
     /// How many memories the copy holds.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.numbers.len()
     }

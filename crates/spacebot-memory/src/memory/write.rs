@@ -12,7 +12,7 @@ use spacebot_core::{AgentId, Edge, MemoryId, MemoryScope, MemoryType, NewMemory,
 use crate::error::store_error;
 use crate::memory::rows::encode_vector;
 use crate::memory::vectors::{Entry, NewVectors};
-use crate::memory::{SqliteMemory, bump_generation, invalid, millis};
+use crate::memory::{SqliteMemory, Stamp, bump_generation, invalid, millis};
 
 /// The longest content a memory may have, in bytes.
 pub const MAX_CONTENT_BYTES: usize = 50_000;
@@ -171,7 +171,7 @@ impl SqliteMemory {
         self.ensure_index_locked().instrument(lock_span).await?;
         let now = millis(self.now());
         // Outcomes, vectors and words of the new rows, and the generation the commit made.
-        type Committed<'a> = (Vec<SaveOutcome>, NewVectors, Vec<(Entry, &'a str)>, i64);
+        type Committed<'a> = (Vec<SaveOutcome>, NewVectors, Vec<(Entry, &'a str)>, Stamp);
         let result: Result<Committed<'_>, sqlx::Error> = async {
             let mut transaction = self.begin_write().instrument(tracing::trace_span!("save.begin")).await?;
             // What is stored now, under the write lock (`known` was read before it).
@@ -396,13 +396,13 @@ impl SqliteMemory {
 
     /// As `ensure_index`, for a caller that holds the write lock.
     pub(crate) async fn ensure_index_locked(&self) -> Result<(), StoreError> {
-        let current = crate::memory::read_generation(&self.pool)
+        let current = crate::memory::read_stamp(&self.pool)
             .await
             .map_err(|error| store_error("read the memory generation", error))?;
-        if self.read_index().generation() == Some(current) {
+        if self.read_index().synced().is_some_and(|synced| synced.generation == current.generation) {
             return Ok(());
         }
-        self.reload_index_locked().await
+        self.sync_index_locked().await
     }
 
     pub(crate) async fn forget_one(&self, agent: &AgentId, id: &MemoryId) -> Result<bool, StoreError> {
@@ -410,7 +410,7 @@ impl SqliteMemory {
         let _writer = self.writer.lock().await;
         self.ensure_index_locked().await?;
         let now = millis(self.now());
-        let result: Result<(Option<i64>, i64), sqlx::Error> = async {
+        let result: Result<(Option<i64>, Stamp), sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
             let seq: Option<i64> = sqlx::query_scalar(
                 "UPDATE memories SET forgotten_at = ?1 WHERE id = ?2 AND agent = ?3 AND forgotten_at IS NULL
@@ -518,8 +518,7 @@ impl SqliteMemory {
         }
         .await;
         result.map_err(|error| store_error(operation(), error))?;
-        // Scopes changed under the copy: reload it on next use.
-        self.write_index().set_generation(None);
+        // Scopes changed under the copies: the next read catches them up from the change log.
         Ok(())
     }
 }
