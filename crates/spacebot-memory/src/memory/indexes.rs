@@ -162,6 +162,10 @@ pub(crate) async fn changes_since(
 ) -> Result<Option<Changes>, sqlx::Error> {
     let mut snapshot = pool.begin().await?;
     let stamp = read_stamp(&mut *snapshot).await?;
+    if stamp.change < since.change || stamp.generation < since.generation {
+        // The file went back (restored from a copy, say): nothing in it relates to the copies.
+        return Ok(None);
+    }
     if stamp.change == since.change {
         snapshot.commit().await?;
         return Ok(Some(Changes { stamp, changed: Vec::new(), live: Vec::new() }));
@@ -332,5 +336,31 @@ mod tests {
         assert_eq!(daemon.read_index().loads, 2);
         let report = cli.maintain(&agent, MaintenanceOptions::default()).await.unwrap();
         assert!(report.complete);
+    }
+
+    /// A file that went back under a running store (restored from an older copy) is reloaded,
+    /// not caught up: its change log says nothing about what the copies hold.
+    #[tokio::test]
+    async fn a_file_restored_to_an_older_copy_is_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.db");
+        let backup = dir.path().join("backup.db");
+        let daemon = open(&path).await;
+        daemon.save(NewMemory::new(MemoryType::Fact, "kept in the backup", MemoryScope::agent("main"))).await.unwrap();
+        sqlx::query("VACUUM INTO ?1").bind(backup.to_string_lossy().into_owned()).execute(&daemon.pool).await.unwrap();
+        for i in 0..5 {
+            let memory = NewMemory::new(MemoryType::Fact, format!("after the backup {i}"), MemoryScope::agent("main"));
+            daemon.save(memory).await.unwrap();
+        }
+        assert_eq!(daemon.read_index().text.len(), 6);
+        // The restored file, as a store that opens it sees it: behind the daemon's copies.
+        let restored = open(&backup).await;
+        assert_eq!(restored.read_index().text.len(), 1);
+        let stamp = restored.read_index().synced().unwrap();
+        let ahead = daemon.read_index().synced().unwrap();
+        assert!(stamp.change < ahead.change && stamp.generation < ahead.generation);
+        let model = restored.embedder().model_id().to_owned();
+        let changes = super::changes_since(&restored.pool, &model, 32, ahead, 1_000).await.unwrap();
+        assert!(changes.is_none(), "a file behind the copies is not caught up from");
     }
 }
