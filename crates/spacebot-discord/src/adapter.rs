@@ -23,7 +23,6 @@ use serenity::all::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
-use tokio_stream::wrappers::ReceiverStream;
 
 use spacebot_core::{
     AdapterError, AdapterErrorKind, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse, StatusUpdate,
@@ -239,7 +238,15 @@ impl MessagingAdapter for DiscordAdapter {
         let (sender, receiver) = mpsc::channel(INBOUND_BUFFER);
         let (ready_tx, ready_rx) = oneshot::channel();
         let (messages_tx, messages_rx) = mpsc::unbounded_channel();
-        let intake = tokio::spawn(intake(inner.clone(), messages_rx, sender.clone()));
+        let (flushed_tx, flushed_rx) = oneshot::channel::<()>();
+        let (client_done_tx, client_done_rx) = oneshot::channel::<()>();
+        let intake = tokio::spawn({
+            let intake = intake(inner.clone(), messages_rx, client_done_rx, sender.clone());
+            async move {
+                intake.await;
+                let _ = flushed_tx.send(());
+            }
+        });
         let handler =
             Handler { inner: inner.clone(), inbound: sender, messages: messages_tx, ready: Mutex::new(Some(ready_tx)) };
         let mut client = ClientBuilder::new_with_http(build_http(&inner.settings), INTENTS)
@@ -249,7 +256,11 @@ impl MessagingAdapter for DiscordAdapter {
         let shards = client.shard_manager.clone();
         let (ended_tx, mut ended_rx) = oneshot::channel();
         let task = tokio::spawn(async move {
-            let _ = ended_tx.send(client.start().await);
+            let outcome = client.start().await;
+            // Serenity keeps the handler (and so the intake's channel) alive after this; tell
+            // the intake directly.
+            let _ = client_done_tx.send(());
+            let _ = ended_tx.send(outcome);
         });
         *inner.session.lock().await = Some(Session { shards, task, intake });
 
@@ -276,8 +287,12 @@ impl MessagingAdapter for DiscordAdapter {
                 Ok(Err(error)) => tracing::warn!(adapter = %name, %error, "the Discord client stopped"),
                 _ => tracing::info!(adapter = %name, "the Discord client stopped"),
             }
+            // The messages the intake still held to order them go in before the stream ends.
+            if tokio::time::timeout(STOP_GRACE, flushed_rx).await.is_err() {
+                tracing::warn!(adapter = %name, "the message intake did not finish; ending the stream anyway");
+            }
         };
-        Ok(ReceiverStream::new(receiver).take_until(ended).boxed())
+        Ok(until_ended(receiver, ended))
     }
 
     async fn send(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
@@ -421,16 +436,47 @@ impl EventHandler for Handler {
     }
 }
 
+/// The inbound stream: what `receiver` yields until `ended` resolves, then what it still buffers
+/// (nothing handed in before the end is lost), then its end.
+fn until_ended(
+    receiver: mpsc::Receiver<InboundMessage>,
+    ended: impl Future<Output = ()> + Send + 'static,
+) -> InboundStream {
+    futures::stream::unfold((receiver, Box::pin(ended), false), |(mut receiver, mut ended, mut closed)| async move {
+        loop {
+            if closed {
+                let message = receiver.recv().await?;
+                return Some((message, (receiver, ended, closed)));
+            }
+            tokio::select! {
+                message = receiver.recv() => {
+                    let message = message?;
+                    return Some((message, (receiver, ended, closed)));
+                }
+                () = &mut ended => {
+                    receiver.close();
+                    closed = true;
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 /// The message intake of one session: puts each channel's gateway messages back in order
 /// ([`Reorder`]), then looks up thread parents, maps and hands them in one at a time, so the
-/// order survives the lookups too. Ends, after handing in what it held, when the handler is
-/// dropped with the client.
+/// order survives the lookups too. Ends, after handing in everything it held, when the client
+/// stopped (`client_done`) or the handler is gone.
 async fn intake(
     inner: Arc<Inner>,
     mut messages: mpsc::UnboundedReceiver<Message>,
+    mut client_done: oneshot::Receiver<()>,
     inbound: mpsc::Sender<InboundMessage>,
 ) {
     let mut order = Reorder::new(ORDER_HOLD);
+    // Set once the client stopped: handler tasks serenity spawned just before may still be on
+    // their way, so messages are taken until then, and everything held goes in after.
+    let mut closing: Option<Instant> = None;
     loop {
         let due = order.next_due();
         let open = tokio::select! {
@@ -441,6 +487,11 @@ async fn intake(
                 }
                 None => false,
             },
+            _ = &mut client_done, if closing.is_none() => {
+                closing = Some(Instant::now() + ORDER_HOLD);
+                true
+            }
+            () = sleep_until(closing.unwrap_or_else(Instant::now)), if closing.is_some() => false,
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => true,
         };
         let released = if open { order.due(Instant::now()) } else { order.drain() };

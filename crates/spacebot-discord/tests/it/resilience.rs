@@ -105,3 +105,18 @@ async fn shutdown_closes_the_stream() {
     let ended = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut stream)).await.expect("the stream ends");
     assert!(ended.is_none());
 }
+
+/// Messages the intake still holds to order them when the session ends are handed in before
+/// the stream ends, not dropped with it.
+#[tokio::test]
+async fn messages_held_for_ordering_when_the_session_ends_are_still_handed_in() {
+    let (fake, adapter, mut stream) = connected(|s| s).await;
+    fake.reject_identify(4004);
+    fake.post(FakeMessage::guild(GUILD, CHANNEL, 7, "last words"));
+    fake.drop_connection(4004);
+    let last = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut stream)).await.expect("a message or the end");
+    assert_eq!(last.map(|message| message.content.text().to_owned()).as_deref(), Some("last words"));
+    let ended = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut stream)).await.expect("the stream ends");
+    assert!(ended.is_none(), "got {ended:?}");
+    shut(adapter).await;
+}
