@@ -76,9 +76,12 @@ impl Indexes {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct LoadRow {
-    seq: i64,
+/// The columns of a memory that its [`Entry`] holds, as every query feeding the copies selects
+/// them (`m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key,
+/// m.created_at`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EntryRow {
+    pub(crate) seq: i64,
     id: String,
     agent: String,
     kind: String,
@@ -87,14 +90,11 @@ struct LoadRow {
     conversation: Option<String>,
     scope_key: String,
     created_at: i64,
-    content: String,
-    vector: Option<Vec<u8>>,
 }
 
-impl LoadRow {
-    /// The row's entry, its content and its raw vector; `agents` shares agent strings (files
-    /// usually hold one agent's memories).
-    fn into_parts(self, agents: &mut Vec<Arc<str>>) -> (Entry, String, Option<Vec<u8>>) {
+impl EntryRow {
+    /// The entry; `agents` shares agent strings (files usually hold one agent's memories).
+    pub(crate) fn into_entry(self, agents: &mut Vec<Arc<str>>) -> Entry {
         let agent = match agents.iter().find(|known| ***known == *self.agent) {
             Some(known) => known.clone(),
             None => {
@@ -103,7 +103,7 @@ impl LoadRow {
                 agent
             }
         };
-        let entry = Entry {
+        Entry {
             seq: self.seq,
             id: MemoryId::from(self.id),
             agent,
@@ -114,9 +114,16 @@ impl LoadRow {
             scope_key: Arc::from(self.scope_key),
             created_at: self.created_at,
             partition: 0,
-        };
-        (entry, self.content, self.vector)
+        }
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct LoadRow {
+    #[sqlx(flatten)]
+    entry: EntryRow,
+    content: String,
+    vector: Option<Vec<u8>>,
 }
 
 /// The live memories' columns the copies hold, with the vector of the model bound as `?1`,
@@ -194,7 +201,8 @@ pub(crate) async fn changes_since(
     let live = rows
         .into_iter()
         .map(|row| {
-            let (entry, content, bytes) = row.into_parts(&mut agents);
+            let LoadRow { entry, content, vector: bytes } = row;
+            let entry = entry.into_entry(&mut agents);
             let vector =
                 bytes.filter(|bytes| decode_vector_into(bytes, dimensions, &mut vector)).map(|_| vector.clone());
             (entry, content, vector)
@@ -218,7 +226,8 @@ pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> R
         let mut vector = Vec::with_capacity(dimensions);
         while let Some(chunk) = received.blocking_recv() {
             for row in chunk {
-                let (entry, content, bytes) = row.into_parts(&mut agents);
+                let LoadRow { entry, content, vector: bytes } = row;
+                let entry = entry.into_entry(&mut agents);
                 let has_vector = bytes.is_some_and(|bytes| decode_vector_into(&bytes, dimensions, &mut vector));
                 indexes.insert(entry, &content, has_vector.then_some(vector.as_slice()));
             }

@@ -3,27 +3,19 @@
 //! dropping vectors of other models. Batch by batch, each batch one transaction, with progress
 //! reported to the caller.
 
-use std::sync::Arc;
-
-use spacebot_core::{MemoryId, MemoryType, StoreError};
+use spacebot_core::StoreError;
 
 use crate::error::store_error;
+use crate::memory::indexes::EntryRow;
 use crate::memory::maintain::set_meta_in;
 use crate::memory::rows::encode_vector;
-use crate::memory::vectors::{Entry, NewVectors};
+use crate::memory::vectors::NewVectors;
 use crate::memory::{SqliteMemory, Stamp, bump_generation};
 
 #[derive(sqlx::FromRow)]
 struct PendingRow {
-    seq: i64,
-    id: String,
-    agent: String,
-    kind: String,
-    private: i64,
-    human: Option<String>,
-    conversation: Option<String>,
-    scope_key: String,
-    created_at: i64,
+    #[sqlx(flatten)]
+    entry: EntryRow,
     content: String,
     content_hash: String,
 }
@@ -96,6 +88,7 @@ impl SqliteMemory {
             let result: Result<(NewVectors, Stamp), sqlx::Error> = async {
                 let mut transaction = self.begin_write().await?;
                 let mut written = Vec::new();
+                let mut agents = Vec::new();
                 for (row, vector) in rows.iter().zip(vectors) {
                     // Only if the memory is still live with the content that was embedded.
                     let done = sqlx::query(
@@ -103,14 +96,14 @@ impl SqliteMemory {
                          SELECT seq, ?2, ?3 FROM memories WHERE seq = ?1 AND forgotten_at IS NULL AND content_hash = ?4
                          ON CONFLICT (memory_seq) DO UPDATE SET model = excluded.model, vector = excluded.vector",
                     )
-                    .bind(row.seq)
+                    .bind(row.entry.seq)
                     .bind(&model)
                     .bind(encode_vector(&vector))
                     .bind(&row.content_hash)
                     .execute(&mut *transaction)
                     .await?;
                     if done.rows_affected() > 0 {
-                        written.push((entry_of(row), vector));
+                        written.push((row.entry.clone().into_entry(&mut agents), vector));
                     }
                 }
                 let generation = bump_generation(&mut transaction).await?;
@@ -175,20 +168,5 @@ impl SqliteMemory {
             .fetch_optional(&self.pool)
             .await
             .map_err(|error| store_error("read the embedder model", error))
-    }
-}
-
-fn entry_of(row: &PendingRow) -> Entry {
-    Entry {
-        seq: row.seq,
-        id: MemoryId::from(row.id.as_str()),
-        agent: Arc::from(row.agent.as_str()),
-        kind: MemoryType::from_label(&row.kind).unwrap_or(MemoryType::Fact),
-        private: row.private != 0,
-        human: row.human.as_deref().map(Arc::from),
-        conversation: row.conversation.as_deref().map(Arc::from),
-        scope_key: Arc::from(row.scope_key.as_str()),
-        created_at: row.created_at,
-        partition: 0,
     }
 }

@@ -11,14 +11,14 @@
 //! The copy follows the database as the vector copy does (see `indexes.rs`): loaded at open,
 //! updated by the writer after each commit, reloaded when another process wrote.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use unicode_normalization::char::{decompose_canonical, is_combining_mark};
 
 use spacebot_core::MemoryId;
 
-use crate::memory::vectors::Entry;
+use crate::memory::vectors::{Entry, Scored, keep_best};
 
 /// BM25's term-frequency saturation, as FTS5's `bm25()`.
 const K1: f64 = 1.2;
@@ -99,32 +99,6 @@ pub(crate) struct TextIndex {
     numbers: HashMap<i64, u32>,
     /// The sum of the documents' lengths.
     words: u64,
-}
-
-/// A scored document, ordered best first: higher score, then older memory.
-#[derive(Debug, Clone, Copy)]
-struct Ranked {
-    score: f64,
-    seq: i64,
-    doc: u32,
-}
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Ranked {}
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ranked {
-    /// "Greater" means "better".
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score.total_cmp(&other.score).then_with(|| other.seq.cmp(&self.seq))
-    }
 }
 
 impl TextIndex {
@@ -250,27 +224,18 @@ impl TextIndex {
                 *slot += idf * ((count * (K1 + 1.0)) / (count + K1 * (1.0 - B + B * f64::from(doc.words) / average)));
             }
         }
-        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(k + 1);
+        let mut heap: BinaryHeap<Reverse<Scored<f64>>> = BinaryHeap::with_capacity(k + 1);
         for doc in touched {
             let Some(held) = &self.docs[doc as usize] else { continue };
-            let ranked = Ranked { score: scores[doc as usize], seq: held.entry.seq, doc };
-            if heap.len() == k && heap.peek().is_some_and(|worst| ranked <= worst.0) {
-                continue;
-            }
-            if !admit(&held.entry) {
-                continue;
-            }
-            heap.push(Reverse(ranked));
-            if heap.len() > k {
-                heap.pop();
-            }
+            let scored = Scored { score: scores[doc as usize], seq: held.entry.seq, slot: doc as usize };
+            keep_best(&mut heap, k, scored, &held.entry, &admit);
         }
-        let mut best: Vec<Ranked> = heap.into_iter().map(|Reverse(ranked)| ranked).collect();
+        let mut best: Vec<Scored<f64>> = heap.into_iter().map(|Reverse(scored)| scored).collect();
         best.sort_by(|a, b| b.cmp(a));
         best.into_iter()
-            .filter_map(|ranked| {
-                let doc = self.docs[ranked.doc as usize].as_ref()?;
-                Some((doc.entry.id.clone(), ranked.score))
+            .filter_map(|scored| {
+                let doc = self.docs[scored.slot].as_ref()?;
+                Some((doc.entry.id.clone(), scored.score))
             })
             .collect()
     }

@@ -193,29 +193,47 @@ struct Members {
     slots: Vec<usize>,
 }
 
-/// A scored slot, ordered by score then by sequence for a deterministic heap.
-#[derive(Debug, Clone, Copy)]
-struct Scored {
-    score: f32,
-    seq: i64,
-    slot: usize,
+/// A score that orders totally (`f32` for similarities, `f64` for BM25).
+pub(crate) trait Score: Copy {
+    fn order(&self, other: &Self) -> Ordering;
 }
 
-impl PartialEq for Scored {
+impl Score for f32 {
+    fn order(&self, other: &Self) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+impl Score for f64 {
+    fn order(&self, other: &Self) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+/// A scored slot (of the vector copy, or a document of the word copy), ordered by score then
+/// by sequence for a deterministic heap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scored<S = f32> {
+    pub(crate) score: S,
+    pub(crate) seq: i64,
+    pub(crate) slot: usize,
+}
+
+impl<S: Score> PartialEq for Scored<S> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
-impl Eq for Scored {}
-impl PartialOrd for Scored {
+impl<S: Score> Eq for Scored<S> {}
+impl<S: Score> PartialOrd for Scored<S> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Scored {
+impl<S: Score> Ord for Scored<S> {
     /// "Greater" means "better": higher score, then older memory.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score.total_cmp(&other.score).then_with(|| other.seq.cmp(&self.seq))
+        self.score.order(&other.score).then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -500,10 +518,10 @@ impl VectorIndex {
 /// Keeps the `wanted` best of a stream of scored slots that `admit` lets through, checking
 /// `admit` only for those good enough to be kept.
 #[inline(always)]
-fn keep_best(
-    heap: &mut BinaryHeap<Reverse<Scored>>,
+pub(crate) fn keep_best<S: Score>(
+    heap: &mut BinaryHeap<Reverse<Scored<S>>>,
     wanted: usize,
-    scored: Scored,
+    scored: Scored<S>,
     entry: &Entry,
     admit: &impl Fn(&Entry) -> bool,
 ) {
