@@ -256,18 +256,7 @@ mod tests {
     }
 
     fn entry(seq: i64) -> Entry {
-        Entry {
-            seq,
-            id: MemoryId::from(format!("m{seq}")),
-            agent: Arc::from("main"),
-            kind: MemoryType::Fact,
-            private: false,
-            human: None,
-            conversation: None,
-            scope_key: Arc::from("shared"),
-            created_at: 0,
-            partition: 0,
-        }
+        Entry::shared_fact(seq)
     }
 
     fn terms(text: &str) -> Vec<String> {

@@ -152,6 +152,23 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// A shared fact of agent `main` with id `m{seq}`, for tests.
+    #[cfg(test)]
+    pub(crate) fn shared_fact(seq: i64) -> Self {
+        Self {
+            seq,
+            id: MemoryId::from(format!("m{seq}")),
+            agent: Arc::from("main"),
+            kind: MemoryType::Fact,
+            private: false,
+            human: None,
+            conversation: None,
+            scope_key: Arc::from("shared"),
+            created_at: 0,
+            partition: 0,
+        }
+    }
+
     /// The heap bytes of its id (the shared strings are counted with whoever else holds them:
     /// not at all).
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -684,18 +701,7 @@ mod tests {
     }
 
     fn entry(seq: i64) -> Entry {
-        Entry {
-            seq,
-            id: MemoryId::from(format!("m{seq}")),
-            agent: Arc::from("main"),
-            kind: MemoryType::Fact,
-            private: false,
-            human: None,
-            conversation: None,
-            scope_key: Arc::from("shared"),
-            created_at: 0,
-            partition: 0,
-        }
+        Entry::shared_fact(seq)
     }
 
     #[test]
