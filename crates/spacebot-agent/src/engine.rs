@@ -11,7 +11,7 @@ use spacebot_core::{
 };
 
 use crate::channel::Channel;
-use crate::compactor::CompactionSettings;
+use crate::context::compactor::CompactionSettings;
 use crate::prompt;
 use crate::task_tools::{TaskToolSettings, task_tools};
 

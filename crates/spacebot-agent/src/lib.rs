@@ -27,8 +27,7 @@
 
 mod branch;
 mod channel;
-mod chronicle;
-mod compactor;
+mod context;
 mod engine;
 mod memory_tools;
 mod processes;
@@ -37,8 +36,8 @@ mod task_tools;
 mod tools;
 mod worker;
 
-pub use chronicle::{CHRONICLE_TOOL, ChronicleSettings, CompactionMode};
-pub use compactor::CompactionSettings;
+pub use context::chronicle::{CHRONICLE_TOOL, ChronicleSettings, CompactionMode};
+pub use context::compactor::CompactionSettings;
 pub use engine::{AgentProfile, ChannelEngine, ChannelSettings, CoalesceSettings};
 pub use memory_tools::{MEMORY_DELETE_TOOL, MEMORY_RECALL_TOOL, MEMORY_SAVE_TOOL, MemoryToolContext, memory_tools};
 pub use task_tools::{Sandbox, TaskToolError, TaskToolSettings, WebFetchSettings, bubblewrap_available, task_tools};

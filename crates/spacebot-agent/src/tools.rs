@@ -7,7 +7,7 @@ use serde_json::json;
 
 use spacebot_core::ToolSpec;
 
-use crate::chronicle::chronicle_tool_spec;
+use crate::context::chronicle::chronicle_tool_spec;
 
 /// The tool that sends a message to the conversation and ends the turn.
 pub const REPLY_TOOL: &str = "reply";

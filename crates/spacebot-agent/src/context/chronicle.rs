@@ -26,11 +26,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use spacebot_core::{
-    AgentId, ChatMessage, ChatRequest, Checkpoint, CheckpointKind, Chronicle, ConversationId, ConversationLog,
-    LanguageModel, LoggedMessage, NewCheckpoint, NewRollup, Role, Tool, ToolError, ToolSpec,
+    AgentId, Checkpoint, CheckpointKind, Chronicle, ConversationId, ConversationLog, LanguageModel, LoggedMessage,
+    NewCheckpoint, NewRollup, Role, Tool, ToolError, ToolSpec,
 };
 
-use crate::compactor::{self, CompactionSettings};
+use super::compactor::{self, CompactionSettings};
 use crate::processes::{one_line, preview};
 
 /// The tool that lists and opens checkpoints (and, for branches, reads their messages).
@@ -221,20 +221,12 @@ impl CutJob {
             return JobOutcome::Nothing("no answered messages to cover yet".to_owned());
         }
         let fallback = span_title(&messages);
-        let request = ChatRequest::new(
-            CUT_PROMPT,
-            vec![ChatMessage::user(format!(
-                "{}Messages to summarise:\n\n{}",
-                narrative(&self.narrative),
-                transcript(&messages)
-            ))],
-        )
-        .with_max_tokens(self.settings.summary_max_tokens);
+        let text = format!("{}Messages to summarise:\n\n{}", narrative(&self.narrative), transcript(&messages));
         let model = self.model.name().to_owned();
         let Some(draft) = NewCheckpoint::over(self.kind, &messages, "", "") else {
             return JobOutcome::Nothing("no messages to cover".to_owned());
         };
-        let draft = match call(&self.model, request, &self.settings).await {
+        let draft = match super::summarize(&self.model, CUT_PROMPT, text, &self.settings).await {
             Ok(answer) => {
                 let (title, summary) = parse_answer(&answer, &fallback);
                 let mut draft = draft.with_model(model);
@@ -299,9 +291,7 @@ impl RollupJob {
             // Writing to a String cannot fail.
             let _ = write!(text, "\n{}\n{}\n", entry_heading(checkpoint), checkpoint.summary.trim());
         }
-        let request = ChatRequest::new(ROLLUP_PROMPT, vec![ChatMessage::user(text)])
-            .with_max_tokens(self.settings.summary_max_tokens);
-        match call(&self.model, request, &self.settings).await {
+        match super::summarize(&self.model, ROLLUP_PROMPT, text, &self.settings).await {
             Ok(answer) => {
                 let fallback = format!(
                     "{} to {}",
@@ -315,22 +305,6 @@ impl RollupJob {
                 )
             }
             Err(reason) => JobOutcome::Nothing(reason),
-        }
-    }
-}
-
-/// One summary call within the compaction time limit; errors are sentences.
-async fn call(
-    model: &Arc<dyn LanguageModel>,
-    request: ChatRequest,
-    settings: &CompactionSettings,
-) -> Result<String, String> {
-    match tokio::time::timeout(settings.summary_timeout, model.complete(request)).await {
-        Ok(Ok(response)) if !response.content.trim().is_empty() => Ok(response.content.trim().to_owned()),
-        Ok(Ok(_)) => Err("the compactor model answered with an empty summary".to_owned()),
-        Ok(Err(error)) => Err(format!("the compactor model failed: {error}")),
-        Err(_) => {
-            Err(format!("the compactor model did not answer within {} seconds", settings.summary_timeout.as_secs()))
         }
     }
 }

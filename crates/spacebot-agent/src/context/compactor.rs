@@ -21,9 +21,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spacebot_core::{ChatMessage, ChatRequest, LanguageModel};
+use spacebot_core::{ChatMessage, LanguageModel};
 
-use crate::chronicle::{ChronicleSettings, CompactionMode};
+use super::chronicle::{ChronicleSettings, CompactionMode};
 use crate::processes::preview;
 
 /// Messages a cut always leaves in place, newest last.
@@ -321,19 +321,8 @@ pub(crate) async fn summarize(
     transcript: String,
     settings: CompactionSettings,
 ) -> Result<String, String> {
-    let request = ChatRequest::new(
-        SUMMARY_PROMPT,
-        vec![ChatMessage::user(format!("Summarise this conversation so far:\n\n{transcript}"))],
-    )
-    .with_max_tokens(settings.summary_max_tokens);
-    match tokio::time::timeout(settings.summary_timeout, model.complete(request)).await {
-        Ok(Ok(response)) if !response.content.trim().is_empty() => Ok(response.content.trim().to_owned()),
-        Ok(Ok(_)) => Err("the compactor model answered with an empty summary".to_owned()),
-        Ok(Err(error)) => Err(format!("the compactor model failed: {error}")),
-        Err(_) => {
-            Err(format!("the compactor model did not answer within {} seconds", settings.summary_timeout.as_secs()))
-        }
-    }
+    let text = format!("Summarise this conversation so far:\n\n{transcript}");
+    super::summarize(&model, SUMMARY_PROMPT, text, &settings).await
 }
 
 #[cfg(test)]

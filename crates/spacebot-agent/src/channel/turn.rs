@@ -1,0 +1,437 @@
+//! Messages, bursts and control commands, and the turn: model calls with the channel tools until
+//! a reply, a skip or a visible error.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use spacebot_core::{
+    ChatMessage, ChatRequest, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox, LlmError,
+    LlmErrorKind, MessageId, OutboundResponse, ProcessId, Role, RuntimeEvent, StatusUpdate, StoredMessage, TurnOutcome,
+};
+
+use crate::context::chronicle::{self, CHRONICLE_TOOL};
+use crate::context::compactor;
+use crate::prompt::{batch_envelope, envelope};
+use crate::tools::{
+    BRANCH_TOOL, CANCEL_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, ReactArgs, SKIP_TOOL, SPAWN_WORKER_TOOL,
+    channel_tools, fallback_refusal, parse_args, parse_reply,
+};
+
+use super::compaction::request_tokens;
+use super::{Channel, HARNESS_SENDER};
+
+/// Why a turn ended without a reply or skip. Each becomes an error the user can see.
+#[derive(Debug)]
+pub(super) enum TurnFailure {
+    NoModel,
+    Model(LlmError),
+    Budget(usize),
+    Timeout(Duration),
+    Panicked,
+    Stopped,
+}
+
+/// What started a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TurnKind {
+    /// One or more messages from people.
+    User,
+    /// Background results to relay.
+    Relay,
+}
+
+/// One turn's input.
+pub(super) struct TurnInput {
+    pub(super) kind: TurnKind,
+    /// Responses are delivered in the context of this message.
+    pub(super) target: Arc<InboundMessage>,
+    /// The inbound messages the turn answers (marked handled by its reply, skip or error).
+    pub(super) answers: Vec<MessageId>,
+    /// What the model sees as the user message.
+    pub(super) text: String,
+}
+
+/// Messages of a group conversation waiting to be answered together.
+pub(super) struct Burst {
+    pub(super) messages: Vec<InboundMessage>,
+    pub(super) first: Instant,
+    pub(super) deadline: Instant,
+}
+
+impl Channel {
+    // ---------------------------------------------------------------------------------------
+    // Messages, bursts and control commands
+
+    pub(super) async fn accept(&mut self, message: InboundMessage, inbox: &Inbox) {
+        if self.paused {
+            // An explicit skip by the harness: recorded as handled, nothing sent.
+            if let Err(error) = self.ctx.log.mark_handled(&self.ctx.agent, std::slice::from_ref(&message.id)).await {
+                tracing::error!(agent = %self.ctx.agent, %error, "can't mark a message handled while paused");
+            }
+            self.publish_turn(TurnOutcome::Skipped);
+            return;
+        }
+        let coalesce = self.profile.settings.coalesce.filter(|_| !message.direct);
+        if let Some(settings) = coalesce {
+            let now = Instant::now();
+            match &mut self.burst {
+                Some(burst) => {
+                    burst.messages.push(message);
+                    burst.deadline = (now + settings.debounce).min(burst.first + settings.max_wait);
+                }
+                None => {
+                    self.burst = Some(Burst { messages: vec![message], first: now, deadline: now + settings.debounce })
+                }
+            }
+            // The burst's messages stay in progress together, so if this task dies, each is
+            // answered with a visible error rather than only the last.
+            inbox.set_holding(true);
+            return;
+        }
+        self.flush_burst(inbox).await;
+        self.user_turn(vec![message], inbox).await;
+    }
+
+    pub(super) async fn flush_burst(&mut self, inbox: &Inbox) {
+        inbox.set_holding(false);
+        if let Some(burst) = self.burst.take() {
+            self.user_turn(burst.messages, inbox).await;
+        }
+    }
+
+    pub(super) async fn user_turn(&mut self, messages: Vec<InboundMessage>, inbox: &Inbox) {
+        let Some(last) = messages.last() else { return };
+        let target = Arc::new(last.clone());
+        let answers: Vec<MessageId> = messages.iter().map(|m| m.id.clone()).collect();
+        for message in &messages {
+            self.participants.insert(message.participant());
+        }
+        // A message the loaded history kept (when the log could not say what was unanswered) is
+        // answered now, so it moves to the end of the context.
+        self.context.history.retain(|entry| !entry.inbound.iter().any(|id| answers.contains(id)));
+        let text = match messages.as_slice() {
+            [one] => envelope(one),
+            many => batch_envelope(many),
+        };
+        self.relays_since_user = 0;
+        self.last_origin = Some(target.clone());
+        self.run_turn(TurnInput { kind: TurnKind::User, target, answers, text }, inbox).await;
+    }
+
+    /// Carries out a control command between turns (or after the turn it interrupted) and
+    /// answers it.
+    pub(super) async fn control(&mut self, command: ControlCommand, message: &InboundMessage, interrupted_turn: bool) {
+        let text = match command {
+            ControlCommand::Status => self.status_report(false),
+            ControlCommand::Stop => {
+                let cancelled = self.stop_all("stopped with /stop");
+                let turn = if interrupted_turn { "the reply in progress and " } else { "" };
+                format!("Stopped {turn}{cancelled} background process(es).")
+            }
+            ControlCommand::Pause => {
+                self.paused = true;
+                "Paused: I won't answer messages here until someone sends /resume.".to_owned()
+            }
+            ControlCommand::Resume => {
+                self.paused = false;
+                "Resumed: I'm answering messages again.".to_owned()
+            }
+            ControlCommand::New => {
+                self.cancel_compaction("the context was cleared with /new");
+                self.context.history.clear();
+                // A checkpoint cut in flight is discarded when it arrives (the head moved).
+                self.context.head_epoch += 1;
+                self.context.boundaries.clear();
+                self.pending.clear();
+                self.relay_at = None;
+                "Starting fresh: I've set aside the earlier messages of this conversation.".to_owned()
+            }
+            _ => format!("The command /{} is not supported here.", command.name()),
+        };
+        answer_command(&self.ctx, message, text).await;
+    }
+
+    /// Cancels every process without relaying their ends, and drops unrelayed results.
+    pub(super) fn stop_all(&mut self, reason: &str) -> usize {
+        let ids: Vec<ProcessId> = self.procs.entries.keys().cloned().collect();
+        for id in &ids {
+            self.procs.cancel(id, reason, false);
+        }
+        self.pending.clear();
+        self.relay_at = None;
+        ids.len()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Turns
+
+    /// Runs one turn with typing indicators, a time limit, panic containment, and the control
+    /// lane watched throughout. Always ends in a reply, a skip or a visible error.
+    pub(super) async fn run_turn(&mut self, input: TurnInput, inbox: &Inbox) {
+        self.ctx.outbox.publish(RuntimeEvent::TurnStarted {
+            agent: self.ctx.agent.clone(),
+            conversation: self.ctx.conversation.clone(),
+        });
+        self.status(&input.target, StatusUpdate::Typing).await;
+        let limit = self.profile.settings.turn_timeout;
+        let ctx = self.ctx.clone();
+        let status_now = self.status_report(true);
+        let mut deferred: Vec<(ControlCommand, InboundMessage)> = Vec::new();
+        let result = {
+            let turn = AssertUnwindSafe(tokio::time::timeout(limit, self.turn(&input))).catch_unwind();
+            tokio::pin!(turn);
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut turn => break Some(result),
+                    control = inbox.recv_control() => {
+                        let ConversationInput::Control(command, message) = control else { continue };
+                        match command {
+                            ControlCommand::Status => answer_command(&ctx, &message, status_now.clone()).await,
+                            ControlCommand::Stop => {
+                                deferred.push((command, message));
+                                break None;
+                            }
+                            _ => deferred.push((command, message)),
+                        }
+                    }
+                }
+            }
+        };
+        let stopped = result.is_none();
+        let outcome = match result {
+            Some(Ok(Ok(Ok(outcome)))) => outcome,
+            Some(Ok(Ok(Err(failure)))) => self.fail(&input, failure).await,
+            Some(Ok(Err(_elapsed))) => self.fail(&input, TurnFailure::Timeout(limit)).await,
+            Some(Err(_panic)) => self.fail(&input, TurnFailure::Panicked).await,
+            None => self.fail(&input, TurnFailure::Stopped).await,
+        };
+        self.status(&input.target, StatusUpdate::StopTyping).await;
+        self.maintain_context();
+        self.maintain_chronicle().await;
+        self.publish_turn(outcome);
+        for (command, message) in deferred {
+            self.control(command, &message, stopped).await;
+        }
+    }
+
+    pub(super) async fn turn(&mut self, input: &TurnInput) -> Result<TurnOutcome, TurnFailure> {
+        self.turn_calls.clear();
+        let model = self.profile.model.clone().ok_or(TurnFailure::NoModel)?;
+        self.drain_reports();
+        self.refresh_knowledge().await;
+        let system = self.system_prompt();
+        let user = ChatMessage::user(input.text.clone());
+        let mut turn = vec![user.clone()];
+        let budget = match input.kind {
+            TurnKind::User => self.profile.settings.max_model_calls_per_turn,
+            TurnKind::Relay => self.profile.settings.max_model_calls_per_relay,
+        };
+
+        let with_chronicle = self.chronicle_tools_on();
+        for _ in 0..budget {
+            let messages = self.context.messages().chain(turn.iter().cloned()).collect();
+            let request = ChatRequest::new(system.clone(), messages).with_tools(channel_tools(with_chronicle));
+            let estimated = request_tokens(&request, with_chronicle);
+            let response = model.complete(request).await.map_err(TurnFailure::Model)?;
+            if let Some(calibration) = compactor::calibration(response.usage.input_tokens, estimated) {
+                self.context.calibration = calibration;
+            }
+
+            if response.tool_calls.is_empty() {
+                let text = response.content.trim();
+                let nudge = if text.is_empty() {
+                    "Your answer was empty. Call `reply` with a message, or `skip`.".to_owned()
+                } else if let Some(reason) = fallback_refusal(text) {
+                    tracing::warn!(agent = %self.ctx.agent, reason, "plain-text answer not sent");
+                    format!("That answer was not sent because {reason}. Call `reply` with your message, or `skip`.")
+                } else {
+                    self.reply(input, user, text.to_owned()).await;
+                    return Ok(TurnOutcome::Replied);
+                };
+                turn.push(ChatMessage::assistant(response.content.clone()));
+                turn.push(ChatMessage::user(format!("[harness] {nudge}")));
+                continue;
+            }
+
+            turn.push(ChatMessage::assistant_with_calls(response.content.clone(), response.tool_calls.clone()));
+            // The calls of this response that ran, and their results: what the history keeps of it.
+            let mut done: Vec<spacebot_core::ToolCall> = Vec::new();
+            let mut results: Vec<ChatMessage> = Vec::new();
+            for call in &response.tool_calls {
+                let result = match call.name.as_str() {
+                    REPLY_TOOL => match parse_reply(&call.arguments) {
+                        Ok(text) => {
+                            self.keep_calls(&response.content, done, results);
+                            self.reply(input, user, text).await;
+                            return Ok(TurnOutcome::Replied);
+                        }
+                        Err(error) => error,
+                    },
+                    SKIP_TOOL => {
+                        self.keep_calls(&response.content, done, results);
+                        self.skip(input, user).await;
+                        return Ok(TurnOutcome::Skipped);
+                    }
+                    REACT_TOOL => self.react(input, &call.arguments).await,
+                    BRANCH_TOOL => self.branch_tool(input, &call.arguments, &user),
+                    SPAWN_WORKER_TOOL => self.spawn_worker_tool(input, &call.arguments),
+                    ROUTE_TOOL => self.route_tool(&call.arguments),
+                    CANCEL_TOOL => self.cancel_tool(&call.arguments),
+                    CHRONICLE_TOOL if with_chronicle => {
+                        chronicle::channel_call(&self.context.checkpoints, &call.arguments)
+                    }
+                    other => format!(
+                        "There is no tool named `{other}`. The tools are `reply`, `skip`, `react`, `branch`, \
+                         `spawn_worker`, `route` and `cancel`."
+                    ),
+                };
+                let result = ChatMessage::tool_result(call.id.clone(), call.name.clone(), result);
+                turn.push(result.clone());
+                done.push(call.clone());
+                results.push(result);
+            }
+            self.keep_calls(&response.content, done, results);
+        }
+        Err(TurnFailure::Budget(budget))
+    }
+
+    /// Notes tool calls that ran in this turn, with their results, for the history.
+    pub(super) fn keep_calls(&mut self, content: &str, calls: Vec<spacebot_core::ToolCall>, results: Vec<ChatMessage>) {
+        if calls.is_empty() {
+            return;
+        }
+        self.turn_calls.push(ChatMessage::assistant_with_calls(content, calls));
+        self.turn_calls.extend(results);
+    }
+
+    /// Records the reply with the messages it answers, then delivers it. Recording first means a
+    /// crash between the two loses the delivery rather than sending the reply twice.
+    pub(super) async fn reply(&mut self, input: &TurnInput, user: ChatMessage, text: String) {
+        let stored = StoredMessage::new(
+            self.ctx.agent.clone(),
+            self.ctx.conversation.clone(),
+            Role::Assistant,
+            self.ctx.agent.as_str(),
+            text.clone(),
+        );
+        if let Err(error) = self.ctx.log.record_reply(&stored, &input.answers).await {
+            tracing::error!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
+                "can't record the reply; sending it anyway");
+        }
+        self.remember(input, user, Some(ChatMessage::assistant(text.clone())));
+        self.deliver(&input.target, OutboundResponse::text(text)).await;
+    }
+
+    pub(super) async fn skip(&mut self, input: &TurnInput, user: ChatMessage) {
+        if !input.answers.is_empty()
+            && let Err(error) = self.ctx.log.mark_handled(&self.ctx.agent, &input.answers).await
+        {
+            tracing::error!(agent = %self.ctx.agent, %error, "can't mark a skipped message handled");
+        }
+        self.remember(input, user, None);
+    }
+
+    pub(super) async fn react(&mut self, input: &TurnInput, arguments: &serde_json::Value) -> String {
+        match parse_args::<ReactArgs>(REACT_TOOL, arguments) {
+            Ok(args) if !args.emoji.trim().is_empty() => {
+                match self.ctx.outbox.send(&input.target, OutboundResponse::Reaction { emoji: args.emoji }).await {
+                    Ok(()) => "Reacted. Now `reply` or `skip`.".to_owned(),
+                    Err(error) => format!("The reaction could not be sent ({error}). Now `reply` or `skip`."),
+                }
+            }
+            Ok(_) => "`react` needs an `emoji`.".to_owned(),
+            Err(error) => error,
+        }
+    }
+
+    /// Tells the user the turn failed, so no message goes unanswered.
+    pub(super) async fn fail(&mut self, input: &TurnInput, failure: TurnFailure) -> TurnOutcome {
+        tracing::error!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, ?failure, "turn failed");
+        let text = format!("⚠️ {}", describe(&failure, &self.ctx.agent));
+        let stored = StoredMessage::new(
+            self.ctx.agent.clone(),
+            self.ctx.conversation.clone(),
+            Role::System,
+            HARNESS_SENDER,
+            text.clone(),
+        );
+        if let Err(error) = self.ctx.log.record_reply(&stored, &input.answers).await {
+            tracing::error!(agent = %self.ctx.agent, %error, "can't record the error notice");
+        }
+        // The tool calls that ran stay in the context (a worker it started is still running).
+        self.remember(input, ChatMessage::user(input.text.clone()), None);
+        self.deliver(&input.target, OutboundResponse::text(text)).await;
+        TurnOutcome::Failed
+    }
+
+    /// Adds the turn to the history: the user message, the tool calls that ran with their
+    /// results, and the answer.
+    pub(super) fn remember(&mut self, input: &TurnInput, user: ChatMessage, answer: Option<ChatMessage>) {
+        self.context.push(input.answers.clone(), user);
+        for message in std::mem::take(&mut self.turn_calls) {
+            self.context.push(Vec::new(), message);
+        }
+        if let Some(answer) = answer {
+            self.context.push(Vec::new(), answer);
+        }
+    }
+
+    pub(super) async fn deliver(&self, target: &InboundMessage, response: OutboundResponse) {
+        if let Err(error) = self.ctx.outbox.send(target, response).await {
+            tracing::error!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
+                "can't deliver a response");
+        }
+    }
+
+    pub(super) async fn status(&self, message: &InboundMessage, status: StatusUpdate) {
+        // A missed typing indicator is cosmetic; the outbox already logged it as an event.
+        let _ = self.ctx.outbox.send(message, OutboundResponse::Status { status }).await;
+    }
+}
+
+/// Records and delivers the answer to a control command.
+pub(super) async fn answer_command(ctx: &ConversationContext, message: &InboundMessage, text: String) {
+    let stored = StoredMessage::new(ctx.agent.clone(), ctx.conversation.clone(), Role::System, HARNESS_SENDER, &text);
+    if let Err(error) = ctx.log.record_reply(&stored, std::slice::from_ref(&message.id)).await {
+        tracing::error!(agent = %ctx.agent, %error, "can't record the answer to a command");
+    }
+    if let Err(error) = ctx.outbox.send(message, OutboundResponse::text(text)).await {
+        tracing::error!(agent = %ctx.agent, %error, "can't deliver the answer to a command");
+    }
+}
+
+/// The sentence a person sees when a turn fails.
+pub(super) fn describe(failure: &TurnFailure, agent: &spacebot_core::AgentId) -> String {
+    match failure {
+        TurnFailure::NoModel => format!(
+            "Agent '{agent}' has no model configured, so it can't answer. \
+             Set `llm.models.channel` in the config and restart."
+        ),
+        TurnFailure::Model(error) => {
+            let reason = match error.kind() {
+                LlmErrorKind::RateLimited => "the model provider is rate-limiting requests",
+                LlmErrorKind::ServerError => "the model provider had a server error",
+                LlmErrorKind::Timeout => "the model provider did not answer in time",
+                LlmErrorKind::Unreachable => "the model provider can't be reached",
+                LlmErrorKind::Auth => "the model provider rejected the credentials",
+                LlmErrorKind::InvalidResponse => "the model provider sent an answer that could not be read",
+                LlmErrorKind::NotConfigured => "no model is configured",
+                _ => "the model request failed",
+            };
+            format!("I couldn't answer that: {reason}. Please try again in a moment.")
+        }
+        TurnFailure::Budget(calls) => {
+            format!("I couldn't finish answering: the model made {calls} calls without sending a reply.")
+        }
+        TurnFailure::Timeout(limit) => {
+            format!("I couldn't answer in time: the turn ran past its {}-second limit.", limit.as_secs())
+        }
+        TurnFailure::Panicked => "Something went wrong on my side while answering; the error was logged.".to_owned(),
+        TurnFailure::Stopped => "Stopped with /stop before I finished answering.".to_owned(),
+    }
+}
