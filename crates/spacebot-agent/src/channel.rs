@@ -41,6 +41,7 @@ use crate::context::compactor::{self, Boundary, Slot};
 use crate::engine::AgentProfile;
 use crate::memory_tools::MemoryToolContext;
 use crate::processes::{Announcer, Completion, Processes};
+use crate::prompt::logged_envelope;
 use chronicle::ChronicleJob;
 use compaction::Compaction;
 use turn::Burst;
@@ -288,15 +289,10 @@ impl Channel {
             }
             let (inbound, message) = match stored.role {
                 Role::User if pending.contains(&stored.id) => continue,
-                Role::User => (
-                    vec![stored.id],
-                    ChatMessage::user(format!(
-                        "[{} | {}] {}",
-                        stored.created_at.format("%Y-%m-%d %H:%M UTC"),
-                        stored.sender,
-                        stored.text
-                    )),
-                ),
+                Role::User => {
+                    let text = logged_envelope(&stored);
+                    (vec![stored.id], ChatMessage::user(text))
+                }
                 Role::Assistant => (Vec::new(), ChatMessage::assistant(stored.text)),
                 // Harness notices are for people, not context for the model.
                 _ => continue,

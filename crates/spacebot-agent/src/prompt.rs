@@ -3,7 +3,13 @@
 //! The system prompt stays byte-identical from turn to turn (providers cache on its prefix), so
 //! anything that changes per message, the time included, goes in the message envelope instead.
 
-use spacebot_core::{AgentId, InboundMessage};
+use chrono::{DateTime, Utc};
+
+use spacebot_core::{AgentId, InboundMessage, StoredMessage};
+
+/// How times are written wherever the model reads them: message envelopes, transcripts and the
+/// session chronicle. Minutes, in UTC, so a message renders the same however often it is shown.
+pub(crate) const TIME_FORMAT: &str = "%Y-%m-%d %H:%M UTC";
 
 /// The system prompt of an agent that was not given one.
 pub(crate) fn default_system_prompt(agent: &AgentId) -> String {
@@ -49,12 +55,19 @@ pub(crate) fn worker_system_prompt(interactive: bool) -> String {
 
 /// The text the model sees for an inbound message: time and sender, then the content.
 pub(crate) fn envelope(message: &InboundMessage) -> String {
-    format!(
-        "[{} | {}] {}",
-        message.timestamp.format("%Y-%m-%d %H:%M UTC"),
-        message.sender.label(),
-        message.content.text()
-    )
+    stamped(message.timestamp, message.sender.label(), &message.content.text())
+}
+
+/// The envelope of a logged user message, as [`envelope`] rendered it when it arrived (the log
+/// keeps the sender's label and the arrival time), so a history reloaded after a restart reads
+/// as it did live.
+pub(crate) fn logged_envelope(message: &StoredMessage) -> String {
+    stamped(message.created_at, &message.sender, &message.text)
+}
+
+/// `[time | who] text`: one message as the model reads it, live, reloaded or in a transcript.
+pub(crate) fn stamped(at: DateTime<Utc>, who: &str, text: &str) -> String {
+    format!("[{} | {who}] {text}", at.format(TIME_FORMAT))
 }
 
 /// The text the model sees for a burst of messages merged into one turn.
@@ -94,6 +107,15 @@ mod tests {
         let message = InboundMessage::text("webhook", "c", Sender::new("u1").with_display_name("Alice"), "hello")
             .with_timestamp(time);
         assert_eq!(envelope(&message), "[2026-11-22 09:30 UTC | Alice] hello");
+    }
+
+    #[test]
+    fn a_reloaded_message_reads_as_it_did_live() {
+        let time = chrono::Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0).single().expect("valid time");
+        let message = InboundMessage::text("webhook", "c", Sender::new("u1").with_display_name("Alice"), "hello")
+            .with_timestamp(time);
+        let logged = StoredMessage::from_inbound(AgentId::new("main"), &message);
+        assert_eq!(logged_envelope(&logged), envelope(&message));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use spacebot_core::{
 
 use super::compactor::{self, CompactionSettings};
 use crate::processes::{one_line, preview};
+use crate::prompt::{TIME_FORMAT, stamped};
 
 /// The tool that lists and opens checkpoints (and, for branches, reads their messages).
 pub const CHRONICLE_TOOL: &str = "chronicle";
@@ -50,8 +51,6 @@ const TITLE_BYTES: usize = 120;
 const ENTRY_SUMMARY_BYTES: usize = 1200;
 /// Longest message quoted in a cut's transcript.
 const TRANSCRIPT_MESSAGE_BYTES: usize = 4000;
-/// How the view and the tools write times.
-const TIME_FORMAT: &str = "%Y-%m-%d %H:%M UTC";
 
 /// Which compaction a channel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -346,12 +345,8 @@ fn transcript(messages: &[LoggedMessage]) -> String {
             Role::System => "notice".to_owned(),
             _ => message.sender.clone(),
         };
-        let _ = writeln!(
-            out,
-            "[{} | {who}] {}",
-            message.created_at.format(TIME_FORMAT),
-            preview(&message.text, TRANSCRIPT_MESSAGE_BYTES)
-        );
+        let _ =
+            writeln!(out, "{}", stamped(message.created_at, &who, &preview(&message.text, TRANSCRIPT_MESSAGE_BYTES)));
     }
     out
 }
