@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use spacebot_core::{
     AgentId, Checkpoint, CheckpointKind, Chronicle, ChronicleError, ConversationId, ConversationLog, InboundMessage,
-    LogTail, LoggedMessage, MessageId, NewCheckpoint, NewRollup, StoreError, StoredMessage,
+    LogTail, LoggedMessage, MessageId, NewCheckpoint, NewRollup, Role, StoreError, StoredMessage,
 };
 
 /// A conversation log kept in memory, with the same semantics as the SQLite one.
@@ -27,6 +27,17 @@ struct State {
     inbound: Vec<InboundMessage>,
     handled: HashSet<(AgentId, MessageId)>,
     checkpoints: Vec<Checkpoint>,
+    /// Failures `record_reply` will return, in order, for messages of the role given.
+    reply_faults: Vec<ReplyFault>,
+    /// Failures `mark_handled` will return, in order: whether each is transient.
+    mark_faults: Vec<bool>,
+}
+
+/// One failure `record_reply` returns (see [`MemoryLog::fail_replies`]).
+#[derive(Debug, Clone, Copy)]
+struct ReplyFault {
+    role: Role,
+    transient: bool,
 }
 
 impl State {
@@ -81,6 +92,18 @@ impl MemoryLog {
         self.lock().checkpoints.clone()
     }
 
+    /// Makes the next `count` calls of `record_reply` for a message of `role` fail without
+    /// recording anything, as a busy (`transient`) or broken database would. Other roles record
+    /// normally meanwhile.
+    pub fn fail_replies(&self, role: Role, count: usize, transient: bool) {
+        self.lock().reply_faults.extend(std::iter::repeat_n(ReplyFault { role, transient }, count));
+    }
+
+    /// Makes the next `count` calls of `mark_handled` fail without marking anything.
+    pub fn fail_marks(&self, count: usize, transient: bool) {
+        self.lock().mark_faults.extend(std::iter::repeat_n(transient, count));
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A test that panicked while holding the lock has already failed; keep the data.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -102,6 +125,11 @@ impl ConversationLog for MemoryLog {
 
     async fn record_reply(&self, message: &StoredMessage, answers: &[MessageId]) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if let Some(at) = state.reply_faults.iter().position(|fault| fault.role == message.role) {
+            let fault = state.reply_faults.remove(at);
+            let kind = if fault.transient { "database is locked" } else { "disk I/O error" };
+            return Err(StoreError::new(format!("can't record the {} message: {kind}", message.role.as_str()), fault.transient));
+        }
         state.push(message.clone());
         for id in answers {
             state.handled.insert((message.agent.clone(), id.clone()));
@@ -111,6 +139,10 @@ impl ConversationLog for MemoryLog {
 
     async fn mark_handled(&self, agent: &AgentId, ids: &[MessageId]) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if !state.mark_faults.is_empty() {
+            let transient = state.mark_faults.remove(0);
+            return Err(StoreError::new("can't mark messages handled: database is locked", transient));
+        }
         for id in ids {
             state.handled.insert((agent.clone(), id.clone()));
         }

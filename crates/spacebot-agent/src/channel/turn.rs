@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use spacebot_core::{
     ChatMessage, ChatRequest, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox, LlmError,
-    LlmErrorKind, MessageId, OutboundResponse, ProcessId, Role, RuntimeEvent, StatusUpdate, StoredMessage, TurnOutcome,
+    LlmErrorKind, MessageId, OutboundResponse, ProcessId, Role, RuntimeEvent, StatusUpdate, StoreError, StoredMessage,
+    TurnOutcome,
 };
 
 use crate::context::chronicle::{self, CHRONICLE_TOOL};
@@ -33,6 +34,8 @@ pub(super) enum TurnFailure {
     Timeout(Duration),
     Panicked,
     Stopped,
+    /// The reply could not be recorded, so it was not sent.
+    NotRecorded(StoreError),
 }
 
 /// What started a turn.
@@ -69,7 +72,8 @@ impl Channel {
     pub(super) async fn accept(&mut self, message: InboundMessage, inbox: &Inbox) {
         if self.paused {
             // An explicit skip by the harness: recorded as handled, nothing sent.
-            if let Err(error) = self.ctx.log.mark_handled(&self.ctx.agent, std::slice::from_ref(&message.id)).await {
+            let (log, agent) = (&self.ctx.log, &self.ctx.agent);
+            if let Err(error) = durably("a skip", || log.mark_handled(agent, std::slice::from_ref(&message.id))).await {
                 tracing::error!(agent = %self.ctx.agent, %error, "can't mark a message handled while paused");
             }
             self.publish_turn(TurnOutcome::Skipped);
@@ -250,7 +254,7 @@ impl Channel {
                     tracing::warn!(agent = %self.ctx.agent, reason, "plain-text answer not sent");
                     format!("That answer was not sent because {reason}. Call `reply` with your message, or `skip`.")
                 } else {
-                    self.reply(input, user, text.to_owned()).await;
+                    self.reply(input, user, text.to_owned()).await?;
                     return Ok(TurnOutcome::Replied);
                 };
                 turn.push(ChatMessage::assistant(response.content.clone()));
@@ -267,7 +271,7 @@ impl Channel {
                     REPLY_TOOL => match parse_reply(&call.arguments) {
                         Ok(text) => {
                             self.keep_calls(&response.content, done, results);
-                            self.reply(input, user, text).await;
+                            self.reply(input, user, text).await?;
                             return Ok(TurnOutcome::Replied);
                         }
                         Err(error) => error,
@@ -311,7 +315,16 @@ impl Channel {
 
     /// Records the reply with the messages it answers, then delivers it. Recording first means a
     /// crash between the two loses the delivery rather than sending the reply twice.
-    pub(super) async fn reply(&mut self, input: &TurnInput, user: ChatMessage, text: String) {
+    /// Records the reply with the messages it answers, then delivers it. Only a recorded reply
+    /// is sent: one the log refuses (after retries while it says a retry may help) fails the
+    /// turn with a visible notice instead, so the message is answered once, now or after a
+    /// restart, never twice.
+    pub(super) async fn reply(
+        &mut self,
+        input: &TurnInput,
+        user: ChatMessage,
+        text: String,
+    ) -> Result<(), TurnFailure> {
         let stored = StoredMessage::new(
             self.ctx.agent.clone(),
             self.ctx.conversation.clone(),
@@ -319,17 +332,19 @@ impl Channel {
             self.ctx.agent.as_str(),
             text.clone(),
         );
-        if let Err(error) = self.ctx.log.record_reply(&stored, &input.answers).await {
-            tracing::error!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
-                "can't record the reply; sending it anyway");
-        }
+        let (log, answers) = (&self.ctx.log, input.answers.as_slice());
+        durably("the reply", || log.record_reply(&stored, answers)).await.map_err(TurnFailure::NotRecorded)?;
         self.remember(input, user, Some(ChatMessage::assistant(text.clone())));
         self.deliver(&input.target, OutboundResponse::text(text)).await;
+        Ok(())
     }
 
+    /// Marks the messages handled without an answer. If the log refuses, they stay unhandled and
+    /// are processed again after a restart; nothing was sent, so nothing is sent twice.
     pub(super) async fn skip(&mut self, input: &TurnInput, user: ChatMessage) {
+        let (log, agent) = (&self.ctx.log, &self.ctx.agent);
         if !input.answers.is_empty()
-            && let Err(error) = self.ctx.log.mark_handled(&self.ctx.agent, &input.answers).await
+            && let Err(error) = durably("a skip", || log.mark_handled(agent, &input.answers)).await
         {
             tracing::error!(agent = %self.ctx.agent, %error, "can't mark a skipped message handled");
         }
@@ -360,7 +375,10 @@ impl Channel {
             HARNESS_SENDER,
             text.clone(),
         );
-        if let Err(error) = self.ctx.log.record_reply(&stored, &input.answers).await {
+        let (log, answers) = (&self.ctx.log, input.answers.as_slice());
+        if let Err(error) = durably("an error notice", || log.record_reply(&stored, answers)).await {
+            // Delivered all the same: the message stays unhandled and is answered after a
+            // restart, and this notice is not an answer.
             tracing::error!(agent = %self.ctx.agent, %error, "can't record the error notice");
         }
         // The tool calls that ran stay in the context (a worker it started is still running).
@@ -397,7 +415,9 @@ impl Channel {
 /// Records and delivers the answer to a control command.
 pub(super) async fn answer_command(ctx: &ConversationContext, message: &InboundMessage, text: String) {
     let stored = StoredMessage::new(ctx.agent.clone(), ctx.conversation.clone(), Role::System, HARNESS_SENDER, &text);
-    if let Err(error) = ctx.log.record_reply(&stored, std::slice::from_ref(&message.id)).await {
+    if let Err(error) =
+        durably("a command's answer", || ctx.log.record_reply(&stored, std::slice::from_ref(&message.id))).await
+    {
         tracing::error!(agent = %ctx.agent, %error, "can't record the answer to a command");
     }
     if let Err(error) = ctx.outbox.send(message, OutboundResponse::text(text)).await {
@@ -433,5 +453,34 @@ pub(super) fn describe(failure: &TurnFailure, agent: &spacebot_core::AgentId) ->
         }
         TurnFailure::Panicked => "Something went wrong on my side while answering; the error was logged.".to_owned(),
         TurnFailure::Stopped => "Stopped with /stop before I finished answering.".to_owned(),
+        TurnFailure::NotRecorded(error) => format!(
+            "I wrote an answer but couldn't save it to the conversation log ({}), so I didn't send it and you won't \
+             get it twice. Please ask again in a moment.",
+            if error.is_transient() { "it stayed busy" } else { "it failed" }
+        ),
+    }
+}
+
+/// Waits before each retry of a log write refused as transient (a busy database): three more
+/// attempts within about five seconds, well inside a turn's time limit.
+const STORE_RETRY_DELAYS: [Duration; 3] = [Duration::from_millis(250), Duration::from_secs(1), Duration::from_secs(4)];
+
+/// Runs a log write (`what` names it for the logs), retrying while the log says a retry may help.
+pub(super) async fn durably<F, Fut>(what: &str, mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let mut delays = STORE_RETRY_DELAYS.iter();
+    loop {
+        match write().await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() => {
+                let Some(delay) = delays.next() else { return Err(error) };
+                tracing::warn!(%error, retry_in = ?delay, "can't record {what} yet; retrying");
+                tokio::time::sleep(*delay).await;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }

@@ -15,6 +15,7 @@ mod faults;
 mod history;
 mod memory;
 mod processes;
+mod recording;
 mod recovery;
 mod supervision;
 mod support;
