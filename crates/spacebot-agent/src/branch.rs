@@ -13,8 +13,7 @@ use spacebot_core::{ChatMessage, ChatRequest, LanguageModel, ProcessId, Terminal
 
 use crate::processes::{Report, preview};
 use crate::prompt;
-use crate::tools::{SPAWN_WORKER_TOOL, SpawnWorkerArgs, branch_spawn_worker_tool, parse_args};
-use crate::worker::TOOL_TIMEOUT;
+use crate::tools::{BranchCall, branch_spawn_worker_tool, run_tool};
 
 /// The conclusion text of a branch that delegated its work (the channel recognises it).
 pub(crate) const DELEGATED_PREFIX: &str = "Delegated to worker ";
@@ -62,30 +61,18 @@ impl BranchTask {
             }
             history.push(ChatMessage::assistant_with_calls(response.content.clone(), response.tool_calls.clone()));
             for call in &response.tool_calls {
-                if call.name == SPAWN_WORKER_TOOL {
-                    let result = match parse_args::<SpawnWorkerArgs>(SPAWN_WORKER_TOOL, &call.arguments) {
-                        Ok(args) if !args.task.trim().is_empty() => {
-                            let worker = ProcessId::generate();
-                            let _ = self.reports.send(Report::Delegate {
-                                branch: self.id.clone(),
-                                worker: worker.clone(),
-                                task: args.task.clone(),
-                            });
-                            return (TerminalState::Done, format!("{DELEGATED_PREFIX}{worker}: {}", args.task));
-                        }
-                        Ok(_) => "`spawn_worker` needs a non-empty `task`.".to_owned(),
-                        Err(error) => error,
-                    };
-                    history.push(ChatMessage::tool_result(&call.id, &call.name, result));
-                    continue;
-                }
-                let result = match self.tools.iter().find(|tool| tool.spec().name == call.name) {
-                    Some(tool) => match tokio::time::timeout(TOOL_TIMEOUT, tool.call(call.arguments.clone())).await {
-                        Ok(Ok(output)) => output,
-                        Ok(Err(error)) => format!("error: {error}"),
-                        Err(_) => format!("error: `{}` took too long", call.name),
-                    },
-                    None => format!("There is no tool named `{}`.", call.name),
+                let result = match BranchCall::parse(call) {
+                    BranchCall::SpawnWorker(task) => {
+                        let worker = ProcessId::generate();
+                        let _ = self.reports.send(Report::Delegate {
+                            branch: self.id.clone(),
+                            worker: worker.clone(),
+                            task: task.clone(),
+                        });
+                        return (TerminalState::Done, format!("{DELEGATED_PREFIX}{worker}: {task}"));
+                    }
+                    BranchCall::Invalid(error) => error,
+                    BranchCall::Tool => run_tool(&self.tools, call).await,
                 };
                 history.push(ChatMessage::tool_result(&call.id, &call.name, result));
             }

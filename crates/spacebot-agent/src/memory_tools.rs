@@ -15,7 +15,7 @@ use serde_json::json;
 
 use spacebot_core::{
     AgentId, ConversationId, MemoryId, MemoryScope, MemoryStore, MemoryType, NewEdge, NewMemory, RecallQuery,
-    RelationKind, SaveStatus, Tool, ToolError, ToolSpec, Visibility,
+    RelationKind, SaveStatus, Tool, ToolError, TypedTool, Visibility,
 };
 
 /// The name the model calls recall by.
@@ -79,10 +79,6 @@ fn parse_type(label: &str) -> Result<MemoryType, ToolError> {
     })
 }
 
-fn parse_args<T: for<'de> Deserialize<'de>>(tool: &str, arguments: serde_json::Value) -> Result<T, ToolError> {
-    serde_json::from_value(arguments).map_err(|error| ToolError::InvalidArguments(format!("{tool}: {error}")))
-}
-
 fn failed(error: impl std::fmt::Display) -> ToolError {
     ToolError::Failed(error.to_string())
 }
@@ -116,28 +112,31 @@ struct RecallArgs {
 }
 
 #[async_trait]
-impl Tool for MemoryRecall {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            MEMORY_RECALL_TOOL,
-            "Search long-term memory (full text, meaning and related memories). Returns the best matches \
-             with their ids, types and importance.",
-            json!({
-                "type": "object",
-                "properties": {
-                    "query": { "type": "string", "description": "What to look for, in words." },
-                    "memory_type": { "type": "string", "enum": type_labels() },
-                    "max_results": { "type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 10 },
-                    "since": { "type": "string", "description": "RFC 3339 time: only memories saved from then on." },
-                    "until": { "type": "string", "description": "RFC 3339 time: only memories saved before then." }
-                },
-                "required": ["query"]
-            }),
-        )
+impl TypedTool for MemoryRecall {
+    const NAME: &'static str = MEMORY_RECALL_TOOL;
+    type Args = RecallArgs;
+
+    fn description(&self) -> String {
+        "Search long-term memory (full text, meaning and related memories). Returns the best matches \
+             with their ids, types and importance."
+            .to_owned()
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: RecallArgs = parse_args(MEMORY_RECALL_TOOL, arguments)?;
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "query": { "type": "string", "description": "What to look for, in words." },
+                "memory_type": { "type": "string", "enum": type_labels() },
+                "max_results": { "type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 10 },
+                "since": { "type": "string", "description": "RFC 3339 time: only memories saved from then on." },
+                "until": { "type": "string", "description": "RFC 3339 time: only memories saved before then." }
+            },
+            "required": ["query"]
+        })
+    }
+
+    async fn run(&self, args: RecallArgs) -> Result<String, ToolError> {
         if args.query.trim().is_empty() {
             return Err(ToolError::InvalidArguments("query must not be empty".to_owned()));
         }
@@ -199,33 +198,36 @@ struct SaveArgs {
 }
 
 #[async_trait]
-impl Tool for MemorySave {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            MEMORY_SAVE_TOOL,
-            "Save something worth remembering beyond this conversation. Saving the same thing twice is \
-             harmless. Name the memories it updates or contradicts by id (from memory_recall).",
-            json!({
-                "type": "object",
-                "properties": {
-                    "content": { "type": "string", "description": "One self-contained statement." },
-                    "memory_type": { "type": "string", "enum": type_labels(), "default": "fact" },
-                    "importance": { "type": "number", "minimum": 0, "maximum": 1 },
-                    "about": { "type": "string", "description": "The participant id this is about, if it is about one person." },
-                    "private": { "type": "boolean", "default": false,
-                                 "description": "Only for conversations with that person (or, without `about`, only this conversation)." },
-                    "source": { "type": "string", "description": "Where it comes from: user stated, inferred, ..." },
-                    "updates": { "type": "array", "items": { "type": "string" } },
-                    "contradicts": { "type": "array", "items": { "type": "string" } },
-                    "related_to": { "type": "array", "items": { "type": "string" } }
-                },
-                "required": ["content"]
-            }),
-        )
+impl TypedTool for MemorySave {
+    const NAME: &'static str = MEMORY_SAVE_TOOL;
+    type Args = SaveArgs;
+
+    fn description(&self) -> String {
+        "Save something worth remembering beyond this conversation. Saving the same thing twice is \
+             harmless. Name the memories it updates or contradicts by id (from memory_recall)."
+            .to_owned()
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: SaveArgs = parse_args(MEMORY_SAVE_TOOL, arguments)?;
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "content": { "type": "string", "description": "One self-contained statement." },
+                "memory_type": { "type": "string", "enum": type_labels(), "default": "fact" },
+                "importance": { "type": "number", "minimum": 0, "maximum": 1 },
+                "about": { "type": "string", "description": "The participant id this is about, if it is about one person." },
+                "private": { "type": "boolean", "default": false,
+                             "description": "Only for conversations with that person (or, without `about`, only this conversation)." },
+                "source": { "type": "string", "description": "Where it comes from: user stated, inferred, ..." },
+                "updates": { "type": "array", "items": { "type": "string" } },
+                "contradicts": { "type": "array", "items": { "type": "string" } },
+                "related_to": { "type": "array", "items": { "type": "string" } }
+            },
+            "required": ["content"]
+        })
+    }
+
+    async fn run(&self, args: SaveArgs) -> Result<String, ToolError> {
         let kind = parse_type(args.memory_type.as_deref().unwrap_or("fact"))?;
         if args.content.trim().is_empty() {
             return Err(ToolError::InvalidArguments("content must not be empty".to_owned()));
@@ -300,24 +302,26 @@ struct DeleteArgs {
 }
 
 #[async_trait]
-impl Tool for MemoryDelete {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            MEMORY_DELETE_TOOL,
-            "Forget a memory that is wrong or no longer wanted, by id (from memory_recall).",
-            json!({
-                "type": "object",
-                "properties": {
-                    "memory_id": { "type": "string" },
-                    "reason": { "type": "string" }
-                },
-                "required": ["memory_id"]
-            }),
-        )
+impl TypedTool for MemoryDelete {
+    const NAME: &'static str = MEMORY_DELETE_TOOL;
+    type Args = DeleteArgs;
+
+    fn description(&self) -> String {
+        "Forget a memory that is wrong or no longer wanted, by id (from memory_recall).".to_owned()
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: DeleteArgs = parse_args(MEMORY_DELETE_TOOL, arguments)?;
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "memory_id": { "type": "string" },
+                "reason": { "type": "string" }
+            },
+            "required": ["memory_id"]
+        })
+    }
+
+    async fn run(&self, args: DeleteArgs) -> Result<String, ToolError> {
         let context = &self.context;
         let id = MemoryId::from(args.memory_id.as_str());
         // A memory this conversation can't see is reported exactly like one that doesn't exist.

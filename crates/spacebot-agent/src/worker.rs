@@ -5,7 +5,6 @@
 //! with the cancel token and the wall-clock limit and makes the one terminal transition.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -15,10 +14,8 @@ use spacebot_core::{
 
 use crate::processes::{Announcer, Report, STATUS_BYTES, one_line, preview};
 use crate::prompt;
-use crate::tools::{SET_STATUS_TOOL, SetStatusArgs, StatusKind, parse_args, set_status_tool};
+use crate::tools::{WorkerCall, run_tool, set_status_tool};
 
-/// Longest a single task-tool call may take (shell has its own, shorter, limit).
-pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Text-only answers without a declared outcome tolerated in a row before the worker fails.
 const MAX_NUDGES: usize = 2;
 
@@ -105,29 +102,19 @@ impl WorkerTask {
             nudges = 0;
             history.push(ChatMessage::assistant_with_calls(response.content.clone(), response.tool_calls.clone()));
             for call in &response.tool_calls {
-                if call.name == SET_STATUS_TOOL {
-                    match parse_args::<SetStatusArgs>(SET_STATUS_TOOL, &call.arguments) {
-                        Ok(args) if args.kind == StatusKind::Progress => {
-                            let text = one_line(&args.status, STATUS_BYTES);
-                            let _ = self.reports.send(Report::Status { id: self.id.clone(), text: text.clone() });
-                            self.announcer.publish(&self.id, ProcessKind::Worker, ProcessChange::Status { text });
-                            history.push(ChatMessage::tool_result(&call.id, &call.name, "status updated"));
-                        }
-                        Ok(args) => {
-                            history.push(ChatMessage::tool_result(&call.id, &call.name, "outcome recorded"));
-                            return Ok(Outcome { success: args.kind == StatusKind::Done, text: args.status });
-                        }
-                        Err(error) => history.push(ChatMessage::tool_result(&call.id, &call.name, error)),
+                let result = match WorkerCall::parse(call) {
+                    WorkerCall::Progress(status) => {
+                        let text = one_line(&status, STATUS_BYTES);
+                        let _ = self.reports.send(Report::Status { id: self.id.clone(), text: text.clone() });
+                        self.announcer.publish(&self.id, ProcessKind::Worker, ProcessChange::Status { text });
+                        "status updated".to_owned()
                     }
-                    continue;
-                }
-                let result = match self.tools.iter().find(|tool| tool.spec().name == call.name) {
-                    Some(tool) => match tokio::time::timeout(TOOL_TIMEOUT, tool.call(call.arguments.clone())).await {
-                        Ok(Ok(output)) => output,
-                        Ok(Err(error)) => format!("error: {error}"),
-                        Err(_) => format!("error: `{}` took longer than {} seconds", call.name, TOOL_TIMEOUT.as_secs()),
-                    },
-                    None => format!("There is no tool named `{}`.", call.name),
+                    WorkerCall::Outcome { success, text } => {
+                        history.push(ChatMessage::tool_result(&call.id, &call.name, "outcome recorded"));
+                        return Ok(Outcome { success, text });
+                    }
+                    WorkerCall::Invalid(error) => error,
+                    WorkerCall::Tool => run_tool(&self.tools, call).await,
                 };
                 history.push(ChatMessage::tool_result(&call.id, &call.name, result));
             }

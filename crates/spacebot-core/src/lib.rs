@@ -81,4 +81,4 @@ pub use store::{
     SaveOutcome, SaveStatus, Visibility,
 };
 pub use supervision::{OWNER_ENDED, ProcessInfo, ProcessRecord, ProcessRegistry, Registration, SupervisorEnd};
-pub use tool::Tool;
+pub use tool::{Tool, TypedTool, parse_tool_args};

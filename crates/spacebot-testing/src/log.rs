@@ -128,7 +128,10 @@ impl ConversationLog for MemoryLog {
         if let Some(at) = state.reply_faults.iter().position(|fault| fault.role == message.role) {
             let fault = state.reply_faults.remove(at);
             let kind = if fault.transient { "database is locked" } else { "disk I/O error" };
-            return Err(StoreError::new(format!("can't record the {} message: {kind}", message.role.as_str()), fault.transient));
+            return Err(StoreError::new(
+                format!("can't record the {} message: {kind}", message.role.as_str()),
+                fault.transient,
+            ));
         }
         state.push(message.clone());
         for id in answers {

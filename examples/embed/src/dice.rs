@@ -1,15 +1,17 @@
 //! The custom tool: `dice_roll`, which rolls dice written like `2d6`.
 //!
-//! Anything implementing [`spacebot_core::Tool`] can be handed to an agent; this one keeps a log
+//! Anything implementing [`spacebot_core::Tool`] can be handed to an agent; a tool with a fixed
+//! name implements [`spacebot_core::TypedTool`], whose arguments arrive parsed. This one keeps a log
 //! of its rolls so the program (and its test) can see that the agent really called it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::json;
 
-use spacebot_core::{Tool, ToolError, ToolSpec};
+use spacebot_core::{ToolError, TypedTool};
 
 /// The tool's name, as the model calls it.
 pub const DICE_ROLL_TOOL: &str = "dice_roll";
@@ -85,24 +87,35 @@ pub fn parse_dice(text: &str) -> Option<(u32, u32)> {
     ((1..=MAX_DICE).contains(&count) && (2..=MAX_SIDES).contains(&sides)).then_some((count, sides))
 }
 
+/// The arguments of `roll_dice`.
+#[derive(Debug, Deserialize)]
+pub struct DiceArgs {
+    /// What to roll, like `2d6`.
+    #[serde(default)]
+    pub dice: String,
+}
+
 #[async_trait]
-impl Tool for DiceRoll {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            DICE_ROLL_TOOL,
-            "Roll dice and return each face and the total.",
-            json!({
-                "type": "object",
-                "properties": {
-                    "dice": { "type": "string", "description": "What to roll, like `2d6`: count, `d`, sides." }
-                },
-                "required": ["dice"]
-            }),
-        )
+impl TypedTool for DiceRoll {
+    const NAME: &'static str = DICE_ROLL_TOOL;
+    type Args = DiceArgs;
+
+    fn description(&self) -> String {
+        "Roll dice and return each face and the total.".to_owned()
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let asked = arguments.get("dice").and_then(|d| d.as_str()).unwrap_or_default();
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "dice": { "type": "string", "description": "What to roll, like `2d6`: count, `d`, sides." }
+            },
+            "required": ["dice"]
+        })
+    }
+
+    async fn run(&self, args: DiceArgs) -> Result<String, ToolError> {
+        let asked = args.dice.as_str();
         let Some((count, sides)) = parse_dice(asked) else {
             return Err(ToolError::InvalidArguments(format!(
                 "`dice` must look like `2d6`: 1 to {MAX_DICE} dice of 2 to {MAX_SIDES} sides, not {asked:?}"
@@ -120,6 +133,8 @@ impl Tool for DiceRoll {
 
 #[cfg(test)]
 mod tests {
+    use spacebot_core::Tool;
+
     use super::*;
 
     #[test]

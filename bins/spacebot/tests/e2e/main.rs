@@ -10,3 +10,4 @@ mod memory;
 mod messaging;
 mod processes;
 mod provider_errors;
+mod tool_arguments;

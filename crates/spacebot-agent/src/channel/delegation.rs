@@ -15,10 +15,7 @@ use crate::context::chronicle::BranchChronicleTool;
 use crate::memory_tools::memory_tools;
 use crate::processes::{Completion, Entry, ProcessExit, Report, WorkerLinks, one_line, supervise};
 use crate::prompt::relay_message;
-use crate::tools::{
-    BRANCH_TOOL, BranchArgs, CANCEL_TOOL, CancelArgs, ROUTE_TOOL, RouteArgs, SPAWN_WORKER_TOOL, SpawnWorkerArgs,
-    parse_args,
-};
+use crate::tools::{BranchArgs, CancelArgs, RouteArgs, SpawnWorkerArgs};
 use crate::worker::WorkerTask;
 
 use super::turn::{TurnInput, TurnKind};
@@ -45,17 +42,7 @@ impl Channel {
         tools
     }
 
-    pub(super) fn branch_tool(
-        &mut self,
-        input: &TurnInput,
-        arguments: &serde_json::Value,
-        user: &ChatMessage,
-    ) -> String {
-        let args = match parse_args::<BranchArgs>(BRANCH_TOOL, arguments) {
-            Ok(args) if !args.task.trim().is_empty() => args,
-            Ok(_) => return "`branch` needs a non-empty `task`.".to_owned(),
-            Err(error) => return error,
-        };
+    pub(super) fn branch_tool(&mut self, input: &TurnInput, args: BranchArgs, user: &ChatMessage) -> String {
         let settings = &self.profile.settings;
         if self.procs.count(ProcessKind::Branch) >= settings.max_branches {
             return format!(
@@ -106,12 +93,7 @@ impl Channel {
         format!("Branch {id} started; its conclusion will arrive as a background result. Tell the user if useful.")
     }
 
-    pub(super) fn spawn_worker_tool(&mut self, input: &TurnInput, arguments: &serde_json::Value) -> String {
-        let args = match parse_args::<SpawnWorkerArgs>(SPAWN_WORKER_TOOL, arguments) {
-            Ok(args) if !args.task.trim().is_empty() => args,
-            Ok(_) => return "`spawn_worker` needs a non-empty `task`.".to_owned(),
-            Err(error) => return error,
-        };
+    pub(super) fn spawn_worker_tool(&mut self, input: &TurnInput, args: SpawnWorkerArgs) -> String {
         match self.spawn_worker(ProcessId::generate(), args.task, args.interactive, input.target.clone()) {
             Ok(id) => format!(
                 "Worker {id} started{}; its outcome will arrive as a background result. Tell the user it is on it.",
@@ -188,11 +170,7 @@ impl Channel {
         Ok(id)
     }
 
-    pub(super) fn route_tool(&mut self, arguments: &serde_json::Value) -> String {
-        let args = match parse_args::<RouteArgs>(ROUTE_TOOL, arguments) {
-            Ok(args) => args,
-            Err(error) => return error,
-        };
+    pub(super) fn route_tool(&mut self, args: RouteArgs) -> String {
         let Some(id) = self.procs.find(&args.worker_id) else {
             return format!("No active worker has the id `{}`; it may have finished.", args.worker_id);
         };
@@ -218,11 +196,7 @@ impl Channel {
         }
     }
 
-    pub(super) fn cancel_tool(&mut self, arguments: &serde_json::Value) -> String {
-        let args = match parse_args::<CancelArgs>(CANCEL_TOOL, arguments) {
-            Ok(args) => args,
-            Err(error) => return error,
-        };
+    pub(super) fn cancel_tool(&mut self, args: CancelArgs) -> String {
         let Some(id) = self.procs.find(&args.process_id) else {
             return format!("No active branch or worker has the id `{}`; it may have finished.", args.process_id);
         };

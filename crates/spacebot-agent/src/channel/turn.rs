@@ -14,13 +14,10 @@ use spacebot_core::{
     TurnOutcome,
 };
 
-use crate::context::chronicle::{self, CHRONICLE_TOOL};
+use crate::context::chronicle;
 use crate::context::compactor;
 use crate::prompt::{batch_envelope, envelope};
-use crate::tools::{
-    BRANCH_TOOL, CANCEL_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, ReactArgs, SKIP_TOOL, SPAWN_WORKER_TOOL,
-    channel_tools, fallback_refusal, parse_args, parse_reply,
-};
+use crate::tools::{ChannelCall, ReactArgs, channel_tools, fallback_refusal};
 
 use super::compaction::request_tokens;
 use super::{Channel, HARNESS_SENDER};
@@ -267,32 +264,26 @@ impl Channel {
             let mut done: Vec<spacebot_core::ToolCall> = Vec::new();
             let mut results: Vec<ChatMessage> = Vec::new();
             for call in &response.tool_calls {
-                let result = match call.name.as_str() {
-                    REPLY_TOOL => match parse_reply(&call.arguments) {
-                        Ok(text) => {
-                            self.keep_calls(&response.content, done, results);
-                            self.reply(input, user, text).await?;
-                            return Ok(TurnOutcome::Replied);
-                        }
-                        Err(error) => error,
-                    },
-                    SKIP_TOOL => {
+                let result = match ChannelCall::parse(call, with_chronicle) {
+                    Err(error) => error,
+                    Ok(ChannelCall::Reply(text)) => {
+                        self.keep_calls(&response.content, done, results);
+                        self.reply(input, user, text).await?;
+                        return Ok(TurnOutcome::Replied);
+                    }
+                    Ok(ChannelCall::Skip(reason)) => {
+                        tracing::debug!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, ?reason,
+                            "the model skipped");
                         self.keep_calls(&response.content, done, results);
                         self.skip(input, user).await;
                         return Ok(TurnOutcome::Skipped);
                     }
-                    REACT_TOOL => self.react(input, &call.arguments).await,
-                    BRANCH_TOOL => self.branch_tool(input, &call.arguments, &user),
-                    SPAWN_WORKER_TOOL => self.spawn_worker_tool(input, &call.arguments),
-                    ROUTE_TOOL => self.route_tool(&call.arguments),
-                    CANCEL_TOOL => self.cancel_tool(&call.arguments),
-                    CHRONICLE_TOOL if with_chronicle => {
-                        chronicle::channel_call(&self.context.checkpoints, &call.arguments)
-                    }
-                    other => format!(
-                        "There is no tool named `{other}`. The tools are `reply`, `skip`, `react`, `branch`, \
-                         `spawn_worker`, `route` and `cancel`."
-                    ),
+                    Ok(ChannelCall::React(args)) => self.react(input, args).await,
+                    Ok(ChannelCall::Branch(args)) => self.branch_tool(input, args, &user),
+                    Ok(ChannelCall::SpawnWorker(args)) => self.spawn_worker_tool(input, args),
+                    Ok(ChannelCall::Route(args)) => self.route_tool(args),
+                    Ok(ChannelCall::Cancel(args)) => self.cancel_tool(args),
+                    Ok(ChannelCall::Chronicle(args)) => chronicle::channel_call(&self.context.checkpoints, args),
                 };
                 let result = ChatMessage::tool_result(call.id.clone(), call.name.clone(), result);
                 turn.push(result.clone());
@@ -351,16 +342,10 @@ impl Channel {
         self.remember(input, user, None);
     }
 
-    pub(super) async fn react(&mut self, input: &TurnInput, arguments: &serde_json::Value) -> String {
-        match parse_args::<ReactArgs>(REACT_TOOL, arguments) {
-            Ok(args) if !args.emoji.trim().is_empty() => {
-                match self.ctx.outbox.send(&input.target, OutboundResponse::Reaction { emoji: args.emoji }).await {
-                    Ok(()) => "Reacted. Now `reply` or `skip`.".to_owned(),
-                    Err(error) => format!("The reaction could not be sent ({error}). Now `reply` or `skip`."),
-                }
-            }
-            Ok(_) => "`react` needs an `emoji`.".to_owned(),
-            Err(error) => error,
+    pub(super) async fn react(&mut self, input: &TurnInput, args: ReactArgs) -> String {
+        match self.ctx.outbox.send(&input.target, OutboundResponse::Reaction { emoji: args.emoji }).await {
+            Ok(()) => "Reacted. Now `reply` or `skip`.".to_owned(),
+            Err(error) => format!("The reaction could not be sent ({error}). Now `reply` or `skip`."),
         }
     }
 

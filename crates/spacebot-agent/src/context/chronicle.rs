@@ -27,7 +27,7 @@ use serde_json::json;
 
 use spacebot_core::{
     AgentId, Checkpoint, CheckpointKind, Chronicle, ConversationId, ConversationLog, LanguageModel, LoggedMessage,
-    NewCheckpoint, NewRollup, Role, Tool, ToolError, ToolSpec,
+    NewCheckpoint, NewRollup, Role, ToolError, ToolSpec, TypedTool,
 };
 
 use super::compactor::{self, CompactionSettings};
@@ -471,7 +471,7 @@ pub(crate) fn render_view(checkpoints: &[Checkpoint], settings: &ChronicleSettin
 
 /// Arguments of `chronicle`.
 #[derive(Debug, Deserialize)]
-struct ChronicleArgs {
+pub(crate) struct ChronicleArgs {
     #[serde(default = "list_action")]
     action: String,
     #[serde(default, alias = "checkpoint", alias = "id")]
@@ -558,16 +558,8 @@ fn open(checkpoint: &Checkpoint) -> String {
     )
 }
 
-fn parse(arguments: &serde_json::Value) -> Result<ChronicleArgs, String> {
-    crate::tools::parse_args::<ChronicleArgs>(CHRONICLE_TOOL, arguments)
-}
-
 /// The channel's `chronicle` call, answered from the checkpoints it keeps (no store read).
-pub(crate) fn channel_call(checkpoints: &[Checkpoint], arguments: &serde_json::Value) -> String {
-    let args = match parse(arguments) {
-        Ok(args) => args,
-        Err(error) => return error,
-    };
+pub(crate) fn channel_call(checkpoints: &[Checkpoint], args: ChronicleArgs) -> String {
     match args.action.as_str() {
         "list" => list(checkpoints, args.limit),
         "open" => match args.seq.and_then(|seq| checkpoints.iter().find(|c| c.seq == seq)) {
@@ -587,13 +579,19 @@ pub(crate) struct BranchChronicleTool {
 }
 
 #[async_trait]
-impl Tool for BranchChronicleTool {
-    fn spec(&self) -> ToolSpec {
-        chronicle_tool_spec(true)
+impl TypedTool for BranchChronicleTool {
+    const NAME: &'static str = CHRONICLE_TOOL;
+    type Args = ChronicleArgs;
+
+    fn description(&self) -> String {
+        chronicle_tool_spec(true).description
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args = parse(&arguments).map_err(ToolError::InvalidArguments)?;
+    fn parameters(&self) -> serde_json::Value {
+        chronicle_tool_spec(true).parameters
+    }
+
+    async fn run(&self, args: ChronicleArgs) -> Result<String, ToolError> {
         let failed = |error: spacebot_core::StoreError| ToolError::Failed(error.to_string());
         if args.action == "list" {
             let checkpoints = self.chronicle.checkpoints(&self.agent, &self.conversation).await.map_err(failed)?;
@@ -665,6 +663,10 @@ mod tests {
 
     fn settings() -> CompactionSettings {
         CompactionSettings::default()
+    }
+
+    fn args(arguments: serde_json::Value) -> ChronicleArgs {
+        spacebot_core::parse_tool_args(CHRONICLE_TOOL, &arguments).expect("valid arguments")
     }
 
     #[test]
@@ -743,13 +745,13 @@ mod tests {
     #[test]
     fn the_channel_tool_lists_newest_first_and_opens_one() {
         let checkpoints: Vec<Checkpoint> = (1..=60).map(|n| checkpoint(n, n * 10, n * 10 + 9, 10)).collect();
-        let listed = channel_call(&checkpoints, &json!({ "action": "list" }));
+        let listed = channel_call(&checkpoints, args(json!({ "action": "list" })));
         assert!(listed.contains("- #60 ") && listed.contains("- #41 ") && !listed.contains("- #40 "), "{listed}");
-        let many = channel_call(&checkpoints, &json!({ "action": "list", "limit": 500 }));
+        let many = channel_call(&checkpoints, args(json!({ "action": "list", "limit": 500 })));
         assert_eq!(many.lines().filter(|line| line.starts_with("- #")).count(), LIST_MAX);
-        let opened = channel_call(&checkpoints, &json!({ "action": "open", "seq": 7 }));
+        let opened = channel_call(&checkpoints, args(json!({ "action": "open", "seq": 7 })));
         assert!(opened.starts_with("#7 part 7") && opened.ends_with("ssssssssss"), "{opened}");
-        assert!(channel_call(&checkpoints, &json!({ "action": "open", "seq": 99 })).contains("existing"));
-        assert!(channel_call(&checkpoints, &json!({ "action": "expand", "seq": 1 })).contains("branch"));
+        assert!(channel_call(&checkpoints, args(json!({ "action": "open", "seq": 99 }))).contains("existing"));
+        assert!(channel_call(&checkpoints, args(json!({ "action": "expand", "seq": 1 }))).contains("branch"));
     }
 }

@@ -15,11 +15,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use spacebot_core::{Tool, ToolError, ToolSpec};
+use spacebot_core::{ToolError, TypedTool};
 
 use super::workspace::Workspace;
 use super::{TaskToolError, TaskToolSettings};
-use crate::tools::parse_args;
 
 /// The `PATH` commands run with.
 const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -54,7 +53,7 @@ pub fn bubblewrap_available() -> bool {
 }
 
 #[derive(Debug, Deserialize)]
-struct ShellArgs {
+pub(crate) struct ShellArgs {
     #[serde(alias = "cmd", alias = "script")]
     command: String,
 }
@@ -129,30 +128,31 @@ impl Shell {
 }
 
 #[async_trait]
-impl Tool for Shell {
-    fn spec(&self) -> ToolSpec {
+impl TypedTool for Shell {
+    const NAME: &'static str = "shell";
+    type Args = ShellArgs;
+
+    fn description(&self) -> String {
         let sandbox = if self.bwrap.is_some() {
             "in a sandbox (only the workspace is writable, no network)"
         } else {
             "unsandboxed"
         };
-        ToolSpec::new(
-            "shell",
-            format!(
-                "Run a shell command (`sh -c`) in the workspace, {sandbox}. Limited to {} seconds; long \
-                 output is cut.",
-                self.timeout.as_secs()
-            ),
-            json!({
-                "type": "object",
-                "properties": { "command": { "type": "string" } },
-                "required": ["command"]
-            }),
+        format!(
+            "Run a shell command (`sh -c`) in the workspace, {sandbox}. Limited to {} seconds; long output is cut.",
+            self.timeout.as_secs()
         )
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: ShellArgs = parse_args("shell", &arguments).map_err(ToolError::InvalidArguments)?;
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": { "command": { "type": "string" } },
+            "required": ["command"]
+        })
+    }
+
+    async fn run(&self, args: ShellArgs) -> Result<String, ToolError> {
         let mut child = self
             .command(&args.command)
             .spawn()
@@ -223,6 +223,8 @@ async fn kill_group(child: &tokio::process::Child) {
 
 #[cfg(test)]
 mod tests {
+    use spacebot_core::Tool;
+
     use super::*;
 
     fn shell(dir: &std::path::Path, sandbox: Sandbox, timeout: Duration, cap: usize) -> Shell {

@@ -13,9 +13,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use spacebot_core::{Tool, ToolError, ToolSpec};
-
-use crate::tools::parse_args;
+use spacebot_core::{ToolError, TypedTool};
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
@@ -60,7 +58,7 @@ impl WebFetchSettings {
 }
 
 #[derive(Debug, Deserialize)]
-struct FetchArgs {
+pub(crate) struct FetchArgs {
     #[serde(alias = "link", alias = "href")]
     url: String,
 }
@@ -174,25 +172,27 @@ impl WebFetch {
 }
 
 #[async_trait]
-impl Tool for WebFetch {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            "web_fetch",
-            format!(
-                "Fetch a public http(s) URL with GET; returns the status, content type and body (cut at {} \
-                 bytes). Private and local addresses are refused.",
-                self.settings.max_bytes
-            ),
-            json!({
-                "type": "object",
-                "properties": { "url": { "type": "string" } },
-                "required": ["url"]
-            }),
+impl TypedTool for WebFetch {
+    const NAME: &'static str = "web_fetch";
+    type Args = FetchArgs;
+
+    fn description(&self) -> String {
+        format!(
+            "Fetch a public http(s) URL with GET; returns the status, content type and body (cut at {} bytes). \
+             Private and local addresses are refused.",
+            self.settings.max_bytes
         )
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: FetchArgs = parse_args("web_fetch", &arguments).map_err(ToolError::InvalidArguments)?;
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": { "url": { "type": "string" } },
+            "required": ["url"]
+        })
+    }
+
+    async fn run(&self, args: FetchArgs) -> Result<String, ToolError> {
         match tokio::time::timeout(self.settings.timeout, self.fetch(&args.url)).await {
             Ok(result) => result,
             Err(_) => Err(ToolError::Failed(format!("{} did not answer in time", args.url))),
@@ -247,6 +247,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use spacebot_core::Tool;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;

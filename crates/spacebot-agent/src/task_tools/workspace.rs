@@ -157,6 +157,10 @@ impl FileRead {
 
 #[async_trait]
 impl Tool for FileRead {
+    fn name(&self) -> &str {
+        "file_read"
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "file_read",
@@ -197,6 +201,10 @@ impl FileWrite {
 
 #[async_trait]
 impl Tool for FileWrite {
+    fn name(&self) -> &str {
+        "file_write"
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "file_write",
@@ -235,6 +243,10 @@ impl FileList {
 
 #[async_trait]
 impl Tool for FileList {
+    fn name(&self) -> &str {
+        "file_list"
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec::new(
             "file_list",

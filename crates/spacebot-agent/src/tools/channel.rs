@@ -1,0 +1,349 @@
+//! The channel's tools: their specs, their arguments read once into a [`ChannelCall`], and the
+//! checks on plain-text fallback replies.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use spacebot_core::{ToolCall, ToolSpec};
+
+use crate::context::chronicle::{CHRONICLE_TOOL, ChronicleArgs, chronicle_tool_spec};
+
+/// The tool that sends a message to the conversation and ends the turn.
+pub const REPLY_TOOL: &str = "reply";
+/// The tool that ends the turn without a message.
+pub const SKIP_TOOL: &str = "skip";
+
+/// The tool that reacts to the message with an emoji; the turn goes on.
+pub const REACT_TOOL: &str = "react";
+/// The tool that starts a branch.
+pub const BRANCH_TOOL: &str = "branch";
+/// The tool that starts a worker.
+pub const SPAWN_WORKER_TOOL: &str = "spawn_worker";
+/// The tool that sends a message to a worker.
+pub const ROUTE_TOOL: &str = "route";
+/// The tool that cancels a branch or worker.
+pub const CANCEL_TOOL: &str = "cancel";
+
+/// The tools a channel offers the model, in a fixed order so requests are byte-stable, with
+/// `chronicle` last when the conversation has (or, in chronicle mode, will have) checkpoints.
+/// Built once and shared by every request.
+pub(crate) fn channel_tools(chronicle: bool) -> Arc<[ToolSpec]> {
+    static TOOLS: OnceLock<Arc<[ToolSpec]>> = OnceLock::new();
+    static WITH_CHRONICLE: OnceLock<Arc<[ToolSpec]>> = OnceLock::new();
+    if chronicle {
+        WITH_CHRONICLE
+            .get_or_init(|| build_channel_tools().into_iter().chain([chronicle_tool_spec(false)]).collect())
+            .clone()
+    } else {
+        TOOLS.get_or_init(|| Arc::from(build_channel_tools())).clone()
+    }
+}
+
+fn build_channel_tools() -> Vec<ToolSpec> {
+    vec![
+        ToolSpec::new(
+            REPLY_TOOL,
+            "Send a message to the conversation. Ends your turn.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "content": { "type": "string", "description": "The message to send." }
+                },
+                "required": ["content"]
+            }),
+        ),
+        ToolSpec::new(
+            SKIP_TOOL,
+            "Send nothing this turn, when the message needs no answer. Ends your turn.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "reason": { "type": "string", "description": "Why no reply is needed (for logs)." }
+                }
+            }),
+        ),
+        ToolSpec::new(
+            REACT_TOOL,
+            "React to the message with an emoji. Your turn goes on: still `reply` or `skip`.",
+            json!({
+                "type": "object",
+                "properties": { "emoji": { "type": "string", "description": "One emoji." } },
+                "required": ["emoji"]
+            }),
+        ),
+        ToolSpec::new(
+            BRANCH_TOOL,
+            "Think something through in the background with a copy of this conversation (recall, \
+             plan, decide). Returns at once; the conclusion arrives later as a background result.",
+            json!({
+                "type": "object",
+                "properties": { "task": { "type": "string", "description": "What to think about." } },
+                "required": ["task"]
+            }),
+        ),
+        ToolSpec::new(
+            SPAWN_WORKER_TOOL,
+            "Start a worker that does a task with tools (shell, files, web) in the background. \
+             Returns at once; its outcome arrives later as a background result. An interactive \
+             worker stays available for follow-ups sent with `route`.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "task": { "type": "string", "description": "The task, complete and self-contained." },
+                    "interactive": { "type": "boolean", "description": "Keep the worker for follow-ups." }
+                },
+                "required": ["task"]
+            }),
+        ),
+        ToolSpec::new(
+            ROUTE_TOOL,
+            "Send a message to a worker: a follow-up task to an idle interactive worker, or more \
+             context to a running one.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "worker_id": { "type": "string" },
+                    "message": { "type": "string" }
+                },
+                "required": ["worker_id", "message"]
+            }),
+        ),
+        ToolSpec::new(
+            CANCEL_TOOL,
+            "Cancel a running branch or worker.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "process_id": { "type": "string" },
+                    "reason": { "type": "string" }
+                },
+                "required": ["process_id"]
+            }),
+        ),
+    ]
+}
+
+/// A call of a channel tool, its arguments read.
+#[derive(Debug)]
+pub(crate) enum ChannelCall {
+    /// Send this message and end the turn.
+    Reply(String),
+    /// End the turn without a message, for this reason (for the logs) if one was given.
+    Skip(Option<String>),
+    React(ReactArgs),
+    Branch(BranchArgs),
+    SpawnWorker(SpawnWorkerArgs),
+    Route(RouteArgs),
+    Cancel(CancelArgs),
+    /// `chronicle`, offered when the conversation has (or will have) checkpoints.
+    Chronicle(ChronicleArgs),
+}
+
+impl ChannelCall {
+    /// Reads a call of one of the channel's tools (`chronicle` only when offered), or says what
+    /// is wrong with it in words the model can act on.
+    pub(crate) fn parse(call: &ToolCall, chronicle: bool) -> Result<Self, String> {
+        let arguments = &call.arguments;
+        Ok(match call.name.as_str() {
+            REPLY_TOOL => {
+                let args: ReplyArgs = parse(REPLY_TOOL, arguments)?;
+                Self::Reply(non_blank(
+                    args.content,
+                    "`reply` needs a non-empty `content`; call `skip` to send nothing.",
+                )?)
+            }
+            // Whatever the arguments, the turn ends: the reason is only for the logs.
+            SKIP_TOOL => Self::Skip(parse::<SkipArgs>(SKIP_TOOL, arguments).ok().and_then(|args| args.reason)),
+            REACT_TOOL => {
+                let args: ReactArgs = parse(REACT_TOOL, arguments)?;
+                Self::React(ReactArgs { emoji: non_blank(args.emoji, "`react` needs an `emoji`.")? })
+            }
+            BRANCH_TOOL => {
+                let args: BranchArgs = parse(BRANCH_TOOL, arguments)?;
+                Self::Branch(BranchArgs { task: non_blank(args.task, "`branch` needs a non-empty `task`.")? })
+            }
+            SPAWN_WORKER_TOOL => {
+                let args: SpawnWorkerArgs = parse(SPAWN_WORKER_TOOL, arguments)?;
+                let task = non_blank(args.task, "`spawn_worker` needs a non-empty `task`.")?;
+                Self::SpawnWorker(SpawnWorkerArgs { task, ..args })
+            }
+            ROUTE_TOOL => Self::Route(parse(ROUTE_TOOL, arguments)?),
+            CANCEL_TOOL => Self::Cancel(parse(CANCEL_TOOL, arguments)?),
+            CHRONICLE_TOOL if chronicle => Self::Chronicle(parse(CHRONICLE_TOOL, arguments)?),
+            other => {
+                return Err(format!(
+                    "There is no tool named `{other}`. The tools are `reply`, `skip`, `react`, `branch`, \
+                     `spawn_worker`, `route` and `cancel`{}.",
+                    if chronicle { " and `chronicle`" } else { "" }
+                ));
+            }
+        })
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(tool: &str, arguments: &serde_json::Value) -> Result<T, String> {
+    spacebot_core::parse_tool_args(tool, arguments).map_err(|error| format!("{error}."))
+}
+
+/// `text`, unless it is blank; then `complaint` for the model.
+fn non_blank(text: String, complaint: &str) -> Result<String, String> {
+    if text.trim().is_empty() { Err(complaint.to_owned()) } else { Ok(text) }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplyArgs {
+    #[serde(alias = "text", alias = "message")]
+    content: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SkipArgs {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Arguments of `react`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReactArgs {
+    pub(crate) emoji: String,
+}
+
+/// Arguments of `branch`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BranchArgs {
+    #[serde(alias = "description", alias = "prompt")]
+    pub(crate) task: String,
+}
+
+/// Arguments of `spawn_worker`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SpawnWorkerArgs {
+    pub(crate) task: String,
+    #[serde(default)]
+    pub(crate) interactive: bool,
+}
+
+/// Arguments of `route`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RouteArgs {
+    #[serde(alias = "id", alias = "process_id")]
+    pub(crate) worker_id: String,
+    #[serde(alias = "content", alias = "text")]
+    pub(crate) message: String,
+}
+
+/// Arguments of `cancel`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CancelArgs {
+    #[serde(alias = "id", alias = "worker_id", alias = "branch_id")]
+    pub(crate) process_id: String,
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
+}
+
+/// Why plain model text must not be sent as a fallback reply, if it must not.
+pub(crate) fn fallback_refusal(text: &str) -> Option<&'static str> {
+    if looks_like_tool_syntax(text) {
+        Some("it looks like a tool call written as text")
+    } else if contains_secret(text) {
+        Some("it appears to contain a secret")
+    } else {
+        None
+    }
+}
+
+fn looks_like_tool_syntax(text: &str) -> bool {
+    let trimmed = text.trim();
+    if ["<tool_call", "<function", "<|tool", "[TOOL_CALLS]", "```tool"].iter().any(|tag| trimmed.contains(tag)) {
+        return true;
+    }
+    // A bare JSON object naming a tool, as weak models emit when they mean to call one.
+    match serde_json::from_str::<serde_json::Value>(trimmed) {
+        Ok(serde_json::Value::Object(map)) => {
+            map.contains_key("name") && (map.contains_key("arguments") || map.contains_key("parameters"))
+                || map.contains_key("tool")
+                || map.contains_key("function")
+        }
+        _ => false,
+    }
+}
+
+fn contains_secret(text: &str) -> bool {
+    const PREFIXES: [(&str, usize); 7] =
+        [("sk-", 20), ("sk-ant-", 20), ("xoxb-", 10), ("xoxp-", 10), ("xapp-", 10), ("ghp_", 20), ("github_pat_", 20)];
+    if text.contains("-----BEGIN") && text.contains("PRIVATE KEY") {
+        return true;
+    }
+    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | '(' | ')')).any(|word| {
+        PREFIXES.iter().any(|(prefix, min_len)| {
+            word.strip_prefix(prefix).is_some_and(|rest| {
+                rest.len() >= *min_len && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, arguments: serde_json::Value) -> Result<ChannelCall, String> {
+        ChannelCall::parse(&ToolCall::new("c1", name, arguments), false)
+    }
+
+    fn reply_text(arguments: serde_json::Value) -> Result<String, String> {
+        match call(REPLY_TOOL, arguments)? {
+            ChannelCall::Reply(text) => Ok(text),
+            other => panic!("not a reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reply_arguments_are_parsed_leniently_but_checked() {
+        assert_eq!(reply_text(json!({"content": "hi"})), Ok("hi".to_owned()));
+        assert_eq!(reply_text(json!({"text": "hi"})), Ok("hi".to_owned()));
+        assert_eq!(reply_text(json!("{\"content\": \"hi\"}")), Ok("hi".to_owned()));
+        assert!(reply_text(json!({"content": "  "})).unwrap_err().contains("non-empty"));
+        assert!(reply_text(json!({"body": "hi"})).unwrap_err().contains("missing field `content`"));
+    }
+
+    #[test]
+    fn every_channel_tool_reads_arguments_sent_as_a_string() {
+        for (name, arguments) in [
+            (REACT_TOOL, json!({"emoji": "👍"})),
+            (BRANCH_TOOL, json!({"task": "think"})),
+            (SPAWN_WORKER_TOOL, json!({"task": "work", "interactive": true})),
+            (ROUTE_TOOL, json!({"worker_id": "w1", "message": "more"})),
+            (CANCEL_TOOL, json!({"process_id": "w1"})),
+        ] {
+            let as_object = format!("{:?}", call(name, arguments.clone()).expect("an object parses"));
+            let as_string = format!("{:?}", call(name, json!(arguments.to_string())).expect("a string parses"));
+            assert_eq!(as_object, as_string, "{name}");
+        }
+        assert!(matches!(call(SKIP_TOOL, json!(null)), Ok(ChannelCall::Skip(None))));
+        assert!(matches!(call(SKIP_TOOL, json!("{\"reason\": \"chatter\"}")), Ok(ChannelCall::Skip(Some(_)))));
+        assert!(call("chronicle", json!({"action": "list"})).unwrap_err().contains("no tool named"));
+    }
+
+    #[test]
+    fn ordinary_text_is_a_valid_fallback() {
+        assert_eq!(fallback_refusal("Sure, the meeting is at 3pm."), None);
+        assert_eq!(fallback_refusal("{\"weather\": \"sunny\"}"), None);
+        assert_eq!(fallback_refusal("use the sk- prefix for keys"), None);
+    }
+
+    #[test]
+    fn tool_syntax_is_not_sent() {
+        assert!(fallback_refusal("{\"name\": \"reply\", \"arguments\": {\"content\": \"x\"}}").is_some());
+        assert!(fallback_refusal("<tool_call>{\"name\":\"reply\"}</tool_call>").is_some());
+    }
+
+    #[test]
+    fn secrets_are_not_sent() {
+        assert!(fallback_refusal("your key is sk-abcdefghijklmnopqrstuvwx").is_some());
+        assert!(fallback_refusal("token: xoxb-1234567890-abcdef").is_some());
+        assert!(fallback_refusal("-----BEGIN RSA PRIVATE KEY-----\nabc").is_some());
+    }
+}
