@@ -66,14 +66,14 @@ pub use error::{
 };
 pub use event::{RuntimeEvent, TurnOutcome};
 pub use fallback::FallbackModel;
-pub use ids::{AgentId, ConversationId, MessageId, ProcessId};
+pub use ids::{AgentId, ConversationId, MemoryId, MessageId, ProcessId};
 pub use inbox::Inbox;
 pub use llm::{
     ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, StreamEvent, ToolCall, ToolSpec, Usage,
 };
 pub use log::ConversationLog;
 pub use memory::{
-    Edge, KnowledgeQuery, ListOrder, ListQuery, MaintenanceOptions, MaintenanceReport, Memory, MemoryId, MemoryScope,
+    Edge, KnowledgeQuery, ListOrder, ListQuery, MaintenanceOptions, MaintenanceReport, Memory, MemoryScope,
     MemoryStore, MemoryType, NewEdge, NewMemory, RecallHit, RecallQuery, RelationKind, SaveOutcome, SaveStatus,
     Visibility,
 };

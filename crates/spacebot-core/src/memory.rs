@@ -13,10 +13,10 @@ mod scope;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::ids::AgentId;
+use crate::ids::{AgentId, MemoryId};
 
 pub use maintenance::{MaintenanceOptions, MaintenanceReport};
-pub use model::{Edge, Memory, MemoryId, MemoryType, NewEdge, NewMemory, RelationKind, SaveOutcome, SaveStatus};
+pub use model::{Edge, Memory, MemoryType, NewEdge, NewMemory, RelationKind, SaveOutcome, SaveStatus};
 pub use query::{KnowledgeQuery, ListOrder, ListQuery, RecallHit, RecallQuery};
 pub use scope::{MemoryScope, Visibility};
 

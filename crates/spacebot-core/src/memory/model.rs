@@ -1,64 +1,12 @@
 //! The memory model: memories, their types, the edges between them, and what a save did.
 
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::MemoryId;
 use crate::memory::scope::MemoryScope;
-
-/// The id of a memory (a UUIDv7 for memories this crate's users create, so ids sort by creation).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MemoryId(Arc<str>);
-
-impl MemoryId {
-    /// Wraps a string as a memory id.
-    pub fn new(value: impl Into<Arc<str>>) -> Self {
-        Self(value.into())
-    }
-
-    /// A fresh, time-ordered id.
-    pub fn generate() -> Self {
-        Self::new(uuid::Uuid::now_v7().to_string())
-    }
-
-    /// The id as a string slice.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for MemoryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for MemoryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MemoryId({:?})", &*self.0)
-    }
-}
-
-impl From<&str> for MemoryId {
-    fn from(value: &str) -> Self {
-        Self::new(value)
-    }
-}
-
-impl From<String> for MemoryId {
-    fn from(value: String) -> Self {
-        Self::new(value)
-    }
-}
-
-impl AsRef<str> for MemoryId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
 
 /// The kinds of memory. Each has a default importance and a stable lowercase label (what is
 /// stored, and what models and the CLI write).
@@ -400,10 +348,5 @@ mod tests {
         assert_eq!(NewMemory::new(MemoryType::Fact, "x", scope.clone()).with_importance(1.7).importance, 1.0);
         assert_eq!(NewMemory::new(MemoryType::Fact, "x", scope.clone()).with_importance(-0.2).importance, 0.0);
         assert_eq!(NewMemory::new(MemoryType::Fact, "x", scope).with_importance(f32::NAN).importance, 0.0);
-    }
-
-    #[test]
-    fn generated_memory_ids_are_unique() {
-        assert_ne!(MemoryId::generate(), MemoryId::generate());
     }
 }
