@@ -75,7 +75,7 @@ pub use log::ConversationLog;
 pub use memory::{
     Edge, KnowledgeQuery, ListOrder, ListQuery, MaintenanceOptions, MaintenanceReport, Memory, MemoryScope,
     MemoryStore, MemoryType, NewEdge, NewMemory, RecallHit, RecallQuery, RelationKind, SaveOutcome, SaveStatus,
-    Visibility,
+    ScopeView, Visibility,
 };
 pub use message::{
     Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage,

@@ -18,7 +18,7 @@ use crate::ids::{AgentId, MemoryId};
 pub use maintenance::{MaintenanceOptions, MaintenanceReport};
 pub use model::{Edge, Memory, MemoryType, NewEdge, NewMemory, RelationKind, SaveOutcome, SaveStatus};
 pub use query::{KnowledgeQuery, ListOrder, ListQuery, RecallHit, RecallQuery};
-pub use scope::{MemoryScope, Visibility};
+pub use scope::{MemoryScope, ScopeView, Visibility};
 
 /// Typed memory with hybrid recall, scoped per person. Implemented by `spacebot-memory`.
 ///
@@ -46,7 +46,7 @@ pub trait MemoryStore: Send + Sync + 'static {
 
     /// One live memory by id if `visibility` may see it (what a model may act on).
     ///
-    /// The default reads [`get`](Self::get) and applies the visibility rule to the stored
+    /// The default reads [`get`](Self::get) and applies [`Visibility::admits`] to the stored
     /// person id as is; stores that map platform ids to people override it.
     async fn get_visible(
         &self,
@@ -55,18 +55,7 @@ pub trait MemoryStore: Send + Sync + 'static {
         visibility: &Visibility,
     ) -> Result<Option<Memory>, StoreError> {
         let Some(memory) = self.get(agent, id).await? else { return Ok(None) };
-        let visible = !memory.forgotten
-            && match visibility {
-                Visibility::Operator => true,
-                Visibility::Conversation { conversation, participants } => {
-                    !memory.scope.private
-                        || match &memory.scope.human {
-                            Some(human) => participants.contains(human),
-                            None => memory.scope.conversation.as_ref() == Some(conversation),
-                        }
-                }
-                _ => !memory.scope.private,
-            };
+        let visible = !memory.forgotten && visibility.admits(memory.scope.view());
         Ok(visible.then_some(memory))
     }
 

@@ -43,7 +43,7 @@ use spacebot_core::{
 };
 
 use crate::error::{Error, permanent, store_error};
-use crate::memory::audience::{Audience, Filter};
+use crate::memory::audience::Filter;
 use crate::memory::indexes::Indexes;
 use crate::sqlite::SqliteStore;
 
@@ -186,7 +186,8 @@ impl SqliteMemory {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// Maps a visibility to an audience, resolving participants through the identity anchors.
+    /// The filter for a visibility, with the people its participants map to (through the
+    /// identity anchors) added to them.
     async fn filter(&self, agent: &AgentId, visibility: &Visibility) -> Result<Filter, StoreError> {
         let mapped = match visibility {
             Visibility::Conversation { participants, .. } if !participants.is_empty() => {
@@ -203,7 +204,7 @@ impl SqliteMemory {
             }
             _ => Vec::new(),
         };
-        Ok(Filter::new(agent.clone(), Audience::resolve(visibility, mapped)))
+        Ok(Filter::new(agent.clone(), visibility.clone().with_participants(mapped)))
     }
 
     /// Brings the in-memory copies up to the file when it changed under them (another process
