@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
 use spacebot_core::{FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeSettings};
 use spacebot_cortex::{Watchdog, WatchdogSettings};
-use spacebot_memory::SqliteStore;
+use spacebot_memory::SqliteLog;
 use spacebot_webhook::{ApiConfig, WebhookAdapter};
 
 use crate::cli::{GlobalArgs, StartArgs};
@@ -45,7 +45,7 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("can't create data dir {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("spacebot.db");
-    let store = Arc::new(SqliteStore::open(&db_path).await?);
+    let store = Arc::new(SqliteLog::open(&db_path).await?);
     let memories = Memories::open(&config).await?;
 
     let mut profiles = Vec::new();

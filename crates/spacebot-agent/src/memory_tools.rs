@@ -340,67 +340,11 @@ impl TypedTool for MemoryDelete {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use spacebot_core::{Edge, KnowledgeQuery, ListQuery, Memory, RecallHit, SaveOutcome, StoreError};
+    use spacebot_testing::FakeMemory;
 
     use super::*;
 
-    /// An in-process store: a list of memories, substring recall, the core visibility rule.
-    #[derive(Default)]
-    struct FakeStore {
-        memories: Mutex<Vec<Memory>>,
-        saved: Mutex<Vec<NewMemory>>,
-    }
-
-    #[async_trait]
-    impl MemoryStore for FakeStore {
-        async fn save(&self, memory: NewMemory) -> Result<SaveOutcome, StoreError> {
-            let id = MemoryId::generate();
-            let mut stored = Memory::new(id.clone(), memory.kind, memory.content.clone(), memory.scope.clone());
-            stored.importance = memory.importance;
-            self.memories.lock().unwrap().push(stored);
-            self.saved.lock().unwrap().push(memory);
-            Ok(SaveOutcome::new(id, SaveStatus::Created))
-        }
-        async fn get(&self, _: &AgentId, id: &MemoryId) -> Result<Option<Memory>, StoreError> {
-            Ok(self.memories.lock().unwrap().iter().find(|m| &m.id == id).cloned())
-        }
-        async fn recall(&self, query: RecallQuery) -> Result<Vec<RecallHit>, StoreError> {
-            let all = self.memories.lock().unwrap().clone();
-            let mut hits = Vec::new();
-            for memory in all {
-                let visible = self.get_visible(&query.agent, &memory.id, &query.visibility).await?.is_some();
-                if visible && memory.content.contains(&query.text) {
-                    hits.push(RecallHit::new(memory, 1.0));
-                }
-            }
-            Ok(hits)
-        }
-        async fn list(&self, _: ListQuery) -> Result<Vec<Memory>, StoreError> {
-            Ok(Vec::new())
-        }
-        async fn forget(&self, _: &AgentId, id: &MemoryId) -> Result<bool, StoreError> {
-            let mut memories = self.memories.lock().unwrap();
-            let Some(memory) = memories.iter_mut().find(|m| &m.id == id && !m.forgotten) else { return Ok(false) };
-            memory.forgotten = true;
-            Ok(true)
-        }
-        async fn link(&self, _: &AgentId, _: Edge) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn edges(&self, _: &AgentId, _: &MemoryId) -> Result<Vec<Edge>, StoreError> {
-            Ok(Vec::new())
-        }
-        async fn link_identity(&self, _: &AgentId, _: &str, _: &str) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn render_knowledge(&self, _: KnowledgeQuery) -> Result<String, StoreError> {
-            Ok(String::new())
-        }
-    }
-
-    fn tools(store: &Arc<FakeStore>, participants: &[&str]) -> Vec<Arc<dyn Tool>> {
+    fn tools(store: &Arc<FakeMemory>, participants: &[&str]) -> Vec<Arc<dyn Tool>> {
         memory_tools(store.clone(), MemoryToolContext::new("main", "discord:general", participants.iter().copied()))
     }
 
@@ -410,19 +354,19 @@ mod tests {
 
     #[tokio::test]
     async fn the_tools_have_their_published_names() {
-        let store = Arc::new(FakeStore::default());
+        let store = Arc::new(FakeMemory::new());
         let names: Vec<String> = tools(&store, &[]).iter().map(|tool| tool.spec().name).collect();
         assert_eq!(names, vec!["memory_recall", "memory_save", "memory_delete"]);
     }
 
     #[tokio::test]
     async fn save_defaults_to_a_shared_fact_and_validates_its_arguments() {
-        let store = Arc::new(FakeStore::default());
+        let store = Arc::new(FakeMemory::new());
         let tools = tools(&store, &["discord:alice"]);
         let save = tool(&tools, MEMORY_SAVE_TOOL);
         let reply = save.call(json!({"content": "The repo is on GitHub"})).await.unwrap();
         assert!(reply.starts_with("Saved as "), "{reply}");
-        let saved = store.saved.lock().unwrap()[0].clone();
+        let saved = store.saved()[0].clone();
         assert_eq!(saved.kind, MemoryType::Fact);
         assert_eq!(saved.importance, 0.6);
         assert!(!saved.scope.private);
@@ -438,20 +382,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_private_save_is_private_to_the_participant_named() {
-        let store = Arc::new(FakeStore::default());
+        let store = Arc::new(FakeMemory::new());
         let save = tool(&tools(&store, &["discord:alice"]), MEMORY_SAVE_TOOL);
         save.call(
             json!({"content": "Vegetarian", "memory_type": "preference", "about": "discord:alice", "private": true}),
         )
         .await
         .unwrap();
-        let saved = store.saved.lock().unwrap()[0].clone();
+        let saved = store.saved()[0].clone();
         assert_eq!(saved.scope, MemoryScope::private_to("main", "discord:alice").with_conversation("discord:general"));
     }
 
     #[tokio::test]
     async fn recall_and_delete_only_reach_what_the_conversation_may_see() {
-        let store = Arc::new(FakeStore::default());
+        let store = Arc::new(FakeMemory::new());
         let carol = store
             .save(NewMemory::new(
                 MemoryType::Fact,
@@ -477,7 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn delete_forgets_a_visible_memory_once() {
-        let store = Arc::new(FakeStore::default());
+        let store = Arc::new(FakeMemory::new());
         let id = store
             .save(NewMemory::new(MemoryType::Todo, "Order more coffee", MemoryScope::agent("main")))
             .await

@@ -1,4 +1,4 @@
-//! Identifiers shared by every crate: agents, conversations, messages and processes.
+//! Identifiers shared by every crate: agents, conversations, messages, processes and memories.
 //!
 //! Each id is a cheap-to-clone wrapper around an `Arc<str>`, so ids can be passed between tasks
 //! and stored in maps without copying strings, and distinct types keep an agent id from being
@@ -9,7 +9,20 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// Declares an id type: a newtype over `Arc<str>` that serializes as a plain string and displays
+/// as one. With `generated`, it also gets `generate()`, a fresh UUIDv7, so generated ids sort by
+/// creation time.
 macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, generated) => {
+        string_id!($(#[$doc])* $name);
+
+        impl $name {
+            /// A fresh, time-ordered id (a UUIDv7).
+            pub fn generate() -> Self {
+                Self::new(uuid::Uuid::now_v7().to_string())
+            }
+        }
+    };
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,26 +83,19 @@ string_id!(
 );
 string_id!(
     /// The id of a stored message. Generated ids are UUIDv7, so they sort by creation time.
-    MessageId
+    MessageId,
+    generated
 );
 string_id!(
     /// The id of a process (channel turn, branch, worker) for events and supervision.
-    ProcessId
+    ProcessId,
+    generated
 );
-
-impl MessageId {
-    /// A fresh, time-ordered message id.
-    pub fn generate() -> Self {
-        Self::new(uuid::Uuid::now_v7().to_string())
-    }
-}
-
-impl ProcessId {
-    /// A fresh, time-ordered process id.
-    pub fn generate() -> Self {
-        Self::new(uuid::Uuid::now_v7().to_string())
-    }
-}
+string_id!(
+    /// The id of a memory (a UUIDv7 for memories this crate's users create, so ids sort by creation).
+    MemoryId,
+    generated
+);
 
 #[cfg(test)]
 mod tests {
@@ -101,6 +107,20 @@ mod tests {
         let b = MessageId::generate();
         assert_ne!(a, b);
         assert!(a < b, "UUIDv7 ids sort by creation time: {a} !< {b}");
+        let (a, b) = (ProcessId::generate(), ProcessId::generate());
+        assert!(a < b, "UUIDv7 ids sort by creation time: {a} !< {b}");
+        let (a, b) = (MemoryId::generate(), MemoryId::generate());
+        assert!(a < b, "UUIDv7 ids sort by creation time: {a} !< {b}");
+    }
+
+    #[test]
+    fn memory_ids_display_serialize_and_debug_as_the_other_ids() {
+        let id = MemoryId::from("0190-abc");
+        assert_eq!(id.to_string(), "0190-abc");
+        assert_eq!(format!("{id:?}"), "MemoryId(\"0190-abc\")");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"0190-abc\"");
+        assert_eq!(serde_json::from_str::<MemoryId>("\"0190-abc\"").unwrap(), id);
+        assert_eq!(MemoryId::generate().as_str().len(), 36, "a hyphenated UUID");
     }
 
     #[test]

@@ -34,19 +34,23 @@
 mod adapter;
 mod binding;
 mod chronicle;
+mod embed;
 mod engine;
 mod error;
 mod event;
 mod fallback;
 mod ids;
 mod inbox;
+mod journal;
 mod llm;
+mod log;
+mod memory;
 mod message;
+mod outbox;
 mod process;
 mod runs;
 mod runtime;
 mod split;
-mod store;
 mod supervision;
 mod tool;
 
@@ -55,30 +59,31 @@ pub use binding::{Binding, CHANNEL_KEY, GUILD_KEY, PARENT_CHANNEL_KEY, resolve_b
 pub use chronicle::{
     Checkpoint, CheckpointKind, Chronicle, ChronicleError, LogTail, LoggedMessage, NewCheckpoint, NewRollup,
 };
-pub use engine::{
-    AdapterSet, ControlCommand, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox,
-};
+pub use embed::Embedder;
+pub use engine::{ControlCommand, ConversationContext, ConversationEngine, ConversationInput};
 pub use error::{
     AdapterError, AdapterErrorKind, BoxError, EmbedError, Error, LlmError, LlmErrorKind, Result, StoreError, ToolError,
 };
 pub use event::{RuntimeEvent, TurnOutcome};
 pub use fallback::FallbackModel;
-pub use ids::{AgentId, ConversationId, MessageId, ProcessId};
+pub use ids::{AgentId, ConversationId, MemoryId, MessageId, ProcessId};
 pub use inbox::Inbox;
 pub use llm::{
     ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, StreamEvent, ToolCall, ToolSpec, Usage,
 };
+pub use log::ConversationLog;
+pub use memory::{
+    Edge, KnowledgeQuery, ListOrder, ListQuery, MaintenanceOptions, MaintenanceReport, Memory, MemoryScope,
+    MemoryStore, MemoryType, NewEdge, NewMemory, RecallHit, RecallQuery, RelationKind, SaveOutcome, SaveStatus,
+    ScopeView, Visibility,
+};
 pub use message::{
     Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage,
 };
+pub use outbox::{AdapterSet, DeliveryPolicy, Outbox};
 pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};
 pub use runs::{ProcessRun, ProcessRuns};
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus};
 pub use split::{SplitOptions, split_message, split_message_with};
-pub use store::{
-    ConversationLog, Edge, Embedder, KnowledgeQuery, ListOrder, ListQuery, MaintenanceOptions, MaintenanceReport,
-    Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewEdge, NewMemory, RecallHit, RecallQuery, RelationKind,
-    SaveOutcome, SaveStatus, Visibility,
-};
 pub use supervision::{OWNER_ENDED, ProcessInfo, ProcessRecord, ProcessRegistry, Registration, SupervisorEnd};
 pub use tool::{Tool, TypedTool, parse_tool_args};

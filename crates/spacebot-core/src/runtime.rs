@@ -28,15 +28,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapter::MessagingAdapter;
 use crate::binding::{Binding, resolve_binding};
-use crate::engine::{
-    AdapterSet, ControlCommand, ConversationContext, ConversationEngine, ConversationInput, DeliveryPolicy, Outbox,
-};
+use crate::engine::{ControlCommand, ConversationContext, ConversationEngine, ConversationInput};
 use crate::error::{Error, Result};
 use crate::event::RuntimeEvent;
 use crate::ids::{AgentId, ConversationId, MessageId};
 use crate::inbox::{Inbox, InboxSender, inbox};
+use crate::log::ConversationLog;
 use crate::message::{InboundMessage, OutboundResponse, Role, StoredMessage};
-use crate::store::ConversationLog;
+use crate::outbox::{AdapterSet, DeliveryPolicy, Outbox};
 use crate::supervision::ProcessRegistry;
 
 /// Tunables of the runtime.
@@ -153,7 +152,13 @@ impl RuntimeBuilder {
         let journal = log.process_runs().map(|runs| {
             let (changes, receiver) = mpsc::unbounded_channel();
             processes.set_journal(changes);
-            tokio::spawn(crate::runs::keep_journal(runs, log.clone(), outbox.clone(), receiver, journal_stop.clone()))
+            tokio::spawn(crate::journal::keep_journal(
+                runs,
+                log.clone(),
+                outbox.clone(),
+                receiver,
+                journal_stop.clone(),
+            ))
         });
 
         let router = Router {

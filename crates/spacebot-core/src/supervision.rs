@@ -26,12 +26,13 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Outbox;
 use crate::event::RuntimeEvent;
 use crate::ids::{AgentId, ConversationId, ProcessId};
+use crate::journal::RunChange;
 use crate::message::InboundMessage;
+use crate::outbox::Outbox;
 use crate::process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, TerminalState};
-use crate::runs::{ProcessRun, RunChange};
+use crate::runs::ProcessRun;
 
 /// The summary announced for a process whose channel ended before it did.
 pub const OWNER_ENDED: &str = "ended with its conversation's task";
@@ -347,7 +348,7 @@ mod tests {
 
     fn outbox() -> (Outbox, broadcast::Receiver<RuntimeEvent>) {
         let (events, receiver) = broadcast::channel(16);
-        (Outbox::new(Arc::default(), events, crate::engine::DeliveryPolicy::default()), receiver)
+        (Outbox::new(Arc::default(), events, crate::outbox::DeliveryPolicy::default()), receiver)
     }
 
     fn record(id: &str, outbox: &Outbox) -> ProcessRecord {

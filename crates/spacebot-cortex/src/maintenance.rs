@@ -134,72 +134,13 @@ impl MemoryMaintenance {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use spacebot_core::{
-        Edge, KnowledgeQuery, ListQuery, MaintenanceReport, Memory, MemoryId, NewMemory, RecallHit, RecallQuery,
-        SaveOutcome, StoreError,
-    };
+    use spacebot_testing::FakeMemory;
 
     use super::*;
 
-    /// A store that only records maintenance calls; `hang` makes `maintain` never return.
-    #[derive(Default)]
-    struct FakeMemory {
-        calls: Mutex<Vec<(AgentId, Duration)>>,
-        hang: bool,
-    }
-
-    impl FakeMemory {
-        fn calls(&self) -> Vec<(AgentId, Duration)> {
-            self.calls.lock().expect("lock").clone()
-        }
-    }
-
-    #[async_trait]
-    impl MemoryStore for FakeMemory {
-        async fn save(&self, _: NewMemory) -> Result<SaveOutcome, StoreError> {
-            Err(StoreError::new("fake", false))
-        }
-        async fn get(&self, _: &AgentId, _: &MemoryId) -> Result<Option<Memory>, StoreError> {
-            Ok(None)
-        }
-        async fn recall(&self, _: RecallQuery) -> Result<Vec<RecallHit>, StoreError> {
-            Ok(Vec::new())
-        }
-        async fn list(&self, _: ListQuery) -> Result<Vec<Memory>, StoreError> {
-            Ok(Vec::new())
-        }
-        async fn forget(&self, _: &AgentId, _: &MemoryId) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn link(&self, _: &AgentId, _: Edge) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn edges(&self, _: &AgentId, _: &MemoryId) -> Result<Vec<Edge>, StoreError> {
-            Ok(Vec::new())
-        }
-        async fn link_identity(&self, _: &AgentId, _: &str, _: &str) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn render_knowledge(&self, _: KnowledgeQuery) -> Result<String, StoreError> {
-            Ok(String::new())
-        }
-        async fn maintain(
-            &self,
-            agent: &AgentId,
-            options: MaintenanceOptions,
-        ) -> Result<MaintenanceReport, StoreError> {
-            self.calls.lock().expect("lock").push((agent.clone(), options.time_budget));
-            if self.hang {
-                std::future::pending::<()>().await;
-            }
-            let mut report = MaintenanceReport::default();
-            report.decayed = 1;
-            report.complete = true;
-            Ok(report)
-        }
+    /// The agent and time budget of each maintenance pass `memory` was asked for.
+    fn calls(memory: &FakeMemory) -> Vec<(AgentId, Duration)> {
+        memory.maintenance_calls().into_iter().map(|(agent, options)| (agent, options.time_budget)).collect()
     }
 
     async fn wait(seconds: u64) {
@@ -214,51 +155,51 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_agent_is_maintained_every_interval_with_its_budget_until_stopped() {
-        let one = Arc::new(FakeMemory::default());
-        let two = Arc::new(FakeMemory::default());
+        let one = Arc::new(FakeMemory::new());
+        let two = Arc::new(FakeMemory::new());
         let maintenance =
             MemoryMaintenance::new(settings()).with_agent("one", one.clone()).with_agent("two", two.clone());
         let stop = CancellationToken::new();
         let task = tokio::spawn(maintenance.clone().run(stop.clone()));
 
         wait(3599).await;
-        assert!(one.calls().is_empty(), "no pass before the first interval");
+        assert!(calls(&one).is_empty(), "no pass before the first interval");
         wait(2).await;
-        assert_eq!(one.calls(), vec![(AgentId::new("one"), Duration::from_secs(10))]);
-        assert_eq!(two.calls(), vec![(AgentId::new("two"), Duration::from_secs(10))]);
+        assert_eq!(calls(&one), vec![(AgentId::new("one"), Duration::from_secs(10))]);
+        assert_eq!(calls(&two), vec![(AgentId::new("two"), Duration::from_secs(10))]);
         assert_eq!(maintenance.passes(), 1);
         wait(3600).await;
-        assert_eq!(one.calls().len(), 2);
+        assert_eq!(calls(&one).len(), 2);
         assert_eq!(maintenance.passes(), 2);
 
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(1), task).await.expect("stops promptly").expect("no panic");
         wait(10_000).await;
-        assert_eq!(one.calls().len(), 2, "nothing runs after the stop");
+        assert_eq!(calls(&one).len(), 2, "nothing runs after the stop");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_hung_store_is_abandoned_and_the_others_still_run_and_stop_interrupts_a_pass() {
-        let hung = Arc::new(FakeMemory { hang: true, ..FakeMemory::default() });
-        let fine = Arc::new(FakeMemory::default());
+        let hung = Arc::new(FakeMemory::new().with_hung_maintenance());
+        let fine = Arc::new(FakeMemory::new());
         let maintenance =
             MemoryMaintenance::new(settings()).with_agent("hung", hung.clone()).with_agent("fine", fine.clone());
         let stop = CancellationToken::new();
         let task = tokio::spawn(maintenance.clone().run(stop.clone()));
 
         wait(3601).await;
-        assert_eq!(hung.calls().len(), 1);
-        assert!(fine.calls().is_empty(), "still waiting on the hung store");
+        assert_eq!(calls(&hung).len(), 1);
+        assert!(calls(&fine).is_empty(), "still waiting on the hung store");
         // The budget (10 s) plus the grace (30 s), then the next agent.
         wait(40).await;
-        assert_eq!(fine.calls().len(), 1);
+        assert_eq!(calls(&fine).len(), 1);
         assert_eq!(maintenance.passes(), 1);
 
         // The second pass starts on schedule (7,200 s) and hangs again.
         wait(3561).await;
-        assert_eq!(hung.calls().len(), 2, "tried again next interval");
+        assert_eq!(calls(&hung).len(), 2, "tried again next interval");
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(1), task).await.expect("stops mid-pass").expect("no panic");
-        assert_eq!(fine.calls().len(), 1);
+        assert_eq!(calls(&fine).len(), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! [`Chronicle`] for [`SqliteStore`]: the `checkpoints` table of migration 0004, beside the
+//! [`Chronicle`] for [`SqliteLog`]: the `checkpoints` table of migration 0004, beside the
 //! `messages` it summarises.
 //!
 //! Contiguity is checked inside the write transaction (`BEGIN IMMEDIATE`, so no other writer can
@@ -17,7 +17,7 @@ use spacebot_core::{
 
 use crate::conversation_log::{MessageRow, from_millis, to_millis};
 use crate::error::{permanent, store_error};
-use crate::sqlite::SqliteStore;
+use crate::sqlite::SqliteLog;
 
 /// Every column of `checkpoints`, in the order [`CheckpointRow`] reads them (a macro, so queries
 /// stay literal strings).
@@ -171,7 +171,7 @@ async fn read_checkpoint(
     .await
 }
 
-impl SqliteStore {
+impl SqliteLog {
     async fn commit_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<i64, ChronicleError> {
         let operation = "commit a checkpoint";
         let fail = |error| commit_error(operation, error);
@@ -332,7 +332,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Chronicle for SqliteStore {
+impl Chronicle for SqliteLog {
     async fn checkpoints(&self, agent: &AgentId, conversation: &ConversationId) -> Result<Vec<Checkpoint>, StoreError> {
         let operation = || format!("read the checkpoints of {agent}/{conversation}");
         let rows: Vec<CheckpointRow> = sqlx::query_as(concat!(

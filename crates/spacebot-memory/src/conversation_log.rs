@@ -1,4 +1,4 @@
-//! [`ConversationLog`] for [`SqliteStore`]: the `messages` table of migration 0001 (its chronicle
+//! [`ConversationLog`] for [`SqliteLog`]: the `messages` table of migration 0001 (its chronicle
 //! of checkpoints is in `chronicle.rs`).
 //!
 //! Order is the recording order (`seq`), timestamps are Unix milliseconds (so a stored
@@ -16,7 +16,7 @@ use spacebot_core::{
 };
 
 use crate::error::{permanent, store_error};
-use crate::sqlite::SqliteStore;
+use crate::sqlite::SqliteLog;
 
 /// One row of `messages` as `history` reads it.
 #[derive(sqlx::FromRow)]
@@ -127,7 +127,7 @@ async fn set_handled<'e>(
     Ok(())
 }
 
-impl SqliteStore {
+impl SqliteLog {
     /// Starts a write transaction that takes the write lock at once, so it waits on the busy
     /// timeout up front instead of failing when a read would later upgrade to a write.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
@@ -136,7 +136,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl ConversationLog for SqliteStore {
+impl ConversationLog for SqliteLog {
     /// Records an inbound message as a `user` row with its serialized form, for recovery.
     ///
     /// Returns `false`, and changes nothing, when the agent already has a message with this id.

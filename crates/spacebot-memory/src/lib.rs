@@ -1,6 +1,6 @@
 //! Spacebot storage on SQLite.
 //!
-//! - [`SqliteStore`] implements [`spacebot_core::ConversationLog`] on one SQLite file (bundled
+//! - [`SqliteLog`] implements [`spacebot_core::ConversationLog`] on one SQLite file (bundled
 //!   SQLite through sqlx, WAL mode, migrations from the workspace `migrations/` directory applied
 //!   at open). Every inbound message is recorded with its full serialized form before it is
 //!   processed, every reply is recorded together with the handled marks of the messages it
@@ -66,4 +66,4 @@ pub use embed::{LocalEmbedder, LocalModelError};
 pub use error::Error;
 pub use memory::{Clock, ImportMark, IndexFootprint, SqliteMemory};
 pub use memory::{MAX_CONTENT_BYTES, RRF_K, reciprocal_rank_fusion, text_hash};
-pub use sqlite::SqliteStore;
+pub use sqlite::SqliteLog;

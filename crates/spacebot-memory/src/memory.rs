@@ -43,9 +43,9 @@ use spacebot_core::{
 };
 
 use crate::error::{Error, permanent, store_error};
-use crate::memory::audience::{Audience, Filter};
+use crate::memory::audience::Filter;
 use crate::memory::indexes::Indexes;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::SqliteLog;
 
 pub use recall::{RRF_K, reciprocal_rank_fusion};
 pub use write::{ImportMark, MAX_CONTENT_BYTES, text_hash};
@@ -100,7 +100,7 @@ impl SqliteMemory {
     ///
     /// [`Error`] naming `path` when the file can't be opened, migrated or read.
     pub async fn open(path: &Path, embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
-        let store = SqliteStore::open(path).await?;
+        let store = SqliteLog::open(path).await?;
         Self::new(&store, embedder).await.map_err(|source| Error::Load { path: path.to_owned(), source })
     }
 
@@ -108,20 +108,20 @@ impl SqliteMemory {
     ///
     /// # Errors
     ///
-    /// As [`SqliteStore::open_in_memory`].
+    /// As [`SqliteLog::open_in_memory`].
     pub async fn open_in_memory(embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
-        let store = SqliteStore::open_in_memory().await?;
+        let store = SqliteLog::open_in_memory().await?;
         Self::new(&store, embedder)
             .await
             .map_err(|source| Error::Load { path: std::path::PathBuf::from(":memory:"), source })
     }
 
-    /// The memory graph on an open store's database (it shares the store's connections).
+    /// The memory graph on the database file of an open log (it shares the log's connections).
     ///
     /// # Errors
     ///
     /// When the vectors can't be read.
-    pub async fn new(store: &SqliteStore, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
+    pub async fn new(store: &SqliteLog, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
         let memory = Self {
             pool: store.pool.clone(),
             index: Arc::new(RwLock::new(Indexes::new(embedder.dimensions()))),
@@ -186,7 +186,8 @@ impl SqliteMemory {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    /// Maps a visibility to an audience, resolving participants through the identity anchors.
+    /// The filter for a visibility, with the people its participants map to (through the
+    /// identity anchors) added to them.
     async fn filter(&self, agent: &AgentId, visibility: &Visibility) -> Result<Filter, StoreError> {
         let mapped = match visibility {
             Visibility::Conversation { participants, .. } if !participants.is_empty() => {
@@ -203,7 +204,7 @@ impl SqliteMemory {
             }
             _ => Vec::new(),
         };
-        Ok(Filter::new(agent.clone(), Audience::resolve(visibility, mapped)))
+        Ok(Filter::new(agent.clone(), visibility.clone().with_participants(mapped)))
     }
 
     /// Brings the in-memory copies up to the file when it changed under them (another process

@@ -10,7 +10,7 @@ use spacebot_core::{
 
 use crate::conversation_log::{from_millis, to_millis};
 use crate::error::store_error;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::SqliteLog;
 
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -30,7 +30,7 @@ fn kind_from(text: &str) -> Option<ProcessKind> {
 }
 
 #[async_trait]
-impl ProcessRuns for SqliteStore {
+impl ProcessRuns for SqliteLog {
     async fn started(&self, run: &ProcessRun) -> Result<(), StoreError> {
         let origin = run
             .origin

@@ -1,4 +1,4 @@
-//! [`SqliteStore`]: one SQLite database file behind a small connection pool, opened in WAL mode
+//! [`SqliteLog`]: one SQLite database file behind a small connection pool, opened in WAL mode
 //! and migrated to the current schema.
 
 use std::path::{Path, PathBuf};
@@ -28,15 +28,16 @@ const CACHE_SIZE_KIB: i64 = 32 * 1024;
 /// The name reported for an in-memory database.
 const IN_MEMORY: &str = ":memory:";
 
-/// Spacebot's SQLite storage: the conversation log today (see the crate docs).
+/// The conversation log on one SQLite file, with its chronicle of checkpoints and its record of
+/// process runs (see the crate docs).
 ///
 /// Cloning is cheap and clones share the connection pool.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteLog {
     pub(crate) pool: SqlitePool,
 }
 
-impl SqliteStore {
+impl SqliteLog {
     /// Opens the database at `path`, creating it and its parent directories if needed, and
     /// applies any pending migrations.
     ///

@@ -13,6 +13,9 @@
 //!   that takes injected inbound messages and records everything sent back.
 //! - [`log`]: [`MemoryLog`], an in-memory [`ConversationLog`](spacebot_core::ConversationLog)
 //!   with the same semantics as the SQLite one, for runtime tests without a database.
+//! - [`fake_memory`]: [`FakeMemory`], an in-process [`MemoryStore`](spacebot_core::MemoryStore)
+//!   applying core's visibility rule, with substring recall and a plain knowledge render, that
+//!   records saves, renders and maintenance passes.
 //!
 //! - [`fake_discord`] and [`fake_slack`]: [`FakeDiscord`] and [`FakeSlack`], real local servers
 //!   (REST and gateway websocket; Web API and Socket Mode websocket) the real client libraries
@@ -29,6 +32,7 @@ pub mod conformance;
 pub mod fake_discord;
 pub mod fake_embeddings;
 pub mod fake_llm;
+pub mod fake_memory;
 pub mod fake_slack;
 pub mod log;
 pub mod scripted;
@@ -39,6 +43,7 @@ pub use adapter::CapturingAdapter;
 pub use fake_discord::{DiscordRequest, FakeDiscord, FakeMessage};
 pub use fake_embeddings::{EmbeddingsRequest, FakeEmbeddingsServer};
 pub use fake_llm::{FakeLlmServer, FakeReply, RecordedRequest, Wire};
+pub use fake_memory::FakeMemory;
 pub use fake_slack::{FakeSlack, SlackCall, SlackMessage};
 pub use log::MemoryLog;
 pub use scripted::{ScriptedModel, ScriptedTurn};

@@ -2,7 +2,7 @@
 //!
 //! [`run`] is the whole embedding, in the order a host program does it:
 //!
-//! 1. a conversation log: [`SqliteStore::open_in_memory`] (or `SqliteStore::open(path)` to keep
+//! 1. a conversation log: [`SqliteLog::open_in_memory`] (or `SqliteLog::open(path)` to keep
 //!    conversations across restarts);
 //! 2. an agent: [`AgentProfile`] with a model and one custom tool, [`DiceRoll`], given to its
 //!    workers; [`ChannelEngine`] runs it;
@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use spacebot_agent::{AgentProfile, ChannelEngine, TaskToolSettings};
 use spacebot_core::{LanguageModel, ProcessChange, Runtime, RuntimeEvent};
-use spacebot_memory::SqliteStore;
+use spacebot_memory::SqliteLog;
 
 mod console;
 mod demo_model;
@@ -51,7 +51,7 @@ pub async fn run(
     mut output: impl AsyncWrite + Unpin,
 ) -> Result<()> {
     // 1. Where messages and replies are recorded.
-    let log = Arc::new(SqliteStore::open_in_memory().await?);
+    let log = Arc::new(SqliteLog::open_in_memory().await?);
 
     // 2. The agent. Its workers get the dice and nothing else: no shell, files or web.
     let profile = AgentProfile::new(AGENT)

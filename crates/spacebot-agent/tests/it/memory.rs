@@ -1,77 +1,20 @@
 //! An agent with a memory: branches get the memory tools bound to their conversation, and the
 //! channel's system prompt carries the knowledge render, byte-identical until a memory changes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::json;
 
 use spacebot_agent::{BRANCH_TOOL, ChannelSettings, MEMORY_DELETE_TOOL, MEMORY_RECALL_TOOL, MEMORY_SAVE_TOOL};
-use spacebot_core::{
-    AgentId, Edge, KnowledgeQuery, ListQuery, Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory,
-    RecallHit, RecallQuery, SaveOutcome, SaveStatus, StoreError, TurnOutcome, Visibility,
-};
-use spacebot_testing::{MemoryLog, ScriptedTurn};
+use spacebot_core::{MemoryScope, MemoryStore, MemoryType, NewMemory, TurnOutcome, Visibility};
+use spacebot_testing::{FakeMemory, MemoryLog, ScriptedTurn};
 
 use crate::processes::{Models, reply};
 use crate::support::{AGENT, CONV, idle, start, tool_names};
 
-/// An in-process store: a list of memories; the render lists the visible ones in save order.
-#[derive(Default)]
-struct FakeMemory {
-    memories: Mutex<Vec<Memory>>,
-    renders: Mutex<Vec<Visibility>>,
-}
-
-impl FakeMemory {
-    fn memories(&self) -> Vec<Memory> {
-        self.memories.lock().expect("lock").clone()
-    }
-}
-
-#[async_trait]
-impl MemoryStore for FakeMemory {
-    async fn save(&self, memory: NewMemory) -> Result<SaveOutcome, StoreError> {
-        let id = MemoryId::generate();
-        self.memories.lock().expect("lock").push(Memory::new(id.clone(), memory.kind, memory.content, memory.scope));
-        Ok(SaveOutcome::new(id, SaveStatus::Created))
-    }
-    async fn get(&self, _: &AgentId, id: &MemoryId) -> Result<Option<Memory>, StoreError> {
-        Ok(self.memories().into_iter().find(|m| &m.id == id))
-    }
-    async fn recall(&self, _: RecallQuery) -> Result<Vec<RecallHit>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn list(&self, _: ListQuery) -> Result<Vec<Memory>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn forget(&self, _: &AgentId, _: &MemoryId) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn link(&self, _: &AgentId, _: Edge) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn edges(&self, _: &AgentId, _: &MemoryId) -> Result<Vec<Edge>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn link_identity(&self, _: &AgentId, _: &str, _: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn render_knowledge(&self, query: KnowledgeQuery) -> Result<String, StoreError> {
-        self.renders.lock().expect("lock").push(query.visibility.clone());
-        let mut text = String::new();
-        for memory in self.memories() {
-            if self.get_visible(&query.agent, &memory.id, &query.visibility).await?.is_some() {
-                text.push_str(&format!("- {}\n", memory.content));
-            }
-        }
-        Ok(if text.is_empty() { text } else { format!("## What I remember\n{text}") })
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn the_render_is_in_the_prompt_and_a_branch_saves_with_the_memory_tools() {
-    let memory = Arc::new(FakeMemory::default());
+    let memory = Arc::new(FakeMemory::new());
     memory.save(NewMemory::new(MemoryType::Fact, "The sky is blue", MemoryScope::agent(AGENT))).await.expect("seeded");
     memory
         .save(NewMemory::new(MemoryType::Preference, "Bob hates tea", MemoryScope::private_to(AGENT, "test:bob")))
@@ -121,7 +64,7 @@ async fn the_render_is_in_the_prompt_and_a_branch_saves_with_the_memory_tools() 
     let saved = memory.memories();
     assert_eq!(saved.len(), 3);
     assert_eq!(saved[2].kind, MemoryType::Preference);
-    let renders = memory.renders.lock().expect("lock").clone();
+    let renders = memory.renders();
     assert_eq!(renders[0], Visibility::conversation(CONV, ["test:alice"]), "bound to the conversation and its sender");
     h.shutdown().await;
 }
@@ -149,7 +92,7 @@ async fn without_memory_branches_have_no_memory_tools() {
 /// history too.
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_participants_come_from_the_reloaded_history() {
-    let memory = Arc::new(FakeMemory::default());
+    let memory = Arc::new(FakeMemory::new());
     memory
         .save(NewMemory::new(MemoryType::Preference, "Bob hates tea", MemoryScope::private_to(AGENT, "test:bob")))
         .await

@@ -8,6 +8,7 @@
 mod adapters;
 mod outbox;
 mod router;
+mod send_sync;
 mod shutdown;
 mod submit;
 mod support;

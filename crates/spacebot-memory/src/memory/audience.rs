@@ -1,36 +1,32 @@
-//! Who a read is for, resolved: the [`Visibility`] of a query with its participants mapped to
-//! people through the identity anchors. The same rule is written twice, as SQL (authoritative:
-//! every row a read returns passes it) and in Rust (to pre-filter the in-memory vector index,
-//! so the vector stage is not starved by memories the reader may not see).
-
-use std::collections::BTreeSet;
+//! A read filter: the agent, the audience (the [`Visibility`] of a query with its participants'
+//! people, found through the identity anchors, added), kinds and period.
+//!
+//! The privacy rule is core's [`Visibility::admits`]. The in-memory index stages call it to
+//! pre-filter (so the vector stage is not starved by memories the reader may not see); the SQL
+//! here states the same rule for the database and is authoritative: every row a read returns
+//! passes it. A test (`tests/it/memory_visibility.rs`) checks the two agree over generated
+//! scopes and visibilities.
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use spacebot_core::{AgentId, MemoryType, Visibility};
+use spacebot_core::{AgentId, MemoryType, ScopeView, Visibility};
 
 use crate::memory::vectors::Entry;
-
-/// A resolved visibility.
-#[derive(Debug, Clone)]
-pub(crate) enum Audience {
-    Shared,
-    Conversation { conversation: String, humans: BTreeSet<String> },
-    Operator,
-}
 
 /// A resolved read filter: agent, audience, kinds and period.
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
     pub(crate) agent: AgentId,
-    pub(crate) audience: Audience,
+    /// The query's visibility with the people its participants map to added
+    /// ([`Visibility::with_participants`]).
+    pub(crate) audience: Visibility,
     pub(crate) kinds: Vec<MemoryType>,
     pub(crate) since: Option<i64>,
     pub(crate) until: Option<i64>,
 }
 
 impl Filter {
-    pub(crate) fn new(agent: AgentId, audience: Audience) -> Self {
+    pub(crate) fn new(agent: AgentId, audience: Visibility) -> Self {
         Self { agent, audience, kinds: Vec::new(), since: None, until: None }
     }
 
@@ -64,26 +60,26 @@ impl Filter {
         }
     }
 
-    /// Only the agent and audience conditions.
+    /// Only the audience condition: [`Visibility::admits`] in SQL.
     pub(crate) fn push_audience(&self, query: &mut QueryBuilder<Sqlite>) {
         match &self.audience {
-            Audience::Shared => {
-                query.push(" AND m.private = 0");
-            }
-            Audience::Conversation { conversation, humans } => {
-                let humans: Vec<&str> = humans.iter().map(String::as_str).collect();
+            Visibility::Operator => {}
+            Visibility::Conversation { conversation, participants } => {
                 query
                     .push(" AND (m.private = 0 OR (m.human IS NULL AND m.conversation = ")
-                    .push_bind(conversation.clone())
+                    .push_bind(conversation.as_str().to_owned())
                     .push(") OR m.human IN (SELECT value FROM json_each(")
-                    .push_bind(serde_json::Value::from(humans).to_string())
+                    .push_bind(serde_json::Value::from(participants.clone()).to_string())
                     .push(")))");
             }
-            Audience::Operator => {}
+            // Shared, and a visibility this version does not know: the narrowest reading.
+            _ => {
+                query.push(" AND m.private = 0");
+            }
         }
     }
 
-    /// The same rule as [`push_sql`](Self::push_sql), for an entry of the vector index.
+    /// The same conditions as [`push_sql`](Self::push_sql), for an entry of the in-memory index.
     pub(crate) fn admits(&self, entry: &Entry) -> bool {
         if *entry.agent != *self.agent.as_str() {
             return false;
@@ -96,33 +92,6 @@ impl Filter {
         {
             return false;
         }
-        match &self.audience {
-            Audience::Operator => true,
-            Audience::Shared => !entry.private,
-            Audience::Conversation { conversation, humans } => {
-                !entry.private
-                    || match &entry.human {
-                        Some(human) => humans.contains(&**human),
-                        None => entry.conversation.as_deref() == Some(conversation.as_str()),
-                    }
-            }
-        }
-    }
-}
-
-impl Audience {
-    /// The audience for a visibility, given the people its participants map to.
-    pub(crate) fn resolve(visibility: &Visibility, mapped: impl IntoIterator<Item = String>) -> Self {
-        match visibility {
-            Visibility::Shared => Self::Shared,
-            Visibility::Operator => Self::Operator,
-            Visibility::Conversation { conversation, participants } => {
-                let mut humans: BTreeSet<String> = participants.iter().cloned().collect();
-                humans.extend(mapped);
-                Self::Conversation { conversation: conversation.as_str().to_owned(), humans }
-            }
-            // A visibility this version does not know: the narrowest reading.
-            _ => Self::Shared,
-        }
+        self.audience.admits(ScopeView::new(entry.private, entry.human.as_deref(), entry.conversation.as_deref()))
     }
 }

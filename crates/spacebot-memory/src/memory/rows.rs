@@ -201,7 +201,6 @@ mod tests {
 
         use crate::embed::HashingEmbedder;
         use crate::memory::SqliteMemory;
-        use crate::memory::audience::Audience;
 
         let store = SqliteMemory::open_in_memory(std::sync::Arc::new(HashingEmbedder::new(32))).await.unwrap();
         let agent = AgentId::from("main");
@@ -218,7 +217,7 @@ mod tests {
         store.forget(&agent, &ids[0]).await.unwrap();
         let mut listed: Vec<MemoryId> = ids.clone();
         listed.reverse();
-        let filter = Filter::new(agent, Audience::resolve(&Visibility::Shared, Vec::new()));
+        let filter = Filter::new(agent, Visibility::Shared);
         let rows = load_first_admitted(&store.pool, &filter, &listed, 5).await.unwrap();
         let expected: Vec<&str> =
             listed.iter().enumerate().filter(|(i, _)| (59 - i) % 3 == 0).map(|(_, id)| id.as_str()).take(5).collect();

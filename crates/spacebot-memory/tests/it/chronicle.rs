@@ -8,7 +8,7 @@ use spacebot_core::{
     AgentId, Checkpoint, CheckpointKind, Chronicle, ConversationId, ConversationLog, LoggedMessage, NewCheckpoint,
     NewRollup, Role, StoredMessage,
 };
-use spacebot_memory::SqliteStore;
+use spacebot_memory::SqliteLog;
 
 use crate::support::{agent, inbound, precise_time, temp_db};
 
@@ -20,7 +20,7 @@ fn conversation() -> ConversationId {
 
 /// Records `count` replies in `conversation`, interleaved with one in another conversation so
 /// the conversation's sequence numbers are not consecutive.
-async fn fill(store: &SqliteStore, count: usize) {
+async fn fill(store: &SqliteLog, count: usize) {
     for i in 0..count {
         for conv in [CONV, "webhook:other"] {
             let message =
@@ -43,7 +43,7 @@ fn span(messages: &[LoggedMessage], from: usize, to: usize) -> NewCheckpoint {
 
 #[tokio::test]
 async fn the_log_is_read_by_sequence_number_per_conversation() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     fill(&store, 5).await;
     let chronicle = store.chronicle().expect("the SQLite store keeps a chronicle");
     let all = logged(&chronicle).await;
@@ -61,7 +61,7 @@ async fn the_log_is_read_by_sequence_number_per_conversation() {
 
 #[tokio::test]
 async fn level_zero_checkpoints_commit_only_right_after_the_previous_one() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     fill(&store, 8).await;
     let chronicle = store.chronicle().unwrap();
     let all = logged(&chronicle).await;
@@ -87,7 +87,7 @@ async fn level_zero_checkpoints_commit_only_right_after_the_previous_one() {
 
 #[tokio::test]
 async fn a_rollup_marks_its_sources_in_the_same_commit() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     fill(&store, 12).await;
     let chronicle = store.chronicle().unwrap();
     let all = logged(&chronicle).await;
@@ -117,7 +117,7 @@ async fn a_rollup_marks_its_sources_in_the_same_commit() {
 async fn checkpoints_read_back_the_same_after_reopening_the_file() {
     let (_dir, path) = temp_db();
     let committed: Vec<Checkpoint> = {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqliteLog::open(&path).await.unwrap();
         let message = inbound("main", CONV, "in-1", "hello").with_timestamp(precise_time(3));
         store.record_inbound(&message).await.unwrap();
         fill(&store, 3).await;
@@ -131,7 +131,7 @@ async fn checkpoints_read_back_the_same_after_reopening_the_file() {
         store.close().await;
         vec![first, second]
     };
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     let chronicle = store.chronicle().unwrap();
     let read = chronicle.checkpoints(&AgentId::from("main"), &conversation()).await.unwrap();
     assert_eq!(read, committed);

@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use spacebot_core::ConversationLog;
-use spacebot_memory::SqliteStore;
+use spacebot_memory::SqliteLog;
 
 use crate::support::{agent, inbound, temp_db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_inbound_messages_all_land() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
 
     let tasks: Vec<_> = (0..200)
         .map(|n| {
@@ -35,7 +35,7 @@ async fn two_hundred_concurrent_inbound_messages_all_land() {
 
     // Each (agent, conversation) pair got its five messages, in a consistent order.
     store.close().await;
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     let mut total = 0;
     for a in 0..4 {
         for c in 0..10 {

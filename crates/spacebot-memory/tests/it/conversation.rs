@@ -3,13 +3,13 @@
 use spacebot_core::{
     Attachment, ConversationId, ConversationLog, InboundMessage, MessageContent, Role, Sender, StoredMessage,
 };
-use spacebot_memory::SqliteStore;
+use spacebot_memory::SqliteLog;
 
 use crate::support::{agent, inbound, message_ids, millis, precise_time, raw_connection, reply_to, temp_db, texts};
 
 #[tokio::test]
 async fn an_inbound_message_and_its_reply_round_trip() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     let message = inbound("main", "webhook:c1", "in-1", "hello")
         .with_content(MessageContent::Media {
             text: Some("look at this".into()),
@@ -40,7 +40,7 @@ async fn an_inbound_message_and_its_reply_round_trip() {
 
 #[tokio::test]
 async fn history_is_the_last_messages_oldest_first() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     for n in 0..10 {
         let message = inbound("main", "c1", &format!("in-{n}"), &format!("question {n}"));
         store.record_inbound(&message).await.unwrap();
@@ -72,7 +72,7 @@ async fn history_is_the_last_messages_oldest_first() {
 
 #[tokio::test]
 async fn history_follows_recording_order_not_platform_timestamps() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     let late_clock = inbound("main", "c1", "first", "recorded first").with_timestamp(precise_time(50));
     let early_clock = inbound("main", "c1", "second", "recorded second").with_timestamp(precise_time(10));
     store.record_inbound(&late_clock).await.unwrap();
@@ -85,7 +85,7 @@ async fn history_follows_recording_order_not_platform_timestamps() {
 
 #[tokio::test]
 async fn recording_the_same_inbound_message_twice_is_a_no_op() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     let message = inbound("main", "c1", "platform-42", "hello");
     assert!(store.record_inbound(&message).await.unwrap());
     assert!(!store.record_inbound(&message).await.unwrap(), "a redelivery is reported as a duplicate");
@@ -107,7 +107,7 @@ async fn recording_the_same_inbound_message_twice_is_a_no_op() {
 
 #[tokio::test]
 async fn an_inbound_message_without_an_agent_is_refused() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     let message = InboundMessage::text("webhook", "c1", Sender::new("u-1"), "hello").with_id("no-agent");
     let error = store.record_inbound(&message).await.unwrap_err();
     assert!(!error.is_transient());
@@ -117,7 +117,7 @@ async fn an_inbound_message_without_an_agent_is_refused() {
 
 #[tokio::test]
 async fn a_reply_marks_exactly_its_answers_handled() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     let first = inbound("main", "c1", "in-1", "one");
     let second = inbound("main", "c1", "in-2", "two");
     let third = inbound("main", "c1", "in-3", "three");
@@ -137,7 +137,7 @@ async fn a_reply_marks_exactly_its_answers_handled() {
 #[tokio::test]
 async fn a_reply_and_its_handled_marks_commit_together() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     let message = inbound("main", "c1", "in-1", "hello");
     store.record_inbound(&message).await.unwrap();
 
@@ -171,7 +171,7 @@ async fn a_reply_and_its_handled_marks_commit_together() {
 
 #[tokio::test]
 async fn skipped_messages_are_marked_handled_for_their_agent_only() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqliteLog::open_in_memory().await.unwrap();
     let main_message = inbound("main", "c1", "shared-id", "to main");
     let helper_message = main_message.clone().with_agent("helper");
     store.record_inbound(&main_message).await.unwrap();

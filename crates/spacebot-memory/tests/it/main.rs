@@ -11,6 +11,7 @@ mod memory_maintenance;
 mod memory_recall;
 mod memory_render;
 mod memory_support;
+mod memory_visibility;
 mod memory_writes;
 mod open;
 mod process_runs;

@@ -1,7 +1,7 @@
 //! Opening databases: files, directories, settings, failures.
 
 use spacebot_core::ConversationLog;
-use spacebot_memory::{Error, SqliteStore};
+use spacebot_memory::{Error, SqliteLog};
 
 use crate::support::{agent, inbound, raw_connection, temp_db};
 
@@ -9,7 +9,7 @@ use crate::support::{agent, inbound, raw_connection, temp_db};
 async fn open_creates_the_directories_and_the_file_in_wal_mode() {
     let (dir, _) = temp_db();
     let path = dir.path().join("data").join("agents").join("main.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     assert!(path.is_file());
     store.record_inbound(&inbound("main", "c1", "m-1", "hello")).await.unwrap();
 
@@ -22,7 +22,7 @@ async fn open_creates_the_directories_and_the_file_in_wal_mode() {
 
     // Opening again applies nothing new and keeps the data.
     store.close().await;
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     assert_eq!(store.history(&agent("main"), &"c1".into(), 10).await.unwrap().len(), 1);
 }
 
@@ -34,7 +34,7 @@ async fn an_open_error_names_the_database_file() {
     std::fs::write(&blocker, "").unwrap();
     let path = blocker.join("spacebot.db");
 
-    let error = SqliteStore::open(&path).await.unwrap_err();
+    let error = SqliteLog::open(&path).await.unwrap_err();
     let text = error.to_string();
     assert!(text.starts_with(&format!("can't open database {}: ", path.display())), "{text}");
     assert!(matches!(error, Error::CreateDir { .. }), "{error:?}");
@@ -44,7 +44,7 @@ async fn an_open_error_names_the_database_file() {
 #[tokio::test]
 async fn a_directory_is_not_a_database() {
     let (dir, _) = temp_db();
-    let error = SqliteStore::open(dir.path()).await.unwrap_err();
+    let error = SqliteLog::open(dir.path()).await.unwrap_err();
     let text = error.to_string();
     assert!(text.starts_with(&format!("can't open database {}: ", dir.path().display())), "{text}");
     assert!(matches!(error, Error::Open { .. }), "{error:?}");
@@ -54,14 +54,14 @@ async fn a_directory_is_not_a_database() {
 async fn a_file_that_is_not_sqlite_is_reported_with_its_path() {
     let (_dir, path) = temp_db();
     std::fs::write(&path, "this is not a database, just some text that is long enough to look like a header").unwrap();
-    let error = SqliteStore::open(&path).await.unwrap_err();
+    let error = SqliteLog::open(&path).await.unwrap_err();
     assert!(error.to_string().contains(&path.display().to_string()), "{error}");
 }
 
 #[tokio::test]
 async fn in_memory_stores_are_separate() {
-    let first = SqliteStore::open_in_memory().await.unwrap();
-    let second = SqliteStore::open_in_memory().await.unwrap();
+    let first = SqliteLog::open_in_memory().await.unwrap();
+    let second = SqliteLog::open_in_memory().await.unwrap();
     first.record_inbound(&inbound("main", "c1", "m-1", "hello")).await.unwrap();
     assert_eq!(first.unhandled().await.unwrap().len(), 1);
     assert!(second.unhandled().await.unwrap().is_empty());

@@ -4,7 +4,7 @@
 use spacebot_core::{
     AgentId, ConversationId, InboundMessage, ProcessId, ProcessKind, ProcessRun, ProcessRuns, Sender, TerminalState,
 };
-use spacebot_memory::SqliteStore;
+use spacebot_memory::SqliteLog;
 
 fn run(id: &str, kind: ProcessKind, origin: Option<InboundMessage>) -> ProcessRun {
     ProcessRun::new(
@@ -23,7 +23,7 @@ async fn runs_end_once_and_unfinished_ones_survive_a_reopen() {
     let path = dir.path().join("spacebot.db");
     let origin = InboundMessage::text("webhook", "c", Sender::new("ivan"), "summarise it").with_agent("main");
     {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqliteLog::open(&path).await.unwrap();
         store.started(&run("w1", ProcessKind::Worker, Some(origin.clone()))).await.unwrap();
         store.started(&run("b1", ProcessKind::Branch, None)).await.unwrap();
         store.started(&run("done", ProcessKind::Worker, None)).await.unwrap();
@@ -33,7 +33,7 @@ async fn runs_end_once_and_unfinished_ones_survive_a_reopen() {
         assert!(!store.ended(&ProcessId::new("done"), TerminalState::Failed).await.unwrap(), "an end is recorded once");
         assert!(!store.ended(&ProcessId::new("unknown"), TerminalState::Failed).await.unwrap());
     }
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     let unfinished = store.unfinished().await.unwrap();
     let ids: Vec<_> = unfinished.iter().map(|r| r.process.as_str().to_owned()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");

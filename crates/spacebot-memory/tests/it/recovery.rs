@@ -1,7 +1,7 @@
 //! What a restarted daemon finds: unanswered messages to process again, and the history.
 
 use spacebot_core::ConversationLog;
-use spacebot_memory::SqliteStore;
+use spacebot_memory::SqliteLog;
 
 use crate::support::{agent, ids, inbound, raw_connection, reply_to, temp_db, texts};
 
@@ -14,7 +14,7 @@ async fn unanswered_messages_of_every_agent_come_back_after_a_restart() {
     let waiting_helper = inbound("helper", "c9", "b-2", "waiting in helper");
     let waiting_main_later = inbound("main", "c2", "a-3", "waiting in another conversation");
     {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqliteLog::open(&path).await.unwrap();
         for message in [&answered, &waiting_main, &skipped, &waiting_helper, &waiting_main_later] {
             assert!(store.record_inbound(message).await.unwrap());
         }
@@ -23,7 +23,7 @@ async fn unanswered_messages_of_every_agent_come_back_after_a_restart() {
         // Dropped without `close`, as a crashing process would leave it.
     }
 
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     let recovered = store.unhandled().await.unwrap();
     assert_eq!(ids(&recovered), ["a-2", "b-2", "a-3"], "oldest first, across agents");
     // The full inbound message comes back, routing data and exact timestamp included.
@@ -34,7 +34,7 @@ async fn unanswered_messages_of_every_agent_come_back_after_a_restart() {
         store.record_reply(&reply_to(message, "sorry for the wait"), std::slice::from_ref(&message.id)).await.unwrap();
     }
     store.close().await;
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     assert!(store.unhandled().await.unwrap().is_empty());
 }
 
@@ -42,7 +42,7 @@ async fn unanswered_messages_of_every_agent_come_back_after_a_restart() {
 async fn history_survives_a_restart() {
     let (_dir, path) = temp_db();
     let before = {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqliteLog::open(&path).await.unwrap();
         for n in 0..5 {
             let message = inbound("main", "c1", &format!("in-{n}"), &format!("q{n}"));
             store.record_inbound(&message).await.unwrap();
@@ -54,7 +54,7 @@ async fn history_survives_a_restart() {
     };
     assert_eq!(before.len(), 10);
 
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     assert_eq!(store.history(&agent("main"), &"c1".into(), 100).await.unwrap(), before);
     // Recording continues after the old messages, and the old ids are still known.
     assert!(!store.record_inbound(&inbound("main", "c1", "in-0", "q0")).await.unwrap());
@@ -66,7 +66,7 @@ async fn history_survives_a_restart() {
 #[tokio::test]
 async fn an_unreadable_inbound_row_does_not_block_recovery() {
     let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     let before = inbound("main", "c1", "ok-1", "fine");
     let damaged = inbound("main", "c1", "bad-1", "damaged");
     let after = inbound("other", "c2", "ok-2", "also fine");
@@ -82,7 +82,7 @@ async fn an_unreadable_inbound_row_does_not_block_recovery() {
     assert_eq!(store.unhandled().await.unwrap(), vec![before.clone(), after.clone()]);
     // It was set aside, not retried on every start, and it stays visible in the history.
     store.close().await;
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteLog::open(&path).await.unwrap();
     assert_eq!(store.unhandled().await.unwrap(), vec![before, after]);
     let history = store.history(&agent("main"), &"c1".into(), 10).await.unwrap();
     assert_eq!(texts(&history), ["fine", "damaged"]);

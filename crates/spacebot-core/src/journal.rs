@@ -1,0 +1,116 @@
+//! The run journal: the runtime task that records process runs in [`ProcessRuns`].
+//!
+//! Every process registered in the runtime's [`ProcessRegistry`] is recorded when it starts and
+//! when its registration ends (with the terminal state it reached), by one task that writes in
+//! order and drains what is queued at shutdown. A run still without an end when the runtime next
+//! starts was interrupted: it is recorded as `failed` (once: the end is a conditional update)
+//! and, for a worker or branch started for someone's message, the conversation gets a visible
+//! notice saying what was lost.
+//!
+//! [`ProcessRegistry`]: crate::ProcessRegistry
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::ProcessId;
+use crate::log::ConversationLog;
+use crate::message::{OutboundResponse, Role, StoredMessage};
+use crate::outbox::Outbox;
+use crate::process::{ProcessKind, TerminalState};
+use crate::runs::{ProcessRun, ProcessRuns};
+
+/// A change the registry reports to the journal.
+#[derive(Debug)]
+pub(crate) enum RunChange {
+    Started(Box<ProcessRun>),
+    Ended(ProcessId, TerminalState),
+}
+
+/// The notice a conversation gets for a worker or branch interrupted by a restart.
+pub(crate) fn interrupted_notice(run: &ProcessRun) -> String {
+    let what = match run.kind {
+        ProcessKind::Branch => "Some background thinking",
+        _ => "A background task",
+    };
+    format!(
+        "⚠️ {what} was interrupted by a restart before it finished: \u{201c}{}\u{201d}. Ask again if you still need it.",
+        run.description
+    )
+}
+
+/// The journal task: first settles the runs an earlier run of the daemon left unfinished, then
+/// records changes in order until `stop`, and then what is still queued.
+pub(crate) async fn keep_journal(
+    runs: Arc<dyn ProcessRuns>,
+    log: Arc<dyn ConversationLog>,
+    outbox: Outbox,
+    mut changes: mpsc::UnboundedReceiver<RunChange>,
+    stop: CancellationToken,
+) {
+    settle_interrupted(&*runs, &*log, &outbox).await;
+    loop {
+        let change = tokio::select! {
+            biased;
+            change = changes.recv() => change,
+            () = stop.cancelled() => break,
+        };
+        let Some(change) = change else { return };
+        record(&*runs, change).await;
+    }
+    changes.close();
+    while let Some(change) = changes.recv().await {
+        record(&*runs, change).await;
+    }
+}
+
+async fn record(runs: &dyn ProcessRuns, change: RunChange) {
+    let result = match &change {
+        RunChange::Started(run) => runs.started(run).await,
+        RunChange::Ended(process, state) => runs.ended(process, *state).await.map(|_| ()),
+    };
+    if let Err(error) = result {
+        tracing::error!(?change, %error, "can't record a process run");
+    }
+}
+
+async fn settle_interrupted(runs: &dyn ProcessRuns, log: &dyn ConversationLog, outbox: &Outbox) {
+    let unfinished = match runs.unfinished().await {
+        Ok(unfinished) => unfinished,
+        Err(error) => {
+            tracing::error!(%error, "can't read the process runs the last run left unfinished");
+            return;
+        }
+    };
+    if !unfinished.is_empty() {
+        tracing::warn!(
+            count = unfinished.len(),
+            "processes were interrupted by the last stop; recording them as failed"
+        );
+    }
+    for run in unfinished {
+        match runs.ended(&run.process, TerminalState::Failed).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::error!(process = %run.process, %error, "can't record an interrupted process run");
+                continue;
+            }
+        }
+        let Some(origin) =
+            run.origin.as_ref().filter(|_| matches!(run.kind, ProcessKind::Worker | ProcessKind::Branch))
+        else {
+            continue;
+        };
+        let text = interrupted_notice(&run);
+        let notice =
+            StoredMessage::new(run.agent.clone(), run.conversation.clone(), Role::System, "spacebot", text.as_str());
+        if let Err(error) = log.record_reply(&notice, &[]).await {
+            tracing::error!(process = %run.process, %error, "can't record the notice of an interrupted process");
+        }
+        if let Err(error) = outbox.send(origin, OutboundResponse::text(text)).await {
+            tracing::warn!(process = %run.process, %error, "can't deliver the notice of an interrupted process");
+        }
+    }
+}
