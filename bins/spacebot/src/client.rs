@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::config;
+use crate::config::Config;
 
 /// A connection to the daemon's HTTP API.
 pub(crate) struct Client {
@@ -35,7 +35,7 @@ impl Client {
         let (base, config_token) = match &global.url {
             Some(url) => (url.trim_end_matches('/').to_owned(), None),
             None => {
-                let config = config::load(&crate::start::location(global))?;
+                let config = Config::load(&global.location())?;
                 (format!("http://{}", config.api.bind), config.api.token)
             }
         };

@@ -135,9 +135,10 @@ struct RawCompaction {
     rollup_batch: Option<usize>,
 }
 
-/// The validated config the daemon runs on.
+/// The validated config the daemon runs on: read with [`Config::load`], run with
+/// [`Daemon::start`](crate::Daemon::start).
 #[derive(Debug)]
-pub(crate) struct Config {
+pub struct Config {
     /// The file it came from, if any.
     pub(crate) source: Option<PathBuf>,
     pub(crate) data_dir: PathBuf,
@@ -206,42 +207,73 @@ impl std::fmt::Display for ModelChain {
     }
 }
 
-/// Where to look for the config and data.
-#[derive(Debug, Default)]
-pub(crate) struct Location {
+/// Where to look for the config and data: the `--config` and `--data-dir` flags.
+#[derive(Debug, Default, Clone)]
+pub struct Location {
     /// `--config`: must exist when given.
     pub(crate) config: Option<PathBuf>,
     /// `--data-dir`: overrides `data_dir`.
     pub(crate) data_dir: Option<PathBuf>,
 }
 
-/// Loads, overrides, resolves and validates the config.
-pub(crate) fn load(location: &Location) -> anyhow::Result<Config> {
-    let home_dir = home().join(".spacebot");
-    let file = match &location.config {
-        Some(path) if !path.is_file() => bail!("config file {} does not exist", path.display()),
-        Some(path) => Some(path.clone()),
-        None => {
-            let candidate = location.data_dir.clone().unwrap_or_else(|| home_dir.clone()).join("config.toml");
-            candidate.is_file().then_some(candidate)
-        }
-    };
-
-    let mut figment = Figment::new();
-    if let Some(path) = &file {
-        figment = figment.merge(Toml::file_exact(path));
+impl Location {
+    /// No file named: `~/.spacebot/config.toml` if it exists, else the defaults.
+    pub fn new() -> Self {
+        Self::default()
     }
-    // `SPACEBOT_LLM__PROVIDERS__MAIN__API_KEY` sets `llm.providers.main.api_key`. Variables
-    // without `__` are the CLI's own (`SPACEBOT_URL`, `SPACEBOT_TOKEN`) or values referenced by
-    // `env:` (`SPACEBOT_API_TOKEN`), except the top-level keys named here.
-    figment = figment.merge(
-        Env::prefixed("SPACEBOT_")
-            .filter(|key| key.as_str().contains("__") || key == "data_dir" || key == "shutdown_grace_secs")
-            .split("__"),
-    );
-    let raw: RawConfig =
-        figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
-    validate(raw, file, location, home_dir)
+
+    /// Reads this config file, which must exist.
+    pub fn with_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config = Some(path.into());
+        self
+    }
+
+    /// Uses this data directory, whatever the config says.
+    pub fn with_data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(path.into());
+        self
+    }
+}
+
+impl Config {
+    /// Loads the config `location` names, lays the `SPACEBOT_` environment variables over it,
+    /// resolves `env:` values and validates everything.
+    ///
+    /// # Errors
+    ///
+    /// One sentence naming the file, key or value at fault.
+    pub fn load(location: &Location) -> anyhow::Result<Self> {
+        let home_dir = home().join(".spacebot");
+        let file = match &location.config {
+            Some(path) if !path.is_file() => bail!("config file {} does not exist", path.display()),
+            Some(path) => Some(path.clone()),
+            None => {
+                let candidate = location.data_dir.clone().unwrap_or_else(|| home_dir.clone()).join("config.toml");
+                candidate.is_file().then_some(candidate)
+            }
+        };
+
+        let mut figment = Figment::new();
+        if let Some(path) = &file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // `SPACEBOT_LLM__PROVIDERS__MAIN__API_KEY` sets `llm.providers.main.api_key`. Variables
+        // without `__` are the CLI's own (`SPACEBOT_URL`, `SPACEBOT_TOKEN`) or values referenced by
+        // `env:` (`SPACEBOT_API_TOKEN`), except the top-level keys named here.
+        figment = figment.merge(
+            Env::prefixed("SPACEBOT_")
+                .filter(|key| key.as_str().contains("__") || key == "data_dir" || key == "shutdown_grace_secs")
+                .split("__"),
+        );
+        let raw: RawConfig =
+            figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
+        validate(raw, file, location, home_dir)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
 }
 
 fn describe_figment(error: figment::Error, file: Option<&Path>) -> String {
@@ -544,7 +576,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("config.toml");
         std::fs::write(&path, toml)?;
-        load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
+        Config::load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
     }
 
     #[test]
@@ -675,7 +707,7 @@ mod tests {
 
     #[test]
     fn missing_config_file_is_named() {
-        let error = load(&Location { config: Some("/nonexistent/spacebot.toml".into()), data_dir: None })
+        let error = Config::load(&Location { config: Some("/nonexistent/spacebot.toml".into()), data_dir: None })
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nonexistent/spacebot.toml"), "{error}");

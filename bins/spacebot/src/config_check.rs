@@ -3,11 +3,10 @@
 use std::process::ExitCode;
 
 use crate::cli::GlobalArgs;
-use crate::config;
-use crate::config::EmbedderSettings;
+use crate::config::{Config, EmbedderSettings};
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let config = config::load(&crate::start::location(global))?;
+    let config = Config::load(&global.location())?;
     match &config.source {
         Some(path) => println!("config: {} (valid)", path.display()),
         None => println!("config: none found; using built-in defaults"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::GlobalArgs;
-use crate::config;
+use crate::config::Config;
 
 /// How long one adapter's credential check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -24,7 +24,7 @@ fn verdict(ok: bool, item: &str, detail: &str) -> bool {
 }
 
 async fn check(global: &GlobalArgs) -> bool {
-    let config = match config::load(&crate::start::location(global)) {
+    let config = match Config::load(&global.location()) {
         Ok(config) => config,
         Err(error) => return verdict(false, "config", &format!("{error:#}")),
     };

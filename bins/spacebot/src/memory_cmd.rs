@@ -23,7 +23,7 @@ use spacebot_core::{
 use spacebot_memory::{ImportMark, SqliteMemory, chunk_text, text_hash};
 
 use crate::cli::{EmbedderArgs, EmbedderKind, GlobalArgs, MemoryArgs, MemoryCommand};
-use crate::config::{self, EmbedderSettings};
+use crate::config::{self, Config, EmbedderSettings};
 use crate::memory_setup;
 
 /// Chunks saved per transaction during an import.
@@ -38,7 +38,7 @@ pub(crate) fn memory_path(data_dir: &Path, agent: &str) -> PathBuf {
 }
 
 pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitCode> {
-    let config = config::load(&crate::start::location(global))?;
+    let config = Config::load(&global.location())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;
     runtime.block_on(async {
         let embedder = build_embedder(&config.memory.embedder, &args.embedder)?;

@@ -351,13 +351,13 @@ fn slack_settings(mut settings: SlackSettings, options: SlackOptions, key: &str)
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, Location, load};
+    use crate::config::{Config, Location};
 
     fn load_str(toml: &str) -> anyhow::Result<Config> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("config.toml");
         std::fs::write(&path, toml)?;
-        load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
+        Config::load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cli;
 mod conversation;
 mod daemon;
 mod http_api;
+mod in_process;
 mod memory;
 mod messaging;
 mod processes;
