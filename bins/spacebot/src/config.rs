@@ -12,6 +12,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use spacebot_core::ProcessKind;
+
 mod memory;
 mod messaging;
 
@@ -76,7 +78,7 @@ struct RawLlm {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
-    kind: String,
+    kind: ProviderKind,
     base_url: Option<String>,
     api_key: Option<String>,
     timeout_secs: Option<u64>,
@@ -84,6 +86,40 @@ struct RawProvider {
     retry_backoff_ms: Option<u64>,
     max_tokens: Option<u32>,
     context_window: Option<usize>,
+}
+
+/// `llm.providers.NAME.kind`: the wire format a provider speaks, as written in the config
+/// (`openai` or `anthropic`, in any case). Anything else fails to deserialize, so figment names
+/// the key and the accepted values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProviderKind {
+    OpenAi,
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// The names the config accepts, in the order error messages list them.
+    const NAMES: &'static [&'static str] = &["openai", "anthropic"];
+}
+
+impl<'de> Deserialize<'de> for ProviderKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "openai" => Ok(Self::OpenAi),
+            "anthropic" => Ok(Self::Anthropic),
+            _ => Err(serde::de::Error::unknown_variant(&name, Self::NAMES)),
+        }
+    }
+}
+
+impl From<ProviderKind> for spacebot_llm::ProviderKind {
+    fn from(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi => Self::OpenAi,
+            ProviderKind::Anthropic => Self::Anthropic,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,7 +187,7 @@ pub struct Config {
     /// Which agent answers where (`[[bindings]]`), in file order.
     pub(crate) bindings: Vec<spacebot_core::Binding>,
     /// `llm.models.{branch,worker,compactor}` when set; each defaults to the agent's channel model.
-    pub(crate) process_models: Vec<(&'static str, ModelChain)>,
+    pub(crate) process_models: Vec<(ProcessKind, ModelChain)>,
     /// `[tools]`: the workers' task tools (each agent adds its own workspace).
     pub(crate) task_tools: spacebot_agent::TaskToolSettings,
     /// `[memory]`: the embedder and the maintenance schedule.
@@ -291,6 +327,10 @@ fn describe_figment(error: figment::Error, file: Option<&Path>) -> String {
                 let full = if key.is_empty() { field.clone() } else { key.clone() };
                 format!("unknown config key `{full}`")
             }
+            figment::error::Kind::UnknownVariant(found, expected) => {
+                let expected: Vec<String> = expected.iter().map(|name| format!("`{name}`")).collect();
+                format!("config key `{key}` must be one of {}, not `{found}`", expected.join(", "))
+            }
             figment::error::Kind::MissingField(field) => {
                 let full = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
                 format!("missing config key `{full}`")
@@ -318,9 +358,7 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         if name.contains('/') || name.trim().is_empty() {
             bail!("config key `{key}`: provider names must be non-empty and contain no '/'");
         }
-        let kind: spacebot_llm::ProviderKind = provider.kind.parse().map_err(|_| {
-            anyhow::anyhow!("config key `{key}.kind` must be `openai` or `anthropic`, not `{}`", provider.kind)
-        })?;
+        let kind = spacebot_llm::ProviderKind::from(provider.kind);
         let api_key = provider.api_key.map(|v| resolve(&v, &format!("{key}.api_key"))).transpose()?.unwrap_or_default();
         let mut config = spacebot_llm::ProviderConfig::new(kind, api_key);
         if let Some(url) = provider.base_url {
@@ -376,13 +414,13 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
     };
     let channel_model = raw.llm.models.channel.as_ref().map(|m| check_chain(m, "llm.models.channel")).transpose()?;
     let mut process_models = Vec::new();
-    for (name, value) in [
-        ("branch", &raw.llm.models.branch),
-        ("worker", &raw.llm.models.worker),
-        ("compactor", &raw.llm.models.compactor),
+    for (kind, name, value) in [
+        (ProcessKind::Branch, "branch", &raw.llm.models.branch),
+        (ProcessKind::Worker, "worker", &raw.llm.models.worker),
+        (ProcessKind::Compactor, "compactor", &raw.llm.models.compactor),
     ] {
         if let Some(value) = value {
-            process_models.push((name, check_chain(value, &format!("llm.models.{name}"))?));
+            process_models.push((kind, check_chain(value, &format!("llm.models.{name}"))?));
         }
     }
 
@@ -620,13 +658,27 @@ mod tests {
         .unwrap();
         let chain = config.agents[0].model.as_ref().unwrap();
         assert_eq!(chain.to_string(), "a/x, b/y (falling back in this order)");
+        assert_eq!(config.process_models[0].0, ProcessKind::Compactor);
         assert_eq!(config.process_models[0].1.to_string(), "b/small");
+        assert_eq!(config.providers["a"].kind, spacebot_llm::ProviderKind::OpenAi);
+        assert_eq!(config.providers["b"].kind, spacebot_llm::ProviderKind::Anthropic);
         let error = load_str("[llm.providers.a]\nkind = \"openai\"\n[llm.models]\nchannel = [\"a/x\", \"c/z\"]")
             .unwrap_err()
             .to_string();
         assert!(error.contains("`llm.models.channel[1]`") && error.contains("`c`"), "{error}");
         let error = load_str("[llm.models]\nchannel = []").unwrap_err().to_string();
         assert!(error.contains("`llm.models.channel`") && error.contains("empty"), "{error}");
+    }
+
+    #[test]
+    fn provider_kinds_are_typed_and_read_in_any_case() {
+        let config = load_str("[llm.providers.a]\nkind = \"OpenAI\"\n[llm.providers.b]\nkind = \"Anthropic\"").unwrap();
+        assert_eq!(config.providers["a"].kind, spacebot_llm::ProviderKind::OpenAi);
+        assert_eq!(config.providers["b"].kind, spacebot_llm::ProviderKind::Anthropic);
+        let error = load_str("[llm.providers.a]\nkind = \"\"").unwrap_err().to_string();
+        assert!(error.contains("`llm.providers.a.kind` must be one of `openai`, `anthropic`, not ``"), "{error}");
+        let error = load_str("[llm.providers.a]\nbase_url = \"http://x\"").unwrap_err().to_string();
+        assert!(error.contains("missing config key `llm.providers.a.kind`"), "{error}");
     }
 
     #[test]
@@ -665,7 +717,12 @@ mod tests {
         let error = load_str("[llm.models]\nchannel = \"nope/m\"").unwrap_err().to_string();
         assert!(error.contains("`llm.models.channel`") && error.contains("nope"), "{error}");
         let error = load_str("[llm.providers.main]\nkind = \"gemini\"").unwrap_err().to_string();
-        assert!(error.contains("`llm.providers.main.kind`"), "{error}");
+        assert!(
+            error.starts_with(
+                "config key `llm.providers.main.kind` must be one of `openai`, `anthropic`, not `gemini` in "
+            ),
+            "{error}"
+        );
         let error = load_str("[api]\nbind = \"localhost\"").unwrap_err().to_string();
         assert!(error.contains("`api.bind`"), "{error}");
     }

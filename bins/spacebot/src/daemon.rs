@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
-use spacebot_core::{FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeHandle, RuntimeSettings};
+use spacebot_core::{FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings};
 use spacebot_cortex::{Watchdog, WatchdogSettings};
 use spacebot_memory::SqliteStore;
 use spacebot_webhook::{ApiConfig, WebhookAdapter};
@@ -254,12 +254,7 @@ pub(crate) fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile
                 tracing::info!(agent = %agent.id, model = model.name(), "agent ready");
                 profile = profile.with_model(model);
                 for (kind, model_ref) in &config.process_models {
-                    let kind = match *kind {
-                        "branch" => ProcessKind::Branch,
-                        "worker" => ProcessKind::Worker,
-                        _ => ProcessKind::Compactor,
-                    };
-                    profile = profile.with_process_model(kind, build_model(config, model_ref)?);
+                    profile = profile.with_process_model(*kind, build_model(config, model_ref)?);
                 }
             }
             None => tracing::warn!(
