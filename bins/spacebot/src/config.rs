@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use spacebot_core::ProcessKind;
 
+use crate::data_dir::DataDir;
+
 mod memory;
 mod messaging;
 
@@ -177,7 +179,7 @@ struct RawCompaction {
 pub struct Config {
     /// The file it came from, if any.
     pub(crate) source: Option<PathBuf>,
-    pub(crate) data_dir: PathBuf,
+    pub(crate) data_dir: DataDir,
     pub(crate) api: ApiSettings,
     pub(crate) providers: BTreeMap<String, spacebot_llm::ProviderConfig>,
     pub(crate) agents: Vec<AgentSettings>,
@@ -284,7 +286,8 @@ impl Config {
             Some(path) if !path.is_file() => bail!("config file {} does not exist", path.display()),
             Some(path) => Some(path.clone()),
             None => {
-                let candidate = location.data_dir.clone().unwrap_or_else(|| home_dir.clone()).join("config.toml");
+                let candidate =
+                    DataDir::new(location.data_dir.clone().unwrap_or_else(|| home_dir.clone())).config_file();
                 candidate.is_file().then_some(candidate)
             }
         };
@@ -307,7 +310,7 @@ impl Config {
     }
 
     /// The data directory.
-    pub fn data_dir(&self) -> &Path {
+    pub fn data_dir(&self) -> &DataDir {
         &self.data_dir
     }
 }
@@ -344,7 +347,8 @@ fn describe_figment(error: figment::Error, file: Option<&Path>) -> String {
 }
 
 fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_dir: PathBuf) -> anyhow::Result<Config> {
-    let data_dir = location.data_dir.clone().or(raw.data_dir).map(|dir| expand_home(&dir)).unwrap_or(home_dir);
+    let data_dir =
+        DataDir::new(location.data_dir.clone().or(raw.data_dir).map(|dir| expand_home(&dir)).unwrap_or(home_dir));
 
     let bind = raw.api.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
     bind.parse::<std::net::SocketAddr>()

@@ -11,7 +11,7 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Some(path) => println!("config: {} (valid)", path.display()),
         None => println!("config: none found; using built-in defaults"),
     }
-    println!("data dir: {}", config.data_dir.display());
+    println!("data dir: {}", config.data_dir);
     println!(
         "api: http://{}{}",
         config.api.bind,

@@ -64,10 +64,9 @@ impl Daemon {
         if let Some(path) = &config.source {
             tracing::info!(config = %path.display(), "config loaded");
         }
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("can't create data dir {}", config.data_dir.display()))?;
-        let db_path = config.data_dir.join("spacebot.db");
-        let store = Arc::new(SqliteStore::open(&db_path).await?);
+        std::fs::create_dir_all(config.data_dir.root())
+            .with_context(|| format!("can't create data dir {}", config.data_dir))?;
+        let store = Arc::new(SqliteStore::open(&config.data_dir.log_db()).await?);
         let memories = Memories::open(config).await?;
 
         let mut profiles = Vec::new();
@@ -120,7 +119,7 @@ impl Daemon {
         let http_stop = CancellationToken::new();
         let http = tokio::spawn(spacebot_webhook::serve(listener, router, http_stop.clone()));
         // Tests and scripts wait for this line; with `api.bind` port 0 it is where the port is read.
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "spacebot ready");
+        tracing::info!(%addr, data_dir = %config.data_dir, "spacebot ready");
         Ok(Self {
             addr,
             runtime,
@@ -243,7 +242,7 @@ pub(crate) fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile
             profile = profile.with_system_prompt(prompt.clone());
         }
         // Workers' file and shell tools are confined to a workspace per agent.
-        let workspace = config.data_dir.join("workspaces").join(&agent.id);
+        let workspace = config.data_dir.workspace(&agent.id);
         profile = profile.with_task_tools(config.task_tools.clone().with_workspace(workspace));
         if !spacebot_agent::bubblewrap_available() {
             tracing::warn!(agent = %agent.id, "bubblewrap (`bwrap`) is not installed: worker shell commands run unsandboxed");

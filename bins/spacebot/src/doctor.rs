@@ -32,13 +32,13 @@ async fn check(global: &GlobalArgs) -> bool {
     let mut healthy = verdict(true, "config", &source);
 
     let data_dir = &config.data_dir;
-    let writable = std::fs::create_dir_all(data_dir).and_then(|()| {
-        let probe = data_dir.join(".doctor-probe");
+    let writable = std::fs::create_dir_all(data_dir.root()).and_then(|()| {
+        let probe = data_dir.root().join(".doctor-probe");
         std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe))
     });
     healthy &= match writable {
-        Ok(()) => verdict(true, "data dir", &format!("{} is writable", data_dir.display())),
-        Err(error) => verdict(false, "data dir", &format!("can't write to {}: {error}", data_dir.display())),
+        Ok(()) => verdict(true, "data dir", &format!("{data_dir} is writable")),
+        Err(error) => verdict(false, "data dir", &format!("can't write to {data_dir}: {error}")),
     };
 
     for agent in &config.agents {

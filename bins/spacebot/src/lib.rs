@@ -27,6 +27,7 @@ mod client;
 mod config;
 mod config_check;
 mod daemon;
+mod data_dir;
 mod doctor;
 mod memory_cmd;
 mod memory_setup;
@@ -41,6 +42,7 @@ use crate::cli::{Cli, Command, ConfigCommand};
 
 pub use config::{Config, Location};
 pub use daemon::{Daemon, run};
+pub use data_dir::DataDir;
 
 /// The `spacebot` command line: parses argv, runs the subcommand, and maps the outcome to an
 /// exit code. An error is printed as one sentence (with its causes) on stderr.

@@ -25,7 +25,7 @@ async fn a_daemon_assembled_in_process_answers_over_http_and_shuts_down() {
     model.push(FakeReply::tool_call("reply", json!({"content": "pong, in-process"})));
     let home = Home::new("");
     let config = config(&home, &model);
-    assert_eq!(config.data_dir(), home.data_dir());
+    assert_eq!(config.data_dir().root(), home.data_dir());
 
     let daemon = Daemon::start(&config).await.expect("the daemon starts");
     let base = format!("http://{}", daemon.addr());
@@ -57,5 +57,7 @@ async fn a_daemon_assembled_in_process_answers_over_http_and_shuts_down() {
 
     daemon.shutdown().await.expect("a clean shutdown");
     assert!(http.get(format!("{base}/health")).send().await.is_err(), "the API is closed after shutdown");
-    assert!(home.data_dir().join("spacebot.db").is_file(), "the log is in the data dir");
+    let data_dir = config.data_dir();
+    assert!(data_dir.log_db().is_file(), "the log is in the data dir");
+    assert!(data_dir.memory_db("main").is_file(), "the agent's memory is in the data dir");
 }
