@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -25,7 +26,7 @@ use crate::memory_setup::Memories;
 
 /// How long the HTTP API may take to close once the runtime stopped; open event streams never
 /// end by themselves, so they are cut after this.
-const HTTP_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const HTTP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running daemon: the runtime, its stores, the cortex's loops and the HTTP API.
 ///
@@ -79,7 +80,7 @@ impl Daemon {
         }
 
         // The cortex's watchdog ends any process or turn that outlives its limit.
-        let watchdog = Watchdog::new(WatchdogSettings::for_agents(profiles.iter().map(|p| p.settings())));
+        let watchdog = Watchdog::new(watchdog_settings(&profiles));
         let mut builder = Runtime::builder()
             .engine(Arc::new(ChannelEngine::new(profiles)))
             .log(store.clone())
@@ -264,6 +265,24 @@ pub(crate) fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile
         profiles.push(profile);
     }
     Ok(profiles)
+}
+
+/// The watchdog's limits from the agents' settings: each agent's turns are held to its own turn
+/// timeout; processes carry their own limit in the registry, and the largest of the agents'
+/// limits covers any that doesn't.
+fn watchdog_settings(profiles: &[AgentProfile]) -> WatchdogSettings {
+    let largest = |limit: fn(&ChannelSettings) -> Duration| {
+        profiles.iter().map(|profile| limit(profile.settings())).max().unwrap_or_default()
+    };
+    let mut settings = WatchdogSettings::default().with_process_limits(
+        largest(|s| s.branch_timeout),
+        largest(|s| s.worker_timeout),
+        largest(|s| s.compaction.summary_timeout),
+    );
+    for profile in profiles {
+        settings = settings.with_turn_limit(profile.id().clone(), profile.settings().turn_timeout);
+    }
+    settings
 }
 
 /// Waits for a task that may not have been started.
