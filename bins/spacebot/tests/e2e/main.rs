@@ -11,3 +11,4 @@ mod memory;
 mod messaging;
 mod processes;
 mod provider_errors;
+mod send;
