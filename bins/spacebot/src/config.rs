@@ -16,6 +16,7 @@ use spacebot_core::ProcessKind;
 
 use crate::data_dir::DataDir;
 
+mod check;
 mod memory;
 mod messaging;
 
@@ -180,6 +181,9 @@ pub struct Config {
     /// The file it came from, if any.
     pub(crate) source: Option<PathBuf>,
     pub(crate) data_dir: DataDir,
+    /// Where the data dir was set, for errors about it: ``config key `data_dir` in FILE``,
+    /// `--data-dir`, ...
+    pub(crate) data_dir_origin: String,
     pub(crate) api: ApiSettings,
     pub(crate) providers: BTreeMap<String, spacebot_llm::ProviderConfig>,
     pub(crate) agents: Vec<AgentSettings>,
@@ -294,6 +298,7 @@ impl Config {
 
         let mut figment = Figment::new();
         if let Some(path) = &file {
+            check::parse_toml(path)?;
             figment = figment.merge(Toml::file_exact(path));
         }
         // `SPACEBOT_LLM__PROVIDERS__MAIN__API_KEY` sets `llm.providers.main.api_key`. Variables
@@ -306,7 +311,20 @@ impl Config {
         );
         let raw: RawConfig =
             figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
-        validate(raw, file, location, home_dir)
+        let data_dir_origin = match (&location.data_dir, &raw.data_dir) {
+            (Some(_), _) => "--data-dir".to_owned(),
+            (None, Some(_)) => format!("config key `data_dir`{}", check::origin(&figment, "data_dir")),
+            (None, None) => "config key `data_dir`, by default ~/.spacebot".to_owned(),
+        };
+        validate(raw, file, location, home_dir, data_dir_origin).map_err(|error| {
+            // The checks name the key; say where its value came from too.
+            let mut message = check::with_origin(&error.to_string(), &figment);
+            for cause in error.chain().skip(1) {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+            }
+            anyhow::anyhow!(message)
+        })
     }
 
     /// The data directory.
@@ -346,7 +364,21 @@ fn describe_figment(error: figment::Error, file: Option<&Path>) -> String {
     messages.join("; ")
 }
 
-fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_dir: PathBuf) -> anyhow::Result<Config> {
+fn validate(
+    raw: RawConfig,
+    source: Option<PathBuf>,
+    location: &Location,
+    home_dir: PathBuf,
+    data_dir_origin: String,
+) -> anyhow::Result<Config> {
+    if location.data_dir.as_ref().is_some_and(|dir| dir.as_os_str().to_string_lossy().trim().is_empty()) {
+        bail!("--data-dir is empty; name a directory");
+    }
+    if raw.data_dir.as_ref().is_some_and(|dir| dir.as_os_str().to_string_lossy().trim().is_empty())
+        && location.data_dir.is_none()
+    {
+        bail!("config key `data_dir` is empty; name a directory, or leave the key out for ~/.spacebot");
+    }
     let data_dir =
         DataDir::new(location.data_dir.clone().or(raw.data_dir).map(|dir| expand_home(&dir)).unwrap_or(home_dir));
 
@@ -354,7 +386,8 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
     bind.parse::<std::net::SocketAddr>()
         .with_context(|| format!("config key `api.bind` must be an address like 127.0.0.1:19898, not `{bind}`"))?;
     let token = raw.api.token.map(|value| resolve(&value, "api.token")).transpose()?.filter(|t| !t.is_empty());
-    let api = ApiSettings { bind, token, max_body_bytes: raw.api.max_body_bytes.unwrap_or(256 * 1024) };
+    let max_body_bytes = check::positive(raw.api.max_body_bytes, "api.max_body_bytes")?.unwrap_or(256 * 1024);
+    let api = ApiSettings { bind, token, max_body_bytes };
 
     let mut providers = BTreeMap::new();
     for (name, provider) in raw.llm.providers {
@@ -366,14 +399,11 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         let api_key = provider.api_key.map(|v| resolve(&v, &format!("{key}.api_key"))).transpose()?.unwrap_or_default();
         let mut config = spacebot_llm::ProviderConfig::new(kind, api_key);
         if let Some(url) = provider.base_url {
-            let url = resolve(&url, &format!("{key}.base_url"))?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("config key `{key}.base_url` must start with http:// or https://, not `{url}`");
-            }
-            config = config.with_base_url(url);
+            let url_key = format!("{key}.base_url");
+            config = config.with_base_url(check::http_url(&resolve(&url, &url_key)?, &url_key)?);
         }
-        if let Some(secs) = provider.timeout_secs {
-            config = config.with_timeout(Duration::from_secs(secs.max(1)));
+        if let Some(secs) = check::positive(provider.timeout_secs, &format!("{key}.timeout_secs"))? {
+            config = config.with_timeout(Duration::from_secs(secs));
         }
         if let Some(retries) = provider.max_retries {
             config = config.with_max_retries(retries);
@@ -381,10 +411,10 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         if let Some(ms) = provider.retry_backoff_ms {
             config = config.with_initial_backoff(Duration::from_millis(ms));
         }
-        if let Some(tokens) = provider.max_tokens {
+        if let Some(tokens) = check::positive(provider.max_tokens, &format!("{key}.max_tokens"))? {
             config = config.with_max_tokens(tokens);
         }
-        if let Some(window) = provider.context_window {
+        if let Some(window) = check::positive(provider.context_window, &format!("{key}.context_window"))? {
             config = config.with_context_window(window);
         }
         providers.insert(name, config);
@@ -463,9 +493,13 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
             id: agent.id,
             model,
             system_prompt: agent.system_prompt,
-            max_model_calls_per_turn: agent.max_model_calls_per_turn,
-            turn_timeout: agent.turn_timeout_secs.map(Duration::from_secs),
-            history_limit: agent.history_limit,
+            max_model_calls_per_turn: check::positive(
+                agent.max_model_calls_per_turn,
+                &format!("{key}.max_model_calls_per_turn"),
+            )?,
+            turn_timeout: check::positive(agent.turn_timeout_secs, &format!("{key}.turn_timeout_secs"))?
+                .map(Duration::from_secs),
+            history_limit: check::positive(agent.history_limit, &format!("{key}.history_limit"))?,
         });
     }
 
@@ -481,6 +515,7 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         memory,
         source,
         data_dir,
+        data_dir_origin,
         api,
         providers,
         agents,
@@ -555,8 +590,9 @@ fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings>
     use spacebot_agent::{Sandbox, TaskToolSettings, WebFetchSettings};
     let defaults = TaskToolSettings::default();
     let mut settings = TaskToolSettings::default().with_shell_limits(
-        raw.shell_timeout_secs.map_or(defaults.shell_timeout, |secs| Duration::from_secs(secs.max(1))),
-        raw.shell_output_bytes.unwrap_or(defaults.output_cap),
+        check::positive(raw.shell_timeout_secs, "tools.shell_timeout_secs")?
+            .map_or(defaults.shell_timeout, Duration::from_secs),
+        check::positive(raw.shell_output_bytes, "tools.shell_output_bytes")?.unwrap_or(defaults.output_cap),
     );
     if let Some(sandbox) = raw.sandbox {
         settings = settings.with_sandbox(match sandbox.as_str() {
@@ -573,7 +609,7 @@ fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings>
         Some(false) => None,
         _ => {
             let mut web = WebFetchSettings::default();
-            if let Some(bytes) = raw.web_max_bytes {
+            if let Some(bytes) = check::positive(raw.web_max_bytes, "tools.web_max_bytes")? {
                 web = web.with_max_bytes(bytes);
             }
             for host in raw.web_allow_hosts.unwrap_or_default() {

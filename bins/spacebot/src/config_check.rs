@@ -1,4 +1,5 @@
-//! `spacebot config check`: load and validate the config, and summarise it.
+//! `spacebot config check`: load and validate the config, run the checks `start` runs before it
+//! opens anything (the same function), and summarise what the daemon would run.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,7 @@ use crate::config::{Config, EmbedderSettings};
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&global.location())?;
+    crate::daemon::prepare(&config)?;
     match &config.source {
         Some(path) => println!("config: {} (valid)", path.display()),
         None => println!("config: none found; using built-in defaults"),

@@ -22,6 +22,7 @@ use spacebot_memory::SqliteStore;
 use spacebot_webhook::{ApiConfig, WebhookAdapter};
 
 use crate::config::{self, Config};
+use crate::data_dir::Unusable;
 use crate::memory_setup::Memories;
 
 /// How long the HTTP API may take to close once the runtime stopped; open event streams never
@@ -65,13 +66,13 @@ impl Daemon {
         if let Some(path) = &config.source {
             tracing::info!(config = %path.display(), "config loaded");
         }
-        std::fs::create_dir_all(config.data_dir.root())
-            .with_context(|| format!("can't create data dir {}", config.data_dir))?;
+        let Prepared { profiles: built } = prepare(config)?;
+        config.data_dir.create().map_err(|reason| data_dir_error(config, &reason))?;
         let store = Arc::new(SqliteStore::open(&config.data_dir.log_db()).await?);
         let memories = Memories::open(config).await?;
 
         let mut profiles = Vec::new();
-        for profile in agent_profiles(config)? {
+        for profile in built {
             let profile = match memories.get(profile.id().as_str()) {
                 Some(memory) => profile.with_memory(memory),
                 None => profile,
@@ -222,9 +223,32 @@ pub fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()
     })
 }
 
+/// What [`Daemon::start`] checks before it opens anything: the data dir is usable and every
+/// agent (with its models) can be built. `spacebot config check` runs the same, so it refuses
+/// exactly what `start` would (short of what only running can tell, like a port in use).
+pub(crate) struct Prepared {
+    /// Every agent's profile, without its memory.
+    profiles: Vec<AgentProfile>,
+}
+
+/// Checks `config` as [`Daemon::start`] does first, changing nothing on disk.
+///
+/// # Errors
+///
+/// One sentence naming the key (and the file or flag) at fault.
+pub(crate) fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    config.data_dir.check().map_err(|reason| data_dir_error(config, &reason))?;
+    Ok(Prepared { profiles: agent_profiles(config)? })
+}
+
+/// The sentence for a data dir the daemon can't use: the path, where it was set, and why.
+fn data_dir_error(config: &Config, reason: &Unusable) -> anyhow::Error {
+    anyhow::anyhow!("data dir {} ({}) {reason}", config.data_dir, config.data_dir_origin)
+}
+
 /// Every agent's profile (settings, prompt, task tools, models), without its memory, which the
 /// daemon opens separately.
-pub(crate) fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile>> {
+fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile>> {
     let mut profiles = Vec::new();
     for agent in &config.agents {
         let mut settings = ChannelSettings::default();

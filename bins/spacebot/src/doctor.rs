@@ -32,13 +32,9 @@ async fn check(global: &GlobalArgs) -> bool {
     let mut healthy = verdict(true, "config", &source);
 
     let data_dir = &config.data_dir;
-    let writable = std::fs::create_dir_all(data_dir.root()).and_then(|()| {
-        let probe = data_dir.root().join(".doctor-probe");
-        std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe))
-    });
-    healthy &= match writable {
-        Ok(()) => verdict(true, "data dir", &format!("{data_dir} is writable")),
-        Err(error) => verdict(false, "data dir", &format!("can't write to {data_dir}: {error}")),
+    healthy &= match data_dir.check() {
+        Ok(()) => verdict(true, "data dir", &format!("{data_dir} is usable")),
+        Err(reason) => verdict(false, "data dir", &format!("{data_dir} ({}) {reason}", config.data_dir_origin)),
     };
 
     for agent in &config.agents {

@@ -42,7 +42,7 @@ use crate::cli::{Cli, Command, ConfigCommand};
 
 pub use config::{Config, Location};
 pub use daemon::{Daemon, run};
-pub use data_dir::DataDir;
+pub use data_dir::{DataDir, Unusable};
 
 /// The `spacebot` command line: parses argv, runs the subcommand, and maps the outcome to an
 /// exit code. An error is printed as one sentence (with its causes) on stderr.

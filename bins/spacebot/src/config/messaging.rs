@@ -301,15 +301,7 @@ fn check_instance_name(name: &str, key: &str, seen: &mut Vec<String>) -> anyhow:
 }
 
 fn api_url(value: Option<String>, key: &str) -> anyhow::Result<Option<String>> {
-    value
-        .map(|url| {
-            let url = resolve(&url, key)?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("config key `{key}` must start with http:// or https://, not `{url}`");
-            }
-            Ok(url)
-        })
-        .transpose()
+    value.map(|url| super::check::http_url(&resolve(&url, key)?, key)).transpose()
 }
 
 fn numeric(ids: &[Id], key: &str) -> anyhow::Result<Vec<u64>> {

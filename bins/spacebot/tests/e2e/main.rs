@@ -11,4 +11,5 @@ mod memory;
 mod messaging;
 mod processes;
 mod provider_errors;
+mod refusals;
 mod send;
