@@ -29,6 +29,10 @@ use crate::memory_setup::Memories;
 /// end by themselves, so they are cut after this.
 const HTTP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The least time the runtime gets to stop after the daemon shut down, even with no grace:
+/// enough for blocking work that is about to finish.
+const MIN_RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// A running daemon: the runtime, its stores, the cortex's loops and the HTTP API.
 ///
 /// Stop it with [`shutdown`](Self::shutdown) (or [`run_until`](Self::run_until)), which waits for
@@ -210,17 +214,35 @@ impl Drop for Tasks {
     }
 }
 
-/// Runs the daemon on a runtime of its own until `stop` completes, then shuts it down.
+/// Runs the daemon on a runtime of its own until `stop` completes, then shuts it down and stops
+/// the runtime within the shutdown grace.
+///
+/// Blocking work can't be cancelled: a task stuck in a blocking call (a read of a pipe nobody
+/// writes, say) would keep the runtime, and so the process, alive forever after `shutdown
+/// complete`. The runtime therefore gets `shutdown_grace` (at least a second) to finish what is
+/// left, then is abandoned with a warning, and this returns so the process can exit.
 ///
 /// # Errors
 ///
 /// When the tokio runtime can't be built, or as [`Daemon::start`] and [`Daemon::shutdown`].
 pub fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("can't start tokio")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let daemon = Daemon::start(config).await?;
         daemon.run_until(stop).await
-    })
+    });
+    let bound = config.shutdown_grace.max(MIN_RUNTIME_SHUTDOWN);
+    let tasks = runtime.metrics().num_alive_tasks();
+    let started = std::time::Instant::now();
+    runtime.shutdown_timeout(bound);
+    if started.elapsed() >= bound {
+        tracing::warn!(
+            waited = ?bound,
+            tasks,
+            "work was still running when the runtime stopped (a blocking call that never returns?); exiting without it"
+        );
+    }
+    result
 }
 
 /// What [`Daemon::start`] checks before it opens anything: the data dir is usable and every

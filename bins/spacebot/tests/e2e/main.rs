@@ -13,3 +13,4 @@ mod processes;
 mod provider_errors;
 mod refusals;
 mod send;
+mod shutdown;
