@@ -64,7 +64,8 @@ impl Daemon {
     ///
     /// # Errors
     ///
-    /// When a store can't be opened, a model can't be built, or `api.bind` can't be bound; the
+    /// When the data dir can't be used or a model can't be built (the checks `config check`
+    /// shares), a store can't be opened, or `api.bind` can't be bound; the
     /// message names the file, key or address at fault. Nothing is left running on error.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         if let Some(path) = &config.source {
