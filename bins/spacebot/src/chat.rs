@@ -7,12 +7,18 @@ use std::time::Duration;
 use crate::cli::{ChatArgs, GlobalArgs, SendArgs};
 use crate::client::{Client, block_on, local_user};
 
+/// How long `chat` waits for each reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(180);
+
 pub(crate) fn send(global: &GlobalArgs, args: SendArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(global)?;
     let text = args.text.join(" ");
     block_on(async {
+        let timeout = Duration::from_secs(args.timeout);
+        // Subscribed first, so the reply's event can't slip past between the post and the wait.
+        let mut events = client.subscribe(timeout).await?;
         let accepted = client.post(&args.agent, &args.conversation, &local_user(), &text).await?;
-        let replies = client.wait_for_reply(&args.agent, &accepted, Duration::from_secs(args.timeout)).await?;
+        let replies = client.wait_for_reply(&mut events, &args.agent, &accepted, timeout).await?;
         for reply in replies {
             println!("{}", reply.text);
         }
@@ -36,8 +42,9 @@ pub(crate) fn interactive(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result
             continue;
         }
         let outcome = block_on(async {
+            let mut events = client.subscribe(REPLY_TIMEOUT).await?;
             let accepted = client.post(&args.agent, &conversation, &user, &line).await?;
-            client.wait_for_reply(&args.agent, &accepted, Duration::from_secs(180)).await
+            client.wait_for_reply(&mut events, &args.agent, &accepted, REPLY_TIMEOUT).await
         })?;
         match outcome {
             Ok(replies) => {

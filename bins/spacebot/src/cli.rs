@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Location;
+
 /// Spacebot: AI agents for teams and communities.
 #[derive(Debug, Parser)]
 #[command(name = "spacebot", version, about)]
@@ -29,6 +31,13 @@ pub(crate) struct GlobalArgs {
     /// Bearer token for client commands (default: `api.token` from the config).
     #[arg(long, global = true, env = "SPACEBOT_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+}
+
+impl GlobalArgs {
+    /// Where the config and data are, from these flags.
+    pub(crate) fn location(&self) -> Location {
+        Location { config: self.config.clone(), data_dir: self.data_dir.clone() }
+    }
 }
 
 #[derive(Debug, Subcommand)]

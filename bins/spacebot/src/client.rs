@@ -1,13 +1,17 @@
 //! A small HTTP client of the running daemon, for `send`, `chat` and `status`.
+//!
+//! Replies are awaited on the daemon's event stream (`GET /api/events`, server-sent events), not
+//! by polling: the client subscribes before it posts, so no event is missed, and reads the
+//! conversation's messages once an event says something was sent there.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::config;
+use crate::config::Config;
 
 /// A connection to the daemon's HTTP API.
 pub(crate) struct Client {
@@ -35,7 +39,7 @@ impl Client {
         let (base, config_token) = match &global.url {
             Some(url) => (url.trim_end_matches('/').to_owned(), None),
             None => {
-                let config = config::load(&crate::start::location(global))?;
+                let config = Config::load(&global.location())?;
                 (format!("http://{}", config.api.bind), config.api.token)
             }
         };
@@ -92,33 +96,139 @@ impl Client {
         response.json().await.context("the daemon sent an unreadable answer")
     }
 
-    /// The replies stored after message `after`, waiting up to `timeout` for at least one.
+    /// Subscribes to the daemon's events (`GET /api/events`); the subscription exists once this
+    /// returns, so subscribe before posting the message whose reply to wait for. The stream is
+    /// read for at most `within`.
+    pub(crate) async fn subscribe(&self, within: Duration) -> anyhow::Result<Events> {
+        let request = self.request(reqwest::Method::GET, "/api/events").timeout(within + Duration::from_secs(5));
+        let response = self.send_checked(request).await?;
+        Ok(Events { response, buffer: String::new() })
+    }
+
+    /// The messages of the conversation of `accepted` stored after it that are not the user's.
+    async fn replies(&self, agent: &str, accepted: &Accepted) -> anyhow::Result<Vec<Message>> {
+        let path = format!("/api/agents/{agent}/conversations/{}/messages?limit=500", accepted.conversation);
+        let response = self.send_checked(self.request(reqwest::Method::GET, &path)).await?;
+        let messages: Vec<Message> = response.json().await.context("the daemon sent unreadable messages")?;
+        Ok(messages
+            .into_iter()
+            .skip_while(|m| m.id != accepted.message_id)
+            .skip(1)
+            .filter(|m| m.role != "user")
+            .collect())
+    }
+
+    /// The replies stored after message `accepted`, waiting up to `timeout` for at least one.
+    ///
+    /// `events` must have been opened before the message was posted. The messages are read each
+    /// time the stream says a response was sent to (or a turn finished in) the conversation, or
+    /// that it lost events; so a reply is printed the moment it is recorded and delivered.
     pub(crate) async fn wait_for_reply(
         &self,
+        events: &mut Events,
         agent: &str,
         accepted: &Accepted,
         timeout: Duration,
     ) -> anyhow::Result<Vec<Message>> {
-        let path = format!("/api/agents/{agent}/conversations/{}/messages?limit=500", accepted.conversation);
-        let deadline = Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let response = self.send_checked(self.request(reqwest::Method::GET, &path)).await?;
-            let messages: Vec<Message> = response.json().await.context("the daemon sent unreadable messages")?;
-            let replies: Vec<Message> = messages
-                .into_iter()
-                .skip_while(|m| m.id != accepted.message_id)
-                .skip(1)
-                .filter(|m| m.role != "user")
-                .collect();
-            if !replies.is_empty() {
-                return Ok(replies);
+            let event = match tokio::time::timeout_at(deadline, events.next()).await {
+                Err(_) => {
+                    bail!("no reply within {} seconds (the agent may have chosen not to answer)", timeout.as_secs())
+                }
+                Ok(Err(error)) => bail!("lost the event stream of the daemon at {}: {error}", self.base),
+                Ok(Ok(None)) => {
+                    bail!("the daemon at {} closed its event stream before the reply arrived (did it stop?)", self.base)
+                }
+                Ok(Ok(Some(event))) => event,
+            };
+            if event.concerns(agent, &accepted.conversation) {
+                let replies = self.replies(agent, accepted).await?;
+                if !replies.is_empty() {
+                    return Ok(replies);
+                }
             }
-            if Instant::now() >= deadline {
-                bail!("no reply within {} seconds (the agent may have chosen not to answer)", timeout.as_secs());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// An open `GET /api/events` stream.
+pub(crate) struct Events {
+    response: reqwest::Response,
+    /// Received text not yet split into events.
+    buffer: String,
+}
+
+/// One server-sent event.
+#[derive(Debug, PartialEq)]
+struct Event {
+    /// The `event:` field: `runtime`, or `lagged` when the daemon dropped events for this client.
+    name: String,
+    /// The `data:` lines, joined.
+    data: String,
+}
+
+impl Events {
+    /// The next event, or `None` when the daemon ended the stream.
+    async fn next(&mut self) -> anyhow::Result<Option<Event>> {
+        loop {
+            if let Some(event) = take_event(&mut self.buffer) {
+                return Ok(Some(event));
+            }
+            match self.response.chunk().await? {
+                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes).replace('\r', "")),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Event {
+    /// Whether the conversation's messages may have changed: a response was sent (or failed to
+    /// be) or a turn finished in it, or events were lost and anything may have happened.
+    fn concerns(&self, agent: &str, conversation: &str) -> bool {
+        if self.name == "lagged" {
+            return true;
+        }
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&self.data) else { return false };
+        let kind = event["type"].as_str().unwrap_or_default();
+        let relevant = match kind {
+            // Typing indicators say nothing about the messages.
+            "response_sent" => event["response"]["type"] != "status",
+            "delivery_failed" | "turn_finished" => true,
+            _ => false,
+        };
+        relevant && event["agent"] == agent && event["conversation"] == conversation
+    }
+}
+
+/// Splits the first complete event (ended by a blank line) off `buffer`. Comments (keep-alives)
+/// and events without data are skipped.
+fn take_event(buffer: &mut String) -> Option<Event> {
+    while let Some(end) = buffer.find("\n\n") {
+        let block: String = buffer.drain(..end + 2).collect();
+        let mut event = Event { name: "message".to_owned(), data: String::new() };
+        let mut has_data = false;
+        for line in block.lines() {
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => event.name = value.to_owned(),
+                "data" => {
+                    if has_data {
+                        event.data.push('\n');
+                    }
+                    event.data.push_str(value);
+                    has_data = true;
+                }
+                _ => {}
+            }
+        }
+        if has_data {
+            return Some(event);
+        }
+    }
+    None
 }
 
 /// The name messages from this terminal are sent under.
@@ -130,4 +240,38 @@ pub(crate) fn local_user() -> String {
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;
     Ok(runtime.block_on(future))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_split_at_blank_lines_and_keep_alives_skipped() {
+        let mut buffer =
+            ": keep-alive\n\nevent: runtime\ndata: {\"a\":1}\n\nevent: lagged\ndata: x\ndata: y\n\nevent: runt"
+                .to_owned();
+        assert_eq!(take_event(&mut buffer), Some(Event { name: "runtime".into(), data: "{\"a\":1}".into() }));
+        assert_eq!(take_event(&mut buffer), Some(Event { name: "lagged".into(), data: "x\ny".into() }));
+        assert_eq!(take_event(&mut buffer), None, "an event is complete only at its blank line");
+        assert_eq!(buffer, "event: runt");
+    }
+
+    #[test]
+    fn only_sent_responses_and_finished_turns_of_the_conversation_concern_it() {
+        let runtime = |data: serde_json::Value| Event { name: "runtime".into(), data: data.to_string() };
+        let sent = |conversation: &str, kind: &str| {
+            runtime(json!({"type": "response_sent", "agent": "main", "conversation": conversation,
+                "adapter": "webhook", "response": {"type": kind}}))
+        };
+        assert!(sent("webhook:c", "text").concerns("main", "webhook:c"));
+        assert!(!sent("webhook:c", "status").concerns("main", "webhook:c"), "typing is not a reply");
+        assert!(!sent("webhook:other", "text").concerns("main", "webhook:c"));
+        assert!(!sent("webhook:c", "text").concerns("ops", "webhook:c"));
+        let finished = runtime(json!({"type": "turn_finished", "agent": "main", "conversation": "webhook:c"}));
+        assert!(finished.concerns("main", "webhook:c"));
+        let received = runtime(json!({"type": "message_received", "agent": "main", "conversation": "webhook:c"}));
+        assert!(!received.concerns("main", "webhook:c"));
+        assert!(Event { name: "lagged".into(), data: "{}".into() }.concerns("main", "webhook:c"));
+    }
 }

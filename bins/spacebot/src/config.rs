@@ -12,6 +12,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use spacebot_core::ProcessKind;
+
+use crate::data_dir::DataDir;
+
+mod check;
 mod memory;
 mod messaging;
 
@@ -76,7 +81,7 @@ struct RawLlm {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
-    kind: String,
+    kind: ProviderKind,
     base_url: Option<String>,
     api_key: Option<String>,
     timeout_secs: Option<u64>,
@@ -84,6 +89,40 @@ struct RawProvider {
     retry_backoff_ms: Option<u64>,
     max_tokens: Option<u32>,
     context_window: Option<usize>,
+}
+
+/// `llm.providers.NAME.kind`: the wire format a provider speaks, as written in the config
+/// (`openai` or `anthropic`, in any case). Anything else fails to deserialize, so figment names
+/// the key and the accepted values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProviderKind {
+    OpenAi,
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// The names the config accepts, in the order error messages list them.
+    const NAMES: &'static [&'static str] = &["openai", "anthropic"];
+}
+
+impl<'de> Deserialize<'de> for ProviderKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "openai" => Ok(Self::OpenAi),
+            "anthropic" => Ok(Self::Anthropic),
+            _ => Err(serde::de::Error::unknown_variant(&name, Self::NAMES)),
+        }
+    }
+}
+
+impl From<ProviderKind> for spacebot_llm::ProviderKind {
+    fn from(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi => Self::OpenAi,
+            ProviderKind::Anthropic => Self::Anthropic,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,12 +174,16 @@ struct RawCompaction {
     rollup_batch: Option<usize>,
 }
 
-/// The validated config the daemon runs on.
+/// The validated config the daemon runs on: read with [`Config::load`], run with
+/// [`Daemon::start`](crate::Daemon::start).
 #[derive(Debug)]
-pub(crate) struct Config {
+pub struct Config {
     /// The file it came from, if any.
     pub(crate) source: Option<PathBuf>,
-    pub(crate) data_dir: PathBuf,
+    pub(crate) data_dir: DataDir,
+    /// Where the data dir was set, for errors about it: ``config key `data_dir` in FILE``,
+    /// `--data-dir`, ...
+    pub(crate) data_dir_origin: String,
     pub(crate) api: ApiSettings,
     pub(crate) providers: BTreeMap<String, spacebot_llm::ProviderConfig>,
     pub(crate) agents: Vec<AgentSettings>,
@@ -150,7 +193,7 @@ pub(crate) struct Config {
     /// Which agent answers where (`[[bindings]]`), in file order.
     pub(crate) bindings: Vec<spacebot_core::Binding>,
     /// `llm.models.{branch,worker,compactor}` when set; each defaults to the agent's channel model.
-    pub(crate) process_models: Vec<(&'static str, ModelChain)>,
+    pub(crate) process_models: Vec<(ProcessKind, ModelChain)>,
     /// `[tools]`: the workers' task tools (each agent adds its own workspace).
     pub(crate) task_tools: spacebot_agent::TaskToolSettings,
     /// `[memory]`: the embedder and the maintenance schedule.
@@ -206,42 +249,88 @@ impl std::fmt::Display for ModelChain {
     }
 }
 
-/// Where to look for the config and data.
-#[derive(Debug, Default)]
-pub(crate) struct Location {
+/// Where to look for the config and data: the `--config` and `--data-dir` flags.
+#[derive(Debug, Default, Clone)]
+pub struct Location {
     /// `--config`: must exist when given.
     pub(crate) config: Option<PathBuf>,
     /// `--data-dir`: overrides `data_dir`.
     pub(crate) data_dir: Option<PathBuf>,
 }
 
-/// Loads, overrides, resolves and validates the config.
-pub(crate) fn load(location: &Location) -> anyhow::Result<Config> {
-    let home_dir = home().join(".spacebot");
-    let file = match &location.config {
-        Some(path) if !path.is_file() => bail!("config file {} does not exist", path.display()),
-        Some(path) => Some(path.clone()),
-        None => {
-            let candidate = location.data_dir.clone().unwrap_or_else(|| home_dir.clone()).join("config.toml");
-            candidate.is_file().then_some(candidate)
-        }
-    };
-
-    let mut figment = Figment::new();
-    if let Some(path) = &file {
-        figment = figment.merge(Toml::file_exact(path));
+impl Location {
+    /// No file named: `~/.spacebot/config.toml` if it exists, else the defaults.
+    pub fn new() -> Self {
+        Self::default()
     }
-    // `SPACEBOT_LLM__PROVIDERS__MAIN__API_KEY` sets `llm.providers.main.api_key`. Variables
-    // without `__` are the CLI's own (`SPACEBOT_URL`, `SPACEBOT_TOKEN`) or values referenced by
-    // `env:` (`SPACEBOT_API_TOKEN`), except the top-level keys named here.
-    figment = figment.merge(
-        Env::prefixed("SPACEBOT_")
-            .filter(|key| key.as_str().contains("__") || key == "data_dir" || key == "shutdown_grace_secs")
-            .split("__"),
-    );
-    let raw: RawConfig =
-        figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
-    validate(raw, file, location, home_dir)
+
+    /// Reads this config file, which must exist.
+    pub fn with_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config = Some(path.into());
+        self
+    }
+
+    /// Uses this data directory, whatever the config says.
+    pub fn with_data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(path.into());
+        self
+    }
+}
+
+impl Config {
+    /// Loads the config `location` names, lays the `SPACEBOT_` environment variables over it,
+    /// resolves `env:` values and validates everything.
+    ///
+    /// # Errors
+    ///
+    /// One sentence naming the file, key or value at fault.
+    pub fn load(location: &Location) -> anyhow::Result<Self> {
+        let home_dir = home().join(".spacebot");
+        let file = match &location.config {
+            Some(path) if !path.is_file() => bail!("config file {} does not exist", path.display()),
+            Some(path) => Some(path.clone()),
+            None => {
+                let candidate =
+                    DataDir::new(location.data_dir.clone().unwrap_or_else(|| home_dir.clone())).config_file();
+                candidate.is_file().then_some(candidate)
+            }
+        };
+
+        let mut figment = Figment::new();
+        if let Some(path) = &file {
+            check::parse_toml(path)?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // `SPACEBOT_LLM__PROVIDERS__MAIN__API_KEY` sets `llm.providers.main.api_key`. Variables
+        // without `__` are the CLI's own (`SPACEBOT_URL`, `SPACEBOT_TOKEN`) or values referenced by
+        // `env:` (`SPACEBOT_API_TOKEN`), except the top-level keys named here.
+        figment = figment.merge(
+            Env::prefixed("SPACEBOT_")
+                .filter(|key| key.as_str().contains("__") || key == "data_dir" || key == "shutdown_grace_secs")
+                .split("__"),
+        );
+        let raw: RawConfig =
+            figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
+        let data_dir_origin = match (&location.data_dir, &raw.data_dir) {
+            (Some(_), _) => "--data-dir".to_owned(),
+            (None, Some(_)) => format!("config key `data_dir`{}", check::origin(&figment, "data_dir")),
+            (None, None) => "config key `data_dir`, by default ~/.spacebot".to_owned(),
+        };
+        validate(raw, file, location, home_dir, data_dir_origin).map_err(|error| {
+            // The checks name the key; say where its value came from too.
+            let mut message = check::with_origin(&error.to_string(), &figment);
+            for cause in error.chain().skip(1) {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+            }
+            anyhow::anyhow!(message)
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
+    }
 }
 
 fn describe_figment(error: figment::Error, file: Option<&Path>) -> String {
@@ -259,6 +348,10 @@ fn describe_figment(error: figment::Error, file: Option<&Path>) -> String {
                 let full = if key.is_empty() { field.clone() } else { key.clone() };
                 format!("unknown config key `{full}`")
             }
+            figment::error::Kind::UnknownVariant(found, expected) => {
+                let expected: Vec<String> = expected.iter().map(|name| format!("`{name}`")).collect();
+                format!("config key `{key}` must be one of {}, not `{found}`", expected.join(", "))
+            }
             figment::error::Kind::MissingField(field) => {
                 let full = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
                 format!("missing config key `{full}`")
@@ -271,14 +364,30 @@ fn describe_figment(error: figment::Error, file: Option<&Path>) -> String {
     messages.join("; ")
 }
 
-fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_dir: PathBuf) -> anyhow::Result<Config> {
-    let data_dir = location.data_dir.clone().or(raw.data_dir).map(|dir| expand_home(&dir)).unwrap_or(home_dir);
+fn validate(
+    raw: RawConfig,
+    source: Option<PathBuf>,
+    location: &Location,
+    home_dir: PathBuf,
+    data_dir_origin: String,
+) -> anyhow::Result<Config> {
+    if location.data_dir.as_ref().is_some_and(|dir| dir.as_os_str().to_string_lossy().trim().is_empty()) {
+        bail!("--data-dir is empty; name a directory");
+    }
+    if raw.data_dir.as_ref().is_some_and(|dir| dir.as_os_str().to_string_lossy().trim().is_empty())
+        && location.data_dir.is_none()
+    {
+        bail!("config key `data_dir` is empty; name a directory, or leave the key out for ~/.spacebot");
+    }
+    let data_dir =
+        DataDir::new(location.data_dir.clone().or(raw.data_dir).map(|dir| expand_home(&dir)).unwrap_or(home_dir));
 
     let bind = raw.api.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
     bind.parse::<std::net::SocketAddr>()
         .with_context(|| format!("config key `api.bind` must be an address like 127.0.0.1:19898, not `{bind}`"))?;
     let token = raw.api.token.map(|value| resolve(&value, "api.token")).transpose()?.filter(|t| !t.is_empty());
-    let api = ApiSettings { bind, token, max_body_bytes: raw.api.max_body_bytes.unwrap_or(256 * 1024) };
+    let max_body_bytes = check::positive(raw.api.max_body_bytes, "api.max_body_bytes")?.unwrap_or(256 * 1024);
+    let api = ApiSettings { bind, token, max_body_bytes };
 
     let mut providers = BTreeMap::new();
     for (name, provider) in raw.llm.providers {
@@ -286,20 +395,15 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         if name.contains('/') || name.trim().is_empty() {
             bail!("config key `{key}`: provider names must be non-empty and contain no '/'");
         }
-        let kind: spacebot_llm::ProviderKind = provider.kind.parse().map_err(|_| {
-            anyhow::anyhow!("config key `{key}.kind` must be `openai` or `anthropic`, not `{}`", provider.kind)
-        })?;
+        let kind = spacebot_llm::ProviderKind::from(provider.kind);
         let api_key = provider.api_key.map(|v| resolve(&v, &format!("{key}.api_key"))).transpose()?.unwrap_or_default();
         let mut config = spacebot_llm::ProviderConfig::new(kind, api_key);
         if let Some(url) = provider.base_url {
-            let url = resolve(&url, &format!("{key}.base_url"))?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("config key `{key}.base_url` must start with http:// or https://, not `{url}`");
-            }
-            config = config.with_base_url(url);
+            let url_key = format!("{key}.base_url");
+            config = config.with_base_url(check::http_url(&resolve(&url, &url_key)?, &url_key)?);
         }
-        if let Some(secs) = provider.timeout_secs {
-            config = config.with_timeout(Duration::from_secs(secs.max(1)));
+        if let Some(secs) = check::positive(provider.timeout_secs, &format!("{key}.timeout_secs"))? {
+            config = config.with_timeout(Duration::from_secs(secs));
         }
         if let Some(retries) = provider.max_retries {
             config = config.with_max_retries(retries);
@@ -307,10 +411,10 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         if let Some(ms) = provider.retry_backoff_ms {
             config = config.with_initial_backoff(Duration::from_millis(ms));
         }
-        if let Some(tokens) = provider.max_tokens {
+        if let Some(tokens) = check::positive(provider.max_tokens, &format!("{key}.max_tokens"))? {
             config = config.with_max_tokens(tokens);
         }
-        if let Some(window) = provider.context_window {
+        if let Some(window) = check::positive(provider.context_window, &format!("{key}.context_window"))? {
             config = config.with_context_window(window);
         }
         providers.insert(name, config);
@@ -344,13 +448,13 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
     };
     let channel_model = raw.llm.models.channel.as_ref().map(|m| check_chain(m, "llm.models.channel")).transpose()?;
     let mut process_models = Vec::new();
-    for (name, value) in [
-        ("branch", &raw.llm.models.branch),
-        ("worker", &raw.llm.models.worker),
-        ("compactor", &raw.llm.models.compactor),
+    for (kind, name, value) in [
+        (ProcessKind::Branch, "branch", &raw.llm.models.branch),
+        (ProcessKind::Worker, "worker", &raw.llm.models.worker),
+        (ProcessKind::Compactor, "compactor", &raw.llm.models.compactor),
     ] {
         if let Some(value) = value {
-            process_models.push((name, check_chain(value, &format!("llm.models.{name}"))?));
+            process_models.push((kind, check_chain(value, &format!("llm.models.{name}"))?));
         }
     }
 
@@ -389,9 +493,13 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
             id: agent.id,
             model,
             system_prompt: agent.system_prompt,
-            max_model_calls_per_turn: agent.max_model_calls_per_turn,
-            turn_timeout: agent.turn_timeout_secs.map(Duration::from_secs),
-            history_limit: agent.history_limit,
+            max_model_calls_per_turn: check::positive(
+                agent.max_model_calls_per_turn,
+                &format!("{key}.max_model_calls_per_turn"),
+            )?,
+            turn_timeout: check::positive(agent.turn_timeout_secs, &format!("{key}.turn_timeout_secs"))?
+                .map(Duration::from_secs),
+            history_limit: check::positive(agent.history_limit, &format!("{key}.history_limit"))?,
         });
     }
 
@@ -407,6 +515,7 @@ fn validate(raw: RawConfig, source: Option<PathBuf>, location: &Location, home_d
         memory,
         source,
         data_dir,
+        data_dir_origin,
         api,
         providers,
         agents,
@@ -481,8 +590,9 @@ fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings>
     use spacebot_agent::{Sandbox, TaskToolSettings, WebFetchSettings};
     let defaults = TaskToolSettings::default();
     let mut settings = TaskToolSettings::default().with_shell_limits(
-        raw.shell_timeout_secs.map_or(defaults.shell_timeout, |secs| Duration::from_secs(secs.max(1))),
-        raw.shell_output_bytes.unwrap_or(defaults.output_cap),
+        check::positive(raw.shell_timeout_secs, "tools.shell_timeout_secs")?
+            .map_or(defaults.shell_timeout, Duration::from_secs),
+        check::positive(raw.shell_output_bytes, "tools.shell_output_bytes")?.unwrap_or(defaults.output_cap),
     );
     if let Some(sandbox) = raw.sandbox {
         settings = settings.with_sandbox(match sandbox.as_str() {
@@ -499,7 +609,7 @@ fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings>
         Some(false) => None,
         _ => {
             let mut web = WebFetchSettings::default();
-            if let Some(bytes) = raw.web_max_bytes {
+            if let Some(bytes) = check::positive(raw.web_max_bytes, "tools.web_max_bytes")? {
                 web = web.with_max_bytes(bytes);
             }
             for host in raw.web_allow_hosts.unwrap_or_default() {
@@ -544,7 +654,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("config.toml");
         std::fs::write(&path, toml)?;
-        load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
+        Config::load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
     }
 
     #[test]
@@ -588,13 +698,27 @@ mod tests {
         .unwrap();
         let chain = config.agents[0].model.as_ref().unwrap();
         assert_eq!(chain.to_string(), "a/x, b/y (falling back in this order)");
+        assert_eq!(config.process_models[0].0, ProcessKind::Compactor);
         assert_eq!(config.process_models[0].1.to_string(), "b/small");
+        assert_eq!(config.providers["a"].kind, spacebot_llm::ProviderKind::OpenAi);
+        assert_eq!(config.providers["b"].kind, spacebot_llm::ProviderKind::Anthropic);
         let error = load_str("[llm.providers.a]\nkind = \"openai\"\n[llm.models]\nchannel = [\"a/x\", \"c/z\"]")
             .unwrap_err()
             .to_string();
         assert!(error.contains("`llm.models.channel[1]`") && error.contains("`c`"), "{error}");
         let error = load_str("[llm.models]\nchannel = []").unwrap_err().to_string();
         assert!(error.contains("`llm.models.channel`") && error.contains("empty"), "{error}");
+    }
+
+    #[test]
+    fn provider_kinds_are_typed_and_read_in_any_case() {
+        let config = load_str("[llm.providers.a]\nkind = \"OpenAI\"\n[llm.providers.b]\nkind = \"Anthropic\"").unwrap();
+        assert_eq!(config.providers["a"].kind, spacebot_llm::ProviderKind::OpenAi);
+        assert_eq!(config.providers["b"].kind, spacebot_llm::ProviderKind::Anthropic);
+        let error = load_str("[llm.providers.a]\nkind = \"\"").unwrap_err().to_string();
+        assert!(error.contains("`llm.providers.a.kind` must be one of `openai`, `anthropic`, not ``"), "{error}");
+        let error = load_str("[llm.providers.a]\nbase_url = \"http://x\"").unwrap_err().to_string();
+        assert!(error.contains("missing config key `llm.providers.a.kind`"), "{error}");
     }
 
     #[test]
@@ -633,7 +757,12 @@ mod tests {
         let error = load_str("[llm.models]\nchannel = \"nope/m\"").unwrap_err().to_string();
         assert!(error.contains("`llm.models.channel`") && error.contains("nope"), "{error}");
         let error = load_str("[llm.providers.main]\nkind = \"gemini\"").unwrap_err().to_string();
-        assert!(error.contains("`llm.providers.main.kind`"), "{error}");
+        assert!(
+            error.starts_with(
+                "config key `llm.providers.main.kind` must be one of `openai`, `anthropic`, not `gemini` in "
+            ),
+            "{error}"
+        );
         let error = load_str("[api]\nbind = \"localhost\"").unwrap_err().to_string();
         assert!(error.contains("`api.bind`"), "{error}");
     }
@@ -675,7 +804,7 @@ mod tests {
 
     #[test]
     fn missing_config_file_is_named() {
-        let error = load(&Location { config: Some("/nonexistent/spacebot.toml".into()), data_dir: None })
+        let error = Config::load(&Location { config: Some("/nonexistent/spacebot.toml".into()), data_dir: None })
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nonexistent/spacebot.toml"), "{error}");

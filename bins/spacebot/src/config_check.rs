@@ -1,18 +1,19 @@
-//! `spacebot config check`: load and validate the config, and summarise it.
+//! `spacebot config check`: load and validate the config, run the checks `start` runs before it
+//! opens anything (the same function), and summarise what the daemon would run.
 
 use std::process::ExitCode;
 
 use crate::cli::GlobalArgs;
-use crate::config;
-use crate::config::EmbedderSettings;
+use crate::config::{Config, EmbedderSettings};
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let config = config::load(&crate::start::location(global))?;
+    let config = Config::load(&global.location())?;
+    crate::daemon::prepare(&config)?;
     match &config.source {
         Some(path) => println!("config: {} (valid)", path.display()),
         None => println!("config: none found; using built-in defaults"),
     }
-    println!("data dir: {}", config.data_dir.display());
+    println!("data dir: {}", config.data_dir);
     println!(
         "api: http://{}{}",
         config.api.bind,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::GlobalArgs;
-use crate::config;
+use crate::config::Config;
 
 /// How long one adapter's credential check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -24,7 +24,7 @@ fn verdict(ok: bool, item: &str, detail: &str) -> bool {
 }
 
 async fn check(global: &GlobalArgs) -> bool {
-    let config = match config::load(&crate::start::location(global)) {
+    let config = match Config::load(&global.location()) {
         Ok(config) => config,
         Err(error) => return verdict(false, "config", &format!("{error:#}")),
     };
@@ -32,13 +32,9 @@ async fn check(global: &GlobalArgs) -> bool {
     let mut healthy = verdict(true, "config", &source);
 
     let data_dir = &config.data_dir;
-    let writable = std::fs::create_dir_all(data_dir).and_then(|()| {
-        let probe = data_dir.join(".doctor-probe");
-        std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe))
-    });
-    healthy &= match writable {
-        Ok(()) => verdict(true, "data dir", &format!("{} is writable", data_dir.display())),
-        Err(error) => verdict(false, "data dir", &format!("can't write to {}: {error}", data_dir.display())),
+    healthy &= match data_dir.check() {
+        Ok(()) => verdict(true, "data dir", &format!("{data_dir} is usable")),
+        Err(reason) => verdict(false, "data dir", &format!("{data_dir} ({}) {reason}", config.data_dir_origin)),
     };
 
     for agent in &config.agents {

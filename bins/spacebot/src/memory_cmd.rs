@@ -10,7 +10,7 @@
 //! were embedded with, the command reindexes first, with a progress bar.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use spacebot_core::{
 use spacebot_memory::{ImportMark, SqliteMemory, chunk_text, text_hash};
 
 use crate::cli::{EmbedderArgs, EmbedderKind, GlobalArgs, MemoryArgs, MemoryCommand};
-use crate::config::{self, EmbedderSettings};
+use crate::config::{self, Config, EmbedderSettings};
 use crate::memory_setup;
 
 /// Chunks saved per transaction during an import.
@@ -32,17 +32,12 @@ const IMPORT_BATCH: usize = 32;
 /// Memories embedded per transaction during a reindex.
 const REINDEX_BATCH: usize = 64;
 
-/// Where an agent's memory lives.
-pub(crate) fn memory_path(data_dir: &Path, agent: &str) -> PathBuf {
-    data_dir.join("agents").join(agent).join("memory.db")
-}
-
 pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitCode> {
-    let config = config::load(&crate::start::location(global))?;
+    let config = Config::load(&global.location())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;
     runtime.block_on(async {
         let embedder = build_embedder(&config.memory.embedder, &args.embedder)?;
-        let path = memory_path(&config.data_dir, &args.agent);
+        let path = config.data_dir.memory_db(&args.agent);
         let store = SqliteMemory::open(&path, embedder).await?;
         let result = command(&store, &AgentId::from(args.agent.as_str()), args.command).await;
         store.close().await;

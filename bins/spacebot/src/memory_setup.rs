@@ -14,7 +14,6 @@ use spacebot_cortex::{MaintenanceSettings, MemoryMaintenance};
 use spacebot_memory::{HashingEmbedder, OpenAiEmbedder, SqliteMemory};
 
 use crate::config::{Config, EmbedderSettings, MemorySettings};
-use crate::memory_cmd::memory_path;
 
 /// Memories embedded per transaction during a reindex at start.
 const REINDEX_BATCH: usize = 64;
@@ -67,7 +66,7 @@ impl Memories {
             .context("the task loading the embedder failed")??;
         let mut stores = Vec::new();
         for agent in &config.agents {
-            let path = memory_path(&config.data_dir, &agent.id);
+            let path = config.data_dir.memory_db(&agent.id);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("can't create {}", dir.display()))?;
             }

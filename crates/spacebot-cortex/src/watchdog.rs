@@ -19,6 +19,9 @@
 //! does not end (anything, when it only audits) is logged once and kept for
 //! [`Watchdog::findings`] until it ends, so an operator sees a wedge instead of silence.
 //!
+//! Its limits are plain values ([`WatchdogSettings`]): a process is held to the limit its
+//! registry record carries (the one its channel enforces), a turn to its agent's turn timeout.
+//!
 //! It makes no model call and holds no lock across an await. A lagging event subscription loses
 //! events: the watchdog then forgets the turns and unregistered processes it tracked from events
 //! (it can no longer tell what ended) rather than act on stale ones; the registry needs no
@@ -32,59 +35,76 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use spacebot_agent::ChannelSettings;
 use spacebot_core::{
-    AgentId, ConversationId, ProcessChange, ProcessId, ProcessKind, RuntimeEvent, RuntimeHandle, TerminalState,
+    AgentId, ConversationId, ProcessChange, ProcessId, ProcessInfo, ProcessKind, RuntimeEvent, RuntimeHandle,
+    TerminalState,
 };
 
 /// How long past its limit something may run before the watchdog acts on it.
 const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+/// The limits used when nothing more specific is known; they match the channel engine's defaults
+/// (a daemon passes its agents' own).
+const DEFAULT_TURN_LIMIT: Duration = Duration::from_secs(600);
+const DEFAULT_BRANCH_LIMIT: Duration = Duration::from_secs(600);
+const DEFAULT_WORKER_LIMIT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_COMPACTOR_LIMIT: Duration = Duration::from_secs(120);
 /// How many interventions [`Watchdog::interventions`] keeps (the newest).
 const KEPT_INTERVENTIONS: usize = 100;
 
-/// The limits the watchdog holds processes and turns to.
+/// The limits the watchdog holds processes and turns to, as plain values.
+///
+/// A process registered with the runtime's [`ProcessRegistry`](spacebot_core::ProcessRegistry)
+/// is held to the limit its record carries; the per-kind limits here cover processes without one
+/// (and every process of a watchdog that only audits, which reads no registry).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WatchdogSettings {
     /// How often it checks.
     pub tick: Duration,
-    /// Longest a branch may run (the largest `branch_timeout` of the agents).
+    /// Longest a branch without a limit of its own may run.
     pub branch_limit: Duration,
-    /// Longest a worker may run (the largest `worker_timeout`).
+    /// Longest a worker without a limit of its own may run.
     pub worker_limit: Duration,
-    /// Longest a compactor summary may run.
+    /// Longest a compactor summary without a limit of its own may run.
     pub compactor_limit: Duration,
-    /// Longest a turn may run (the largest `turn_timeout`).
+    /// Longest a turn may run, for agents not in `agent_turn_limits`.
     pub turn_limit: Duration,
+    /// Longest a turn of each agent may run (its turn timeout).
+    pub agent_turn_limits: HashMap<AgentId, Duration>,
     /// Slack past each limit before a finding (the limits are enforced by timers that may fire
     /// late under load, and a cancelled process gets a grace period to end).
     pub grace: Duration,
 }
 
 impl Default for WatchdogSettings {
+    /// Checks every 30 s, a minute of grace, and the channel engine's default limits: turns and
+    /// branches 10 min, workers 30 min, compactor summaries 2 min.
     fn default() -> Self {
-        Self::for_agents([&ChannelSettings::default()])
+        Self {
+            tick: Duration::from_secs(30),
+            branch_limit: DEFAULT_BRANCH_LIMIT,
+            worker_limit: DEFAULT_WORKER_LIMIT,
+            compactor_limit: DEFAULT_COMPACTOR_LIMIT,
+            turn_limit: DEFAULT_TURN_LIMIT,
+            agent_turn_limits: HashMap::new(),
+            grace: DEFAULT_GRACE,
+        }
     }
 }
 
 impl WatchdogSettings {
-    /// Limits covering every agent: for each kind, the largest of the agents' limits.
-    pub fn for_agents<'a>(agents: impl IntoIterator<Item = &'a ChannelSettings>) -> Self {
-        let mut settings = Self {
-            tick: Duration::from_secs(30),
-            branch_limit: Duration::ZERO,
-            worker_limit: Duration::ZERO,
-            compactor_limit: Duration::ZERO,
-            turn_limit: Duration::ZERO,
-            grace: DEFAULT_GRACE,
-        };
-        for agent in agents {
-            settings.branch_limit = settings.branch_limit.max(agent.branch_timeout);
-            settings.worker_limit = settings.worker_limit.max(agent.worker_timeout);
-            settings.compactor_limit = settings.compactor_limit.max(agent.compaction.summary_timeout);
-            settings.turn_limit = settings.turn_limit.max(agent.turn_timeout);
-        }
-        settings
+    /// Holds the turns of `agent` to `limit` (its turn timeout).
+    pub fn with_turn_limit(mut self, agent: impl Into<AgentId>, limit: Duration) -> Self {
+        self.agent_turn_limits.insert(agent.into(), limit);
+        self
+    }
+
+    /// Sets the limits of branches, workers and compactor summaries that carry none of their own.
+    pub fn with_process_limits(mut self, branch: Duration, worker: Duration, compactor: Duration) -> Self {
+        self.branch_limit = branch;
+        self.worker_limit = worker;
+        self.compactor_limit = compactor;
+        self
     }
 
     /// Sets how often it checks.
@@ -97,6 +117,11 @@ impl WatchdogSettings {
     pub fn with_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
+    }
+
+    /// The turn limit of `agent`.
+    fn turn_limit(&self, agent: &AgentId) -> Duration {
+        self.agent_turn_limits.get(agent).copied().unwrap_or(self.turn_limit)
     }
 
     fn limit(&self, kind: ProcessKind) -> Option<Duration> {
@@ -246,8 +271,9 @@ impl Watchdog {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tick.tick() => {
-                    self.end_hung_processes(&mut state);
-                    self.check(&mut state).await;
+                    let registered = self.runtime.as_ref().map(|runtime| runtime.processes().list()).unwrap_or_default();
+                    self.end_hung_processes(&mut state, &registered);
+                    self.check(&mut state, &registered).await;
                 }
             }
             self.publish(&state);
@@ -281,9 +307,9 @@ impl Watchdog {
     }
 
     /// Ends registered processes past their own limit plus the grace period.
-    fn end_hung_processes(&self, state: &mut State) {
+    fn end_hung_processes(&self, state: &mut State, registered: &[ProcessInfo]) {
         let Some(runtime) = &self.runtime else { return };
-        for info in runtime.processes().list() {
+        for info in registered.iter().cloned() {
             let Some(limit) = info.limit.or_else(|| self.settings.limit(info.kind)) else { continue };
             if info.running_for <= limit + self.settings.grace {
                 continue;
@@ -308,10 +334,12 @@ impl Watchdog {
         }
     }
 
-    async fn check(&self, state: &mut State) {
+    async fn check(&self, state: &mut State, registered: &[ProcessInfo]) {
         let now = Instant::now();
         for (id, tracked) in &mut state.processes {
-            let Some(limit) = self.settings.limit(tracked.kind) else { continue };
+            // A registered process is held to its own limit, as when it is ended.
+            let own = registered.iter().find(|info| &info.process == id).and_then(|info| info.limit);
+            let Some(limit) = own.or_else(|| self.settings.limit(tracked.kind)) else { continue };
             let running_for = now.saturating_duration_since(tracked.since);
             if !tracked.reported && running_for > limit + self.settings.grace {
                 tracked.reported = true;
@@ -322,10 +350,10 @@ impl Watchdog {
         let mut hung = Vec::new();
         for ((agent, conversation), turn) in &mut state.turns {
             let running_for = now.saturating_duration_since(turn.since);
-            if !turn.reported && running_for > self.settings.turn_limit + self.settings.grace {
+            let limit = self.settings.turn_limit(agent);
+            if !turn.reported && running_for > limit + self.settings.grace {
                 turn.reported = true;
-                tracing::error!(%agent, %conversation, ?running_for, limit = ?self.settings.turn_limit,
-                    "a turn is running past the turn timeout");
+                tracing::error!(%agent, %conversation, ?running_for, ?limit, "a turn is running past the turn timeout");
                 hung.push((agent.clone(), conversation.clone(), running_for));
             }
         }
@@ -467,6 +495,37 @@ mod tests {
         assert!(matches!(r.watchdog.findings().as_slice(), [Finding::Turn { .. }]), "{:?}", r.watchdog.findings());
         r.stop.cancel();
         r.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_agent_s_turns_are_held_to_its_own_limit() {
+        let (events, receiver) = broadcast::channel(16);
+        // `main` falls back to the 30 s default of `settings()`; `slow` has two minutes.
+        let watchdog = Watchdog::new(settings().with_turn_limit("slow", Duration::from_secs(120)));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watchdog.clone().run(receiver, stop.clone()));
+        for agent in ["main", "slow"] {
+            events
+                .send(RuntimeEvent::TurnStarted { agent: AgentId::new(agent), conversation: ConversationId::new("c") })
+                .unwrap();
+        }
+        wait(40).await;
+        let overdue = |findings: Vec<Finding>| -> Vec<String> {
+            findings
+                .into_iter()
+                .filter_map(|finding| match finding {
+                    Finding::Turn { agent, .. } => Some(agent.to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(overdue(watchdog.findings()), ["main"], "only main is past its limit and grace");
+        wait(90).await;
+        let mut both = overdue(watchdog.findings());
+        both.sort();
+        assert_eq!(both, ["main", "slow"], "slow too, past its own 120 s and the grace");
+        stop.cancel();
+        task.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

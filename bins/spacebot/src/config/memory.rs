@@ -93,6 +93,8 @@ pub(crate) fn memory(raw: RawMemory) -> anyhow::Result<MemorySettings> {
             let Some(base_url) = raw.embedding_base_url else {
                 bail!("config key `memory.embedding_base_url` is required with `memory.embedder = \"openai\"`")
             };
+            let base_url =
+                super::check::http_url(&resolve(&base_url, "memory.embedding_base_url")?, "memory.embedding_base_url")?;
             let api_key = match raw.embedding_api_key {
                 Some(key) => Some(resolve(&key, "memory.embedding_api_key")?),
                 None => None,
@@ -118,7 +120,9 @@ pub(crate) fn memory(raw: RawMemory) -> anyhow::Result<MemorySettings> {
     Ok(MemorySettings {
         embedder,
         maintenance_interval: (interval > 0).then(|| Duration::from_secs(interval)),
-        maintenance_budget: Duration::from_secs(raw.maintenance_budget_secs.unwrap_or(60).max(1)),
+        maintenance_budget: Duration::from_secs(
+            super::check::positive(raw.maintenance_budget_secs, "memory.maintenance_budget_secs")?.unwrap_or(60),
+        ),
     })
 }
 

@@ -301,15 +301,7 @@ fn check_instance_name(name: &str, key: &str, seen: &mut Vec<String>) -> anyhow:
 }
 
 fn api_url(value: Option<String>, key: &str) -> anyhow::Result<Option<String>> {
-    value
-        .map(|url| {
-            let url = resolve(&url, key)?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("config key `{key}` must start with http:// or https://, not `{url}`");
-            }
-            Ok(url)
-        })
-        .transpose()
+    value.map(|url| super::check::http_url(&resolve(&url, key)?, key)).transpose()
 }
 
 fn numeric(ids: &[Id], key: &str) -> anyhow::Result<Vec<u64>> {
@@ -351,13 +343,13 @@ fn slack_settings(mut settings: SlackSettings, options: SlackOptions, key: &str)
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, Location, load};
+    use crate::config::{Config, Location};
 
     fn load_str(toml: &str) -> anyhow::Result<Config> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("config.toml");
         std::fs::write(&path, toml)?;
-        load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
+        Config::load(&Location { config: Some(path), data_dir: Some(dir.path().to_path_buf()) })
     }
 
     #[test]

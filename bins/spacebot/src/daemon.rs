@@ -1,0 +1,361 @@
+//! The daemon, assembled from a checked [`Config`]: the conversation log, each agent's memory,
+//! the channel engine with its models, the messaging adapters, the cortex (watchdog and memory
+//! upkeep) and the HTTP API, wired into one `spacebot_core::Runtime`.
+//!
+//! This is the one place that knows every concrete type. `spacebot start` runs it until a signal;
+//! tests and embedders run it in-process ([`Daemon::start`], [`Daemon::shutdown`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
+use spacebot_core::{FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings};
+use spacebot_cortex::{Watchdog, WatchdogSettings};
+use spacebot_memory::SqliteLog;
+use spacebot_webhook::{ApiConfig, WebhookAdapter};
+
+use crate::config::{self, Config};
+use crate::data_dir::Unusable;
+use crate::memory_setup::Memories;
+
+/// How long the HTTP API may take to close once the runtime stopped; open event streams never
+/// end by themselves, so they are cut after this.
+const HTTP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least time the runtime gets to stop after the daemon shut down, even with no grace:
+/// enough for blocking work that is about to finish.
+const MIN_RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
+
+/// A running daemon: the runtime, its stores, the cortex's loops and the HTTP API.
+///
+/// Stop it with [`shutdown`](Self::shutdown) (or [`run_until`](Self::run_until)), which waits for
+/// in-flight turns within the configured grace and flushes every write. Dropping it instead
+/// cancels everything it started without waiting.
+pub struct Daemon {
+    addr: SocketAddr,
+    runtime: Runtime,
+    store: Arc<SqliteLog>,
+    memories: Memories,
+    tasks: Tasks,
+}
+
+/// The tasks the daemon runs beside the runtime. Dropped without [`Tasks::stop`] (a `Daemon`
+/// dropped without `shutdown`), it cancels them without waiting.
+struct Tasks {
+    /// Stops the watchdog and the memory maintenance.
+    cortex_stop: CancellationToken,
+    watchdog: Option<JoinHandle<()>>,
+    maintenance: Option<JoinHandle<()>>,
+    /// Stops the HTTP API (after the runtime, so reads keep working while turns finish).
+    http_stop: CancellationToken,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Daemon {
+    /// Opens the stores, builds every agent, starts the runtime, the cortex and the HTTP API on
+    /// `api.bind` (port 0 picks a free port; see [`addr`](Self::addr)), and logs `spacebot ready`.
+    ///
+    /// # Errors
+    ///
+    /// When the data dir can't be used or a model can't be built (the checks `config check`
+    /// shares), a store can't be opened, or `api.bind` can't be bound; the
+    /// message names the file, key or address at fault. Nothing is left running on error.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        if let Some(path) = &config.source {
+            tracing::info!(config = %path.display(), "config loaded");
+        }
+        let Prepared { profiles: built } = prepare(config)?;
+        config.data_dir.create().map_err(|reason| data_dir_error(config, &reason))?;
+        let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
+        let memories = Memories::open(config).await?;
+
+        let mut profiles = Vec::new();
+        for profile in built {
+            let profile = match memories.get(profile.id().as_str()) {
+                Some(memory) => profile.with_memory(memory),
+                None => profile,
+            };
+            profiles.push(profile);
+        }
+
+        // The cortex's watchdog ends any process or turn that outlives its limit.
+        let watchdog = Watchdog::new(watchdog_settings(&profiles));
+        let mut builder = Runtime::builder()
+            .engine(Arc::new(ChannelEngine::new(profiles)))
+            .log(store.clone())
+            .adapter(Arc::new(WebhookAdapter))
+            .settings(RuntimeSettings::default().with_shutdown_grace(config.shutdown_grace));
+        for agent in &config.agents {
+            builder = builder.agent(agent.id.as_str());
+        }
+        // Platform adapters and bindings. A connection that can't be built is reported and left
+        // out; one that fails to start is retried by the runtime, never fatal.
+        for entry in crate::adapters::build(&config.messaging) {
+            match entry.adapter {
+                Ok(adapter) => {
+                    tracing::info!(adapter = %entry.name, "messaging adapter configured");
+                    builder = builder.adapter(adapter);
+                }
+                Err(error) => tracing::error!(adapter = %entry.name, %error, "messaging adapter left out"),
+            }
+        }
+        for binding in &config.bindings {
+            builder = builder.binding(binding.clone());
+        }
+
+        let listener = TcpListener::bind(&config.api.bind)
+            .await
+            .with_context(|| format!("can't listen on api.bind {}", config.api.bind))?;
+        let addr = listener.local_addr().context("can't read the API address")?;
+        let runtime = builder.start().await?;
+        let cortex_stop = CancellationToken::new();
+        let watchdog =
+            tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), cortex_stop.clone()));
+        // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
+        let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(cortex_stop.clone())));
+        let api =
+            ApiConfig::default().with_token(config.api.token.clone()).with_max_body_bytes(config.api.max_body_bytes);
+        let router = spacebot_webhook::router(runtime.handle(), api);
+        let http_stop = CancellationToken::new();
+        let http = tokio::spawn(spacebot_webhook::serve(listener, router, http_stop.clone()));
+        // Tests and scripts wait for this line; with `api.bind` port 0 it is where the port is read.
+        tracing::info!(%addr, data_dir = %config.data_dir, "spacebot ready");
+        Ok(Self {
+            addr,
+            runtime,
+            store,
+            memories,
+            tasks: Tasks { cortex_stop, watchdog: Some(watchdog), maintenance, http_stop, http: Some(http) },
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The runtime's handle: submit messages, subscribe to events, list processes.
+    pub fn handle(&self) -> RuntimeHandle {
+        self.runtime.handle()
+    }
+
+    /// Runs until `stop` completes or the HTTP API fails, then [shuts down](Self::shutdown).
+    ///
+    /// # Errors
+    ///
+    /// As [`shutdown`](Self::shutdown).
+    pub async fn run_until(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        if let Some(http) = self.tasks.http.as_mut() {
+            tokio::select! {
+                () = stop => {}
+                result = http => {
+                    // The server only returns early on an I/O error; shut down rather than run
+                    // headless.
+                    tracing::error!(?result, "HTTP API stopped unexpectedly; shutting down");
+                    self.tasks.http = None;
+                }
+            }
+        }
+        self.shutdown().await
+    }
+
+    /// Stops taking messages, lets in-flight turns finish within the grace period (the API keeps
+    /// answering reads and reports 503 on `/health` meanwhile), stops the cortex, closes the API
+    /// and flushes the databases. Logs `shutdown complete` when nothing it started is left.
+    ///
+    /// # Errors
+    ///
+    /// None yet; the signature leaves room for a store that fails to flush.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let Self { runtime, store, memories, mut tasks, .. } = self;
+        runtime.shutdown().await;
+        tasks.stop().await;
+        memories.close().await;
+        store.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+impl Tasks {
+    /// Stops the cortex, then the HTTP API, and waits for them (open event streams are cut after
+    /// [`HTTP_CLOSE_TIMEOUT`]).
+    async fn stop(&mut self) {
+        self.cortex_stop.cancel();
+        if let Some(Err(error)) = join_optional(self.watchdog.take()).await {
+            tracing::error!(%error, "the watchdog task failed");
+        }
+        if let Some(Err(error)) = join_optional(self.maintenance.take()).await {
+            tracing::error!(%error, "the memory maintenance task failed");
+        }
+        self.http_stop.cancel();
+        if let Some(mut http) = self.http.take()
+            && tokio::time::timeout(HTTP_CLOSE_TIMEOUT, &mut http).await.is_err()
+        {
+            http.abort();
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        // Only reached with tasks left when `stop` was not called: end them without waiting.
+        self.cortex_stop.cancel();
+        self.http_stop.cancel();
+        if let Some(http) = &self.http {
+            http.abort();
+        }
+    }
+}
+
+/// Runs the daemon on a runtime of its own until `stop` completes, then shuts it down and stops
+/// the runtime within the shutdown grace.
+///
+/// Blocking work can't be cancelled: a task stuck in a blocking call (a read of a pipe nobody
+/// writes, say) would keep the runtime, and so the process, alive forever after `shutdown
+/// complete`. The runtime therefore gets `shutdown_grace` (at least a second) to finish what is
+/// left, then is abandoned with a warning, and this returns so the process can exit.
+///
+/// # Errors
+///
+/// When the tokio runtime can't be built, or as [`Daemon::start`] and [`Daemon::shutdown`].
+pub fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("can't start tokio")?;
+    let result = runtime.block_on(async {
+        let daemon = Daemon::start(config).await?;
+        daemon.run_until(stop).await
+    });
+    let bound = config.shutdown_grace.max(MIN_RUNTIME_SHUTDOWN);
+    let tasks = runtime.metrics().num_alive_tasks();
+    let started = std::time::Instant::now();
+    runtime.shutdown_timeout(bound);
+    if started.elapsed() >= bound {
+        tracing::warn!(
+            waited = ?bound,
+            tasks,
+            "work was still running when the runtime stopped (a blocking call that never returns?); exiting without it"
+        );
+    }
+    result
+}
+
+/// What [`Daemon::start`] checks before it opens anything: the data dir is usable and every
+/// agent (with its models) can be built. `spacebot config check` runs the same, so it refuses
+/// exactly what `start` would (short of what only running can tell, like a port in use).
+pub(crate) struct Prepared {
+    /// Every agent's profile, without its memory.
+    profiles: Vec<AgentProfile>,
+}
+
+/// Checks `config` as [`Daemon::start`] does first, changing nothing on disk.
+///
+/// # Errors
+///
+/// One sentence naming the key (and the file or flag) at fault.
+pub(crate) fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    config.data_dir.check().map_err(|reason| data_dir_error(config, &reason))?;
+    Ok(Prepared { profiles: agent_profiles(config)? })
+}
+
+/// The sentence for a data dir the daemon can't use: the path, where it was set, and why.
+fn data_dir_error(config: &Config, reason: &Unusable) -> anyhow::Error {
+    anyhow::anyhow!("data dir {} ({}) {reason}", config.data_dir, config.data_dir_origin)
+}
+
+/// Every agent's profile (settings, prompt, task tools, models), without its memory, which the
+/// daemon opens separately.
+fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile>> {
+    let mut profiles = Vec::new();
+    for agent in &config.agents {
+        let mut settings = ChannelSettings::default();
+        if let Some(calls) = agent.max_model_calls_per_turn {
+            settings = settings.with_max_model_calls_per_turn(calls);
+        }
+        if let Some(timeout) = agent.turn_timeout {
+            settings = settings.with_turn_timeout(timeout);
+        }
+        if let Some(limit) = agent.history_limit {
+            settings = settings.with_history_limit(limit);
+        }
+        settings = settings.with_compaction(agent.compaction.clone());
+        let mut profile = AgentProfile::new(agent.id.as_str()).with_settings(settings);
+        if let Some(prompt) = &agent.system_prompt {
+            profile = profile.with_system_prompt(prompt.clone());
+        }
+        // Workers' file and shell tools are confined to a workspace per agent.
+        let workspace = config.data_dir.workspace(&agent.id);
+        profile = profile.with_task_tools(config.task_tools.clone().with_workspace(workspace));
+        if !spacebot_agent::bubblewrap_available() {
+            tracing::warn!(agent = %agent.id, "bubblewrap (`bwrap`) is not installed: worker shell commands run unsandboxed");
+        }
+        match &agent.model {
+            Some(model_ref) => {
+                let model = build_model(config, model_ref)?;
+                tracing::info!(agent = %agent.id, model = model.name(), "agent ready");
+                profile = profile.with_model(model);
+                for (kind, model_ref) in &config.process_models {
+                    profile = profile.with_process_model(*kind, build_model(config, model_ref)?);
+                }
+            }
+            None => tracing::warn!(
+                agent = %agent.id,
+                "no model configured (llm.models.channel); this agent will answer every message with an error"
+            ),
+        }
+        profiles.push(profile);
+    }
+    Ok(profiles)
+}
+
+/// The watchdog's limits from the agents' settings: each agent's turns are held to its own turn
+/// timeout; processes carry their own limit in the registry, and the largest of the agents'
+/// limits covers any that doesn't.
+fn watchdog_settings(profiles: &[AgentProfile]) -> WatchdogSettings {
+    let largest = |limit: fn(&ChannelSettings) -> Duration| {
+        profiles.iter().map(|profile| limit(profile.settings())).max().unwrap_or_default()
+    };
+    let mut settings = WatchdogSettings::default().with_process_limits(
+        largest(|s| s.branch_timeout),
+        largest(|s| s.worker_timeout),
+        largest(|s| s.compaction.summary_timeout),
+    );
+    for profile in profiles {
+        settings = settings.with_turn_limit(profile.id().clone(), profile.settings().turn_timeout);
+    }
+    settings
+}
+
+/// Waits for a task that may not have been started.
+async fn join_optional<T>(task: Option<JoinHandle<T>>) -> Option<Result<T, tokio::task::JoinError>> {
+    match task {
+        Some(task) => Some(task.await),
+        None => None,
+    }
+}
+
+/// A model client for `provider/model`, or a fallback chain of them; `Config::load` checked that
+/// each provider exists and that a chain is not empty.
+fn build_model(config: &Config, chain: &config::ModelChain) -> anyhow::Result<Arc<dyn LanguageModel>> {
+    let mut models = Vec::new();
+    for model_ref in &chain.models {
+        let provider = config
+            .providers
+            .get(&model_ref.provider)
+            .with_context(|| format!("provider `{}` is not configured", model_ref.provider))?;
+        models.push(spacebot_llm::build_model(&model_ref.provider, provider, &model_ref.model)?);
+    }
+    let mut models = models.into_iter();
+    let primary = models.next().context("a model chain names no model")?;
+    let fallbacks: Vec<Arc<dyn LanguageModel>> = models.collect();
+    if fallbacks.is_empty() {
+        return Ok(primary);
+    }
+    Ok(Arc::new(FallbackModel::new(primary, fallbacks)))
+}
