@@ -278,6 +278,23 @@ impl Location {
 }
 
 impl Config {
+    /// Every secret value of the configuration (provider keys, the API token, adapter tokens,
+    /// the embeddings key), for the scrubber that keeps them out of everything sent.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = self.providers.values().map(|provider| provider.api_key.clone()).collect();
+        secrets.extend(self.api.token.clone());
+        for discord in &self.messaging.discord {
+            secrets.push(discord.token.clone());
+        }
+        for slack in &self.messaging.slack {
+            secrets.extend([slack.bot_token.clone(), slack.app_token.clone()]);
+        }
+        if let EmbedderSettings::OpenAi { api_key: Some(key), .. } = &self.memory.embedder {
+            secrets.push(key.clone());
+        }
+        secrets
+    }
+
     /// Loads the config `location` names, lays the `SPACEBOT_` environment variables over it,
     /// resolves `env:` values and validates everything.
     ///

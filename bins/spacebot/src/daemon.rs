@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
-use spacebot_core::{FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings};
+use spacebot_core::{FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings, Scrubber};
 use spacebot_cortex::{Watchdog, WatchdogSettings};
 use spacebot_memory::SqliteLog;
 use spacebot_webhook::{ApiConfig, WebhookAdapter};
@@ -91,7 +91,8 @@ impl Daemon {
             .engine(Arc::new(ChannelEngine::new(profiles)))
             .log(store.clone())
             .adapter(Arc::new(WebhookAdapter))
-            .settings(RuntimeSettings::default().with_shutdown_grace(config.shutdown_grace));
+            .settings(RuntimeSettings::default().with_shutdown_grace(config.shutdown_grace))
+            .scrubber(Scrubber::new().with_secrets(config.secrets()));
         for agent in &config.agents {
             builder = builder.agent(agent.id.as_str());
         }

@@ -103,7 +103,7 @@ async fn settle_interrupted(runs: &dyn ProcessRuns, log: &dyn ConversationLog, o
         else {
             continue;
         };
-        let text = interrupted_notice(&run);
+        let text = outbox.scrubber().scrub_owned(interrupted_notice(&run));
         let notice =
             StoredMessage::new(run.agent.clone(), run.conversation.clone(), Role::System, "spacebot", text.as_str());
         if let Err(error) = log.record_reply(&notice, &[]).await {

@@ -1,6 +1,6 @@
 //! The outbox: delivers a conversation's responses through the adapter each message came from,
 //! retrying transient failures within a [`DeliveryPolicy`], and publishes what it did as
-//! [`RuntimeEvent`]s.
+//! [`RuntimeEvent`]s. Everything it delivers or publishes passes its [`Scrubber`] first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use crate::error::{AdapterError, AdapterErrorKind};
 use crate::event::RuntimeEvent;
 use crate::ids::AgentId;
 use crate::message::{InboundMessage, OutboundResponse};
+use crate::scrub::Scrubber;
 
 /// How the outbox retries transient delivery failures.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +39,7 @@ pub struct Outbox {
     adapters: Arc<AdapterSet>,
     events: broadcast::Sender<RuntimeEvent>,
     policy: DeliveryPolicy,
+    scrubber: Scrubber,
 }
 
 /// The adapters a runtime delivers through, by runtime key.
@@ -71,18 +73,34 @@ impl AdapterSet {
 impl Outbox {
     /// An outbox over these adapters, publishing to `events`.
     pub fn new(adapters: Arc<AdapterSet>, events: broadcast::Sender<RuntimeEvent>, policy: DeliveryPolicy) -> Self {
-        Self { adapters, events, policy }
+        Self { adapters, events, policy, scrubber: Scrubber::new() }
     }
 
-    /// Publishes an event to runtime observers. Having none is fine.
+    /// Scrubs with `scrubber` (by default, one that masks credential-shaped tokens only).
+    pub fn with_scrubber(mut self, scrubber: Scrubber) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
+    /// The scrubber everything outbound passes: whoever records an outgoing message scrubs it with
+    /// this one first, so the log holds what was sent.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
+    }
+
+    /// Publishes an event to runtime observers, secrets masked. Having none is fine.
     pub fn publish(&self, event: RuntimeEvent) {
-        let _ = self.events.send(event);
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(self.scrubber.event(event));
+        }
     }
 
-    /// Delivers `response` in the context of `target`, retrying transient failures.
+    /// Delivers `response` in the context of `target`, secrets masked, retrying transient
+    /// failures.
     ///
     /// Typing indicators get one attempt: a late indicator is worse than none.
     pub async fn send(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
+        let response = self.scrubber.response(response);
         let result = self.deliver(target, &response).await;
         if self.events.receiver_count() == 0 {
             return result;

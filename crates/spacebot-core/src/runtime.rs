@@ -36,6 +36,7 @@ use crate::inbox::{Inbox, InboxSender, inbox};
 use crate::log::ConversationLog;
 use crate::message::{InboundMessage, OutboundResponse, Role, StoredMessage};
 use crate::outbox::{AdapterSet, DeliveryPolicy, Outbox};
+use crate::scrub::Scrubber;
 use crate::supervision::ProcessRegistry;
 
 /// Tunables of the runtime.
@@ -86,6 +87,7 @@ pub struct RuntimeBuilder {
     agents: Vec<AgentId>,
     settings: RuntimeSettings,
     bindings: Vec<Binding>,
+    scrubber: Scrubber,
 }
 
 impl RuntimeBuilder {
@@ -98,6 +100,13 @@ impl RuntimeBuilder {
     /// The conversation log.
     pub fn log(mut self, log: Arc<dyn ConversationLog>) -> Self {
         self.log = Some(log);
+        self
+    }
+
+    /// The scrubber every response, event and recorded outgoing message passes (by default one
+    /// that masks credential-shaped tokens; give it the configured secrets too).
+    pub fn scrubber(mut self, scrubber: Scrubber) -> Self {
+        self.scrubber = scrubber;
         self
     }
 
@@ -142,7 +151,7 @@ impl RuntimeBuilder {
         }
         let (events, _) = broadcast::channel(1024);
         let adapters = Arc::new(AdapterSet::new(self.adapters));
-        let outbox = Outbox::new(adapters.clone(), events.clone(), self.settings.delivery);
+        let outbox = Outbox::new(adapters.clone(), events.clone(), self.settings.delivery).with_scrubber(self.scrubber);
         let shutdown = CancellationToken::new();
         let (router_tx, router_rx) = mpsc::channel(1024);
         let processes = ProcessRegistry::new();

@@ -12,6 +12,7 @@ mod messaging;
 mod processes;
 mod provider_errors;
 mod refusals;
+mod secrets;
 mod send;
 mod shutdown;
 mod tool_arguments;

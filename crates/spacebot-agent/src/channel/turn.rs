@@ -247,7 +247,7 @@ impl Channel {
                 let text = response.content.trim();
                 let nudge = if text.is_empty() {
                     "Your answer was empty. Call `reply` with a message, or `skip`.".to_owned()
-                } else if let Some(reason) = fallback_refusal(text) {
+                } else if let Some(reason) = fallback_refusal(text, self.ctx.outbox.scrubber()) {
                     tracing::warn!(agent = %self.ctx.agent, reason, "plain-text answer not sent");
                     format!("That answer was not sent because {reason}. Call `reply` with your message, or `skip`.")
                 } else {
@@ -316,6 +316,8 @@ impl Channel {
         user: ChatMessage,
         text: String,
     ) -> Result<(), TurnFailure> {
+        // What is recorded, remembered and sent is the same text, secrets masked.
+        let text = self.ctx.outbox.scrubber().scrub_owned(text);
         let stored = StoredMessage::new(
             self.ctx.agent.clone(),
             self.ctx.conversation.clone(),
@@ -352,7 +354,7 @@ impl Channel {
     /// Tells the user the turn failed, so no message goes unanswered.
     pub(super) async fn fail(&mut self, input: &TurnInput, failure: TurnFailure) -> TurnOutcome {
         tracing::error!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, ?failure, "turn failed");
-        let text = format!("⚠️ {}", describe(&failure, &self.ctx.agent));
+        let text = self.ctx.outbox.scrubber().scrub_owned(format!("⚠️ {}", describe(&failure, &self.ctx.agent)));
         let stored = StoredMessage::new(
             self.ctx.agent.clone(),
             self.ctx.conversation.clone(),
@@ -399,6 +401,8 @@ impl Channel {
 
 /// Records and delivers the answer to a control command.
 pub(super) async fn answer_command(ctx: &ConversationContext, message: &InboundMessage, text: String) {
+    // A status report quotes workers' own words, which may hold a secret.
+    let text = ctx.outbox.scrubber().scrub_owned(text);
     let stored = StoredMessage::new(ctx.agent.clone(), ctx.conversation.clone(), Role::System, HARNESS_SENDER, &text);
     if let Err(error) =
         durably("a command's answer", || ctx.log.record_reply(&stored, std::slice::from_ref(&message.id))).await

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 use serde_json::json;
 
-use spacebot_core::{ToolCall, ToolSpec};
+use spacebot_core::{Scrubber, ToolCall, ToolSpec};
 
 use crate::context::chronicle::{CHRONICLE_TOOL, ChronicleArgs, chronicle_tool_spec};
 
@@ -243,14 +243,14 @@ pub(crate) struct CancelArgs {
     pub(crate) reason: Option<String>,
 }
 
-/// Why plain model text must not be sent as a fallback reply, if it must not.
-pub(crate) fn fallback_refusal(text: &str) -> Option<&'static str> {
+/// Why plain model text must not be sent as a fallback reply, if it must not: it looks like a
+/// tool call written as text, or it carries a secret (`scrubber` is the outbox's). A reply sent
+/// with `reply` is scrubbed instead; plain text is refused so the model says it again properly.
+pub(crate) fn fallback_refusal(text: &str, scrubber: &Scrubber) -> Option<String> {
     if looks_like_tool_syntax(text) {
-        Some("it looks like a tool call written as text")
-    } else if contains_secret(text) {
-        Some("it appears to contain a secret")
+        Some("it looks like a tool call written as text".to_owned())
     } else {
-        None
+        scrubber.find(text).map(|secret| format!("it appears to contain a secret ({secret})"))
     }
 }
 
@@ -268,21 +268,6 @@ fn looks_like_tool_syntax(text: &str) -> bool {
         }
         _ => false,
     }
-}
-
-fn contains_secret(text: &str) -> bool {
-    const PREFIXES: [(&str, usize); 7] =
-        [("sk-", 20), ("sk-ant-", 20), ("xoxb-", 10), ("xoxp-", 10), ("xapp-", 10), ("ghp_", 20), ("github_pat_", 20)];
-    if text.contains("-----BEGIN") && text.contains("PRIVATE KEY") {
-        return true;
-    }
-    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | '(' | ')')).any(|word| {
-        PREFIXES.iter().any(|(prefix, min_len)| {
-            word.strip_prefix(prefix).is_some_and(|rest| {
-                rest.len() >= *min_len && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            })
-        })
-    })
 }
 
 #[cfg(test)]
@@ -327,23 +312,28 @@ mod tests {
         assert!(call("chronicle", json!({"action": "list"})).unwrap_err().contains("no tool named"));
     }
 
+    fn refusal(text: &str) -> Option<String> {
+        fallback_refusal(text, &Scrubber::new().with_secrets(["configured-secret-1"]))
+    }
+
     #[test]
     fn ordinary_text_is_a_valid_fallback() {
-        assert_eq!(fallback_refusal("Sure, the meeting is at 3pm."), None);
-        assert_eq!(fallback_refusal("{\"weather\": \"sunny\"}"), None);
-        assert_eq!(fallback_refusal("use the sk- prefix for keys"), None);
+        assert_eq!(refusal("Sure, the meeting is at 3pm."), None);
+        assert_eq!(refusal("{\"weather\": \"sunny\"}"), None);
+        assert_eq!(refusal("use the sk- prefix for keys"), None);
     }
 
     #[test]
     fn tool_syntax_is_not_sent() {
-        assert!(fallback_refusal("{\"name\": \"reply\", \"arguments\": {\"content\": \"x\"}}").is_some());
-        assert!(fallback_refusal("<tool_call>{\"name\":\"reply\"}</tool_call>").is_some());
+        assert!(refusal("{\"name\": \"reply\", \"arguments\": {\"content\": \"x\"}}").is_some());
+        assert!(refusal("<tool_call>{\"name\":\"reply\"}</tool_call>").is_some());
     }
 
     #[test]
     fn secrets_are_not_sent() {
-        assert!(fallback_refusal("your key is sk-abcdefghijklmnopqrstuvwx").is_some());
-        assert!(fallback_refusal("token: xoxb-1234567890-abcdef").is_some());
-        assert!(fallback_refusal("-----BEGIN RSA PRIVATE KEY-----\nabc").is_some());
+        assert!(refusal("your key is sk-abcdefghijklmnopqrstuvwx").is_some());
+        assert!(refusal("token: xoxb-1234567890-abcdef").is_some());
+        assert!(refusal("-----BEGIN RSA PRIVATE KEY-----\nabc").is_some());
+        assert!(refusal("the password is configured-secret-1").is_some());
     }
 }

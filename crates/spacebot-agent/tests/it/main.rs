@@ -17,6 +17,7 @@ mod memory;
 mod processes;
 mod recording;
 mod recovery;
+mod secrets;
 mod supervision;
 mod support;
 mod task_tools;

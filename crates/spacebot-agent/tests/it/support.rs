@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use spacebot_agent::{AgentProfile, ChannelEngine};
 use spacebot_core::{
     ChatMessage, ChatRequest, InboundMessage, OutboundResponse, ProcessChange, ProcessEvent, ProcessId, ProcessKind,
-    Runtime, RuntimeEvent, Sender, StatusUpdate, TerminalState, TurnOutcome,
+    Runtime, RuntimeEvent, Scrubber, Sender, StatusUpdate, TerminalState, TurnOutcome,
 };
 use spacebot_testing::{CapturingAdapter, MemoryLog, ScriptedModel};
 
@@ -44,9 +44,22 @@ pub(crate) async fn start(profile: AgentProfile, log: Arc<MemoryLog>) -> Harness
 /// Starts a runtime hosting `agents` (the first is the default) with an engine that knows
 /// `profiles`, and a fresh adapter, over `log`.
 pub(crate) async fn start_with(profiles: Vec<AgentProfile>, agents: &[&str], log: Arc<MemoryLog>) -> Harness {
+    start_scrubbed(profiles, agents, log, Scrubber::new()).await
+}
+
+/// [`start_with`], with this scrubber on everything outbound.
+pub(crate) async fn start_scrubbed(
+    profiles: Vec<AgentProfile>,
+    agents: &[&str],
+    log: Arc<MemoryLog>,
+    scrubber: Scrubber,
+) -> Harness {
     let adapter = Arc::new(CapturingAdapter::new(ADAPTER));
-    let mut builder =
-        Runtime::builder().engine(Arc::new(ChannelEngine::new(profiles))).log(log).adapter(adapter.clone());
+    let mut builder = Runtime::builder()
+        .engine(Arc::new(ChannelEngine::new(profiles)))
+        .log(log)
+        .adapter(adapter.clone())
+        .scrubber(scrubber);
     for agent in agents {
         builder = builder.agent(*agent);
     }

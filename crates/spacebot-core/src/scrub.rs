@@ -1,0 +1,257 @@
+//! Secrets kept out of everything the runtime sends or records: the one [`Scrubber`] every
+//! outbound path goes through.
+//!
+//! The [`Outbox`](crate::Outbox) scrubs every response it delivers and every event it publishes,
+//! and hands out the same scrubber ([`Outbox::scrubber`](crate::Outbox::scrubber)) to whoever
+//! records an outgoing message, so the log never holds what was not sent.
+//!
+//! It masks two kinds of secret: tokens that look like credentials (the prefixes of well-known
+//! API keys and tokens, PEM private keys), and any exact value it was told is secret (the keys
+//! and tokens of the configuration, say).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::event::RuntimeEvent;
+use crate::message::OutboundResponse;
+use crate::process::ProcessChange;
+
+/// What a masked secret is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Secrets shorter than this are not masked as values: masking a short string would mangle
+/// ordinary words that happen to contain it.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// Prefixes of well-known credentials, with the least number of token characters after them.
+const PREFIXES: [(&str, usize); 9] = [
+    ("sk-ant-", 20),
+    ("sk-", 20),
+    ("xoxb-", 10),
+    ("xoxp-", 10),
+    ("xapp-", 10),
+    ("ghp_", 20),
+    ("github_pat_", 20),
+    ("AKIA", 16),
+    ("AIza", 30),
+];
+
+/// Finds and masks secrets in text. Cheap to clone (the known values are shared).
+#[derive(Clone, Default)]
+pub struct Scrubber {
+    /// Exact secret values, longest first (so a value containing another is masked whole).
+    known: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the values themselves.
+        f.debug_struct("Scrubber").field("known", &self.known.len()).finish()
+    }
+}
+
+impl Scrubber {
+    /// A scrubber that masks credential-shaped tokens only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also masks these exact values wherever they appear (values shorter than
+    /// [`MIN_SECRET_LEN`] are ignored).
+    pub fn with_secrets(self, values: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let mut known: Vec<String> = self.known.iter().cloned().collect();
+        known.extend(values.into_iter().map(Into::into).filter(|value| value.trim().len() >= MIN_SECRET_LEN));
+        known.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        known.dedup();
+        Self { known: known.into() }
+    }
+
+    /// What kind of secret `text` carries, if it carries one (for messages and logs: never the
+    /// secret itself).
+    pub fn find(&self, text: &str) -> Option<&'static str> {
+        if self.known.iter().any(|value| text.contains(value.as_str())) {
+            Some("a configured secret")
+        } else if private_key(text, 0).is_some() {
+            Some("a private key")
+        } else if tokens(text).any(|(_, token)| credential(token)) {
+            Some("an API key or token")
+        } else {
+            None
+        }
+    }
+
+    /// `text` with every secret replaced by [`REDACTED`]; borrowed when there is none.
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.find(text).is_none() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = text.to_owned();
+        for value in self.known.iter() {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), REDACTED);
+            }
+        }
+        let mut from = 0;
+        while let Some((start, end)) = private_key(&out, from) {
+            out.replace_range(start..end, REDACTED);
+            from = start + REDACTED.len();
+        }
+        let spans: Vec<(usize, usize)> = tokens(&out)
+            .filter(|(_, token)| credential(token))
+            .map(|(start, token)| (start, start + token.len()))
+            .collect();
+        for (start, end) in spans.into_iter().rev() {
+            out.replace_range(start..end, REDACTED);
+        }
+        Cow::Owned(out)
+    }
+
+    /// [`scrub`](Self::scrub) for an owned string.
+    pub fn scrub_owned(&self, text: String) -> String {
+        match self.scrub(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(scrubbed) => scrubbed,
+        }
+    }
+}
+
+impl Scrubber {
+    /// `response` with the secrets masked in every text it carries.
+    pub fn response(&self, response: OutboundResponse) -> OutboundResponse {
+        match response {
+            OutboundResponse::Text { text } => OutboundResponse::Text { text: self.scrub_owned(text) },
+            OutboundResponse::ThreadReply { thread_name, text } => OutboundResponse::ThreadReply {
+                thread_name: self.scrub_owned(thread_name),
+                text: self.scrub_owned(text),
+            },
+            OutboundResponse::Reaction { emoji } => OutboundResponse::Reaction { emoji: self.scrub_owned(emoji) },
+            OutboundResponse::File { filename, mime_type, data, caption } => OutboundResponse::File {
+                filename: self.scrub_owned(filename),
+                mime_type,
+                data,
+                caption: caption.map(|caption| self.scrub_owned(caption)),
+            },
+            other => other,
+        }
+    }
+
+    /// `event` with the secrets masked in every text it carries (responses, process
+    /// descriptions, statuses and results, delivery errors).
+    pub fn event(&self, event: RuntimeEvent) -> RuntimeEvent {
+        match event {
+            RuntimeEvent::ResponseSent { agent, conversation, adapter, response } => {
+                RuntimeEvent::ResponseSent { agent, conversation, adapter, response: self.response(response) }
+            }
+            RuntimeEvent::DeliveryFailed { agent, conversation, adapter, error } => {
+                RuntimeEvent::DeliveryFailed { agent, conversation, adapter, error: self.scrub_owned(error) }
+            }
+            RuntimeEvent::Process(mut process) => {
+                process.change = match process.change {
+                    ProcessChange::Started { description } => {
+                        ProcessChange::Started { description: self.scrub_owned(description) }
+                    }
+                    ProcessChange::Status { text } => ProcessChange::Status { text: self.scrub_owned(text) },
+                    ProcessChange::Finished { state, summary } => {
+                        ProcessChange::Finished { state, summary: self.scrub_owned(summary) }
+                    }
+                };
+                RuntimeEvent::Process(process)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The runs of token characters in `text`, with their byte offsets.
+fn tokens(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let is_token = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut rest = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        while rest.next_if(|&(_, c)| !is_token(c)).is_some() {}
+        let (start, _) = *rest.peek()?;
+        let mut end = start;
+        while let Some((at, c)) = rest.next_if(|&(_, c)| is_token(c)) {
+            end = at + c.len_utf8();
+        }
+        Some((start, &text[start..end]))
+    })
+}
+
+/// Whether a token is shaped like a well-known credential.
+fn credential(token: &str) -> bool {
+    PREFIXES.iter().any(|(prefix, min_len)| token.strip_prefix(prefix).is_some_and(|rest| rest.len() >= *min_len))
+}
+
+/// The byte span of the first PEM private key at or after `from` (to its END line, or to the end
+/// of the text when cut).
+fn private_key(text: &str, from: usize) -> Option<(usize, usize)> {
+    let start = from + text.get(from..)?.find("-----BEGIN")?;
+    let header_end = text[start..].find('\n').map_or(text.len(), |at| start + at);
+    if !text[start..header_end].contains("PRIVATE KEY") {
+        return private_key(text, start + "-----BEGIN".len());
+    }
+    let end = match text[header_end..].find("-----END") {
+        Some(at) => {
+            let footer = header_end + at;
+            text[footer + 8..].find("-----").map_or(text.len(), |close| footer + 8 + close + 5)
+        }
+        None => text.len(),
+    };
+    Some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_text_is_left_alone() {
+        let scrubber = Scrubber::new().with_secrets(["correct-horse-battery"]);
+        for text in ["Sure, the meeting is at 3pm.", "use the sk- prefix for keys", "{\"weather\": \"sunny\"}", ""] {
+            assert_eq!(scrubber.find(text), None, "{text}");
+            assert!(matches!(scrubber.scrub(text), Cow::Borrowed(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn credential_shaped_tokens_are_masked_where_they_stand() {
+        let scrubber = Scrubber::new();
+        assert_eq!(
+            scrubber.scrub("your key is sk-abcdefghijklmnopqrstuvwx, keep it safe"),
+            "your key is [redacted], keep it safe"
+        );
+        assert_eq!(scrubber.scrub("token: \"xoxb-1234567890-abcdef\"."), "token: \"[redacted]\".");
+        assert_eq!(
+            scrubber.scrub("a ghp_abcdefghijklmnopqrstuvwxyz0123 and AKIAABCDEFGHIJKLMNOP here"),
+            "a [redacted] and [redacted] here"
+        );
+        assert_eq!(scrubber.find("sk-ant-api03-abcdefghijklmnopqrstuv"), Some("an API key or token"));
+    }
+
+    #[test]
+    fn private_keys_are_masked_whole_even_when_cut() {
+        let scrubber = Scrubber::new();
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----";
+        assert_eq!(scrubber.scrub(&format!("here: {key} done")), "here: [redacted] done");
+        assert_eq!(scrubber.scrub("-----BEGIN PRIVATE KEY-----\nMIIEv"), "[redacted]");
+        let certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+        assert_eq!(scrubber.find(certificate), None, "a certificate is public");
+    }
+
+    #[test]
+    fn configured_values_are_masked_anywhere_longest_first() {
+        let scrubber = Scrubber::new().with_secrets(["hunter2hunter2", "hunter2hunter2-extra", "short"]);
+        assert_eq!(scrubber.scrub("pw=hunter2hunter2-extra;"), "pw=[redacted];");
+        assert_eq!(scrubber.scrub("(hunter2hunter2)"), "([redacted])");
+        assert_eq!(scrubber.scrub("short words stay"), "short words stay", "short values are not secrets");
+        assert_eq!(scrubber.find("xhunter2hunter2x"), Some("a configured secret"));
+        assert!(!format!("{scrubber:?}").contains("hunter2"), "Debug never shows the values");
+    }
+
+    #[test]
+    fn scrubbing_twice_changes_nothing_more() {
+        let scrubber = Scrubber::new().with_secrets(["s3cr3t-value-123"]);
+        let once = scrubber.scrub("s3cr3t-value-123 sk-abcdefghijklmnopqrstuvwx").into_owned();
+        assert_eq!(scrubber.scrub(&once), once);
+    }
+}
