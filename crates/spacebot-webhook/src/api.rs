@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use spacebot_core::{AgentId, ConversationId, InboundMessage, RuntimeHandle, Sender, StoredMessage};
+use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage};
 
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
@@ -197,7 +197,7 @@ async fn webhook(
     let sender = required_string(body.sender, "sender", 256)?;
     let text = required_string(body.text, "text", max)?;
 
-    let conversation = ConversationId::new(format!("{WEBHOOK_ADAPTER}:{conversation}"));
+    let conversation = webhook_conversation(&conversation);
     let message = InboundMessage::text(WEBHOOK_ADAPTER, conversation.clone(), Sender::new(sender), text)
         .with_agent(agent)
         .with_direct(true);
@@ -242,13 +242,31 @@ async fn messages(
         return Err(ApiError::NotFound(format!("no agent named '{agent}'")));
     }
     let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
-    let history = state
-        .runtime
-        .log()
-        .history(&agent, &ConversationId::new(conversation), limit)
-        .await
-        .map_err(|error| ApiError::Internal(format!("can't read the conversation: {error}")))?;
+    let log = state.runtime.log();
+    let mut history = read_history(log.as_ref(), &agent, &ConversationId::new(conversation.as_str()), limit).await?;
+    // The id the caller sent to `POST /webhook` (`c1`) names the webhook conversation `webhook:c1`;
+    // an id stored as given (the canonical `webhook:c1`, or another platform's) wins.
+    let prefixed = conversation.strip_prefix(WEBHOOK_ADAPTER).is_some_and(|rest| rest.starts_with(':'));
+    if history.is_empty() && !prefixed {
+        history = read_history(log.as_ref(), &agent, &webhook_conversation(&conversation), limit).await?;
+    }
     Ok(Json(history.into_iter().map(MessageView::from).collect()))
+}
+
+async fn read_history(
+    log: &dyn ConversationLog,
+    agent: &AgentId,
+    conversation: &ConversationId,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, ApiError> {
+    log.history(agent, conversation, limit)
+        .await
+        .map_err(|error| ApiError::Internal(format!("can't read the conversation '{conversation}': {error}")))
+}
+
+/// The canonical id of the webhook conversation a caller named `name`.
+fn webhook_conversation(name: &str) -> ConversationId {
+    ConversationId::new(format!("{WEBHOOK_ADAPTER}:{name}"))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -6,7 +6,8 @@
 //!   namespaced as `webhook:<conversation>` so webhook callers can't write into another
 //!   platform's conversations.
 //! - `GET /api/agents/{agent}/conversations/{conversation}/messages`: the stored messages, in
-//!   order.
+//!   order. It takes the canonical id (`webhook:c1`, as the `202` names it) and, for webhook
+//!   conversations, the bare id the caller sent (`c1`).
 //! - `GET /api/status`: agents, live conversations, adapters, uptime.
 //! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
 //!

@@ -94,3 +94,32 @@ async fn a_configured_token_guards_api_and_webhook_but_not_health() {
     assert_eq!(stored[0]["text"], "t", "{stored:?}");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn the_messages_route_takes_the_bare_conversation_id_the_caller_sent() {
+    let home = Home::new("");
+    let daemon = Daemon::start(&home).await;
+    let (status, accepted) =
+        daemon.post_json("main", &json!({"conversation": "c1", "sender": "alice", "text": "hello"})).await;
+    assert_eq!(status, 202, "{accepted}");
+    // The prefixed id stays canonical: it is what the 202 names.
+    assert_eq!(accepted["conversation"], "webhook:c1");
+
+    let read = |conversation: &'static str| {
+        let url = format!("{}/api/agents/main/conversations/{conversation}/messages", daemon.base);
+        let request = daemon.http.get(url);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Vec<Value>>().await.unwrap()
+        }
+    };
+    let bare = read("c1").await;
+    let prefixed = read("webhook:c1").await;
+    assert_eq!(bare.first().map(|m| m["text"].clone()), Some(json!("hello")), "bare id: {bare:?}");
+    assert_eq!(bare.first().map(|m| m["id"].clone()), Some(accepted["message_id"].clone()));
+    assert_eq!(bare, prefixed, "both ids name the same conversation");
+    // An id nobody used is still an empty conversation, not an error.
+    assert!(read("c2").await.is_empty());
+    daemon.stop().await;
+}
