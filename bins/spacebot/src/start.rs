@@ -135,7 +135,12 @@ async fn daemon(config: Config) -> anyhow::Result<()> {
     let api = ApiConfig::default().with_token(config.api.token.clone()).with_max_body_bytes(config.api.max_body_bytes);
     let router = spacebot_webhook::router(runtime.handle(), api);
     let http_stop = CancellationToken::new();
-    let mut http = tokio::spawn(spacebot_webhook::serve(listener, router, http_stop.clone()));
+    let mut http = tokio::spawn(spacebot_webhook::serve(
+        listener,
+        router,
+        spacebot_webhook::ServeLimits::default(),
+        http_stop.clone(),
+    ));
     // Tests and scripts wait for this line; with `api.bind` port 0 it is where the port is read.
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "spacebot ready");
 

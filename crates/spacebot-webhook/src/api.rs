@@ -1,7 +1,6 @@
 //! Routes, handlers and the server loop.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -15,13 +14,12 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage};
 
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
+use crate::serve::BodyReadTimeout;
 
 /// Settings of the HTTP API.
 #[derive(Clone)]
@@ -85,15 +83,6 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
     // Around the whole router rather than each route, so the `405` it answers itself, with its
     // `Allow` header, passes through too.
     Router::new().fallback_service(routes).layer(middleware::from_fn(json_errors))
-}
-
-/// Serves the API on `listener` until `shutdown` is cancelled, then finishes open requests.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "HTTP API listening");
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }
 
 async fn not_found() -> ApiError {
@@ -233,11 +222,17 @@ async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result
         return Err(ApiError::UnsupportedMediaType);
     }
     axum::body::to_bytes(body, limit).await.map_err(|error| {
-        if std::error::Error::source(&error).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::BadRequest(format!("can't read the request body: {error}"))
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(current) = cause {
+            if current.is::<http_body_util::LengthLimitError>() {
+                return ApiError::TooLarge(limit);
+            }
+            if let Some(timeout) = current.downcast_ref::<BodyReadTimeout>() {
+                return ApiError::RequestTimeout(format!("{timeout}; send it without pauses"));
+            }
+            cause = current.source();
         }
+        ApiError::BadRequest(format!("can't read the request body: {error}"))
     })
 }
 

@@ -12,14 +12,22 @@
 //! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
 //!
 //! When a token is configured, every `/api` and `/webhook` route needs `Authorization: Bearer`.
-//! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault.
+//! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault (except the `431`
+//! and `400` hyper's parser answers to a head it can't take, before any route runs).
+//!
+//! [`serve`] runs the router on a listener within [`ServeLimits`]: header and body read timeouts
+//! (`408`), a head size limit (`431`) and a connection cap (the longest-idle connection makes way;
+//! `503` when all are busy), so idle or slow clients can't stop `/health` and the webhook
+//! answering.
 //!
 //! This crate depends on `spacebot-core` alone: it serves whatever runtime it is handed.
 
 mod adapter;
 mod api;
 mod error;
+mod serve;
 
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
-pub use api::{ApiConfig, router, serve};
+pub use api::{ApiConfig, router};
 pub use error::ApiError;
+pub use serve::{ServeLimits, serve};

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::daemon::{Daemon, Home};
+use crate::daemon::{Daemon, Home, PATIENCE};
 
 #[tokio::test]
 async fn health_and_status_answer() {
@@ -200,5 +200,30 @@ async fn a_text_of_only_invisible_characters_is_refused() {
         daemon.post_json("main", &json!({"conversation": "z", "sender": "a", "text": "hi\u{200B}there"})).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(daemon.messages("main", "z").await.len(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_past_the_cap_and_oversized_heads_do_not_take_the_daemon_down() {
+    let home = Home::new("");
+    let mut daemon = Daemon::start(&home).await;
+    let addr = daemon.base.trim_start_matches("http://").to_owned();
+
+    // More idle connections than the default cap (512): the daemon makes way for new ones.
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let health = daemon.http.get(format!("{}/health", daemon.base)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let (status, answer) = daemon.post_json("main", &json!({"conversation": "c", "sender": "a", "text": "t"})).await;
+    assert_eq!(status, 202, "{answer}");
+    daemon.wait_for_log("HTTP connection cap reached", PATIENCE).await;
+    drop(idle);
+
+    // A request head over the default 16 KiB limit.
+    let response =
+        daemon.http.get(format!("{}/health", daemon.base)).header("x-big", "a".repeat(20 * 1024)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 431);
     daemon.stop().await;
 }
