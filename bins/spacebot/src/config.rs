@@ -67,6 +67,10 @@ struct RawApi {
     bind: Option<String>,
     token: Option<String>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +209,8 @@ pub(crate) struct ApiSettings {
     pub(crate) bind: String,
     pub(crate) token: Option<String>,
     pub(crate) max_body_bytes: usize,
+    /// How many connections the HTTP server holds, and how long it waits for a request.
+    pub(crate) limits: spacebot_webhook::ServeLimits,
 }
 
 #[derive(Debug)]
@@ -404,7 +410,23 @@ fn validate(
         .with_context(|| format!("config key `api.bind` must be an address like 127.0.0.1:19898, not `{bind}`"))?;
     let token = raw.api.token.map(|value| resolve(&value, "api.token")).transpose()?.filter(|t| !t.is_empty());
     let max_body_bytes = check::positive(raw.api.max_body_bytes, "api.max_body_bytes")?.unwrap_or(256 * 1024);
-    let api = ApiSettings { bind, token, max_body_bytes };
+    let mut limits = spacebot_webhook::ServeLimits::default();
+    if let Some(connections) = check::positive(raw.api.max_connections, "api.max_connections")? {
+        limits = limits.with_max_connections(connections);
+    }
+    if let Some(secs) = check::positive(raw.api.header_read_timeout_secs, "api.header_read_timeout_secs")? {
+        limits = limits.with_header_read_timeout(Duration::from_secs(secs));
+    }
+    if let Some(secs) = check::positive(raw.api.body_read_timeout_secs, "api.body_read_timeout_secs")? {
+        limits = limits.with_body_read_timeout(Duration::from_secs(secs));
+    }
+    if let Some(bytes) = check::positive(raw.api.max_header_bytes, "api.max_header_bytes")? {
+        if bytes < 1024 {
+            bail!("config key `api.max_header_bytes` must be at least 1024, not {bytes}");
+        }
+        limits = limits.with_max_header_bytes(bytes);
+    }
+    let api = ApiSettings { bind, token, max_body_bytes, limits };
 
     let mut providers = BTreeMap::new();
     for (name, provider) in raw.llm.providers {
@@ -763,6 +785,30 @@ mod tests {
         let defaults = load_str("").unwrap().task_tools;
         assert_eq!(defaults.sandbox, spacebot_agent::Sandbox::Auto);
         assert!(defaults.web_fetch.is_some());
+    }
+
+    #[test]
+    fn http_limits_are_read_and_checked() {
+        let limits = load_str(
+            "[api]\nmax_connections = 3\nheader_read_timeout_secs = 2\nbody_read_timeout_secs = 4\nmax_header_bytes = 2048",
+        )
+        .unwrap()
+        .api
+        .limits;
+        assert_eq!(limits.max_connections, 3);
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(4));
+        assert_eq!(limits.max_header_bytes, 2048);
+        let defaults = load_str("").unwrap().api.limits;
+        assert_eq!(defaults.max_connections, spacebot_webhook::ServeLimits::default().max_connections);
+        for (toml, key) in [
+            ("[api]\nmax_connections = 0", "`api.max_connections`"),
+            ("[api]\nheader_read_timeout_secs = 0", "`api.header_read_timeout_secs`"),
+            ("[api]\nmax_header_bytes = 100", "`api.max_header_bytes`"),
+        ] {
+            let error = load_str(toml).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+        }
     }
 
     #[test]

@@ -125,7 +125,8 @@ impl Daemon {
             ApiConfig::default().with_token(config.api.token.clone()).with_max_body_bytes(config.api.max_body_bytes);
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();
-        let http = tokio::spawn(spacebot_webhook::serve(listener, router, http_stop.clone()));
+        let http =
+            tokio::spawn(spacebot_webhook::serve(listener, router, config.api.limits.clone(), http_stop.clone()));
         // Tests and scripts wait for this line; with `api.bind` port 0 it is where the port is read.
         tracing::info!(%addr, data_dir = %config.data_dir, "spacebot ready");
         Ok(Self {

@@ -38,12 +38,3 @@ pub(crate) async fn run_tool(tools: &[Arc<dyn Tool>], call: &ToolCall) -> String
         Err(_) => format!("error: `{}` took longer than {} seconds", call.name, TOOL_TIMEOUT.as_secs()),
     }
 }
-
-/// The arguments of a call to `tool` as `T`, or the error text the model sees. For tools that
-/// read their arguments themselves (the task tools, until they are typed).
-pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(
-    tool: &str,
-    arguments: &serde_json::Value,
-) -> Result<T, String> {
-    spacebot_core::parse_tool_args(tool, arguments).map_err(|error| error.to_string())
-}

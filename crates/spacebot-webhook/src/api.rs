@@ -1,7 +1,6 @@
 //! Routes, handlers and the server loop.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -15,13 +14,12 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use spacebot_core::{AgentId, ConversationId, InboundMessage, RuntimeHandle, Sender, StoredMessage};
+use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage};
 
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
+use crate::serve::BodyReadTimeout;
 
 /// Settings of the HTTP API.
 #[derive(Clone)]
@@ -81,20 +79,46 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/status", get(status))
         .route("/api/events", get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new().route("/health", get(health)).merge(protected).fallback(not_found).with_state(state)
-}
-
-/// Serves the API on `listener` until `shutdown` is cancelled, then finishes open requests.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "HTTP API listening");
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let routes = Router::new().route("/health", get(health)).merge(protected).fallback(not_found).with_state(state);
+    // Around the whole router rather than each route, so the `405` it answers itself, with its
+    // `Allow` header, passes through too.
+    Router::new().fallback_service(routes).layer(middleware::from_fn(json_errors))
 }
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".to_owned())
+}
+
+/// Largest error body of the router's own (a rejection's text) that is carried into the JSON.
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// Turns every error answer that isn't JSON yet (the router's `405`, an extractor's plain-text
+/// rejection) into `{"error": "..."}`, keeping its status and headers (`Allow` on a `405`).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(is_json_media_type);
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = parts.headers.get(header::ALLOW).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        format!("method {method} is not allowed on {path}; allowed: {allowed}")
+    } else {
+        let text = axum::body::to_bytes(body, MAX_ERROR_TEXT).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).trim().to_owned();
+        if text.is_empty() { status.canonical_reason().unwrap_or("request failed").to_lowercase() } else { text }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(json!({ "error": message }).to_string()))
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
@@ -137,13 +161,16 @@ struct WebhookBody {
     text: Option<serde_json::Value>,
 }
 
-/// Reads a required, non-empty string field, naming it in the error.
+/// Reads a required, non-empty string field with something visible in it, naming it in the error.
 fn required_string(value: Option<serde_json::Value>, field: &str, max_bytes: usize) -> Result<String, ApiError> {
     match value {
         None | Some(serde_json::Value::Null) => Err(ApiError::BadRequest(format!("missing field `{field}`"))),
         Some(serde_json::Value::String(text)) if text.trim().is_empty() => {
             Err(ApiError::BadRequest(format!("field `{field}` must not be empty")))
         }
+        Some(serde_json::Value::String(text)) if text.chars().all(is_invisible) => Err(ApiError::BadRequest(format!(
+            "field `{field}` must not be empty: it holds only invisible characters (zero-width spaces, joiners, ...)"
+        ))),
         Some(serde_json::Value::String(text)) if text.len() > max_bytes => {
             Err(ApiError::BadRequest(format!("field `{field}` is longer than {max_bytes} bytes")))
         }
@@ -152,17 +179,60 @@ fn required_string(value: Option<serde_json::Value>, field: &str, max_bytes: usi
     }
 }
 
+/// Whether `c` shows nothing: whitespace, or a default-ignorable code point of Unicode (zero-width
+/// space, non-joiner and joiner, word joiner, byte-order mark, soft hyphen, bidi and variation
+/// marks, Hangul fillers, tags). A text made only of these reads as empty.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// Whether a `Content-Type` value is the media type `application/json`: type and subtype
+/// compared without regard to case, parameters (`; charset=utf-8`) allowed, nothing else
+/// (`application/jsonx`, `application/json-seq`, `text/json`) accepted.
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| kind.eq_ignore_ascii_case("application") && subtype.eq_ignore_ascii_case("json"))
+}
+
 async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.starts_with("application/json") {
+    if !is_json_media_type(content_type) {
         return Err(ApiError::UnsupportedMediaType);
     }
     axum::body::to_bytes(body, limit).await.map_err(|error| {
-        if std::error::Error::source(&error).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::BadRequest(format!("can't read the request body: {error}"))
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(current) = cause {
+            if current.is::<http_body_util::LengthLimitError>() {
+                return ApiError::TooLarge(limit);
+            }
+            if let Some(timeout) = current.downcast_ref::<BodyReadTimeout>() {
+                return ApiError::RequestTimeout(format!("{timeout}; send it without pauses"));
+            }
+            cause = current.source();
         }
+        ApiError::BadRequest(format!("can't read the request body: {error}"))
     })
 }
 
@@ -197,7 +267,7 @@ async fn webhook(
     let sender = required_string(body.sender, "sender", 256)?;
     let text = required_string(body.text, "text", max)?;
 
-    let conversation = ConversationId::new(format!("{WEBHOOK_ADAPTER}:{conversation}"));
+    let conversation = webhook_conversation(&conversation);
     let message = InboundMessage::text(WEBHOOK_ADAPTER, conversation.clone(), Sender::new(sender), text)
         .with_agent(agent)
         .with_direct(true);
@@ -242,13 +312,31 @@ async fn messages(
         return Err(ApiError::NotFound(format!("no agent named '{agent}'")));
     }
     let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
-    let history = state
-        .runtime
-        .log()
-        .history(&agent, &ConversationId::new(conversation), limit)
-        .await
-        .map_err(|error| ApiError::Internal(format!("can't read the conversation: {error}")))?;
+    let log = state.runtime.log();
+    let mut history = read_history(log.as_ref(), &agent, &ConversationId::new(conversation.as_str()), limit).await?;
+    // The id the caller sent to `POST /webhook` (`c1`) names the webhook conversation `webhook:c1`;
+    // an id stored as given (the canonical `webhook:c1`, or another platform's) wins.
+    let prefixed = conversation.strip_prefix(WEBHOOK_ADAPTER).is_some_and(|rest| rest.starts_with(':'));
+    if history.is_empty() && !prefixed {
+        history = read_history(log.as_ref(), &agent, &webhook_conversation(&conversation), limit).await?;
+    }
     Ok(Json(history.into_iter().map(MessageView::from).collect()))
+}
+
+async fn read_history(
+    log: &dyn ConversationLog,
+    agent: &AgentId,
+    conversation: &ConversationId,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, ApiError> {
+    log.history(agent, conversation, limit)
+        .await
+        .map_err(|error| ApiError::Internal(format!("can't read the conversation '{conversation}': {error}")))
+}
+
+/// The canonical id of the webhook conversation a caller named `name`.
+fn webhook_conversation(name: &str) -> ConversationId {
+    ConversationId::new(format!("{WEBHOOK_ADAPTER}:{name}"))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -288,4 +376,33 @@ async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<
         Some((Ok(event), receiver))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_media_type_is_matched_whole_and_without_regard_to_case() {
+        for accepted in
+            ["application/json", "APPLICATION/JSON", "Application/Json;charset=utf-8", " application/json ; q=1"]
+        {
+            assert!(is_json_media_type(accepted), "{accepted:?} is application/json");
+        }
+        for refused in
+            ["", "application/jsonx", "application/json-seq", "text/json", "application/", "json", "application /json"]
+        {
+            assert!(!is_json_media_type(refused), "{refused:?} is not application/json");
+        }
+    }
+
+    #[test]
+    fn zero_width_and_other_default_ignorable_characters_are_invisible() {
+        for invisible in ["\u{200B}\u{200C}\u{200D}", "\u{FEFF}\u{2060}", " \t\u{3000}\u{00A0}", "\u{E0041}\u{FE0F}"] {
+            assert!(invisible.chars().all(is_invisible), "{invisible:?} shows nothing");
+        }
+        for visible in ["a", "\u{200B}.", "\u{1F600}", "\u{0301}"] {
+            assert!(!visible.chars().all(is_invisible), "{visible:?} shows something");
+        }
+    }
 }

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// The body is not JSON.
     #[error("expected a JSON body with content-type application/json")]
     UnsupportedMediaType,
+    /// The client was too slow sending its request (the body, past the body read timeout).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The runtime is shutting down.
     #[error("the daemon is shutting down")]
     Unavailable,
@@ -40,6 +43,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,6 +70,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, Self::RequestTimeout(_)) {
+            // The rest of the body may still be on its way: don't read it as the next request.
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
         }
         response
     }

@@ -6,19 +6,28 @@
 //!   namespaced as `webhook:<conversation>` so webhook callers can't write into another
 //!   platform's conversations.
 //! - `GET /api/agents/{agent}/conversations/{conversation}/messages`: the stored messages, in
-//!   order.
+//!   order. It takes the canonical id (`webhook:c1`, as the `202` names it) and, for webhook
+//!   conversations, the bare id the caller sent (`c1`).
 //! - `GET /api/status`: agents, live conversations, adapters, uptime.
 //! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
 //!
 //! When a token is configured, every `/api` and `/webhook` route needs `Authorization: Bearer`.
-//! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault.
+//! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault (except the `431`
+//! and `400` hyper's parser answers to a head it can't take, before any route runs).
+//!
+//! [`serve`] runs the router on a listener within [`ServeLimits`]: header and body read timeouts
+//! (`408`), a head size limit (`431`) and a connection cap (the longest-idle connection makes way;
+//! `503` when all are busy), so idle or slow clients can't stop `/health` and the webhook
+//! answering.
 //!
 //! This crate depends on `spacebot-core` alone: it serves whatever runtime it is handed.
 
 mod adapter;
 mod api;
 mod error;
+mod serve;
 
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
-pub use api::{ApiConfig, router, serve};
+pub use api::{ApiConfig, router};
 pub use error::ApiError;
+pub use serve::{ServeLimits, serve};

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::daemon::{Daemon, Home};
+use crate::daemon::{Daemon, Home, PATIENCE};
 
 #[tokio::test]
 async fn health_and_status_answer() {
@@ -92,5 +92,138 @@ async fn a_configured_token_guards_api_and_webhook_but_not_health() {
     assert_eq!(daemon.post_json("main", &body).await.0, 202);
     let stored = daemon.messages("main", "c").await;
     assert_eq!(stored[0]["text"], "t", "{stored:?}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_messages_route_takes_the_bare_conversation_id_the_caller_sent() {
+    let home = Home::new("");
+    let daemon = Daemon::start(&home).await;
+    let (status, accepted) =
+        daemon.post_json("main", &json!({"conversation": "c1", "sender": "alice", "text": "hello"})).await;
+    assert_eq!(status, 202, "{accepted}");
+    // The prefixed id stays canonical: it is what the 202 names.
+    assert_eq!(accepted["conversation"], "webhook:c1");
+
+    let read = |conversation: &'static str| {
+        let url = format!("{}/api/agents/main/conversations/{conversation}/messages", daemon.base);
+        let request = daemon.http.get(url);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Vec<Value>>().await.unwrap()
+        }
+    };
+    let bare = read("c1").await;
+    let prefixed = read("webhook:c1").await;
+    assert_eq!(bare.first().map(|m| m["text"].clone()), Some(json!("hello")), "bare id: {bare:?}");
+    assert_eq!(bare.first().map(|m| m["id"].clone()), Some(accepted["message_id"].clone()));
+    assert_eq!(bare, prefixed, "both ids name the same conversation");
+    // An id nobody used is still an empty conversation, not an error.
+    assert!(read("c2").await.is_empty());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_content_type_is_parsed_as_a_media_type() {
+    let home = Home::new("");
+    let daemon = Daemon::start(&home).await;
+    let url = format!("{}/webhook/main", daemon.base);
+    let body = json!({"conversation": "ct", "sender": "a", "text": "t"}).to_string();
+    let cases = [
+        ("application/json", 202),
+        ("APPLICATION/JSON", 202),
+        ("Application/Json; charset=UTF-8", 202),
+        ("application/json ; charset=\"utf-8\"", 202),
+        ("application/jsonx", 415),
+        ("application/json-seq", 415),
+        ("text/json", 415),
+        ("application/", 415),
+        ("", 415),
+    ];
+    for (content_type, expected) in cases {
+        let response =
+            daemon.http.post(&url).header("content-type", content_type).body(body.clone()).send().await.unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, expected, "content-type {content_type:?}: {answer}");
+        if expected == 415 {
+            assert!(answer["error"].as_str().is_some_and(|e| e.contains("application/json")), "{answer}");
+        }
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_answer_is_json() {
+    let home = Home::new("");
+    let daemon = Daemon::start(&home).await;
+
+    // 405: a known route, the wrong method. The `Allow` header stays.
+    let response = daemon.http.get(format!("{}/webhook/main", daemon.base)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let answer: Value = response.json().await.expect("a JSON body on 405");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("GET") && error.contains("POST"), "{answer}");
+
+    let response = daemon.http.delete(format!("{}/health", daemon.base)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert!(response.json::<Value>().await.expect("a JSON body on 405")["error"].is_string());
+
+    // 404: an unknown route.
+    let response = daemon.http.get(format!("{}/no/such/route", daemon.base)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"], "no such route");
+
+    // 400 from a query the route can't parse.
+    let url = format!("{}/api/agents/main/conversations/c/messages?limit=lots", daemon.base);
+    let response = daemon.http.get(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("limit"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_of_only_invisible_characters_is_refused() {
+    let home = Home::new("");
+    let daemon = Daemon::start(&home).await;
+    for text in ["\u{200B}", "\u{200B}\u{200C}\u{200D}", " \u{FEFF}\t\u{2060}\n", "\u{00A0}\u{3000}\u{200B}"] {
+        let (status, answer) =
+            daemon.post_json("main", &json!({"conversation": "z", "sender": "a", "text": text})).await;
+        assert_eq!(status, 400, "{text:?}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains("`text`"), "{text:?}: {error}");
+    }
+    // Visible text with zero-width characters in it is fine.
+    let (status, answer) =
+        daemon.post_json("main", &json!({"conversation": "z", "sender": "a", "text": "hi\u{200B}there"})).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(daemon.messages("main", "z").await.len(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_past_the_cap_and_oversized_heads_do_not_take_the_daemon_down() {
+    let home = Home::new("");
+    let mut daemon = Daemon::start(&home).await;
+    let addr = daemon.base.trim_start_matches("http://").to_owned();
+
+    // More idle connections than the default cap (512): the daemon makes way for new ones.
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let health = daemon.http.get(format!("{}/health", daemon.base)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let (status, answer) = daemon.post_json("main", &json!({"conversation": "c", "sender": "a", "text": "t"})).await;
+    assert_eq!(status, 202, "{answer}");
+    daemon.wait_for_log("HTTP connection cap reached", PATIENCE).await;
+    drop(idle);
+
+    // A request head over the default 16 KiB limit.
+    let response =
+        daemon.http.get(format!("{}/health", daemon.base)).header("x-big", "a".repeat(20 * 1024)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 431);
     daemon.stop().await;
 }

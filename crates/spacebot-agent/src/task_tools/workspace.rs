@@ -4,6 +4,11 @@
 //! normalised without touching the disk (a `..` that climbs out is refused at once), then
 //! canonicalised, so a symlink anywhere along the way that points outside is refused too. For
 //! writes the deepest existing ancestor is checked before any directory is created.
+//!
+//! Reads and writes then go through `regular`: only regular files, their type checked on the
+//! opened descriptor, never blocking on a FIFO or device, and reads capped at `max_read_bytes`.
+
+mod regular;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +17,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use spacebot_core::{Tool, ToolError, ToolSpec};
+use spacebot_core::{ToolError, TypedTool};
 
 use super::TaskToolError;
-use crate::tools::parse_args;
 
 /// Entries `file_list` shows at most.
 const MAX_LIST_ENTRIES: usize = 500;
@@ -122,7 +126,7 @@ fn outside(path: &str) -> ToolError {
 }
 
 #[derive(Debug, Deserialize)]
-struct PathArgs {
+pub(crate) struct PathArgs {
     #[serde(default = "dot", alias = "file", alias = "dir")]
     path: String,
 }
@@ -132,15 +136,11 @@ fn dot() -> String {
 }
 
 #[derive(Debug, Deserialize)]
-struct WriteArgs {
+pub(crate) struct WriteArgs {
     #[serde(alias = "file")]
     path: String,
     #[serde(alias = "contents", alias = "text")]
     content: String,
-}
-
-fn arguments<T: serde::de::DeserializeOwned>(tool: &str, value: serde_json::Value) -> Result<T, ToolError> {
-    parse_args(tool, &value).map_err(ToolError::InvalidArguments)
 }
 
 /// `file_read`: a text file of the workspace.
@@ -156,35 +156,26 @@ impl FileRead {
 }
 
 #[async_trait]
-impl Tool for FileRead {
-    fn name(&self) -> &str {
-        "file_read"
+impl TypedTool for FileRead {
+    const NAME: &'static str = "file_read";
+    type Args = PathArgs;
+
+    fn description(&self) -> String {
+        "Read a text file of the workspace.".to_owned()
     }
 
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            "file_read",
-            "Read a text file of the workspace.",
-            json!({
-                "type": "object",
-                "properties": { "path": { "type": "string", "description": "Relative to the workspace." } },
-                "required": ["path"]
-            }),
-        )
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": { "path": { "type": "string", "description": "Relative to the workspace." } },
+            "required": ["path"]
+        })
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: PathArgs = self::arguments("file_read", arguments)?;
+    async fn run(&self, args: PathArgs) -> Result<String, ToolError> {
         let path = self.workspace.existing(&args.path).await?;
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|error| ToolError::Failed(format!("can't read `{}`: {error}", args.path)))?;
-        let cut = bytes.len() > self.max_bytes;
-        let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(self.max_bytes)]).into_owned();
-        if cut {
-            text.push_str(&format!("\n[truncated: the file has {} bytes, {} shown]", bytes.len(), self.max_bytes));
-        }
-        Ok(text)
+        let max_bytes = self.max_bytes;
+        blocking("file_read", move || regular::read_capped(&path, &args.path, max_bytes)).await
     }
 }
 
@@ -200,33 +191,32 @@ impl FileWrite {
 }
 
 #[async_trait]
-impl Tool for FileWrite {
-    fn name(&self) -> &str {
-        "file_write"
+impl TypedTool for FileWrite {
+    const NAME: &'static str = "file_write";
+    type Args = WriteArgs;
+
+    fn description(&self) -> String {
+        "Create or replace a file of the workspace (directories are created as needed).".to_owned()
     }
 
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            "file_write",
-            "Create or replace a file of the workspace (directories are created as needed).",
-            json!({
-                "type": "object",
-                "properties": {
-                    "path": { "type": "string", "description": "Relative to the workspace." },
-                    "content": { "type": "string" }
-                },
-                "required": ["path", "content"]
-            }),
-        )
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "path": { "type": "string", "description": "Relative to the workspace." },
+                "content": { "type": "string" }
+            },
+            "required": ["path", "content"]
+        })
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: WriteArgs = self::arguments("file_write", arguments)?;
+    async fn run(&self, args: WriteArgs) -> Result<String, ToolError> {
         let path = self.workspace.writable(&args.path).await?;
-        tokio::fs::write(&path, args.content.as_bytes())
-            .await
-            .map_err(|error| ToolError::Failed(format!("can't write `{}`: {error}", args.path)))?;
-        Ok(format!("wrote {} bytes to {}", args.content.len(), args.path))
+        let WriteArgs { path: shown_as, content } = args;
+        let written = content.len();
+        let answer = format!("wrote {written} bytes to {shown_as}");
+        blocking("file_write", move || regular::write_regular(&path, &shown_as, content.as_bytes())).await?;
+        Ok(answer)
     }
 }
 
@@ -242,28 +232,31 @@ impl FileList {
 }
 
 #[async_trait]
-impl Tool for FileList {
-    fn name(&self) -> &str {
-        "file_list"
+impl TypedTool for FileList {
+    const NAME: &'static str = "file_list";
+    type Args = PathArgs;
+
+    fn description(&self) -> String {
+        "List a directory of the workspace (default: its root). Directories end with `/`.".to_owned()
     }
 
-    fn spec(&self) -> ToolSpec {
-        ToolSpec::new(
-            "file_list",
-            "List a directory of the workspace (default: its root). Directories end with `/`.",
-            json!({
-                "type": "object",
-                "properties": { "path": { "type": "string", "description": "Relative to the workspace." } }
-            }),
-        )
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": { "path": { "type": "string", "description": "Relative to the workspace." } }
+        })
     }
 
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        let args: PathArgs = self::arguments("file_list", arguments)?;
+    async fn run(&self, args: PathArgs) -> Result<String, ToolError> {
         let path = self.workspace.existing(&args.path).await?;
-        let mut reader = tokio::fs::read_dir(&path)
-            .await
-            .map_err(|error| ToolError::Failed(format!("can't list `{}`: {error}", args.path)))?;
+        // Listing opens with `O_DIRECTORY`: anything but a directory fails at once, never blocks.
+        let mut reader = tokio::fs::read_dir(&path).await.map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotADirectory {
+                ToolError::Failed(format!("can't list `{}`: it is {}, not a directory", args.path, kind_of(&path)))
+            } else {
+                ToolError::Failed(format!("can't list `{}`: {error}", args.path))
+            }
+        })?;
         let mut names = Vec::new();
         while let Some(entry) = reader
             .next_entry()
@@ -287,9 +280,27 @@ impl Tool for FileList {
     }
 }
 
+/// Runs a blocking file operation on the blocking pool and waits for it. If the caller gives up
+/// (the tool call timed out), the operation still ends by itself: it never waits on a FIFO or
+/// device, and reads at most the cap.
+async fn blocking<T: Send + 'static>(
+    tool: &str,
+    operation: impl FnOnce() -> Result<T, ToolError> + Send + 'static,
+) -> Result<T, ToolError> {
+    tokio::task::spawn_blocking(operation)
+        .await
+        .map_err(|error| ToolError::Failed(format!("{tool} failed inside the harness: {error}")))?
+}
+
+/// What a path that is not a directory is, for a message.
+fn kind_of(path: &Path) -> &'static str {
+    std::fs::metadata(path).ok().and_then(|meta| regular::special_kind(&meta.file_type())).unwrap_or("a file")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spacebot_core::Tool;
 
     fn setup() -> (tempfile::TempDir, Arc<Workspace>) {
         let dir = tempfile::tempdir().unwrap();
@@ -360,6 +371,128 @@ mod tests {
         std::os::unix::fs::symlink(ws.root().join("real"), ws.root().join("alias")).unwrap();
         FileWrite::new(ws.clone()).call(json!({"path": "alias/x.txt", "content": "ok"})).await.unwrap();
         assert_eq!(std::fs::read_to_string(ws.root().join("real/x.txt")).unwrap(), "ok");
+    }
+
+    /// Longer than any file tool call on a local file takes; a call still running then hangs.
+    const PROMPTLY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+        assert!(status.success(), "mkfifo {}", path.display());
+    }
+
+    #[tokio::test]
+    async fn a_fifo_with_no_writer_is_refused_promptly_by_file_read() {
+        let (_dir, ws) = setup();
+        let fifo = ws.root().join("pipe");
+        mkfifo(&fifo);
+        let read = FileRead::new(ws.clone(), 1024);
+        let Ok(result) = tokio::time::timeout(PROMPTLY, read.call(json!({"path": "pipe"}))).await else {
+            // Let the blocked open return, so the test fails instead of hanging at the runtime's end.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("file_read of a FIFO with no writer hung");
+        };
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("FIFO") && error.contains("regular files"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_fifo_is_refused_promptly_by_file_write_and_file_list() {
+        let (_dir, ws) = setup();
+        let fifo = ws.root().join("pipe");
+        mkfifo(&fifo);
+        let write = FileWrite::new(ws.clone());
+        let Ok(result) = tokio::time::timeout(PROMPTLY, write.call(json!({"path": "pipe", "content": "x"}))).await
+        else {
+            let _ = std::fs::OpenOptions::new().read(true).open(&fifo);
+            panic!("file_write to a FIFO with no reader hung");
+        };
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("FIFO") && error.contains("regular files"), "{error}");
+
+        // With a reader present the open succeeds, and the write is still refused: nothing goes
+        // into the pipe.
+        let mut reader = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap()
+        };
+        let error = tokio::time::timeout(PROMPTLY, write.call(json!({"path": "pipe", "content": "pwned"})))
+            .await
+            .expect("file_write returns promptly")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("FIFO"), "{error}");
+        let mut received = [0u8; 16];
+        let read = std::io::Read::read(&mut reader, &mut received);
+        assert!(!matches!(read, Ok(n) if n > 0), "something was written into the FIFO: {read:?}");
+
+        let list = FileList::new(ws.clone());
+        let error = tokio::time::timeout(PROMPTLY, list.call(json!({"path": "pipe"})))
+            .await
+            .expect("file_list returns promptly")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a directory"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_directory_is_refused_by_file_read_and_file_write_with_a_hint() {
+        let (_dir, ws) = setup();
+        std::fs::create_dir(ws.root().join("sub")).unwrap();
+        let error = FileRead::new(ws.clone(), 1024).call(json!({"path": "sub"})).await.unwrap_err().to_string();
+        assert!(error.contains("directory") && error.contains("file_list"), "{error}");
+        let error =
+            FileWrite::new(ws.clone()).call(json!({"path": "sub", "content": "x"})).await.unwrap_err().to_string();
+        assert!(error.contains("directory"), "{error}");
+    }
+
+    #[test]
+    fn special_files_are_named_by_their_kind() {
+        let null = std::fs::metadata("/dev/null").unwrap();
+        assert_eq!(regular::special_kind(&null.file_type()), Some("a character device"));
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(regular::special_kind(&std::fs::metadata(dir.path()).unwrap().file_type()), Some("a directory"));
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        assert_eq!(regular::special_kind(&std::fs::metadata(&file).unwrap().file_type()), None);
+    }
+
+    /// The peak resident memory of this process, in bytes (`VmHWM`).
+    fn peak_rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("a VmHWM line");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in kB");
+        kib * 1024
+    }
+
+    #[tokio::test]
+    async fn a_large_sparse_file_is_read_only_up_to_the_cap() {
+        let (_dir, ws) = setup();
+        let path = ws.root().join("huge.bin");
+        let file = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &file, b"head of a huge file").unwrap();
+        let size: u64 = 2 * 1024 * 1024 * 1024;
+        file.set_len(size).unwrap();
+        drop(file);
+
+        let before = peak_rss();
+        let text = FileRead::new(ws, 4096).call(json!({"path": "huge.bin"})).await.unwrap();
+        let grown = peak_rss().saturating_sub(before);
+        assert!(grown < 64 * 1024 * 1024, "reading a capped 2 GiB file grew the peak RSS by {grown} bytes");
+        assert!(text.starts_with("head of a huge file"), "{}", &text[..40]);
+        assert!(
+            text.ends_with(&format!("[truncated: the file has {size} bytes, the first 4096 shown]")),
+            "{}",
+            &text[text.len() - 80..]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_never_splits_a_character() {
+        let (_dir, ws) = setup();
+        std::fs::write(ws.root().join("accents.txt"), "ééééé").unwrap();
+        let text = FileRead::new(ws, 5).call(json!({"path": "accents.txt"})).await.unwrap();
+        assert!(text.starts_with("éé\n[truncated"), "{text}");
     }
 
     #[tokio::test]

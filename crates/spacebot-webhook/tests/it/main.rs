@@ -1,0 +1,5 @@
+//! Integration tests of the HTTP surface: the real router over a real runtime, served on a real
+//! socket, talked to by raw TCP clients that misbehave on purpose.
+
+mod serve;
+mod support;
