@@ -13,6 +13,13 @@
 //!    10,000 conversations that each answered one message and now wait, divided by 10,000.
 //! 3. **A busy channel**: reply latency in a conversation whose five workers run and report
 //!    progress every 100 ms, against one with no workers.
+//! 4. **Eviction**: waves of 10,000 new conversations (each answers one message), with idle
+//!    channels evicted after 10 s, with a cap of 1,000 live channels, and with eviction off: live
+//!    channels and resident memory after each wave and once the evictions are done. Alone:
+//!    `spacebot-bench processes eviction [idle|cap|off]` (one policy per process gives resident
+//!    memory figures that owe nothing to memory an earlier policy freed).
+//!
+//! Measurements 1-3 run with eviction off, so they measure live channels.
 //!
 //! The conversation log keeps nothing (`NullLog`): in the daemon the log is SQLite on disk, and an
 //! in-memory log would count stored messages as conversation memory. (The test suite's
@@ -34,7 +41,7 @@ use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings, REPLY_TOOL, S
 use spacebot_core::{
     AdapterError, AgentId, ChatMessage, ChatRequest, ChatResponse, ConversationId, ConversationLog, InboundMessage,
     InboundStream, LanguageModel, LlmError, MessageId, MessagingAdapter, OutboundResponse, ProcessKind, Runtime,
-    Sender, StoreError, StoredMessage, ToolCall,
+    RuntimeSettings, Sender, StoreError, StoredMessage, ToolCall,
 };
 
 /// What the model takes per call.
@@ -47,16 +54,29 @@ const ADAPTER: &str = "bench";
 const IDLE_CONVERSATIONS: usize = 10_000;
 /// Messages timed in the busy/idle channel comparison.
 const BUSY_SAMPLES: usize = 100;
+/// New conversations per wave of the eviction measurement, and how many waves.
+const WAVE: usize = 10_000;
+const WAVES: usize = 5;
 
 /// Runs every measurement and prints Markdown tables for `docs/benchmarks.md`. With
-/// conversation counts in `args`, runs only the spread-arrival throughput at those counts.
+/// conversation counts in `args`, runs only the spread-arrival throughput at those counts; with
+/// `eviction` (and optionally one policy: `idle`, `cap`, `off`), only the eviction measurement.
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let only: Vec<usize> =
-        args.iter().map(|a| a.parse().context("arguments are numbers of conversations")).collect::<Result<_, _>>()?;
+    let eviction_only = matches!(args.first(), Some(first) if first == "eviction");
+    let policy = if eviction_only { args.get(1).cloned() } else { None };
+    let only: Vec<usize> = if eviction_only {
+        Vec::new()
+    } else {
+        args.iter().map(|a| a.parse().context("arguments are numbers of conversations")).collect::<Result<_, _>>()?
+    };
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         println!("## processes ({threads} cores, model time {} ms per call)\n", MODEL_TIME.as_millis());
+        if eviction_only {
+            println!("{}", eviction(policy.as_deref()).await?);
+            return anyhow::Ok(());
+        }
         if !only.is_empty() {
             header();
             for conversations in only {
@@ -79,7 +99,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             }
             println!();
         }
-        println!("{}", busy_channel().await?);
+        println!("{}\n", busy_channel().await?);
+        println!("{}", eviction(None).await?);
         anyhow::Ok(())
     })
 }
@@ -247,7 +268,20 @@ struct Client {
     sent: usize,
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        // A client that is gone no longer costs the bench memory.
+        lock(&self.adapter.waiting).remove(&self.conversation);
+    }
+}
+
 impl Client {
+    /// Times the model's share of each reply with `model`.
+    fn with_model(mut self, model: Arc<SleepyModel>) -> Self {
+        self.model = Some(model);
+        self
+    }
+
     /// Sends `text` and returns how long the reply took.
     async fn ask(&mut self, text: &str) -> anyhow::Result<Duration> {
         Ok(self.timed(text).await?.0)
@@ -270,9 +304,15 @@ impl Client {
     }
 }
 
+/// Runtime settings with eviction off, so every conversation stays live.
+fn no_eviction() -> RuntimeSettings {
+    RuntimeSettings::default().with_idle_timeout(None).with_max_live(None)
+}
+
 async fn start(
     model: Arc<SleepyModel>,
     worker_model: Arc<SleepyModel>,
+    runtime_settings: RuntimeSettings,
 ) -> anyhow::Result<(Runtime, Arc<BenchAdapter>)> {
     let adapter = BenchAdapter::new();
     let settings = ChannelSettings::default().with_worker_limits(1_000_000, Duration::from_secs(3600));
@@ -285,6 +325,7 @@ async fn start(
         .log(Arc::new(NullLog))
         .adapter(adapter.clone())
         .agent(AGENT)
+        .settings(runtime_settings)
         .start()
         .await?;
     Ok((runtime, adapter))
@@ -310,10 +351,9 @@ fn ms(duration: Duration) -> String {
 /// are spread evenly; otherwise all start at once.
 async fn throughput(conversations: usize, per_conversation: usize, spread: bool) -> anyhow::Result<String> {
     let model = SleepyModel::new(MODEL_TIME);
-    let (runtime, adapter) = start(model.clone(), model.clone()).await?;
-    let clients: Vec<Client> = (0..conversations)
-        .map(|i| Client { model: Some(model.clone()), ..adapter.client(&format!("bench:c{i}")) })
-        .collect();
+    let (runtime, adapter) = start(model.clone(), model.clone(), no_eviction()).await?;
+    let clients: Vec<Client> =
+        (0..conversations).map(|i| adapter.client(&format!("bench:c{i}")).with_model(model.clone())).collect();
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for (i, mut client) in clients.into_iter().enumerate() {
@@ -362,7 +402,7 @@ fn rss() -> anyhow::Result<u64> {
 
 async fn idle_memory(conversations: usize) -> anyhow::Result<String> {
     let model = SleepyModel::new(Duration::ZERO);
-    let (runtime, adapter) = start(model.clone(), model).await?;
+    let (runtime, adapter) = start(model.clone(), model, no_eviction()).await?;
     // Warm up: the first conversation allocates what every later one shares (tool definitions,
     // the runtime's buffers).
     adapter.client("bench:warmup").ask("hello").await?;
@@ -399,7 +439,7 @@ async fn busy_channel() -> anyhow::Result<String> {
     let model = SleepyModel::new(MODEL_TIME);
     // Workers report progress every 100 ms, each report waking their channel.
     let workers = SleepyModel::new(Duration::from_millis(100));
-    let (runtime, adapter) = start(model, workers).await?;
+    let (runtime, adapter) = start(model, workers, no_eviction()).await?;
     let mut idle = adapter.client("bench:idle");
     let mut busy = adapter.client("bench:busy");
     busy.ask("please spawn five workers").await?;
@@ -428,4 +468,73 @@ async fn busy_channel() -> anyhow::Result<String> {
         ms(busy99),
         ratio
     ))
+}
+
+/// Waves of [`WAVE`] new conversations that each answer one message, under three policies;
+/// after each wave, the live channels and resident memory, then again once the evictions the
+/// policy calls for are done; all three policies, or the one named (`idle`, `cap`, `off`). See
+/// the module documentation.
+async fn eviction(only: Option<&str>) -> anyhow::Result<String> {
+    let idle = Duration::from_secs(10);
+    let cap = 1_000;
+    let policies = [
+        ("idle", "idle 10 s", RuntimeSettings::default().with_idle_timeout(Some(idle)).with_max_live(None), Some(0)),
+        ("cap", "cap 1,000", RuntimeSettings::default().with_idle_timeout(None).with_max_live(Some(cap)), Some(cap)),
+        ("off", "off", no_eviction(), None),
+    ];
+    if let Some(only) = only
+        && !policies.iter().any(|(key, ..)| *key == only)
+    {
+        anyhow::bail!("unknown eviction policy `{only}`; known: idle, cap, off");
+    }
+    let mut table = String::from(
+        "| eviction | conversations so far | live after the wave | RSS after the wave | live after evicting \
+         | RSS after evicting | evicting took |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / 1_048_576.0);
+    for (_, name, settings, settle_to) in policies.into_iter().filter(|(key, ..)| only.is_none_or(|only| only == *key))
+    {
+        let model = SleepyModel::new(Duration::ZERO);
+        let (runtime, adapter) = start(model.clone(), model, settings).await?;
+        adapter.client("bench:warmup").ask("hello").await?;
+        let start_rss = rss()?;
+        table.push_str(&format!("| {name} | 0 | 1 | {} | | | |\n", mib(start_rss)));
+        for wave in 0..WAVES {
+            let mut tasks = JoinSet::new();
+            for i in 0..WAVE {
+                let mut client = adapter.client(&format!("bench:w{wave}c{i}"));
+                tasks.spawn(async move {
+                    client.ask("hello").await?;
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                joined??;
+            }
+            let live = runtime.handle().status().await?.conversations;
+            let after_wave = rss()?;
+            let seen = (wave + 1) * WAVE;
+            let Some(target) = settle_to else {
+                table.push_str(&format!("| {name} | {seen} | {live} | {} | | | |\n", mib(after_wave)));
+                continue;
+            };
+            let started = Instant::now();
+            let settled = loop {
+                let live = runtime.handle().status().await?.conversations;
+                if live <= target || started.elapsed() > Duration::from_secs(120) {
+                    break live;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let took = started.elapsed();
+            table.push_str(&format!(
+                "| {name} | {seen} | {live} | {} | {settled} | {} | {:.1} s |\n",
+                mib(after_wave),
+                mib(rss()?),
+                took.as_secs_f64()
+            ));
+        }
+        runtime.shutdown().await;
+    }
+    Ok(table)
 }

@@ -17,9 +17,11 @@ use spacebot_core::ProcessKind;
 use crate::data_dir::DataDir;
 
 mod check;
+mod conversations;
 mod memory;
 mod messaging;
 
+pub(crate) use conversations::ConversationSettings;
 pub(crate) use memory::{DEFAULT_EMBEDDING_MODEL, EmbedderSettings, MemorySettings};
 pub(crate) use messaging::Messaging;
 
@@ -46,6 +48,8 @@ pub(crate) struct RawConfig {
     tools: RawTools,
     #[serde(default)]
     memory: memory::RawMemory,
+    #[serde(default)]
+    conversations: conversations::RawConversations,
 }
 
 /// `[tools]`: the workers' task tools, for every agent.
@@ -202,6 +206,8 @@ pub struct Config {
     pub(crate) task_tools: spacebot_agent::TaskToolSettings,
     /// `[memory]`: the embedder and the maintenance schedule.
     pub(crate) memory: MemorySettings,
+    /// `[conversations]`: when idle conversations are evicted.
+    pub(crate) conversations: ConversationSettings,
 }
 
 #[derive(Debug)]
@@ -548,10 +554,12 @@ fn validate(
 
     let task_tools = task_tools(raw.tools)?;
     let memory = memory::memory(raw.memory)?;
+    let conversations = conversations::conversations(raw.conversations);
 
     Ok(Config {
         task_tools,
         memory,
+        conversations,
         source,
         data_dir,
         data_dir_origin,

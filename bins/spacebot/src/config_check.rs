@@ -39,6 +39,7 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let place = slack.api_url.as_deref().map(|url| format!(" at {url}")).unwrap_or_default();
         println!("adapter {}: Slack (Socket Mode){place}", slack.name);
     }
+    println!("conversations: {}", config.conversations);
     println!("adapter webhook: POST /webhook/{{agent}}");
     for (index, binding) in config.bindings.iter().enumerate() {
         let instance = binding.instance.as_deref().map(|i| format!(":{i}")).unwrap_or_default();

@@ -91,7 +91,12 @@ impl Daemon {
             .engine(Arc::new(ChannelEngine::new(profiles)))
             .log(store.clone())
             .adapter(Arc::new(WebhookAdapter))
-            .settings(RuntimeSettings::default().with_shutdown_grace(config.shutdown_grace))
+            .settings(
+                RuntimeSettings::default()
+                    .with_shutdown_grace(config.shutdown_grace)
+                    .with_idle_timeout(config.conversations.idle_timeout)
+                    .with_max_live(config.conversations.max_live),
+            )
             .scrubber(Scrubber::new().with_secrets(config.secrets()));
         for agent in &config.agents {
             builder = builder.agent(agent.id.as_str());

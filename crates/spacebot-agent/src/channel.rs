@@ -199,7 +199,8 @@ impl Channel {
     /// Runs until the inbox closes or the runtime shuts down, then cancels its branches and
     /// workers and waits (within `cancel_grace`) until each has reached a terminal state. A turn
     /// in progress when shutdown begins is finished (the runtime cancels it if it outlasts the
-    /// grace period).
+    /// grace period). Also returns when the runtime asks it to go and it [is idle](Self::is_idle);
+    /// the next message starts a new channel that reloads the history from the log.
     pub(crate) async fn run(mut self, mut inbox: Inbox) {
         self.load_history().await;
         loop {
@@ -222,6 +223,11 @@ impl Channel {
                 input = inbox.recv() => match input {
                     Some(ConversationInput::Control(command, message)) => self.control(command, &message, false).await,
                     Some(ConversationInput::Message(message)) => self.accept(message, &inbox).await,
+                    Some(ConversationInput::Evict) if self.is_idle(&inbox) => {
+                        tracing::debug!(agent = %self.ctx.agent, conversation = %self.ctx.conversation,
+                            "idle; the channel ends until the next message");
+                        break;
+                    }
                     Some(other) => tracing::debug!(?other, "channel ignores this input"),
                     None => break,
                 },
@@ -238,6 +244,29 @@ impl Channel {
         self.cancel_chronicle_job("the conversation ended");
         while self.context.summaries.join_next().await.is_some() {}
         while self.context.chronicle_jobs.join_next().await.is_some() {}
+    }
+
+    /// Whether the channel may end now and a later one start from the log, as after a restart,
+    /// with no work lost: no message queued or held in a burst, no branch, worker or background
+    /// context work (nor a report or end of one waiting), no result waiting for a relay turn, and
+    /// not paused (a pause lives only here). Called between turns, so no turn is running. What
+    /// the log does not keep (tool calls and their results, a rolling summary) is dropped, as a
+    /// restart drops it.
+    fn is_idle(&self, inbox: &Inbox) -> bool {
+        inbox.is_empty()
+            && self.burst.is_none()
+            && self.pending.is_empty()
+            && self.relay_at.is_none()
+            && self.procs.entries.is_empty()
+            && self.procs.tasks.is_empty()
+            && self.procs.reports.is_empty()
+            && self.procs.ends.is_empty()
+            && self.context.compaction.is_none()
+            && self.context.summaries.is_empty()
+            && self.context.chronicle_job.is_none()
+            && self.context.chronicle_jobs.is_empty()
+            && !self.context.chronicle_due
+            && !self.paused
     }
 
     /// Loads the checkpoints (in any mode: the view shows them) and the history: in chronicle

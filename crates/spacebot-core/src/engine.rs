@@ -26,13 +26,35 @@ pub enum ConversationInput {
     /// A control command, delivered ahead of queued messages and even while a turn runs
     /// ([`Inbox::recv_control`]). The message carrying it is recorded and must be answered.
     Control(ControlCommand, InboundMessage),
+    /// The runtime would like to evict this conversation (it has been idle for a while, or too
+    /// many conversations are live): return from
+    /// [`run_conversation`](ConversationEngine::run_conversation) if, and only if, nothing is in
+    /// flight: no turn running, nothing queued ([`Inbox::is_empty`]), no message held, no
+    /// background work, no result waiting to be told. Otherwise ignore it; the runtime asks again
+    /// after the conversation's next activity.
+    ///
+    /// Everything a conversation keeps must be recoverable from the log, because the next
+    /// message starts a new task that loads it from there. [`Inbox::recv`] delivers this only
+    /// when nothing is queued, and a message routed after it withdraws it. An engine that ignores
+    /// it is never evicted.
+    Evict,
 }
 
 impl ConversationInput {
-    /// The inbound message this input carries.
-    pub fn message(&self) -> &InboundMessage {
+    /// The inbound message this input carries, if it carries one ([`Evict`](Self::Evict) does
+    /// not).
+    pub fn message(&self) -> Option<&InboundMessage> {
         match self {
-            Self::Message(message) | Self::Control(_, message) => message,
+            Self::Message(message) | Self::Control(_, message) => Some(message),
+            Self::Evict => None,
+        }
+    }
+
+    /// The inbound message this input carries, taken out of it.
+    pub fn into_message(self) -> Option<InboundMessage> {
+        match self {
+            Self::Message(message) | Self::Control(_, message) => Some(message),
+            Self::Evict => None,
         }
     }
 }
@@ -137,11 +159,14 @@ impl ConversationContext {
 
 /// Runs conversations. Implemented by `spacebot-agent`'s channel engine.
 pub trait ConversationEngine: Send + Sync + 'static {
-    /// Runs one conversation until `inbox` closes or `ctx.shutdown` is cancelled.
+    /// Runs one conversation until `inbox` closes, `ctx.shutdown` is cancelled, or it accepts a
+    /// [`ConversationInput::Evict`] because it is idle.
     ///
     /// Every message received must end in a reply, an explicit skip or a visible error, and be
     /// marked handled in the log. Messages are handled one at a time: the one last returned by
     /// [`Inbox::recv`] is in progress until the next `recv`. If the task dies, the runtime answers
     /// the message in progress with a visible error and runs a new task on the rest of the inbox.
+    /// If it returns after an eviction request and a message arrived meanwhile, the runtime runs
+    /// a new task on the same inbox, so the message is answered, in order.
     fn run_conversation(&self, ctx: ConversationContext, inbox: Inbox) -> BoxFuture<'static, ()>;
 }

@@ -15,6 +15,11 @@
 //! Control commands (`/stop`, `/status`, ...) travel in a lane of their own: `recv` returns them
 //! before any queued message, and [`Inbox::recv_control`] returns only them, so an engine can
 //! act on one while a turn is still running.
+//!
+//! An eviction request ([`ConversationInput::Evict`]) is a flag, not a queue entry: `recv`
+//! returns it only when nothing else is waiting, asking it again changes nothing, and a message
+//! sent after it (or a new reader) withdraws it. So it never overtakes a message, and a
+//! conversation that was busy when asked is not evicted the moment it answers what came next.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -31,6 +36,8 @@ struct State {
     in_progress: Vec<InboundMessage>,
     holding: bool,
     closed: bool,
+    /// The runtime asked the reader to end if it is idle; see the module documentation.
+    evict: bool,
 }
 
 #[derive(Default)]
@@ -89,6 +96,9 @@ impl Inbox {
                 if state.closed {
                     return None;
                 }
+                if std::mem::take(&mut state.evict) {
+                    return Some(ConversationInput::Evict);
+                }
             }
             notified.await;
         }
@@ -133,6 +143,8 @@ impl InboxSender {
         let control = matches!(input, ConversationInput::Control(..));
         {
             let mut state = self.shared.lock();
+            // Whatever asked the reader to leave was decided before this message existed.
+            state.evict = false;
             if control {
                 state.control.push_back(input);
             } else {
@@ -143,6 +155,13 @@ impl InboxSender {
         if control {
             self.shared.control_ready.notify_one();
         }
+    }
+
+    /// Asks the reader to end if it is idle: its next `recv` with nothing queued returns
+    /// [`ConversationInput::Evict`]. Withdrawn by the next [`send`](Self::send).
+    pub(crate) fn request_eviction(&self) {
+        self.shared.lock().evict = true;
+        self.shared.ready.notify_one();
     }
 
     /// Closes the inbox: the reader drains what is queued, then `recv` returns `None`.
@@ -157,6 +176,8 @@ impl InboxSender {
         let in_progress = {
             let mut state = self.shared.lock();
             state.holding = false;
+            // A request made of the previous reader is not the new one's.
+            state.evict = false;
             std::mem::take(&mut state.in_progress)
         };
         (Inbox { shared: self.shared.clone() }, in_progress)
@@ -181,7 +202,8 @@ mod tests {
 
     fn text(input: Option<ConversationInput>) -> String {
         match input {
-            Some(input) => input.message().content.text(),
+            Some(ConversationInput::Evict) => "<evict>".to_owned(),
+            Some(input) => input.message().map(|m| m.content.text()).unwrap_or_default(),
             None => "<closed>".to_owned(),
         }
     }
@@ -202,7 +224,7 @@ mod tests {
         sender.send(control("/status"));
         sender.send(control("/stop"));
         // The control lane only yields commands.
-        assert_eq!(inbox.recv_control().await.message().content.text(), "/status");
+        assert_eq!(text(Some(inbox.recv_control().await)), "/status");
         // `recv` yields the remaining command before the queued message.
         assert_eq!(text(inbox.recv().await), "/stop");
         assert_eq!(text(inbox.recv().await), "a");
@@ -250,6 +272,39 @@ mod tests {
         assert_eq!(texts(&in_progress), ["queued"], "`queued` is in progress until the next recv");
         let (_, in_progress) = sender.reopen();
         assert!(in_progress.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_eviction_request_never_overtakes_a_message_and_a_later_message_withdraws_it() {
+        let (sender, mut inbox) = inbox();
+        sender.send(message("a"));
+        sender.request_eviction();
+        sender.request_eviction();
+        assert_eq!(inbox.len(), 1, "a request is not a queued input");
+        assert_eq!(text(inbox.recv().await), "a", "what was queued first comes first");
+        assert_eq!(text(inbox.recv().await), "<evict>", "asked twice, delivered once");
+        let (_, in_progress) = sender.reopen();
+        assert!(in_progress.is_empty(), "taking the request finishes the previous message");
+
+        sender.request_eviction();
+        sender.send(message("b"));
+        assert_eq!(text(inbox.recv().await), "b");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), inbox.recv()).await;
+        assert!(waiting.is_err(), "the message withdrew the request");
+
+        sender.request_eviction();
+        let (mut fresh, _) = sender.reopen();
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), fresh.recv()).await;
+        assert!(waiting.is_err(), "a new reader does not inherit the request");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken_by_an_eviction_request() {
+        let (sender, mut inbox) = inbox();
+        let reader = tokio::spawn(async move { text(inbox.recv().await) });
+        tokio::task::yield_now().await;
+        sender.request_eviction();
+        assert_eq!(reader.await.unwrap(), "<evict>");
     }
 
     #[tokio::test]

@@ -84,7 +84,9 @@ pub use message::{
 pub use outbox::{AdapterSet, DeliveryPolicy, Outbox};
 pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};
 pub use runs::{ProcessRun, ProcessRuns};
-pub use runtime::{Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus};
+pub use runtime::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIVE, Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus,
+};
 pub use scrub::{MIN_SECRET_LEN, REDACTED, Scrubber};
 pub use split::{SplitOptions, split_message, split_message_with};
 pub use supervision::{OWNER_ENDED, ProcessInfo, ProcessRecord, ProcessRegistry, Registration, SupervisorEnd};

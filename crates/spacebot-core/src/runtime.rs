@@ -14,6 +14,16 @@
 //! never waits on a conversation (inboxes are unbounded; every message in them is already
 //! durable in the log). Every task the runtime spawns is owned by a `JoinSet` that
 //! [`Runtime::shutdown`] drains within the grace period and then aborts.
+//!
+//! Conversations are evicted when idle, so memory does not grow with every conversation ever
+//! seen: the router notes each conversation's last activity (a message it routes, any runtime
+//! event of the conversation: turns, replies, processes starting, reporting and ending) and
+//! asks a conversation idle past [`RuntimeSettings::idle_timeout`], or the least recently
+//! active ones beyond [`RuntimeSettings::max_live`], to end ([`ConversationInput::Evict`]). It
+//! never asks one with a live process in the [`ProcessRegistry`]; the conversation itself
+//! decides, and ends only when nothing is in flight (the router can't see a held burst or a
+//! result waiting to be relayed). When its task returns, the entry is dropped, unless a message
+//! raced the exit into the inbox: then a new task takes the same inbox, as after a crash.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +34,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::MessagingAdapter;
@@ -51,6 +62,15 @@ pub struct RuntimeSettings {
     pub adapter_backoff: Duration,
     /// Longest wait between adapter restarts.
     pub adapter_backoff_max: Duration,
+    /// How long a conversation may go without activity (a message, a turn, a background process
+    /// starting, reporting or ending) before its task is asked to end; its next message starts a
+    /// new one, which reloads the history from the log. `None` never evicts for idleness.
+    /// Checked every quarter of it (at least every 100 ms, at most every 30 s).
+    pub idle_timeout: Option<Duration>,
+    /// Most conversation tasks kept live: beyond it, the least recently active idle ones are
+    /// asked to end first. A conversation that is busy when asked stays, so the count can exceed
+    /// the cap while more are busy. `None`: no cap; `Some(0)` evicts every idle conversation.
+    pub max_live: Option<usize>,
 }
 
 impl Default for RuntimeSettings {
@@ -60,9 +80,19 @@ impl Default for RuntimeSettings {
             delivery: DeliveryPolicy::default(),
             adapter_backoff: Duration::from_secs(1),
             adapter_backoff_max: Duration::from_secs(60),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_live: Some(DEFAULT_MAX_LIVE),
         }
     }
 }
+
+/// How long a conversation stays live without activity, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How many conversations stay live at most, by default.
+pub const DEFAULT_MAX_LIVE: usize = 10_000;
+/// Bounds of the period at which the router looks for conversations to evict.
+const MIN_SWEEP: Duration = Duration::from_millis(100);
+const MAX_SWEEP: Duration = Duration::from_secs(30);
 
 impl RuntimeSettings {
     /// Sets the shutdown grace period.
@@ -75,6 +105,27 @@ impl RuntimeSettings {
     pub fn with_delivery(mut self, delivery: DeliveryPolicy) -> Self {
         self.delivery = delivery;
         self
+    }
+
+    /// Sets how long a conversation may stay idle before it is evicted (`None`: never).
+    pub fn with_idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets how many conversations stay live at most (`None`: no cap).
+    pub fn with_max_live(mut self, max_live: Option<usize>) -> Self {
+        self.max_live = max_live;
+        self
+    }
+
+    /// How often the router looks for conversations to evict, if it evicts at all.
+    fn sweep_period(&self) -> Option<Duration> {
+        match (self.idle_timeout, self.max_live) {
+            (Some(idle), _) => Some((idle / 4).clamp(MIN_SWEEP, MAX_SWEEP)),
+            (None, Some(_)) => Some(MAX_SWEEP),
+            (None, None) => None,
+        }
     }
 }
 
@@ -170,6 +221,11 @@ impl RuntimeBuilder {
             ))
         });
 
+        let sweep = self.settings.sweep_period().map(|period| {
+            let mut sweep = tokio::time::interval_at(Instant::now() + period, period);
+            sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            sweep
+        });
         let router = Router {
             engine,
             log: log.clone(),
@@ -181,6 +237,10 @@ impl RuntimeBuilder {
             task_keys: HashMap::new(),
             running: HashMap::new(),
             processes: processes.clone(),
+            activity: Some(events.subscribe()),
+            idle_timeout: self.settings.idle_timeout,
+            max_live: self.settings.max_live,
+            sweep,
         };
         let router_task = tokio::spawn(router.run(router_rx));
 
@@ -453,18 +513,80 @@ enum TaskKind {
 /// The sentence a person sees when the conversation task handling their message died.
 const TASK_FAILED_NOTICE: &str = "⚠️ Something went wrong on my side while answering this; the error was logged.";
 
+/// A conversation with a task: its inbox, and what eviction needs to know of it.
+struct Live {
+    sender: InboxSender,
+    /// The last message routed to it or runtime event about it.
+    active_at: Instant,
+    /// Asked to end, and no activity since: it is leaving, or it was busy and said no. Either
+    /// way it is not asked again (nor counted against the cap) until its next activity.
+    evict_pending: bool,
+    /// Its current task was asked to end, so a clean return with messages queued means a message
+    /// raced the exit (start a new task) rather than a task that gave up on its queue.
+    evict_asked: bool,
+}
+
+impl Live {
+    fn new(sender: InboxSender) -> Self {
+        Self { sender, active_at: Instant::now(), evict_pending: false, evict_asked: false }
+    }
+
+    fn touch(&mut self) {
+        self.active_at = Instant::now();
+        self.evict_pending = false;
+    }
+}
+
 struct Router {
     engine: Arc<dyn ConversationEngine>,
     log: Arc<dyn ConversationLog>,
     outbox: Outbox,
     shutdown: CancellationToken,
     grace: Duration,
-    conversations: HashMap<ConversationKey, InboxSender>,
+    conversations: HashMap<ConversationKey, Live>,
     tasks: JoinSet<TaskKind>,
     task_keys: HashMap<tokio::task::Id, ConversationKey>,
     /// The task of each conversation that has one, for [`RouterCommand::Restart`].
     running: HashMap<ConversationKey, tokio::task::AbortHandle>,
     processes: ProcessRegistry,
+    /// Runtime events, read for each conversation's last activity; `None` once closed.
+    activity: Option<broadcast::Receiver<RuntimeEvent>>,
+    idle_timeout: Option<Duration>,
+    max_live: Option<usize>,
+    /// When to look for conversations to evict; `None` when nothing is ever evicted.
+    sweep: Option<Interval>,
+}
+
+/// Waits for the next tick of `sweep`, or forever without one.
+async fn next_sweep(sweep: Option<&mut Interval>) {
+    match sweep {
+        Some(sweep) => {
+            sweep.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the next runtime event, or forever once the bus is closed.
+async fn next_event(
+    activity: Option<&mut broadcast::Receiver<RuntimeEvent>>,
+) -> std::result::Result<RuntimeEvent, broadcast::error::RecvError> {
+    match activity {
+        Some(activity) => activity.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The conversation an event is about, if any.
+fn event_conversation(event: &RuntimeEvent) -> Option<ConversationKey> {
+    match event {
+        RuntimeEvent::MessageReceived { agent, conversation, .. }
+        | RuntimeEvent::ResponseSent { agent, conversation, .. }
+        | RuntimeEvent::DeliveryFailed { agent, conversation, .. }
+        | RuntimeEvent::TurnStarted { agent, conversation }
+        | RuntimeEvent::TurnFinished { agent, conversation, .. } => Some((agent.clone(), conversation.clone())),
+        RuntimeEvent::Process(event) => Some((event.agent.clone(), event.conversation.clone())),
+    }
 }
 
 impl Router {
@@ -484,9 +606,90 @@ impl Router {
                     None => break,
                 },
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.reap(joined),
+                event = next_event(self.activity.as_mut()) => self.on_event(event),
+                () = next_sweep(self.sweep.as_mut()), if !self.conversations.is_empty() => self.sweep(),
             }
         }
         self.drain().await;
+    }
+
+    /// Notes the activity an event shows.
+    fn on_event(&mut self, event: std::result::Result<RuntimeEvent, broadcast::error::RecvError>) {
+        match event {
+            Ok(event) => {
+                if let Some(live) = event_conversation(&event).and_then(|key| self.conversations.get_mut(&key)) {
+                    live.touch();
+                }
+            }
+            // Events were missed: any conversation may have been active, so count all as active
+            // now rather than evict one that is not idle.
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "router missed runtime events; counting every conversation as active");
+                for live in self.conversations.values_mut() {
+                    live.touch();
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => self.activity = None,
+        }
+    }
+
+    /// Asks conversations idle past the timeout, then those beyond the cap, to end.
+    fn sweep(&mut self) {
+        if let Some(idle) = self.idle_timeout {
+            let now = Instant::now();
+            let due: Vec<ConversationKey> = self
+                .conversations
+                .iter()
+                .filter(|(_, live)| !live.evict_pending && now.saturating_duration_since(live.active_at) >= idle)
+                .map(|(key, _)| key.clone())
+                .collect();
+            if !due.is_empty() {
+                let busy = self.busy_conversations();
+                for key in due.iter().filter(|key| !busy.contains(*key)) {
+                    self.request_eviction(key);
+                }
+            }
+        }
+        self.enforce_cap(None);
+    }
+
+    /// Beyond `max_live` live conversations (not counting those asked to end already), asks the
+    /// least recently active ones without a live process to end; never `spare`.
+    fn enforce_cap(&mut self, spare: Option<&ConversationKey>) {
+        let Some(cap) = self.max_live else { return };
+        let leaving = self.conversations.values().filter(|live| live.evict_pending).count();
+        let excess = (self.conversations.len() - leaving).saturating_sub(cap);
+        if excess == 0 {
+            return;
+        }
+        let busy = self.busy_conversations();
+        let mut candidates: Vec<(Instant, &ConversationKey)> = self
+            .conversations
+            .iter()
+            .filter(|(key, live)| !live.evict_pending && Some(*key) != spare && !busy.contains(*key))
+            .map(|(key, live)| (live.active_at, key))
+            .collect();
+        if candidates.len() > excess {
+            candidates.select_nth_unstable_by_key(excess - 1, |(active_at, _)| *active_at);
+            candidates.truncate(excess);
+        }
+        let chosen: Vec<ConversationKey> = candidates.into_iter().map(|(_, key)| key.clone()).collect();
+        for key in &chosen {
+            self.request_eviction(key);
+        }
+    }
+
+    /// The conversations with a live branch, worker or background task.
+    fn busy_conversations(&self) -> std::collections::HashSet<ConversationKey> {
+        self.processes.list().into_iter().map(|process| (process.agent, process.conversation)).collect()
+    }
+
+    fn request_eviction(&mut self, key: &ConversationKey) {
+        let Some(live) = self.conversations.get_mut(key) else { return };
+        tracing::debug!(agent = %key.0, conversation = %key.1, "asking an idle conversation to end");
+        live.sender.request_eviction();
+        live.evict_pending = true;
+        live.evict_asked = true;
     }
 
     fn route(&mut self, message: InboundMessage) {
@@ -506,14 +709,18 @@ impl Router {
             Some(command) => ConversationInput::Control(command, message),
             None => ConversationInput::Message(message),
         };
-        if let Some(sender) = self.conversations.get(&key) {
-            sender.send(input);
+        if let Some(live) = self.conversations.get_mut(&key) {
+            live.sender.send(input);
+            live.touch();
             return;
         }
         let (sender, inbox) = inbox();
         sender.send(input);
         self.spawn_conversation(key.clone(), inbox);
-        self.conversations.insert(key, sender);
+        self.conversations.insert(key.clone(), Live::new(sender));
+        if self.max_live.is_some_and(|cap| self.conversations.len() > cap) {
+            self.enforce_cap(Some(&key));
+        }
     }
 
     fn spawn_conversation(&mut self, key: ConversationKey, inbox: Inbox) {
@@ -556,13 +763,27 @@ impl Router {
             return;
         };
         self.running.remove(&key);
-        let Some(sender) = self.conversations.get(&key) else { return };
-        let (inbox, in_progress) = sender.reopen();
+        let Some(live) = self.conversations.get_mut(&key) else { return };
+        let (inbox, in_progress) = live.sender.reopen();
+        let evicted = std::mem::take(&mut live.evict_asked);
+        live.evict_pending = false;
         match (failure, in_progress.is_empty()) {
             (None, true) if inbox.is_empty() => {
-                // The conversation returned on its own with nothing left: it is gone until its
-                // next message.
+                // The conversation returned (evicted, or on its own) with nothing left: it is
+                // gone until its next message, which starts a new task. No message can slip in
+                // between: only this actor routes.
+                if evicted {
+                    tracing::debug!(agent = %key.0, conversation = %key.1, "idle conversation evicted");
+                }
                 self.conversations.remove(&key);
+            }
+            (None, true) if evicted => {
+                // A message raced the eviction: it was routed after the conversation took the
+                // request. It is queued in the inbox, so a new task answers it (and anything
+                // behind it) in order, loading the history from the log.
+                tracing::debug!(agent = %key.0, conversation = %key.1, queued = inbox.len(),
+                    "a message arrived while an idle conversation was ending; starting a new task");
+                self.spawn_conversation(key, inbox);
             }
             (failure, false) => {
                 // It died on a message (or a burst it was gathering): those get a visible error,
@@ -581,9 +802,8 @@ impl Router {
                 // same way forever: answer what is queued and let the next message try again.
                 tracing::error!(agent = %key.0, conversation = %key.1, error = ?failure,
                     "a conversation task ended without taking its messages; answering them with an error");
-                if let Some(sender) = self.conversations.remove(&key) {
-                    for input in sender.drain() {
-                        let (ConversationInput::Message(message) | ConversationInput::Control(_, message)) = input;
+                if let Some(live) = self.conversations.remove(&key) {
+                    for message in live.sender.drain().into_iter().filter_map(ConversationInput::into_message) {
                         self.answer_with_notice(message);
                     }
                 }
@@ -619,8 +839,8 @@ impl Router {
     async fn drain(mut self) {
         // Closing the inboxes lets idle conversations return at once; what is still queued stays
         // unhandled in the log and is answered after the next start.
-        for sender in self.conversations.values() {
-            sender.close();
+        for live in self.conversations.values() {
+            live.sender.close();
         }
         let drained = tokio::time::timeout(self.grace, async { while self.tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {

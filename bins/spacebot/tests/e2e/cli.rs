@@ -143,3 +143,28 @@ instance = "ops"
     assert!(stdout.contains("binding 0: discord:ops -> agent ops"), "{stdout}");
     assert!(stdout.contains("memory: hashing embedder, 384 dimensions"), "{stdout}");
 }
+
+#[test]
+fn config_check_shows_when_conversations_are_evicted_and_names_a_bad_value() {
+    let home = Home::new("[conversations]\nidle_timeout_secs = 600\n");
+    let config = home.config_path();
+    let check = |env: &[(&str, &str)]| {
+        run_cli(&["config", "check", "--config", config.to_str().unwrap()], env, home.dir.path())
+    };
+
+    let output = check(&[]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("conversations: evicted after 600 s idle, at most 10000 live"), "{stdout}");
+
+    let output =
+        check(&[("SPACEBOT_CONVERSATIONS__MAX_LIVE", "0"), ("SPACEBOT_CONVERSATIONS__IDLE_TIMEOUT_SECS", "0")]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("conversations: never evicted for idleness, no cap on live conversations"), "{stdout}");
+
+    let output = check(&[("SPACEBOT_CONVERSATIONS__MAX_LIVE", "lots")]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`conversations.max_live`"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "not one sentence: {stderr}");
+}

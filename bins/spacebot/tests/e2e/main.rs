@@ -5,6 +5,7 @@
 mod cli;
 mod conversation;
 mod daemon;
+mod eviction;
 mod http_api;
 mod in_process;
 mod memory;

@@ -10,6 +10,7 @@ mod chronicle;
 mod compaction;
 mod concurrency;
 mod control;
+mod eviction;
 mod failures;
 mod faults;
 mod history;

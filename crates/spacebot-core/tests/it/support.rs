@@ -20,9 +20,11 @@ use tokio::time::Instant;
 
 use spacebot_core::{
     AdapterError, AdapterErrorKind, AgentId, ConversationContext, ConversationEngine, ConversationId,
-    ConversationInput, ConversationLog, InboundMessage, InboundStream, Inbox, MessageId, MessagingAdapter,
-    OutboundResponse, Role, Runtime, RuntimeSettings, Sender, StoreError, StoredMessage,
+    ConversationInput, ConversationLog, InboundMessage, InboundStream, Inbox, Lifecycle, MessageId, MessagingAdapter,
+    OutboundResponse, ProcessId, ProcessKind, ProcessRecord, Role, Runtime, RuntimeSettings, Sender, StoreError,
+    StoredMessage, TerminalState,
 };
+use tokio_util::sync::CancellationToken;
 
 /// How long (in tokio time, usually paused) a wait may take before the test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(600);
@@ -318,6 +320,11 @@ impl FakeAdapter {
         self.changes.until(&format!("delivery of {text:?}"), || self.delivered_texts().iter().any(|t| t == text)).await;
     }
 
+    /// Waits until `count` texts were delivered.
+    pub(crate) async fn until_delivered_count(&self, count: usize) {
+        self.changes.until(&format!("{count} deliveries"), || self.delivered_texts().len() >= count).await;
+    }
+
     /// Whether the current connection's stream is still read by someone.
     pub(crate) fn stream_is_open(&self) -> bool {
         lock(&self.state).connection.as_ref().is_some_and(|tx| !tx.is_closed())
@@ -417,7 +424,12 @@ pub(crate) struct Seen {
 /// - `hang`: never finishes the turn, ignoring cancellation;
 /// - `boom`: panics;
 /// - `slow`: takes [`SLOW_TURN`] (ignoring cancellation), then answers;
-/// - `wait`: waits for `ctx.shutdown`, then returns.
+/// - `wait`: waits for `ctx.shutdown`, then returns;
+/// - `work`: registers a background process in the runtime's table, live until `done`.
+///
+/// It answers an eviction request the simple way: it ends whenever its inbox is empty (it knows
+/// nothing of background work; the router must not ask while a process is live), after
+/// [`EchoEngine::exit_delay`] and a yield, as a real engine's cleanup takes a moment.
 ///
 /// Each engine future holds a guard counted in [`EchoEngine::live`], so a test can tell whether
 /// every future was dropped.
@@ -428,6 +440,8 @@ pub(crate) struct EchoEngine {
     live: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<Seen>>>,
     changes: Arc<Changes>,
+    exit_delay: Arc<Mutex<Duration>>,
+    evicted: Arc<Mutex<Vec<ConversationId>>>,
 }
 
 /// How long a `slow` turn takes.
@@ -456,6 +470,21 @@ impl EchoEngine {
     /// Makes the next `count` conversation futures panic before taking any message.
     pub(crate) fn panic_at_start(&self, count: usize) {
         self.panics_at_start.store(count, Ordering::SeqCst);
+    }
+
+    /// Makes a task that accepted an eviction take `delay` before it returns.
+    pub(crate) fn exit_delay(&self, delay: Duration) {
+        *lock(&self.exit_delay) = delay;
+    }
+
+    /// The conversations whose task accepted an eviction, in order.
+    pub(crate) fn evicted(&self) -> Vec<String> {
+        lock(&self.evicted).iter().map(ToString::to_string).collect()
+    }
+
+    /// Waits until `count` tasks accepted an eviction.
+    pub(crate) async fn until_evicted(&self, count: usize) {
+        self.changes.until(&format!("{count} evictions"), || lock(&self.evicted).len() >= count).await;
     }
 
     /// How many `run_conversation` futures exist (created and not yet dropped).
@@ -504,11 +533,27 @@ impl ConversationEngine for EchoEngine {
         let guard = LiveGuard::new(self.live.clone());
         let seen = self.seen.clone();
         let changes = self.changes.clone();
+        let exit_delay = self.exit_delay.clone();
+        let evicted = self.evicted.clone();
         Box::pin(async move {
             let _guard = guard;
             assert!(!panic_at_start, "engine told to panic at start");
+            let mut work = None;
             while let Some(input) = inbox.recv().await {
-                let ConversationInput::Message(message) = input else { continue };
+                let message = match input {
+                    ConversationInput::Message(message) => message,
+                    ConversationInput::Evict if inbox.is_empty() => {
+                        lock(&evicted).push(ctx.conversation.clone());
+                        changes.bump();
+                        let delay = *lock(&exit_delay);
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        tokio::task::yield_now().await;
+                        return;
+                    }
+                    _ => continue,
+                };
                 let text = message.content.text();
                 let history = ctx.log.history(&ctx.agent, &ctx.conversation, usize::MAX).await.expect("history");
                 let in_log = history.iter().any(|stored| stored.id == message.id);
@@ -529,6 +574,25 @@ impl ConversationEngine for EchoEngine {
                     "wait" => {
                         ctx.shutdown.cancelled().await;
                         return;
+                    }
+                    "work" => {
+                        let lifecycle = Lifecycle::new();
+                        let record = ProcessRecord::new(
+                            ctx.agent.clone(),
+                            ctx.conversation.clone(),
+                            ProcessId::new(format!("work-{task}")),
+                            ProcessKind::Worker,
+                            lifecycle.clone(),
+                            CancellationToken::new(),
+                            ctx.outbox.clone(),
+                        );
+                        work = Some((ctx.processes.register(record), lifecycle));
+                    }
+                    "done" => {
+                        if let Some((registration, lifecycle)) = work.take() {
+                            let _ = lifecycle.settle(TerminalState::Done);
+                            drop(registration);
+                        }
                     }
                     _ => {}
                 }
