@@ -180,6 +180,12 @@ struct RawCompaction {
     max_messages_per_checkpoint: Option<usize>,
     rollup_threshold: Option<usize>,
     rollup_batch: Option<usize>,
+    /// The agent's background budget: compaction model calls allowed per hour.
+    max_calls_per_hour: Option<u32>,
+    /// Failed compaction calls in a row that pause them (the circuit breaker).
+    breaker_failures: Option<u32>,
+    /// How long the breaker pauses them.
+    breaker_cooldown_secs: Option<u64>,
 }
 
 /// The validated config the daemon runs on: read with [`Config::load`], run with
@@ -230,6 +236,9 @@ pub(crate) struct AgentSettings {
     pub(crate) history_limit: Option<usize>,
     /// `agents[].compaction`: the mode (rolling or chronicle), thresholds and intervals.
     pub(crate) compaction: spacebot_agent::CompactionSettings,
+    /// `agents[].compaction.{max_calls_per_hour,breaker_failures,breaker_cooldown_secs}`: the
+    /// budget of background model calls and its circuit breaker.
+    pub(crate) background: spacebot_agent::BackgroundBudgetSettings,
 }
 
 /// A `provider/model` reference, checked against the configured providers.
@@ -532,9 +541,11 @@ fn validate(
             Some(value) => Some(check_chain(value, &format!("{key}.model"))?),
             None => channel_model.clone(),
         };
+        let background = background_budget(&agent.compaction, &format!("{key}.compaction"))?;
         let compaction = compaction(agent.compaction, &format!("{key}.compaction"))?;
         agents.push(AgentSettings {
             compaction,
+            background,
             id: agent.id,
             model,
             system_prompt: agent.system_prompt,
@@ -574,6 +585,20 @@ fn validate(
 }
 
 /// `agents[].compaction` (under `key`); unset keys keep the defaults.
+/// The agent's budget of background model calls, from its compaction section.
+fn background_budget(raw: &RawCompaction, key: &str) -> anyhow::Result<spacebot_agent::BackgroundBudgetSettings> {
+    let defaults = spacebot_agent::BackgroundBudgetSettings::default();
+    let mut budget = defaults;
+    if let Some(calls) = check::positive(raw.max_calls_per_hour, &format!("{key}.max_calls_per_hour"))? {
+        budget = budget.with_max_calls_per_hour(calls);
+    }
+    let failures =
+        check::positive(raw.breaker_failures, &format!("{key}.breaker_failures"))?.unwrap_or(defaults.breaker_failures);
+    let cooldown = check::positive(raw.breaker_cooldown_secs, &format!("{key}.breaker_cooldown_secs"))?
+        .map_or(defaults.breaker_cooldown, Duration::from_secs);
+    Ok(budget.with_breaker(failures, cooldown))
+}
+
 fn compaction(raw: RawCompaction, key: &str) -> anyhow::Result<spacebot_agent::CompactionSettings> {
     use spacebot_agent::{ChronicleSettings, CompactionMode, CompactionSettings};
     let defaults = CompactionSettings::default();
@@ -793,6 +818,20 @@ mod tests {
         let defaults = load_str("").unwrap().task_tools;
         assert_eq!(defaults.sandbox, spacebot_agent::Sandbox::Auto);
         assert!(defaults.web_fetch.is_some());
+    }
+
+    #[test]
+    fn the_background_budget_is_read_per_agent() {
+        let config = load_str(
+            "[[agents]]\nid = \"main\"\n[agents.compaction]\nmax_calls_per_hour = 30\nbreaker_failures = 2\nbreaker_cooldown_secs = 60\n",
+        )
+        .unwrap();
+        let budget = config.agents[0].background;
+        assert_eq!((budget.max_calls_per_hour, budget.breaker_failures), (30, 2));
+        assert_eq!(budget.breaker_cooldown, Duration::from_secs(60));
+        assert_eq!(load_str("").unwrap().agents[0].background, spacebot_agent::BackgroundBudgetSettings::default());
+        let error = load_str("[[agents]]\nid = \"main\"\n[agents.compaction]\nmax_calls_per_hour = 0\n").unwrap_err();
+        assert!(error.to_string().contains("`agents[0].compaction.max_calls_per_hour`"), "{error}");
     }
 
     #[test]

@@ -292,7 +292,8 @@ fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile>> {
             settings = settings.with_history_limit(limit);
         }
         settings = settings.with_compaction(agent.compaction.clone());
-        let mut profile = AgentProfile::new(agent.id.as_str()).with_settings(settings);
+        let mut profile =
+            AgentProfile::new(agent.id.as_str()).with_settings(settings).with_background_budget(agent.background);
         if let Some(prompt) = &agent.system_prompt {
             profile = profile.with_system_prompt(prompt.clone());
         }

@@ -18,6 +18,9 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     println!("agents: {}", list("agents"));
     println!("adapters: {}", list("adapters"));
     println!("live conversations: {}", status["conversations"]);
+    for notice in status["notices"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        println!("notice: {}", notice.as_str().unwrap_or("?"));
+    }
     let processes = status["processes"].as_array().map(Vec::as_slice).unwrap_or_default();
     println!("live processes: {}", processes.len());
     for process in processes {

@@ -16,10 +16,28 @@ use spacebot_core::{ChatMessage, ChatRequest, LanguageModel};
 
 use compactor::CompactionSettings;
 
+use crate::budget::BackgroundBudget;
+
 /// One summary call to the compactor model within the compaction time limit and output bound:
 /// `instructions` as the system prompt, `text` as the one user message. Returns the trimmed
 /// answer, or why there is none as a sentence (for the process event and the logs).
+///
+/// The call is made only if the agent's [`BackgroundBudget`] allows it, and its outcome is
+/// recorded there, so a loop of background work is stopped by the budget whatever started it.
 pub(crate) async fn summarize(
+    model: &Arc<dyn LanguageModel>,
+    budget: &BackgroundBudget,
+    instructions: &str,
+    text: String,
+    settings: &CompactionSettings,
+) -> Result<String, String> {
+    budget.acquire().map_err(|refusal| format!("no summary was asked for: {refusal}"))?;
+    let outcome = call(model, instructions, text, settings).await;
+    budget.record(outcome.is_ok(), outcome.as_ref().err().map_or("", String::as_str));
+    outcome
+}
+
+async fn call(
     model: &Arc<dyn LanguageModel>,
     instructions: &str,
     text: String,

@@ -10,6 +10,7 @@ use spacebot_core::{
     AgentId, ConversationContext, ConversationEngine, Inbox, LanguageModel, MemoryStore, ProcessKind, Tool,
 };
 
+use crate::budget::{BackgroundBudget, BackgroundBudgetSettings};
 use crate::channel::Channel;
 use crate::context::compactor::CompactionSettings;
 use crate::prompt;
@@ -178,6 +179,9 @@ pub struct AgentProfile {
     /// The agent's long-term memory: branches get the memory tools and every turn's system
     /// prompt carries its knowledge render.
     pub(crate) memory: Option<Arc<dyn MemoryStore>>,
+    /// The allowance of background model calls (compaction) of this agent, shared by its
+    /// conversations.
+    pub(crate) background: Arc<BackgroundBudget>,
     /// The built-in task tools plus `worker_tools`, built at the first worker (shared by the
     /// agent's channels), or why they could not be.
     built_worker_tools: Arc<OnceLock<BuiltTools>>,
@@ -192,7 +196,7 @@ impl AgentProfile {
         let id = id.into();
         Self {
             system_prompt: prompt::default_system_prompt(&id),
-            id,
+            id: id.clone(),
             model: None,
             branch_model: None,
             worker_model: None,
@@ -202,8 +206,21 @@ impl AgentProfile {
             worker_tools: Vec::new(),
             branch_tools: Vec::new(),
             memory: None,
+            background: Arc::new(BackgroundBudget::new(id.clone(), BackgroundBudgetSettings::default())),
             built_worker_tools: Arc::default(),
         }
+    }
+
+    /// Sets how many background model calls (compaction) the agent may make an hour and when
+    /// its circuit breaker stops them (see [`BackgroundBudget`]).
+    pub fn with_background_budget(mut self, settings: BackgroundBudgetSettings) -> Self {
+        self.background = Arc::new(BackgroundBudget::new(self.id.clone(), settings));
+        self
+    }
+
+    /// The agent's background budget.
+    pub fn background_budget(&self) -> &Arc<BackgroundBudget> {
+        &self.background
     }
 
     /// Sets the model channels of this agent use (and every process type without its own).
@@ -324,5 +341,11 @@ impl ConversationEngine for ChannelEngine {
         let profile =
             self.agents.get(&ctx.agent).cloned().unwrap_or_else(|| Arc::new(AgentProfile::new(ctx.agent.clone())));
         Box::pin(Channel::new(ctx, profile).run(inbox))
+    }
+
+    fn notices(&self) -> Vec<String> {
+        let mut notices: Vec<String> = self.agents.values().filter_map(|agent| agent.background.notice()).collect();
+        notices.sort();
+        notices
     }
 }

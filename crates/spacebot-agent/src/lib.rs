@@ -26,6 +26,7 @@
 //! `Arc<dyn ConversationLog>` it is given.
 
 mod branch;
+mod budget;
 mod channel;
 mod context;
 mod engine;
@@ -36,6 +37,7 @@ mod task_tools;
 mod tools;
 mod worker;
 
+pub use budget::{BackgroundBudget, BackgroundBudgetSettings};
 pub use context::chronicle::{CHRONICLE_TOOL, ChronicleSettings, CompactionMode};
 pub use context::compactor::CompactionSettings;
 pub use engine::{AgentProfile, ChannelEngine, ChannelSettings, CoalesceSettings};

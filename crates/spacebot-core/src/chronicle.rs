@@ -328,9 +328,10 @@ pub trait Chronicle: Send + Sync + 'static {
     /// [`ChronicleError::Superseded`].
     async fn commit(&self, checkpoint: NewCheckpoint) -> Result<Checkpoint, ChronicleError>;
 
-    /// Commits a rollup and marks its sources rolled up, in one transaction. The sources must
-    /// be existing level-0 checkpoints, consecutive and none rolled up yet; else nothing changes
-    /// and the error is [`ChronicleError::Superseded`]. The rollup's span is theirs.
+    /// Commits a rollup and marks its sources rolled up, in one transaction. The sources are the
+    /// level-0 checkpoints numbered `first..=last` (rollups numbered among them are not sources):
+    /// at least two, `first` and `last` among them, none rolled up yet; else nothing changes and
+    /// the error is [`ChronicleError::Superseded`]. The rollup's span is theirs.
     async fn commit_rollup(&self, rollup: NewRollup) -> Result<Checkpoint, ChronicleError>;
 
     /// The first `limit` messages of the conversation after log sequence number `after`

@@ -169,4 +169,10 @@ pub trait ConversationEngine: Send + Sync + 'static {
     /// If it returns after an eviction request and a message arrived meanwhile, the runtime runs
     /// a new task on the same inbox, so the message is answered, in order.
     fn run_conversation(&self, ctx: ConversationContext, inbox: Inbox) -> BoxFuture<'static, ()>;
+
+    /// Conditions an operator should know about right now, one sentence each (a budget spent, a
+    /// circuit breaker open), for `status`. The default has none.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -227,7 +227,7 @@ impl RuntimeBuilder {
             sweep
         });
         let router = Router {
-            engine,
+            engine: engine.clone(),
             log: log.clone(),
             outbox,
             shutdown: shutdown.child_token(),
@@ -254,6 +254,7 @@ impl RuntimeBuilder {
                 adapter_names: adapters.iter().map(|a| a.name().to_owned()).collect(),
                 bindings: self.bindings,
                 processes,
+                engine,
             }),
         };
 
@@ -373,6 +374,8 @@ pub struct RuntimeStatus {
     pub conversations: usize,
     /// Adapter runtime keys.
     pub adapters: Vec<String>,
+    /// What the engine says an operator should know (a budget spent, a circuit breaker open).
+    pub notices: Vec<String>,
 }
 
 /// A cheap, cloneable handle to a running [`Runtime`].
@@ -390,6 +393,7 @@ struct HandleInner {
     adapter_names: Vec<String>,
     bindings: Vec<Binding>,
     processes: ProcessRegistry,
+    engine: Arc<dyn ConversationEngine>,
 }
 
 impl RuntimeHandle {
@@ -491,6 +495,7 @@ impl RuntimeHandle {
             agents: self.inner.agents.clone(),
             conversations,
             adapters: self.inner.adapter_names.clone(),
+            notices: self.inner.engine.notices(),
         })
     }
 }

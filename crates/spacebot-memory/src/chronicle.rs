@@ -253,7 +253,7 @@ impl SqliteLog {
         let sources: Vec<CheckpointRow> = sqlx::query_as(concat!(
             "SELECT ",
             columns!(),
-            " FROM checkpoints WHERE agent = ?1 AND conversation = ?2 AND seq BETWEEN ?3 AND ?4 ORDER BY seq"
+            " FROM checkpoints WHERE agent = ?1 AND conversation = ?2 AND level = 0 AND seq BETWEEN ?3 AND ?4 ORDER BY seq"
         ))
         .bind(agent)
         .bind(conversation)
@@ -262,12 +262,14 @@ impl SqliteLog {
         .fetch_all(&mut *transaction)
         .await
         .map_err(fail)?;
-        let expected = usize::try_from(last - first + 1).unwrap_or(0);
-        let usable = sources.iter().all(|row| row.level == 0 && row.rolled_up_into.is_none());
+        // The sources are the level-0 checkpoints numbered first..=last; rollups committed
+        // meanwhile are numbered among them and are not sources. Level-0 checkpoints are
+        // contiguous by construction, so these cover one unbroken span.
+        let usable = sources.iter().all(|row| row.rolled_up_into.is_none());
         let (Some(head), Some(tail)) = (sources.first(), sources.last()) else {
             return Err(ChronicleError::Superseded(format!("checkpoints {first}..{last} do not exist")));
         };
-        if first > last || sources.len() != expected || !usable {
+        if first >= last || head.seq != first || tail.seq != last || !usable {
             return Err(ChronicleError::Superseded(format!(
                 "checkpoints {first}..{last} are not all level-0 checkpoints waiting for a rollup"
             )));

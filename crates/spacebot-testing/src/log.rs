@@ -230,14 +230,17 @@ impl Chronicle for MemoryLog {
         let mut state = self.lock();
         let (agent, conversation) = (&rollup.agent, &rollup.conversation);
         let (first, last) = rollup.sources;
-        let sources: Vec<Checkpoint> =
-            state.checkpoints_of(agent, conversation).filter(|c| (first..=last).contains(&c.seq)).cloned().collect();
-        let expected = last.checked_sub(first).map_or(0, |span| span + 1);
-        let usable = sources.iter().all(|c| c.level == 0 && c.rolled_up_into.is_none());
+        // The level-0 checkpoints numbered first..=last; rollups numbered among them are not sources.
+        let sources: Vec<Checkpoint> = state
+            .checkpoints_of(agent, conversation)
+            .filter(|c| c.level == 0 && (first..=last).contains(&c.seq))
+            .cloned()
+            .collect();
+        let usable = sources.iter().all(|c| c.rolled_up_into.is_none());
         let (Some(head), Some(tail)) = (sources.first(), sources.last()) else {
             return Err(ChronicleError::Superseded(format!("checkpoints {first}..{last} do not exist")));
         };
-        if sources.len() as u64 != expected || !usable {
+        if first >= last || head.seq != first || tail.seq != last || !usable {
             return Err(ChronicleError::Superseded(format!("checkpoints {first}..{last} can't be rolled up")));
         }
         let seq = state.next_checkpoint(agent, conversation);
@@ -252,7 +255,11 @@ impl Chronicle for MemoryLog {
         checkpoint.rolls_up = Some((first, last));
         checkpoint.created_at = std::time::SystemTime::now().into();
         for source in state.checkpoints.iter_mut() {
-            if &source.agent == agent && &source.conversation == conversation && (first..=last).contains(&source.seq) {
+            if &source.agent == agent
+                && &source.conversation == conversation
+                && source.level == 0
+                && (first..=last).contains(&source.seq)
+            {
                 source.rolled_up_into = Some(seq);
             }
         }

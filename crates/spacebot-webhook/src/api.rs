@@ -348,6 +348,7 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         "agents": status.agents,
         "conversations": status.conversations,
         "adapters": status.adapters,
+        "notices": status.notices,
         "processes": state.runtime.processes().list().into_iter().map(|process| json!({
             "agent": process.agent,
             "conversation": process.conversation,

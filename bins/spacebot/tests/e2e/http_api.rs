@@ -104,6 +104,8 @@ async fn the_messages_route_takes_the_bare_conversation_id_the_caller_sent() {
     assert_eq!(status, 202, "{accepted}");
     // The prefixed id stays canonical: it is what the 202 names.
     assert_eq!(accepted["conversation"], "webhook:c1");
+    // Wait for the answer (a notice: no model is configured), so both reads see the same log.
+    daemon.wait_for_answers("main", "c1", 1).await;
 
     let read = |conversation: &'static str| {
         let url = format!("{}/api/agents/main/conversations/{conversation}/messages", daemon.base);

@@ -152,6 +152,7 @@ impl Channel {
             after: self.context.covered_to(),
             narrative,
             model,
+            budget: self.profile.background.clone(),
             settings,
         };
         self.spawn_chronicle_job(id, &what, kind, job.run());
@@ -197,6 +198,7 @@ impl Channel {
             conversation: self.ctx.conversation.clone(),
             sources,
             model,
+            budget: self.profile.background.clone(),
             settings,
         };
         self.spawn_chronicle_job(id, &what, CheckpointKind::Rollup, job.run());
@@ -241,7 +243,10 @@ impl Channel {
                     self.context.chronicle_failed_at = None;
                     (TerminalState::Done, format!("{text}; {trimmed} messages left the live context"))
                 }
-                Err(error) if error.is_superseded() => (TerminalState::Cancelled, format!("discarded: {error}")),
+                Err(error) if error.is_superseded() => {
+                    self.superseded(&chronicle).await;
+                    (TerminalState::Cancelled, format!("discarded: {error}"))
+                }
                 Err(error) => {
                     self.context.chronicle_failed_at = Some(Instant::now());
                     (TerminalState::Failed, format!("can't commit the checkpoint: {error}"))
@@ -258,7 +263,10 @@ impl Channel {
                     self.context.add_checkpoint(rollup, &self.profile.settings.compaction.chronicle);
                     (TerminalState::Done, text)
                 }
-                Err(error) if error.is_superseded() => (TerminalState::Cancelled, format!("discarded: {error}")),
+                Err(error) if error.is_superseded() => {
+                    self.superseded(&chronicle).await;
+                    (TerminalState::Cancelled, format!("discarded: {error}"))
+                }
                 Err(error) => {
                     self.context.chronicle_failed_at = Some(Instant::now());
                     (TerminalState::Failed, format!("can't commit the rollup: {error}"))
@@ -274,6 +282,23 @@ impl Channel {
         }
         // More may be due: the next span of a long log, or a rollup.
         self.context.chronicle_due = true;
+    }
+
+    /// The store refused a commit as superseded: this channel's view of the checkpoints is not the
+    /// store's. Reads them again, and waits the retry delay before the next job, like after a
+    /// failure: a refusal that repeats must cost one job per delay, never a loop.
+    async fn superseded(&mut self, chronicle: &Arc<dyn Chronicle>) {
+        self.context.chronicle_failed_at = Some(Instant::now());
+        // The summary it carried was paid for and thrown away: that counts against the breaker.
+        self.profile.background.record(false, "a chronicle commit was refused as superseded");
+        match chronicle.checkpoints(&self.ctx.agent, &self.ctx.conversation).await {
+            Ok(checkpoints) => {
+                self.context.set_checkpoints(checkpoints, &self.profile.settings.compaction.chronicle);
+                self.context.prune_boundaries();
+            }
+            Err(error) => tracing::warn!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
+                "can't read the conversation's checkpoints again after a refused commit"),
+        }
     }
 
     /// The emergency: drops `history[..end]` at once and records the logged messages among them

@@ -114,10 +114,11 @@ impl Channel {
         let settings = self.profile.settings.compaction.clone();
         let limit = settings.summary_timeout;
         let task_id = id.clone();
+        let budget = self.profile.background.clone();
         let task = self
             .context
             .summaries
-            .spawn(async move { (task_id, compactor::summarize(model, transcript, settings).await) });
+            .spawn(async move { (task_id, compactor::summarize(model, budget, transcript, settings).await) });
         let lifecycle = spacebot_core::Lifecycle::new();
         let registration = self.procs.register_background(&self.announcer, &id, &lifecycle, &what, limit, task);
         self.context.compaction =

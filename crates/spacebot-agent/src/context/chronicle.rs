@@ -31,6 +31,7 @@ use spacebot_core::{
 };
 
 use super::compactor::{self, CompactionSettings};
+use crate::budget::BackgroundBudget;
 use crate::processes::{one_line, preview};
 use crate::prompt::{TIME_FORMAT, stamped};
 
@@ -193,6 +194,7 @@ pub(crate) struct CutJob {
     /// The newest checkpoints, oldest first, shown as narrative.
     pub(crate) narrative: Vec<Checkpoint>,
     pub(crate) model: Arc<dyn LanguageModel>,
+    pub(crate) budget: Arc<BackgroundBudget>,
     pub(crate) settings: CompactionSettings,
 }
 
@@ -225,7 +227,7 @@ impl CutJob {
         let Some(draft) = NewCheckpoint::over(self.kind, &messages, "", "") else {
             return JobOutcome::Nothing("no messages to cover".to_owned());
         };
-        let draft = match super::summarize(&self.model, CUT_PROMPT, text, &self.settings).await {
+        let draft = match super::summarize(&self.model, &self.budget, CUT_PROMPT, text, &self.settings).await {
             Ok(answer) => {
                 let (title, summary) = parse_answer(&answer, &fallback);
                 let mut draft = draft.with_model(model);
@@ -277,6 +279,7 @@ pub(crate) struct RollupJob {
     pub(crate) conversation: ConversationId,
     pub(crate) sources: Vec<Checkpoint>,
     pub(crate) model: Arc<dyn LanguageModel>,
+    pub(crate) budget: Arc<BackgroundBudget>,
     pub(crate) settings: CompactionSettings,
 }
 
@@ -290,7 +293,7 @@ impl RollupJob {
             // Writing to a String cannot fail.
             let _ = write!(text, "\n{}\n{}\n", entry_heading(checkpoint), checkpoint.summary.trim());
         }
-        match super::summarize(&self.model, ROLLUP_PROMPT, text, &self.settings).await {
+        match super::summarize(&self.model, &self.budget, ROLLUP_PROMPT, text, &self.settings).await {
             Ok(answer) => {
                 let fallback = format!(
                     "{} to {}",

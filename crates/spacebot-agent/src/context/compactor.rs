@@ -24,6 +24,7 @@ use std::time::Duration;
 use spacebot_core::{ChatMessage, LanguageModel};
 
 use super::chronicle::{ChronicleSettings, CompactionMode};
+use crate::budget::BackgroundBudget;
 use crate::processes::preview;
 
 /// Messages a cut always leaves in place, newest last.
@@ -318,11 +319,12 @@ pub(crate) fn transcript<'a>(messages: impl IntoIterator<Item = &'a ChatMessage>
 /// Errors are sentences for the process event.
 pub(crate) async fn summarize(
     model: Arc<dyn LanguageModel>,
+    budget: Arc<BackgroundBudget>,
     transcript: String,
     settings: CompactionSettings,
 ) -> Result<String, String> {
     let text = format!("Summarise this conversation so far:\n\n{transcript}");
-    super::summarize(&model, SUMMARY_PROMPT, text, &settings).await
+    super::summarize(&model, &budget, SUMMARY_PROMPT, text, &settings).await
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod eviction;
 mod failures;
 mod faults;
 mod history;
+mod idle;
 mod memory;
 mod processes;
 mod recording;

@@ -114,6 +114,36 @@ async fn a_rollup_marks_its_sources_in_the_same_commit() {
 }
 
 #[tokio::test]
+async fn a_rollup_numbered_between_its_sources_does_not_block_the_next_rollup() {
+    let store = SqliteLog::open_in_memory().await.unwrap();
+    fill(&store, 15).await;
+    let chronicle = store.chronicle().unwrap();
+    let all = logged(&chronicle).await;
+    let (main, conv) = (agent("main"), conversation());
+    // Level-0 #1, #2, #3; rollup #4 of #1-#2; level-0 #5 after it.
+    for i in 0..3 {
+        chronicle.commit(span(&all, i * 3, i * 3 + 2)).await.unwrap();
+    }
+    chronicle.commit_rollup(NewRollup::new(main.clone(), conv.clone(), (1, 2), "a", "s")).await.unwrap();
+    chronicle.commit(span(&all, 9, 11)).await.unwrap();
+
+    // #3 and #5 are the next two waiting; #4 (a rollup) between them is not a source.
+    let rollup = chronicle.commit_rollup(NewRollup::new(main.clone(), conv.clone(), (3, 5), "b", "s")).await.unwrap();
+    assert_eq!((rollup.seq, rollup.rolls_up), (6, Some((3, 5))));
+    assert_eq!((rollup.covers_from_seq, rollup.covers_to_seq, rollup.message_count), (all[6].seq, all[11].seq, 6));
+    let checkpoints = chronicle.checkpoints(&main, &conv).await.unwrap();
+    let rolled: Vec<(u64, Option<u64>)> = checkpoints.iter().map(|c| (c.seq, c.rolled_up_into)).collect();
+    assert_eq!(rolled, [(1, Some(4)), (2, Some(4)), (3, Some(6)), (4, None), (5, Some(6)), (6, None)]);
+
+    // A range that starts or ends on a rollup, or holds one source, is refused.
+    for sources in [(4, 5), (3, 4), (5, 5)] {
+        let error =
+            chronicle.commit_rollup(NewRollup::new(main.clone(), conv.clone(), sources, "t", "s")).await.unwrap_err();
+        assert!(error.is_superseded(), "{sources:?}: {error}");
+    }
+}
+
+#[tokio::test]
 async fn checkpoints_read_back_the_same_after_reopening_the_file() {
     let (_dir, path) = temp_db();
     let committed: Vec<Checkpoint> = {
