@@ -29,5 +29,5 @@ mod serve;
 
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
 pub use api::{ApiConfig, router};
-pub use error::ApiError;
+pub use error::{ApiError, Result};
 pub use serve::{ServeLimits, serve};
