@@ -6,13 +6,15 @@
 //! - [`manifest`]: internal dependencies are inherited with `name.workspace = true`;
 //! - [`files`]: every `.rs` file opens with a `//!` comment, no `mod.rs`, line budgets;
 //! - [`codemap`]: `docs/ARCHITECTURE.md`'s code map names every source file, and only files
-//!   that exist.
+//!   that exist;
+//! - [`docs`]: every path from the root that a document spells out exists.
 //!
 //! The same checks run as the `tidy` test below, so `cargo test --workspace` enforces them and CI
 //! needs no extra step.
 
 mod codemap;
 mod deps;
+mod docs;
 mod files;
 mod manifest;
 
@@ -51,6 +53,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<Vec<Violation>> {
     let map = std::fs::read_to_string(root.join(codemap::DOC))
         .map_err(|e| anyhow::anyhow!("can't read {}: {e}", codemap::DOC))?;
     violations.extend(codemap::check(&map, &sources));
+    for document in docs::list(root)? {
+        let text =
+            std::fs::read_to_string(root.join(&document)).map_err(|e| anyhow::anyhow!("can't read {document}: {e}"))?;
+        violations.extend(docs::check(&document, &text, &|path: &str| root.join(path).exists()));
+    }
 
     let metadata = deps::Metadata::load(root)?;
     let internal: HashSet<&str> = metadata.members().iter().map(|m| m.name.as_str()).collect();
