@@ -50,6 +50,9 @@ impl ApiError {
     }
 }
 
+/// A result whose error is an [`ApiError`] unless said otherwise.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
 impl From<spacebot_core::Error> for ApiError {
     fn from(error: spacebot_core::Error) -> Self {
         match error {

@@ -15,7 +15,7 @@
 //! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault (except the `431`
 //! and `400` hyper's parser answers to a head it can't take, before any route runs).
 //!
-//! [`serve`] runs the router on a listener within [`ServeLimits`]: header and body read timeouts
+//! [`serve()`] runs the router on a listener within [`ServeLimits`]: header and body read timeouts
 //! (`408`), a head size limit (`431`) and a connection cap (the longest-idle connection makes way;
 //! `503` when all are busy), so idle or slow clients can't stop `/health` and the webhook
 //! answering.
@@ -29,5 +29,5 @@ mod serve;
 
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
 pub use api::{ApiConfig, router};
-pub use error::ApiError;
+pub use error::{ApiError, Result};
 pub use serve::{ServeLimits, serve};
