@@ -19,7 +19,7 @@ use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
 use spacebot_core::{FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings, Scrubber};
 use spacebot_cortex::{Watchdog, WatchdogSettings};
 use spacebot_memory::SqliteLog;
-use spacebot_webhook::{ApiConfig, WebhookAdapter};
+use spacebot_webhook::{ApiConfig, OpenAiAdapter, WebhookAdapter};
 
 use crate::config::{self, Config};
 use crate::data_dir::Unusable;
@@ -87,10 +87,15 @@ impl Daemon {
 
         // The cortex's watchdog ends any process or turn that outlives its limit.
         let watchdog = Watchdog::new(watchdog_settings(&profiles));
+        // A chat completion waits as long as the slowest agent's turn may take, and a little.
+        let reply_timeout =
+            profiles.iter().map(|p| p.settings().turn_timeout).max().unwrap_or_default() + Duration::from_secs(30);
+        let openai = OpenAiAdapter::new();
         let mut builder = Runtime::builder()
             .engine(Arc::new(ChannelEngine::new(profiles)))
             .log(store.clone())
             .adapter(Arc::new(WebhookAdapter))
+            .adapter(Arc::new(openai.clone()))
             .settings(
                 RuntimeSettings::default()
                     .with_shutdown_grace(config.shutdown_grace)
@@ -126,8 +131,11 @@ impl Daemon {
             tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), cortex_stop.clone()));
         // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
         let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(cortex_stop.clone())));
-        let api =
-            ApiConfig::default().with_token(config.api.token.clone()).with_max_body_bytes(config.api.max_body_bytes);
+        let api = ApiConfig::default()
+            .with_token(config.api.token.clone())
+            .with_max_body_bytes(config.api.max_body_bytes)
+            .with_openai(openai)
+            .with_reply_timeout(reply_timeout);
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();
         let http =
