@@ -19,6 +19,7 @@ use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, Ru
 
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
 use crate::openai::{self, OpenAiAdapter};
 use crate::serve::BodyReadTimeout;
 
@@ -37,6 +38,8 @@ pub struct ApiConfig {
     /// How long a `/v1/chat/completions` request waits for the agent to finish answering
     /// before it gives up with `504` (the reply still lands in the conversation).
     pub reply_timeout: Duration,
+    /// The metrics `GET /metrics` serves; without them it answers `404`.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for ApiConfig {
@@ -47,6 +50,7 @@ impl Default for ApiConfig {
             max_text_bytes: 64 * 1024,
             openai: None,
             reply_timeout: Duration::from_secs(300),
+            metrics: None,
         }
     }
 }
@@ -59,6 +63,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("max_text_bytes", &self.max_text_bytes)
             .field("openai", &self.openai.is_some())
             .field("reply_timeout", &self.reply_timeout)
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -80,6 +85,12 @@ impl ApiConfig {
     /// the runtime (it delivers the replies).
     pub fn with_openai(mut self, adapter: OpenAiAdapter) -> Self {
         self.openai = Some(adapter);
+        self
+    }
+
+    /// Serves `metrics` on `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -105,6 +116,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/agents/{agent}/conversations/{conversation}/messages", get(messages))
         .route("/api/status", get(status))
         .route("/api/events", get(events))
+        .route("/metrics", get(serve_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -409,6 +421,14 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
             "limit_seconds": process.limit.map(|limit| limit.as_secs()),
         })).collect::<Vec<_>>(),
     })))
+}
+
+async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(metrics) = &state.config.metrics else {
+        return Err(ApiError::NotFound("metrics are not enabled on this server".to_owned()));
+    };
+    let text = metrics.render(&state.runtime).await;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 
 async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

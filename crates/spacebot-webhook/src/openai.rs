@@ -361,7 +361,9 @@ fn last_user_text(messages: Option<Value>, max_bytes: usize) -> Result<String, O
             texts.join("\n")
         }
         _ => {
-            return Err(invalid("the last `user` message's `content` must be a string or an array of parts".to_owned()));
+            return Err(invalid(
+                "the last `user` message's `content` must be a string or an array of parts".to_owned(),
+            ));
         }
     };
     required_string(Some(Value::String(text)), "content", max_bytes)
