@@ -54,6 +54,8 @@ pub(crate) enum Command {
     Doctor,
     /// Inspect and edit an agent's memory.
     Memory(MemoryArgs),
+    /// Show the tokens (and cost, where `[llm.prices]` sets one) the agents' model calls used.
+    Usage(UsageArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -63,6 +65,16 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    /// The last this many days, today included (default: all recorded usage).
+    #[arg(long, conflicts_with = "since", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) days: Option<u64>,
+    /// From this day on, as YYYY-MM-DD.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {

@@ -84,6 +84,16 @@ struct RawLlm {
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     models: RawModels,
+    /// `[llm.prices."provider/model"]`: what the model's tokens cost, for `spacebot usage`.
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input_per_million: f64,
+    output_per_million: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +224,8 @@ pub struct Config {
     pub(crate) memory: MemorySettings,
     /// `[conversations]`: when idle conversations are evicted.
     pub(crate) conversations: ConversationSettings,
+    /// `[llm.prices]`: US dollars per million tokens, by `provider/model`.
+    pub(crate) prices: BTreeMap<String, spacebot_webhook::ModelPrice>,
 }
 
 #[derive(Debug)]
@@ -500,6 +512,26 @@ fn validate(
         };
         Ok(ModelChain { models })
     };
+    let mut prices = BTreeMap::new();
+    for (model, price) in &raw.llm.prices {
+        let key = format!("llm.prices.\"{model}\"");
+        if !model.split_once('/').is_some_and(|(provider, name)| !provider.is_empty() && !name.is_empty()) {
+            bail!("config key `{key}` must name a model as `provider/model`");
+        }
+        for (field, value) in
+            [("input_per_million", price.input_per_million), ("output_per_million", price.output_per_million)]
+        {
+            if !value.is_finite() || value < 0.0 {
+                bail!(
+                    "config key `{key}.{field}` must be a price of zero or more (US dollars per million tokens), got {value}"
+                );
+            }
+        }
+        prices.insert(
+            model.clone(),
+            spacebot_webhook::ModelPrice::new(price.input_per_million, price.output_per_million),
+        );
+    }
     let channel_model = raw.llm.models.channel.as_ref().map(|m| check_chain(m, "llm.models.channel")).transpose()?;
     let mut process_models = Vec::new();
     for (kind, name, value) in [
@@ -581,6 +613,7 @@ fn validate(
         process_models,
         messaging,
         bindings,
+        prices,
     })
 }
 

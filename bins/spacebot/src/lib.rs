@@ -33,6 +33,7 @@ mod memory_cmd;
 mod memory_setup;
 mod start;
 mod status;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Status => status::run(&cli.global),
         Command::Doctor => doctor::run(&cli.global),
         Command::Memory(args) => memory_cmd::run(&cli.global, args),
+        Command::Usage(args) => usage::run(&cli.global, &args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),
     };
     match result {

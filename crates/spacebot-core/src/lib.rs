@@ -54,6 +54,7 @@ mod scrub;
 mod split;
 mod supervision;
 mod tool;
+mod usage;
 
 pub use adapter::{InboundStream, MessagingAdapter};
 pub use binding::{Binding, CHANNEL_KEY, GUILD_KEY, PARENT_CHANNEL_KEY, resolve_binding};
@@ -91,3 +92,4 @@ pub use scrub::{MIN_SECRET_LEN, REDACTED, Scrubber};
 pub use split::{SplitOptions, split_message, split_message_with};
 pub use supervision::{OWNER_ENDED, ProcessInfo, ProcessRecord, ProcessRegistry, Registration, SupervisorEnd};
 pub use tool::{Tool, TypedTool, parse_tool_args};
+pub use usage::{UsageLedger, UsageRow};

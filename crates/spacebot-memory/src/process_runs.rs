@@ -23,7 +23,7 @@ struct RunRow {
     started_at: i64,
 }
 
-fn kind_from(text: &str) -> Option<ProcessKind> {
+pub(crate) fn kind_from(text: &str) -> Option<ProcessKind> {
     [ProcessKind::Channel, ProcessKind::Branch, ProcessKind::Worker, ProcessKind::Compactor]
         .into_iter()
         .find(|kind| kind.as_str() == text)

@@ -1,6 +1,8 @@
 //! Routes, handlers and the server loop.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -15,13 +17,16 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage};
+use spacebot_core::{
+    AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage, UsageLedger,
+};
 
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::openai::{self, OpenAiAdapter};
 use crate::serve::BodyReadTimeout;
+use crate::usage::{self, ModelPrice};
 
 /// Settings of the HTTP API.
 #[derive(Clone)]
@@ -40,6 +45,10 @@ pub struct ApiConfig {
     pub reply_timeout: Duration,
     /// The metrics `GET /metrics` serves; without them it answers `404`.
     pub metrics: Option<Metrics>,
+    /// Where `GET /api/usage` reads the model usage; without it that route answers `404`.
+    pub usage: Option<Arc<dyn UsageLedger>>,
+    /// The prices `GET /api/usage` costs tokens at, by model (`provider/model`).
+    pub prices: BTreeMap<String, ModelPrice>,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +60,8 @@ impl Default for ApiConfig {
             openai: None,
             reply_timeout: Duration::from_secs(300),
             metrics: None,
+            usage: None,
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -64,6 +75,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("openai", &self.openai.is_some())
             .field("reply_timeout", &self.reply_timeout)
             .field("metrics", &self.metrics.is_some())
+            .field("usage", &self.usage.is_some())
+            .field("prices", &self.prices)
             .finish()
     }
 }
@@ -94,6 +107,13 @@ impl ApiConfig {
         self
     }
 
+    /// Serves `GET /api/usage` from `ledger`, costed at `prices`.
+    pub fn with_usage(mut self, ledger: Arc<dyn UsageLedger>, prices: BTreeMap<String, ModelPrice>) -> Self {
+        self.usage = Some(ledger);
+        self.prices = prices;
+        self
+    }
+
     /// Sets how long a chat completion waits for the agent's answer.
     pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = timeout;
@@ -117,6 +137,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/status", get(status))
         .route("/api/events", get(events))
         .route("/metrics", get(serve_metrics))
+        .route("/api/usage", get(usage::usage))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -10,6 +10,8 @@
 //!   conversations, the bare id the caller sent (`c1`).
 //! - `GET /api/status`: agents, live conversations, adapters, uptime.
 //! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
+//! - `GET /api/usage`: tokens (and cost, where prices are configured) per day, agent, model and
+//!   process kind.
 //! - `GET /metrics`: the daemon's figures in the Prometheus text format ([`Metrics`]).
 //! - `POST /v1/chat/completions`, `GET /v1/models`: the OpenAI-compatible API onto the agents
 //!   (see the `openai` module); needs an [`OpenAiAdapter`] registered with the runtime and in
@@ -32,10 +34,12 @@ mod error;
 mod metrics;
 mod openai;
 mod serve;
+mod usage;
 
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
 pub use api::{ApiConfig, router};
 pub use error::{ApiError, Result};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, UsageWriter};
 pub use openai::{OPENAI_ADAPTER, OpenAiAdapter};
 pub use serve::{ServeLimits, serve};
+pub use usage::ModelPrice;

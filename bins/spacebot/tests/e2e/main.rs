@@ -19,3 +19,4 @@ mod secrets;
 mod send;
 mod shutdown;
 mod tool_arguments;
+mod usage;
