@@ -56,6 +56,8 @@ pub(crate) enum Command {
     Memory(MemoryArgs),
     /// Show the tokens (and cost, where `[llm.prices]` sets one) the agents' model calls used.
     Usage(UsageArgs),
+    /// Manage the encrypted secret store that `secret:NAME` config values read.
+    Secrets(SecretsArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -65,6 +67,29 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {}
+
+#[derive(Debug, Args)]
+pub(crate) struct SecretsArgs {
+    #[command(subcommand)]
+    pub(crate) command: SecretsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Store a secret; its value is read from stdin (prompted for without echo on a terminal),
+    /// never from the command line.
+    Set {
+        /// Letters, digits and underscores.
+        name: String,
+    },
+    /// List the stored secrets' names (never their values).
+    List,
+    /// Remove a secret.
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct UsageArgs {

@@ -335,6 +335,55 @@ impl Config {
     ///
     /// One sentence naming the file, key or value at fault.
     pub fn load(location: &Location) -> anyhow::Result<Self> {
+        let (figment, file, home_dir) = layered(location)?;
+        // `secret:NAME` values are read from the secret store of the data dir the config names.
+        let data_dir = data_dir_of(&figment, location, &home_dir);
+        let figment = crate::secrets::resolve_references(figment, &data_dir)?;
+        let raw: RawConfig =
+            figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
+        let data_dir_origin = match (&location.data_dir, &raw.data_dir) {
+            (Some(_), _) => "--data-dir".to_owned(),
+            (None, Some(_)) => format!("config key `data_dir`{}", check::origin(&figment, "data_dir")),
+            (None, None) => "config key `data_dir`, by default ~/.spacebot".to_owned(),
+        };
+        validate(raw, file, location, home_dir, data_dir_origin).map_err(|error| {
+            // The checks name the key; say where its value came from too.
+            let mut message = check::with_origin(&error.to_string(), &figment);
+            for cause in error.chain().skip(1) {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+            }
+            anyhow::anyhow!(message)
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
+    }
+}
+
+/// The data directory `location` and the config it finds name, without reading the rest of the
+/// config (nor its secrets): for `spacebot secrets`, which must work while a secret the config
+/// names is still missing.
+pub(crate) fn data_dir_for(location: &Location) -> anyhow::Result<DataDir> {
+    let (figment, _, home_dir) = layered(location)?;
+    Ok(data_dir_of(&figment, location, &home_dir))
+}
+
+/// The data directory as `load` will settle it (an empty or unreadable `data_dir` is left to
+/// its checks; this gives the default then).
+fn data_dir_of(figment: &Figment, location: &Location, home_dir: &Path) -> DataDir {
+    let configured = figment.extract_inner::<PathBuf>("data_dir").ok().filter(|dir| !dir.as_os_str().is_empty());
+    DataDir::new(
+        location.data_dir.clone().or(configured).map_or_else(|| home_dir.to_path_buf(), |dir| expand_home(&dir)),
+    )
+}
+
+/// The config file `location` names (or the data dir's), with the `SPACEBOT_` environment
+/// variables laid over it, and the default data dir.
+fn layered(location: &Location) -> anyhow::Result<(Figment, Option<PathBuf>, PathBuf)> {
+    {
         let home_dir = home().join(".spacebot");
         let file = match &location.config {
             Some(path) if !path.is_file() => bail!("config file {} does not exist", path.display()),
@@ -359,27 +408,7 @@ impl Config {
                 .filter(|key| key.as_str().contains("__") || key == "data_dir" || key == "shutdown_grace_secs")
                 .split("__"),
         );
-        let raw: RawConfig =
-            figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
-        let data_dir_origin = match (&location.data_dir, &raw.data_dir) {
-            (Some(_), _) => "--data-dir".to_owned(),
-            (None, Some(_)) => format!("config key `data_dir`{}", check::origin(&figment, "data_dir")),
-            (None, None) => "config key `data_dir`, by default ~/.spacebot".to_owned(),
-        };
-        validate(raw, file, location, home_dir, data_dir_origin).map_err(|error| {
-            // The checks name the key; say where its value came from too.
-            let mut message = check::with_origin(&error.to_string(), &figment);
-            for cause in error.chain().skip(1) {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-            }
-            anyhow::anyhow!(message)
-        })
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &DataDir {
-        &self.data_dir
+        Ok((figment, file, home_dir))
     }
 }
 
@@ -731,7 +760,8 @@ fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings>
     Ok(settings.with_web_fetch(web))
 }
 
-/// Resolves an `env:NAME` value; other values are literal.
+/// Resolves an `env:NAME` value; other values are literal (`secret:NAME` values were replaced by
+/// the stored secret before the config was read: `crate::secrets::resolve_references`).
 fn resolve(value: &str, key: &str) -> anyhow::Result<String> {
     match value.strip_prefix("env:") {
         Some(name) => std::env::var(name)

@@ -31,6 +31,7 @@ mod data_dir;
 mod doctor;
 mod memory_cmd;
 mod memory_setup;
+mod secrets;
 mod start;
 mod status;
 mod usage;
@@ -61,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Doctor => doctor::run(&cli.global),
         Command::Memory(args) => memory_cmd::run(&cli.global, args),
         Command::Usage(args) => usage::run(&cli.global, &args),
+        Command::Secrets(args) => secrets::run(&cli.global, &args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),
     };
     match result {

@@ -15,6 +15,7 @@ mod openai_api;
 mod processes;
 mod provider_errors;
 mod refusals;
+mod secret_store;
 mod secrets;
 mod send;
 mod shutdown;
