@@ -84,7 +84,7 @@ pub use message::{
 };
 pub use outbox::{AdapterSet, DeliveryPolicy, Outbox};
 pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};
-pub use runs::{ProcessRun, ProcessRuns};
+pub use runs::{Owed, ProcessRun, ProcessRuns, RecordedRun};
 pub use runtime::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIVE, Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus,
 };
