@@ -81,8 +81,6 @@ impl SecretStore {
     }
 
     fn write(&self, store: &StoreFile) -> anyhow::Result<()> {
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("can't create {}", dir.display()))?;
         let temporary = self.file.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(store).context("can't encode the secret store")?;
         write_private(&temporary, &bytes)?;
@@ -191,8 +189,11 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to a new file only its owner can read (mode 0600 on Unix).
+/// Writes `bytes` to a new file only its owner can read (mode 0600 on Unix), creating its
+/// directory (the data dir, before the daemon first ran) when needed.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("can't create {}", dir.display()))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -319,9 +320,10 @@ fn read_value(name: &str) -> anyhow::Result<String> {
 mod tests {
     use super::*;
 
+    /// A store in a data dir that does not exist yet, as before the daemon's first run.
     fn store() -> (tempfile::TempDir, SecretStore) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SecretStore::new(&DataDir::new(dir.path()));
+        let store = SecretStore::new(&DataDir::new(dir.path().join("data")));
         (dir, store)
     }
 
@@ -333,13 +335,14 @@ mod tests {
         assert_eq!(store.get("OPENAI").expect("get").as_deref(), Some("sk-the-real-key-123"));
         assert_eq!(store.get("NONE").expect("get"), None);
         assert_eq!(store.names().expect("names"), ["OPENAI", "SLACK"]);
-        let on_disk = std::fs::read_to_string(dir.path().join("secrets.json")).expect("file");
+        let on_disk = std::fs::read_to_string(dir.path().join("data/secrets.json")).expect("file");
         assert!(!on_disk.contains("sk-the-real-key") && on_disk.contains("OPENAI"), "{on_disk}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             for file in ["secrets.json", "master.key"] {
-                let mode = std::fs::metadata(dir.path().join(file)).expect("meta").permissions().mode() & 0o777;
+                let mode =
+                    std::fs::metadata(dir.path().join("data").join(file)).expect("meta").permissions().mode() & 0o777;
                 assert_eq!(mode, 0o600, "{file}");
             }
         }
@@ -353,13 +356,13 @@ mod tests {
         let (dir, store) = store();
         store.set("A", "first-secret-value").expect("set");
         store.set("B", "other-secret-value").expect("set");
-        let path = dir.path().join("secrets.json");
+        let path = dir.path().join("data/secrets.json");
         let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
         file["secrets"]["B"] = file["secrets"]["A"].clone();
         std::fs::write(&path, file.to_string()).expect("write");
         let error = store.get("B").expect_err("a moved value").to_string();
         assert!(error.contains("can't be decrypted"), "{error}");
-        std::fs::write(dir.path().join("master.key"), hex(&[7u8; KEY_LEN])).expect("other key");
+        std::fs::write(dir.path().join("data/master.key"), hex(&[7u8; KEY_LEN])).expect("other key");
         assert!(store.get("A").is_err(), "a wrong key can't read it");
     }
 
@@ -368,7 +371,7 @@ mod tests {
         use figment::providers::{Format, Toml};
         let (dir, store) = store();
         store.set("TOKEN", "api-token-value-1").expect("set");
-        let data_dir = DataDir::new(dir.path());
+        let data_dir = DataDir::new(dir.path().join("data"));
         let toml = "[api]\ntoken = \"secret:TOKEN\"\n[llm.providers.a]\napi_key = \"secret:A\"\n[llm.providers.b]\napi_key = \"secret:B\"\n";
         let error = resolve_references(Figment::from(Toml::string(toml)), &data_dir).expect_err("missing").to_string();
         assert!(

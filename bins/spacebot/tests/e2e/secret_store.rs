@@ -5,11 +5,13 @@
 use std::io::Write;
 use std::process::{Output, Stdio};
 
+use serde_json::json;
 use spacebot_testing::{FakeLlmServer, FakeReply};
 
 use crate::daemon::{Daemon, Home, spacebot};
 
-const KEY: &str = "sk-from-the-store-4f9a1c";
+/// Not shaped like any well-known key: only the configured secrets can catch it.
+const KEY: &str = "store-held-value-4f9a1c";
 
 /// `spacebot --config .. --data-dir .. secrets ARGS`, with `stdin` piped in.
 fn secrets(home: &Home, args: &[&str], stdin: &str) -> Output {
@@ -37,7 +39,9 @@ fn text(output: &Output) -> String {
 async fn a_stored_secret_reaches_the_provider_and_never_the_chat() {
     let fake = FakeLlmServer::start().await;
     // The model repeats the key it was given: the scrubber must catch it.
-    fake.respond_with(|_| FakeReply::text(format!("my key is {KEY}, keep it safe")));
+    fake.respond_with(|_| {
+        FakeReply::tool_call("reply", json!({ "content": format!("my key is {KEY}, keep it safe") }))
+    });
     let config = format!(
         r#"
 [llm.providers.main]
@@ -91,7 +95,7 @@ channel = "main/fake-gpt"
     let request = fake.last_request().expect("the model was called");
     assert_eq!(request.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
     let answer = answers[0]["text"].as_str().expect("text");
-    assert!(!answer.contains(KEY) && answer.contains("[redacted]"), "{answer}");
+    assert_eq!(answer, "my key is [redacted], keep it safe");
     daemon.stop().await;
 
     let removed = secrets(&home, &["rm", "PROVIDER_KEY"], "");
