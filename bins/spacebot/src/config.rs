@@ -75,6 +75,8 @@ struct RawApi {
     header_read_timeout_secs: Option<u64>,
     body_read_timeout_secs: Option<u64>,
     max_header_bytes: Option<usize>,
+    /// Serve a non-loopback `bind` without a token, on purpose.
+    allow_unauthenticated: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -462,9 +464,21 @@ fn validate(
         DataDir::new(location.data_dir.clone().or(raw.data_dir).map(|dir| expand_home(&dir)).unwrap_or(home_dir));
 
     let bind = raw.api.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
-    bind.parse::<std::net::SocketAddr>()
+    let address = bind
+        .parse::<std::net::SocketAddr>()
         .with_context(|| format!("config key `api.bind` must be an address like 127.0.0.1:19898, not `{bind}`"))?;
-    let token = raw.api.token.map(|value| resolve(&value, "api.token")).transpose()?.filter(|t| !t.is_empty());
+    let token = raw.api.token.map(|value| resolve(&value, "api.token")).transpose()?;
+    // An empty token would turn authentication off without anyone deciding so.
+    if token.as_ref().is_some_and(|token| token.trim().is_empty()) {
+        bail!(
+            "config key `api.token` is empty (`\"\"`, or an `env:` variable set to nothing), which would turn authentication off: set a token, or remove the key to run without one"
+        );
+    }
+    if token.is_none() && !address.ip().is_loopback() && raw.api.allow_unauthenticated != Some(true) {
+        bail!(
+            "config key `api.bind` is {bind}, reachable from other machines, and no `api.token` is set: set one, or set `api.allow_unauthenticated = true` to serve without authentication on purpose"
+        );
+    }
     let max_body_bytes = check::positive(raw.api.max_body_bytes, "api.max_body_bytes")?.unwrap_or(256 * 1024);
     let mut limits = spacebot_webhook::ServeLimits::default();
     if let Some(connections) = check::positive(raw.api.max_connections, "api.max_connections")? {
@@ -967,6 +981,25 @@ mod tests {
         assert!(error.contains("`agents[0].compaction.rollup_threshold`"), "{error}");
         let error = load_str("[[agents]]\nid = \"a\"\ncompaction = { emergency = 1.5 }").unwrap_err().to_string();
         assert!(error.contains("`agents[0].compaction.emergency`"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_token_or_an_open_bind_without_one_is_refused() {
+        let error = load_str("[api]\ntoken = \"\"").unwrap_err().to_string();
+        assert!(
+            error.contains("`api.token`") && error.contains("is empty") && error.contains("authentication off"),
+            "{error}"
+        );
+        let error = load_str("[api]\ntoken = \"  \"").unwrap_err().to_string();
+        assert!(error.contains("`api.token`") && error.contains("is empty"), "{error}");
+        let error = load_str("[api]\nbind = \"0.0.0.0:19898\"").unwrap_err().to_string();
+        assert!(
+            error.contains("`api.bind`") && error.contains("0.0.0.0:19898") && error.contains("allow_unauthenticated"),
+            "{error}"
+        );
+        assert!(load_str("[api]\nbind = \"0.0.0.0:19898\"\nallow_unauthenticated = true").is_ok());
+        assert!(load_str("[api]\nbind = \"0.0.0.0:19898\"\ntoken = \"a-real-token\"").is_ok());
+        assert!(load_str("[api]\nbind = \"[::1]:19898\"").is_ok(), "loopback needs no token");
     }
 
     #[test]
