@@ -77,6 +77,21 @@ struct RawApi {
     max_header_bytes: Option<usize>,
     /// Serve a non-loopback `bind` without a token, on purpose.
     allow_unauthenticated: Option<bool>,
+    /// `[[api.tokens]]`: tokens with limited rights.
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    token: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    agents: Vec<String>,
+    #[serde(default)]
+    senders: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +249,10 @@ pub struct Config {
 pub(crate) struct ApiSettings {
     pub(crate) bind: String,
     pub(crate) token: Option<String>,
+    /// `[[api.tokens]]`, checked.
+    pub(crate) tokens: Vec<spacebot_webhook::ScopedToken>,
+    /// The scoped tokens' values, for the scrubber.
+    pub(crate) token_values: Vec<String>,
     pub(crate) max_body_bytes: usize,
     /// How many connections the HTTP server holds, and how long it waits for a request.
     pub(crate) limits: spacebot_webhook::ServeLimits,
@@ -318,6 +337,7 @@ impl Config {
     pub(crate) fn secrets(&self) -> Vec<String> {
         let mut secrets: Vec<String> = self.providers.values().map(|provider| provider.api_key.clone()).collect();
         secrets.extend(self.api.token.clone());
+        secrets.extend(self.api.token_values.iter().cloned());
         for discord in &self.messaging.discord {
             secrets.push(discord.token.clone());
         }
@@ -474,7 +494,11 @@ fn validate(
             "config key `api.token` is empty (`\"\"`, or an `env:` variable set to nothing), which would turn authentication off: set a token, or remove the key to run without one"
         );
     }
-    if token.is_none() && !address.ip().is_loopback() && raw.api.allow_unauthenticated != Some(true) {
+    if token.is_none()
+        && raw.api.tokens.is_empty()
+        && !address.ip().is_loopback()
+        && raw.api.allow_unauthenticated != Some(true)
+    {
         bail!(
             "config key `api.bind` is {bind}, reachable from other machines, and no `api.token` is set: set one, or set `api.allow_unauthenticated = true` to serve without authentication on purpose"
         );
@@ -496,7 +520,8 @@ fn validate(
         }
         limits = limits.with_max_header_bytes(bytes);
     }
-    let api = ApiSettings { bind, token, max_body_bytes, limits };
+    let raw_tokens = raw.api.tokens;
+    let mut api = ApiSettings { bind, token, tokens: Vec::new(), token_values: Vec::new(), max_body_bytes, limits };
 
     let mut providers = BTreeMap::new();
     for (name, provider) in raw.llm.providers {
@@ -637,6 +662,7 @@ fn validate(
     let messaging = messaging::messaging(raw.messaging)?;
     let agent_ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
     let bindings = messaging::bindings(raw.bindings, &agent_ids, &messaging)?;
+    scoped_tokens(raw_tokens, &agent_ids, &mut api)?;
 
     let task_tools = task_tools(raw.tools)?;
     let memory = memory::memory(raw.memory)?;
@@ -658,6 +684,51 @@ fn validate(
         bindings,
         prices,
     })
+}
+
+/// Checks `[[api.tokens]]` against the agents and the admin token, into `api`.
+fn scoped_tokens(raw: Vec<RawToken>, agents: &[&str], api: &mut ApiSettings) -> anyhow::Result<()> {
+    let mut names: Vec<String> = Vec::new();
+    for (index, raw) in raw.into_iter().enumerate() {
+        let key = format!("api.tokens[{index}]");
+        if raw.name.trim().is_empty() || names.contains(&raw.name) {
+            bail!("config key `{key}.name` must be a name no other token has, not `{}`", raw.name);
+        }
+        let value = resolve(&raw.token, &format!("{key}.token"))?;
+        if value.trim().chars().count() < spacebot_core::MIN_SECRET_LEN {
+            bail!(
+                "config key `{key}.token` is shorter than {} characters; a token that short can be guessed",
+                spacebot_core::MIN_SECRET_LEN
+            );
+        }
+        if api.token.as_deref() == Some(value.as_str()) || api.token_values.contains(&value) {
+            bail!("config key `{key}.token` is the same as another token's; each token must be its own");
+        }
+        if raw.scopes.is_empty() {
+            bail!("config key `{key}.scopes` is empty; give one or more of `webhook`, `read`, `admin`");
+        }
+        let scopes = raw
+            .scopes
+            .iter()
+            .map(|scope| {
+                spacebot_webhook::Scope::parse(scope).with_context(|| {
+                    format!("config key `{key}.scopes` names `{scope}`; the scopes are `webhook`, `read` and `admin`")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for agent in &raw.agents {
+            if !agents.contains(&agent.as_str()) {
+                bail!("config key `{key}.agents` names agent `{agent}`, which is not configured");
+            }
+        }
+        let token = spacebot_webhook::ScopedToken::new(raw.name.clone(), value.clone(), scopes)
+            .with_agents(raw.agents.iter().map(|agent| spacebot_core::AgentId::new(agent.as_str())))
+            .with_senders(raw.senders);
+        names.push(raw.name);
+        api.token_values.push(value);
+        api.tokens.push(token);
+    }
+    Ok(())
 }
 
 /// `agents[].compaction` (under `key`); unset keys keep the defaults.
@@ -1000,6 +1071,28 @@ mod tests {
         assert!(load_str("[api]\nbind = \"0.0.0.0:19898\"\nallow_unauthenticated = true").is_ok());
         assert!(load_str("[api]\nbind = \"0.0.0.0:19898\"\ntoken = \"a-real-token\"").is_ok());
         assert!(load_str("[api]\nbind = \"[::1]:19898\"").is_ok(), "loopback needs no token");
+    }
+
+    #[test]
+    fn scoped_tokens_are_checked_and_their_values_scrubbed() {
+        let config = load_str(
+            "[api]\nbind = \"0.0.0.0:1\"\n[[api.tokens]]\nname = \"ci\"\ntoken = \"ci-token-value\"\nscopes = [\"webhook\"]\nagents = [\"main\"]\nsenders = [\"ci-bot\"]\n",
+        )
+        .expect("a scoped token is enough for an open bind");
+        assert_eq!(config.api.tokens.len(), 1);
+        assert!(config.secrets().contains(&"ci-token-value".to_owned()));
+        for (tokens, expected) in [
+            ("name = \"a\"\ntoken = \"short\"\nscopes = [\"read\"]", "shorter than 8"),
+            ("name = \"a\"\ntoken = \"long-enough\"\nscopes = [\"write\"]", "names `write`"),
+            ("name = \"a\"\ntoken = \"long-enough\"\nscopes = []", "is empty; give one or more"),
+            ("name = \"a\"\ntoken = \"long-enough\"\nscopes = [\"read\"]\nagents = [\"ops\"]", "agent `ops`"),
+            ("name = \"a\"\ntoken = \"admin-token\"\nscopes = [\"read\"]", "same as another token"),
+        ] {
+            let error = load_str(&format!("[api]\ntoken = \"admin-token\"\n[[api.tokens]]\n{tokens}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{tokens}: {error}");
+        }
     }
 
     #[test]

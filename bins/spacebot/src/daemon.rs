@@ -145,6 +145,7 @@ impl Daemon {
         let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(cortex_stop.clone())));
         let api = ApiConfig::default()
             .with_token(config.api.token.clone())
+            .with_scoped_tokens(config.api.tokens.clone())
             .with_max_body_bytes(config.api.max_body_bytes)
             .with_openai(openai)
             .with_metrics(metrics)

@@ -17,7 +17,8 @@
 //!   (see the `openai` module); needs an [`OpenAiAdapter`] registered with the runtime and in
 //!   [`ApiConfig::with_openai`].
 //!
-//! When a token is configured, every route but `/health` needs `Authorization: Bearer`.
+//! When a token is configured, every route but `/health` needs `Authorization: Bearer`: the
+//! admin token may do everything, a [`ScopedToken`] what its scopes allow (`access.rs`).
 //! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault (except the `431`
 //! and `400` hyper's parser answers to a head it can't take, before any route runs).
 //!
@@ -28,6 +29,7 @@
 //!
 //! This crate depends on `spacebot-core` alone: it serves whatever runtime it is handed.
 
+mod access;
 mod adapter;
 mod api;
 mod error;
@@ -36,6 +38,7 @@ mod openai;
 mod serve;
 mod usage;
 
+pub use access::{Scope, ScopedToken};
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
 pub use api::{ApiConfig, router};
 pub use error::{ApiError, Result};

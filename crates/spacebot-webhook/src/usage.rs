@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use chrono::{Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use spacebot_core::UsageRow;
 
+use crate::access::Caller;
 use crate::api::AppState;
 use crate::error::ApiError;
 
@@ -49,8 +50,10 @@ pub(crate) struct UsageQuery {
 
 pub(crate) async fn usage(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require_daemon_wide()?;
     let Query(query) = query.map_err(|error| ApiError::BadRequest(format!("invalid query: {}", error.body_text())))?;
     let Some(ledger) = &state.config.usage else {
         return Err(ApiError::NotFound("usage is not recorded on this server".to_owned()));
