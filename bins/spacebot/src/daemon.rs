@@ -344,10 +344,11 @@ fn agent_profiles(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<
         }
         // Workers' file and shell tools are confined to a workspace per agent.
         let workspace = config.data_dir.workspace(&agent.id);
-        profile = profile.with_task_tools(config.task_tools.clone().with_workspace(workspace));
-        if !spacebot_agent::bubblewrap_available() {
-            tracing::warn!(agent = %agent.id, "bubblewrap (`bwrap`) is not installed: worker shell commands run unsandboxed");
-        }
+        // The sandbox hides the data dir (every agent's memories, the log) and the config from
+        // commands, wherever they are; the workspace inside stays visible.
+        let hidden = std::iter::once(config.data_dir.root().to_path_buf()).chain(config.source.clone());
+        profile =
+            profile.with_task_tools(config.task_tools.clone().with_workspace(workspace).with_hidden_paths(hidden));
         match &agent.model {
             Some(model_ref) => {
                 let model = build_model(config, model_ref)?;
