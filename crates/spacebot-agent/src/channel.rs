@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use spacebot_core::{
     ChatMessage, Checkpoint, Chronicle, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox,
     KnowledgeQuery, MessageId, ProcessId, ProcessKind, ProcessRuns, Role, RuntimeEvent, StoredMessage, TurnOutcome,
+    Usage,
 };
 
 use crate::context::chronicle::JobOutcome;
@@ -83,6 +84,8 @@ pub(crate) struct Channel {
     /// Tool calls of the turn in progress and their results, complete pairs only; they join the
     /// history when the turn ends.
     turn_calls: Vec<ChatMessage>,
+    /// The tokens the current turn's model calls used so far.
+    turn_usage: Usage,
     /// Who has spoken here, in the history loaded at start and since (`source:sender`, the
     /// platform ids memory scopes use), sorted so the render and the tools see them in a stable
     /// order.
@@ -207,6 +210,7 @@ impl Channel {
             burst: None,
             last_origin: None,
             turn_calls: Vec::new(),
+            turn_usage: Usage::default(),
             participants: BTreeSet::new(),
             runs,
             told_ids: Vec::new(),
@@ -392,12 +396,15 @@ impl Channel {
         text
     }
 
-    /// Announces how a turn ended.
-    pub(super) fn publish_turn(&self, outcome: TurnOutcome) {
+    /// Announces how a turn ended: the message it answered, if any, and what its model calls
+    /// used (reset for the next turn).
+    pub(super) fn publish_turn(&mut self, outcome: TurnOutcome, message: Option<&InboundMessage>) {
         self.ctx.outbox.publish(RuntimeEvent::TurnFinished {
             agent: self.ctx.agent.clone(),
             conversation: self.ctx.conversation.clone(),
             outcome,
+            message: message.map(|message| message.id.clone()),
+            usage: std::mem::take(&mut self.turn_usage),
         });
     }
 

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::ids::{AgentId, ConversationId, MessageId};
+use crate::llm::Usage;
 use crate::message::OutboundResponse;
 use crate::process::ProcessEvent;
 
@@ -57,6 +58,11 @@ pub enum RuntimeEvent {
         conversation: ConversationId,
         /// How it ended: `replied`, `skipped` or `failed`.
         outcome: TurnOutcome,
+        /// The message the turn answered (the last of a burst), if it answered one (a relay
+        /// turn answers none).
+        message: Option<MessageId>,
+        /// The tokens the turn's model calls used.
+        usage: Usage,
     },
     /// A branch, worker or compactor started, reported progress, or ended.
     Process(ProcessEvent),

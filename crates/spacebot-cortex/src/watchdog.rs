@@ -486,6 +486,8 @@ mod tests {
                 agent: agent.clone(),
                 conversation: conversation.clone(),
                 outcome: TurnOutcome::Replied,
+                message: None,
+                usage: spacebot_core::Usage::default(),
             })
             .unwrap();
         r.events.send(RuntimeEvent::TurnStarted { agent, conversation }).unwrap();

@@ -291,7 +291,7 @@ impl Families {
             RuntimeEvent::TurnStarted { agent, conversation } => {
                 turns_started.insert((agent, conversation), Instant::now());
             }
-            RuntimeEvent::TurnFinished { agent, conversation, outcome } => {
+            RuntimeEvent::TurnFinished { agent, conversation, outcome, .. } => {
                 let started = turns_started.remove(&(agent.clone(), conversation));
                 let agent = agent.to_string();
                 if let Some(started) = started {
@@ -449,6 +449,8 @@ mod tests {
                 agent: AgentId::new("main"),
                 conversation: ConversationId::new("c"),
                 outcome: TurnOutcome::Replied,
+                message: None,
+                usage: spacebot_core::Usage::default(),
             },
             &mut started,
         );

@@ -19,7 +19,7 @@
 //!
 //! [`ApiConfig::reply_timeout`]: crate::ApiConfig::reply_timeout
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,12 +35,12 @@ use axum::{Extension, Json};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use spacebot_core::{
     AdapterError, AgentId, ControlCommand, ConversationId, InboundMessage, InboundStream, MessageId, MessagingAdapter,
-    OutboundResponse, Sender, StatusUpdate,
+    OutboundResponse, RuntimeEvent, Sender, StatusUpdate, Usage,
 };
 
 use crate::access::{Caller, Scope};
@@ -285,8 +285,10 @@ pub(crate) async fn chat_completions(
     .with_direct(true);
     // A control command is answered at once, without a turn (and so without an end of turn).
     let command = ControlCommand::parse(&message).is_some();
-    // Waiting starts before the message is submitted, so no reply can come first.
+    // Waiting starts before the message is submitted, so no reply (nor the turn's end) can come
+    // first.
     let (guard, replies) = adapter.wait_for(message.id.clone());
+    let mut waiter = Waiter::new(guard, replies, state.runtime.subscribe(), message.id.clone());
     let id = state.runtime.submit(message).await.map_err(ApiError::from)?;
     let answer = Answer {
         id: format!("chatcmpl-{id}"),
@@ -297,11 +299,10 @@ pub(crate) async fn chat_completions(
         timeout: state.config.reply_timeout,
     };
     if completion.stream {
-        Ok(stream(answer, guard, replies).into_response())
+        Ok(stream(answer, waiter).into_response())
     } else {
-        let text = collect(&answer, replies).await?;
-        drop(guard);
-        Ok(Json(answer.completion(&text)).into_response())
+        let text = collect(&answer, &mut waiter).await?;
+        Ok(Json(answer.completion(&text, waiter.usage())).into_response())
     }
 }
 
@@ -395,8 +396,9 @@ struct Answer {
 }
 
 impl Answer {
-    fn completion(&self, text: &str) -> Value {
+    fn completion(&self, text: &str, usage: Value) -> Value {
         json!({
+            "usage": usage,
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
@@ -409,8 +411,9 @@ impl Answer {
         })
     }
 
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Event {
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>, usage: Value) -> Event {
         let chunk = json!({
+            "usage": usage,
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
@@ -430,30 +433,122 @@ impl Answer {
             ),
         )
     }
+}
+
+/// How long, after the end of a turn, a request waits for the turn's event that carries its
+/// token usage (it follows the end at once; a lagging event stream only costs the `usage`).
+const USAGE_GRACE: Duration = Duration::from_secs(1);
+
+/// What a request waits on: the replies the adapter hands over for its message, and the
+/// runtime's events, whose `turn_finished` for the message ends the answer and carries its
+/// usage.
+struct Waiter {
+    _guard: WaitGuard,
+    replies: mpsc::UnboundedReceiver<Piece>,
+    events: Option<broadcast::Receiver<RuntimeEvent>>,
+    message: MessageId,
+    /// Replies that came in with the turn's end, not handed out yet.
+    pending: VecDeque<String>,
+    /// The end-of-turn status came; waiting for the usage now.
+    ended: Option<Instant>,
+    /// Nothing more will come.
+    finished: bool,
+    seen: bool,
+    usage: Option<Usage>,
+}
+
+impl Waiter {
+    fn new(
+        guard: WaitGuard,
+        replies: mpsc::UnboundedReceiver<Piece>,
+        events: broadcast::Receiver<RuntimeEvent>,
+        message: MessageId,
+    ) -> Self {
+        Self {
+            _guard: guard,
+            replies,
+            events: Some(events),
+            message,
+            pending: VecDeque::new(),
+            ended: None,
+            finished: false,
+            seen: false,
+            usage: None,
+        }
+    }
 
     /// The next reply, `None` once the answer is complete, or an error when time is up.
-    async fn next(
-        &self,
-        replies: &mut mpsc::UnboundedReceiver<Piece>,
-        seen: bool,
-    ) -> Result<Option<String>, OpenAiError> {
-        if self.command && seen {
-            return Ok(None);
+    async fn next(&mut self, answer: &Answer) -> Result<Option<String>, OpenAiError> {
+        loop {
+            if let Some(text) = self.pending.pop_front() {
+                self.seen = true;
+                return Ok(Some(text));
+            }
+            // A control command's answer is the whole of it: no turn, no end, no usage.
+            if self.finished || (answer.command && self.seen) {
+                return Ok(None);
+            }
+            let deadline = match self.ended {
+                Some(at) => (at + USAGE_GRACE).min(answer.deadline.max(at)),
+                None => answer.deadline,
+            };
+            tokio::select! {
+                piece = self.replies.recv(), if self.ended.is_none() => match piece {
+                    Some(Piece::Text(text)) => self.pending.push_back(text),
+                    // The adapter holds no sender once the guard is gone; before that, it can't close.
+                    Some(Piece::End) | None => self.ended = Some(Instant::now()),
+                },
+                event = recv_event(&mut self.events) => match event {
+                    Some(RuntimeEvent::TurnFinished { message: Some(message), usage, .. }) if message == self.message => {
+                        self.usage = Some(usage);
+                        // Everything the turn sent was handed over before its end was published.
+                        while let Ok(piece) = self.replies.try_recv() {
+                            if let Piece::Text(text) = piece {
+                                self.pending.push_back(text);
+                            }
+                        }
+                        self.finished = true;
+                    }
+                    Some(_) => {}
+                    // No events to follow (closed, or fell behind): the end-of-turn status decides.
+                    None => self.events = None,
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.ended.is_some() {
+                        self.finished = true;
+                    } else {
+                        return Err(answer.timed_out());
+                    }
+                }
+            }
         }
-        match tokio::time::timeout_at(self.deadline, replies.recv()).await {
-            Ok(Some(Piece::Text(text))) => Ok(Some(text)),
-            Ok(Some(Piece::End)) => Ok(None),
-            // The adapter holds no sender once the guard is gone; before that, it can't close.
-            Ok(None) => Ok(None),
-            Err(_elapsed) => Err(self.timed_out()),
+    }
+
+    /// `usage` in OpenAI's shape, when the turn's event said it.
+    fn usage(&self) -> Value {
+        match self.usage {
+            Some(usage) => json!({
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": usage.output_tokens,
+                "total_tokens": usage.input_tokens + usage.output_tokens,
+            }),
+            None => Value::Null,
         }
     }
 }
 
+/// The next runtime event, or `None` when there are no more to follow: the stream closed, or
+/// this reader fell behind and may have missed the one it waits for. Never resolves without a
+/// receiver, so a `select!` waits on its other branches.
+async fn recv_event(events: &mut Option<broadcast::Receiver<RuntimeEvent>>) -> Option<RuntimeEvent> {
+    let Some(receiver) = events else { return std::future::pending().await };
+    receiver.recv().await.ok()
+}
+
 /// Every reply of the turn, joined by blank lines.
-async fn collect(answer: &Answer, mut replies: mpsc::UnboundedReceiver<Piece>) -> Result<String, OpenAiError> {
+async fn collect(answer: &Answer, waiter: &mut Waiter) -> Result<String, OpenAiError> {
     let mut texts: Vec<String> = Vec::new();
-    while let Some(text) = answer.next(&mut replies, !texts.is_empty()).await? {
+    while let Some(text) = waiter.next(answer).await? {
         texts.push(text);
     }
     Ok(texts.join("\n\n"))
@@ -473,24 +568,22 @@ enum Streaming {
 }
 
 /// The answer as server-sent events: a role chunk, one content chunk per reply, a final chunk
-/// with `finish_reason`, then `[DONE]`. A timeout ends it with an error event and `[DONE]`.
-fn stream(
-    answer: Answer,
-    guard: WaitGuard,
-    replies: mpsc::UnboundedReceiver<Piece>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let state = (answer, guard, replies, Streaming::Start);
-    let events = futures::stream::unfold(state, |(answer, guard, mut replies, step)| async move {
+/// with `finish_reason` (and `usage`), then `[DONE]`. A timeout ends it with an error event and
+/// `[DONE]`.
+fn stream(answer: Answer, waiter: Waiter) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let state = (answer, waiter, Streaming::Start);
+    let events = futures::stream::unfold(state, |(answer, mut waiter, step)| async move {
         let (event, next) = match step {
-            Streaming::Start => {
-                (answer.chunk(json!({ "role": "assistant", "content": "" }), None), Streaming::Replies { seen: false })
-            }
-            Streaming::Replies { seen } => match answer.next(&mut replies, seen).await {
+            Streaming::Start => (
+                answer.chunk(json!({ "role": "assistant", "content": "" }), None, Value::Null),
+                Streaming::Replies { seen: false },
+            ),
+            Streaming::Replies { seen } => match waiter.next(&answer).await {
                 Ok(Some(text)) => {
                     let text = if seen { format!("\n\n{text}") } else { text };
-                    (answer.chunk(json!({ "content": text }), None), Streaming::Replies { seen: true })
+                    (answer.chunk(json!({ "content": text }), None, Value::Null), Streaming::Replies { seen: true })
                 }
-                Ok(None) => (answer.chunk(json!({}), Some("stop")), Streaming::Done),
+                Ok(None) => (answer.chunk(json!({}), Some("stop"), waiter.usage()), Streaming::Done),
                 Err(error) => {
                     let body = json!({ "error": { "message": error.message, "type": error.kind, "param": null, "code": null } });
                     (Event::default().data(body.to_string()), Streaming::Done)
@@ -499,7 +592,7 @@ fn stream(
             Streaming::Done => (Event::default().data("[DONE]"), Streaming::Finished),
             Streaming::Finished => return None,
         };
-        Some((Ok(event), (answer, guard, replies, next)))
+        Some((Ok(event), (answer, waiter, next)))
     });
     Sse::new(events).keep_alive(KeepAlive::default())
 }
@@ -523,14 +616,63 @@ mod tests {
             deadline: Instant::now() + timeout,
             timeout,
         };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        sender.send(Piece::Text("partial".to_owned())).expect("open");
+        let adapter = OpenAiAdapter::new();
+        let message = MessageId::new("m1");
+        let (guard, receiver) = adapter.wait_for(message.clone());
+        let (events, events_receiver) = broadcast::channel(8);
+        let mut waiter = Waiter::new(guard, receiver, events_receiver, message.clone());
+        let target = InboundMessage::text(OPENAI_ADAPTER, "openai:u", Sender::new("u"), "hi").with_id(message.clone());
+        adapter.send(&target, OutboundResponse::text("partial")).await.expect("delivered");
         let started = Instant::now();
-        let error = collect(&answer, receiver).await.expect_err("times out");
+        let error = collect(&answer, &mut waiter).await.expect_err("times out");
         assert_eq!(started.elapsed(), timeout);
         assert_eq!(error.status, StatusCode::GATEWAY_TIMEOUT);
         assert!(error.message.contains("300 s"), "{}", error.message);
-        drop(sender);
+        drop(events);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_turns_end_carries_the_usage_and_an_unseen_one_costs_only_the_usage() {
+        let answer = Answer {
+            id: "chatcmpl-1".to_owned(),
+            model: "main".to_owned(),
+            created: 0,
+            command: false,
+            deadline: Instant::now() + Duration::from_secs(300),
+            timeout: Duration::from_secs(300),
+        };
+        let adapter = OpenAiAdapter::new();
+        let message = MessageId::new("m1");
+        let target = InboundMessage::text(OPENAI_ADAPTER, "openai:u", Sender::new("u"), "hi").with_id(message.clone());
+        let (events, events_receiver) = broadcast::channel(8);
+        let (guard, receiver) = adapter.wait_for(message.clone());
+        let mut waiter = Waiter::new(guard, receiver, events_receiver, message.clone());
+        adapter.send(&target, OutboundResponse::text("one")).await.expect("delivered");
+        adapter.send(&target, OutboundResponse::Status { status: StatusUpdate::StopTyping }).await.expect("delivered");
+        // Another turn's end first, then this one's.
+        for answered in [MessageId::new("other"), message.clone()] {
+            events
+                .send(RuntimeEvent::TurnFinished {
+                    agent: AgentId::new("main"),
+                    conversation: ConversationId::new("openai:u"),
+                    outcome: spacebot_core::TurnOutcome::Replied,
+                    message: Some(answered),
+                    usage: Usage::new(120, 7),
+                })
+                .expect("a receiver");
+        }
+        assert_eq!(collect(&answer, &mut waiter).await.expect("answered"), "one");
+        assert_eq!(waiter.usage(), json!({ "prompt_tokens": 120, "completion_tokens": 7, "total_tokens": 127 }));
+
+        // No event for the turn (the reader fell behind): the answer ends a moment after the turn.
+        let (guard, receiver) = adapter.wait_for(message.clone());
+        let mut waiter = Waiter::new(guard, receiver, events.subscribe(), message.clone());
+        adapter.send(&target, OutboundResponse::text("two")).await.expect("delivered");
+        adapter.send(&target, OutboundResponse::Status { status: StatusUpdate::StopTyping }).await.expect("delivered");
+        let started = Instant::now();
+        assert_eq!(collect(&answer, &mut waiter).await.expect("answered"), "two");
+        assert_eq!(started.elapsed(), USAGE_GRACE);
+        assert_eq!(waiter.usage(), Value::Null);
     }
 
     #[test]

@@ -63,6 +63,14 @@ async fn a_chat_completion_is_answered_by_the_agent_and_streams_as_chunks() {
     let text = answer["choices"][0]["message"]["content"].as_str().expect("content");
     assert!(text.starts_with("heard: ") && text.contains("first words"), "{answer}");
     assert!(!text.contains("ignored"), "the client's system message is not the agent's: {text}");
+    // The fake model reports its usage per call; the turn made one.
+    let usage = &answer["usage"];
+    assert!(usage["prompt_tokens"].as_u64().is_some_and(|tokens| tokens > 0), "{answer}");
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(usage["prompt_tokens"].as_u64().unwrap_or(0) + usage["completion_tokens"].as_u64().unwrap_or(0)),
+        "{answer}"
+    );
 
     // The conversation is stored like any other, under `openai:<user>`.
     let url = format!("{}/api/agents/main/conversations/openai:raw/messages", daemon.base);

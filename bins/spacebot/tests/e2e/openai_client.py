@@ -19,7 +19,8 @@ text = answer.choices[0].message.content
 assert answer.model == agent, answer
 assert answer.choices[0].finish_reason == "stop", answer
 assert "alpha-remember this" in text, text
-print("plain:", text)
+assert answer.usage is not None and answer.usage.total_tokens > 0, answer
+print("plain:", text, answer.usage)
 
 # The second turn of the same conversation: the agent kept the first.
 answer = client.chat.completions.create(
@@ -40,6 +41,7 @@ assert chunks[0].choices[0].delta.role == "assistant", chunks[0]
 streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
 assert "stream please" in streamed, streamed
 assert chunks[-1].choices[0].finish_reason == "stop", chunks[-1]
+assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0, chunks[-1]
 print("streamed:", len(chunks), "chunks:", streamed)
 
 # The models are the agents.

@@ -73,7 +73,7 @@ impl Channel {
             if let Err(error) = durably("a skip", || log.mark_handled(agent, std::slice::from_ref(&message.id))).await {
                 tracing::error!(agent = %self.ctx.agent, %error, "can't mark a message handled while paused");
             }
-            self.publish_turn(TurnOutcome::Skipped);
+            self.publish_turn(TurnOutcome::Skipped, Some(&message));
             return;
         }
         let coalesce = self.profile.settings.coalesce.filter(|_| !message.direct);
@@ -215,7 +215,8 @@ impl Channel {
         self.status(&input.target, StatusUpdate::StopTyping).await;
         self.maintain_context();
         self.maintain_chronicle().await;
-        self.publish_turn(outcome);
+        let answered = (input.kind == TurnKind::User).then_some(&*input.target);
+        self.publish_turn(outcome, answered);
         for (command, message) in deferred {
             self.control(command, &message, stopped).await;
         }
@@ -241,6 +242,8 @@ impl Channel {
             let request = ChatRequest::new(system.clone(), messages).with_tools(channel_tools(with_chronicle));
             let estimated = request_tokens(&request, with_chronicle);
             let response = model.complete(request).await.map_err(TurnFailure::Model)?;
+            self.turn_usage.input_tokens += response.usage.input_tokens;
+            self.turn_usage.output_tokens += response.usage.output_tokens;
             if let Some(calibration) = compactor::calibration(response.usage.input_tokens, estimated) {
                 self.context.calibration = calibration;
             }
