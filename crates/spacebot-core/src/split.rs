@@ -85,11 +85,14 @@ pub fn split_message_with(text: &str, options: SplitOptions) -> Vec<String> {
 fn find_cut(chars: &[char], budget: usize, keep_angle_spans: bool) -> (usize, usize) {
     let window = &chars[..budget.min(chars.len())];
     // A reopened fence at the start of the part is not a place to cut.
+    // (Unless the fence line fills the whole window: then the part can't both keep it whole and
+    // fit, and the fence is cut like any text.)
     let start = if window.starts_with(&['`', '`', '`']) {
         window.iter().position(|&c| c == '\n').map_or(0, |i| i + 1)
     } else {
         0
     };
+    let start = if start >= window.len() { 0 } else { start };
     let allowed = |i: usize| i > start && (!keep_angle_spans || !inside_angle_span(window, i));
     // Paragraph break, then line break, then space; a break in the first third would leave a
     // stub part, so it only counts when nothing better exists.
@@ -190,6 +193,14 @@ mod tests {
         }
         let lines: Vec<&str> = parts.iter().flat_map(|p| p.lines()).filter(|l| l.starts_with("let ")).collect();
         assert_eq!(lines.len(), 200, "every code line survives exactly once");
+    }
+
+    #[test]
+    fn a_fence_line_as_long_as_the_limit_is_cut_within_it() {
+        // Found by the property test: the part was one character over the limit.
+        for part in split_message("```rust\n```", 8) {
+            assert!(part.chars().count() <= 8, "{part:?}");
+        }
     }
 
     #[test]

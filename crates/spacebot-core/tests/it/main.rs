@@ -8,6 +8,7 @@
 mod adapters;
 mod eviction;
 mod outbox;
+mod properties;
 mod router;
 mod send_sync;
 mod shutdown;

@@ -2,6 +2,7 @@
 //! socket, talked to by raw TCP clients that misbehave on purpose.
 
 mod openai;
+mod properties;
 mod scopes;
 mod serve;
 mod support;
