@@ -27,11 +27,16 @@ impl Channel {
     // Branches and workers
 
     /// The tools of a new branch: the agent's branch tools, then the memory tools bound to this
-    /// conversation as it stands (its participants so far).
-    pub(super) fn branch_tools(&self) -> Vec<std::sync::Arc<dyn spacebot_core::Tool>> {
+    /// conversation as it stands (its participants so far) and to the person whose message the
+    /// turn answers, when it answers one person's.
+    pub(super) fn branch_tools(&self, input: &TurnInput) -> Vec<std::sync::Arc<dyn spacebot_core::Tool>> {
         let mut tools = self.profile.branch_tools.clone();
         if let Some(memory) = &self.profile.memory {
-            tools.extend(memory_tools(memory.clone(), self.memory_context()));
+            let mut context = self.memory_context();
+            if input.kind == TurnKind::User && input.answers.len() == 1 {
+                context = context.with_speaker(input.target.participant());
+            }
+            tools.extend(memory_tools(memory.clone(), context));
         }
         if let Some(chronicle) = self.context.chronicle.clone().filter(|_| self.chronicle_tools_on()) {
             tools.push(Arc::new(BranchChronicleTool {
@@ -61,7 +66,7 @@ impl Channel {
             task: args.task.clone(),
             fork,
             model,
-            tools: self.branch_tools(),
+            tools: self.branch_tools(input),
             budget: settings.branch_model_calls,
             reports: self.procs.reports_tx.clone(),
         };
