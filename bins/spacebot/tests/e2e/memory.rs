@@ -1,5 +1,6 @@
 //! Memory through the real binary: a branch saves a memory with `memory_save`, and after a
-//! restart a new conversation's system prompt carries it in the knowledge render; the
+//! restart a new conversation with the person it came from carries it in the knowledge render
+//! (one with someone else does not: it is that person's); the
 //! `spacebot memory` commands work on the same file, with the daemon's `[memory]` embedder unless
 //! flags override it.
 
@@ -72,18 +73,27 @@ async fn a_memory_saved_by_a_branch_is_in_the_prompt_after_a_restart() {
     let out = String::from_utf8_lossy(&search.stdout);
     assert!(search.status.success() && out.contains("Alice likes green tea"), "{out}\n{:?}", search.stderr);
 
+    // Saved from Alice's own message, the memory is hers: a new conversation with her carries
+    // it, one with Bob does not.
     let before = model.request_count();
     let daemon = Daemon::start(&home).await;
-    daemon.say("main", "fresh", "bob", "hi").await;
-    daemon.wait_for_answers("main", "fresh", 1).await;
-    let requests = model.requests();
-    let system = requests[before..]
-        .iter()
-        .find(|r| r.last_user_text().unwrap_or_default().contains("hi"))
-        .and_then(|r| r.system_text())
-        .expect("the new conversation's request");
-    assert!(system.contains("## What I remember"), "{system}");
-    assert!(system.contains("Alice likes green tea"), "{system}");
+    let system_of = |sender: &'static str, greeting: &'static str| {
+        let model = &model;
+        let daemon = &daemon;
+        async move {
+            daemon.say("main", sender, sender, greeting).await;
+            daemon.wait_for_answers("main", sender, 1).await;
+            model.requests()[before..]
+                .iter()
+                .find(|r| r.last_user_text().unwrap_or_default().contains(greeting))
+                .and_then(|r| r.system_text())
+                .expect("the new conversation's request")
+        }
+    };
+    let alice = system_of("alice", "hi from alice").await;
+    assert!(alice.contains("## What I remember") && alice.contains("Alice likes green tea"), "{alice}");
+    let bob = system_of("bob", "hi from bob").await;
+    assert!(!bob.contains("Alice likes green tea"), "{bob}");
     let (status, _) = daemon.stop().await;
     assert!(status.success());
 }
