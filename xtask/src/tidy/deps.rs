@@ -389,6 +389,7 @@ mod tests {
                 "spacebot-bench",
                 &[("spacebot-core", None), ("spacebot-memory", None), ("spacebot-agent", None)],
             );
+            fake.member("spacebot-soak", &[("spacebot-testing", Some("dev"))]);
             fake.member("example-custom-adapter", &[("spacebot-core", None), ("spacebot-testing", Some("dev"))]);
             fake.member(
                 "example-embed",
