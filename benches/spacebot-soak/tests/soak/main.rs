@@ -150,10 +150,12 @@ async fn soak(args: Args) -> anyhow::Result<bool> {
             })
             .collect();
         println!(
-            "trial {trial}: {:.1}s, {} accepted, {} model calls; {}: {}",
+            "trial {trial}: {:.1}s, {}, {} accepted, {} model calls ({} compaction); {}: {}",
             outcome.elapsed.as_secs_f64(),
+            if outcome.chronicle { "chronicle" } else { "rolling" },
             outcome.accepted,
             outcome.model_calls,
+            outcome.calls.compaction,
             stops.join(", "),
             if violations.is_empty() { "ok".to_owned() } else { format!("{} violation(s)", violations.len()) }
         );
@@ -200,10 +202,14 @@ fn summary(outcomes: &[Outcome], elapsed: Duration) {
         ("unclean final stops".to_owned(), sum(&|o| o.unclean_exit)),
         ("trials that did not settle".to_owned(), sum(&|o| o.not_quiet)),
         ("model calls".to_owned(), sum(&|o| o.model_calls)),
+        ("  compaction (summaries, cuts, rollups)".to_owned(), sum(&|o| o.calls.compaction)),
+        ("  memory saves (branches)".to_owned(), sum(&|o| o.calls.memory_saves)),
+        ("  workers".to_owned(), sum(&|o| o.calls.workers)),
+        ("  relay turns".to_owned(), sum(&|o| o.calls.relays)),
     ];
     println!("\nsoak summary ({:.1}s)", elapsed.as_secs_f64());
     for (label, value) in rows {
-        println!("  {label:<36} {value:>7}");
+        println!("  {label:<40} {value:>7}");
     }
     let mut line = String::from("  stops by moment:");
     for moment in MOMENTS {

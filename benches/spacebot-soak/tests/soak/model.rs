@@ -37,6 +37,15 @@ pub(crate) enum Call {
     Other,
 }
 
+/// Model calls of the kinds a stop aims at, counted.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub(crate) compaction: u64,
+    pub(crate) memory_saves: u64,
+    pub(crate) workers: u64,
+    pub(crate) relays: u64,
+}
+
 /// One call, as the harness hears of it: its kind and how long its answer is delayed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Heard {
@@ -47,13 +56,20 @@ pub(crate) struct Heard {
 /// The responder's state: the delays' generator and where calls are reported.
 pub(crate) struct Behaviour {
     rng: Mutex<Rng>,
+    /// Calls per kind: compaction, memory saves, workers, relays.
+    counts: Mutex<Counts>,
     calls: mpsc::UnboundedSender<Heard>,
 }
 
 impl Behaviour {
     pub(crate) fn new(rng: Rng) -> (Arc<Self>, mpsc::UnboundedReceiver<Heard>) {
         let (calls, heard) = mpsc::unbounded_channel();
-        (Arc::new(Self { rng: Mutex::new(rng), calls }), heard)
+        (Arc::new(Self { rng: Mutex::new(rng), counts: Mutex::default(), calls }), heard)
+    }
+
+    /// The calls answered so far, by kind.
+    pub(crate) fn counts(&self) -> Counts {
+        *self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Answers one request.
@@ -67,6 +83,16 @@ impl Behaviour {
             Call::MemorySave => (20, 150),
             Call::Compaction => (50, 400),
         };
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+            match call {
+                Call::Compaction => counts.compaction += 1,
+                Call::MemorySave => counts.memory_saves += 1,
+                Call::Worker => counts.workers += 1,
+                Call::Relay => counts.relays += 1,
+                _ => {}
+            }
+        }
         let millis = self.rng.lock().unwrap_or_else(PoisonError::into_inner).range(low, high);
         let delay = Duration::from_millis(millis);
         // The harness may have stopped listening (between trials); the answer goes out anyway.

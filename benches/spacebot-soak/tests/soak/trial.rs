@@ -89,6 +89,9 @@ pub(crate) struct Outcome {
     pub(crate) stops: Vec<Stop>,
     pub(crate) idle_calls: u64,
     pub(crate) model_calls: u64,
+    pub(crate) calls: crate::model::Counts,
+    /// Whether the trial ran chronicle compaction (else rolling).
+    pub(crate) chronicle: bool,
     pub(crate) panics: u64,
     pub(crate) unclean_exit: u64,
     pub(crate) not_quiet: u64,
@@ -123,7 +126,7 @@ fn config(model: &FakeLlmServer, chronicle: bool) -> String {
     let (mode, window) = if chronicle {
         ("mode = \"chronicle\"\ninterval_messages = 4\nrollup_threshold = 3\nrollup_batch = 2\n", 128_000)
     } else {
-        ("mode = \"rolling\"\n", 6_000)
+        ("mode = \"rolling\"\n", 1_800)
     };
     format!(
         r#"shutdown_grace_secs = 1
@@ -161,8 +164,8 @@ pub(crate) async fn run(settings: &Settings, number: u64, mut rng: Rng) -> anyho
     model.respond_with(move |request| responder.respond(request));
     let chronicle = rng.chance(50);
     let home = Home::new(&config(&model, chronicle))?;
-    let conversations: Vec<String> = (0..rng.range(2, 4)).map(|c| format!("t{number}c{c}")).collect();
-    let mut outcome = Outcome::default();
+    let conversations: Vec<String> = (0..rng.range(1, 3)).map(|c| format!("t{number}c{c}")).collect();
+    let mut outcome = Outcome { chronicle, ..Outcome::default() };
     let accepted: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
 
     let mut daemon = Daemon::start(&settings.binary, &home).await?;
@@ -263,6 +266,7 @@ pub(crate) async fn run(settings: &Settings, number: u64, mut rng: Rng) -> anyho
         outcome.unclean_exit = 1;
     }
     outcome.model_calls = u64::try_from(model.request_count()).unwrap_or(0);
+    outcome.calls = behaviour.counts();
     outcome.findings = check::check(&home.data_dir(), &accepted).await.context("can't read the databases")?;
     outcome.elapsed = started.elapsed();
     if !outcome.violations().is_empty() {
