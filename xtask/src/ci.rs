@@ -23,6 +23,10 @@ const LOCAL_EMBEDDINGS_NEXTEST: &[&str] =
     &["nextest", "run", "-p", "spacebot-memory", "--features", "local-embeddings", "--no-tests", "fail"];
 const LOCAL_EMBEDDINGS_TEST: &[&str] = &["test", "-p", "spacebot-memory", "--features", "local-embeddings"];
 
+/// The soak harness is a test target that runs only when selected (`test = false`), which
+/// `--all-targets` skips too; it is linted by name.
+const SOAK_CLIPPY: &[&str] = &["clippy", "-p", "spacebot-soak", "--test", "soak", "--", "-D", "warnings"];
+
 /// Runs fmt, clippy and the tests, stopping at the first failure.
 ///
 /// The tidy rules need no step of their own: they run as the `tidy` test in `xtask`.
@@ -31,6 +35,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let mut steps: Vec<&[&str]> = vec![
         &["fmt", "--all", "--", "--check"],
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        SOAK_CLIPPY,
         LOCAL_EMBEDDINGS_CLIPPY,
     ];
     if nextest_available(&cargo, root) {
