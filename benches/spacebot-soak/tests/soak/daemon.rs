@@ -2,7 +2,7 @@
 //! data dir, talked to over HTTP, and stopped with SIGTERM or killed with SIGKILL.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -62,24 +62,9 @@ pub(crate) struct Stopped {
 impl Daemon {
     /// Starts `spacebot start` and waits for its `spacebot ready` line.
     pub(crate) async fn start(binary: &Path, home: &Home) -> anyhow::Result<Self> {
-        let mut command = Command::new(binary);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("SPACEBOT_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .arg("start")
-            .arg("--config")
-            .arg(home.config_path())
-            .arg("--data-dir")
-            .arg(home.data_dir())
-            .env("HOME", "/nonexistent-home-for-soak")
-            .env("SPACEBOT_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let command = spacebot_testing::binary::start_command(binary, &home.config_path(), &home.data_dir());
+        let mut command = Command::from(command);
+        command.env("SPACEBOT_LOG", "info").kill_on_drop(true);
         let mut child = command.spawn().with_context(|| format!("can't start {}", binary.display()))?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("the daemon's stderr is not piped"))?;
         let (tx, lines) = mpsc::unbounded_channel();
@@ -94,9 +79,7 @@ impl Daemon {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let mut daemon = Self { child, base: String::new(), http, lines, log: Vec::new(), reader };
         let ready = daemon.wait_for_log("spacebot ready").await?;
-        let addr = ready
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("addr="))
+        let addr = spacebot_testing::binary::ready_addr(&ready)
             .ok_or_else(|| anyhow!("no addr= in the ready line: {ready}"))?;
         daemon.base = format!("http://{addr}");
         Ok(daemon)
