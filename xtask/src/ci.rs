@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the checks a change must pass, in the order that fails fastest.
 //!
 //! Besides the default build, the steps cover the one optional feature, `spacebot-memory`'s
-//! `local-embeddings` (a model run in-process with candle), scoped to that crate.
+//! `local-embeddings` (a model run in-process with candle), scoped to that crate, and the API
+//! docs: a broken intra-doc link fails the run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,7 +28,11 @@ const LOCAL_EMBEDDINGS_TEST: &[&str] = &["test", "-p", "spacebot-memory", "--fea
 /// `--all-targets` skips too; it is linted by name.
 const SOAK_CLIPPY: &[&str] = &["clippy", "-p", "spacebot-soak", "--test", "soak", "--", "-D", "warnings"];
 
-/// Runs fmt, clippy and the tests, stopping at the first failure.
+/// The API docs, with every rustdoc warning (a link to nothing, say) an error.
+const DOC: &[&str] = &["doc", "--workspace", "--no-deps"];
+const DOC_ENV: (&str, &str) = ("RUSTDOCFLAGS", "-D warnings");
+
+/// Runs fmt, clippy, the docs and the tests, stopping at the first failure.
 ///
 /// The tidy rules need no step of their own: they run as the `tidy` test in `xtask`.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
@@ -37,6 +42,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         SOAK_CLIPPY,
         LOCAL_EMBEDDINGS_CLIPPY,
+        DOC,
     ];
     if nextest_available(&cargo, root) {
         // nextest runs each test in its own process but skips doctests, so those run apart,
@@ -52,14 +58,19 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
 
     let started = Instant::now();
     for args in &steps {
-        let shown = format!("cargo {}", args.join(" "));
+        let shown = if *args == DOC {
+            format!("{}=\"{}\" cargo {}", DOC_ENV.0, DOC_ENV.1, args.join(" "))
+        } else {
+            format!("cargo {}", args.join(" "))
+        };
         println!("==> {shown}");
         let step_started = Instant::now();
-        let status = Command::new(&cargo)
-            .args(*args)
-            .current_dir(root)
-            .status()
-            .with_context(|| format!("can't run `{shown}`"))?;
+        let mut command = Command::new(&cargo);
+        command.args(*args).current_dir(root);
+        if *args == DOC {
+            command.env(DOC_ENV.0, DOC_ENV.1);
+        }
+        let status = command.status().with_context(|| format!("can't run `{shown}`"))?;
         let took = step_started.elapsed().as_secs_f64();
         if !status.success() {
             bail!("`{shown}` failed after {took:.1}s ({status})");

@@ -1,15 +1,20 @@
 //! `cargo xtask tidy`: repository rules that review should not have to catch.
 //!
-//! The rules live in three tables, so a new crate or file rule is one line:
+//! The rules live in one module each, most as a table, so a new crate or file rule is one line:
 //! - [`deps::RULES`]: which workspace crates each package may depend on, and which external
 //!   crates must never appear in its normal dependency tree (read from `cargo metadata`);
 //! - [`manifest`]: internal dependencies are inherited with `name.workspace = true`;
-//! - [`files`]: every `.rs` file opens with a `//!` comment, no `mod.rs`, line budgets.
+//! - [`files`]: every `.rs` file opens with a `//!` comment, no `mod.rs`, line budgets;
+//! - [`codemap`]: `docs/ARCHITECTURE.md`'s code map names every source file, and only files
+//!   that exist;
+//! - [`docs`]: every path from the root that a document spells out exists.
 //!
 //! The same checks run as the `tidy` test below, so `cargo test --workspace` enforces them and CI
 //! needs no extra step.
 
+mod codemap;
 mod deps;
+mod docs;
 mod files;
 mod manifest;
 
@@ -43,7 +48,16 @@ impl fmt::Display for Violation {
 /// An error means a check could not run (cargo metadata failed, a file was unreadable); that is
 /// different from a rule being broken.
 pub(crate) fn run(root: &Path) -> anyhow::Result<Vec<Violation>> {
-    let mut violations = files::check_tree(root)?;
+    let sources = files::list(root)?;
+    let mut violations = files::check_tree(root, &sources)?;
+    let map = std::fs::read_to_string(root.join(codemap::DOC))
+        .map_err(|e| anyhow::anyhow!("can't read {}: {e}", codemap::DOC))?;
+    violations.extend(codemap::check(&map, &sources));
+    for document in docs::list(root)? {
+        let text =
+            std::fs::read_to_string(root.join(&document)).map_err(|e| anyhow::anyhow!("can't read {document}: {e}"))?;
+        violations.extend(docs::check(&document, &text, &|path: &str| root.join(path).exists()));
+    }
 
     let metadata = deps::Metadata::load(root)?;
     let internal: HashSet<&str> = metadata.members().iter().map(|m| m.name.as_str()).collect();

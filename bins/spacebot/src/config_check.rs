@@ -8,7 +8,7 @@ use crate::config::{Config, EmbedderSettings};
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&global.location())?;
-    crate::daemon::prepare(&config)?;
+    crate::daemon::prepare(&config, None)?;
     match &config.source {
         Some(path) => println!("config: {} (valid)", path.display()),
         None => println!("config: none found; using built-in defaults"),

@@ -16,10 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
-use spacebot_core::{FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings, Scrubber};
+use spacebot_core::{AgentId, FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings, Scrubber};
 use spacebot_cortex::{Watchdog, WatchdogSettings};
 use spacebot_memory::SqliteLog;
-use spacebot_webhook::{ApiConfig, WebhookAdapter};
+use spacebot_webhook::{ApiConfig, Metrics, OpenAiAdapter, WebhookAdapter};
 
 use crate::config::{self, Config};
 use crate::data_dir::Unusable;
@@ -53,6 +53,8 @@ struct Tasks {
     cortex_stop: CancellationToken,
     watchdog: Option<JoinHandle<()>>,
     maintenance: Option<JoinHandle<()>>,
+    /// Keeps the metrics that come from runtime events (stopped with the cortex).
+    metering: Option<JoinHandle<()>>,
     /// Stops the HTTP API (after the runtime, so reads keep working while turns finish).
     http_stop: CancellationToken,
     http: Option<JoinHandle<std::io::Result<()>>>,
@@ -71,7 +73,8 @@ impl Daemon {
         if let Some(path) = &config.source {
             tracing::info!(config = %path.display(), "config loaded");
         }
-        let Prepared { profiles: built } = prepare(config)?;
+        let metrics = Metrics::new();
+        let Prepared { profiles: built } = prepare(config, Some(&metrics))?;
         config.data_dir.create().map_err(|reason| data_dir_error(config, &reason))?;
         let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
         let memories = Memories::open(config).await?;
@@ -87,10 +90,15 @@ impl Daemon {
 
         // The cortex's watchdog ends any process or turn that outlives its limit.
         let watchdog = Watchdog::new(watchdog_settings(&profiles));
+        // A chat completion waits as long as the slowest agent's turn may take, and a little.
+        let reply_timeout =
+            profiles.iter().map(|p| p.settings().turn_timeout).max().unwrap_or_default() + Duration::from_secs(30);
+        let openai = OpenAiAdapter::new();
         let mut builder = Runtime::builder()
             .engine(Arc::new(ChannelEngine::new(profiles)))
             .log(store.clone())
             .adapter(Arc::new(WebhookAdapter))
+            .adapter(Arc::new(openai.clone()))
             .settings(
                 RuntimeSettings::default()
                     .with_shutdown_grace(config.shutdown_grace)
@@ -122,12 +130,18 @@ impl Daemon {
         let addr = listener.local_addr().context("can't read the API address")?;
         let runtime = builder.start().await?;
         let cortex_stop = CancellationToken::new();
+        // The metrics follow the runtime's events until the cortex stops.
+        let metering = tokio::spawn(metrics.clone().follow(runtime.handle().subscribe(), cortex_stop.clone()));
         let watchdog =
             tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), cortex_stop.clone()));
         // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
         let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(cortex_stop.clone())));
-        let api =
-            ApiConfig::default().with_token(config.api.token.clone()).with_max_body_bytes(config.api.max_body_bytes);
+        let api = ApiConfig::default()
+            .with_token(config.api.token.clone())
+            .with_max_body_bytes(config.api.max_body_bytes)
+            .with_openai(openai)
+            .with_metrics(metrics)
+            .with_reply_timeout(reply_timeout);
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();
         let http =
@@ -139,7 +153,14 @@ impl Daemon {
             runtime,
             store,
             memories,
-            tasks: Tasks { cortex_stop, watchdog: Some(watchdog), maintenance, http_stop, http: Some(http) },
+            tasks: Tasks {
+                cortex_stop,
+                watchdog: Some(watchdog),
+                maintenance,
+                metering: Some(metering),
+                http_stop,
+                http: Some(http),
+            },
         })
     }
 
@@ -201,6 +222,9 @@ impl Tasks {
         }
         if let Some(Err(error)) = join_optional(self.maintenance.take()).await {
             tracing::error!(%error, "the memory maintenance task failed");
+        }
+        if let Some(Err(error)) = join_optional(self.metering.take()).await {
+            tracing::error!(%error, "the metrics task failed");
         }
         self.http_stop.cancel();
         if let Some(mut http) = self.http.take()
@@ -266,9 +290,10 @@ pub(crate) struct Prepared {
 /// # Errors
 ///
 /// One sentence naming the key (and the file or flag) at fault.
-pub(crate) fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+/// With `metrics`, every agent's models are metered into them.
+pub(crate) fn prepare(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<Prepared> {
     config.data_dir.check().map_err(|reason| data_dir_error(config, &reason))?;
-    Ok(Prepared { profiles: agent_profiles(config)? })
+    Ok(Prepared { profiles: agent_profiles(config, metrics)? })
 }
 
 /// The sentence for a data dir the daemon can't use: the path, where it was set, and why.
@@ -278,9 +303,17 @@ fn data_dir_error(config: &Config, reason: &Unusable) -> anyhow::Error {
 
 /// Every agent's profile (settings, prompt, task tools, models), without its memory, which the
 /// daemon opens separately.
-fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile>> {
+fn agent_profiles(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<Vec<AgentProfile>> {
     let mut profiles = Vec::new();
     for agent in &config.agents {
+        let id = AgentId::new(agent.id.as_str());
+        let build = |chain: &config::ModelChain| -> anyhow::Result<Arc<dyn LanguageModel>> {
+            let model = build_model(config, chain)?;
+            Ok(match metrics {
+                Some(metrics) => metrics.meter(&id, model),
+                None => model,
+            })
+        };
         let mut settings = ChannelSettings::default();
         if let Some(calls) = agent.max_model_calls_per_turn {
             settings = settings.with_max_model_calls_per_turn(calls);
@@ -305,11 +338,11 @@ fn agent_profiles(config: &Config) -> anyhow::Result<Vec<AgentProfile>> {
         }
         match &agent.model {
             Some(model_ref) => {
-                let model = build_model(config, model_ref)?;
+                let model = build(model_ref)?;
                 tracing::info!(agent = %agent.id, model = model.name(), "agent ready");
                 profile = profile.with_model(model);
                 for (kind, model_ref) in &config.process_models {
-                    profile = profile.with_process_model(*kind, build_model(config, model_ref)?);
+                    profile = profile.with_process_model(*kind, build(model_ref)?);
                 }
             }
             None => tracing::warn!(

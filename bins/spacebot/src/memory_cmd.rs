@@ -3,7 +3,7 @@
 //! runs with or without the daemon; a running daemon sees the changes on its next read.
 //!
 //! The embedder is the daemon's: the config's `[memory]` section, built by the same
-//! [`memory_setup::embedder`](crate::memory_setup::embedder). Flags or `SPACEBOT_EMBEDDER`,
+//! [`memory_setup::embedder`]. Flags or `SPACEBOT_EMBEDDER`,
 //! `SPACEBOT_EMBEDDING_URL`, `SPACEBOT_EMBEDDING_MODEL`, `SPACEBOT_EMBEDDING_DIMENSIONS`,
 //! `SPACEBOT_EMBEDDING_API_KEY` override it, with a warning when the result differs from the
 //! daemon's (its next start reindexes back). When the embedder differs from the one the memories

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use spacebot_core::Tool;
 
+use crate::error::TaskToolError;
+
 pub use shell::{Sandbox, bubblewrap_available};
 pub use web::WebFetchSettings;
 
@@ -100,22 +102,4 @@ pub fn task_tools(settings: &TaskToolSettings) -> Result<Vec<Arc<dyn Tool>>, Tas
         tools.push(Arc::new(web::WebFetch::new(web.clone())));
     }
     Ok(tools)
-}
-
-/// Why the task tools can't be set up.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TaskToolError {
-    /// The workspace directory can't be created or resolved.
-    #[error("can't use the workspace {path}: {source}")]
-    Workspace {
-        /// The configured path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The sandbox is required and bubblewrap (`bwrap`) is not installed.
-    #[error("the shell sandbox is required but bubblewrap (`bwrap`) is not installed")]
-    SandboxMissing,
 }

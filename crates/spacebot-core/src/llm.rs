@@ -214,8 +214,8 @@ pub type ChatStream = BoxStream<'static, Result<StreamEvent, LlmError>>;
 /// Something that answers chat requests: a provider, a local model, a scripted fake.
 ///
 /// Implementations retry transient failures themselves (they know the provider's limits) and
-/// return an error only when the request cannot be answered; its [`LlmErrorKind`]
-/// (crate::LlmErrorKind) tells the caller what went wrong.
+/// return an error only when the request cannot be answered; its
+/// [`LlmErrorKind`](crate::LlmErrorKind) tells the caller what went wrong.
 #[async_trait]
 pub trait LanguageModel: Send + Sync + 'static {
     /// The model's name for logs, as `provider/model`.

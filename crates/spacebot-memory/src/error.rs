@@ -52,6 +52,9 @@ pub enum Error {
     },
 }
 
+/// A result whose error is this crate's [`Error`] unless said otherwise.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 impl Error {
     /// The database file the error is about (`:memory:` for an in-memory database).
     pub fn path(&self) -> &Path {

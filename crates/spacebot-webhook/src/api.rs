@@ -1,7 +1,7 @@
 //! Routes, handlers and the server loop.
 
 use std::convert::Infallible;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
@@ -19,6 +19,8 @@ use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, Ru
 
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
+use crate::openai::{self, OpenAiAdapter};
 use crate::serve::BodyReadTimeout;
 
 /// Settings of the HTTP API.
@@ -31,11 +33,25 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest accepted message text, in bytes.
     pub max_text_bytes: usize,
+    /// The adapter of the OpenAI-compatible API (`/v1`); without it those routes answer `503`.
+    pub openai: Option<OpenAiAdapter>,
+    /// How long a `/v1/chat/completions` request waits for the agent to finish answering
+    /// before it gives up with `504` (the reply still lands in the conversation).
+    pub reply_timeout: Duration,
+    /// The metrics `GET /metrics` serves; without them it answers `404`.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { token: None, max_body_bytes: 256 * 1024, max_text_bytes: 64 * 1024 }
+        Self {
+            token: None,
+            max_body_bytes: 256 * 1024,
+            max_text_bytes: 64 * 1024,
+            openai: None,
+            reply_timeout: Duration::from_secs(300),
+            metrics: None,
+        }
     }
 }
 
@@ -45,6 +61,9 @@ impl std::fmt::Debug for ApiConfig {
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_text_bytes", &self.max_text_bytes)
+            .field("openai", &self.openai.is_some())
+            .field("reply_timeout", &self.reply_timeout)
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -61,12 +80,31 @@ impl ApiConfig {
         self.max_body_bytes = bytes;
         self
     }
+
+    /// Serves the OpenAI-compatible API through `adapter`, which must also be registered with
+    /// the runtime (it delivers the replies).
+    pub fn with_openai(mut self, adapter: OpenAiAdapter) -> Self {
+        self.openai = Some(adapter);
+        self
+    }
+
+    /// Serves `metrics` on `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sets how long a chat completion waits for the agent's answer.
+    pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = timeout;
+        self
+    }
 }
 
 #[derive(Clone)]
-struct AppState {
-    runtime: RuntimeHandle,
-    config: ApiConfig,
+pub(crate) struct AppState {
+    pub(crate) runtime: RuntimeHandle,
+    pub(crate) config: ApiConfig,
     started: Instant,
 }
 
@@ -78,8 +116,18 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/agents/{agent}/conversations/{conversation}/messages", get(messages))
         .route("/api/status", get(status))
         .route("/api/events", get(events))
+        .route("/metrics", get(serve_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let routes = Router::new().route("/health", get(health)).merge(protected).fallback(not_found).with_state(state);
+    let openai = Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), openai::require_key));
+    let routes = Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .merge(openai)
+        .fallback(not_found)
+        .with_state(state);
     // Around the whole router rather than each route, so the `405` it answers itself, with its
     // `Allow` header, passes through too.
     Router::new().fallback_service(routes).layer(middleware::from_fn(json_errors))
@@ -118,22 +166,32 @@ async fn json_errors(request: Request, next: Next) -> Response {
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    Response::from_parts(parts, Body::from(json!({ "error": message }).to_string()))
+    // OpenAI clients read `error.message`.
+    let body = if path.starts_with("/v1/") {
+        json!({ "error": { "message": message, "type": "invalid_request_error", "param": null, "code": null } })
+    } else {
+        json!({ "error": message })
+    };
+    Response::from_parts(parts, Body::from(body.to_string()))
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    if let Some(expected) = &state.config.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-            return Err(ApiError::Unauthorized);
-        }
+    if !token_matches(&state.config, request.headers()) {
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
+}
+
+/// Whether a request may pass: no token is configured, or it presents the configured one as
+/// `Authorization: Bearer <token>`.
+pub(crate) fn token_matches(config: &ApiConfig, headers: &HeaderMap) -> bool {
+    let Some(expected) = &config.token else { return true };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    constant_time_eq(presented.as_bytes(), expected.as_bytes())
 }
 
 /// Compares without an early exit, so response time doesn't reveal how much of a token matched.
@@ -162,7 +220,11 @@ struct WebhookBody {
 }
 
 /// Reads a required, non-empty string field with something visible in it, naming it in the error.
-fn required_string(value: Option<serde_json::Value>, field: &str, max_bytes: usize) -> Result<String, ApiError> {
+pub(crate) fn required_string(
+    value: Option<serde_json::Value>,
+    field: &str,
+    max_bytes: usize,
+) -> Result<String, ApiError> {
     match value {
         None | Some(serde_json::Value::Null) => Err(ApiError::BadRequest(format!("missing field `{field}`"))),
         Some(serde_json::Value::String(text)) if text.trim().is_empty() => {
@@ -216,7 +278,7 @@ fn is_json_media_type(value: &str) -> bool {
         .is_some_and(|(kind, subtype)| kind.eq_ignore_ascii_case("application") && subtype.eq_ignore_ascii_case("json"))
 }
 
-async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_json_media_type(content_type) {
         return Err(ApiError::UnsupportedMediaType);
@@ -359,6 +421,14 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
             "limit_seconds": process.limit.map(|limit| limit.as_secs()),
         })).collect::<Vec<_>>(),
     })))
+}
+
+async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(metrics) = &state.config.metrics else {
+        return Err(ApiError::NotFound("metrics are not enabled on this server".to_owned()));
+    };
+    let text = metrics.render(&state.runtime).await;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 
 async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

@@ -36,7 +36,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -49,6 +49,9 @@ impl ApiError {
         }
     }
 }
+
+/// A result whose error is an [`ApiError`] unless said otherwise.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 impl From<spacebot_core::Error> for ApiError {
     fn from(error: spacebot_core::Error) -> Self {

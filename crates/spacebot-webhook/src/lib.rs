@@ -10,12 +10,16 @@
 //!   conversations, the bare id the caller sent (`c1`).
 //! - `GET /api/status`: agents, live conversations, adapters, uptime.
 //! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
+//! - `GET /metrics`: the daemon's figures in the Prometheus text format ([`Metrics`]).
+//! - `POST /v1/chat/completions`, `GET /v1/models`: the OpenAI-compatible API onto the agents
+//!   (see the `openai` module); needs an [`OpenAiAdapter`] registered with the runtime and in
+//!   [`ApiConfig::with_openai`].
 //!
-//! When a token is configured, every `/api` and `/webhook` route needs `Authorization: Bearer`.
+//! When a token is configured, every route but `/health` needs `Authorization: Bearer`.
 //! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault (except the `431`
 //! and `400` hyper's parser answers to a head it can't take, before any route runs).
 //!
-//! [`serve`] runs the router on a listener within [`ServeLimits`]: header and body read timeouts
+//! [`serve()`] runs the router on a listener within [`ServeLimits`]: header and body read timeouts
 //! (`408`), a head size limit (`431`) and a connection cap (the longest-idle connection makes way;
 //! `503` when all are busy), so idle or slow clients can't stop `/health` and the webhook
 //! answering.
@@ -25,9 +29,13 @@
 mod adapter;
 mod api;
 mod error;
+mod metrics;
+mod openai;
 mod serve;
 
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
 pub use api::{ApiConfig, router};
-pub use error::ApiError;
+pub use error::{ApiError, Result};
+pub use metrics::Metrics;
+pub use openai::{OPENAI_ADAPTER, OpenAiAdapter};
 pub use serve::{ServeLimits, serve};

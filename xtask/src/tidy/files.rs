@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::Violation;
 
 /// The directories whose `.rs` files the rules cover, relative to the workspace root.
-const ROOTS: &[&str] = &["crates", "bins", "xtask", "examples"];
+pub(crate) const ROOTS: &[&str] = &["crates", "bins", "benches", "xtask", "examples"];
 
 /// Files that must stay small, with their budget in lines.
 ///
@@ -19,18 +19,26 @@ const LINE_BUDGETS: &[(&str, usize)] = &[("bins/spacebot/src/main.rs", 30)];
 /// Binary entry points that declare no modules of their own: everything is in the library.
 const THIN_MAINS: &[&str] = &["bins/spacebot/src/main.rs"];
 
-/// Checks every `.rs` file under [`ROOTS`], skipping build output and hidden directories.
-pub(crate) fn check_tree(root: &Path) -> anyhow::Result<Vec<Violation>> {
+/// Every `.rs` file under [`ROOTS`], relative to `root` with `/` separators, sorted; build output
+/// and hidden directories are skipped.
+pub(crate) fn list(root: &Path) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     for dir in ROOTS {
         collect(&root.join(dir), &mut files)?;
     }
-    files.sort();
+    let mut relative: Vec<String> =
+        files.iter().map(|path| path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/")).collect();
+    relative.sort();
+    Ok(relative)
+}
+
+/// Checks every file of `files` (as [`list`] returns them).
+pub(crate) fn check_tree(root: &Path, files: &[String]) -> anyhow::Result<Vec<Violation>> {
     let mut violations = Vec::new();
-    for path in files {
+    for relative in files {
+        let path = root.join(relative);
         let text = std::fs::read_to_string(&path).with_context(|| format!("can't read {}", path.display()))?;
-        let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-        violations.extend(check_file(&relative, &text));
+        violations.extend(check_file(relative, &text));
     }
     Ok(violations)
 }

@@ -10,6 +10,8 @@ mod http_api;
 mod in_process;
 mod memory;
 mod messaging;
+mod metrics;
+mod openai_api;
 mod processes;
 mod provider_errors;
 mod refusals;

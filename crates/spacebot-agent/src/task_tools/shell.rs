@@ -17,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use spacebot_core::{ToolError, TypedTool};
 
+use super::TaskToolSettings;
 use super::workspace::Workspace;
-use super::{TaskToolError, TaskToolSettings};
+use crate::error::TaskToolError;
 
 /// The `PATH` commands run with.
 const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use spacebot_core::{ToolError, TypedTool};
 
-use super::TaskToolError;
+use crate::error::TaskToolError;
 
 /// Entries `file_list` shows at most.
 const MAX_LIST_ENTRIES: usize = 500;

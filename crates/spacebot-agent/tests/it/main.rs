@@ -20,6 +20,7 @@ mod processes;
 mod recording;
 mod recovery;
 mod secrets;
+mod snapshots;
 mod supervision;
 mod support;
 mod task_tools;

@@ -67,3 +67,42 @@ async fn the_budget_cuts_whole_lines_and_never_leaves_an_empty_section() {
     let tiny = store.render_knowledge(query().with_max_chars(60)).await.unwrap();
     assert!(!tiny.contains("### Facts"), "{tiny}");
 }
+
+/// The render byte for byte, as a snapshot (`tests/it/snapshots/`): every memory type, the
+/// counts, importance order with creation time breaking ties, a private memory's person, cut and
+/// multi-line entries, and the per-type limit. Prompt caching depends on these bytes; an intended
+/// change is accepted by updating the snapshot (see `AGENTS.md`). The `<end>` marker keeps
+/// trailing whitespace, which the snapshot comparison would otherwise ignore, in the comparison.
+#[tokio::test]
+async fn the_render_matches_its_snapshot() {
+    let (store, clock) = store().await;
+    let long = format!("The deploy checklist: {}", "run the migrations, then restart the workers; ".repeat(6));
+    let seeds: [(MemoryType, &str, f32); 12] = [
+        (MemoryType::Identity, "I am the ops assistant of the infrastructure team", 0.9),
+        (MemoryType::Preference, "Prefers answers in bullet points", 0.6),
+        (MemoryType::Fact, "The build cache lives on the NAS", 0.5),
+        (MemoryType::Fact, "Backups run nightly at 02:00 UTC\nand are kept for thirty days", 0.8),
+        (MemoryType::Fact, &long, 0.5),
+        (MemoryType::Fact, "The staging cluster has three nodes", 0.2),
+        (MemoryType::Decision, "We moved the CI runners to the new rack", 0.7),
+        (MemoryType::Goal, "Retire the oldest database server this quarter", 0.7),
+        (MemoryType::Event, "The NAS was offline for two hours on Monday", 0.4),
+        (MemoryType::Observation, "Disk alerts come in bursts after deploys", 0.3),
+        (MemoryType::Todo, "Rotate the backup encryption key", 0.6),
+        (MemoryType::Todo, "Write the runbook for the new rack", 0.6),
+    ];
+    for (kind, content, importance) in seeds {
+        store.save(NewMemory::new(kind, content, shared()).with_importance(importance)).await.unwrap();
+        clock.advance_days(1);
+    }
+    store
+        .save(NewMemory::new(MemoryType::Preference, "Likes short answers", private("alice")).with_importance(0.9))
+        .await
+        .unwrap();
+    store
+        .save(NewMemory::new(MemoryType::Preference, "Bob's private note", private("bob")).with_importance(1.0))
+        .await
+        .unwrap();
+    let render = store.render_knowledge(query().with_per_type(3)).await.unwrap();
+    insta::assert_snapshot!("knowledge_render", format!("{render}<end>"));
+}

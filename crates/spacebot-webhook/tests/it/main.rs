@@ -1,5 +1,6 @@
 //! Integration tests of the HTTP surface: the real router over a real runtime, served on a real
 //! socket, talked to by raw TCP clients that misbehave on purpose.
 
+mod openai;
 mod serve;
 mod support;

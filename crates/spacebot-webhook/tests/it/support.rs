@@ -34,17 +34,20 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) async fn start(limits: ServeLimits) -> Self {
-        let runtime = Runtime::builder()
-            .engine(Arc::new(SilentEngine))
-            .log(Arc::new(MemoryLog::new()))
-            .adapter(Arc::new(WebhookAdapter))
-            .agent("main")
-            .start()
-            .await
-            .expect("runtime starts");
+        Self::start_with(limits, Arc::new(SilentEngine), ApiConfig::default()).await
+    }
+
+    /// The API over `engine`, with `api`'s settings; its OpenAI adapter, if any, is registered.
+    pub(crate) async fn start_with(limits: ServeLimits, engine: Arc<dyn ConversationEngine>, api: ApiConfig) -> Self {
+        let mut builder =
+            Runtime::builder().engine(engine).log(Arc::new(MemoryLog::new())).adapter(Arc::new(WebhookAdapter));
+        if let Some(openai) = &api.openai {
+            builder = builder.adapter(Arc::new(openai.clone()));
+        }
+        let runtime = builder.agent("main").start().await.expect("runtime starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let router = spacebot_webhook::router(runtime.handle(), ApiConfig::default());
+        let router = spacebot_webhook::router(runtime.handle(), api);
         let stop = CancellationToken::new();
         let task = tokio::spawn(spacebot_webhook::serve(listener, router, limits, stop.clone()));
         Self { addr, stop, task, runtime }

@@ -1,0 +1,573 @@
+//! The OpenAI-compatible API: `POST /v1/chat/completions` and `GET /v1/models`, so any OpenAI
+//! client (the official SDKs, LangChain, Open WebUI) can talk to an agent.
+//!
+//! `model` names the agent. The request's last `user` message becomes one inbound message of the
+//! conversation `openai:<name>`, where the name is the `X-Spacebot-Conversation` header, else the
+//! request's `user` field, else `default`. The agent keeps the conversation's history itself, as
+//! on every other platform, so the earlier messages a client sends along (as OpenAI clients do)
+//! are not read again: send only the new message, or everything, the answer is the same.
+//!
+//! Replies reach the waiting request through [`OpenAiAdapter`], the adapter that owns `openai:`
+//! conversations: everything the turn answering the message sends is collected until the turn
+//! ends (the channel's end-of-turn status), and a control command (`/status`, `/stop`, ...)
+//! ends with its answer. With `stream: true` each reply leaves as a `chat.completion.chunk`
+//! event the moment the channel sends it, then `data: [DONE]`. A reply that comes after the
+//! request has given up (the client went away, or [`ApiConfig::reply_timeout`] passed) is not
+//! lost: it is in the conversation, like every reply.
+//!
+//! Errors are OpenAI's JSON shape, `{"error": {"message", "type", "param", "code"}}`.
+//!
+//! [`ApiConfig::reply_timeout`]: crate::ApiConfig::reply_timeout
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use spacebot_core::{
+    AdapterError, AgentId, ControlCommand, ConversationId, InboundMessage, InboundStream, MessageId, MessagingAdapter,
+    OutboundResponse, Sender, StatusUpdate,
+};
+
+use crate::api::{AppState, read_json_body, required_string, token_matches};
+use crate::error::ApiError;
+
+/// The runtime key (and message source) of the OpenAI-compatible API.
+pub const OPENAI_ADAPTER: &str = "openai";
+
+/// Longest conversation name taken from the header or the `user` field, in bytes.
+const MAX_NAME_BYTES: usize = 256;
+
+/// The adapter that owns `openai:` conversations: it hands each reply to the request waiting
+/// for it. Register the same value with the runtime and in [`ApiConfig::with_openai`].
+///
+/// [`ApiConfig::with_openai`]: crate::ApiConfig::with_openai
+#[derive(Debug, Clone, Default)]
+pub struct OpenAiAdapter {
+    waiting: Arc<Waiting>,
+}
+
+/// The requests waiting for replies, by the id of the message each submitted. Locked only to
+/// insert, remove or clone a sender, never across an await.
+#[derive(Debug, Default)]
+struct Waiting(Mutex<HashMap<MessageId, mpsc::UnboundedSender<Piece>>>);
+
+/// What the channel sent in answer to one message.
+#[derive(Debug)]
+enum Piece {
+    Text(String),
+    /// The turn ended.
+    End,
+}
+
+impl OpenAiAdapter {
+    /// A new adapter with nobody waiting.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts waiting for the replies to message `id`, until the returned guard is dropped.
+    fn wait_for(&self, id: MessageId) -> (WaitGuard, mpsc::UnboundedReceiver<Piece>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.waiting.0.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), sender);
+        (WaitGuard { waiting: Arc::clone(&self.waiting), id }, receiver)
+    }
+}
+
+/// Stops waiting for a message's replies when the request ends, however it ends.
+struct WaitGuard {
+    waiting: Arc<Waiting>,
+    id: MessageId,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.waiting.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
+#[async_trait]
+impl MessagingAdapter for OpenAiAdapter {
+    fn name(&self) -> &str {
+        OPENAI_ADAPTER
+    }
+
+    async fn start(&self) -> Result<InboundStream, AdapterError> {
+        // Messages are submitted by the HTTP handler, which then waits for their replies.
+        Ok(Box::pin(futures::stream::pending()))
+    }
+
+    async fn send(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
+        let piece = match response {
+            OutboundResponse::Text { text } | OutboundResponse::ThreadReply { text, .. } => Piece::Text(text),
+            OutboundResponse::Status { status: StatusUpdate::StopTyping } => Piece::End,
+            // Reactions, typing and files have no place in a chat completion.
+            _ => return Ok(()),
+        };
+        let sender = self.waiting.0.lock().unwrap_or_else(PoisonError::into_inner).get(&target.id).cloned();
+        match sender {
+            // A request that went away drops its receiver; the reply is in the conversation.
+            Some(sender) => {
+                let _ = sender.send(piece);
+            }
+            None if matches!(piece, Piece::Text(_)) => tracing::debug!(
+                message = %target.id,
+                "a reply to an OpenAI API request that no longer waits; it is in the conversation"
+            ),
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// An error in OpenAI's shape.
+#[derive(Debug)]
+pub(crate) struct OpenAiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    param: Option<&'static str>,
+    code: Option<&'static str>,
+}
+
+impl OpenAiError {
+    fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param,
+            code: None,
+        }
+    }
+
+    fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "missing or invalid API key: send the daemon's api.token as `Authorization: Bearer <token>`"
+                .to_owned(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
+    fn unknown_model(model: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: format!("The model '{model}' does not exist: models are the daemon's agents (GET /v1/models)"),
+            kind: "invalid_request_error",
+            param: Some("model"),
+            code: Some("model_not_found"),
+        }
+    }
+
+    fn server(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), kind: "server_error", param: None, code: None }
+    }
+}
+
+impl From<ApiError> for OpenAiError {
+    fn from(error: ApiError) -> Self {
+        let status = error.status();
+        let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
+        Self { status, message: error.to_string(), kind, param: None, code: None }
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(message = %self.message, "OpenAI API request failed");
+        }
+        let body = json!({
+            "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code }
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The bearer token check of the `/v1` routes, answering in OpenAI's error shape.
+pub(crate) async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if token_matches(&state.config, request.headers()) {
+        next.run(request).await
+    } else {
+        OpenAiError::unauthorized().into_response()
+    }
+}
+
+/// `GET /v1/models`: one model per agent.
+pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .runtime
+        .agents()
+        .iter()
+        .map(|agent| json!({ "id": agent, "object": "model", "created": 0, "owned_by": "spacebot" }))
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    model: Option<Value>,
+    messages: Option<Value>,
+    #[serde(default)]
+    stream: Option<Value>,
+    #[serde(default)]
+    user: Option<Value>,
+}
+
+/// A request, checked.
+#[derive(Debug)]
+struct Completion {
+    agent: AgentId,
+    text: String,
+    conversation: String,
+    sender: String,
+    stream: bool,
+}
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OpenAiError> {
+    let Some(adapter) = state.config.openai.clone() else {
+        return Err(OpenAiError::server(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the OpenAI-compatible API is not enabled on this server",
+        ));
+    };
+    let bytes = read_json_body(&headers, body, state.config.max_body_bytes).await?;
+    let completion = parse(&bytes, &headers, state.config.max_text_bytes)?;
+    if !state.runtime.has_agent(&completion.agent) {
+        return Err(OpenAiError::unknown_model(completion.agent.as_str()));
+    }
+    let message = InboundMessage::text(
+        OPENAI_ADAPTER,
+        ConversationId::new(format!("{OPENAI_ADAPTER}:{}", completion.conversation)),
+        Sender::new(completion.sender.as_str()),
+        completion.text,
+    )
+    .with_agent(completion.agent.clone())
+    .with_direct(true);
+    // A control command is answered at once, without a turn (and so without an end of turn).
+    let command = ControlCommand::parse(&message).is_some();
+    // Waiting starts before the message is submitted, so no reply can come first.
+    let (guard, replies) = adapter.wait_for(message.id.clone());
+    let id = state.runtime.submit(message).await.map_err(ApiError::from)?;
+    let answer = Answer {
+        id: format!("chatcmpl-{id}"),
+        model: completion.agent.to_string(),
+        created: chrono::Utc::now().timestamp(),
+        command,
+        deadline: Instant::now() + state.config.reply_timeout,
+        timeout: state.config.reply_timeout,
+    };
+    if completion.stream {
+        Ok(stream(answer, guard, replies).into_response())
+    } else {
+        let text = collect(&answer, replies).await?;
+        drop(guard);
+        Ok(Json(answer.completion(&text)).into_response())
+    }
+}
+
+fn parse(bytes: &[u8], headers: &HeaderMap, max_text_bytes: usize) -> Result<Completion, OpenAiError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|error| OpenAiError::invalid(format!("invalid JSON body: {error}"), None))?;
+    if !value.is_object() {
+        return Err(OpenAiError::invalid("invalid JSON body: expected an object with `model` and `messages`", None));
+    }
+    let request: CompletionRequest = serde_json::from_value(value)
+        .map_err(|error| OpenAiError::invalid(format!("invalid JSON body: {error}"), None))?;
+    let model = required_string(request.model, "model", MAX_NAME_BYTES)
+        .map_err(|error| OpenAiError::invalid(error.to_string(), Some("model")))?;
+    let text = last_user_text(request.messages, max_text_bytes)?;
+    let stream = match request.stream {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(stream)) => stream,
+        Some(_) => return Err(OpenAiError::invalid("field `stream` must be a boolean", Some("stream"))),
+    };
+    let user = match request.user {
+        None | Some(Value::Null) => None,
+        some => Some(
+            required_string(some, "user", MAX_NAME_BYTES)
+                .map_err(|error| OpenAiError::invalid(error.to_string(), Some("user")))?,
+        ),
+    };
+    let header = match headers.get("x-spacebot-conversation") {
+        None => None,
+        Some(value) => {
+            let value = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty() && v.len() <= MAX_NAME_BYTES);
+            Some(value.ok_or_else(|| {
+                OpenAiError::invalid(
+                    format!(
+                        "header `X-Spacebot-Conversation` must be visible ASCII text of 1 to {MAX_NAME_BYTES} bytes"
+                    ),
+                    None,
+                )
+            })?)
+        }
+    };
+    let conversation = header.map(str::to_owned).or_else(|| user.clone()).unwrap_or_else(|| "default".to_owned());
+    Ok(Completion {
+        agent: AgentId::new(model),
+        text,
+        conversation,
+        sender: user.unwrap_or_else(|| OPENAI_ADAPTER.to_owned()),
+        stream,
+    })
+}
+
+/// The text of the last `user` message: a string, or the `text` parts of a content array.
+fn last_user_text(messages: Option<Value>, max_bytes: usize) -> Result<String, OpenAiError> {
+    let invalid = |message: String| OpenAiError::invalid(message, Some("messages"));
+    let messages = match messages {
+        None | Some(Value::Null) => return Err(invalid("missing field `messages`".to_owned())),
+        Some(Value::Array(messages)) => messages,
+        Some(_) => return Err(invalid("field `messages` must be an array".to_owned())),
+    };
+    let Some(last) = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) else {
+        return Err(invalid("`messages` holds no message with role `user`".to_owned()));
+    };
+    let text = match last.get("content") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => {
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter(|part| part.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .collect();
+            texts.join("\n")
+        }
+        _ => {
+            return Err(invalid(
+                "the last `user` message's `content` must be a string or an array of parts".to_owned(),
+            ));
+        }
+    };
+    required_string(Some(Value::String(text)), "content", max_bytes)
+        .map_err(|error| invalid(format!("the last `user` message's {error}")))
+}
+
+/// What a request knows to answer with.
+struct Answer {
+    id: String,
+    model: String,
+    created: i64,
+    /// The message is a control command: its answer is the whole of it.
+    command: bool,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Answer {
+    fn completion(&self, text: &str) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": text },
+                "finish_reason": "stop",
+            }],
+        })
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Event {
+        let chunk = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish_reason }],
+        });
+        Event::default().data(chunk.to_string())
+    }
+
+    fn timed_out(&self) -> OpenAiError {
+        OpenAiError::server(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "agent '{}' did not finish answering within {} s; the reply will be in the conversation",
+                self.model,
+                self.timeout.as_secs()
+            ),
+        )
+    }
+
+    /// The next reply, `None` once the answer is complete, or an error when time is up.
+    async fn next(
+        &self,
+        replies: &mut mpsc::UnboundedReceiver<Piece>,
+        seen: bool,
+    ) -> Result<Option<String>, OpenAiError> {
+        if self.command && seen {
+            return Ok(None);
+        }
+        match tokio::time::timeout_at(self.deadline, replies.recv()).await {
+            Ok(Some(Piece::Text(text))) => Ok(Some(text)),
+            Ok(Some(Piece::End)) => Ok(None),
+            // The adapter holds no sender once the guard is gone; before that, it can't close.
+            Ok(None) => Ok(None),
+            Err(_elapsed) => Err(self.timed_out()),
+        }
+    }
+}
+
+/// Every reply of the turn, joined by blank lines.
+async fn collect(answer: &Answer, mut replies: mpsc::UnboundedReceiver<Piece>) -> Result<String, OpenAiError> {
+    let mut texts: Vec<String> = Vec::new();
+    while let Some(text) = answer.next(&mut replies, !texts.is_empty()).await? {
+        texts.push(text);
+    }
+    Ok(texts.join("\n\n"))
+}
+
+/// Where a streamed answer is.
+enum Streaming {
+    /// The role chunk has not been sent yet.
+    Start,
+    /// Replies are flowing; `seen` once one was sent.
+    Replies {
+        seen: bool,
+    },
+    /// The final chunk went out; `[DONE]` is next.
+    Done,
+    Finished,
+}
+
+/// The answer as server-sent events: a role chunk, one content chunk per reply, a final chunk
+/// with `finish_reason`, then `[DONE]`. A timeout ends it with an error event and `[DONE]`.
+fn stream(
+    answer: Answer,
+    guard: WaitGuard,
+    replies: mpsc::UnboundedReceiver<Piece>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let state = (answer, guard, replies, Streaming::Start);
+    let events = futures::stream::unfold(state, |(answer, guard, mut replies, step)| async move {
+        let (event, next) = match step {
+            Streaming::Start => {
+                (answer.chunk(json!({ "role": "assistant", "content": "" }), None), Streaming::Replies { seen: false })
+            }
+            Streaming::Replies { seen } => match answer.next(&mut replies, seen).await {
+                Ok(Some(text)) => {
+                    let text = if seen { format!("\n\n{text}") } else { text };
+                    (answer.chunk(json!({ "content": text }), None), Streaming::Replies { seen: true })
+                }
+                Ok(None) => (answer.chunk(json!({}), Some("stop")), Streaming::Done),
+                Err(error) => {
+                    let body = json!({ "error": { "message": error.message, "type": error.kind, "param": null, "code": null } });
+                    (Event::default().data(body.to_string()), Streaming::Done)
+                }
+            },
+            Streaming::Done => (Event::default().data("[DONE]"), Streaming::Finished),
+            Streaming::Finished => return None,
+        };
+        Some((Ok(event), (answer, guard, replies, next)))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: Value) -> Result<Completion, OpenAiError> {
+        parse(body.to_string().as_bytes(), &HeaderMap::new(), 1024)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_that_does_not_finish_in_time_is_a_504_naming_the_wait() {
+        let timeout = Duration::from_secs(300);
+        let answer = Answer {
+            id: "chatcmpl-1".to_owned(),
+            model: "main".to_owned(),
+            created: 0,
+            command: false,
+            deadline: Instant::now() + timeout,
+            timeout,
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        sender.send(Piece::Text("partial".to_owned())).expect("open");
+        let started = Instant::now();
+        let error = collect(&answer, receiver).await.expect_err("times out");
+        assert_eq!(started.elapsed(), timeout);
+        assert_eq!(error.status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(error.message.contains("300 s"), "{}", error.message);
+        drop(sender);
+    }
+
+    #[test]
+    fn the_last_user_message_is_the_one_taken() {
+        let completion = request(json!({
+            "model": "main",
+            "messages": [
+                { "role": "system", "content": "be brief" },
+                { "role": "user", "content": "first" },
+                { "role": "assistant", "content": "ok" },
+                { "role": "user", "content": [{ "type": "text", "text": "second" }, { "type": "image_url" }] },
+            ],
+            "user": "alice",
+        }))
+        .expect("valid");
+        assert_eq!(completion.text, "second");
+        assert_eq!(completion.conversation, "alice");
+        assert_eq!(completion.sender, "alice");
+        assert!(!completion.stream);
+    }
+
+    #[test]
+    fn the_conversation_header_wins_over_the_user_field() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-spacebot-conversation", header::HeaderValue::from_static("team-chat"));
+        let body = json!({ "model": "main", "messages": [{ "role": "user", "content": "hi" }], "user": "bob" });
+        let completion = parse(body.to_string().as_bytes(), &headers, 1024).expect("valid");
+        assert_eq!(completion.conversation, "team-chat");
+        let body = json!({ "model": "main", "messages": [{ "role": "user", "content": "hi" }] });
+        assert_eq!(parse(body.to_string().as_bytes(), &HeaderMap::new(), 1024).expect("valid").conversation, "default");
+    }
+
+    #[test]
+    fn bad_requests_name_the_parameter_at_fault() {
+        let cases = [
+            (json!({ "messages": [{ "role": "user", "content": "hi" }] }), Some("model")),
+            (json!({ "model": "main" }), Some("messages")),
+            (json!({ "model": "main", "messages": [{ "role": "system", "content": "x" }] }), Some("messages")),
+            (json!({ "model": "main", "messages": [{ "role": "user", "content": "\u{200B}" }] }), Some("messages")),
+            (json!({ "model": "main", "messages": [{ "role": "user", "content": 3 }] }), Some("messages")),
+            (
+                json!({ "model": "main", "messages": [{ "role": "user", "content": "hi" }], "stream": "yes" }),
+                Some("stream"),
+            ),
+            (json!([1, 2]), None),
+        ];
+        for (body, param) in cases {
+            let error = request(body.clone()).expect_err("refused");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(error.param, param, "{body}: {}", error.message);
+        }
+    }
+}
