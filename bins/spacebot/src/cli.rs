@@ -54,6 +54,10 @@ pub(crate) enum Command {
     Doctor,
     /// Inspect and edit an agent's memory.
     Memory(MemoryArgs),
+    /// Show the tokens (and cost, where `[llm.prices]` sets one) the agents' model calls used.
+    Usage(UsageArgs),
+    /// Manage the encrypted secret store that `secret:NAME` config values read.
+    Secrets(SecretsArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -63,6 +67,39 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct StartArgs {}
+
+#[derive(Debug, Args)]
+pub(crate) struct SecretsArgs {
+    #[command(subcommand)]
+    pub(crate) command: SecretsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Store a secret; its value is read from stdin (prompted for without echo on a terminal),
+    /// never from the command line.
+    Set {
+        /// Letters, digits and underscores.
+        name: String,
+    },
+    /// List the stored secrets' names (never their values).
+    List,
+    /// Remove a secret.
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    /// The last this many days, today included (default: all recorded usage).
+    #[arg(long, conflicts_with = "since", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) days: Option<u64>,
+    /// From this day on, as YYYY-MM-DD.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {

@@ -82,6 +82,13 @@ impl Client {
         response.json().await.context("the daemon sent an unreadable status")
     }
 
+    /// `GET /api/usage` with `query` (`days=N` or `since=YYYY-MM-DD`, already URL-safe; may be empty).
+    pub(crate) async fn usage(&self, query: &str) -> anyhow::Result<serde_json::Value> {
+        let path = if query.is_empty() { "/api/usage".to_owned() } else { format!("/api/usage?{query}") };
+        let response = self.send_checked(self.request(reqwest::Method::GET, &path)).await?;
+        response.json().await.context("the daemon sent an unreadable usage report")
+    }
+
     /// `POST /webhook/{agent}`.
     pub(crate) async fn post(
         &self,

@@ -75,6 +75,23 @@ struct RawApi {
     header_read_timeout_secs: Option<u64>,
     body_read_timeout_secs: Option<u64>,
     max_header_bytes: Option<usize>,
+    /// Serve a non-loopback `bind` without a token, on purpose.
+    allow_unauthenticated: Option<bool>,
+    /// `[[api.tokens]]`: tokens with limited rights.
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    token: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    agents: Vec<String>,
+    #[serde(default)]
+    senders: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +101,16 @@ struct RawLlm {
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     models: RawModels,
+    /// `[llm.prices."provider/model"]`: what the model's tokens cost, for `spacebot usage`.
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input_per_million: f64,
+    output_per_million: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,12 +241,18 @@ pub struct Config {
     pub(crate) memory: MemorySettings,
     /// `[conversations]`: when idle conversations are evicted.
     pub(crate) conversations: ConversationSettings,
+    /// `[llm.prices]`: US dollars per million tokens, by `provider/model`.
+    pub(crate) prices: BTreeMap<String, spacebot_webhook::ModelPrice>,
 }
 
 #[derive(Debug)]
 pub(crate) struct ApiSettings {
     pub(crate) bind: String,
     pub(crate) token: Option<String>,
+    /// `[[api.tokens]]`, checked.
+    pub(crate) tokens: Vec<spacebot_webhook::ScopedToken>,
+    /// The scoped tokens' values, for the scrubber.
+    pub(crate) token_values: Vec<String>,
     pub(crate) max_body_bytes: usize,
     /// How many connections the HTTP server holds, and how long it waits for a request.
     pub(crate) limits: spacebot_webhook::ServeLimits,
@@ -304,6 +337,7 @@ impl Config {
     pub(crate) fn secrets(&self) -> Vec<String> {
         let mut secrets: Vec<String> = self.providers.values().map(|provider| provider.api_key.clone()).collect();
         secrets.extend(self.api.token.clone());
+        secrets.extend(self.api.token_values.iter().cloned());
         for discord in &self.messaging.discord {
             secrets.push(discord.token.clone());
         }
@@ -323,6 +357,55 @@ impl Config {
     ///
     /// One sentence naming the file, key or value at fault.
     pub fn load(location: &Location) -> anyhow::Result<Self> {
+        let (figment, file, home_dir) = layered(location)?;
+        // `secret:NAME` values are read from the secret store of the data dir the config names.
+        let data_dir = data_dir_of(&figment, location, &home_dir);
+        let figment = crate::secrets::resolve_references(figment, &data_dir)?;
+        let raw: RawConfig =
+            figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
+        let data_dir_origin = match (&location.data_dir, &raw.data_dir) {
+            (Some(_), _) => "--data-dir".to_owned(),
+            (None, Some(_)) => format!("config key `data_dir`{}", check::origin(&figment, "data_dir")),
+            (None, None) => "config key `data_dir`, by default ~/.spacebot".to_owned(),
+        };
+        validate(raw, file, location, home_dir, data_dir_origin).map_err(|error| {
+            // The checks name the key; say where its value came from too.
+            let mut message = check::with_origin(&error.to_string(), &figment);
+            for cause in error.chain().skip(1) {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+            }
+            anyhow::anyhow!(message)
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
+    }
+}
+
+/// The data directory `location` and the config it finds name, without reading the rest of the
+/// config (nor its secrets): for `spacebot secrets`, which must work while a secret the config
+/// names is still missing.
+pub(crate) fn data_dir_for(location: &Location) -> anyhow::Result<DataDir> {
+    let (figment, _, home_dir) = layered(location)?;
+    Ok(data_dir_of(&figment, location, &home_dir))
+}
+
+/// The data directory as `load` will settle it (an empty or unreadable `data_dir` is left to
+/// its checks; this gives the default then).
+fn data_dir_of(figment: &Figment, location: &Location, home_dir: &Path) -> DataDir {
+    let configured = figment.extract_inner::<PathBuf>("data_dir").ok().filter(|dir| !dir.as_os_str().is_empty());
+    DataDir::new(
+        location.data_dir.clone().or(configured).map_or_else(|| home_dir.to_path_buf(), |dir| expand_home(&dir)),
+    )
+}
+
+/// The config file `location` names (or the data dir's), with the `SPACEBOT_` environment
+/// variables laid over it, and the default data dir.
+fn layered(location: &Location) -> anyhow::Result<(Figment, Option<PathBuf>, PathBuf)> {
+    {
         let home_dir = home().join(".spacebot");
         let file = match &location.config {
             Some(path) if !path.is_file() => bail!("config file {} does not exist", path.display()),
@@ -347,27 +430,7 @@ impl Config {
                 .filter(|key| key.as_str().contains("__") || key == "data_dir" || key == "shutdown_grace_secs")
                 .split("__"),
         );
-        let raw: RawConfig =
-            figment.extract().map_err(|error| anyhow::anyhow!(describe_figment(error, file.as_deref())))?;
-        let data_dir_origin = match (&location.data_dir, &raw.data_dir) {
-            (Some(_), _) => "--data-dir".to_owned(),
-            (None, Some(_)) => format!("config key `data_dir`{}", check::origin(&figment, "data_dir")),
-            (None, None) => "config key `data_dir`, by default ~/.spacebot".to_owned(),
-        };
-        validate(raw, file, location, home_dir, data_dir_origin).map_err(|error| {
-            // The checks name the key; say where its value came from too.
-            let mut message = check::with_origin(&error.to_string(), &figment);
-            for cause in error.chain().skip(1) {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-            }
-            anyhow::anyhow!(message)
-        })
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &DataDir {
-        &self.data_dir
+        Ok((figment, file, home_dir))
     }
 }
 
@@ -421,9 +484,25 @@ fn validate(
         DataDir::new(location.data_dir.clone().or(raw.data_dir).map(|dir| expand_home(&dir)).unwrap_or(home_dir));
 
     let bind = raw.api.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned());
-    bind.parse::<std::net::SocketAddr>()
+    let address = bind
+        .parse::<std::net::SocketAddr>()
         .with_context(|| format!("config key `api.bind` must be an address like 127.0.0.1:19898, not `{bind}`"))?;
-    let token = raw.api.token.map(|value| resolve(&value, "api.token")).transpose()?.filter(|t| !t.is_empty());
+    let token = raw.api.token.map(|value| resolve(&value, "api.token")).transpose()?;
+    // An empty token would turn authentication off without anyone deciding so.
+    if token.as_ref().is_some_and(|token| token.trim().is_empty()) {
+        bail!(
+            "config key `api.token` is empty (`\"\"`, or an `env:` variable set to nothing), which would turn authentication off: set a token, or remove the key to run without one"
+        );
+    }
+    if token.is_none()
+        && raw.api.tokens.is_empty()
+        && !address.ip().is_loopback()
+        && raw.api.allow_unauthenticated != Some(true)
+    {
+        bail!(
+            "config key `api.bind` is {bind}, reachable from other machines, and no `api.token` is set: set one, or set `api.allow_unauthenticated = true` to serve without authentication on purpose"
+        );
+    }
     let max_body_bytes = check::positive(raw.api.max_body_bytes, "api.max_body_bytes")?.unwrap_or(256 * 1024);
     let mut limits = spacebot_webhook::ServeLimits::default();
     if let Some(connections) = check::positive(raw.api.max_connections, "api.max_connections")? {
@@ -441,7 +520,8 @@ fn validate(
         }
         limits = limits.with_max_header_bytes(bytes);
     }
-    let api = ApiSettings { bind, token, max_body_bytes, limits };
+    let raw_tokens = raw.api.tokens;
+    let mut api = ApiSettings { bind, token, tokens: Vec::new(), token_values: Vec::new(), max_body_bytes, limits };
 
     let mut providers = BTreeMap::new();
     for (name, provider) in raw.llm.providers {
@@ -500,6 +580,26 @@ fn validate(
         };
         Ok(ModelChain { models })
     };
+    let mut prices = BTreeMap::new();
+    for (model, price) in &raw.llm.prices {
+        let key = format!("llm.prices.\"{model}\"");
+        if !model.split_once('/').is_some_and(|(provider, name)| !provider.is_empty() && !name.is_empty()) {
+            bail!("config key `{key}` must name a model as `provider/model`");
+        }
+        for (field, value) in
+            [("input_per_million", price.input_per_million), ("output_per_million", price.output_per_million)]
+        {
+            if !value.is_finite() || value < 0.0 {
+                bail!(
+                    "config key `{key}.{field}` must be a price of zero or more (US dollars per million tokens), got {value}"
+                );
+            }
+        }
+        prices.insert(
+            model.clone(),
+            spacebot_webhook::ModelPrice::new(price.input_per_million, price.output_per_million),
+        );
+    }
     let channel_model = raw.llm.models.channel.as_ref().map(|m| check_chain(m, "llm.models.channel")).transpose()?;
     let mut process_models = Vec::new();
     for (kind, name, value) in [
@@ -562,6 +662,7 @@ fn validate(
     let messaging = messaging::messaging(raw.messaging)?;
     let agent_ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
     let bindings = messaging::bindings(raw.bindings, &agent_ids, &messaging)?;
+    scoped_tokens(raw_tokens, &agent_ids, &mut api)?;
 
     let task_tools = task_tools(raw.tools)?;
     let memory = memory::memory(raw.memory)?;
@@ -581,7 +682,53 @@ fn validate(
         process_models,
         messaging,
         bindings,
+        prices,
     })
+}
+
+/// Checks `[[api.tokens]]` against the agents and the admin token, into `api`.
+fn scoped_tokens(raw: Vec<RawToken>, agents: &[&str], api: &mut ApiSettings) -> anyhow::Result<()> {
+    let mut names: Vec<String> = Vec::new();
+    for (index, raw) in raw.into_iter().enumerate() {
+        let key = format!("api.tokens[{index}]");
+        if raw.name.trim().is_empty() || names.contains(&raw.name) {
+            bail!("config key `{key}.name` must be a name no other token has, not `{}`", raw.name);
+        }
+        let value = resolve(&raw.token, &format!("{key}.token"))?;
+        if value.trim().chars().count() < spacebot_core::MIN_SECRET_LEN {
+            bail!(
+                "config key `{key}.token` is shorter than {} characters; a token that short can be guessed",
+                spacebot_core::MIN_SECRET_LEN
+            );
+        }
+        if api.token.as_deref() == Some(value.as_str()) || api.token_values.contains(&value) {
+            bail!("config key `{key}.token` is the same as another token's; each token must be its own");
+        }
+        if raw.scopes.is_empty() {
+            bail!("config key `{key}.scopes` is empty; give one or more of `webhook`, `read`, `admin`");
+        }
+        let scopes = raw
+            .scopes
+            .iter()
+            .map(|scope| {
+                spacebot_webhook::Scope::parse(scope).with_context(|| {
+                    format!("config key `{key}.scopes` names `{scope}`; the scopes are `webhook`, `read` and `admin`")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for agent in &raw.agents {
+            if !agents.contains(&agent.as_str()) {
+                bail!("config key `{key}.agents` names agent `{agent}`, which is not configured");
+            }
+        }
+        let token = spacebot_webhook::ScopedToken::new(raw.name.clone(), value.clone(), scopes)
+            .with_agents(raw.agents.iter().map(|agent| spacebot_core::AgentId::new(agent.as_str())))
+            .with_senders(raw.senders);
+        names.push(raw.name);
+        api.token_values.push(value);
+        api.tokens.push(token);
+    }
+    Ok(())
 }
 
 /// `agents[].compaction` (under `key`); unset keys keep the defaults.
@@ -698,7 +845,8 @@ fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings>
     Ok(settings.with_web_fetch(web))
 }
 
-/// Resolves an `env:NAME` value; other values are literal.
+/// Resolves an `env:NAME` value; other values are literal (`secret:NAME` values were replaced by
+/// the stored secret before the config was read: `crate::secrets::resolve_references`).
 fn resolve(value: &str, key: &str) -> anyhow::Result<String> {
     match value.strip_prefix("env:") {
         Some(name) => std::env::var(name)
@@ -904,6 +1052,47 @@ mod tests {
         assert!(error.contains("`agents[0].compaction.rollup_threshold`"), "{error}");
         let error = load_str("[[agents]]\nid = \"a\"\ncompaction = { emergency = 1.5 }").unwrap_err().to_string();
         assert!(error.contains("`agents[0].compaction.emergency`"), "{error}");
+    }
+
+    #[test]
+    fn an_empty_token_or_an_open_bind_without_one_is_refused() {
+        let error = load_str("[api]\ntoken = \"\"").unwrap_err().to_string();
+        assert!(
+            error.contains("`api.token`") && error.contains("is empty") && error.contains("authentication off"),
+            "{error}"
+        );
+        let error = load_str("[api]\ntoken = \"  \"").unwrap_err().to_string();
+        assert!(error.contains("`api.token`") && error.contains("is empty"), "{error}");
+        let error = load_str("[api]\nbind = \"0.0.0.0:19898\"").unwrap_err().to_string();
+        assert!(
+            error.contains("`api.bind`") && error.contains("0.0.0.0:19898") && error.contains("allow_unauthenticated"),
+            "{error}"
+        );
+        assert!(load_str("[api]\nbind = \"0.0.0.0:19898\"\nallow_unauthenticated = true").is_ok());
+        assert!(load_str("[api]\nbind = \"0.0.0.0:19898\"\ntoken = \"a-real-token\"").is_ok());
+        assert!(load_str("[api]\nbind = \"[::1]:19898\"").is_ok(), "loopback needs no token");
+    }
+
+    #[test]
+    fn scoped_tokens_are_checked_and_their_values_scrubbed() {
+        let config = load_str(
+            "[api]\nbind = \"0.0.0.0:1\"\n[[api.tokens]]\nname = \"ci\"\ntoken = \"ci-token-value\"\nscopes = [\"webhook\"]\nagents = [\"main\"]\nsenders = [\"ci-bot\"]\n",
+        )
+        .expect("a scoped token is enough for an open bind");
+        assert_eq!(config.api.tokens.len(), 1);
+        assert!(config.secrets().contains(&"ci-token-value".to_owned()));
+        for (tokens, expected) in [
+            ("name = \"a\"\ntoken = \"short\"\nscopes = [\"read\"]", "shorter than 8"),
+            ("name = \"a\"\ntoken = \"long-enough\"\nscopes = [\"write\"]", "names `write`"),
+            ("name = \"a\"\ntoken = \"long-enough\"\nscopes = []", "is empty; give one or more"),
+            ("name = \"a\"\ntoken = \"long-enough\"\nscopes = [\"read\"]\nagents = [\"ops\"]", "agent `ops`"),
+            ("name = \"a\"\ntoken = \"admin-token\"\nscopes = [\"read\"]", "same as another token"),
+        ] {
+            let error = load_str(&format!("[api]\ntoken = \"admin-token\"\n[[api.tokens]]\n{tokens}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{tokens}: {error}");
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
-use spacebot_core::{AgentId, FallbackModel, LanguageModel, Runtime, RuntimeHandle, RuntimeSettings, Scrubber};
+use spacebot_core::{
+    AgentId, FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeHandle, RuntimeSettings, Scrubber,
+};
 use spacebot_cortex::{Watchdog, WatchdogSettings};
 use spacebot_memory::SqliteLog;
 use spacebot_webhook::{ApiConfig, Metrics, OpenAiAdapter, WebhookAdapter};
@@ -55,6 +57,8 @@ struct Tasks {
     maintenance: Option<JoinHandle<()>>,
     /// Keeps the metrics that come from runtime events (stopped with the cortex).
     metering: Option<JoinHandle<()>>,
+    /// Writes model calls' usage (stopped with the cortex, after draining what is queued).
+    usage: Option<JoinHandle<()>>,
     /// Stops the HTTP API (after the runtime, so reads keep working while turns finish).
     http_stop: CancellationToken,
     http: Option<JoinHandle<std::io::Result<()>>>,
@@ -73,7 +77,8 @@ impl Daemon {
         if let Some(path) = &config.source {
             tracing::info!(config = %path.display(), "config loaded");
         }
-        let metrics = Metrics::new();
+        // Every model call is metered, and its tokens recorded beside the conversation log.
+        let (metrics, usage_writer) = Metrics::recording_usage();
         let Prepared { profiles: built } = prepare(config, Some(&metrics))?;
         config.data_dir.create().map_err(|reason| data_dir_error(config, &reason))?;
         let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
@@ -132,15 +137,19 @@ impl Daemon {
         let cortex_stop = CancellationToken::new();
         // The metrics follow the runtime's events until the cortex stops.
         let metering = tokio::spawn(metrics.clone().follow(runtime.handle().subscribe(), cortex_stop.clone()));
+        // Stopped with the cortex, after the runtime: every call's usage is written by then.
+        let usage = tokio::spawn(usage_writer.run(store.clone(), cortex_stop.clone()));
         let watchdog =
             tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), cortex_stop.clone()));
         // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
         let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(cortex_stop.clone())));
         let api = ApiConfig::default()
             .with_token(config.api.token.clone())
+            .with_scoped_tokens(config.api.tokens.clone())
             .with_max_body_bytes(config.api.max_body_bytes)
             .with_openai(openai)
             .with_metrics(metrics)
+            .with_usage(store.clone(), config.prices.clone())
             .with_reply_timeout(reply_timeout);
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();
@@ -158,6 +167,7 @@ impl Daemon {
                 watchdog: Some(watchdog),
                 maintenance,
                 metering: Some(metering),
+                usage: Some(usage),
                 http_stop,
                 http: Some(http),
             },
@@ -225,6 +235,9 @@ impl Tasks {
         }
         if let Some(Err(error)) = join_optional(self.metering.take()).await {
             tracing::error!(%error, "the metrics task failed");
+        }
+        if let Some(Err(error)) = join_optional(self.usage.take()).await {
+            tracing::error!(%error, "the usage writer failed");
         }
         self.http_stop.cancel();
         if let Some(mut http) = self.http.take()
@@ -307,12 +320,11 @@ fn agent_profiles(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<
     let mut profiles = Vec::new();
     for agent in &config.agents {
         let id = AgentId::new(agent.id.as_str());
-        let build = |chain: &config::ModelChain| -> anyhow::Result<Arc<dyn LanguageModel>> {
-            let model = build_model(config, chain)?;
-            Ok(match metrics {
-                Some(metrics) => metrics.meter(&id, model),
-                None => model,
-            })
+        // Each process kind's model is metered under its kind, the channel's model once per kind
+        // that shares it.
+        let meter = |kind: ProcessKind, model: Arc<dyn LanguageModel>| match metrics {
+            Some(metrics) => metrics.meter(&id, kind, model),
+            None => model,
         };
         let mut settings = ChannelSettings::default();
         if let Some(calls) = agent.max_model_calls_per_turn {
@@ -332,17 +344,23 @@ fn agent_profiles(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<
         }
         // Workers' file and shell tools are confined to a workspace per agent.
         let workspace = config.data_dir.workspace(&agent.id);
-        profile = profile.with_task_tools(config.task_tools.clone().with_workspace(workspace));
-        if !spacebot_agent::bubblewrap_available() {
-            tracing::warn!(agent = %agent.id, "bubblewrap (`bwrap`) is not installed: worker shell commands run unsandboxed");
-        }
+        // The sandbox hides the data dir (every agent's memories, the log) and the config from
+        // commands, wherever they are; the workspace inside stays visible.
+        let hidden = std::iter::once(config.data_dir.root().to_path_buf()).chain(config.source.clone());
+        profile =
+            profile.with_task_tools(config.task_tools.clone().with_workspace(workspace).with_hidden_paths(hidden));
         match &agent.model {
             Some(model_ref) => {
-                let model = build(model_ref)?;
+                let model = build_model(config, model_ref)?;
                 tracing::info!(agent = %agent.id, model = model.name(), "agent ready");
-                profile = profile.with_model(model);
-                for (kind, model_ref) in &config.process_models {
-                    profile = profile.with_process_model(*kind, build(model_ref)?);
+                profile = profile.with_model(meter(ProcessKind::Channel, model.clone()));
+                for kind in [ProcessKind::Branch, ProcessKind::Worker, ProcessKind::Compactor] {
+                    let own = config.process_models.iter().find(|(k, _)| *k == kind).map(|(_, chain)| chain);
+                    let model = match own {
+                        Some(chain) => build_model(config, chain)?,
+                        None => model.clone(),
+                    };
+                    profile = profile.with_process_model(kind, meter(kind, model));
                 }
             }
             None => tracing::warn!(

@@ -4,6 +4,8 @@
 //! ```text
 //! DATA_DIR/
 //!   config.toml               read when no --config is given
+//!   secrets.json              the secret store (values encrypted; `spacebot secrets`)
+//!   master.key                the secret store's key, unless SPACEBOT_MASTER_KEY is set
 //!   spacebot.db               the conversation log (messages, process runs, checkpoints)
 //!   agents/<agent>/memory.db  each agent's memory
 //!   workspaces/<agent>/       where each agent's workers read and write files
@@ -41,6 +43,16 @@ impl DataDir {
     /// The conversation log's database.
     pub fn log_db(&self) -> PathBuf {
         self.root.join("spacebot.db")
+    }
+
+    /// The secret store.
+    pub fn secrets_file(&self) -> PathBuf {
+        self.root.join("secrets.json")
+    }
+
+    /// The secret store's key file.
+    pub fn master_key_file(&self) -> PathBuf {
+        self.root.join("master.key")
     }
 
     /// The memory database of `agent`.

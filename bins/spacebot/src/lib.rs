@@ -31,8 +31,10 @@ mod data_dir;
 mod doctor;
 mod memory_cmd;
 mod memory_setup;
+mod secrets;
 mod start;
 mod status;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -59,6 +61,8 @@ pub fn main() -> ExitCode {
         Command::Status => status::run(&cli.global),
         Command::Doctor => doctor::run(&cli.global),
         Command::Memory(args) => memory_cmd::run(&cli.global, args),
+        Command::Usage(args) => usage::run(&cli.global, &args),
+        Command::Secrets(args) => secrets::run(&cli.global, &args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),
     };
     match result {

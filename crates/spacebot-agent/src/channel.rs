@@ -14,7 +14,8 @@
 //!   channel tools, reply / skip / visible error);
 //! - `delegation.rs`: branches and workers, their reports and ends, and the relay of results;
 //! - `compaction.rs`: the rolling compactor (background summaries, truncation);
-//! - `chronicle.rs`: chronicle-mode checkpoints, rollups and the emergency cut.
+//! - `chronicle.rs`: chronicle-mode checkpoints, rollups and the emergency cut;
+//! - `restart.rs`: results left untold by the last run, and work a replayed turn started before.
 //!
 //! After each turn the channel measures its context and compacts it without waiting for a
 //! summary; [`ContextState`] holds everything that work touches.
@@ -22,6 +23,7 @@
 mod chronicle;
 mod compaction;
 mod delegation;
+mod restart;
 mod turn;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -33,7 +35,7 @@ use tokio::time::Instant;
 
 use spacebot_core::{
     ChatMessage, Checkpoint, Chronicle, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox,
-    KnowledgeQuery, MessageId, ProcessId, ProcessKind, Role, RuntimeEvent, StoredMessage, TurnOutcome,
+    KnowledgeQuery, MessageId, ProcessId, ProcessKind, ProcessRuns, Role, RuntimeEvent, StoredMessage, TurnOutcome,
 };
 
 use crate::context::chronicle::JobOutcome;
@@ -85,6 +87,14 @@ pub(crate) struct Channel {
     /// platform ids memory scopes use), sorted so the render and the tools see them in a stable
     /// order.
     participants: BTreeSet<String>,
+    /// The record of process runs, when the log keeps one.
+    runs: Option<Arc<dyn ProcessRuns>>,
+    /// Processes whose final result the conversation was told, to mark so in `runs`.
+    told_ids: Vec<ProcessId>,
+    /// Messages unanswered when this channel started (a turn answering one may be a replay).
+    replayable: HashSet<MessageId>,
+    /// Runs the current turn started or accounted for, so an earlier run is matched once.
+    turn_claimed: HashSet<ProcessId>,
 }
 
 /// The channel's context: the history the model sees, what it weighs, and the compaction or
@@ -175,10 +185,15 @@ impl ContextState {
 
 impl Channel {
     pub(crate) fn new(ctx: ConversationContext, profile: Arc<AgentProfile>) -> Self {
-        let announcer =
-            Announcer { agent: ctx.agent.clone(), conversation: ctx.conversation.clone(), outbox: ctx.outbox.clone() };
+        let announcer = Announcer {
+            agent: ctx.agent.clone(),
+            conversation: ctx.conversation.clone(),
+            outbox: ctx.outbox.clone(),
+            registry: ctx.processes.clone(),
+        };
         let procs = Processes::new(ctx.processes.clone());
         let context = ContextState::new(ctx.log.chronicle());
+        let runs = ctx.log.process_runs();
         Self {
             ctx,
             profile,
@@ -193,6 +208,10 @@ impl Channel {
             last_origin: None,
             turn_calls: Vec::new(),
             participants: BTreeSet::new(),
+            runs,
+            told_ids: Vec::new(),
+            replayable: HashSet::new(),
+            turn_claimed: HashSet::new(),
         }
     }
 
@@ -203,7 +222,9 @@ impl Channel {
     /// the next message starts a new channel that reloads the history from the log.
     pub(crate) async fn run(mut self, mut inbox: Inbox) {
         self.load_history().await;
+        self.resume_owed().await;
         loop {
+            self.flush_told().await;
             self.maintain_chronicle().await;
             let burst_at = self.burst.as_ref().map(|burst| burst.deadline);
             let relay_at = self.relay_at;
@@ -267,6 +288,7 @@ impl Channel {
             && self.context.chronicle_jobs.is_empty()
             && !self.context.chronicle_due
             && !self.paused
+            && self.told_ids.is_empty()
     }
 
     /// Loads the checkpoints (in any mode: the view shows them) and the history: in chronicle
@@ -306,6 +328,7 @@ impl Channel {
         // in order. Loading them here would show the first turn later messages before its own.
         // Read after the history: nothing else answers this conversation meanwhile.
         let pending = self.pending_ids().await;
+        self.set_replayable(&pending);
         // `/new` set everything before it aside; the log keeps the command, so that holds after a
         // restart too.
         let fresh_start =

@@ -23,8 +23,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use spacebot_core::{
-    AgentId, ConversationId, InboundMessage, Lifecycle, Outbox, ProcessChange, ProcessEvent, ProcessId, ProcessKind,
-    ProcessRecord, ProcessRegistry, Registration, RuntimeEvent, SupervisorEnd, Terminal, TerminalState,
+    AgentId, ConversationId, InboundMessage, Lifecycle, Outbox, Owed, ProcessChange, ProcessEvent, ProcessId,
+    ProcessKind, ProcessRecord, ProcessRegistry, Registration, RuntimeEvent, SupervisorEnd, Terminal, TerminalState,
 };
 
 /// Longest result text kept for the status block and events.
@@ -78,6 +78,9 @@ pub(crate) struct Entry {
     pub(crate) idle: bool,
     /// Interim results an interactive worker has reported so far.
     pub(crate) results: u32,
+    /// Stopped because its channel is ending (shutdown): its conversation is told after the
+    /// restart instead of now.
+    pub(crate) stopping: bool,
 }
 
 /// A finished piece of background work waiting to be relayed.
@@ -111,6 +114,8 @@ pub(crate) struct Announcer {
     pub(crate) agent: AgentId,
     pub(crate) conversation: ConversationId,
     pub(crate) outbox: Outbox,
+    /// Where a process's own end is recorded as soon as it is reached.
+    pub(crate) registry: ProcessRegistry,
 }
 
 impl Announcer {
@@ -131,8 +136,12 @@ impl Announcer {
 }
 
 /// Runs a process body under its cancel token and time limit and makes its terminal transition.
+/// With `record_result`, an end the body reached itself is recorded durably at once with its
+/// result as owed to the conversation (the channel reaps the process only between turns, and a
+/// crash meanwhile must not lose a finished result).
 ///
 /// Never panics outward: a panicking body ends `failed`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn supervise<F>(
     id: ProcessId,
     kind: ProcessKind,
@@ -140,26 +149,33 @@ pub(crate) async fn supervise<F>(
     cancel: CancellationToken,
     limit: Duration,
     announcer: Announcer,
+    record_result: bool,
     body: F,
 ) -> ProcessExit
 where
     F: Future<Output = (TerminalState, String)>,
 {
     let body = AssertUnwindSafe(body).catch_unwind();
-    let (state, result) = tokio::select! {
+    let (state, result, own) = tokio::select! {
         biased;
-        () = cancel.cancelled() => (TerminalState::Cancelled, "cancelled".to_owned()),
+        () = cancel.cancelled() => (TerminalState::Cancelled, "cancelled".to_owned(), false),
         () = tokio::time::sleep(limit) => {
-            (TerminalState::TimedOut, format!("ran past its time limit of {}", human_duration(limit)))
+            (TerminalState::TimedOut, format!("ran past its time limit of {}", human_duration(limit)), false)
         }
         outcome = body => match outcome {
-            Ok(outcome) => outcome,
-            Err(_panic) => (TerminalState::Failed, "failed with an internal error (it panicked)".to_owned()),
+            Ok((state, result)) => (state, result, true),
+            Err(_panic) => (TerminalState::Failed, "failed with an internal error (it panicked)".to_owned(), true),
         },
     };
     let terminal = lifecycle.settle(state);
     if let Some(terminal) = &terminal {
         announcer.finished(&id, kind, terminal, &result);
+        // A branch that handed its task to a worker has nothing to tell; the worker will.
+        let delegated = kind == ProcessKind::Branch && result.starts_with(crate::branch::DELEGATED_PREFIX);
+        if record_result && own && !delegated {
+            let owed = Owed::Result(announcer.outbox.scrubber().scrub_owned(result.clone()));
+            announcer.registry.record_end(&id, state, Some(owed));
+        }
     }
     ProcessExit { id, terminal, result }
 }
@@ -283,6 +299,14 @@ impl Processes {
         .with_description(preview(description, STATUS_BYTES))
         .with_limit(limit)
         .with_notify(self.ends_tx.clone())
+    }
+
+    /// Sets what the process's conversation is owed about its end, recorded durably with the end
+    /// when the process is removed.
+    pub(crate) fn set_owed(&self, id: &ProcessId, owed: Owed) {
+        if let Some(registration) = self.registrations.get(id) {
+            registration.set_owed(owed);
+        }
     }
 
     /// Takes a process out of the table (and the runtime's registry) once it has ended.

@@ -38,6 +38,9 @@ pub struct TaskToolSettings {
     pub sandbox: Sandbox,
     /// Whether sandboxed shell commands may use the network.
     pub shell_network: bool,
+    /// Paths the sandbox hides from commands even when they lie inside a directory it mounts
+    /// (the daemon's data dir and config file).
+    pub hidden_paths: Vec<PathBuf>,
     /// Longest file `file_read` returns, in bytes.
     pub max_read_bytes: usize,
     /// `web_fetch`, when enabled.
@@ -52,6 +55,7 @@ impl Default for TaskToolSettings {
             output_cap: 16 * 1024,
             sandbox: Sandbox::Auto,
             shell_network: false,
+            hidden_paths: Vec::new(),
             max_read_bytes: 256 * 1024,
             web_fetch: Some(WebFetchSettings::default()),
         }
@@ -75,6 +79,12 @@ impl TaskToolSettings {
     /// Sets the sandbox mode of shell commands.
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
         self.sandbox = sandbox;
+        self
+    }
+
+    /// Hides these paths from sandboxed commands (see [`hidden_paths`](Self::hidden_paths)).
+    pub fn with_hidden_paths(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.hidden_paths.extend(paths);
         self
     }
 

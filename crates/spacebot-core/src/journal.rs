@@ -5,7 +5,9 @@
 //! order and drains what is queued at shutdown. A run still without an end when the runtime next
 //! starts was interrupted: it is recorded as `failed` (once: the end is a conditional update)
 //! and, for a worker or branch started for someone's message, the conversation gets a visible
-//! notice saying what was lost.
+//! notice saying what was lost. Notices a run ended owing its conversation (a shutdown stopped
+//! it before it finished) and that a stop or crash kept from being sent are sent then too, and
+//! marked told; results owed are relayed by the conversation itself (the runtime wakes it).
 //!
 //! [`ProcessRegistry`]: crate::ProcessRegistry
 
@@ -19,13 +21,13 @@ use crate::log::ConversationLog;
 use crate::message::{OutboundResponse, Role, StoredMessage};
 use crate::outbox::Outbox;
 use crate::process::{ProcessKind, TerminalState};
-use crate::runs::{ProcessRun, ProcessRuns};
+use crate::runs::{Owed, ProcessRun, ProcessRuns};
 
 /// A change the registry reports to the journal.
 #[derive(Debug)]
 pub(crate) enum RunChange {
     Started(Box<ProcessRun>),
-    Ended(ProcessId, TerminalState),
+    Ended(ProcessId, TerminalState, Option<Owed>),
 }
 
 /// The notice a conversation gets for a worker or branch interrupted by a restart.
@@ -50,6 +52,7 @@ pub(crate) async fn keep_journal(
     stop: CancellationToken,
 ) {
     settle_interrupted(&*runs, &*log, &outbox).await;
+    send_owed_notices(&*runs, &*log, &outbox).await;
     loop {
         let change = tokio::select! {
             biased;
@@ -68,7 +71,7 @@ pub(crate) async fn keep_journal(
 async fn record(runs: &dyn ProcessRuns, change: RunChange) {
     let result = match &change {
         RunChange::Started(run) => runs.started(run).await,
-        RunChange::Ended(process, state) => runs.ended(process, *state).await.map(|_| ()),
+        RunChange::Ended(process, state, owed) => runs.ended(process, *state, owed.as_ref()).await.map(|_| ()),
     };
     if let Err(error) = result {
         tracing::error!(?change, %error, "can't record a process run");
@@ -90,7 +93,7 @@ async fn settle_interrupted(runs: &dyn ProcessRuns, log: &dyn ConversationLog, o
         );
     }
     for run in unfinished {
-        match runs.ended(&run.process, TerminalState::Failed).await {
+        match runs.ended(&run.process, TerminalState::Failed, None).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(error) => {
@@ -103,14 +106,46 @@ async fn settle_interrupted(runs: &dyn ProcessRuns, log: &dyn ConversationLog, o
         else {
             continue;
         };
-        let text = outbox.scrubber().scrub_owned(interrupted_notice(&run));
-        let notice =
-            StoredMessage::new(run.agent.clone(), run.conversation.clone(), Role::System, "spacebot", text.as_str());
-        if let Err(error) = log.record_reply(&notice, &[]).await {
-            tracing::error!(process = %run.process, %error, "can't record the notice of an interrupted process");
+        tell(log, outbox, &run, origin, interrupted_notice(&run)).await;
+    }
+}
+
+/// Sends the notices runs ended owing their conversations, and marks each told once sent (or
+/// recorded: a notice the platform refused is in the conversation's log, and is not retried).
+async fn send_owed_notices(runs: &dyn ProcessRuns, log: &dyn ConversationLog, outbox: &Outbox) {
+    let owed = match runs.owed().await {
+        Ok(owed) => owed,
+        Err(error) => {
+            tracing::error!(%error, "can't read what ended processes still owe their conversations");
+            return;
         }
-        if let Err(error) = outbox.send(origin, OutboundResponse::text(text)).await {
-            tracing::warn!(process = %run.process, %error, "can't deliver the notice of an interrupted process");
+    };
+    for recorded in owed {
+        let Some(Owed::Notice(text)) = &recorded.owed else { continue };
+        if let Some(origin) = &recorded.run.origin {
+            tell(log, outbox, &recorded.run, origin, text.clone()).await;
         }
+        if let Err(error) = runs.told(std::slice::from_ref(&recorded.run.process)).await {
+            tracing::error!(process = %recorded.run.process, %error, "can't mark a process notice as sent");
+        }
+    }
+}
+
+/// Records a harness notice about `run` in its conversation and sends it in `origin`'s context.
+async fn tell(
+    log: &dyn ConversationLog,
+    outbox: &Outbox,
+    run: &ProcessRun,
+    origin: &crate::message::InboundMessage,
+    text: String,
+) {
+    let text = outbox.scrubber().scrub_owned(text);
+    let notice =
+        StoredMessage::new(run.agent.clone(), run.conversation.clone(), Role::System, "spacebot", text.as_str());
+    if let Err(error) = log.record_reply(&notice, &[]).await {
+        tracing::error!(process = %run.process, %error, "can't record a notice about a process");
+    }
+    if let Err(error) = outbox.send(origin, OutboundResponse::text(text)).await {
+        tracing::warn!(process = %run.process, %error, "can't deliver a notice about a process");
     }
 }

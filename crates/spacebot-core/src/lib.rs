@@ -54,6 +54,7 @@ mod scrub;
 mod split;
 mod supervision;
 mod tool;
+mod usage;
 
 pub use adapter::{InboundStream, MessagingAdapter};
 pub use binding::{Binding, CHANNEL_KEY, GUILD_KEY, PARENT_CHANNEL_KEY, resolve_binding};
@@ -83,7 +84,7 @@ pub use message::{
 };
 pub use outbox::{AdapterSet, DeliveryPolicy, Outbox};
 pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};
-pub use runs::{ProcessRun, ProcessRuns};
+pub use runs::{Owed, ProcessRun, ProcessRuns, RecordedRun};
 pub use runtime::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIVE, Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus,
 };
@@ -91,3 +92,4 @@ pub use scrub::{MIN_SECRET_LEN, REDACTED, Scrubber};
 pub use split::{SplitOptions, split_message, split_message_with};
 pub use supervision::{OWNER_ENDED, ProcessInfo, ProcessRecord, ProcessRegistry, Registration, SupervisorEnd};
 pub use tool::{Tool, TypedTool, parse_tool_args};
+pub use usage::{UsageLedger, UsageRow};

@@ -265,6 +265,31 @@ impl RuntimeBuilder {
         for message in pending {
             handle.route(message).await?;
         }
+        // Results that ended before the last stop and were never relayed: their conversations
+        // start now (those with a message to answer have) and relay them.
+        if let Some(runs) = log.process_runs() {
+            match runs.owed().await {
+                Ok(owed) => {
+                    let mut keys: Vec<ConversationKey> = Vec::new();
+                    for recorded in owed.into_iter().filter(|r| matches!(r.owed, Some(crate::runs::Owed::Result(_)))) {
+                        let key = (recorded.run.agent, recorded.run.conversation);
+                        if handle.inner.agents.contains(&key.0) && !keys.contains(&key) {
+                            keys.push(key);
+                        }
+                    }
+                    if !keys.is_empty() {
+                        tracing::info!(
+                            conversations = keys.len(),
+                            "relaying background results the previous run left untold"
+                        );
+                    }
+                    for key in keys {
+                        handle.inner.router.send(RouterCommand::Wake(key)).await.map_err(|_| Error::ShuttingDown)?;
+                    }
+                }
+                Err(error) => tracing::error!(%error, "can't read the background results the previous run left untold"),
+            }
+        }
 
         let mut supervisors = JoinSet::new();
         for adapter in adapters.iter() {
@@ -503,7 +528,13 @@ impl RuntimeHandle {
 enum RouterCommand {
     Route(Box<InboundMessage>),
     Count(oneshot::Sender<usize>),
-    Restart { key: ConversationKey, reason: String, reply: oneshot::Sender<bool> },
+    Restart {
+        key: ConversationKey,
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Starts a conversation with nothing to answer, unless it is live: it has results to relay.
+    Wake(ConversationKey),
 }
 
 type ConversationKey = (AgentId, ConversationId);
@@ -608,6 +639,7 @@ impl Router {
                     Some(RouterCommand::Restart { key, reason, reply }) => {
                         let _ = reply.send(self.restart(&key, &reason));
                     }
+                    Some(RouterCommand::Wake(key)) => self.wake(key),
                     None => break,
                 },
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.reap(joined),
@@ -721,6 +753,20 @@ impl Router {
         }
         let (sender, inbox) = inbox();
         sender.send(input);
+        self.spawn_conversation(key.clone(), inbox);
+        self.conversations.insert(key.clone(), Live::new(sender));
+        if self.max_live.is_some_and(|cap| self.conversations.len() > cap) {
+            self.enforce_cap(Some(&key));
+        }
+    }
+
+    /// Starts a conversation that is not live with an empty inbox (it has work of its own to
+    /// resume, such as results to relay).
+    fn wake(&mut self, key: ConversationKey) {
+        if self.conversations.contains_key(&key) {
+            return;
+        }
+        let (sender, inbox) = inbox();
         self.spawn_conversation(key.clone(), inbox);
         self.conversations.insert(key.clone(), Live::new(sender));
         if self.max_live.is_some_and(|cap| self.conversations.len() > cap) {

@@ -6,8 +6,10 @@
 //! records an outgoing message, so the log never holds what was not sent.
 //!
 //! It masks two kinds of secret: tokens that look like credentials (the prefixes of well-known
-//! API keys and tokens, PEM private keys), and any exact value it was told is secret (the keys
-//! and tokens of the configuration, say).
+//! API keys and tokens, PEM private keys), and any value it was told is secret (the keys and
+//! tokens of the configuration, say), as written and in the encodings a model may be talked into
+//! using: hexadecimal (either case), base64 and base64url (at any byte alignment inside a longer
+//! encoded text, so what stands around it doesn't hide it) and URL percent-encoding.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -56,11 +58,14 @@ impl Scrubber {
         Self::default()
     }
 
-    /// Also masks these exact values wherever they appear (values shorter than
+    /// Also masks these values wherever they appear, as written or encoded (values shorter than
     /// [`MIN_SECRET_LEN`] are ignored).
     pub fn with_secrets(self, values: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let mut known: Vec<String> = self.known.iter().cloned().collect();
-        known.extend(values.into_iter().map(Into::into).filter(|value| value.trim().len() >= MIN_SECRET_LEN));
+        for value in values.into_iter().map(Into::into).filter(|value| value.trim().len() >= MIN_SECRET_LEN) {
+            known.extend(encodings(value.as_bytes()));
+            known.push(value);
+        }
         known.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         known.dedup();
         Self { known: known.into() }
@@ -163,6 +168,53 @@ impl Scrubber {
 }
 
 /// The runs of token characters in `text`, with their byte offsets.
+/// The forms of `secret` that give it away: hex in both cases, URL percent-encoding (when it
+/// differs), and the parts of its base64 and base64url encodings that stay the same whatever
+/// bytes stand before or after it, at each of the three byte alignments.
+fn encodings(secret: &[u8]) -> Vec<String> {
+    let mut forms = Vec::new();
+    let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+    forms.push(hex.to_ascii_uppercase());
+    forms.push(hex);
+    let percent: String = secret
+        .iter()
+        .map(|&byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(byte).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    if percent.as_bytes() != secret {
+        forms.push(percent);
+    }
+    for offset in 0..3usize {
+        let mut bytes = vec![0u8; offset];
+        bytes.extend_from_slice(secret);
+        let encoded = base64(&bytes);
+        // Characters whose six bits all come from the secret.
+        let first = (8 * offset).div_ceil(6);
+        let last = 8 * (offset + secret.len()) / 6;
+        if let Some(stable) = encoded.get(first..last).filter(|stable| stable.len() >= MIN_SECRET_LEN) {
+            forms.push(stable.replace('+', "-").replace('/', "_"));
+            forms.push(stable.to_owned());
+        }
+    }
+    forms
+}
+
+/// Standard base64 without padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let group = chunk.iter().enumerate().fold(0u32, |group, (i, &byte)| group | u32::from(byte) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            let index = (group >> (18 - 6 * i)) & 0x3f;
+            out.push(char::from(ALPHABET[index as usize]));
+        }
+    }
+    out
+}
+
 fn tokens(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let is_token = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     let mut rest = text.char_indices().peekable();
@@ -246,6 +298,33 @@ mod tests {
         assert_eq!(scrubber.scrub("short words stay"), "short words stay", "short values are not secrets");
         assert_eq!(scrubber.find("xhunter2hunter2x"), Some("a configured secret"));
         assert!(!format!("{scrubber:?}").contains("hunter2"), "Debug never shows the values");
+    }
+
+    #[test]
+    fn encoded_secrets_are_masked_too() {
+        let secret = "provider-secret-value-42";
+        let scrubber = Scrubber::new().with_secrets([secret]);
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!scrubber.scrub(&format!("hex: {hex}")).contains(&hex));
+        assert!(!scrubber.scrub(&format!("HEX: {}", hex.to_uppercase())).contains(&hex.to_uppercase()));
+        let url = "p%40ss%20word%26more-secret";
+        let scrubber_url = Scrubber::new().with_secrets(["p@ss word&more-secret"]);
+        assert_eq!(scrubber_url.scrub(&format!("?q={url}")), format!("?q={REDACTED}"));
+        // base64 of the secret alone, and inside longer encoded texts at every alignment.
+        for prefix in ["", "a", "ab", "abc", "hello, "] {
+            let plain = format!("{prefix}{secret} and after");
+            let encoded = base64(plain.as_bytes());
+            let scrubbed = scrubber.scrub(&encoded);
+            assert!(scrubbed.contains(REDACTED), "{prefix:?}: {encoded} -> {scrubbed}");
+            let url_safe = encoded.replace('+', "-").replace('/', "_");
+            assert!(scrubber.scrub(&url_safe).contains(REDACTED), "{prefix:?}: {url_safe}");
+        }
+        assert_eq!(base64(b"Man"), "TWFu");
+        assert_eq!(base64(b"Ma"), "TWE");
+        assert_eq!(base64(b"M"), "TQ");
+        // Ordinary text and other base64 stay as they are.
+        let other = base64(b"nothing to see here, really");
+        assert_eq!(scrubber.scrub(&other), other);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::journal::RunChange;
 use crate::message::InboundMessage;
 use crate::outbox::Outbox;
 use crate::process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, TerminalState};
-use crate::runs::ProcessRun;
+use crate::runs::{Owed, ProcessRun};
 
 /// The summary announced for a process whose channel ended before it did.
 pub const OWNER_ENDED: &str = "ended with its conversation's task";
@@ -171,6 +171,8 @@ struct Registered {
     record: ProcessRecord,
     started: Instant,
     task: Option<AbortHandle>,
+    /// What its conversation is owed when it ends, recorded with the end.
+    owed: Option<Owed>,
     /// Set when this registration's guard is gone, so a late guard of a reused id can't remove
     /// its successor.
     key: u64,
@@ -230,7 +232,7 @@ impl ProcessRegistry {
             );
             let _ = journal.send(RunChange::Started(Box::new(run)));
         }
-        let registered = Registered { record, started: Instant::now(), task: None, key };
+        let registered = Registered { record, started: Instant::now(), task: None, owed: None, key };
         if let Some(previous) = table.live.insert(process.clone(), registered) {
             tracing::warn!(process = %previous.record.process, "a process id was registered twice; the newer one wins");
         }
@@ -267,6 +269,18 @@ impl ProcessRegistry {
     /// Whether no process is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Records a process's end (and what its conversation is owed about it) at once, before its
+    /// owner drops its registration: for an end its owner will only get to later (it reaps its
+    /// processes between turns), so a crash meanwhile does not lose it. The end its registration
+    /// records later is then ignored (an end is recorded once).
+    pub fn record_end(&self, process: &ProcessId, state: TerminalState, owed: Option<Owed>) {
+        let journal = self.lock().journal.clone();
+        if let Some(journal) = journal {
+            // The journal is gone only once the runtime stopped; nothing is recorded then anyway.
+            let _ = journal.send(RunChange::Ended(process.clone(), state, owed));
+        }
     }
 
     /// Ends a live process from outside: makes its terminal transition to `state` (unless it
@@ -319,6 +333,19 @@ impl Registration {
     }
 }
 
+impl Registration {
+    /// Sets what the process's conversation is owed about its end (its result to relay, or a
+    /// notice), recorded durably with the end when this registration is dropped, so a restart
+    /// before the conversation is told still tells it. Mark it told through
+    /// [`ProcessRuns::told`](crate::ProcessRuns::told) once it is.
+    pub fn set_owed(&self, owed: Owed) {
+        let mut table = self.registry.lock();
+        if let Some(registered) = table.live.get_mut(&self.process).filter(|r| r.key == self.key) {
+            registered.owed = Some(owed);
+        }
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let (removed, journal) = {
@@ -335,7 +362,7 @@ impl Drop for Registration {
             registered.record.cancel.cancel();
         }
         if let (Some(journal), Some(state)) = (journal, registered.record.lifecycle.terminal()) {
-            let _ = journal.send(RunChange::Ended(self.process.clone(), state));
+            let _ = journal.send(RunChange::Ended(self.process.clone(), state, registered.owed));
         }
     }
 }

@@ -58,6 +58,7 @@ mod error;
 mod memory;
 mod process_runs;
 mod sqlite;
+mod usage;
 
 pub use chunk::chunk_text;
 pub use embed::{HashingEmbedder, LOCAL_MODEL_FILES, OpenAiEmbedder, dot, normalize};

@@ -1,5 +1,5 @@
-//! An in-memory [`ConversationLog`] with its [`Chronicle`], for tests that need no database
-//! (dev-only, like this crate).
+//! An in-memory [`ConversationLog`] with its [`Chronicle`] and [`ProcessRuns`], for tests that
+//! need no database (dev-only, like this crate).
 //!
 //! Clones share the same data (the chronicle handle the log hands out is such a clone), and
 //! messages are numbered over all conversations, as in the SQLite store.
@@ -11,7 +11,8 @@ use async_trait::async_trait;
 
 use spacebot_core::{
     AgentId, Checkpoint, CheckpointKind, Chronicle, ChronicleError, ConversationId, ConversationLog, InboundMessage,
-    LogTail, LoggedMessage, MessageId, NewCheckpoint, NewRollup, Role, StoreError, StoredMessage,
+    LogTail, LoggedMessage, MessageId, NewCheckpoint, NewRollup, Owed, ProcessId, ProcessRun, ProcessRuns, RecordedRun,
+    Role, StoreError, StoredMessage, TerminalState,
 };
 
 /// A conversation log kept in memory, with the same semantics as the SQLite one.
@@ -31,6 +32,8 @@ struct State {
     reply_faults: Vec<ReplyFault>,
     /// Failures `mark_handled` will return, in order: whether each is transient.
     mark_faults: Vec<bool>,
+    /// Process runs in the order started.
+    runs: Vec<RecordedRun>,
 }
 
 /// One failure `record_reply` returns (see [`MemoryLog::fail_replies`]).
@@ -102,6 +105,11 @@ impl MemoryLog {
     /// Makes the next `count` calls of `mark_handled` fail without marking anything.
     pub fn fail_marks(&self, count: usize, transient: bool) {
         self.lock().mark_faults.extend(std::iter::repeat_n(transient, count));
+    }
+
+    /// Every process run recorded, in the order started.
+    pub fn runs(&self) -> Vec<RecordedRun> {
+        self.lock().runs.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -176,6 +184,64 @@ impl ConversationLog for MemoryLog {
 
     fn chronicle(&self) -> Option<Arc<dyn Chronicle>> {
         Some(Arc::new(self.clone()))
+    }
+
+    fn process_runs(&self) -> Option<Arc<dyn ProcessRuns>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+fn ordered(mut runs: Vec<RecordedRun>) -> Vec<RecordedRun> {
+    runs.sort_by(|a, b| (a.run.started_at, &a.run.process).cmp(&(b.run.started_at, &b.run.process)));
+    runs
+}
+
+#[async_trait]
+impl ProcessRuns for MemoryLog {
+    async fn started(&self, run: &ProcessRun) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if !state.runs.iter().any(|recorded| recorded.run.process == run.process) {
+            state.runs.push(RecordedRun::new(run.clone()));
+        }
+        Ok(())
+    }
+
+    async fn ended(&self, process: &ProcessId, end: TerminalState, owed: Option<&Owed>) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let Some(recorded) = state.runs.iter_mut().find(|r| &r.run.process == process && r.state.is_none()) else {
+            return Ok(false);
+        };
+        recorded.state = Some(end);
+        recorded.result = owed.map(|owed| owed.text().to_owned());
+        recorded.owed = owed.cloned();
+        Ok(true)
+    }
+
+    async fn unfinished(&self) -> Result<Vec<ProcessRun>, StoreError> {
+        let runs = self.lock().runs.iter().filter(|r| r.state.is_none()).cloned().collect();
+        Ok(ordered(runs).into_iter().map(|recorded| recorded.run).collect())
+    }
+
+    async fn owed(&self) -> Result<Vec<RecordedRun>, StoreError> {
+        Ok(ordered(self.lock().runs.iter().filter(|r| r.owed.is_some()).cloned().collect()))
+    }
+
+    async fn told(&self, processes: &[ProcessId]) -> Result<(), StoreError> {
+        for recorded in self.lock().runs.iter_mut().filter(|r| processes.contains(&r.run.process)) {
+            recorded.owed = None;
+        }
+        Ok(())
+    }
+
+    async fn started_for(&self, agent: &AgentId, messages: &[MessageId]) -> Result<Vec<RecordedRun>, StoreError> {
+        let state = self.lock();
+        let found = state
+            .runs
+            .iter()
+            .filter(|r| &r.run.agent == agent && r.run.origin.as_ref().is_some_and(|o| messages.contains(&o.id)))
+            .cloned()
+            .collect();
+        Ok(ordered(found))
     }
 }
 

@@ -1,6 +1,8 @@
 //! Routes, handlers and the server loop.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -10,25 +12,32 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use spacebot_core::{AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage};
+use spacebot_core::{
+    AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage, UsageLedger,
+};
 
+use crate::access::{Caller, Scope, ScopedToken};
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::openai::{self, OpenAiAdapter};
 use crate::serve::BodyReadTimeout;
+use crate::usage::{self, ModelPrice};
 
 /// Settings of the HTTP API.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ApiConfig {
-    /// When set, `/api` and `/webhook` routes need `Authorization: Bearer <token>`.
+    /// The admin token: when set (or when scoped tokens are), every route but `/health` needs
+    /// `Authorization: Bearer <token>`, and this one may do everything.
     pub token: Option<String>,
+    /// Tokens with limited rights.
+    pub tokens: Vec<Arc<ScopedToken>>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Largest accepted message text, in bytes.
@@ -40,17 +49,24 @@ pub struct ApiConfig {
     pub reply_timeout: Duration,
     /// The metrics `GET /metrics` serves; without them it answers `404`.
     pub metrics: Option<Metrics>,
+    /// Where `GET /api/usage` reads the model usage; without it that route answers `404`.
+    pub usage: Option<Arc<dyn UsageLedger>>,
+    /// The prices `GET /api/usage` costs tokens at, by model (`provider/model`).
+    pub prices: BTreeMap<String, ModelPrice>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             token: None,
+            tokens: Vec::new(),
             max_body_bytes: 256 * 1024,
             max_text_bytes: 64 * 1024,
             openai: None,
             reply_timeout: Duration::from_secs(300),
             metrics: None,
+            usage: None,
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -59,11 +75,14 @@ impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("tokens", &self.tokens)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_text_bytes", &self.max_text_bytes)
             .field("openai", &self.openai.is_some())
             .field("reply_timeout", &self.reply_timeout)
             .field("metrics", &self.metrics.is_some())
+            .field("usage", &self.usage.is_some())
+            .field("prices", &self.prices)
             .finish()
     }
 }
@@ -72,6 +91,12 @@ impl ApiConfig {
     /// Sets the bearer token.
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Adds tokens with limited rights.
+    pub fn with_scoped_tokens(mut self, tokens: impl IntoIterator<Item = ScopedToken>) -> Self {
+        self.tokens.extend(tokens.into_iter().map(Arc::new));
         self
     }
 
@@ -91,6 +116,13 @@ impl ApiConfig {
     /// Serves `metrics` on `GET /metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves `GET /api/usage` from `ledger`, costed at `prices`.
+    pub fn with_usage(mut self, ledger: Arc<dyn UsageLedger>, prices: BTreeMap<String, ModelPrice>) -> Self {
+        self.usage = Some(ledger);
+        self.prices = prices;
         self
     }
 
@@ -117,6 +149,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/status", get(status))
         .route("/api/events", get(events))
         .route("/metrics", get(serve_metrics))
+        .route("/api/usage", get(usage::usage))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -175,32 +208,11 @@ async fn json_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body.to_string()))
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    if !token_matches(&state.config, request.headers()) {
-        return Err(ApiError::Unauthorized);
-    }
+/// Lets a request with a valid token through, carrying who it is ([`Caller`]) for the handler.
+async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+    let caller = Caller::identify(&state.config, request.headers()).ok_or(ApiError::Unauthorized)?;
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
-}
-
-/// Whether a request may pass: no token is configured, or it presents the configured one as
-/// `Authorization: Bearer <token>`.
-pub(crate) fn token_matches(config: &ApiConfig, headers: &HeaderMap) -> bool {
-    let Some(expected) = &config.token else { return true };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    constant_time_eq(presented.as_bytes(), expected.as_bytes())
-}
-
-/// Compares without an early exit, so response time doesn't reveal how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, byte) in b.iter().enumerate() {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
-    }
-    diff == 0
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -306,6 +318,7 @@ struct Accepted {
 
 async fn webhook(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(agent): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -314,6 +327,7 @@ async fn webhook(
     if !state.runtime.has_agent(&agent) {
         return Err(ApiError::NotFound(format!("no agent named '{agent}'")));
     }
+    caller.require(Scope::Webhook, &agent)?;
     let bytes = read_json_body(&headers, body, state.config.max_body_bytes).await?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))?;
@@ -327,6 +341,7 @@ async fn webhook(
     let max = state.config.max_text_bytes;
     let conversation = required_string(body.conversation, "conversation", 256)?;
     let sender = required_string(body.sender, "sender", 256)?;
+    caller.may_speak_as(&sender)?;
     let text = required_string(body.text, "text", max)?;
 
     let conversation = webhook_conversation(&conversation);
@@ -365,6 +380,7 @@ impl From<StoredMessage> for MessageView {
 
 async fn messages(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((agent, conversation)): Path<(String, String)>,
     query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
@@ -373,6 +389,7 @@ async fn messages(
     if !state.runtime.has_agent(&agent) {
         return Err(ApiError::NotFound(format!("no agent named '{agent}'")));
     }
+    caller.require(Scope::Read, &agent)?;
     let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
     let log = state.runtime.log();
     let mut history = read_history(log.as_ref(), &agent, &ConversationId::new(conversation.as_str()), limit).await?;
@@ -401,7 +418,11 @@ fn webhook_conversation(name: &str) -> ConversationId {
     ConversationId::new(format!("{WEBHOOK_ADAPTER}:{name}"))
 }
 
-async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_daemon_wide()?;
     let status = state.runtime.status().await?;
     Ok(Json(json!({
         "status": "ok",
@@ -423,7 +444,11 @@ async fn status(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     })))
 }
 
-async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn serve_metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    caller.require_daemon_wide()?;
     let Some(metrics) = &state.config.metrics else {
         return Err(ApiError::NotFound("metrics are not enabled on this server".to_owned()));
     };
@@ -431,7 +456,11 @@ async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiErr
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 
-async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require_daemon_wide()?;
     let receiver = state.runtime.subscribe();
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         let event = match receiver.recv().await {
@@ -446,7 +475,7 @@ async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<
         };
         Some((Ok(event), receiver))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 #[cfg(test)]

@@ -10,12 +10,15 @@
 //!   conversations, the bare id the caller sent (`c1`).
 //! - `GET /api/status`: agents, live conversations, adapters, uptime.
 //! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
+//! - `GET /api/usage`: tokens (and cost, where prices are configured) per day, agent, model and
+//!   process kind.
 //! - `GET /metrics`: the daemon's figures in the Prometheus text format ([`Metrics`]).
 //! - `POST /v1/chat/completions`, `GET /v1/models`: the OpenAI-compatible API onto the agents
 //!   (see the `openai` module); needs an [`OpenAiAdapter`] registered with the runtime and in
 //!   [`ApiConfig::with_openai`].
 //!
-//! When a token is configured, every route but `/health` needs `Authorization: Bearer`.
+//! When a token is configured, every route but `/health` needs `Authorization: Bearer`: the
+//! admin token may do everything, a [`ScopedToken`] what its scopes allow (`access.rs`).
 //! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault (except the `431`
 //! and `400` hyper's parser answers to a head it can't take, before any route runs).
 //!
@@ -26,16 +29,20 @@
 //!
 //! This crate depends on `spacebot-core` alone: it serves whatever runtime it is handed.
 
+mod access;
 mod adapter;
 mod api;
 mod error;
 mod metrics;
 mod openai;
 mod serve;
+mod usage;
 
+pub use access::{Scope, ScopedToken};
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
 pub use api::{ApiConfig, router};
 pub use error::{ApiError, Result};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, UsageWriter};
 pub use openai::{OPENAI_ADAPTER, OpenAiAdapter};
 pub use serve::{ServeLimits, serve};
+pub use usage::ModelPrice;

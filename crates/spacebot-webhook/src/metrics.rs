@@ -4,7 +4,9 @@
 //! Where each figure comes from:
 //! - turns and their latency, and processes' ends: the runtime's event stream, which
 //!   [`Metrics::follow`] reads for as long as the daemon runs;
-//! - model requests, their latency and tokens: [`Metrics::meter`] wraps each agent's model;
+//! - model requests, their latency and tokens: [`Metrics::meter`] wraps each agent's model,
+//!   once per process kind; with a [`UsageLedger`] each call's tokens are also recorded durably
+//!   (by the [`UsageWriter`] task, off the model call's path);
 //! - live processes and conversations: read from the runtime at each scrape.
 //!
 //! The event stream is a bounded broadcast: a reader that falls behind misses events. A missed
@@ -22,13 +24,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use spacebot_core::{
     AgentId, ChatRequest, ChatResponse, ChatStream, ConversationId, LanguageModel, LlmError, LlmErrorKind,
-    ProcessChange, RuntimeEvent, RuntimeHandle, StreamEvent, TurnOutcome,
+    ProcessChange, ProcessKind, RuntimeEvent, RuntimeHandle, StreamEvent, TurnOutcome, UsageLedger, UsageRow,
 };
 
 /// The `Content-Type` of what [`Metrics::render`] writes.
@@ -48,12 +50,14 @@ struct TurnLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     agent: String,
+    process: &'static str,
     model: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     agent: String,
+    process: &'static str,
     model: String,
     status: &'static str,
 }
@@ -61,6 +65,7 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     agent: String,
+    process: &'static str,
     model: String,
     direction: &'static str,
 }
@@ -96,6 +101,10 @@ struct Inner {
     families: Families,
 }
 
+/// Hands each answered call's usage to the [`UsageWriter`].
+#[derive(Clone)]
+struct UsageSender(mpsc::UnboundedSender<UsageRow>);
+
 /// The metric families (each a cheap handle onto its shared values).
 #[derive(Clone)]
 struct Families {
@@ -108,6 +117,7 @@ struct Families {
     process_ends: Family<ProcessEndLabels, Counter>,
     conversations: Gauge,
     events_missed: Counter,
+    usage: Option<UsageSender>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,8 +133,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// An empty registry with every Spacebot metric registered, whose metered models also hand
+    /// their usage to the returned writer, which records it ([`UsageWriter::run`]).
+    pub fn recording_usage() -> (Self, UsageWriter) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let metrics = Self::build(Some(UsageSender(sender)));
+        (metrics, UsageWriter { receiver })
+    }
+
     /// An empty registry with every Spacebot metric registered.
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    fn build(usage: Option<UsageSender>) -> Self {
         let families = Families {
             turns: Family::default(),
             turn_seconds: Family::new_with_constructor(latency_histogram),
@@ -135,6 +157,7 @@ impl Metrics {
             process_ends: Family::default(),
             conversations: Gauge::default(),
             events_missed: Counter::default(),
+            usage,
         };
         let mut registry = Registry::with_prefix("spacebot");
         let f = families.clone();
@@ -158,10 +181,17 @@ impl Metrics {
         Self { inner: Arc::new(Inner { registry, families }) }
     }
 
-    /// `model`, recording each request's status, latency and tokens under `agent`.
-    pub fn meter(&self, agent: &AgentId, model: Arc<dyn LanguageModel>) -> Arc<dyn LanguageModel> {
-        let labels = ModelLabels { agent: agent.to_string(), model: model.name().to_owned() };
-        Arc::new(MeteredModel { model, labels, families: self.inner.families.clone() })
+    /// `model` as `agent`'s processes of kind `process` use it, recording each request's status,
+    /// latency and tokens (and, with a ledger, its usage).
+    pub fn meter(
+        &self,
+        agent: &AgentId,
+        process: ProcessKind,
+        model: Arc<dyn LanguageModel>,
+    ) -> Arc<dyn LanguageModel> {
+        let labels =
+            ModelLabels { agent: agent.to_string(), process: process.as_str(), model: model.name().to_owned() };
+        Arc::new(MeteredModel { model, labels, agent: agent.clone(), process, families: self.inner.families.clone() })
     }
 
     /// Records what the runtime's events tell (turns, their latency, processes' ends) until the
@@ -215,6 +245,46 @@ impl Metrics {
     }
 }
 
+/// Writes the usage of answered model calls to the ledger, in the order they came.
+pub struct UsageWriter {
+    receiver: mpsc::UnboundedReceiver<UsageRow>,
+}
+
+impl std::fmt::Debug for UsageWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageWriter").finish_non_exhaustive()
+    }
+}
+
+impl UsageWriter {
+    /// Writes usage to `ledger` as it comes until `stop` is cancelled, then what is still
+    /// queued. Cancel it after the last model call (the daemon does so after the runtime has shut
+    /// down).
+    pub async fn run(mut self, ledger: Arc<dyn UsageLedger>, stop: CancellationToken) {
+        loop {
+            let row = tokio::select! {
+                biased;
+                row = self.receiver.recv() => row,
+                () = stop.cancelled() => break,
+            };
+            let Some(row) = row else { return };
+            write(&*ledger, &row).await;
+        }
+        self.receiver.close();
+        while let Some(row) = self.receiver.recv().await {
+            write(&*ledger, &row).await;
+        }
+    }
+}
+
+async fn write(ledger: &dyn UsageLedger, row: &UsageRow) {
+    {
+        if let Err(error) = ledger.add_usage(row).await {
+            tracing::error!(agent = %row.agent, model = row.model, %error, "can't record a model call's usage");
+        }
+    }
+}
+
 impl Families {
     fn record(&self, event: RuntimeEvent, turns_started: &mut HashMap<(AgentId, ConversationId), Instant>) {
         match event {
@@ -246,15 +316,37 @@ impl Families {
     }
 
     fn model_request(&self, labels: &ModelLabels, status: &'static str, took: Duration) {
-        let request = RequestLabels { agent: labels.agent.clone(), model: labels.model.clone(), status };
+        let request =
+            RequestLabels { agent: labels.agent.clone(), process: labels.process, model: labels.model.clone(), status };
         self.model_requests.get_or_create(&request).inc();
         self.model_seconds.get_or_create(labels).observe(took.as_secs_f64());
     }
 
-    fn tokens(&self, labels: &ModelLabels, response: &ChatResponse) {
-        for (direction, count) in [("input", response.usage.input_tokens), ("output", response.usage.output_tokens)] {
-            let labels = TokenLabels { agent: labels.agent.clone(), model: labels.model.clone(), direction };
+    /// Counts an answered call's tokens, and hands its usage to the ledger's writer.
+    fn answered(&self, model: &MeteredModel, response: &ChatResponse) {
+        let labels = &model.labels;
+        let usage = response.usage;
+        for (direction, count) in [("input", usage.input_tokens), ("output", usage.output_tokens)] {
+            let labels = TokenLabels {
+                agent: labels.agent.clone(),
+                process: labels.process,
+                model: labels.model.clone(),
+                direction,
+            };
             self.tokens.get_or_create(&labels).inc_by(count);
+        }
+        if let Some(UsageSender(sender)) = &self.usage {
+            let row = UsageRow::new(
+                chrono::Utc::now().date_naive(),
+                model.agent.clone(),
+                labels.model.clone(),
+                model.process,
+            )
+            .with_counts(1, usage.input_tokens, usage.output_tokens);
+            // Closed only once the writer has stopped, at the end of shutdown.
+            if sender.send(row).is_err() {
+                tracing::warn!(agent = %model.agent, "a model call's usage came after the usage writer stopped; not recorded");
+            }
         }
     }
 }
@@ -286,6 +378,8 @@ fn status_label(error: &LlmError) -> &'static str {
 struct MeteredModel {
     model: Arc<dyn LanguageModel>,
     labels: ModelLabels,
+    agent: AgentId,
+    process: ProcessKind,
     families: Families,
 }
 
@@ -305,7 +399,7 @@ impl LanguageModel for MeteredModel {
         match &result {
             Ok(response) => {
                 self.families.model_request(&self.labels, "ok", started.elapsed());
-                self.families.tokens(&self.labels, response);
+                self.families.answered(self, response);
             }
             Err(error) => self.families.model_request(&self.labels, status_label(error), started.elapsed()),
         }
@@ -322,14 +416,19 @@ impl LanguageModel for MeteredModel {
             }
         };
         // Counted when it ends: with its tokens when it completes, as failed when it breaks off.
-        let families = self.families.clone();
-        let labels = self.labels.clone();
+        let metered = Self {
+            model: Arc::clone(&self.model),
+            labels: self.labels.clone(),
+            agent: self.agent.clone(),
+            process: self.process,
+            families: self.families.clone(),
+        };
         Ok(Box::pin(stream.inspect(move |event| match event {
             Ok(StreamEvent::Done(response)) => {
-                families.model_request(&labels, "ok", started.elapsed());
-                families.tokens(&labels, response);
+                metered.families.model_request(&metered.labels, "ok", started.elapsed());
+                metered.families.answered(&metered, response);
             }
-            Err(error) => families.model_request(&labels, status_label(error), started.elapsed()),
+            Err(error) => metered.families.model_request(&metered.labels, status_label(error), started.elapsed()),
             Ok(_) => {}
         })))
     }

@@ -25,13 +25,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,7 +43,8 @@ use spacebot_core::{
     OutboundResponse, Sender, StatusUpdate,
 };
 
-use crate::api::{AppState, read_json_body, required_string, token_matches};
+use crate::access::{Caller, Scope};
+use crate::api::{AppState, read_json_body, required_string};
 use crate::error::ApiError;
 
 /// The runtime key (and message source) of the OpenAI-compatible API.
@@ -184,7 +185,13 @@ impl OpenAiError {
 impl From<ApiError> for OpenAiError {
     fn from(error: ApiError) -> Self {
         let status = error.status();
-        let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
+        let kind = if status.is_server_error() {
+            "server_error"
+        } else if status == StatusCode::FORBIDDEN {
+            "permission_error"
+        } else {
+            "invalid_request_error"
+        };
         Self { status, message: error.to_string(), kind, param: None, code: None }
     }
 }
@@ -206,20 +213,23 @@ impl IntoResponse for OpenAiError {
 }
 
 /// The bearer token check of the `/v1` routes, answering in OpenAI's error shape.
-pub(crate) async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if token_matches(&state.config, request.headers()) {
-        next.run(request).await
-    } else {
-        OpenAiError::unauthorized().into_response()
+pub(crate) async fn require_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    match Caller::identify(&state.config, request.headers()) {
+        Some(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        None => OpenAiError::unauthorized().into_response(),
     }
 }
 
-/// `GET /v1/models`: one model per agent.
-pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
+/// `GET /v1/models`: one model per agent the caller may reach.
+pub(crate) async fn models(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
     let data: Vec<Value> = state
         .runtime
         .agents()
         .iter()
+        .filter(|agent| caller.reaches(agent))
         .map(|agent| json!({ "id": agent, "object": "model", "created": 0, "owned_by": "spacebot" }))
         .collect();
     Json(json!({ "object": "list", "data": data }))
@@ -248,6 +258,7 @@ struct Completion {
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OpenAiError> {
@@ -259,9 +270,11 @@ pub(crate) async fn chat_completions(
     };
     let bytes = read_json_body(&headers, body, state.config.max_body_bytes).await?;
     let completion = parse(&bytes, &headers, state.config.max_text_bytes)?;
-    if !state.runtime.has_agent(&completion.agent) {
+    if !state.runtime.has_agent(&completion.agent) || !caller.reaches(&completion.agent) {
         return Err(OpenAiError::unknown_model(completion.agent.as_str()));
     }
+    caller.require(Scope::Webhook, &completion.agent)?;
+    caller.may_speak_as(&completion.sender)?;
     let message = InboundMessage::text(
         OPENAI_ADAPTER,
         ConversationId::new(format!("{OPENAI_ADAPTER}:{}", completion.conversation)),

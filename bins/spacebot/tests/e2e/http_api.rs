@@ -13,7 +13,7 @@ async fn health_and_status_answer() {
     let status: Value =
         daemon.http.get(format!("{}/api/status", daemon.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["agents"], json!(["main", "ops"]));
-    assert_eq!(status["adapters"], json!(["webhook"]));
+    assert_eq!(status["adapters"], json!(["webhook", "openai"]));
     daemon.stop().await;
 }
 
@@ -227,5 +227,39 @@ async fn idle_connections_past_the_cap_and_oversized_heads_do_not_take_the_daemo
     let response =
         daemon.http.get(format!("{}/health", daemon.base)).header("x-big", "a".repeat(20 * 1024)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 431);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_scoped_token_sends_but_reads_nothing() {
+    let home = Home::new(
+        "[api]\ntoken = \"e2e-admin-token\"\n[[api.tokens]]\nname = \"ci\"\ntoken = \"e2e-webhook-token\"\nscopes = [\"webhook\"]\nsenders = [\"ci-bot\"]\n",
+    );
+    let daemon = Daemon::start(&home).await;
+    let send = |sender: &str| {
+        daemon
+            .http
+            .post(format!("{}/webhook/main", daemon.base))
+            .bearer_auth("e2e-webhook-token")
+            .json(&json!({"conversation": "c1", "sender": sender, "text": "hello"}))
+            .send()
+    };
+    assert_eq!(send("ci-bot").await.unwrap().status(), 202);
+    assert_eq!(send("alice").await.unwrap().status(), 403, "it can't claim to be someone else");
+    for path in
+        ["/api/agents/main/conversations/webhook:c1/messages", "/api/status", "/api/events", "/metrics", "/api/usage"]
+    {
+        let response =
+            daemon.http.get(format!("{}{path}", daemon.base)).bearer_auth("e2e-webhook-token").send().await.unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    let admin = daemon
+        .http
+        .get(format!("{}/api/agents/main/conversations/webhook:c1/messages", daemon.base))
+        .bearer_auth("e2e-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
     daemon.stop().await;
 }

@@ -1,6 +1,8 @@
 //! The process model through the real binary: a fallback chain answers when its first model gives
 //! up, each process type talks to the model configured for it, `/api/status` and `spacebot
-//! status` list live processes, and a worker cut short by a crash is settled and reported.
+//! status` list live processes, a worker cut short by a crash is settled and reported, one a
+//! clean stop ended is reported after the restart, and a result a crash kept from its relay is
+//! relayed after the restart.
 
 use serde_json::json;
 
@@ -163,7 +165,7 @@ async fn a_worker_cut_short_by_a_crash_is_recorded_failed_and_its_conversation_t
 }
 
 #[tokio::test]
-async fn a_clean_stop_records_every_run_so_a_restart_reports_nothing() {
+async fn a_clean_stop_records_every_run_and_the_restart_reports_the_stopped_worker_once() {
     let channel = FakeLlmServer::start().await;
     let worker = FakeLlmServer::start().await;
     channel.push(FakeReply::tool_call("spawn_worker", json!({"task": "watch the queue"})));
@@ -175,12 +177,67 @@ async fn a_clean_stop_records_every_run_so_a_restart_reports_nothing() {
     let daemon = Daemon::start(&home).await;
     daemon.say("main", "cleanstop", "judy", "watch it").await;
     daemon.wait_for_answers("main", "cleanstop", 1).await;
-    // The worker is cancelled by the stop, and its end recorded before the daemon exits.
+    // The worker is cancelled by the stop (SIGTERM), and its end recorded before the daemon exits.
     daemon.stop().await;
 
+    // The restart says so, as a notice: no run was left unfinished, nothing was interrupted.
     let daemon = Daemon::start(&home).await;
-    let messages = daemon.messages("main", "cleanstop").await;
+    let answers = daemon.wait_for_answers("main", "cleanstop", 2).await;
     let (_, logs) = daemon.stop().await;
-    assert!(messages.iter().all(|m| m["role"] != "system"), "{messages:#?}");
+    assert_eq!(answers[1]["role"], "system", "{answers:#?}");
+    let notice = answers[1]["text"].as_str().unwrap();
+    assert!(notice.contains("stopped by a shutdown") && notice.contains("watch the queue"), "{notice}");
     assert!(!logs.iter().any(|l| l.contains("interrupted by the last stop")), "{}", logs.join("\n"));
+
+    // Once.
+    let daemon = Daemon::start(&home).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let messages = daemon.messages("main", "cleanstop").await;
+    daemon.stop().await;
+    assert_eq!(messages.iter().filter(|m| m["role"] == "system").count(), 1, "{messages:#?}");
+    assert_eq!(channel.request_count(), 2, "a notice, not a model turn");
+}
+
+#[tokio::test]
+async fn a_result_finished_before_a_crash_is_relayed_after_the_restart_once() {
+    let channel = FakeLlmServer::start().await;
+    let worker = FakeLlmServer::start().await;
+    channel.push(FakeReply::tool_call("spawn_worker", json!({"task": "read the report"})));
+    channel.push(FakeReply::tool_call("reply", json!({"content": "Reading it."})));
+    // The relay turn's model call hangs: the daemon is killed inside it.
+    channel.push(FakeReply::hang());
+    worker.push(FakeReply::tool_call("set_status", json!({"status": "the report says 42", "kind": "done"})));
+    let models = "channel = \"main/fake-gpt\"\nworker = \"backup/fake-claude\"";
+    let home = Home::new(&two_providers(&channel, &worker, models));
+
+    let daemon = Daemon::start(&home).await;
+    daemon.say("main", "crashrelay", "ivan", "what does the report say?").await;
+    daemon.wait_for_answers("main", "crashrelay", 1).await;
+    let deadline = std::time::Instant::now() + crate::daemon::PATIENCE;
+    while channel.request_count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the relay turn never started");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    daemon.crash().await;
+
+    channel.push(FakeReply::tool_call("reply", json!({"content": "The report says 42."})));
+    let daemon = Daemon::start(&home).await;
+    let answers = daemon.wait_for_answers("main", "crashrelay", 2).await;
+    daemon.stop().await;
+    assert_eq!(
+        (answers[1]["role"].as_str(), answers[1]["text"].as_str()),
+        (Some("assistant"), Some("The report says 42."))
+    );
+    let relay = serde_json::to_string(&channel.requests().last().expect("a request").body).expect("json");
+    assert!(relay.contains("[background results]") && relay.contains("the report says 42"), "{relay}");
+    assert_eq!(worker.request_count(), 1, "the worker ran once");
+
+    // Once: the next start relays nothing.
+    let requests = channel.request_count();
+    let daemon = Daemon::start(&home).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let messages = daemon.messages("main", "crashrelay").await;
+    daemon.stop().await;
+    assert_eq!(messages.iter().filter(|m| m["role"] != "user").count(), 2, "{messages:#?}");
+    assert_eq!(channel.request_count(), requests);
 }

@@ -178,3 +178,24 @@ fn a_toml_syntax_error_is_one_line_with_the_file_line_and_column() {
     let error = refused(&home, &[]);
     assert!(error.starts_with(&format!("error: config file {file} is not valid TOML: line 2, column ")), "{error}");
 }
+
+#[test]
+fn an_empty_api_token_is_refused_rather_than_turning_authentication_off() {
+    let (home, file) = home_with("[api]\ntoken = \"env:SPACEBOT_TEST_EMPTY_TOKEN\"");
+    let data = home.data_dir();
+    // The variable is set, to nothing: what a deployment with a missing secret looks like.
+    let config = home.config_path();
+    let check = run_cli(
+        &["config", "check", "--config", config.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8")],
+        &[("SPACEBOT_TEST_EMPTY_TOKEN", "")],
+        home.dir.path(),
+    );
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success());
+    assert!(said.contains("`api.token`") && said.contains(&file) && said.contains("authentication off"), "{said}");
+
+    let (home, _) = home_with("[api]\ntoken = \"\"");
+    let data = home.data_dir();
+    let error = refused(&home, &["--data-dir", data.to_str().expect("utf-8")]);
+    assert!(error.contains("`api.token`") && error.contains("is empty"), "{error}");
+}

@@ -7,7 +7,7 @@ use tokio::task::JoinError;
 use tokio::time::Instant;
 
 use spacebot_core::{
-    ChatMessage, InboundMessage, Inbox, ProcessChange, ProcessId, ProcessKind, SupervisorEnd, TerminalState,
+    ChatMessage, InboundMessage, Inbox, Owed, ProcessChange, ProcessId, ProcessKind, SupervisorEnd, TerminalState,
 };
 
 use crate::branch::{BranchTask, DELEGATED_PREFIX};
@@ -18,6 +18,7 @@ use crate::prompt::relay_message;
 use crate::tools::{BranchArgs, CancelArgs, RouteArgs, SpawnWorkerArgs};
 use crate::worker::WorkerTask;
 
+use super::restart::stopped_notice;
 use super::turn::{TurnInput, TurnKind};
 use super::{Channel, FINAL_SEQUENCE};
 
@@ -74,6 +75,7 @@ impl Channel {
             cancel.clone(),
             settings.branch_timeout,
             self.announcer.clone(),
+            true,
             task.run(),
         );
         let entry = Entry {
@@ -88,8 +90,10 @@ impl Channel {
             worker: None,
             idle: false,
             results: 0,
+            stopping: false,
         };
         self.procs.spawn(id.clone(), entry, future, &self.announcer, settings.branch_timeout);
+        self.turn_claimed.insert(id.clone());
         format!("Branch {id} started; its conclusion will arrive as a background result. Tell the user if useful.")
     }
 
@@ -151,6 +155,7 @@ impl Channel {
             cancel.clone(),
             settings.worker_timeout,
             self.announcer.clone(),
+            !interactive,
             worker.run(),
         );
         let entry = Entry {
@@ -165,8 +170,10 @@ impl Channel {
             worker: Some(WorkerLinks { follow_ups, context: context_tx }),
             idle: false,
             results: 0,
+            stopping: false,
         };
         self.procs.spawn(id.clone(), entry, future, &self.announcer, settings.worker_timeout);
+        self.turn_claimed.insert(id.clone());
         Ok(id)
     }
 
@@ -276,18 +283,33 @@ impl Channel {
                 (id, terminal.map(|t| t.state()), reason.to_owned())
             }
         };
-        let Some(entry) = self.procs.remove(&id) else { return };
-        let Some(state) = terminal.or_else(|| entry.lifecycle.terminal()) else { return };
+        let Some(entry) = self.procs.entries.get(&id) else { return };
+        let Some(state) = terminal.or_else(|| entry.lifecycle.terminal()) else {
+            self.procs.remove(&id);
+            return;
+        };
         let result = match (state, &entry.cancel_reason) {
             (TerminalState::Cancelled, Some(reason)) => format!("cancelled: {reason}"),
             _ => result,
         };
         let delegated = entry.kind == ProcessKind::Branch && result.starts_with(DELEGATED_PREFIX);
-        if !entry.relay || delegated {
-            return;
-        }
         // An interactive worker let go after its last result has nothing new to say.
-        if entry.results > 0 && state == TerminalState::Done {
+        let said_all = entry.results > 0 && state == TerminalState::Done;
+        let relay = entry.relay && !delegated && !said_all;
+        // What the conversation is owed is recorded with the end, so a restart before it is told
+        // still tells it: the result, or (stopped by a shutdown) a notice after the restart.
+        let owed = if relay || (entry.stopping && !delegated && !said_all && state == TerminalState::Done) {
+            Some(Owed::Result(self.ctx.outbox.scrubber().scrub_owned(result.clone())))
+        } else if entry.stopping && !delegated && !said_all {
+            Some(Owed::Notice(stopped_notice(entry.kind, &entry.description)))
+        } else {
+            None
+        };
+        if let Some(owed) = owed {
+            self.procs.set_owed(&id, owed);
+        }
+        let Some(entry) = self.procs.remove(&id) else { return };
+        if !relay {
             return;
         }
         self.queue_completion(Completion {
@@ -317,6 +339,10 @@ impl Channel {
             self.context.chronicle_jobs.abort_all();
             self.context.chronicle_failed_at = Some(Instant::now());
             return;
+        }
+        if self.procs.entries.get(&end.process).is_some_and(|entry| entry.relay) {
+            let owed = Owed::Result(self.ctx.outbox.scrubber().scrub_owned(end.reason.clone()));
+            self.procs.set_owed(&end.process, owed);
         }
         let Some(entry) = self.procs.remove(&end.process) else { return };
         if !entry.relay {
@@ -350,6 +376,7 @@ impl Channel {
     }
 
     pub(super) fn note_silently(&mut self, completion: &Completion) {
+        self.told(completion);
         let note = ChatMessage::assistant(format!(
             "[background {} {} {}]: {}",
             completion.kind,
@@ -376,6 +403,12 @@ impl Channel {
         let target = first.origin.clone();
         let text = relay_message(&results);
         self.run_turn(TurnInput { kind: TurnKind::Relay, target, answers: Vec::new(), text }, inbox).await;
+        // Told once the relay turn is over (replied, skipped or failed visibly); a crash before
+        // this line relays them again after the restart rather than never.
+        for completion in &results {
+            self.told(completion);
+        }
+        self.flush_told().await;
     }
 
     /// Cancels every process and waits until each has ended, aborting what outlives the grace.
@@ -383,6 +416,9 @@ impl Channel {
         let ids: Vec<ProcessId> = self.procs.entries.keys().cloned().collect();
         for id in &ids {
             self.procs.cancel(id, "shutting down", false);
+            if let Some(entry) = self.procs.entries.get_mut(id) {
+                entry.stopping = true;
+            }
         }
         let until = Instant::now() + self.profile.settings.cancel_grace;
         while !self.procs.tasks.is_empty() {

@@ -120,7 +120,8 @@ impl Channel {
         };
         self.relays_since_user = 0;
         self.last_origin = Some(target.clone());
-        self.run_turn(TurnInput { kind: TurnKind::User, target, answers, text }, inbox).await;
+        self.run_turn(TurnInput { kind: TurnKind::User, target, answers: answers.clone(), text }, inbox).await;
+        self.answered(&answers);
     }
 
     /// Carries out a control command between turns (or after the turn it interrupted) and
@@ -147,7 +148,7 @@ impl Channel {
                 // A checkpoint cut in flight is discarded when it arrives (the head moved).
                 self.context.head_epoch += 1;
                 self.context.boundaries.clear();
-                self.pending.clear();
+                self.forget_pending();
                 self.relay_at = None;
                 "Starting fresh: I've set aside the earlier messages of this conversation.".to_owned()
             }
@@ -162,7 +163,7 @@ impl Channel {
         for id in &ids {
             self.procs.cancel(id, reason, false);
         }
-        self.pending.clear();
+        self.forget_pending();
         self.relay_at = None;
         ids.len()
     }
@@ -222,6 +223,7 @@ impl Channel {
 
     pub(super) async fn turn(&mut self, input: &TurnInput) -> Result<TurnOutcome, TurnFailure> {
         self.turn_calls.clear();
+        self.turn_claimed.clear();
         let model = self.profile.model.clone().ok_or(TurnFailure::NoModel)?;
         self.drain_reports();
         self.refresh_knowledge().await;
@@ -279,8 +281,18 @@ impl Channel {
                         return Ok(TurnOutcome::Skipped);
                     }
                     Ok(ChannelCall::React(args)) => self.react(input, args).await,
-                    Ok(ChannelCall::Branch(args)) => self.branch_tool(input, args, &user),
-                    Ok(ChannelCall::SpawnWorker(args)) => self.spawn_worker_tool(input, args),
+                    Ok(ChannelCall::Branch(args)) => {
+                        match self.earlier_run(input, spacebot_core::ProcessKind::Branch, &args.task).await {
+                            Some(earlier) => earlier,
+                            None => self.branch_tool(input, args, &user),
+                        }
+                    }
+                    Ok(ChannelCall::SpawnWorker(args)) => {
+                        match self.earlier_run(input, spacebot_core::ProcessKind::Worker, &args.task).await {
+                            Some(earlier) => earlier,
+                            None => self.spawn_worker_tool(input, args),
+                        }
+                    }
                     Ok(ChannelCall::Route(args)) => self.route_tool(args),
                     Ok(ChannelCall::Cancel(args)) => self.cancel_tool(args),
                     Ok(ChannelCall::Chronicle(args)) => chronicle::channel_call(&self.context.checkpoints, args),

@@ -1,9 +1,13 @@
 //! `shell`: a command run in the workspace, in bubblewrap when it is installed.
 //!
-//! In the sandbox the whole filesystem is read-only except the workspace (and a private `/tmp`),
-//! the process sees only its own pid namespace, and it has no network unless the settings allow
-//! it. Sandboxed or not, the command gets a clean environment (no API keys leak from the daemon),
-//! a time limit after which its whole process group is killed, and a cap on the output kept.
+//! In the sandbox the command sees only the system directories (`/usr`, `/etc` and the like),
+//! read-only, its workspace, read-write, and a private `/tmp`: not the home directories, not
+//! `/var`, not the daemon's data dir or config (hidden even when they sit inside a mounted
+//! directory). It runs in its own pid namespace (the daemon's `/proc` entry is out of sight) and
+//! has no network unless the settings allow it. Under [`Sandbox::Auto`] without bubblewrap the
+//! tool refuses to run and says how to fix it. Sandboxed or not, the command gets a clean
+//! environment (no API keys leak from the daemon), a time limit after which its whole process
+//! group is killed, and a cap on the output kept.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,14 +32,24 @@ const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Sandbox {
-    /// In bubblewrap when `bwrap` is installed; otherwise unsandboxed, with a warning.
+    /// In bubblewrap when `bwrap` is installed; otherwise the tool refuses every command, saying
+    /// how to install bubblewrap or opt out with [`Sandbox::Off`].
     #[default]
     Auto,
-    /// Never sandboxed.
+    /// Never sandboxed: commands run as the daemon's user, seeing what it sees.
     Off,
     /// Always sandboxed: setting up the tools fails without `bwrap`.
     Required,
 }
+
+/// Directories mounted read-only in the sandbox (those that exist; a symlink such as a merged
+/// `/bin` stays a symlink).
+const SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"];
+
+/// What the tool says to every command when it may not run one.
+const NO_SANDBOX: &str = "the shell is disabled: bubblewrap (`bwrap`) is not installed, and commands don't run \
+     unsandboxed unless the operator says so. Tell the user: install bubblewrap (`apt install bubblewrap`), or set \
+     `tools.sandbox = \"off\"` to run commands unsandboxed";
 
 /// The `bwrap` executable on `PATH`, if any (looked up once).
 fn bubblewrap() -> Option<&'static PathBuf> {
@@ -65,7 +79,11 @@ pub(crate) struct Shell {
     timeout: Duration,
     cap: usize,
     bwrap: Option<PathBuf>,
+    /// Refuse every command (`Auto` without bubblewrap).
+    refuse: bool,
     network: bool,
+    /// Paths the sandbox hides (the daemon's data dir and config).
+    hidden: Vec<PathBuf>,
 }
 
 impl Shell {
@@ -76,8 +94,8 @@ impl Shell {
                 let found = bubblewrap().cloned();
                 if found.is_none() {
                     tracing::warn!(
-                        "bubblewrap (`bwrap`) is not installed: worker shell commands run unsandboxed in the \
-                         workspace; install bubblewrap to confine them"
+                        "bubblewrap (`bwrap`) is not installed: the workers' shell refuses every command; install \
+                         bubblewrap, or set tools.sandbox = \"off\" to run them unsandboxed"
                     );
                 }
                 found
@@ -88,8 +106,10 @@ impl Shell {
             workspace,
             timeout: settings.shell_timeout,
             cap: settings.output_cap,
+            refuse: bwrap.is_none() && settings.sandbox == Sandbox::Auto,
             bwrap,
             network: settings.shell_network,
+            hidden: settings.hidden_paths.clone(),
         })
     }
 
@@ -98,7 +118,26 @@ impl Shell {
         let mut command = match &self.bwrap {
             Some(bwrap) => {
                 let mut command = tokio::process::Command::new(bwrap);
-                command.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+                for dir in SYSTEM_DIRS {
+                    match std::fs::read_link(dir) {
+                        Ok(target) => {
+                            command.arg("--symlink").arg(target).arg(dir);
+                        }
+                        Err(_) if std::path::Path::new(dir).is_dir() => {
+                            command.args(["--ro-bind", dir, dir]);
+                        }
+                        Err(_) => {}
+                    }
+                }
+                command.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+                // Hidden before the workspace is mounted, which may lie inside one of them.
+                for path in &self.hidden {
+                    if path.is_dir() {
+                        command.arg("--tmpfs").arg(path);
+                    } else if path.exists() {
+                        command.arg("--ro-bind").arg("/dev/null").arg(path);
+                    }
+                }
                 command.arg("--bind").arg(root).arg(root).arg("--chdir").arg(root);
                 command.args(["--unshare-pid", "--die-with-parent", "--new-session"]);
                 if !self.network {
@@ -136,6 +175,8 @@ impl TypedTool for Shell {
     fn description(&self) -> String {
         let sandbox = if self.bwrap.is_some() {
             "in a sandbox (only the workspace is writable, no network)"
+        } else if self.refuse {
+            "when bubblewrap is installed (it isn't: every command is refused)"
         } else {
             "unsandboxed"
         };
@@ -154,6 +195,9 @@ impl TypedTool for Shell {
     }
 
     async fn run(&self, args: ShellArgs) -> Result<String, ToolError> {
+        if self.refuse {
+            return Err(ToolError::Failed(NO_SANDBOX.to_owned()));
+        }
         let mut child = self
             .command(&args.command)
             .spawn()
@@ -303,5 +347,43 @@ mod tests {
         // Only the loopback interface exists in the sandbox's network namespace.
         let interfaces: Vec<&str> = out.lines().filter_map(|line| line.strip_prefix("iface:")).collect();
         assert_eq!(interfaces, vec!["lo"], "{out}");
+    }
+
+    /// Runs where bubblewrap is installed (`.ci/run` installs it); elsewhere it checks that
+    /// `Auto` refuses every command and says how to fix it.
+    #[tokio::test]
+    async fn the_sandbox_shows_no_data_dir_config_home_or_daemon_and_auto_without_it_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        if !bubblewrap_available() {
+            let shell = shell(dir.path(), Sandbox::Auto, Duration::from_secs(20), 4096);
+            let error = shell.call(json!({"command": "echo hi"})).await.unwrap_err().to_string();
+            assert!(error.contains("apt install bubblewrap") && error.contains("tools.sandbox"), "{error}");
+            return;
+        }
+        // A data dir holding the workspace, and a config file beside it, in a directory the sandbox
+        // mounts: both hidden, the workspace inside still usable.
+        let data = tempfile::tempdir_in("/etc").unwrap();
+        std::fs::write(data.path().join("spacebot.db"), "every private memory").unwrap();
+        let config = data.path().join("spacebot.toml");
+        std::fs::write(&config, "api_key = \"secret\"").unwrap();
+        let workspace = Arc::new(Workspace::open(&data.path().join("workspaces/main")).unwrap());
+        let settings = TaskToolSettings::default()
+            .with_sandbox(Sandbox::Required)
+            .with_hidden_paths([data.path().to_path_buf(), config.clone()]);
+        let shell = Shell::new(workspace, &settings).unwrap();
+        let script = format!(
+            "cat {db} && echo read-db; cat {config} && echo read-config; ls /root /home 2>/dev/null && echo saw-homes; \
+             test -e /proc/{daemon}/environ && echo saw-daemon; echo x > here.txt && echo wrote-here",
+            db = data.path().join("spacebot.db").display(),
+            config = config.display(),
+            daemon = std::process::id(),
+        );
+        let out = shell.call(json!({ "command": script })).await.unwrap();
+        assert!(!out.contains("every private memory") && !out.contains("read-db"), "{out}");
+        assert!(!out.contains("secret") && !out.contains("read-config"), "{out}");
+        assert!(!out.contains("saw-homes"), "{out}");
+        assert!(!out.contains("saw-daemon"), "the daemon's /proc entry is out of sight: {out}");
+        assert!(out.contains("wrote-here"), "{out}");
+        assert!(data.path().join("workspaces/main/here.txt").exists());
     }
 }

@@ -373,6 +373,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(ws.root().join("real/x.txt")).unwrap(), "ok");
     }
 
+    #[tokio::test]
+    async fn a_hard_link_to_a_file_outside_is_neither_read_nor_written() {
+        let (dir, ws) = setup();
+        let outside = dir.path().join("outside.txt");
+        std::fs::write(&outside, "top secret").unwrap();
+        std::fs::hard_link(&outside, ws.root().join("link.txt")).unwrap();
+        let error = FileWrite::new(ws.clone()).call(json!({"path": "link.txt", "content": "pwned"})).await.unwrap_err();
+        assert!(error.to_string().contains("hard link"), "{error}");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "top secret");
+        let error = FileRead::new(ws.clone(), 1024).call(json!({"path": "link.txt"})).await.unwrap_err();
+        assert!(error.to_string().contains("hard link"), "{error}");
+        // A file with one name is as before.
+        FileWrite::new(ws.clone()).call(json!({"path": "own.txt", "content": "mine"})).await.unwrap();
+        assert_eq!(FileRead::new(ws.clone(), 1024).call(json!({"path": "own.txt"})).await.unwrap(), "mine");
+    }
+
     /// Longer than any file tool call on a local file takes; a call still running then hangs.
     const PROMPTLY: std::time::Duration = std::time::Duration::from_secs(5);
 

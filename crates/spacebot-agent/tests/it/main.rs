@@ -19,6 +19,7 @@ mod memory;
 mod processes;
 mod recording;
 mod recovery;
+mod restart;
 mod secrets;
 mod snapshots;
 mod supervision;

@@ -17,3 +17,4 @@ mod open;
 mod process_runs;
 mod recovery;
 mod support;
+mod usage;

@@ -2,5 +2,6 @@
 //! socket, talked to by raw TCP clients that misbehave on purpose.
 
 mod openai;
+mod scopes;
 mod serve;
 mod support;

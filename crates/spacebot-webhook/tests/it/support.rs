@@ -16,7 +16,7 @@ use spacebot_testing::MemoryLog;
 use spacebot_webhook::{ApiConfig, ServeLimits, WebhookAdapter};
 
 /// An engine that takes every message and never answers: these tests are about the HTTP side.
-struct SilentEngine;
+pub(crate) struct SilentEngine;
 
 impl ConversationEngine for SilentEngine {
     fn run_conversation(&self, _ctx: ConversationContext, mut inbox: Inbox) -> BoxFuture<'static, ()> {

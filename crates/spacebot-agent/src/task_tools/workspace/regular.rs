@@ -65,6 +65,23 @@ fn refuse(verb: &str, shown_as: &str, kind: &str, tool: &str) -> ToolError {
     ToolError::Failed(format!("can't {verb} `{shown_as}`: it is {kind}; {tool} {noun} regular files only{hint}"))
 }
 
+/// A file with more than one name may be another name of a file outside the workspace (a hard
+/// link made there, which path checks can't see): refused, for reads and writes alike.
+fn refuse_hard_link(meta: &std::fs::Metadata, verb: &str, shown_as: &str) -> Result<(), ToolError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.nlink() > 1 {
+            return Err(ToolError::Failed(format!(
+                "can't {verb} `{shown_as}`: it is a hard link ({} names for one file), which may reach outside the workspace",
+                meta.nlink()
+            )));
+        }
+    }
+    let _ = (meta, verb, shown_as);
+    Ok(())
+}
+
 /// Opens `path` for reading if it is a regular file, checked on the descriptor.
 fn open_regular(path: &Path, shown_as: &str) -> Result<File, ToolError> {
     let file = without_blocking(OpenOptions::new().read(true)).open(path).map_err(|error| match kind_behind(path) {
@@ -74,7 +91,7 @@ fn open_regular(path: &Path, shown_as: &str) -> Result<File, ToolError> {
     let meta = file.metadata().map_err(|error| ToolError::Failed(format!("can't read `{shown_as}`: {error}")))?;
     match special_kind(&meta.file_type()) {
         Some(kind) => Err(refuse("read", shown_as, kind, "file_read")),
-        None => Ok(file),
+        None => refuse_hard_link(&meta, "read", shown_as).map(|()| file),
     }
 }
 
@@ -120,6 +137,7 @@ pub(super) fn write_regular(path: &Path, shown_as: &str, content: &[u8]) -> Resu
     if let Some(kind) = special_kind(&meta.file_type()) {
         return Err(refuse("write", shown_as, kind, "file_write"));
     }
+    refuse_hard_link(&meta, "write", shown_as)?;
     file.set_len(0).map_err(failed)?;
     (&file).write_all(content).map_err(failed)
 }

@@ -1,0 +1,85 @@
+//! Scoped API tokens over the real router: each scope opens exactly its routes, for its agents,
+//! speaking as its senders; the admin token opens everything; a wrong token nothing.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use spacebot_core::AgentId;
+use spacebot_webhook::{ApiConfig, OpenAiAdapter, Scope, ScopedToken, ServeLimits};
+
+use crate::support::{RawResponse, Served, SilentEngine, exchange};
+
+const ADMIN: &str = "admin-token-123";
+const WEBHOOK: &str = "webhook-token-123";
+const READ: &str = "read-token-12345";
+
+async fn served() -> Served {
+    let api = ApiConfig::default()
+        .with_token(Some(ADMIN.to_owned()))
+        .with_scoped_tokens([
+            ScopedToken::new("ci", WEBHOOK, [Scope::Webhook])
+                .with_agents([AgentId::new("main")])
+                .with_senders(["ci-bot".to_owned()]),
+            ScopedToken::new("dashboard", READ, [Scope::Read]),
+        ])
+        .with_openai(OpenAiAdapter::new());
+    Served::start_with(ServeLimits::default(), Arc::new(SilentEngine), api).await
+}
+
+async fn call(served: &Served, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> RawResponse {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = served.connect().await;
+    exchange(&mut stream, &request).await
+}
+
+fn message(sender: &str) -> Option<serde_json::Value> {
+    Some(json!({ "conversation": "c1", "sender": sender, "text": "hello" }))
+}
+
+#[tokio::test]
+async fn a_webhook_token_sends_as_its_sender_and_reads_nothing() {
+    let served = served().await;
+    let sent = call(&served, "POST", "/webhook/main", WEBHOOK, message("ci-bot")).await;
+    assert_eq!(sent.status, 202, "{sent:?}");
+
+    let as_alice = call(&served, "POST", "/webhook/main", WEBHOOK, message("alice")).await;
+    assert_eq!(as_alice.status, 403, "{as_alice:?}");
+    assert!(as_alice.json()["error"].as_str().is_some_and(|e| e.contains("may not speak as 'alice'")));
+
+    for path in
+        ["/api/agents/main/conversations/webhook:c1/messages", "/api/status", "/api/events", "/metrics", "/api/usage"]
+    {
+        let refused = call(&served, "GET", path, WEBHOOK, None).await;
+        assert_eq!(refused.status, 403, "{path}: {refused:?}");
+        assert!(refused.json()["error"].as_str().is_some_and(|e| e.contains("token `ci`")), "{path}: {refused:?}");
+    }
+    let chat = json!({ "model": "main", "user": "alice", "messages": [{ "role": "user", "content": "hi" }] });
+    let refused = call(&served, "POST", "/v1/chat/completions", WEBHOOK, Some(chat)).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.json()["error"]["type"], "permission_error");
+    served.stop(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_read_token_reads_but_cannot_send_and_the_admin_token_does_everything() {
+    let served = served().await;
+    assert_eq!(call(&served, "POST", "/webhook/main", ADMIN, message("alice")).await.status, 202);
+    let read = call(&served, "GET", "/api/agents/main/conversations/webhook:c1/messages", READ, None).await;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.json()[0]["text"], "hello");
+    assert_eq!(call(&served, "POST", "/webhook/main", READ, message("alice")).await.status, 403);
+    assert_eq!(call(&served, "GET", "/api/status", READ, None).await.status, 403);
+    for path in ["/api/status", "/api/usage", "/api/agents/main/conversations/webhook:c1/messages"] {
+        let allowed = call(&served, "GET", path, ADMIN, None).await;
+        assert_ne!(allowed.status, 403, "{path}: {allowed:?}");
+        assert_ne!(allowed.status, 401, "{path}: {allowed:?}");
+    }
+    let wrong = call(&served, "GET", "/api/status", "read-token-1234", None).await;
+    assert_eq!(wrong.status, 401);
+    served.stop(std::time::Duration::from_secs(5)).await;
+}
