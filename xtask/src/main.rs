@@ -7,7 +7,8 @@
 //! Commands:
 //! - `tidy`: repository rules (dependency direction, file headers, layout); also runs as the
 //!   `tidy` test, so `cargo test --workspace` enforces it.
-//! - `ci`: fmt, clippy and the tests, in that order, stopping at the first failure.
+//! - `ci`: fmt, clippy, the docs, the tests and a short soak (`soak --trials 20`), in that order,
+//!   stopping at the first failure.
 //! - `bench [name]`: benchmarks (`memory`, `processes`; all of them without a name), run in
 //!   release mode from `benches/spacebot-bench` (a workspace member that `cargo build` skips);
 //!   figures go to `docs/benchmarks.md`.
@@ -26,7 +27,7 @@ usage: cargo xtask <command>
 
 commands:
   tidy    check repository rules (dependency direction, `//!` headers, no mod.rs, ...)
-  ci      run fmt --check, clippy -D warnings and the tests (also with local-embeddings), stopping at the first failure
+  ci      run fmt --check, clippy -D warnings, the tests (also with local-embeddings) and `soak --trials 20`, stopping at the first failure
   bench   run the benchmarks, or one: `bench memory`, `bench processes` (results: docs/benchmarks.md)
   soak    kill -9 / SIGTERM the real binary at seeded moments, restart, check every invariant, fuzz
           the HTTP API: `soak [--seed N] [--trials N] [--trial T] [--stops N] [--messages N]
