@@ -7,10 +7,14 @@
 //! Commands:
 //! - `tidy`: repository rules (dependency direction, file headers, layout); also runs as the
 //!   `tidy` test, so `cargo test --workspace` enforces it.
-//! - `ci`: fmt, clippy and the tests, in that order, stopping at the first failure.
+//! - `ci`: fmt, clippy, the docs, the tests and a short soak (`soak --trials 20`), in that order,
+//!   stopping at the first failure.
 //! - `bench [name]`: benchmarks (`memory`, `processes`; all of them without a name), run in
 //!   release mode from `benches/spacebot-bench` (a workspace member that `cargo build` skips);
 //!   figures go to `docs/benchmarks.md`.
+//! - `soak [args]`: builds the `spacebot` binary, then runs the soak harness
+//!   (`benches/spacebot-soak`, a test target run only when selected) against it: kills and
+//!   restarts at seeded moments, invariants checked, an HTTP fuzz pass; see `docs/benchmarks.md`.
 
 mod ci;
 mod tidy;
@@ -23,8 +27,11 @@ usage: cargo xtask <command>
 
 commands:
   tidy    check repository rules (dependency direction, `//!` headers, no mod.rs, ...)
-  ci      run fmt --check, clippy -D warnings and the tests (also with local-embeddings), stopping at the first failure
+  ci      run fmt --check, clippy -D warnings, the tests (also with local-embeddings) and `soak --trials 20`, stopping at the first failure
   bench   run the benchmarks, or one: `bench memory`, `bench processes` (results: docs/benchmarks.md)
+  soak    kill -9 / SIGTERM the real binary at seeded moments, restart, check every invariant, fuzz
+          the HTTP API: `soak [--seed N] [--trials N] [--trial T] [--stops N] [--messages N]
+          [--idle-ms N] [--fuzz N]` (20 trials by default; exits non-zero on a violation)
   help    print this message";
 
 /// The benchmarks `benches/spacebot-bench` knows.
@@ -37,6 +44,8 @@ enum Command {
     Ci,
     /// The benchmarks to run, in order.
     Bench(Vec<String>),
+    /// The soak harness, with its arguments.
+    Soak(Vec<String>),
     Help,
 }
 
@@ -67,6 +76,11 @@ fn parse(args: &[String]) -> Result<Command, String> {
             [] => Err(format!("unknown benchmark `{name}`; known: {}", BENCHES.join(", "))),
             [extra, ..] => Err(format!("`bench {name}` takes no more arguments, got `{extra}`")),
         };
+    }
+    if let [command, rest @ ..] = args
+        && command == "soak"
+    {
+        return Ok(Command::Soak(rest.to_vec()));
     }
     let command = match args {
         [] => return Err("no command given".to_owned()),
@@ -113,11 +127,28 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Soak(args) => Ok(if soak(&root, &args)? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Command::Help => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Builds the daemon, then runs the harness against it (the harness finds the binary next to its
+/// own executable, in the same target directory and profile). True when nothing was violated.
+fn soak(root: &Path, args: &[String]) -> anyhow::Result<bool> {
+    let build =
+        std::process::Command::new(cargo()).current_dir(root).args(["build", "--package", "spacebot"]).status()?;
+    if !build.success() {
+        return Ok(false);
+    }
+    let status = std::process::Command::new(cargo())
+        .current_dir(root)
+        .args(["test", "--package", "spacebot-soak", "--test", "soak", "--"])
+        .args(args)
+        .status()?;
+    Ok(status.success())
 }
 
 /// The workspace root. xtask always runs from the checkout it was built in, so the compile-time
@@ -147,6 +178,11 @@ mod tests {
         assert_eq!(parse(&args(&["bench", "memory"])), Ok(Command::Bench(vec!["memory".to_owned()])));
         assert_eq!(parse(&args(&["bench"])), Ok(Command::Bench(vec!["memory".to_owned(), "processes".to_owned()])));
         assert!(parse(&args(&["bench", "disk"])).unwrap_err().contains("`disk`"));
+        assert_eq!(parse(&args(&["soak"])), Ok(Command::Soak(Vec::new())));
+        assert_eq!(
+            parse(&args(&["soak", "--trials", "3"])),
+            Ok(Command::Soak(vec!["--trials".to_owned(), "3".to_owned()]))
+        );
         assert_eq!(parse(&args(&["--help"])), Ok(Command::Help));
     }
 

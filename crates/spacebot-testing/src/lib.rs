@@ -20,6 +20,8 @@
 //! - [`fake_discord`] and [`fake_slack`]: [`FakeDiscord`] and [`FakeSlack`], real local servers
 //!   (REST and gateway websocket; Web API and Socket Mode websocket) the real client libraries
 //!   talk to, scripted per test, with failures and dropped connections on demand.
+//! - [`binary`]: a command for the built `spacebot` binary that ignores the developer's own
+//!   settings, and the address of its `spacebot ready` line (end-to-end tests, the soak harness).
 //! - [`conformance`]: one suite any [`MessagingAdapter`](spacebot_core::MessagingAdapter) runs
 //!   through a [`conformance::Platform`] harness over its fake.
 //!
@@ -28,6 +30,7 @@
 //! an `InvalidResponse` error) rather than hanging.
 
 pub mod adapter;
+pub mod binary;
 pub mod conformance;
 pub mod fake_discord;
 pub mod fake_embeddings;

@@ -88,6 +88,8 @@ pub(crate) const RULES: &[CrateRule] = &[
     rule("spacebot-testing",  Only(CORE),                             Any,                &[]),
     rule("spacebot",          Any,                                    Any,                &[]),
     rule("spacebot-bench",    Only(&["spacebot-core", "spacebot-memory", "spacebot-agent"]), Any, &[]),
+    // The soak harness drives the built binary; it needs only the fake model (a dev-dependency).
+    rule("spacebot-soak",     Only(&[]),                              Any,                &[]),
     rule("xtask",             Only(&[]),                              Only(&[]),          &[]),
     // The examples show what a third party builds: an adapter on the contract alone, and a
     // program that embeds an agent with the crates it needs.
@@ -99,7 +101,8 @@ pub(crate) const RULES: &[CrateRule] = &[
 const DEV_ONLY: &[&str] = &["spacebot-testing"];
 
 /// The top of the graph: nothing may depend on these, in any kind of table.
-const TOPS: &[&str] = &["spacebot", "spacebot-bench", "xtask", "example-custom-adapter", "example-embed"];
+const TOPS: &[&str] =
+    &["spacebot", "spacebot-bench", "spacebot-soak", "xtask", "example-custom-adapter", "example-embed"];
 
 /// Where the table lives, for violations about the table itself.
 const TABLE_LOCATION: &str = "xtask/src/tidy/deps.rs";
@@ -386,6 +389,7 @@ mod tests {
                 "spacebot-bench",
                 &[("spacebot-core", None), ("spacebot-memory", None), ("spacebot-agent", None)],
             );
+            fake.member("spacebot-soak", &[("spacebot-testing", Some("dev"))]);
             fake.member("example-custom-adapter", &[("spacebot-core", None), ("spacebot-testing", Some("dev"))]);
             fake.member(
                 "example-embed",

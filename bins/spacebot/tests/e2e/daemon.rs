@@ -60,16 +60,9 @@ impl Home {
     }
 }
 
+/// The binary under test, unaffected by the developer's own settings.
 pub(crate) fn spacebot() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_spacebot"));
-    // Tests must not pick up the developer's own settings.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SPACEBOT_") {
-            command.env_remove(key);
-        }
-    }
-    command.env("HOME", "/nonexistent-home-for-tests");
-    command
+    spacebot_testing::binary::isolated_command(env!("CARGO_BIN_EXE_spacebot"))
 }
 
 impl Daemon {
@@ -80,19 +73,15 @@ impl Daemon {
 
     pub(crate) async fn start_with(home: &Home, env: &[(&str, &str)]) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut command = spacebot();
+        let mut command = spacebot_testing::binary::start_command(
+            env!("CARGO_BIN_EXE_spacebot"),
+            &home.config_path(),
+            &home.data_dir(),
+        );
         command
-            .arg("start")
-            .arg("--config")
-            .arg(home.config_path())
-            .arg("--data-dir")
-            .arg(home.data_dir())
             // Overrides `api.bind` through the environment, as operators do.
             .env("SPACEBOT_API__BIND", "127.0.0.1:0")
-            .env("SPACEBOT_LOG", "info,spacebot_core=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("SPACEBOT_LOG", "info,spacebot_core=debug");
         for (key, value) in env {
             command.env(key, value);
         }
@@ -116,10 +105,8 @@ impl Daemon {
             token: None,
         };
         let line = daemon.wait_for_log("spacebot ready", PATIENCE).await;
-        let addr = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr= in the ready line: {line}"));
+        let addr =
+            spacebot_testing::binary::ready_addr(&line).unwrap_or_else(|| panic!("no addr= in the ready line: {line}"));
         daemon.base = format!("http://{addr}");
         daemon
     }
