@@ -33,9 +33,11 @@ const DOC: &[&str] = &["doc", "--workspace", "--no-deps"];
 const DOC_ENV: (&str, &str) = ("RUSTDOCFLAGS", "-D warnings");
 
 /// The soak harness's short form, after the tests: 20 trials of kills and restarts of the real
-/// binary and an HTTP fuzz pass (about two and a half minutes on two cores). The seed changes
-/// each run and is printed; a violation names the seed and trial that reproduce it.
-const SOAK_ARGS: &[&str] = &["--trials", "20", "--fuzz", "300"];
+/// binary and an HTTP fuzz pass (about two and a half minutes on two cores). The seed is fixed so
+/// CI is repeatable (the moments of the kills still vary with scheduling); other seeds are for
+/// runs by hand (`cargo xtask soak --seed N`), and a violation names the seed and trial that
+/// reproduce it.
+const SOAK_ARGS: &[&str] = &["--seed", "17", "--trials", "20", "--fuzz", "300"];
 
 /// Runs fmt, clippy, the docs, the tests and the short soak, stopping at the first failure.
 ///
