@@ -1,6 +1,9 @@
 //! `spacebot start`: run the daemon in the foreground until SIGINT or SIGTERM.
 
+use std::io::Write;
 use std::process::ExitCode;
+
+use spacebot_core::Scrubber;
 
 use crate::cli::{GlobalArgs, StartArgs};
 use crate::config::Config;
@@ -8,7 +11,7 @@ use crate::daemon;
 
 pub(crate) fn run(global: &GlobalArgs, _args: StartArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&global.location())?;
-    init_tracing();
+    init_tracing(Scrubber::new().with_secrets(config.secrets()));
     daemon::run(&config, async {
         let signal = shutdown_signal().await;
         tracing::info!(signal, "shutting down");
@@ -16,12 +19,31 @@ pub(crate) fn run(global: &GlobalArgs, _args: StartArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_tracing() {
+/// Logs to stderr at `SPACEBOT_LOG`'s level, every line scrubbed of the configured secrets and
+/// credential-shaped tokens first (a provider's error text can quote the key it refused).
+fn init_tracing(scrubber: Scrubber) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPACEBOT_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let writer = move || ScrubbedStderr(scrubber.clone());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();
+}
+
+/// stderr, masking secrets in what is written. The log formatter writes each event whole, in one
+/// call, so a secret is never cut across two writes.
+struct ScrubbedStderr(Scrubber);
+
+impl Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().lock().write_all(self.0.scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -25,6 +25,8 @@ pub(crate) struct BranchTask {
     pub(crate) fork: Vec<ChatMessage>,
     pub(crate) model: Arc<dyn LanguageModel>,
     pub(crate) tools: Vec<Arc<dyn Tool>>,
+    /// Masks secrets in tool output before the model reads it.
+    pub(crate) scrubber: spacebot_core::Scrubber,
     pub(crate) budget: usize,
     pub(crate) reports: mpsc::UnboundedSender<Report>,
 }
@@ -72,7 +74,7 @@ impl BranchTask {
                         return (TerminalState::Done, format!("{DELEGATED_PREFIX}{worker}: {task}"));
                     }
                     BranchCall::Invalid(error) => error,
-                    BranchCall::Tool => run_tool(&self.tools, call).await,
+                    BranchCall::Tool => run_tool(&self.tools, call, &self.scrubber).await,
                 };
                 history.push(ChatMessage::tool_result(&call.id, &call.name, result));
             }

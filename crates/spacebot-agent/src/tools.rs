@@ -14,7 +14,7 @@ mod process;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spacebot_core::{Tool, ToolCall};
+use spacebot_core::{Scrubber, Tool, ToolCall};
 
 pub use channel::{BRANCH_TOOL, CANCEL_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, SKIP_TOOL, SPAWN_WORKER_TOOL};
 pub(crate) use channel::{
@@ -28,13 +28,17 @@ pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs `call` on the tool of that name among `tools`, within [`TOOL_TIMEOUT`], and returns what
 /// the model sees as its result: the output, or what went wrong.
-pub(crate) async fn run_tool(tools: &[Arc<dyn Tool>], call: &ToolCall) -> String {
+///
+/// What a tool returns goes through `scrubber` before the model sees it: a command that prints a
+/// configured key (`env`, `cat` of a file holding it) gives the model `[redacted]`, not the key.
+pub(crate) async fn run_tool(tools: &[Arc<dyn Tool>], call: &ToolCall, scrubber: &Scrubber) -> String {
     let Some(tool) = tools.iter().find(|tool| tool.name() == call.name) else {
         return format!("There is no tool named `{}`.", call.name);
     };
-    match tokio::time::timeout(TOOL_TIMEOUT, tool.call(call.arguments.clone())).await {
+    let output = match tokio::time::timeout(TOOL_TIMEOUT, tool.call(call.arguments.clone())).await {
         Ok(Ok(output)) => output,
         Ok(Err(error)) => format!("error: {error}"),
         Err(_) => format!("error: `{}` took longer than {} seconds", call.name, TOOL_TIMEOUT.as_secs()),
-    }
+    };
+    scrubber.scrub_owned(output)
 }

@@ -25,6 +25,8 @@ pub(crate) struct WorkerTask {
     pub(crate) task: String,
     pub(crate) model: Arc<dyn LanguageModel>,
     pub(crate) tools: Vec<Arc<dyn Tool>>,
+    /// Masks secrets in tool output before the model reads it.
+    pub(crate) scrubber: spacebot_core::Scrubber,
     pub(crate) budget: usize,
     pub(crate) reports: mpsc::UnboundedSender<Report>,
     pub(crate) follow_ups: Option<mpsc::UnboundedReceiver<String>>,
@@ -114,7 +116,7 @@ impl WorkerTask {
                         return Ok(Outcome { success, text });
                     }
                     WorkerCall::Invalid(error) => error,
-                    WorkerCall::Tool => run_tool(&self.tools, call).await,
+                    WorkerCall::Tool => run_tool(&self.tools, call, &self.scrubber).await,
                 };
                 history.push(ChatMessage::tool_result(&call.id, &call.name, result));
             }

@@ -67,6 +67,7 @@ impl Channel {
             fork,
             model,
             tools: self.branch_tools(input),
+            scrubber: self.ctx.outbox.scrubber().clone(),
             budget: settings.branch_model_calls,
             reports: self.procs.reports_tx.clone(),
         };
@@ -144,6 +145,7 @@ impl Channel {
             task: task.clone(),
             model,
             tools,
+            scrubber: self.ctx.outbox.scrubber().clone(),
             budget: settings.worker_model_calls,
             reports: self.procs.reports_tx.clone(),
             follow_ups: follow_ups_rx,
