@@ -187,6 +187,8 @@ struct RawAgent {
     max_model_calls_per_turn: Option<usize>,
     turn_timeout_secs: Option<u64>,
     history_limit: Option<usize>,
+    /// Where `SOUL.md`, `IDENTITY.md` and `USER.md` are (default `DATA_DIR/agents/<id>`).
+    identity_dir: Option<PathBuf>,
     #[serde(default)]
     compaction: RawCompaction,
 }
@@ -272,6 +274,8 @@ pub(crate) struct AgentSettings {
     /// `agents[].compaction.{max_calls_per_hour,breaker_failures,breaker_cooldown_secs}`: the
     /// budget of background model calls and its circuit breaker.
     pub(crate) background: spacebot_agent::BackgroundBudgetSettings,
+    /// `agents[].identity_dir`, or `DATA_DIR/agents/<id>`.
+    pub(crate) identity_dir: PathBuf,
 }
 
 /// A `provider/model` reference, checked against the configured providers.
@@ -620,6 +624,7 @@ fn validate(
             max_model_calls_per_turn: None,
             turn_timeout_secs: None,
             history_limit: None,
+            identity_dir: None,
             compaction: RawCompaction::default(),
         }]
     } else {
@@ -643,9 +648,17 @@ fn validate(
         };
         let background = background_budget(&agent.compaction, &format!("{key}.compaction"))?;
         let compaction = compaction(agent.compaction, &format!("{key}.compaction"))?;
+        let identity_dir = match agent.identity_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                bail!("config key `{key}.identity_dir` is empty; name a directory, or leave it out for the default")
+            }
+            Some(dir) => expand_home(&dir),
+            None => data_dir.agent_dir(&agent.id),
+        };
         agents.push(AgentSettings {
             compaction,
             background,
+            identity_dir,
             id: agent.id,
             model,
             system_prompt: agent.system_prompt,

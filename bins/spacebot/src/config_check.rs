@@ -30,6 +30,16 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 agent.id
             ),
         }
+        let files: Vec<String> = spacebot_agent::IdentityDir::new(agent.identity_dir.clone())
+            .summary()
+            .into_iter()
+            .map(|(name, state)| match state {
+                spacebot_agent::FileState::Written(bytes) => format!("{name} {bytes} bytes"),
+                spacebot_agent::FileState::Empty => format!("{name} empty"),
+                _ => format!("{name} missing"),
+            })
+            .collect();
+        println!("agent {}: identity {} ({})", agent.id, agent.identity_dir.display(), files.join(", "));
     }
     for discord in &config.messaging.discord {
         let place = discord.api_url.as_deref().map(|url| format!(" at {url}")).unwrap_or_default();

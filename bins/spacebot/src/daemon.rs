@@ -81,6 +81,14 @@ impl Daemon {
         let (metrics, usage_writer) = Metrics::recording_usage();
         let Prepared { profiles: built } = prepare(config, Some(&metrics))?;
         config.data_dir.create().map_err(|reason| data_dir_error(config, &reason))?;
+        // A missing identity directory gets commented templates to fill in (they add nothing to
+        // the prompt until someone writes in them).
+        for agent in &config.agents {
+            if let Err(error) = spacebot_agent::IdentityDir::new(agent.identity_dir.clone()).create_missing() {
+                tracing::warn!(agent = %agent.id, dir = %agent.identity_dir.display(), %error,
+                    "can't create the identity files' templates");
+            }
+        }
         let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
         let memories = Memories::open(config).await?;
 
@@ -342,6 +350,8 @@ fn agent_profiles(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<
         if let Some(prompt) = &agent.system_prompt {
             profile = profile.with_system_prompt(prompt.clone());
         }
+        // Its identity files, read into every turn's system prompt.
+        profile = profile.with_identity(spacebot_agent::IdentityDir::new(agent.identity_dir.clone()));
         // Workers' file and shell tools are confined to a workspace per agent.
         let workspace = config.data_dir.workspace(&agent.id);
         // The sandbox hides the data dir (every agent's memories, the log) and the config from

@@ -8,6 +8,8 @@
 //!   master.key                the secret store's key, unless SPACEBOT_MASTER_KEY is set
 //!   spacebot.db               the conversation log (messages, process runs, checkpoints)
 //!   agents/<agent>/memory.db  each agent's memory
+//!   agents/<agent>/SOUL.md    its identity files (also IDENTITY.md, USER.md), unless
+//!                             agents[].identity_dir puts them elsewhere
 //!   workspaces/<agent>/       where each agent's workers read and write files
 //! ```
 //!
@@ -55,9 +57,14 @@ impl DataDir {
         self.root.join("master.key")
     }
 
+    /// The directory of `agent`: its memory, and its identity files unless configured elsewhere.
+    pub fn agent_dir(&self, agent: &str) -> PathBuf {
+        self.root.join("agents").join(agent)
+    }
+
     /// The memory database of `agent`.
     pub fn memory_db(&self, agent: &str) -> PathBuf {
-        self.root.join("agents").join(agent).join("memory.db")
+        self.agent_dir(agent).join("memory.db")
     }
 
     /// The workspace `agent`'s workers are confined to.

@@ -84,6 +84,8 @@ pub(crate) struct Channel {
     /// Tool calls of the turn in progress and their results, complete pairs only; they join the
     /// history when the turn ends.
     turn_calls: Vec<ChatMessage>,
+    /// The identity files' render, read again at each turn.
+    identity: String,
     /// The tokens the current turn's model calls used so far.
     turn_usage: Usage,
     /// Who has spoken here, in the history loaded at start and since (`source:sender`, the
@@ -210,6 +212,7 @@ impl Channel {
             burst: None,
             last_origin: None,
             turn_calls: Vec::new(),
+            identity: String::new(),
             turn_usage: Usage::default(),
             participants: BTreeSet::new(),
             runs,
@@ -408,12 +411,13 @@ impl Channel {
         });
     }
 
-    /// The system prompt: the agent's prompt, the knowledge render, the session chronicle, then
-    /// the status block. Byte-identical between turns while no memory the conversation may see
-    /// changes, no checkpoint is committed, and no process starts, reports or ends.
+    /// The system prompt: the agent's prompt, its identity files, the knowledge render, the
+    /// session chronicle, then the status block. Byte-identical between turns while no identity
+    /// file or memory the conversation may see changes, no checkpoint is committed, and no process
+    /// starts, reports or ends.
     pub(super) fn system_prompt(&self) -> String {
         let mut prompt = self.profile.system_prompt.clone();
-        for part in [self.context.knowledge.trim_end(), self.context.chronicle_view.as_str()] {
+        for part in [self.identity.as_str(), self.context.knowledge.trim_end(), self.context.chronicle_view.as_str()] {
             if !part.is_empty() {
                 prompt.push_str("\n\n");
                 prompt.push_str(part);

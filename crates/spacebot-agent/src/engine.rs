@@ -13,6 +13,7 @@ use spacebot_core::{
 use crate::budget::{BackgroundBudget, BackgroundBudgetSettings};
 use crate::channel::Channel;
 use crate::context::compactor::CompactionSettings;
+use crate::identity::IdentityDir;
 use crate::prompt;
 use crate::task_tools::{TaskToolSettings, task_tools};
 
@@ -179,6 +180,8 @@ pub struct AgentProfile {
     /// The agent's long-term memory: branches get the memory tools and every turn's system
     /// prompt carries its knowledge render.
     pub(crate) memory: Option<Arc<dyn MemoryStore>>,
+    /// The identity files every turn's system prompt carries, read again at each turn.
+    pub(crate) identity: Option<IdentityDir>,
     /// The allowance of background model calls (compaction) of this agent, shared by its
     /// conversations.
     pub(crate) background: Arc<BackgroundBudget>,
@@ -206,6 +209,7 @@ impl AgentProfile {
             worker_tools: Vec::new(),
             branch_tools: Vec::new(),
             memory: None,
+            identity: None,
             background: Arc::new(BackgroundBudget::new(id.clone(), BackgroundBudgetSettings::default())),
             built_worker_tools: Arc::default(),
         }
@@ -215,6 +219,13 @@ impl AgentProfile {
     /// its circuit breaker stops them (see [`BackgroundBudget`]).
     pub fn with_background_budget(mut self, settings: BackgroundBudgetSettings) -> Self {
         self.background = Arc::new(BackgroundBudget::new(self.id.clone(), settings));
+        self
+    }
+
+    /// Reads the agent's identity files (`SOUL.md`, `IDENTITY.md`, `USER.md`) from `identity`
+    /// into every turn's system prompt, after the agent's prompt.
+    pub fn with_identity(mut self, identity: IdentityDir) -> Self {
+        self.identity = Some(identity);
         self
     }
 

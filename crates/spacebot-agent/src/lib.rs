@@ -31,6 +31,7 @@ mod channel;
 mod context;
 mod engine;
 mod error;
+mod identity;
 mod memory_tools;
 mod processes;
 mod prompt;
@@ -43,6 +44,7 @@ pub use context::chronicle::{CHRONICLE_TOOL, ChronicleSettings, CompactionMode};
 pub use context::compactor::CompactionSettings;
 pub use engine::{AgentProfile, ChannelEngine, ChannelSettings, CoalesceSettings};
 pub use error::{Result, TaskToolError};
+pub use identity::{FileState, IDENTITY_FILES, IdentityDir, MAX_FILE_BYTES};
 pub use memory_tools::{MEMORY_DELETE_TOOL, MEMORY_RECALL_TOOL, MEMORY_SAVE_TOOL, MemoryToolContext, memory_tools};
 pub use task_tools::{Sandbox, TaskToolSettings, WebFetchSettings, bubblewrap_available, task_tools};
 pub use tools::{

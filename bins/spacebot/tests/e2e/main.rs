@@ -7,6 +7,7 @@ mod conversation;
 mod daemon;
 mod eviction;
 mod http_api;
+mod identity;
 mod in_process;
 mod memory;
 mod messaging;

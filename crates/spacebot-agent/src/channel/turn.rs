@@ -227,6 +227,9 @@ impl Channel {
         self.turn_claimed.clear();
         let model = self.profile.model.clone().ok_or(TurnFailure::NoModel)?;
         self.drain_reports();
+        if let Some(identity) = &self.profile.identity {
+            self.identity = identity.render();
+        }
         self.refresh_knowledge().await;
         let system = self.system_prompt();
         let user = ChatMessage::user(input.text.clone());

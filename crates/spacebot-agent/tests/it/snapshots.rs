@@ -132,3 +132,29 @@ async fn the_system_prompt_with_knowledge_and_background_work() {
     insta::assert_snapshot!("branch_system_prompt", exact(&branch[0].system));
     h.shutdown().await;
 }
+
+/// The identity files follow the agent's prompt, in their fixed order, and an edit shows in the
+/// next turn without a restart.
+#[tokio::test(start_paused = true)]
+async fn the_identity_files_are_in_the_system_prompt_and_read_again_each_turn() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let identity = spacebot_agent::IdentityDir::new(dir.path().join("main"));
+    identity.create_missing().expect("templates");
+    std::fs::write(identity.path().join("SOUL.md"), "<!-- kept out -->\nBe kind, and brief.\n").expect("write");
+    std::fs::write(identity.path().join("IDENTITY.md"), "You are Orbit, the ops team's bot.").expect("write");
+    let models = Models::new();
+    models.channel.push(reply("hello"));
+    models.channel.push(reply("hello again"));
+    let profile = models.profile(ChannelSettings::default()).with_identity(identity.clone());
+    let mut h = start(profile, Arc::new(MemoryLog::new())).await;
+    h.say(CONV, "hi");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    std::fs::write(identity.path().join("SOUL.md"), "Be terse.").expect("edit");
+    h.say(CONV, "hi again");
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    let requests = models.channel.requests();
+    insta::assert_snapshot!("system_prompt_with_identity", exact(&requests[0].system));
+    assert!(requests[1].system.contains("## Soul\n\nBe terse.\n\n## Identity"), "{}", requests[1].system);
+    assert!(!requests[1].system.contains("Be kind"), "the edit replaced the old text");
+    h.shutdown().await;
+}
