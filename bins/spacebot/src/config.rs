@@ -189,6 +189,11 @@ struct RawAgent {
     history_limit: Option<usize>,
     /// Where `SOUL.md`, `IDENTITY.md` and `USER.md` are (default `DATA_DIR/agents/<id>`).
     identity_dir: Option<PathBuf>,
+    /// `active`, `mention_only` or `observe`.
+    response_mode: Option<String>,
+    /// Who may use the control commands that change a conversation.
+    #[serde(default)]
+    admins: Vec<String>,
     #[serde(default)]
     compaction: RawCompaction,
 }
@@ -276,6 +281,10 @@ pub(crate) struct AgentSettings {
     pub(crate) background: spacebot_agent::BackgroundBudgetSettings,
     /// `agents[].identity_dir`, or `DATA_DIR/agents/<id>`.
     pub(crate) identity_dir: PathBuf,
+    /// `agents[].response_mode` (default `active`).
+    pub(crate) response_mode: spacebot_core::ResponseMode,
+    /// `agents[].admins`: participant ids (`discord:1234`); empty lets everyone.
+    pub(crate) admins: Vec<String>,
 }
 
 /// A `provider/model` reference, checked against the configured providers.
@@ -625,6 +634,8 @@ fn validate(
             turn_timeout_secs: None,
             history_limit: None,
             identity_dir: None,
+            response_mode: None,
+            admins: Vec::new(),
             compaction: RawCompaction::default(),
         }]
     } else {
@@ -655,10 +666,23 @@ fn validate(
             Some(dir) => expand_home(&dir),
             None => data_dir.agent_dir(&agent.id),
         };
+        let response_mode = match &agent.response_mode {
+            Some(name) => response_mode(name, &format!("{key}.response_mode"))?,
+            None => spacebot_core::ResponseMode::Active,
+        };
+        for admin in &agent.admins {
+            if !admin.split_once(':').is_some_and(|(platform, id)| !platform.is_empty() && !id.is_empty()) {
+                bail!(
+                    "config key `{key}.admins` lists `{admin}`; name each admin as platform:id, like discord:1234 or slack:U0123"
+                );
+            }
+        }
         agents.push(AgentSettings {
             compaction,
             background,
             identity_dir,
+            response_mode,
+            admins: agent.admins,
             id: agent.id,
             model,
             system_prompt: agent.system_prompt,
@@ -742,6 +766,12 @@ fn scoped_tokens(raw: Vec<RawToken>, agents: &[&str], api: &mut ApiSettings) -> 
         api.tokens.push(token);
     }
     Ok(())
+}
+
+/// The response mode `name` names (under `key`).
+pub(crate) fn response_mode(name: &str, key: &str) -> anyhow::Result<spacebot_core::ResponseMode> {
+    spacebot_core::ResponseMode::parse(name)
+        .with_context(|| format!("config key `{key}` must be `active`, `mention_only` or `observe`, not `{name}`"))
 }
 
 /// `agents[].compaction` (under `key`); unset keys keep the defaults.
@@ -1105,6 +1135,31 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{tokens}: {error}");
+        }
+    }
+
+    #[test]
+    fn response_modes_and_admins_are_checked() {
+        let config = load_str(
+            "[[agents]]\nid = \"main\"\nresponse_mode = \"mention_only\"\nadmins = [\"discord:1\"]\n\n[[bindings]]\nagent = \"main\"\nplatform = \"webhook\"\nrequire_mention = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.agents[0].response_mode, spacebot_core::ResponseMode::MentionOnly);
+        assert_eq!(config.agents[0].admins, ["discord:1"]);
+        assert_eq!(config.bindings[0].response_mode, Some(spacebot_core::ResponseMode::MentionOnly));
+        for (toml, expected) in [
+            (
+                "[[agents]]\nid = \"main\"\nresponse_mode = \"loud\"",
+                "must be `active`, `mention_only` or `observe`, not `loud`",
+            ),
+            ("[[agents]]\nid = \"main\"\nadmins = [\"1234\"]", "platform:id"),
+            (
+                "[[bindings]]\nagent = \"main\"\nplatform = \"webhook\"\nresponse_mode = \"observe\"\nrequire_mention = true",
+                "both `response_mode` and `require_mention`",
+            ),
+        ] {
+            let error = load_str(toml).unwrap_err().to_string();
+            assert!(error.contains(expected), "{toml}: {error}");
         }
     }
 

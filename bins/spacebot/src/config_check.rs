@@ -24,7 +24,13 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     for agent in &config.agents {
         match &agent.model {
-            Some(model) => println!("agent {}: model {model}, {} compaction", agent.id, agent.compaction.mode.as_str()),
+            Some(model) => println!(
+                "agent {}: model {model}, {} compaction, answers {}{}",
+                agent.id,
+                agent.compaction.mode.as_str(),
+                agent.response_mode.as_str(),
+                if agent.admins.is_empty() { String::new() } else { format!(", admins {}", agent.admins.join(", ")) }
+            ),
             None => println!(
                 "agent {}: no model (set llm.models.channel; until then it answers every message with an error)",
                 agent.id

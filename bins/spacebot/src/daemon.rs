@@ -344,7 +344,10 @@ fn agent_profiles(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<
         if let Some(limit) = agent.history_limit {
             settings = settings.with_history_limit(limit);
         }
-        settings = settings.with_compaction(agent.compaction.clone());
+        settings = settings
+            .with_compaction(agent.compaction.clone())
+            .with_response_mode(agent.response_mode)
+            .with_admins(agent.admins.clone());
         let mut profile =
             AgentProfile::new(agent.id.as_str()).with_settings(settings).with_background_budget(agent.background);
         if let Some(prompt) = &agent.system_prompt {

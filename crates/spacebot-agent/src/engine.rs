@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use spacebot_core::{
-    AgentId, ConversationContext, ConversationEngine, Inbox, LanguageModel, MemoryStore, ProcessKind, Tool,
+    AgentId, ConversationContext, ConversationEngine, Inbox, LanguageModel, MemoryStore, ProcessKind, ResponseMode,
+    Tool,
 };
 
 use crate::budget::{BackgroundBudget, BackgroundBudgetSettings};
@@ -77,6 +78,12 @@ pub struct ChannelSettings {
     pub cancel_grace: Duration,
     /// When and how much the channel compacts its context.
     pub compaction: CompactionSettings,
+    /// When the agent answers (a binding's mode, carried on the message, wins).
+    pub response_mode: ResponseMode,
+    /// Who may use the control commands that change a conversation (`/stop`, `/pause`,
+    /// `/resume`, `/new`), as participant ids (`discord:1234`, `slack:U0123`); empty lets
+    /// everyone. `/status` is for everyone.
+    pub admins: Vec<String>,
 }
 
 impl Default for ChannelSettings {
@@ -97,6 +104,8 @@ impl Default for ChannelSettings {
             max_relays_per_message: 3,
             cancel_grace: Duration::from_secs(2),
             compaction: CompactionSettings::default(),
+            response_mode: ResponseMode::Active,
+            admins: Vec::new(),
         }
     }
 }
@@ -117,6 +126,18 @@ impl ChannelSettings {
     /// Sets how many messages of history are loaded from the log at start.
     pub fn with_history_limit(mut self, limit: usize) -> Self {
         self.history_limit = limit;
+        self
+    }
+
+    /// Sets when the agent answers.
+    pub fn with_response_mode(mut self, mode: ResponseMode) -> Self {
+        self.response_mode = mode;
+        self
+    }
+
+    /// Lets only these participants use the control commands that change a conversation.
+    pub fn with_admins(mut self, admins: impl IntoIterator<Item = String>) -> Self {
+        self.admins = admins.into_iter().collect();
         self
     }
 

@@ -20,6 +20,55 @@ pub const CHANNEL_KEY: &str = "channel_id";
 /// Metadata key for the channel a thread belongs to, so a thread inherits its channel's binding.
 pub const PARENT_CHANNEL_KEY: &str = "parent_channel_id";
 
+/// Metadata key the runtime sets on a message its binding gives a response mode
+/// ([`ResponseMode::as_str`]), so the conversation answers it in that mode.
+pub const RESPONSE_MODE_KEY: &str = "response_mode";
+
+/// When an agent answers in a conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResponseMode {
+    /// Every message.
+    #[default]
+    Active,
+    /// Only messages that mention the agent or reply to it, and direct messages; the others are
+    /// recorded as context for the next answer.
+    MentionOnly,
+    /// None: every message is recorded as context, nothing is answered.
+    Observe,
+}
+
+impl ResponseMode {
+    /// `active`, `mention_only` or `observe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::MentionOnly => "mention_only",
+            Self::Observe => "observe",
+        }
+    }
+
+    /// The mode a config or a message's metadata names.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "active" => Some(Self::Active),
+            "mention_only" => Some(Self::MentionOnly),
+            "observe" => Some(Self::Observe),
+            _ => None,
+        }
+    }
+
+    /// Whether a message is answered in this mode: a direct message or one that mentions the
+    /// agent (or replies to it) in `mention_only`.
+    pub fn answers(self, message: &InboundMessage) -> bool {
+        match self {
+            Self::Active => true,
+            Self::MentionOnly => message.direct || message.mentions_bot(),
+            Self::Observe => false,
+        }
+    }
+}
+
 /// Routes the messages it matches to one agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -37,6 +86,8 @@ pub struct Binding {
     pub channels: Vec<String>,
     /// Sender ids. Empty matches anyone.
     pub users: Vec<String>,
+    /// The response mode of the conversations it matches, over the agent's own.
+    pub response_mode: Option<ResponseMode>,
 }
 
 impl Binding {
@@ -49,7 +100,14 @@ impl Binding {
             guild: None,
             channels: Vec::new(),
             users: Vec::new(),
+            response_mode: None,
         }
+    }
+
+    /// Answers the conversations it matches in `mode`.
+    pub fn with_response_mode(mut self, mode: ResponseMode) -> Self {
+        self.response_mode = Some(mode);
+        self
     }
 
     /// Restricts it to a named instance of the platform (`ops` for `discord:ops`).
@@ -122,7 +180,12 @@ impl Binding {
 
 /// The agent of the first binding that matches `message`.
 pub fn resolve_binding<'a>(bindings: &'a [Binding], message: &InboundMessage) -> Option<&'a AgentId> {
-    bindings.iter().find(|binding| binding.matches(message)).map(|binding| &binding.agent)
+    matching_binding(bindings, message).map(|binding| &binding.agent)
+}
+
+/// The first binding that matches `message`.
+pub fn matching_binding<'a>(bindings: &'a [Binding], message: &InboundMessage) -> Option<&'a Binding> {
+    bindings.iter().find(|binding| binding.matches(message))
 }
 
 /// Metadata values are written as strings or numbers (Discord snowflakes); both compare as text.

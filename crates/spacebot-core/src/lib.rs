@@ -57,7 +57,10 @@ mod tool;
 mod usage;
 
 pub use adapter::{InboundStream, MessagingAdapter};
-pub use binding::{Binding, CHANNEL_KEY, GUILD_KEY, PARENT_CHANNEL_KEY, resolve_binding};
+pub use binding::{
+    Binding, CHANNEL_KEY, GUILD_KEY, PARENT_CHANNEL_KEY, RESPONSE_MODE_KEY, ResponseMode, matching_binding,
+    resolve_binding,
+};
 pub use chronicle::{
     Checkpoint, CheckpointKind, Chronicle, ChronicleError, LogTail, LoggedMessage, NewCheckpoint, NewRollup,
 };
@@ -80,7 +83,8 @@ pub use memory::{
     ScopeView, Visibility,
 };
 pub use message::{
-    Attachment, InboundMessage, MessageContent, OutboundResponse, Role, Sender, StatusUpdate, StoredMessage,
+    Attachment, InboundMessage, MENTIONS_BOT_KEY, MessageContent, OutboundResponse, Role, Sender, StatusUpdate,
+    StoredMessage,
 };
 pub use outbox::{AdapterSet, DeliveryPolicy, Outbox};
 pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};

@@ -211,7 +211,16 @@ impl InboundMessage {
         self.metadata.insert(key.into(), value);
         self
     }
+
+    /// Whether the message mentions the agent or replies to it, as its adapter says
+    /// ([`MENTIONS_BOT_KEY`] metadata).
+    pub fn mentions_bot(&self) -> bool {
+        self.metadata.get(MENTIONS_BOT_KEY).and_then(serde_json::Value::as_bool).unwrap_or(false)
+    }
 }
+
+/// Metadata key an adapter sets to `true` on a message that mentions the bot or replies to it.
+pub const MENTIONS_BOT_KEY: &str = "mentions_bot";
 
 /// A typing or progress indicator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

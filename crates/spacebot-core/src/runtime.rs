@@ -38,7 +38,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::MessagingAdapter;
-use crate::binding::{Binding, resolve_binding};
+use crate::binding::{Binding, RESPONSE_MODE_KEY, matching_binding};
 use crate::engine::{ControlCommand, ConversationContext, ConversationEngine, ConversationInput};
 use crate::error::{Error, Result};
 use crate::event::RuntimeEvent;
@@ -435,8 +435,16 @@ impl RuntimeHandle {
         let agent = match message.agent.take() {
             Some(agent) if self.inner.agents.contains(&agent) => agent,
             Some(agent) => return Err(Error::UnknownAgent(agent)),
-            // Bindings (issue #5): the first that matches picks the agent.
-            None => resolve_binding(&self.inner.bindings, &message).unwrap_or(self.default_agent()).clone(),
+            // Bindings: the first that matches picks the agent, and may set the response mode.
+            None => match matching_binding(&self.inner.bindings, &message) {
+                Some(binding) => {
+                    if let Some(mode) = binding.response_mode {
+                        message.metadata.insert(RESPONSE_MODE_KEY.to_owned(), mode.as_str().into());
+                    }
+                    binding.agent.clone()
+                }
+                None => self.default_agent().clone(),
+            },
         };
         message.agent = Some(agent);
         if message.adapter.is_empty() {

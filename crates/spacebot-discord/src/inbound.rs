@@ -17,8 +17,8 @@ pub(crate) const META_MESSAGE: &str = "discord_message_id";
 pub(crate) const META_IS_THREAD: &str = "discord_is_thread";
 /// Metadata: the interaction token of a slash command, for answering it in place.
 pub(crate) const META_INTERACTION_TOKEN: &str = "discord_interaction_token";
-/// Metadata: whether the bot was mentioned or replied to.
-pub(crate) const META_MENTIONS_BOT: &str = "mentions_bot";
+/// Metadata: whether the bot was mentioned (or, on Discord, replied to); read by response modes.
+pub(crate) const META_MENTIONS_BOT: &str = spacebot_core::MENTIONS_BOT_KEY;
 
 /// Where a Discord message happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

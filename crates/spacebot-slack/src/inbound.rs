@@ -15,8 +15,8 @@ pub(crate) const META_CHANNEL: &str = "slack_channel_id";
 pub(crate) const META_TS: &str = "slack_ts";
 /// Metadata: the thread the message is in, when it is.
 pub(crate) const META_THREAD_TS: &str = "slack_thread_ts";
-/// Metadata: whether the bot was mentioned.
-pub(crate) const META_MENTIONS_BOT: &str = "mentions_bot";
+/// Metadata: whether the bot was mentioned (or, on Discord, replied to); read by response modes.
+pub(crate) const META_MENTIONS_BOT: &str = spacebot_core::MENTIONS_BOT_KEY;
 
 /// The umbrella command (`/spacebot stop`) next to the direct ones (`/stop`).
 const UMBRELLA_COMMAND: &str = "spacebot";

@@ -185,6 +185,10 @@ pub(crate) struct RawBinding {
     channels: Vec<Id>,
     #[serde(default)]
     users: Vec<Id>,
+    /// `active`, `mention_only` or `observe` in the conversations it matches.
+    response_mode: Option<String>,
+    /// `true` is `response_mode = "mention_only"`.
+    require_mention: Option<bool>,
 }
 
 /// The platform connections to run, by kind.
@@ -270,6 +274,18 @@ pub(crate) fn bindings(raw: Vec<RawBinding>, agents: &[&str], messaging: &Messag
         }
         if let Some(guild) = &raw.guild {
             binding = binding.with_guild(guild.text());
+        }
+        let mode = match (&raw.response_mode, raw.require_mention) {
+            (Some(_), Some(_)) => {
+                bail!("config key `{key}` sets both `response_mode` and `require_mention`; keep one")
+            }
+            (Some(name), None) => Some(super::response_mode(name, &format!("{key}.response_mode"))?),
+            (None, Some(true)) => Some(spacebot_core::ResponseMode::MentionOnly),
+            (None, Some(false)) => Some(spacebot_core::ResponseMode::Active),
+            (None, None) => None,
+        };
+        if let Some(mode) = mode {
+            binding = binding.with_response_mode(mode);
         }
         bindings
             .push(binding.with_channels(raw.channels.iter().map(Id::text)).with_users(raw.users.iter().map(Id::text)));

@@ -12,6 +12,7 @@ mod in_process;
 mod memory;
 mod messaging;
 mod metrics;
+mod modes;
 mod openai_api;
 mod processes;
 mod provider_errors;

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use spacebot_core::{
     ChatMessage, ChatRequest, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox, LlmError,
-    LlmErrorKind, MessageId, OutboundResponse, ProcessId, Role, RuntimeEvent, StatusUpdate, StoreError, StoredMessage,
-    TurnOutcome,
+    LlmErrorKind, MessageId, OutboundResponse, ProcessId, RESPONSE_MODE_KEY, ResponseMode, Role, RuntimeEvent,
+    StatusUpdate, StoreError, StoredMessage, TurnOutcome,
 };
 
 use crate::context::chronicle;
@@ -76,6 +76,16 @@ impl Channel {
             self.publish_turn(TurnOutcome::Skipped, Some(&message));
             return;
         }
+        let mode = message
+            .metadata
+            .get(RESPONSE_MODE_KEY)
+            .and_then(serde_json::Value::as_str)
+            .and_then(ResponseMode::parse)
+            .unwrap_or(self.profile.settings.response_mode);
+        if !mode.answers(&message) {
+            self.observe(message).await;
+            return;
+        }
         let coalesce = self.profile.settings.coalesce.filter(|_| !message.direct);
         if let Some(settings) = coalesce {
             let now = Instant::now();
@@ -95,6 +105,20 @@ impl Channel {
         }
         self.flush_burst(inbox).await;
         self.user_turn(vec![message], inbox).await;
+    }
+
+    /// Takes a message the response mode doesn't answer as context: it joins the history the
+    /// next answer sees, and is marked handled without a reply.
+    async fn observe(&mut self, message: InboundMessage) {
+        self.participants.insert(message.participant());
+        self.context.push(vec![message.id.clone()], ChatMessage::user(envelope(&message)));
+        let (log, agent) = (&self.ctx.log, &self.ctx.agent);
+        if let Err(error) =
+            durably("a message kept as context", || log.mark_handled(agent, std::slice::from_ref(&message.id))).await
+        {
+            tracing::error!(agent = %self.ctx.agent, %error, "can't mark a message kept as context handled");
+        }
+        self.publish_turn(TurnOutcome::Skipped, Some(&message));
     }
 
     pub(super) async fn flush_burst(&mut self, inbox: &Inbox) {
@@ -127,6 +151,11 @@ impl Channel {
     /// Carries out a control command between turns (or after the turn it interrupted) and
     /// answers it.
     pub(super) async fn control(&mut self, command: ControlCommand, message: &InboundMessage, interrupted_turn: bool) {
+        if command != ControlCommand::Status && !may_control(&self.profile.settings.admins, message) {
+            let refusal = format!("Only an admin of this agent can use /{} here.", command.name());
+            answer_command(&self.ctx, message, refusal).await;
+            return;
+        }
         let text = match command {
             ControlCommand::Status => self.status_report(false),
             ControlCommand::Stop => {
@@ -182,6 +211,7 @@ impl Channel {
         let limit = self.profile.settings.turn_timeout;
         let ctx = self.ctx.clone();
         let status_now = self.status_report(true);
+        let admins = self.profile.settings.admins.clone();
         let mut deferred: Vec<(ControlCommand, InboundMessage)> = Vec::new();
         let result = {
             let turn = AssertUnwindSafe(tokio::time::timeout(limit, self.turn(&input))).catch_unwind();
@@ -194,7 +224,7 @@ impl Channel {
                         let ConversationInput::Control(command, message) = control else { continue };
                         match command {
                             ControlCommand::Status => answer_command(&ctx, &message, status_now.clone()).await,
-                            ControlCommand::Stop => {
+                            ControlCommand::Stop if may_control(&admins, &message) => {
                                 deferred.push((command, message));
                                 break None;
                             }
@@ -430,6 +460,12 @@ pub(super) async fn answer_command(ctx: &ConversationContext, message: &InboundM
     if let Err(error) = ctx.outbox.send(message, OutboundResponse::text(text)).await {
         tracing::error!(agent = %ctx.agent, %error, "can't deliver the answer to a command");
     }
+}
+
+/// Whether `message`'s sender may use the control commands that change the conversation: anyone
+/// when `admins` is empty, else the participants it lists.
+fn may_control(admins: &[String], message: &InboundMessage) -> bool {
+    admins.is_empty() || admins.contains(&message.participant())
 }
 
 /// The sentence a person sees when a turn fails.

@@ -16,6 +16,7 @@ mod faults;
 mod history;
 mod idle;
 mod memory;
+mod modes;
 mod processes;
 mod recording;
 mod recovery;

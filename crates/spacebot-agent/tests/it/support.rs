@@ -78,6 +78,22 @@ impl Harness {
         message
     }
 
+    /// Injects `message` through the adapter, as it is.
+    pub(crate) fn inject(&self, message: InboundMessage) -> InboundMessage {
+        self.adapter.inject(message.clone());
+        message
+    }
+
+    /// The texts sent to `conversation` so far.
+    pub(crate) fn texts(&self, conversation: &str) -> Vec<String> {
+        self.adapter.texts_for(conversation)
+    }
+
+    /// The texts sent in answer to `message`.
+    pub(crate) fn texts_to(&self, message: &InboundMessage) -> Vec<String> {
+        self.responses_to(message).iter().filter_map(|r| r.text_content().map(str::to_owned)).collect()
+    }
+
     /// Injects a group-conversation text message from `sender` through the adapter.
     pub(crate) fn say_in_group(&self, conversation: &str, sender: &str, text: &str) -> InboundMessage {
         self.adapter.inject_text(conversation, sender, text)

@@ -191,3 +191,38 @@ async fn status_counts_live_conversations_and_lists_agents_and_adapters() {
     runtime.shutdown().await;
     assert!(matches!(handle.status().await, Err(Error::ShuttingDown)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_binding_gives_its_agent_and_response_mode_to_the_messages_it_matches() {
+    let parts = Parts::new();
+    let runtime = Runtime::builder()
+        .engine(parts.engine.clone())
+        .log(parts.log.clone())
+        .adapter(parts.adapter.clone())
+        .agent("main")
+        .agent("watcher")
+        .binding(
+            spacebot_core::Binding::new("watcher", "chat")
+                .with_users(["lurker"])
+                .with_response_mode(spacebot_core::ResponseMode::Observe),
+        )
+        .start()
+        .await
+        .unwrap();
+    let handle = runtime.handle();
+    let lurking = spacebot_core::InboundMessage::text("chat", "chat:c1", spacebot_core::Sender::new("lurker"), "psst");
+    handle.submit(lurking).await.unwrap();
+    handle.submit(message("chat:c2", "hello")).await.unwrap();
+    parts.engine.until_seen(2).await;
+    let recorded = parts.log.inbound();
+    let mode = |text: &str| {
+        let message = recorded.iter().find(|m| m.content.text() == text).expect("recorded");
+        (
+            message.agent.as_ref().map(|agent| agent.to_string()),
+            message.metadata.get(spacebot_core::RESPONSE_MODE_KEY).and_then(|v| v.as_str()).map(str::to_owned),
+        )
+    };
+    assert_eq!(mode("psst"), (Some("watcher".to_owned()), Some("observe".to_owned())));
+    assert_eq!(mode("hello"), (Some("main".to_owned()), None), "no binding: the default agent, its own mode");
+    runtime.shutdown().await;
+}
