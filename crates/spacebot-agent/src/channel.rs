@@ -35,8 +35,8 @@ use tokio::time::Instant;
 
 use spacebot_core::{
     ChatMessage, Checkpoint, Chronicle, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox,
-    KnowledgeQuery, MessageId, ProcessId, ProcessKind, ProcessRuns, Role, RuntimeEvent, StoredMessage, TurnOutcome,
-    Usage,
+    KnowledgeQuery, MessageId, ProcessId, ProcessKind, ProcessRuns, ResponseMode, Role, RuntimeEvent, StoredMessage,
+    TurnOutcome, Usage,
 };
 
 use crate::context::chronicle::JobOutcome;
@@ -78,6 +78,9 @@ pub(crate) struct Channel {
     /// Relay turns since the last real user message.
     relays_since_user: u32,
     paused: bool,
+    /// The response mode set here with `/active`, `/mention-only` or `/quiet` (kept in the log's
+    /// conversation settings), over the binding's and the agent's.
+    mode: Option<ResponseMode>,
     burst: Option<Burst>,
     /// The message of the latest user turn: where delegated work reports if its branch is gone.
     last_origin: Option<Arc<InboundMessage>>,
@@ -209,6 +212,7 @@ impl Channel {
             relay_at: None,
             relays_since_user: 0,
             paused: false,
+            mode: None,
             burst: None,
             last_origin: None,
             turn_calls: Vec::new(),
@@ -229,6 +233,7 @@ impl Channel {
     /// the next message starts a new channel that reloads the history from the log.
     pub(crate) async fn run(mut self, mut inbox: Inbox) {
         self.load_history().await;
+        self.load_mode().await;
         self.resume_owed().await;
         loop {
             self.flush_told().await;

@@ -75,6 +75,12 @@ pub enum ControlCommand {
     Resume,
     /// Start over with an empty context.
     New,
+    /// Answer every message here (`/active`).
+    Active,
+    /// Answer here only when mentioned, replied to, or in a DM (`/mention-only`).
+    MentionOnly,
+    /// Answer nothing here, only keep the messages as context (`/quiet`).
+    Quiet,
 }
 
 impl ControlCommand {
@@ -102,6 +108,9 @@ impl ControlCommand {
             "pause" => Some(Self::Pause),
             "resume" => Some(Self::Resume),
             "new" => Some(Self::New),
+            "active" => Some(Self::Active),
+            "mention-only" | "mention_only" => Some(Self::MentionOnly),
+            "quiet" => Some(Self::Quiet),
             _ => None,
         }
     }
@@ -114,6 +123,9 @@ impl ControlCommand {
             Self::Pause => "pause",
             Self::Resume => "resume",
             Self::New => "new",
+            Self::Active => "active",
+            Self::MentionOnly => "mention-only",
+            Self::Quiet => "quiet",
         }
     }
 }

@@ -57,6 +57,30 @@ pub trait ConversationLog: Send + Sync + 'static {
             .collect())
     }
 
+    /// A setting kept for one conversation (its response mode, say), `None` when it was never
+    /// set. The default keeps none.
+    async fn conversation_setting(
+        &self,
+        _agent: &AgentId,
+        _conversation: &ConversationId,
+        _key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// Keeps `value` as a setting of one conversation, replacing what was there. Returns `false`
+    /// when the store keeps no settings (the default), so the caller can say it won't outlive
+    /// the conversation's task.
+    async fn set_conversation_setting(
+        &self,
+        _agent: &AgentId,
+        _conversation: &ConversationId,
+        _key: &str,
+        _value: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     /// The checkpoints kept beside this log, if the store keeps any (chronicle compaction needs
     /// them). The default has none; a store with a chronicle returns a handle to it over the same
     /// data, so checkpoint spans and log sequence numbers always agree.

@@ -253,6 +253,45 @@ impl ConversationLog for SqliteLog {
         Ok(messages)
     }
 
+    async fn conversation_setting(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT value FROM conversation_settings WHERE agent = ?1 AND conversation = ?2 AND key = ?3",
+        )
+        .bind(agent.as_str())
+        .bind(conversation.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|error| store_error(format!("read setting {key} of conversation {conversation}"), error))
+    }
+
+    async fn set_conversation_setting(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        sqlx::query(
+            "INSERT INTO conversation_settings (agent, conversation, key, value, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (agent, conversation, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(agent.as_str())
+        .bind(conversation.as_str())
+        .bind(key)
+        .bind(value)
+        .bind(to_millis(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|error| store_error(format!("keep setting {key} of conversation {conversation}"), error))?;
+        Ok(true)
+    }
+
     /// Answered from the conversation index, not by reading every agent's unhandled messages.
     async fn unhandled_in(&self, agent: &AgentId, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar(

@@ -4,7 +4,7 @@
 //! Clones share the same data (the chronicle handle the log hands out is such a clone), and
 //! messages are numbered over all conversations, as in the SQLite store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -34,6 +34,8 @@ struct State {
     mark_faults: Vec<bool>,
     /// Process runs in the order started.
     runs: Vec<RecordedRun>,
+    /// Conversation settings by agent, conversation and key.
+    settings: HashMap<(AgentId, ConversationId, String), String>,
 }
 
 /// One failure `record_reply` returns (see [`MemoryLog::fail_replies`]).
@@ -120,6 +122,26 @@ impl MemoryLog {
 
 #[async_trait]
 impl ConversationLog for MemoryLog {
+    async fn conversation_setting(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().settings.get(&(agent.clone(), conversation.clone(), key.to_owned())).cloned())
+    }
+
+    async fn set_conversation_setting(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        self.lock().settings.insert((agent.clone(), conversation.clone(), key.to_owned()), value.to_owned());
+        Ok(true)
+    }
+
     async fn record_inbound(&self, message: &InboundMessage) -> Result<bool, StoreError> {
         let agent = message.agent.clone().ok_or_else(|| StoreError::new("inbound message has no agent", false))?;
         let mut state = self.lock();

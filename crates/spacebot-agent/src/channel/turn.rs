@@ -76,12 +76,9 @@ impl Channel {
             self.publish_turn(TurnOutcome::Skipped, Some(&message));
             return;
         }
-        let mode = message
-            .metadata
-            .get(RESPONSE_MODE_KEY)
-            .and_then(serde_json::Value::as_str)
-            .and_then(ResponseMode::parse)
-            .unwrap_or(self.profile.settings.response_mode);
+        let bound =
+            message.metadata.get(RESPONSE_MODE_KEY).and_then(serde_json::Value::as_str).and_then(ResponseMode::parse);
+        let mode = self.mode.or(bound).unwrap_or(self.profile.settings.response_mode);
         if !mode.answers(&message) {
             self.observe(message).await;
             return;
@@ -181,9 +178,42 @@ impl Channel {
                 self.relay_at = None;
                 "Starting fresh: I've set aside the earlier messages of this conversation.".to_owned()
             }
+            ControlCommand::Active => self.set_mode(ResponseMode::Active).await,
+            ControlCommand::MentionOnly => self.set_mode(ResponseMode::MentionOnly).await,
+            ControlCommand::Quiet => self.set_mode(ResponseMode::Observe).await,
             _ => format!("The command /{} is not supported here.", command.name()),
         };
         answer_command(&self.ctx, message, text).await;
+    }
+
+    /// Reads the response mode a command set here before, if any.
+    pub(super) async fn load_mode(&mut self) {
+        match self.ctx.log.conversation_setting(&self.ctx.agent, &self.ctx.conversation, MODE_SETTING).await {
+            Ok(value) => self.mode = value.as_deref().and_then(ResponseMode::parse),
+            Err(error) => tracing::warn!(agent = %self.ctx.agent, conversation = %self.ctx.conversation, %error,
+                "can't read this conversation's response mode; using the binding's or the agent's"),
+        }
+    }
+
+    /// Sets (and keeps) this conversation's response mode; what the answer says.
+    async fn set_mode(&mut self, mode: ResponseMode) -> String {
+        self.mode = Some(mode);
+        let what = match mode {
+            ResponseMode::Active => "I'll answer every message here.",
+            ResponseMode::MentionOnly => {
+                "I'll answer here only when mentioned, replied to, or in a direct message; I still read the rest."
+            }
+            _ => "I'll stay quiet here and only read along, until someone sends /active or /mention-only.",
+        };
+        let (log, agent, conversation) = (&self.ctx.log, &self.ctx.agent, &self.ctx.conversation);
+        match log.set_conversation_setting(agent, conversation, MODE_SETTING, mode.as_str()).await {
+            Ok(true) => what.to_owned(),
+            Ok(false) => format!("{what} (This store keeps no settings: it lasts until the conversation goes idle.)"),
+            Err(error) => {
+                tracing::error!(agent = %agent, conversation = %conversation, %error, "can't keep the response mode");
+                format!("{what} (It couldn't be saved, so it lasts until the conversation goes idle.)")
+            }
+        }
     }
 
     /// Cancels every process without relaying their ends, and drops unrelayed results.
@@ -461,6 +491,10 @@ pub(super) async fn answer_command(ctx: &ConversationContext, message: &InboundM
         tracing::error!(agent = %ctx.agent, %error, "can't deliver the answer to a command");
     }
 }
+
+/// The conversation setting that holds the response mode set with `/active`, `/mention-only`
+/// or `/quiet`.
+const MODE_SETTING: &str = "response_mode";
 
 /// Whether `message`'s sender may use the control commands that change the conversation: anyone
 /// when `admins` is empty, else the participants it lists.

@@ -78,3 +78,31 @@ async fn only_admins_change_the_conversation_and_everyone_may_ask_the_status() {
     assert!(h.texts_to(&pause)[0].starts_with("Paused"), "{:?}", h.texts_to(&pause));
     h.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_mode_switched_in_the_conversation_is_kept_across_a_restart() {
+    let (m, mut h, log) = started(ChannelSettings::default()).await;
+    let quiet = h.inject(group_message("carol", "/mention-only", false));
+    idle().await;
+    assert!(h.texts_to(&quiet)[0].starts_with("I'll answer here only when mentioned"), "{:?}", h.texts_to(&quiet));
+    h.inject(group_message("bob", "lunch at one?", false));
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Skipped]);
+    idle().await;
+    assert_eq!(m.channel.request_count(), 0);
+    h.shutdown().await;
+
+    // A new runtime on the same log: the conversation's mode is still mention_only.
+    let models = Models::new();
+    let mut h = start(models.profile(ChannelSettings::default().with_coalesce(None)), log.clone()).await;
+    h.inject(group_message("bob", "anyone?", false));
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Skipped]);
+    idle().await;
+    assert_eq!(models.channel.request_count(), 0, "still mention-only after the restart");
+    models.channel.push(reply("here"));
+    let active = h.inject(group_message("carol", "/active", false));
+    idle().await;
+    assert!(h.texts_to(&active)[0].starts_with("I'll answer every message"), "{:?}", h.texts_to(&active));
+    h.inject(group_message("bob", "anyone now?", false));
+    assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Replied]);
+    h.shutdown().await;
+}

@@ -185,3 +185,23 @@ async fn skipped_messages_are_marked_handled_for_their_agent_only() {
     store.mark_handled(&agent("helper"), &message_ids(&["shared-id"])).await.unwrap();
     assert!(store.unhandled().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn conversation_settings_are_kept_per_conversation_and_survive_a_reopen() {
+    use spacebot_core::{AgentId, ConversationId, ConversationLog};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("spacebot.db");
+    let (agent, here, there) = (AgentId::new("main"), ConversationId::new("c1"), ConversationId::new("c2"));
+    {
+        let log = spacebot_memory::SqliteLog::open(&path).await.expect("open");
+        assert_eq!(log.conversation_setting(&agent, &here, "response_mode").await.expect("read"), None);
+        assert!(log.set_conversation_setting(&agent, &here, "response_mode", "observe").await.expect("keep"));
+        assert!(log.set_conversation_setting(&agent, &here, "response_mode", "mention_only").await.expect("keep"));
+    }
+    let log = spacebot_memory::SqliteLog::open(&path).await.expect("reopen");
+    assert_eq!(
+        log.conversation_setting(&agent, &here, "response_mode").await.expect("read").as_deref(),
+        Some("mention_only")
+    );
+    assert_eq!(log.conversation_setting(&agent, &there, "response_mode").await.expect("read"), None);
+}
