@@ -34,34 +34,44 @@ pub(crate) fn conversation_id(adapter: &str, team: &str, channel: &str, thread_t
 }
 
 /// Maps a pushed event to an inbound message, or `None` when it is not one to hand in: not a
-/// plain or file message, an edit or a join, the bot's own, another bot's unless allowed, or
-/// outside the allow-lists.
+/// plain or file message (or an `app_mention`), an edit or a join, the bot's own, another bot's
+/// unless allowed, or outside the allow-lists.
+///
+/// An `app_mention` is the same message as the `message` event Slack also sends for it (same
+/// channel and `ts`, so the same id, recorded once); it is handled so an app subscribed to
+/// mentions only is still reached, and it always counts as mentioning the bot.
 pub(crate) fn map_push(
     settings: &SlackSettings,
     bot_user: &str,
     push: &SlackPushEventCallback,
 ) -> Option<InboundMessage> {
-    let SlackEventCallbackBody::Message(event) = &push.event else { return None };
-    if !matches!(event.subtype, None | Some(SlackMessageEventType::FileShare)) {
+    let (user, from_bot, channel, origin, content, mention_event) = match &push.event {
+        SlackEventCallbackBody::Message(event) => {
+            if !matches!(event.subtype, None | Some(SlackMessageEventType::FileShare)) {
+                return None;
+            }
+            let channel = event.origin.channel.as_ref()?.to_string();
+            let user = event.sender.user.as_ref()?.to_string();
+            (user, event.sender.bot_id.is_some(), channel, &event.origin, event.content.as_ref(), false)
+        }
+        SlackEventCallbackBody::AppMention(event) if event.edited.is_none() => {
+            (event.user.to_string(), false, event.channel.to_string(), &event.origin, Some(&event.content), true)
+        }
+        _ => return None,
+    };
+    if user == bot_user || (from_bot && !settings.allow_bots) {
         return None;
     }
-    let user = event.sender.user.as_ref()?.to_string();
-    if user == bot_user || (event.sender.bot_id.is_some() && !settings.allow_bots) {
-        return None;
-    }
-    let channel = event.origin.channel.as_ref()?.to_string();
     let team = push.team_id.to_string();
     let direct = is_direct(&channel);
     if !settings.admitted(&team, &channel, &user, direct) {
         return None;
     }
-    let ts = event.origin.ts.to_string();
-    let thread_ts = event.origin.thread_ts.as_ref().map(ToString::to_string).filter(|thread| *thread != ts);
+    let ts = origin.ts.to_string();
+    let thread_ts = origin.thread_ts.as_ref().map(ToString::to_string).filter(|thread| *thread != ts);
 
-    let text = event.content.as_ref().and_then(|c| c.text.clone()).unwrap_or_default();
-    let attachments: Vec<Attachment> = event
-        .content
-        .as_ref()
+    let text = content.and_then(|c| c.text.clone()).unwrap_or_default();
+    let attachments: Vec<Attachment> = content
         .and_then(|c| c.files.as_ref())
         .into_iter()
         .flatten()
@@ -73,7 +83,7 @@ pub(crate) fn map_push(
             Some(attachment)
         })
         .collect();
-    let mentions_bot = text.contains(&format!("<@{bot_user}>"));
+    let mentions_bot = mention_event || text.contains(&format!("<@{bot_user}>"));
     let content = if attachments.is_empty() {
         MessageContent::Text { text }
     } else {
@@ -184,5 +194,21 @@ mod tests {
     fn mentions_are_detected() {
         let mentioned = map_push(&settings(), "UBOT", &push(json!({"text": "<@UBOT> help"}))).unwrap();
         assert_eq!(mentioned.metadata[META_MENTIONS_BOT], json!(true));
+        let plain = map_push(&settings(), "UBOT", &push(json!({"text": "help"}))).unwrap();
+        assert_eq!(plain.metadata[META_MENTIONS_BOT], json!(false));
+    }
+
+    #[test]
+    fn an_app_mention_is_the_message_it_mentions_in() {
+        let event = push(json!({"type": "app_mention", "text": "<@UBOT> deploy?", "thread_ts": "0.5"}));
+        let mention = map_push(&settings(), "UBOT", &event).expect("an app_mention is handed in");
+        assert_eq!(mention.metadata[META_MENTIONS_BOT], json!(true));
+        let message =
+            map_push(&settings(), "UBOT", &push(json!({"text": "<@UBOT> deploy?", "thread_ts": "0.5"}))).unwrap();
+        assert_eq!(mention.id, message.id, "the same message as its `message` event, so it is recorded once");
+        assert_eq!(mention.conversation, message.conversation);
+        assert_eq!(mention.content.text(), "<@UBOT> deploy?");
+        let own = push(json!({"type": "app_mention", "user": "UBOT", "text": "<@UBOT>"}));
+        assert!(map_push(&settings(), "UBOT", &own).is_none());
     }
 }
