@@ -85,17 +85,18 @@ impl IdentityDir {
         Ok(())
     }
 
-    /// What each file holds, for `config check`.
+    /// What each file holds, for `config check` (read as [`render`](Self::render) reads them;
+    /// one that can't be read counts as missing).
     pub fn summary(&self) -> Vec<(&'static str, FileState)> {
         IDENTITY_FILES
             .iter()
             .map(|(name, _, _)| {
-                let state = match std::fs::read_to_string(self.dir.join(name)) {
-                    Ok(text) => match visible(&text).len() {
+                let state = match read_small(&self.dir.join(name)) {
+                    Ok(Some(text)) => match visible(&text).len() {
                         0 => FileState::Empty,
                         bytes => FileState::Written(bytes.min(MAX_FILE_BYTES)),
                     },
-                    Err(_) => FileState::Missing,
+                    Ok(None) | Err(_) => FileState::Missing,
                 };
                 (*name, state)
             })

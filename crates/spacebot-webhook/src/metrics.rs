@@ -165,7 +165,7 @@ impl Metrics {
         registry.register("turn_duration_seconds", "Time from a turn's start to its end", f.turn_seconds);
         registry.register(
             "model_requests",
-            "Model requests, by agent, model and status (ok or the error kind)",
+            "Model requests, by agent, process kind, model and status (ok or the error kind)",
             f.model_requests,
         );
         registry.register("model_request_duration_seconds", "Time a model request took", f.model_seconds);
@@ -375,6 +375,7 @@ fn status_label(error: &LlmError) -> &'static str {
 }
 
 /// A model whose requests are counted.
+#[derive(Clone)]
 struct MeteredModel {
     model: Arc<dyn LanguageModel>,
     labels: ModelLabels,
@@ -416,13 +417,7 @@ impl LanguageModel for MeteredModel {
             }
         };
         // Counted when it ends: with its tokens when it completes, as failed when it breaks off.
-        let metered = Self {
-            model: Arc::clone(&self.model),
-            labels: self.labels.clone(),
-            agent: self.agent.clone(),
-            process: self.process,
-            families: self.families.clone(),
-        };
+        let metered = self.clone();
         Ok(Box::pin(stream.inspect(move |event| match event {
             Ok(StreamEvent::Done(response)) => {
                 metered.families.model_request(&metered.labels, "ok", started.elapsed());

@@ -489,7 +489,8 @@ impl Waiter {
                 return Ok(None);
             }
             let deadline = match self.ended {
-                Some(at) => (at + USAGE_GRACE).min(answer.deadline.max(at)),
+                // A deadline already past fires at once: the answer is complete without usage.
+                Some(at) => (at + USAGE_GRACE).min(answer.deadline),
                 None => answer.deadline,
             };
             tokio::select! {

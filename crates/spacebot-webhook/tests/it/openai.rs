@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use spacebot_core::{
-    ConversationContext, ConversationEngine, ConversationInput, Inbox, OutboundResponse, StatusUpdate,
+    ConversationContext, ConversationEngine, ConversationInput, Inbox, OutboundResponse, RuntimeEvent, StatusUpdate,
+    TurnOutcome, Usage,
 };
 use spacebot_webhook::{ApiConfig, OpenAiAdapter, ServeLimits};
 
@@ -38,6 +39,14 @@ impl ConversationEngine for EchoEngine {
                         }
                         let _ =
                             outbox.send(&message, OutboundResponse::Status { status: StatusUpdate::StopTyping }).await;
+                        // As the channel does: the turn's end names the message and its usage.
+                        outbox.publish(RuntimeEvent::TurnFinished {
+                            agent: ctx.agent.clone(),
+                            conversation: ctx.conversation.clone(),
+                            outcome: TurnOutcome::Replied,
+                            message: Some(message.id.clone()),
+                            usage: Usage::new(10, 2),
+                        });
                     }
                     ConversationInput::Control(command, message) => {
                         let _ = ctx.outbox.send(&message, OutboundResponse::text(format!("did {command:?}"))).await;
@@ -85,6 +94,7 @@ async fn a_completion_is_the_agents_answer_in_a_conversation_it_keeps() {
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
     assert!(body["id"].as_str().is_some_and(|id| id.starts_with("chatcmpl-")), "{body}");
     assert_eq!(content(&first), "echo #1 in openai:alice: hello");
+    assert_eq!(body["usage"], json!({ "prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12 }));
 
     // The same user continues the same conversation; every reply of a turn is in the answer.
     let second = post(&served, "/v1/chat/completions", &chat("main", "say it twice"), "").await;
