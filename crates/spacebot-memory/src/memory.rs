@@ -47,7 +47,7 @@ use crate::memory::audience::Filter;
 use crate::memory::indexes::Indexes;
 use crate::sqlite::SqliteLog;
 
-pub use recall::{RRF_K, reciprocal_rank_fusion};
+pub use recall::{RRF_K, RecallLists, reciprocal_rank_fusion};
 pub use write::{ImportMark, MAX_CONTENT_BYTES, text_hash};
 
 /// The clock a store reads "now" from; tests inject a fixed one.

@@ -184,6 +184,10 @@ pub struct NewMemory {
     pub source: Option<String>,
     /// Edges from this memory to existing ones (`updates`, `contradicts`, ...).
     pub edges: Vec<NewEdge>,
+    /// When what it holds was said or happened, when that is not now (an import of an old
+    /// conversation): stored as its creation time, which time-aware recall reads.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl NewMemory {
@@ -196,7 +200,14 @@ impl NewMemory {
             scope,
             source: None,
             edges: Vec::new(),
+            created_at: None,
         }
+    }
+
+    /// Dates the memory at `at` instead of the time it is saved.
+    pub fn with_created_at(mut self, at: DateTime<Utc>) -> Self {
+        self.created_at = Some(at);
+        self
     }
 
     /// Sets the importance, clamped to `0.0..=1.0`.

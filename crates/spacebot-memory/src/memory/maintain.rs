@@ -16,6 +16,7 @@ use spacebot_core::{AgentId, MaintenanceOptions, MaintenanceReport, StoreError};
 
 use crate::error::store_error;
 use crate::memory::vectors::Entry;
+use crate::memory::write::{joined_sources, speaker_of};
 use crate::memory::{SqliteMemory, Stamp, bump_generation, invalid, millis};
 
 /// Rows per transaction.
@@ -268,8 +269,9 @@ impl SqliteMemory {
         self.ensure_index_locked().await?;
         let result: Result<Option<(i64, Stamp)>, sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
-            let rows: Vec<(i64, String, f64, i64, i64)> = sqlx::query_as(
-                "SELECT seq, id, importance, access_count, accessed_at FROM memories
+            type Row = (i64, String, f64, i64, i64, String, Option<String>, i64);
+            let rows: Vec<Row> = sqlx::query_as(
+                "SELECT seq, id, importance, access_count, accessed_at, content, source, created_at FROM memories
                  WHERE seq IN (?1, ?2) AND forgotten_at IS NULL",
             )
             .bind(a)
@@ -277,6 +279,10 @@ impl SqliteMemory {
             .fetch_all(&mut *transaction)
             .await?;
             let [first, second] = rows.as_slice() else { return Ok(None) };
+            // Alike words from two people are two memories ("Nate: Bye Joanna!", "Joanna: Bye Nate!").
+            if speaker_of(&first.5) != speaker_of(&second.5) {
+                return Ok(None);
+            }
             // Higher importance survives; on a tie, the older memory.
             let (survivor, loser) = if second.2 > first.2 || (second.2 == first.2 && second.0 < first.0) {
                 (second, first)
@@ -285,13 +291,17 @@ impl SqliteMemory {
             };
             let now = millis(self.now());
             sqlx::query(
-                "UPDATE memories SET importance = ?1, access_count = ?2, accessed_at = ?3, updated_at = ?4
-                 WHERE seq = ?5",
+                "UPDATE memories SET importance = ?1, access_count = ?2, accessed_at = ?3, updated_at = ?4,
+                                     created_at = ?5, source = ?6
+                 WHERE seq = ?7",
             )
             .bind(survivor.2.max(loser.2))
             .bind(survivor.3 + loser.3)
             .bind(survivor.4.max(loser.4))
             .bind(now)
+            // The newer date and both sources: a later mention of an event keeps its date.
+            .bind(survivor.7.max(loser.7))
+            .bind(joined_sources(survivor.6.as_deref(), loser.6.as_deref()))
             .bind(survivor.0)
             .execute(&mut *transaction)
             .await?;

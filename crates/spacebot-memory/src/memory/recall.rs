@@ -88,7 +88,51 @@ fn walk_continues(kind: RelationKind) -> bool {
     matches!(kind, RelationKind::RelatedTo | RelationKind::PartOf)
 }
 
+/// The ranked lists behind one recall, best first, each already limited to what the reader may
+/// see: what the recall evaluation (`cargo xtask eval recall`) scores list by list.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RecallLists {
+    /// By words (BM25).
+    pub text: Vec<MemoryId>,
+    /// By meaning (the embedder's vectors).
+    pub vector: Vec<MemoryId>,
+    /// Reached over edges from the best direct hits.
+    pub graph: Vec<MemoryId>,
+    /// The lists fused, as recall returns them, with each id's score and rank per list.
+    pub fused: Vec<(MemoryId, f32, Vec<Option<usize>>)>,
+}
+
 impl SqliteMemory {
+    /// The lists a recall of `query` fuses, and the fusion, without reading rows or recording
+    /// accesses.
+    ///
+    /// # Errors
+    ///
+    /// As [`MemoryStore::recall`](spacebot_core::MemoryStore::recall).
+    pub async fn recall_lists(&self, query: &RecallQuery) -> Result<RecallLists, StoreError> {
+        if query.text.trim().is_empty() {
+            return Err(invalid("recall memories", "the query is empty"));
+        }
+        Ok(self.ranked(query).await?.1)
+    }
+
+    /// The reader's filter and the lists.
+    async fn ranked(&self, query: &RecallQuery) -> Result<(Filter, RecallLists), StoreError> {
+        let mut filter =
+            self.filter(&query.agent, &query.visibility).instrument(tracing::trace_span!("recall.filter")).await?;
+        filter.kinds = query.kinds.clone();
+        filter.since = query.since.map(millis);
+        filter.until = query.until.map(millis);
+
+        let (text, vector) = self.direct_lists(&filter, &query.text).await?;
+        let direct = reciprocal_rank_fusion(&[text.clone(), vector.clone()], RRF_K);
+        let seeds: Vec<MemoryId> = direct.iter().take(GRAPH_SEEDS).map(|(id, _, _)| id.clone()).collect();
+        let graph = self.graph_list(&filter, &seeds).instrument(tracing::trace_span!("recall.graph")).await?;
+        let fused = reciprocal_rank_fusion(&[text.clone(), vector.clone(), graph.clone()], RRF_K);
+        Ok((filter, RecallLists { text, vector, graph, fused }))
+    }
+
     pub(crate) async fn recall_hybrid(&self, query: RecallQuery) -> Result<Vec<RecallHit>, StoreError> {
         const OPERATION: &str = "recall memories";
         if query.text.trim().is_empty() {
@@ -97,18 +141,8 @@ impl SqliteMemory {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let mut filter =
-            self.filter(&query.agent, &query.visibility).instrument(tracing::trace_span!("recall.filter")).await?;
-        filter.kinds = query.kinds.clone();
-        filter.since = query.since.map(millis);
-        filter.until = query.until.map(millis);
-
-        let (text_list, vector_list) = self.direct_lists(&filter, &query.text).await?;
-        let direct = reciprocal_rank_fusion(&[text_list.clone(), vector_list.clone()], RRF_K);
-        let seeds: Vec<MemoryId> = direct.iter().take(GRAPH_SEEDS).map(|(id, _, _)| id.clone()).collect();
-        let graph_list = self.graph_list(&filter, &seeds).instrument(tracing::trace_span!("recall.graph")).await?;
-        let fused = reciprocal_rank_fusion(&[text_list, vector_list, graph_list], RRF_K);
-
+        let (filter, ranked) = self.ranked(&query).await?;
+        let fused = ranked.fused;
         // Read the rows with the full filter: whatever a list produced, only what the reader may
         // see comes back. The first `limit` admitted ids in fused order are the hits.
         let ids: Vec<MemoryId> = fused.iter().map(|(id, _, _)| id.clone()).collect();

@@ -183,6 +183,7 @@ impl SqliteMemory {
             let mut inserts: Vec<Insert<'_>> = Vec::new();
             let mut created: Vec<(Entry, Vec<f32>)> = Vec::new();
             let mut batch_ids: HashMap<HashKey, MemoryId> = HashMap::new();
+            let mut batch_contents: HashMap<MemoryId, &str> = HashMap::new();
             for item in &prepared {
                 let key = (item.memory.kind, item.scope_key.clone(), item.hash.clone());
                 let existing = batch_ids.get(&key).or_else(|| stored.get(&key)).cloned();
@@ -192,26 +193,15 @@ impl SqliteMemory {
                     SaveOutcome::new(id, SaveStatus::Unchanged)
                 } else if let Some(vector) = vector {
                     let similar = tracing::trace_span!("save.dedup")
-                        .in_scope(|| self.near_duplicate(&agent, item, &vector, &created));
+                        .in_scope(|| self.near_duplicate(&agent, item, &vector, &created, &batch_contents));
                     let merged = match similar {
                         Some(into) => match inserts.iter_mut().find(|insert| insert.id == into) {
                             // Created earlier in this batch, not inserted yet: merge into the row.
                             Some(insert) => {
-                                insert.importance = insert.importance.max(item.memory.importance);
+                                insert.absorb(item, now);
                                 Some(into)
                             }
-                            None => {
-                                let updated = sqlx::query(
-                                    "UPDATE memories SET importance = MAX(importance, ?1), updated_at = ?2
-                                 WHERE id = ?3 AND forgotten_at IS NULL",
-                                )
-                                .bind(f64::from(item.memory.importance))
-                                .bind(now)
-                                .bind(into.as_str())
-                                .execute(&mut *transaction)
-                                .await?;
-                                (updated.rows_affected() == 1).then_some(into)
-                            }
+                            None => merge_into_stored(&mut transaction, &into, item, now).await?.then_some(into),
                         },
                         None => None,
                     };
@@ -219,9 +209,11 @@ impl SqliteMemory {
                         Some(into) => SaveOutcome::new(into, SaveStatus::Merged),
                         None => {
                             let id = MemoryId::generate();
-                            inserts.push(Insert::new(&id, item, Some(created.len())));
+                            let insert = Insert::new(&id, item, Some(created.len()), now);
                             // The sequence number is known after the insert.
-                            created.push((entry_for(0, &id, &agent, item, now), vector));
+                            created.push((entry_for(0, &id, &agent, item, insert.created_at), vector));
+                            batch_contents.insert(id.clone(), item.memory.content.as_str());
+                            inserts.push(insert);
                             SaveOutcome::new(id, SaveStatus::Created)
                         }
                     }
@@ -229,7 +221,7 @@ impl SqliteMemory {
                     // Known before the lock but gone since (forgotten by another writer): store it
                     // without a vector; a reindex embeds it.
                     let id = MemoryId::generate();
-                    inserts.push(Insert::new(&id, item, None));
+                    inserts.push(Insert::new(&id, item, None, now));
                     SaveOutcome::new(id, SaveStatus::Created)
                 };
                 batch_ids.insert(key, outcome.id.clone());
@@ -242,7 +234,10 @@ impl SqliteMemory {
             let mut words: Vec<(Entry, &str)> = Vec::with_capacity(inserts.len());
             for insert in &inserts {
                 let Some(&seq) = seqs.get(insert.id.as_str()) else { continue };
-                words.push((entry_for(seq, &insert.id, &agent, insert.item, now), insert.item.memory.content.as_str()));
+                words.push((
+                    entry_for(seq, &insert.id, &agent, insert.item, insert.created_at),
+                    insert.item.memory.content.as_str(),
+                ));
                 if let Some((entry, _)) = insert.vector.and_then(|slot| created.get_mut(slot)) {
                     entry.seq = seq;
                 }
@@ -343,6 +338,7 @@ impl SqliteMemory {
         item: &Prepared,
         vector: &[f32],
         created: &[(Entry, Vec<f32>)],
+        batch_contents: &HashMap<MemoryId, &str>,
     ) -> Option<MemoryId> {
         if self.merge_at_write > 1.0 {
             return None;
@@ -350,9 +346,14 @@ impl SqliteMemory {
         let same_partition = |entry: &Entry| {
             *entry.agent == *agent.as_str() && entry.kind == item.memory.kind && *entry.scope_key == *item.scope_key
         };
+        let speaker = speaker_of(&item.memory.content);
         let in_batch = created
             .iter()
             .filter(|(entry, _)| same_partition(entry))
+            .filter(|(entry, _)| {
+                // A batch's created memories are inserted in `created` order, with these contents.
+                batch_contents.get(&entry.id).is_some_and(|content| speaker_of(content) == speaker)
+            })
             .map(|(entry, other)| (entry, crate::embed::dot(vector, other)))
             .filter(|(_, score)| *score >= self.merge_at_write)
             .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -536,14 +537,102 @@ struct Insert<'a> {
     item: &'a Prepared,
     /// Raised by near-duplicates later in the same batch that merge into this one.
     importance: f32,
+    /// The memory's date: the item's own, else the save's; a later near-duplicate merged into
+    /// it moves it forward.
+    created_at: i64,
+    /// The item's source, then those of the near-duplicates merged into it.
+    source: Option<String>,
     /// Its vector's index among the batch's created vectors, if it has one.
     vector: Option<usize>,
 }
 
 impl<'a> Insert<'a> {
-    fn new(id: &MemoryId, item: &'a Prepared, vector: Option<usize>) -> Self {
-        Self { id: id.clone(), item, importance: item.memory.importance, vector }
+    fn new(id: &MemoryId, item: &'a Prepared, vector: Option<usize>, now: i64) -> Self {
+        Self {
+            id: id.clone(),
+            item,
+            importance: item.memory.importance,
+            created_at: item.memory.created_at.map_or(now, millis),
+            source: item.memory.source.clone(),
+            vector,
+        }
     }
+
+    /// Merges a near-duplicate saved later in the same batch: the higher importance, the newer
+    /// date, both sources.
+    fn absorb(&mut self, item: &Prepared, now: i64) {
+        self.importance = self.importance.max(item.memory.importance);
+        self.created_at = self.created_at.max(item.memory.created_at.map_or(now, millis));
+        self.source = joined_sources(self.source.as_deref(), item.memory.source.as_deref());
+    }
+}
+
+/// The most bytes of sources a merged memory keeps; the oldest go first.
+const MAX_SOURCE_BYTES: usize = 512;
+
+/// `old; new`, each source once, cut from the front to [`MAX_SOURCE_BYTES`].
+pub(crate) fn joined_sources(old: Option<&str>, new: Option<&str>) -> Option<String> {
+    let (old, new) = match (old, new) {
+        (old, None) => return old.map(str::to_owned),
+        (None, new) => return new.map(str::to_owned),
+        (Some(old), Some(new)) => (old, new),
+    };
+    if old.split("; ").any(|known| known == new) {
+        return Some(old.to_owned());
+    }
+    let mut joined = format!("{old}; {new}");
+    while joined.len() > MAX_SOURCE_BYTES {
+        match joined.find("; ") {
+            Some(cut) => joined.replace_range(..cut + 2, ""),
+            None => break,
+        }
+    }
+    Some(joined)
+}
+
+/// Who said a memory, when its content starts as a dialog turn does (`Nate: Bye Joanna!`): a
+/// short label of words before `": "`. Two turns of different speakers never merge, however
+/// alike their words.
+pub(crate) fn speaker_of(content: &str) -> Option<&str> {
+    let (label, rest) = content.split_once(':')?;
+    let label = label.trim();
+    let looks_like_a_name = !label.is_empty()
+        && label.len() <= 40
+        && label.split_whitespace().count() <= 4
+        && label.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_' | '\'' | '@'));
+    (looks_like_a_name && rest.starts_with(' ')).then_some(label)
+}
+
+/// Merges `item` into the stored memory `into` when it is live and said by the same speaker:
+/// the higher importance, the newer date, both sources. Returns whether it merged.
+async fn merge_into_stored(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    into: &MemoryId,
+    item: &Prepared,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let stored: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT content, source FROM memories WHERE id = ?1 AND forgotten_at IS NULL")
+            .bind(into.as_str())
+            .fetch_optional(&mut **transaction)
+            .await?;
+    let Some((content, source)) = stored else { return Ok(false) };
+    if speaker_of(&content) != speaker_of(&item.memory.content) {
+        return Ok(false);
+    }
+    let updated = sqlx::query(
+        "UPDATE memories SET importance = MAX(importance, ?1), updated_at = ?2, created_at = MAX(created_at, ?3),
+                             source = ?4
+         WHERE id = ?5 AND forgotten_at IS NULL",
+    )
+    .bind(f64::from(item.memory.importance))
+    .bind(now)
+    .bind(item.memory.created_at.map_or(now, millis))
+    .bind(joined_sources(source.as_deref(), item.memory.source.as_deref()))
+    .bind(into.as_str())
+    .execute(&mut **transaction)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }
 
 /// The ids of the live memories of `agent` holding the prepared contents, by idempotency key:
@@ -594,11 +683,11 @@ async fn insert_memories(
                 .push_bind(memory.content.as_str())
                 .push_bind(insert.item.hash.as_str())
                 .push_bind(f64::from(insert.importance))
+                .push_bind(insert.created_at)
                 .push_bind(now)
                 .push_bind(now)
                 .push_bind(now)
-                .push_bind(now)
-                .push_bind(memory.source.as_deref())
+                .push_bind(insert.source.as_deref())
                 .push_bind(memory.scope.conversation.as_ref().map(|c| c.as_str()))
                 .push_bind(insert.item.human.as_deref())
                 .push_bind(i64::from(memory.scope.private))
