@@ -127,6 +127,17 @@ struct Person {
     possessive: &'static str,
 }
 
+impl Person {
+    /// them / her / him
+    fn object(self) -> &'static str {
+        match self.subject {
+            "she" => "her",
+            "he" => "him",
+            _ => "them",
+        }
+    }
+}
+
 const PEOPLE: &[Person] = &[
     Person { name: "Joanna", subject: "she", possessive: "her" },
     Person { name: "Nate", subject: "he", possessive: "his" },
@@ -295,18 +306,38 @@ const RELATIVE_NEWS: &[(&str, &str, &str)] = &[
     ("is moving into a farmhouse", "asked me to help build a chicken coop", "building at the new house of"),
     ("is starting a podcast about history", "asked me to compose the theme tune", "composing for the show of"),
 ];
-const PREFERENCES: &[(&str, &str)] = &[
-    // (what the person says, the open question's paraphrase)
-    ("Nothing beats a weekend in the mountains with my boots on and a trail map", "enjoy a hiking holiday"),
-    ("I could spend every evening in the kitchen trying new spices", "like a cooking class as a present"),
-    ("Crowded rooms drain me, I'd rather have a quiet night with a novel", "prefer a calm evening at home to a big party"),
-    ("I get seasick just looking at a boat", "turn down an invitation to go sailing"),
-    ("Give me a stage and a microphone and I'm happy", "enjoy performing karaoke"),
-    ("I've never understood why people sit on a beach all day, I get bored in an hour", "find a beach resort holiday dull"),
-    ("My balcony is basically a jungle now, I repot something every weekend", "appreciate a houseplant as a gift"),
-    ("I still can't resist a good board game night with friends", "say yes to a games evening"),
-    ("Horror films give me nightmares for a week", "avoid watching a scary movie"),
-    ("I wake up at five to get a swim in before work", "be an early riser"),
+const PREFERENCES: &[(&str, &str, &str)] = &[
+    // (what the person says, the open question in other words, the open question closer to them)
+    (
+        "Nothing beats a weekend in the mountains with my boots on and a trail map",
+        "enjoy a hiking holiday",
+        "like a trip to the mountains",
+    ),
+    (
+        "I could spend every evening in the kitchen trying new spices",
+        "like a cooking class as a present",
+        "enjoy a box of new spices to try",
+    ),
+    (
+        "Crowded rooms drain me, I'd rather have a quiet night with a novel",
+        "prefer a calm evening at home to a big party",
+        "skip a crowded party for a quiet night",
+    ),
+    ("I get seasick just looking at a boat", "turn down an invitation to go sailing", "enjoy a day on a boat"),
+    ("Give me a stage and a microphone and I'm happy", "enjoy performing karaoke", "be happy to sing on a stage"),
+    (
+        "I've never understood why people sit on a beach all day, I get bored in an hour",
+        "find a beach resort holiday dull",
+        "get bored on a beach holiday",
+    ),
+    (
+        "My balcony is basically a jungle now, I repot something every weekend",
+        "appreciate a houseplant as a gift",
+        "like a new plant for the balcony",
+    ),
+    ("I still can't resist a good board game night with friends", "say yes to a games evening", "come to a board game night"),
+    ("Horror films give me nightmares for a week", "avoid watching a scary movie", "get nightmares from a horror film"),
+    ("I wake up at five to get a swim in before work", "be an early riser", "go for a swim before work"),
 ];
 const GENERIC_FILLER: &[&str] = &[
     "That sounds amazing, I'm so happy for you!",
@@ -374,6 +405,60 @@ struct Event {
     questions: Vec<(Category, String, Vec<usize>)>,
 }
 
+/// The multi-hop threads of a conversation: those waiting for their second turn, and the
+/// relatives already introduced.
+#[derive(Default)]
+struct Threads {
+    pending: Vec<Pending>,
+    relatives: Vec<usize>,
+    /// (speaker, kind) of the once-only events that happened.
+    once: std::collections::HashSet<(usize, usize)>,
+    /// (speaker, list, index) of the slot values a person used.
+    used: std::collections::HashSet<(usize, &'static str, usize)>,
+}
+
+impl Threads {
+    /// A value of `items` this person has not used yet (any, when all are used).
+    fn fresh<'a, T>(&mut self, rng: &mut Rng, speaker: usize, list: &'static str, items: &'a [T]) -> &'a T {
+        let free: Vec<usize> = (0..items.len()).filter(|i| !self.used.contains(&(speaker, list, *i))).collect();
+        let index = if free.is_empty() { rng.below(items.len()) } else { free[rng.below(free.len())] };
+        self.used.insert((speaker, list, index));
+        &items[index]
+    }
+}
+
+/// Event kinds that happen at most once per person (pet, job, hobby, car, injury, instrument,
+/// birthday present, volunteering).
+const ONCE: [usize; 8] = [0, 1, 4, 8, 9, 10, 12, 13];
+
+/// Occasions of the dinners a person cooks, so "what did Nate cook for ..." has one answer.
+const OCCASIONS: &[&str] = &[
+    "my dad's retirement party",
+    "the neighbours' barbecue",
+    "our book club",
+    "my niece's graduation",
+    "the office potluck",
+    "a rainy Sunday with my in-laws",
+    "our anniversary",
+    "the street party",
+    "my sister's housewarming",
+    "game night",
+    "the church fundraiser",
+    "a picnic by the lake",
+];
+
+/// Who a person sees a film with, so "which film did Nate see with ..." has one answer.
+const COMPANIONS: &[&str] = &[
+    "my grandfather",
+    "the whole team from work",
+    "my little cousins",
+    "my running club",
+    "my old school friends",
+    "my flatmates",
+    "my godmother",
+    "the kids I babysit",
+];
+
 /// A thread started in one session and finished in a later one (multi-hop).
 struct Pending {
     speaker: usize,
@@ -393,7 +478,7 @@ fn conversation(index: usize) -> Conversation {
     let mut date = start;
     let mut turns: Vec<Turn> = Vec::new();
     let mut questions: Vec<Question> = Vec::new();
-    let mut pending: Vec<Pending> = Vec::new();
+    let mut threads = Threads::default();
     // What each person did per recurring kind, with the turn and date (temporal "in <month>").
     let mut dated: Vec<(usize, &'static str, String, String, NaiveDate)> = Vec::new();
 
@@ -413,8 +498,9 @@ fn conversation(index: usize) -> Conversation {
 
         // Finish the threads due now.
         let due: Vec<Pending> = {
-            let (now, later): (Vec<Pending>, Vec<Pending>) = pending.drain(..).partition(|p| p.due <= session);
-            pending = later;
+            let (now, later): (Vec<Pending>, Vec<Pending>) =
+                threads.pending.drain(..).partition(|p| p.due <= session);
+            threads.pending = later;
             now
         };
         for thread in due {
@@ -423,10 +509,16 @@ fn conversation(index: usize) -> Conversation {
             let id = push(&mut turns, speaker, format!("{} {later}, I said yes before I could think!", thread.name));
             push(&mut turns, 1 - speaker, format!("Of course {} asked you, that's great.", thread.name));
             let person = people[speaker];
+            let (_, text, _) = ask(
+                rng.chance(50),
+                Category::MultiHop,
+                format!("What is {} {question} {} {}?", person.name, person.possessive, thread.relation),
+                format!("What did {}'s {} ask {} to do?", person.name, thread.relation, person.object()),
+            );
             questions.push(Question {
                 conversation: index,
                 category: Category::MultiHop,
-                text: format!("What is {} {question} {} {}?", person.name, person.possessive, thread.relation),
+                text,
                 evidence: vec![id, thread.intro_turn],
             });
         }
@@ -438,13 +530,13 @@ fn conversation(index: usize) -> Conversation {
                 push(&mut turns, speaker, (*rng.pick(GENERIC_FILLER)).to_owned());
             }
             let speaker = rng.below(2);
-            let event = event(&mut rng, people[speaker], names[1 - speaker], session, date, &mut pending, speaker);
+            let event = event(&mut rng, people[speaker], names[1 - speaker], session, date, &mut threads, speaker);
             let mut ids = Vec::new();
             for (offset, text) in event.turns {
                 let who = if offset == 0 { speaker } else { 1 - speaker };
                 ids.push(push(&mut turns, who, text));
             }
-            if let Some(thread) = pending.iter_mut().find(|p| p.intro_turn.is_empty()) {
+            if let Some(thread) = threads.pending.iter_mut().find(|p| p.intro_turn.is_empty()) {
                 thread.intro_turn = ids[0].clone();
             }
             for (category, text, evidence) in event.questions {
@@ -502,6 +594,12 @@ fn static_kind(kind: &str) -> &'static str {
     }
 }
 
+/// A question in the words of its turn (`overlap`) or in other words, answered by the event's
+/// first turn.
+fn ask(overlap: bool, category: Category, close: String, other: String) -> (Category, String, Vec<usize>) {
+    (category, if overlap { close } else { other }, vec![0])
+}
+
 fn reaction(rng: &mut Rng, thing: &str) -> String {
     rng.pick(REACTIONS).replace("{thing}", thing)
 }
@@ -513,7 +611,7 @@ fn event(
     listener: &str,
     session: usize,
     date: NaiveDate,
-    pending: &mut Vec<Pending>,
+    threads: &mut Threads,
     speaker: usize,
 ) -> Event {
     let name = person.name;
@@ -523,132 +621,244 @@ fn event(
     let turns: Vec<(usize, String)>;
     let when_month = MONTHS[date.month0() as usize];
     let _ = when_month;
-    match rng.below(16) {
+    // Half the questions share the turn's key words, half say it in other words.
+    let overlap = rng.chance(50);
+    let mut kind = rng.below(16);
+    // What happens once in a life (a new job, a birthday present) happens once per person, so
+    // its question has one answer; a second draw becomes a trip, a book, a dinner or a film.
+    if ONCE.contains(&kind) && !threads.once.insert((speaker, kind)) {
+        kind = [2, 5, 6, 11][rng.below(4)];
+    }
+    match kind {
         0 => {
-            let breed = *rng.pick(BREEDS);
-            let pet = *rng.pick(PET_NAMES);
+            let breed = *threads.fresh(rng, speaker, "breed", BREEDS);
+            let pet = *threads.fresh(rng, speaker, "pet", PET_NAMES);
             turns = vec![
                 (0, format!("We finally adopted a {breed} puppy last weekend, we named him {pet}!")),
                 (1, reaction(rng, &format!("a {breed}"))),
             ];
-            questions.push((Category::SingleHop, format!("What is the name of {name}'s dog?"), vec![0]));
-            questions.push((Category::Temporal, format!("When did {name} get a new pet?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("What did {name} name the {breed} puppy?"),
+                format!("What is the name of {name}'s dog?"),
+            ));
+            questions.push(ask(
+                rng.chance(50),
+                Category::Temporal,
+                format!("When did {name} adopt a puppy?"),
+                format!("When did {name} get a new pet?"),
+            ));
         }
         1 => {
-            let (job, place) = *rng.pick(JOBS);
-            let company = *rng.pick(COMPANIES);
+            let (job, place) = *threads.fresh(rng, speaker, "job", JOBS);
+            let company = *threads.fresh(rng, speaker, "company", COMPANIES);
             turns = vec![
                 (0, format!("Big news: I start Monday as a {job} at the {company} {place}.")),
                 (1, reaction(rng, &format!("a {job}"))),
             ];
-            questions.push((Category::SingleHop, format!("What new position did {name} take?"), vec![0]));
-            questions.push((Category::SingleHop, format!("Which employer hired {name}?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("What job does {name} start on Monday?"),
+                format!("What new position did {name} take?"),
+            ));
+            questions.push(ask(
+                rng.chance(50),
+                Category::SingleHop,
+                format!("Where does {name} start as a {job}?"),
+                format!("Which employer hired {name}?"),
+            ));
         }
         2 | 3 => {
-            let (city, sight) = *rng.pick(CITIES);
+            let (city, sight) = *threads.fresh(rng, speaker, "city", CITIES);
             turns = vec![
                 (0, format!("I just got back from {city}! The {sight} was the highlight.")),
                 (1, reaction(rng, &format!("{city}"))),
             ];
-            questions.push((Category::SingleHop, format!("Where did {name} go that had a {sight}?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("Which city did {name} get back from where the {sight} was the highlight?"),
+                format!("Where did {name} go that had a {sight}?"),
+            ));
             questions.push((Category::Temporal, format!("When did {name} travel to {city}?"), vec![0]));
             questions.push((Category::Temporal, format!("#dated#trip#{city}"), vec![0]));
         }
         4 => {
-            let (hobby, detail) = *rng.pick(HOBBIES);
+            let (hobby, detail) = *threads.fresh(rng, speaker, "hobby", HOBBIES);
             let day = *rng.pick(WEEKDAYS);
             turns = vec![
                 (0, format!("I signed up for {hobby} lessons every {day} evening, I spent the first one {detail}.")),
                 (1, format!("{hobby}? I tried that once and was terrible at it.")),
             ];
-            questions.push((Category::SingleHop, format!("What does {name} do on {day} nights?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("What lessons did {name} sign up for every {day}?"),
+                format!("What does {name} do on {day} nights?"),
+            ));
         }
         5 => {
-            let (title, author) = *rng.pick(BOOKS);
+            let (title, author) = *threads.fresh(rng, speaker, "book", BOOKS);
             turns = vec![
                 (0, format!("I'm halfway through '{title}' by {author} and I can't put it down.")),
                 (1, "I need a new book, is it any good?".to_owned()),
             ];
-            questions.push((Category::SingleHop, format!("Who is the author of the novel {name} was enjoying?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("Who wrote '{title}', which {name} can't put down?"),
+                format!("Who is the author of '{title}', the novel {name} was enjoying?"),
+            ));
             questions.push((Category::Temporal, format!("#dated#book#{title}"), vec![0]));
         }
         6 | 7 => {
-            let dish = *rng.pick(DISHES);
+            let dish = *threads.fresh(rng, speaker, "dish", DISHES);
+            let occasion = *threads.fresh(rng, speaker, "occasion", OCCASIONS);
             turns = vec![
-                (0, format!("I made {dish} for everyone last night, using my grandmother's old recipe.")),
+                (0, format!("I made {dish} for {occasion} last night, using my grandmother's old recipe.")),
                 (1, reaction(rng, &format!("homemade {dish}"))),
             ];
-            questions.push((Category::SingleHop, format!("Which of {their} grandmother's dishes did {name} prepare?"), vec![0]));
+            let occasion = occasion.replace("my ", &format!("{their} ")).replace("our ", &format!("{their} "));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("What did {name} make for {occasion}?"),
+                format!("Which dish did {name} prepare for {occasion}?"),
+            ));
             questions.push((Category::Temporal, format!("#dated#cook#{dish}"), vec![0]));
         }
         8 => {
-            let car = *rng.pick(CARS);
+            let car = *threads.fresh(rng, speaker, "car", CARS);
             turns = vec![
                 (0, format!("I bought a second-hand {car}, no more waiting for the bus in the rain.")),
                 (1, format!("A {car}! Road trip soon?")),
             ];
-            questions.push((Category::SingleHop, format!("What vehicle did {name} purchase?"), vec![0]));
-            questions.push((Category::Temporal, format!("When did {name} buy a car?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("What second-hand car did {name} buy?"),
+                format!("What vehicle did {name} purchase?"),
+            ));
+            questions.push(ask(
+                rng.chance(50),
+                Category::Temporal,
+                format!("When did {name} buy the {car}?"),
+                format!("When did {name} get a car?"),
+            ));
         }
         9 => {
-            let sport = *rng.pick(SPORTS);
+            let sport = *threads.fresh(rng, speaker, "sport", SPORTS);
             turns = vec![
                 (0, format!("I twisted my ankle playing {sport} and I'm on crutches for two weeks.")),
                 (1, "Ouch, take it easy and rest up.".to_owned()),
             ];
-            questions.push((Category::SingleHop, format!("How did {name} get injured?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("How did {name} twist {their} ankle?"),
+                format!("How did {name} get injured?"),
+            ));
         }
         10 => {
-            let instrument = *rng.pick(INSTRUMENTS);
+            let instrument = *threads.fresh(rng, speaker, "instrument", INSTRUMENTS);
             turns = vec![
                 (0, format!("I practise the {instrument} every morning now, my recital is next month.")),
                 (1, "I'd love to come and listen.".to_owned()),
             ];
-            questions.push((Category::SingleHop, format!("What instrument is {name} learning to play?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("What does {name} practise every morning for the recital?"),
+                format!("What instrument is {name} learning to play?"),
+            ));
         }
         11 => {
-            let movie = *rng.pick(MOVIES);
+            let movie = *threads.fresh(rng, speaker, "movie", MOVIES);
+            let companion = *threads.fresh(rng, speaker, "companion", COMPANIONS);
             turns = vec![
-                (0, format!("We saw '{movie}' at the cinema, the soundtrack gave me chills.")),
+                (0, format!("We saw '{movie}' at the cinema with {companion}, the soundtrack gave me chills.")),
                 (1, reaction(rng, &format!("'{movie}'"))),
             ];
-            questions.push((Category::SingleHop, format!("Which film with a moving score did {name} watch?"), vec![0]));
+            let companion = companion.replace("my ", &format!("{their} "));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("Which film did {name} see at the cinema with {companion}?"),
+                format!("Which movie did {name} watch with {companion}?"),
+            ));
             questions.push((Category::Temporal, format!("#dated#movie#{movie}"), vec![0]));
         }
         12 => {
-            let gift = *rng.pick(GIFTS);
+            let gift = *threads.fresh(rng, speaker, "gift", GIFTS);
             turns = vec![
                 (0, format!("My parents surprised me with a {gift} for my birthday.")),
                 (1, format!("Happy belated birthday! A {gift} is such a good present.")),
             ];
-            questions.push((Category::SingleHop, format!("What present did {name} receive from {their} mom and dad?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("What did {name}'s parents give {} for {their} birthday?", person.object()),
+                format!("What present did {name} receive from {their} mom and dad?"),
+            ));
             questions.push((Category::Temporal, format!("When is {name}'s birthday?"), vec![0]));
         }
         13 => {
-            let (place, task) = *rng.pick(VOLUNTEER);
+            let (place, task) = *threads.fresh(rng, speaker, "volunteer", VOLUNTEER);
             turns = vec![
                 (0, format!("On Saturdays I've been volunteering at the {place}, mostly {task}.")),
                 (1, "That's really kind of you.".to_owned()),
             ];
-            questions.push((Category::SingleHop, format!("Where does {name} give {their} time for free at weekends?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::SingleHop,
+                format!("Where does {name} volunteer on Saturdays?"),
+                format!("Where does {name} give {their} time for free at weekends?"),
+            ));
         }
         14 => {
-            let (relation, relative) = *rng.pick(RELATIVES);
+            // Each relative belongs to one person of the conversation and has one piece of news,
+            // so the later turn that names them answers exactly one question.
+            let free: Vec<usize> = (0..RELATIVES.len()).filter(|i| !threads.relatives.contains(i)).collect();
             let news = rng.below(RELATIVE_NEWS.len());
             let (first, _, _) = RELATIVE_NEWS[news];
-            turns = vec![
-                (0, format!("My {relation} {relative} {first}.")),
-                (1, format!("Tell {relative} I said congratulations!")),
-            ];
-            if session + 2 < SESSIONS && !pending.iter().any(|p| p.speaker == speaker && p.relation == relation) {
-                let due = session + 2 + rng.below(SESSIONS - session - 2);
-                pending.push(Pending { speaker, relation, name: relative, news, due, intro_turn: String::new() });
+            match (free.is_empty(), session + 2 < SESSIONS) {
+                (false, true) => {
+                    let pick = *rng.pick(&free);
+                    threads.relatives.push(pick);
+                    let (relation, relative) = RELATIVES[pick];
+                    turns = vec![
+                        (0, format!("My {relation} {relative} {first}.")),
+                        (1, format!("Tell {relative} I said congratulations!")),
+                    ];
+                    let due = session + 2 + rng.below(SESSIONS - session - 2);
+                    threads.pending.push(Pending {
+                        speaker,
+                        relation,
+                        name: relative,
+                        news,
+                        due,
+                        intro_turn: String::new(),
+                    });
+                }
+                _ => {
+                    turns = vec![
+                        (0, "My family is coming over next week, I have to clean everything.".to_owned()),
+                        (1, "Good luck with the cleaning!".to_owned()),
+                    ];
+                }
             }
         }
         _ => {
-            let (said, paraphrase) = *rng.pick(PREFERENCES);
+            let (said, paraphrase, closer) = *threads.fresh(rng, speaker, "preference", PREFERENCES);
             turns = vec![(0, format!("{said}.")), (1, format!("Ha, that's very {name} of you."))];
-            questions.push((Category::Open, format!("Would {name} {paraphrase}?"), vec![0]));
+            questions.push(ask(
+                overlap,
+                Category::Open,
+                format!("Would {name} {closer}?"),
+                format!("Would {name} {paraphrase}?"),
+            ));
         }
     }
     let _ = (listener, they);
@@ -697,5 +907,16 @@ mod tests {
         let answer = turns.iter().find(|t| t.id == question.evidence[0]).unwrap();
         let intro = turns.iter().find(|t| t.id == question.evidence[1]).unwrap();
         assert!(intro.date < answer.date, "{intro:?} then {answer:?}");
+    }
+}
+#[cfg(test)]
+mod dump {
+    #[test]
+    fn dump() {
+        let data = super::dataset();
+        for q in data[0].questions.iter().filter(|q| q.category == super::Category::MultiHop) {
+            let turns: Vec<String> = q.evidence.iter().map(|e| data[0].turns.iter().find(|t| &t.id == e).unwrap().content()).collect();
+            println!("{} => {:?}", q.text, turns);
+        }
     }
 }

@@ -184,12 +184,21 @@ pub(crate) enum MemoryCommand {
         /// Include forgotten memories.
         #[arg(long)]
         forgotten: bool,
+        /// Print a JSON array with every field of each memory.
+        #[arg(long)]
+        json: bool,
     },
     /// Hybrid search (full text, vectors, graph), as recall does, without counting accesses.
     Search {
         /// At most this many results.
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Print a JSON array: each memory with every field, its score and its rank in each list.
+        #[arg(long)]
+        json: bool,
+        /// Search the memory file here even when the daemon runs (it is asked first otherwise).
+        #[arg(long)]
+        local: bool,
         /// What to look for.
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
@@ -216,7 +225,9 @@ pub(crate) enum MemoryCommand {
     },
     /// Re-embed memories that have no vector of the current embedder.
     Reindex,
-    /// Import text and markdown files as memories, chunk by chunk (an interrupted import resumes).
+    /// Import text and markdown files as memories, chunk by chunk (an interrupted import
+    /// resumes), and JSON Lines files (`.jsonl`) one memory per line: `{"content": ...,
+    /// "source": ..., "type": ..., "importance": ..., "created_at": "2023-05-08T12:00:00Z"}`.
     Import {
         /// The type of the imported memories.
         #[arg(long = "type", default_value = "fact")]

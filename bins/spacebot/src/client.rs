@@ -1,4 +1,5 @@
-//! A small HTTP client of the running daemon, for `send`, `chat` and `status`.
+//! A small HTTP client of the running daemon, for `send`, `chat`, `status`, `usage` and
+//! `memory search`.
 //!
 //! Replies are awaited on the daemon's event stream (`GET /api/events`, server-sent events), not
 //! by polling: the client subscribes before it posts, so no event is missed, and reads the
@@ -67,6 +68,11 @@ impl Client {
                 anyhow::anyhow!("request to {} failed: {error}", self.base)
             }
         })?;
+        self.checked(response).await
+    }
+
+    /// The response when it is a success, else an error with the daemon's reason.
+    async fn checked(&self, response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -80,6 +86,38 @@ impl Client {
     pub(crate) async fn status(&self) -> anyhow::Result<serde_json::Value> {
         let response = self.send_checked(self.request(reqwest::Method::GET, "/api/status")).await?;
         response.json().await.context("the daemon sent an unreadable status")
+    }
+
+    /// `GET /api/agents/{agent}/memories`: the running daemon's recall of `query`, or `None`
+    /// when no daemon listens (or it has no such route or agent), so the caller opens the memory
+    /// file itself.
+    pub(crate) async fn memory_search(
+        &self,
+        agent: &str,
+        query: &str,
+        limit: usize,
+    ) -> anyhow::Result<Option<Vec<spacebot_core::RecallHit>>> {
+        let mut url = reqwest::Url::parse(&format!("{}/api/agents/{agent}/memories", self.base))
+            .with_context(|| format!("`{}` is not a URL", self.base))?;
+        url.query_pairs_mut().append_pair("q", query).append_pair("limit", &limit.to_string());
+        let request = self.http.get(url);
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) if error.is_connect() => return Ok(None),
+            Err(error) => bail!("request to {} failed: {error}", self.base),
+        };
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = self.checked(response).await?;
+        let mut body: serde_json::Value =
+            response.json().await.context("the daemon sent an unreadable memory search")?;
+        let hits = serde_json::from_value(body["hits"].take()).context("the daemon sent unreadable memory hits")?;
+        Ok(Some(hits))
     }
 
     /// `GET /api/usage` with `query` (`days=N` or `since=YYYY-MM-DD`, already URL-safe; may be empty).

@@ -158,6 +158,7 @@ impl Daemon {
             .with_openai(openai)
             .with_metrics(metrics)
             .with_usage(store.clone(), config.prices.clone())
+            .with_memories(memories.all())
             .with_reply_timeout(reply_timeout);
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();

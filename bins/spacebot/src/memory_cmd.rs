@@ -1,6 +1,10 @@
 //! `spacebot memory list|search|add|forget|reindex|import`: an agent's memory, from the command
 //! line. Works on the agent's memory file directly (`DATA_DIR/agents/<agent>/memory.db`), so it
-//! runs with or without the daemon; a running daemon sees the changes on its next read.
+//! runs with or without the daemon; a running daemon sees the changes on its next read. `search`
+//! asks the running daemon first (`GET /api/agents/{agent}/memories`: no second model load),
+//! and opens the file itself when no daemon answers or with `--local`. `--json` prints every
+//! field for other programs; `import` reads text, markdown and JSON Lines and says how many
+//! memories it stored, merged and skipped.
 //!
 //! The embedder is the daemon's: the config's `[memory]` section, built by the same
 //! [`memory_setup::embedder`]. Flags or `SPACEBOT_EMBEDDER`,
@@ -18,7 +22,7 @@ use anyhow::{Context, bail};
 
 use spacebot_core::{
     AgentId, Embedder, ListOrder, ListQuery, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery,
-    Visibility,
+    SaveStatus, Visibility,
 };
 use spacebot_memory::{ImportMark, SqliteMemory, chunk_text, text_hash};
 
@@ -34,8 +38,19 @@ const REINDEX_BATCH: usize = 64;
 
 pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&global.location())?;
+    // Warnings (a query that could not be embedded, a reindex) reach stderr as the daemon's do.
+    crate::start::init_tracing(spacebot_core::Scrubber::new().with_secrets(config.secrets()), "warn");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;
     runtime.block_on(async {
+        // A search is the running daemon's when there is one: no second model load, no second
+        // copy of the indexes.
+        if let MemoryCommand::Search { limit, json, query, local: false } = &args.command {
+            let client = crate::client::Client::new(global)?;
+            if let Some(hits) = client.memory_search(&args.agent, &query.join(" "), *limit).await? {
+                print_hits(&hits, *json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
         let embedder = build_embedder(&config.memory.embedder, &args.embedder)?;
         let path = config.data_dir.memory_db(&args.agent);
         let store = SqliteMemory::open(&path, embedder).await?;
@@ -110,7 +125,7 @@ async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) 
         reindex(store).await?;
     }
     match command {
-        MemoryCommand::List { kind, limit, forgotten } => {
+        MemoryCommand::List { kind, limit, forgotten, json } => {
             let mut query = ListQuery::new(agent.clone())
                 .with_visibility(Visibility::Operator)
                 .with_order(ListOrder::Recent)
@@ -121,22 +136,21 @@ async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) 
             if forgotten {
                 query = query.including_forgotten();
             }
-            for memory in store.list(query).await? {
-                println!("{}", line(&memory));
+            let memories = store.list(query).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&memories)?);
+            } else {
+                for memory in memories {
+                    println!("{}", line(&memory));
+                }
             }
         }
-        MemoryCommand::Search { query, limit } => {
+        MemoryCommand::Search { query, limit, json, .. } => {
             let query = RecallQuery::new(agent.clone(), query.join(" "))
                 .with_visibility(Visibility::Operator)
                 .with_limit(limit)
                 .without_access_recording();
-            let hits = store.recall(query).await?;
-            if hits.is_empty() {
-                println!("no memory matches");
-            }
-            for hit in hits {
-                println!("{:.4}  {}", hit.score, line(&hit.memory));
-            }
+            print_hits(&store.recall(query).await?, json)?;
         }
         MemoryCommand::Add { kind, importance, private_to, text } => {
             let kind = parse_type(&kind)?;
@@ -166,9 +180,19 @@ async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) 
         }
         MemoryCommand::Import { kind, chunk_bytes, files } => {
             let kind = parse_type(&kind)?;
+            let mut tally = Tally::default();
             for file in files {
-                import(store, agent, kind, chunk_bytes, &file).await?;
+                let extension = file.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+                if matches!(extension.as_str(), "jsonl" | "ndjson") {
+                    import_lines(store, agent, kind, &file, &mut tally).await?;
+                } else {
+                    import(store, agent, kind, chunk_bytes, &file, &mut tally).await?;
+                }
             }
+            println!(
+                "imported: {} stored, {} merged into similar memories, {} skipped (already stored)",
+                tally.stored, tally.merged, tally.skipped
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -181,6 +205,112 @@ async fn reindex(store: &SqliteMemory) -> anyhow::Result<u64> {
     Ok(done)
 }
 
+/// What an import did, memory by memory.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    /// New memories.
+    stored: u64,
+    /// Near-duplicates absorbed by a memory already there.
+    merged: u64,
+    /// Already stored (the same content, or a chunk an earlier run imported).
+    skipped: u64,
+}
+
+impl Tally {
+    fn count(&mut self, outcomes: &[spacebot_core::SaveOutcome]) {
+        for outcome in outcomes {
+            match outcome.status {
+                SaveStatus::Created => self.stored += 1,
+                SaveStatus::Merged => self.merged += 1,
+                _ => self.skipped += 1,
+            }
+        }
+    }
+}
+
+/// One memory of a JSON Lines import: the content, and optionally where it came from, its type
+/// and importance, and when it was said.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    content: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    importance: Option<f32>,
+    #[serde(default)]
+    created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Imports a JSON Lines file, one memory per line (`{"content": ..., "source": ..., "type":
+/// ..., "importance": ..., "created_at": RFC 3339}`); the whole file is checked before anything
+/// is saved, so a bad line (named with its number) saves nothing.
+async fn import_lines(
+    store: &SqliteMemory,
+    agent: &AgentId,
+    kind: MemoryType,
+    file: &Path,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let text = tokio::fs::read_to_string(file).await.with_context(|| format!("can't read {}", file.display()))?;
+    let mut memories = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{} line {}", file.display(), number + 1);
+        let item: ImportLine = serde_json::from_str(line).with_context(|| format!("can't read {}", at()))?;
+        let kind = match &item.kind {
+            Some(label) => parse_type(label).with_context(at)?,
+            None => kind,
+        };
+        let mut memory = NewMemory::new(kind, item.content, MemoryScope::agent(agent.clone()))
+            .with_source(item.source.unwrap_or_else(|| format!("file:{}#{}", file.display(), number + 1)));
+        if let Some(importance) = item.importance {
+            if !(0.0..=1.0).contains(&importance) {
+                bail!("{}: importance {importance} must be between 0 and 1", at());
+            }
+            memory = memory.with_importance(importance);
+        }
+        if let Some(at) = item.created_at {
+            memory = memory.with_created_at(at);
+        }
+        memories.push(memory);
+    }
+    let mut bar = Progress::new(&file.display().to_string());
+    let total = memories.len() as u64;
+    let mut done = 0;
+    bar.show(done, total);
+    let mut memories = memories.into_iter().peekable();
+    while memories.peek().is_some() {
+        let batch: Vec<NewMemory> = memories.by_ref().take(IMPORT_BATCH).collect();
+        done += batch.len() as u64;
+        let outcomes = store.save_batch(batch).await.with_context(|| format!("can't import {}", file.display()))?;
+        tally.count(&outcomes);
+        bar.show(done, total);
+    }
+    bar.finish();
+    Ok(())
+}
+
+/// Prints search hits: one line each, or a JSON array of every field (the memory, the fused
+/// score and the rank each list gave it).
+fn print_hits(hits: &[spacebot_core::RecallHit], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(hits)?);
+        return Ok(());
+    }
+    if hits.is_empty() {
+        println!("no memory matches");
+    }
+    for hit in hits {
+        println!("{:.4}  {}", hit.score, line(&hit.memory));
+    }
+    Ok(())
+}
+
 /// Imports one text or markdown file, in chunks, resuming after the chunks already saved.
 async fn import(
     store: &SqliteMemory,
@@ -188,10 +318,14 @@ async fn import(
     kind: MemoryType,
     chunk_bytes: usize,
     file: &Path,
+    tally: &mut Tally,
 ) -> anyhow::Result<()> {
     let extension = file.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
     if !matches!(extension.as_str(), "txt" | "md" | "markdown" | "text" | "") {
-        bail!("can't import {}: only text and markdown files (.txt, .md, .markdown) are supported", file.display());
+        bail!(
+            "can't import {}: only text and markdown files (.txt, .md, .markdown) and JSON Lines (.jsonl) are supported",
+            file.display()
+        );
     }
     let text = tokio::fs::read_to_string(file).await.with_context(|| format!("can't read {}", file.display()))?;
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
@@ -201,6 +335,7 @@ async fn import(
     let total = chunks.len() as u64;
     let mut bar = Progress::new(&name);
     let mut saved = done.len() as u64;
+    tally.skipped += saved;
     bar.show(saved, total);
     let pending: Vec<(usize, String)> =
         chunks.into_iter().enumerate().filter(|(index, _)| !done.contains(index)).collect();
@@ -213,7 +348,9 @@ async fn import(
                 (memory, ImportMark::new(hash.clone(), *index))
             })
             .collect();
-        store.save_imported(items).await.with_context(|| format!("can't import {}", file.display()))?;
+        let outcomes =
+            store.save_imported(items).await.with_context(|| format!("can't import {}", file.display()))?;
+        tally.count(&outcomes);
         saved += batch.len() as u64;
         bar.show(saved, total);
     }

@@ -87,6 +87,14 @@ impl Memories {
         Ok(Self { stores })
     }
 
+    /// Every agent's memory, for the API's memory search.
+    pub(crate) fn all(&self) -> impl Iterator<Item = (spacebot_core::AgentId, Arc<dyn spacebot_core::MemoryStore>)> + '_ {
+        self.stores.iter().map(|(id, store)| {
+            let store: Arc<dyn spacebot_core::MemoryStore> = store.clone();
+            (spacebot_core::AgentId::from(id.as_str()), store)
+        })
+    }
+
     /// The memory of `agent`, if it has one.
     pub(crate) fn get(&self, agent: &str) -> Option<Arc<SqliteMemory>> {
         self.stores.iter().find(|(id, _)| id == agent).map(|(_, store)| store.clone())

@@ -11,7 +11,7 @@ use crate::daemon;
 
 pub(crate) fn run(global: &GlobalArgs, _args: StartArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&global.location())?;
-    init_tracing(Scrubber::new().with_secrets(config.secrets()));
+    init_tracing(Scrubber::new().with_secrets(config.secrets()), "info");
     daemon::run(&config, async {
         let signal = shutdown_signal().await;
         tracing::info!(signal, "shutting down");
@@ -19,12 +19,12 @@ pub(crate) fn run(global: &GlobalArgs, _args: StartArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs to stderr at `SPACEBOT_LOG`'s level, every line scrubbed of the configured secrets and
+/// Logs to stderr at `SPACEBOT_LOG`'s level (`default` without it), every line scrubbed of the configured secrets and
 /// credential-shaped tokens first (a provider's error text can quote the key it refused).
-fn init_tracing(scrubber: Scrubber) {
+pub(crate) fn init_tracing(scrubber: Scrubber, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPACEBOT_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let writer = move || ScrubbedStderr(scrubber.clone());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();

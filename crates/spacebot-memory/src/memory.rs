@@ -27,6 +27,7 @@ mod render;
 mod rows;
 mod text;
 mod vectors;
+mod when;
 mod write;
 
 use std::path::Path;

@@ -18,12 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use spacebot_core::{
-    AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage, UsageLedger,
+    AgentId, ConversationId, ConversationLog, InboundMessage, MemoryStore, RuntimeHandle, Sender, StoredMessage, UsageLedger,
 };
 
 use crate::access::{Caller, Scope, ScopedToken};
 use crate::adapter::WEBHOOK_ADAPTER;
 use crate::error::ApiError;
+use crate::memories;
 use crate::metrics::{self, Metrics};
 use crate::openai::{self, OpenAiAdapter};
 use crate::serve::BodyReadTimeout;
@@ -53,6 +54,8 @@ pub struct ApiConfig {
     pub usage: Option<Arc<dyn UsageLedger>>,
     /// The prices `GET /api/usage` costs tokens at, by model (`provider/model`).
     pub prices: BTreeMap<String, ModelPrice>,
+    /// The agents' memories `GET /api/agents/{agent}/memories` searches.
+    pub memories: BTreeMap<AgentId, Arc<dyn MemoryStore>>,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +70,7 @@ impl Default for ApiConfig {
             metrics: None,
             usage: None,
             prices: BTreeMap::new(),
+            memories: BTreeMap::new(),
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("metrics", &self.metrics.is_some())
             .field("usage", &self.usage.is_some())
             .field("prices", &self.prices)
+            .field("memories", &self.memories.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -126,6 +131,12 @@ impl ApiConfig {
         self
     }
 
+    /// Serves `GET /api/agents/{agent}/memories` from these stores.
+    pub fn with_memories(mut self, memories: impl IntoIterator<Item = (AgentId, Arc<dyn MemoryStore>)>) -> Self {
+        self.memories.extend(memories);
+        self
+    }
+
     /// Sets how long a chat completion waits for the agent's answer.
     pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = timeout;
@@ -150,6 +161,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/events", get(events))
         .route("/metrics", get(serve_metrics))
         .route("/api/usage", get(usage::usage))
+        .route("/api/agents/{agent}/memories", get(memories::search))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -33,6 +33,7 @@ mod access;
 mod adapter;
 mod api;
 mod error;
+mod memories;
 mod metrics;
 mod openai;
 mod serve;

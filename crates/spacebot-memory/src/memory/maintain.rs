@@ -16,7 +16,7 @@ use spacebot_core::{AgentId, MaintenanceOptions, MaintenanceReport, StoreError};
 
 use crate::error::store_error;
 use crate::memory::vectors::Entry;
-use crate::memory::write::{joined_sources, speaker_of};
+use crate::memory::write::{joined_sources, may_merge};
 use crate::memory::{SqliteMemory, Stamp, bump_generation, invalid, millis};
 
 /// Rows per transaction.
@@ -279,8 +279,9 @@ impl SqliteMemory {
             .fetch_all(&mut *transaction)
             .await?;
             let [first, second] = rows.as_slice() else { return Ok(None) };
-            // Alike words from two people are two memories ("Nate: Bye Joanna!", "Joanna: Bye Nate!").
-            if speaker_of(&first.5) != speaker_of(&second.5) {
+            // Alike words from two people, or about other names or numbers, are two memories
+            // ("Nate: Bye Joanna!" and "Joanna: Bye Nate!").
+            if !may_merge(&first.5, &second.5) {
                 return Ok(None);
             }
             // Higher importance survives; on a tie, the older memory.

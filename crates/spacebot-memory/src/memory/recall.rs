@@ -10,7 +10,7 @@ use spacebot_core::{MemoryId, RecallHit, RecallQuery, RelationKind, StoreError};
 use crate::error::store_error;
 use crate::memory::audience::Filter;
 use crate::memory::rows::MemoryRow;
-use crate::memory::text::for_each_word;
+use crate::memory::text::{for_each_word, stem};
 use crate::memory::{SqliteMemory, invalid, millis};
 
 /// The `k` of Reciprocal Rank Fusion: a hit at rank `r` of a list adds `1 / (k + r)`.
@@ -18,6 +18,12 @@ pub const RRF_K: f32 = 60.0;
 
 /// Candidates taken from each of the full-text and vector lists.
 const PER_LIST: usize = 50;
+
+/// How many of the best fused candidates the reranker reads.
+const RERANK_DEPTH: usize = 30;
+
+/// How many of the best direct hits the second hop reads names from.
+const HOP_SEEDS: usize = 3;
 
 /// How many of the best direct hits seed the graph walk.
 const GRAPH_SEEDS: usize = 5;
@@ -30,11 +36,17 @@ const MAX_QUERY_TERMS: usize = 32;
 
 /// Words too common to say anything about relevance; matching them costs time at scale.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "does", "for", "from", "has", "have", "he", "her",
-    "his", "i", "in", "is", "it", "its", "me", "my", "of", "on", "or", "our", "she", "so", "that", "the", "their",
-    "them", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with",
-    "you", "your",
+    "a", "about", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do",
+    "does", "for", "from", "had", "has", "have", "he", "her", "him", "his", "how", "i", "if", "in", "into", "is", "it",
+    "its", "me", "my", "of", "on", "or", "our", "she", "should", "so", "some", "than", "that", "the", "their", "them",
+    "then", "there", "they", "this", "to", "us", "was", "we", "were", "what", "when", "where", "which", "who", "whom",
+    "whose", "why", "will", "with", "would", "you", "your",
 ];
+
+/// Whether `word` (lowercased) is too common to say anything about relevance.
+pub(crate) fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.contains(&word)
+}
 
 /// Fuses ranked lists: each id scores `sum(1 / (k + rank))` over the lists it appears in
 /// (once per list: a repeat within a list is ignored). Returns ids best first, ties broken by
@@ -59,13 +71,103 @@ pub fn reciprocal_rank_fusion(lists: &[Vec<MemoryId>], k: f32) -> Vec<(MemoryId,
     fused
 }
 
+/// One ranked list to fuse, best first, with its scores and its weight.
+pub(crate) struct Ranked<'a> {
+    list: &'a [(MemoryId, f32)],
+    weight: f32,
+}
+
+impl<'a> Ranked<'a> {
+    pub(crate) fn new(list: &'a [(MemoryId, f32)], weight: f32) -> Self {
+        Self { list, weight }
+    }
+}
+
+/// How much each list counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Weights {
+    text: f32,
+    vectors: f32,
+    graph: f32,
+    dated: f32,
+    mode: u8,
+    k: f32,
+    speaker: f32,
+    hop: f32,
+}
+
+impl Weights {
+    fn current() -> Self {
+        let knobs: Vec<f32> = std::env::var("SPACEBOT_FUSION")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|knob| knob.trim().parse().ok())
+            .collect();
+        let knob = |i: usize, default: f32| knobs.get(i).copied().unwrap_or(default);
+        Self {
+            mode: knob(0, 0.0) as u8,
+            text: knob(1, 1.0),
+            vectors: knob(2, 1.0),
+            graph: knob(3, 1.0),
+            dated: knob(4, 1.0),
+            k: knob(5, 60.0),
+            speaker: knob(6, 0.0),
+            hop: knob(7, 0.0),
+        }
+    }
+}
+
+/// Fuses scored lists. Returns ids best first, ties broken by id, each with its fused score
+/// and its 1-based rank per list.
+pub(crate) fn fuse(lists: &[Ranked<'_>], weights: Weights) -> Vec<(MemoryId, f32, Vec<Option<usize>>)> {
+    let mut fused: HashMap<MemoryId, (f32, Vec<Option<usize>>)> = HashMap::new();
+    for (list_index, ranked) in lists.iter().enumerate() {
+        let top = ranked.list.first().map_or(0.0, |(_, score)| *score);
+        let floor = ranked.list.last().map_or(0.0, |(_, score)| *score);
+        let mut seen = HashSet::new();
+        let mut rank = 0usize;
+        for (id, score) in ranked.list {
+            if !seen.insert(id) {
+                continue;
+            }
+            rank += 1;
+            let part = match weights.mode {
+                0 => 1.0 / (weights.k + rank as f32),
+                1 => {
+                    if top > floor {
+                        (score - floor) / (top - floor)
+                    } else {
+                        1.0
+                    }
+                }
+                _ => {
+                    if top > 0.0 {
+                        score / top
+                    } else {
+                        0.0
+                    }
+                }
+            };
+            let slot = fused.entry(id.clone()).or_insert_with(|| (0.0, vec![None; lists.len()]));
+            slot.0 += ranked.weight * part;
+            slot.1[list_index] = Some(rank);
+        }
+    }
+    let mut fused: Vec<_> = fused.into_iter().map(|(id, (score, ranks))| (id, score, ranks)).collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    fused
+}
+
 /// The words of a query the full-text list ranks by: its distinct words as the index
-/// tokenizes them, stop words left out, at most [`MAX_QUERY_TERMS`].
+/// tokenizes and stems them, stop words left out, at most [`MAX_QUERY_TERMS`].
 pub(crate) fn query_terms(text: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
     for_each_word(text, |word| {
-        if terms.len() < MAX_QUERY_TERMS && !STOP_WORDS.contains(&word) && !terms.iter().any(|known| known == word) {
-            terms.push(word.to_owned());
+        if terms.len() < MAX_QUERY_TERMS && !STOP_WORDS.contains(&word) {
+            let word = stem(word);
+            if !terms.iter().any(|known| *known == *word) {
+                terms.push(word.into_owned());
+            }
         }
     });
     terms
@@ -125,12 +227,186 @@ impl SqliteMemory {
         filter.since = query.since.map(millis);
         filter.until = query.until.map(millis);
 
-        let (text, vector) = self.direct_lists(&filter, &query.text).await?;
-        let direct = reciprocal_rank_fusion(&[text.clone(), vector.clone()], RRF_K);
+        let window = crate::memory::when::period_named(&query.text);
+        let terms = query_terms(&query.text);
+        self.ensure_index().instrument(tracing::trace_span!("recall.generation")).await?;
+        let vector = if self.read_index().vectors.len() == 0 {
+            None
+        } else {
+            self.embed_query(&query.text).instrument(tracing::trace_span!("recall.embed")).await
+        };
+        let dated = window.map(|(since, until)| {
+            let mut dated = filter.clone();
+            dated.since = Some(dated.since.map_or(since, |known| known.max(since)));
+            dated.until = Some(dated.until.map_or(until, |known| known.min(until)));
+            dated
+        });
+        let weights = Weights::current();
+        let index = self.index.clone();
+        let lists_filter = filter.clone();
+        // Milliseconds of CPU at 100,000 memories: keep them off the async workers.
+        let (text, vectors, dated) = tokio::task::spawn_blocking(move || {
+            let index = index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let direct = |filter: &Filter| {
+                let text = tracing::trace_span!("recall.text")
+                    .in_scope(|| index.text.search(&terms, PER_LIST, |entry| filter.admits(entry)));
+                let vectors = match &vector {
+                    Some(vector) => tracing::trace_span!("recall.vectors").in_scope(|| {
+                        index.vectors.nearest_screened(vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
+                    }),
+                    None => Vec::new(),
+                };
+                (
+                    text.into_iter().map(|(id, score)| (id, score as f32)).collect::<Vec<_>>(),
+                    vectors.into_iter().map(|(entry, score)| (entry.id, score)).collect::<Vec<_>>(),
+                )
+            };
+            let (text, vectors) = direct(&lists_filter);
+            // A period named in the query ("in March 2024"): what the words and vectors find
+            // within it is a list of its own.
+            let dated = dated.map(|filter| {
+                let (text, vectors) = direct(&filter);
+                fuse(&[Ranked::new(&text, weights.text), Ranked::new(&vectors, weights.vectors)], weights)
+                    .into_iter()
+                    .map(|(id, score, _)| (id, score))
+                    .collect::<Vec<_>>()
+            });
+            (text, vectors, dated.unwrap_or_default())
+        })
+        .await
+        .map_err(|error| StoreError::new(format!("can't search the memory index: {error}"), false))?;
+
+        let direct = fuse(&[Ranked::new(&text, weights.text), Ranked::new(&vectors, weights.vectors)], weights);
         let seeds: Vec<MemoryId> = direct.iter().take(GRAPH_SEEDS).map(|(id, _, _)| id.clone()).collect();
         let graph = self.graph_list(&filter, &seeds).instrument(tracing::trace_span!("recall.graph")).await?;
-        let fused = reciprocal_rank_fusion(&[text.clone(), vector.clone(), graph.clone()], RRF_K);
-        Ok((filter, RecallLists { text, vector, graph, fused }))
+        let graph_scored: Vec<(MemoryId, f32)> =
+            graph.iter().enumerate().map(|(rank, id)| (id.clone(), 1.0 / (rank as f32 + 1.0))).collect();
+        let hop = self.hop_list(&filter, &query.text, &seeds).instrument(tracing::trace_span!("recall.hop")).await?;
+        let fused = fuse(
+            &[
+                Ranked::new(&text, weights.text),
+                Ranked::new(&vectors, weights.vectors),
+                Ranked::new(&graph_scored, weights.graph),
+                Ranked::new(&dated, weights.dated),
+                Ranked::new(&hop, weights.hop),
+            ],
+            weights,
+        );
+        let fused = self.rerank(fused, &query.text, weights).instrument(tracing::trace_span!("recall.rerank")).await?;
+        let ids = |list: &[(MemoryId, f32)]| list.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+        Ok((filter, RecallLists { text: ids(&text), vector: ids(&vectors), graph, fused }))
+    }
+
+    /// The contents of `ids`, by id.
+    async fn contents(&self, ids: &[MemoryId]) -> Result<HashMap<String, String>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(MemoryId::as_str).collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT m.id, m.content FROM json_each(?1) AS listed CROSS JOIN memories m ON m.id = listed.value",
+        )
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| store_error("read recalled memories", error))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The second hop: the names and numbers the best direct hits mention that the query does
+    /// not ("my cousin Mira is getting married" for "what is Nate baking for his cousin's
+    /// wedding"), searched for by words with the query's own words, so a later turn that names
+    /// only Mira ("Mira asked me to bake the cake") is found.
+    async fn hop_list(
+        &self,
+        filter: &Filter,
+        text: &str,
+        seeds: &[MemoryId],
+    ) -> Result<Vec<(MemoryId, f32)>, StoreError> {
+        let seeds = &seeds[..seeds.len().min(HOP_SEEDS)];
+        if seeds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let contents = self.contents(seeds).await?;
+        // Who speaks in the seeds: their names say who, not what, and are no hop.
+        let mut speakers: Vec<String> = Vec::new();
+        for content in contents.values() {
+            if let Some(speaker) = crate::memory::write::speaker_of(content) {
+                for_each_word(speaker, |word| speakers.push(word.to_owned()));
+            }
+        }
+        // A query that names its own particular thing ("when did Nate go to Kyoto") needs no hop.
+        if crate::memory::write::particulars(text).iter().any(|name| !speakers.contains(name)) {
+            return Ok(Vec::new());
+        }
+        let mut terms = query_terms(text);
+        let asked = terms.len();
+        for seed in seeds {
+            let Some(content) = contents.get(seed.as_str()) else { continue };
+            for name in crate::memory::write::particulars(content) {
+                if !terms.contains(&name) && !speakers.contains(&name) && terms.len() < MAX_QUERY_TERMS {
+                    terms.push(name);
+                }
+            }
+        }
+        if terms.len() == asked {
+            return Ok(Vec::new());
+        }
+        let index = self.index.clone();
+        let filter = filter.clone();
+        let seeds: Vec<MemoryId> = seeds.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let index = index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            index
+                .text
+                .search(&terms, PER_LIST, |entry| filter.admits(entry))
+                .into_iter()
+                .filter(|(id, _)| !seeds.contains(id))
+                .map(|(id, score)| (id, score as f32))
+                .collect()
+        })
+        .await
+        .map_err(|error| StoreError::new(format!("can't search the memory index: {error}"), false))
+    }
+
+    /// Reorders the best fused candidates by what their content says about the query: a
+    /// conversational memory said by the person the query names (`Nate: ...` for "what did Nate
+    /// cook") counts more than one said to them or about them.
+    async fn rerank(
+        &self,
+        mut fused: Vec<(MemoryId, f32, Vec<Option<usize>>)>,
+        text: &str,
+        weights: Weights,
+    ) -> Result<Vec<(MemoryId, f32, Vec<Option<usize>>)>, StoreError> {
+        let mut named: Vec<String> = Vec::new();
+        for_each_word(text, |word| named.push(word.to_owned()));
+        let depth = fused.len().min(RERANK_DEPTH);
+        if depth < 2 || weights.speaker == 0.0 {
+            return Ok(fused);
+        }
+        let ids: Vec<&str> = fused[..depth].iter().map(|(id, _, _)| id.as_str()).collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT m.id, m.content FROM json_each(?1) AS listed CROSS JOIN memories m ON m.id = listed.value",
+        )
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| store_error("rerank recalled memories", error))?;
+        let speakers: HashMap<String, bool> = rows
+            .into_iter()
+            .map(|(id, content)| {
+                let said_by_named = crate::memory::write::speaker_of(&content).is_some_and(|speaker| {
+                    let mut all = true;
+                    for_each_word(speaker, |word| all &= named.iter().any(|known| known == word));
+                    all
+                });
+                (id, said_by_named)
+            })
+            .collect();
+        for (id, score, _) in &mut fused[..depth] {
+            if speakers.get(id.as_str()).copied().unwrap_or(false) {
+                *score *= 1.0 + weights.speaker;
+            }
+        }
+        fused[..depth].sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(fused)
     }
 
     pub(crate) async fn recall_hybrid(&self, query: RecallQuery) -> Result<Vec<RecallHit>, StoreError> {
@@ -167,37 +443,6 @@ impl SqliteMemory {
         Ok(hits)
     }
 
-    /// The full-text and vector lists, from the in-memory copies (`indexes.rs`), each
-    /// filtered as it is ranked.
-    async fn direct_lists(&self, filter: &Filter, text: &str) -> Result<(Vec<MemoryId>, Vec<MemoryId>), StoreError> {
-        self.ensure_index().instrument(tracing::trace_span!("recall.generation")).await?;
-        let terms = query_terms(text);
-        let vector = if self.read_index().vectors.len() == 0 {
-            None
-        } else {
-            self.embed_query(text).instrument(tracing::trace_span!("recall.embed")).await
-        };
-        let index = self.index.clone();
-        let filter = filter.clone();
-        // Milliseconds of CPU at 100,000 memories: keep them off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let index = index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let text_list = tracing::trace_span!("recall.text")
-                .in_scope(|| index.text.search(&terms, PER_LIST, |entry| filter.admits(entry)));
-            let vector_list = match vector {
-                Some(vector) => tracing::trace_span!("recall.vectors").in_scope(|| {
-                    index.vectors.nearest_screened(&vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
-                }),
-                None => Vec::new(),
-            };
-            (
-                text_list.into_iter().map(|(id, _)| id).collect(),
-                vector_list.into_iter().map(|(entry, _)| entry.id).collect(),
-            )
-        })
-        .await
-        .map_err(|error| StoreError::new(format!("can't search the memory index: {error}"), false))
-    }
 
     /// The query's unit vector, or `None` when the embedder fails: a recall then ranks by
     /// words and the graph alone rather than fail (an embedding endpoint that is down must not

@@ -1,5 +1,6 @@
-//! The in-memory full-text copy that recall ranks with: every live memory's words, scored with
-//! Okapi BM25 exactly as SQLite's FTS5 `bm25()` scores them (k1 = 1.2, b = 0.75, FTS5's idf).
+//! The in-memory full-text copy that recall ranks with: every live memory's words, stemmed
+//! (`stem`), scored with Okapi BM25 exactly as SQLite's FTS5 `bm25()` scores its tokens (k1 =
+//! 1.2, b = 0.75, FTS5's idf).
 //!
 //! Why a copy: FTS5 computes `bm25()` for every row that matches any query word before it can
 //! sort, reading each row's length from its own table as it goes, so a recall of four words
@@ -59,6 +60,48 @@ pub(crate) fn for_each_word(text: &str, mut each: impl FnMut(&str)) {
         if !folded.is_empty() {
             each(&folded);
         }
+    }
+}
+
+/// The stem of a word `for_each_word` gave: English inflections stripped, conservatively, so
+/// "painting", "painted" and "paints" all index and match as `paint`, "asked" as `ask`, "parties"
+/// as `party`, "baking" and "bake" as `bak`. Only ASCII words of four letters or more change;
+/// a stem keeps at least three letters and a vowel. Both the index and the query words go
+/// through it, so a query matches every inflection of its words.
+pub(crate) fn stem(word: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let bytes = word.as_bytes();
+    if bytes.len() < 4 || !bytes.iter().all(u8::is_ascii_lowercase) {
+        return Cow::Borrowed(word);
+    }
+    let has_vowel = |stem: &str| stem.bytes().any(|b| matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'y'));
+    let mut stem: String = if let Some(base) = word.strip_suffix("ies").filter(|base| base.len() >= 2) {
+        format!("{base}y")
+    } else if let Some(base) = word.strip_suffix("sses") {
+        format!("{base}ss")
+    } else if word.ends_with('s') && !word.ends_with("ss") && !word.ends_with("us") && !word.ends_with("is") {
+        word[..word.len() - 1].to_owned()
+    } else if let Some(base) = word.strip_suffix("ing").filter(|base| base.len() >= 3 && has_vowel(base)) {
+        undouble(base)
+    } else if let Some(base) = word.strip_suffix("ed").filter(|base| base.len() >= 3 && has_vowel(base)) {
+        undouble(base)
+    } else {
+        word.to_owned()
+    };
+    if stem.len() >= 4 && stem.ends_with('e') && !stem.ends_with("ee") {
+        stem.pop();
+    }
+    if stem == word { Cow::Borrowed(word) } else { Cow::Owned(stem) }
+}
+
+/// `runn` → `run`, `stopp` → `stop`; `ll`, `ss` and `zz` stay (`falling` → `fall`).
+fn undouble(base: &str) -> String {
+    let bytes = base.as_bytes();
+    match bytes {
+        [.., a, b] if a == b && !matches!(a, b'l' | b's' | b'z' | b'a' | b'e' | b'i' | b'o' | b'u') => {
+            base[..base.len() - 1].to_owned()
+        }
+        _ => base.to_owned(),
     }
 }
 
@@ -151,6 +194,7 @@ impl TextIndex {
         let mut counts: Vec<(u32, u32)> = Vec::new();
         let mut words = 0u32;
         for_each_word(content, |word| {
+            let word = &*stem(word);
             words = words.saturating_add(1);
             let term = match self.terms.get(word) {
                 Some(&term) => term,
@@ -317,6 +361,25 @@ mod tests {
     }
 
     /// A deterministic word: a few common, most rare, some with accents and capitals.
+    #[test]
+    fn stems_join_the_inflections_of_a_word() {
+        for (words, expected) in [
+            (&["paint", "paints", "painting", "painted"][..], "paint"),
+            (&["ask", "asks", "asked", "asking"][..], "ask"),
+            (&["bake", "baked", "baking", "bakes"][..], "bak"),
+            (&["party", "parties"][..], "party"),
+            (&["run", "running"][..], "run"),
+            (&["fall", "falling"][..], "fall"),
+        ] {
+            for word in words {
+                assert_eq!(stem(word), expected, "{word}");
+            }
+        }
+        for unchanged in ["this", "bus", "class", "need", "news1", "café", "w123", "word3", "red", "mой"] {
+            assert_eq!(stem(unchanged), unchanged);
+        }
+    }
+
     fn word(state: &mut u64) -> String {
         const ACCENTED: &[&str] = &["café", "Crème", "naïve", "ÉCOLE", "Łódź", "København", "Ελληνικά", "мой"];
         *state ^= *state << 13;
@@ -334,6 +397,8 @@ mod tests {
     /// forgotten since), the same top 50 with the same scores, as `bm25()` of the FTS5 index
     /// in the same file computes them.
     #[tokio::test]
+    /// The arithmetic: the words here are ones `stem` leaves as they are, so FTS5 (which does not
+    /// stem) and the copy must agree to the bit.
     async fn ranks_as_fts5_does() {
         use spacebot_core::{MemoryScope, MemoryStore, NewMemory};
 

@@ -346,13 +346,12 @@ impl SqliteMemory {
         let same_partition = |entry: &Entry| {
             *entry.agent == *agent.as_str() && entry.kind == item.memory.kind && *entry.scope_key == *item.scope_key
         };
-        let speaker = speaker_of(&item.memory.content);
         let in_batch = created
             .iter()
             .filter(|(entry, _)| same_partition(entry))
             .filter(|(entry, _)| {
                 // A batch's created memories are inserted in `created` order, with these contents.
-                batch_contents.get(&entry.id).is_some_and(|content| speaker_of(content) == speaker)
+                batch_contents.get(&entry.id).is_some_and(|content| may_merge(content, &item.memory.content))
             })
             .map(|(entry, other)| (entry, crate::embed::dot(vector, other)))
             .filter(|(_, score)| *score >= self.merge_at_write)
@@ -603,6 +602,45 @@ pub(crate) fn speaker_of(content: &str) -> Option<&str> {
     (looks_like_a_name && rest.starts_with(' ')).then_some(label)
 }
 
+/// Whether two near-duplicate contents may merge: the same speaker (see [`speaker_of`]) and
+/// the same particulars, the names and numbers that make a statement a different fact although
+/// its words are alike ("Theo asked me to paint the sign" is not "Lena asked me to paint the
+/// sign", "in 2023" is not "in 2024").
+pub(crate) fn may_merge(a: &str, b: &str) -> bool {
+    speaker_of(a) == speaker_of(b) && mentions_all(b, &particulars(a)) && mentions_all(a, &particulars(b))
+}
+
+/// A content without its speaker label.
+fn body(content: &str) -> &str {
+    match speaker_of(content) {
+        Some(_) => content.split_once(':').map_or(content, |(_, rest)| rest),
+        None => content,
+    }
+}
+
+/// The names and numbers of a content, lowercased: words holding a digit, and capitalised
+/// words longer than one letter that are not common words ("The", "We"), the speaker label
+/// left out.
+pub(crate) fn particulars(content: &str) -> Vec<String> {
+    body(content)
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| {
+            word.chars().any(|c| c.is_ascii_digit())
+                || word.chars().count() > 1
+                    && word.chars().next().is_some_and(char::is_uppercase)
+                    && !crate::memory::recall::is_stop_word(&word.to_lowercase())
+        })
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether every one of `words` is a word of `content` (case-insensitively).
+fn mentions_all(content: &str, words: &[String]) -> bool {
+    let present: std::collections::HashSet<String> =
+        body(content).split(|c: char| !c.is_alphanumeric()).map(str::to_lowercase).collect();
+    words.iter().all(|word| present.contains(word))
+}
+
 /// Merges `item` into the stored memory `into` when it is live and said by the same speaker:
 /// the higher importance, the newer date, both sources. Returns whether it merged.
 async fn merge_into_stored(
@@ -617,7 +655,7 @@ async fn merge_into_stored(
             .fetch_optional(&mut **transaction)
             .await?;
     let Some((content, source)) = stored else { return Ok(false) };
-    if speaker_of(&content) != speaker_of(&item.memory.content) {
+    if !may_merge(&content, &item.memory.content) {
         return Ok(false);
     }
     let updated = sqlx::query(
