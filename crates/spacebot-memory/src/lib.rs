@@ -8,7 +8,7 @@
 //!   were accepted but never answered.
 //! - [`SqliteMemory`] implements [`spacebot_core::MemoryStore`]: an agent's typed memory graph
 //!   (memories, edges, an FTS5 index, embedding vectors, identity anchors) in one SQLite file,
-//!   every write one transaction, hybrid recall fused with Reciprocal Rank Fusion, visibility
+//!   every write one transaction, hybrid recall (words, vectors, graph, dates) fused by score, visibility
 //!   enforced in every query, maintenance (decay, prune, merge, link) and a deterministic
 //!   knowledge render. See `docs/memory.md`.
 //! - Embedders behind [`spacebot_core::Embedder`]: [`HashingEmbedder`] (no dependencies),
@@ -66,5 +66,5 @@ pub use embed::{HashingEmbedder, LOCAL_MODEL_FILES, OpenAiEmbedder, dot, normali
 pub use embed::{LocalEmbedder, LocalModelError};
 pub use error::{Error, Result};
 pub use memory::{Clock, ImportMark, IndexFootprint, RecallLists, SqliteMemory};
-pub use memory::{MAX_CONTENT_BYTES, RRF_K, reciprocal_rank_fusion, text_hash};
+pub use memory::{MAX_CONTENT_BYTES, text_hash};
 pub use sqlite::SqliteLog;

@@ -7,11 +7,12 @@
 //! or in the same transaction, so no operation can leave a stale index or vector row behind.
 //!
 //! Recall is hybrid: a full-text list (BM25 as FTS5 computes it, over an in-memory copy of the
-//! live memories' words, see `text.rs`), a vector list (cosine over an in-memory copy of the
-//! vectors, see `vectors.rs`) and a graph-walk list from the best hits of both, fused with
-//! Reciprocal Rank Fusion (k = 60). Visibility, type and time filters are applied as each list
-//! is ranked, and the final rows are always read from SQLite with the filter, so nothing a
-//! reader may not see can come back. The copies follow the file commit by commit (`indexes.rs`).
+//! live memories' stemmed words, see `text.rs`), a vector list (cosine over an in-memory copy
+//! of the vectors, see `vectors.rs`), a graph-walk list from the best hits of both, a list
+//! within a period the query names and a second hop through the names the best hits mention,
+//! fused by score and reranked by who said what (`recall.rs`). Visibility, type and time
+//! filters are applied as each list is ranked, and the final rows are always read from SQLite
+//! with the filter, so nothing a reader may not see can come back. The copies follow the file commit by commit (`indexes.rs`).
 //!
 //! The stages of a recall and of a save run in `trace`-level spans named `recall.*` and `save.*`
 //! (`recall.text`, `recall.vectors`, `save.insert`, ...), so a subscriber can time them; the
@@ -48,7 +49,7 @@ use crate::memory::audience::Filter;
 use crate::memory::indexes::Indexes;
 use crate::sqlite::SqliteLog;
 
-pub use recall::{RRF_K, RecallLists, reciprocal_rank_fusion};
+pub use recall::RecallLists;
 pub use write::{ImportMark, MAX_CONTENT_BYTES, text_hash};
 
 /// The clock a store reads "now" from; tests inject a fixed one.

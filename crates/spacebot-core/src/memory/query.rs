@@ -82,7 +82,7 @@ impl RecallQuery {
 pub struct RecallHit {
     /// The memory.
     pub memory: Memory,
-    /// The fused score (Reciprocal Rank Fusion).
+    /// The fused score (higher is better; comparable within one recall only).
     pub score: f32,
     /// 1-based rank in the full-text list, if it was there.
     pub text_rank: Option<usize>,

@@ -1,4 +1,15 @@
-//! Hybrid recall: full-text, vector and graph-walk lists fused with Reciprocal Rank Fusion.
+//! Hybrid recall. Up to five ranked lists, each filtered to what the reader may see as it is
+//! ranked:
+//! - words: BM25 over stemmed words, question words left out (`text.rs`);
+//! - vectors: the embedder's nearest neighbours (`vectors.rs`);
+//! - graph: memories reached over edges from the best direct hits;
+//! - dated: words and vectors within a period the query names ("in March 2024", `when.rs`);
+//! - hop: the names the best direct hits mention that the query does not ("my cousin Mira"),
+//!   searched for by words, for questions that need two memories.
+//!
+//! They are fused by score (`fuse`), then the best candidates are reranked: a conversational
+//! memory said by the person the query names (`Nate: ...` for "what did Nate cook") counts
+//! double. The weights are tuned on the recall evaluation (`cargo xtask eval recall`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -12,9 +23,6 @@ use crate::memory::audience::Filter;
 use crate::memory::rows::MemoryRow;
 use crate::memory::text::{for_each_word, stem};
 use crate::memory::{SqliteMemory, invalid, millis};
-
-/// The `k` of Reciprocal Rank Fusion: a hit at rank `r` of a list adds `1 / (k + r)`.
-pub const RRF_K: f32 = 60.0;
 
 /// Candidates taken from each of the full-text and vector lists.
 const PER_LIST: usize = 50;
@@ -48,82 +56,44 @@ pub(crate) fn is_stop_word(word: &str) -> bool {
     STOP_WORDS.contains(&word)
 }
 
-/// Fuses ranked lists: each id scores `sum(1 / (k + rank))` over the lists it appears in
-/// (once per list: a repeat within a list is ignored). Returns ids best first, ties broken by
-/// id, each with its score and its 1-based rank per list.
-pub fn reciprocal_rank_fusion(lists: &[Vec<MemoryId>], k: f32) -> Vec<(MemoryId, f32, Vec<Option<usize>>)> {
-    let mut fused: HashMap<MemoryId, (f32, Vec<Option<usize>>)> = HashMap::new();
-    for (list_index, list) in lists.iter().enumerate() {
-        let mut seen = HashSet::new();
-        let mut rank = 0usize;
-        for id in list {
-            if !seen.insert(id) {
-                continue;
-            }
-            rank += 1;
-            let slot = fused.entry(id.clone()).or_insert_with(|| (0.0, vec![None; lists.len()]));
-            slot.0 += 1.0 / (k + rank as f32);
-            slot.1[list_index] = Some(rank);
-        }
-    }
-    let mut fused: Vec<_> = fused.into_iter().map(|(id, (score, ranks))| (id, score, ranks)).collect();
-    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    fused
-}
-
 /// One ranked list to fuse, best first, with its scores and its weight.
-pub(crate) struct Ranked<'a> {
+struct Ranked<'a> {
     list: &'a [(MemoryId, f32)],
     weight: f32,
 }
 
 impl<'a> Ranked<'a> {
-    pub(crate) fn new(list: &'a [(MemoryId, f32)], weight: f32) -> Self {
+    fn new(list: &'a [(MemoryId, f32)], weight: f32) -> Self {
         Self { list, weight }
     }
 }
 
-/// How much each list counts.
+/// How much each list counts in the fusion, and how much the person a query names counts in
+/// the rerank: tuned on the recall evaluation's tuning half (`cargo xtask eval recall`, even
+/// conversations) and checked on its held-out half; see docs/benchmarks.md.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Weights {
+struct Weights {
     text: f32,
     vectors: f32,
     graph: f32,
     dated: f32,
-    mode: u8,
-    k: f32,
-    speaker: f32,
     hop: f32,
+    /// A memory said by the person the query names scores `1 + speaker` times as much.
+    speaker: f32,
 }
 
-impl Weights {
-    fn current() -> Self {
-        let knobs: Vec<f32> = std::env::var("SPACEBOT_FUSION")
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|knob| knob.trim().parse().ok())
-            .collect();
-        let knob = |i: usize, default: f32| knobs.get(i).copied().unwrap_or(default);
-        Self {
-            mode: knob(0, 0.0) as u8,
-            text: knob(1, 1.0),
-            vectors: knob(2, 1.0),
-            graph: knob(3, 1.0),
-            dated: knob(4, 1.0),
-            k: knob(5, 60.0),
-            speaker: knob(6, 0.0),
-            hop: knob(7, 0.0),
-        }
-    }
-}
+const WEIGHTS: Weights = Weights { text: 1.0, vectors: 0.5, graph: 1.0, dated: 1.0, hop: 0.3, speaker: 1.0 };
 
-/// Fuses scored lists. Returns ids best first, ties broken by id, each with its fused score
-/// and its 1-based rank per list.
-pub(crate) fn fuse(lists: &[Ranked<'_>], weights: Weights) -> Vec<(MemoryId, f32, Vec<Option<usize>>)> {
+/// Fuses scored lists: each list adds `weight × score / top score` for each id it holds (once:
+/// a repeat within a list is ignored), so a list's first counts its full weight and the rest as
+/// far below it as their scores are. Unlike Reciprocal Rank Fusion, which counts ranks alone, a
+/// list whose best hit stands out keeps it first, and a weak list whose scores are all alike
+/// can't pull a strong list's best down by agreeing on mediocre ones. Returns ids best first,
+/// ties broken by id, each with its fused score and its 1-based rank per list.
+fn fuse(lists: &[Ranked<'_>]) -> Vec<(MemoryId, f32, Vec<Option<usize>>)> {
     let mut fused: HashMap<MemoryId, (f32, Vec<Option<usize>>)> = HashMap::new();
     for (list_index, ranked) in lists.iter().enumerate() {
         let top = ranked.list.first().map_or(0.0, |(_, score)| *score);
-        let floor = ranked.list.last().map_or(0.0, |(_, score)| *score);
         let mut seen = HashSet::new();
         let mut rank = 0usize;
         for (id, score) in ranked.list {
@@ -131,23 +101,7 @@ pub(crate) fn fuse(lists: &[Ranked<'_>], weights: Weights) -> Vec<(MemoryId, f32
                 continue;
             }
             rank += 1;
-            let part = match weights.mode {
-                0 => 1.0 / (weights.k + rank as f32),
-                1 => {
-                    if top > floor {
-                        (score - floor) / (top - floor)
-                    } else {
-                        1.0
-                    }
-                }
-                _ => {
-                    if top > 0.0 {
-                        score / top
-                    } else {
-                        0.0
-                    }
-                }
-            };
+            let part = if top > 0.0 { (score / top).max(0.0) } else { 0.0 };
             let slot = fused.entry(id.clone()).or_insert_with(|| (0.0, vec![None; lists.len()]));
             slot.0 += ranked.weight * part;
             slot.1[list_index] = Some(rank);
@@ -241,7 +195,7 @@ impl SqliteMemory {
             dated.until = Some(dated.until.map_or(until, |known| known.min(until)));
             dated
         });
-        let weights = Weights::current();
+        let weights = WEIGHTS;
         let index = self.index.clone();
         let lists_filter = filter.clone();
         // Milliseconds of CPU at 100,000 memories: keep them off the async workers.
@@ -266,7 +220,7 @@ impl SqliteMemory {
             // within it is a list of its own.
             let dated = dated.map(|filter| {
                 let (text, vectors) = direct(&filter);
-                fuse(&[Ranked::new(&text, weights.text), Ranked::new(&vectors, weights.vectors)], weights)
+                fuse(&[Ranked::new(&text, weights.text), Ranked::new(&vectors, weights.vectors)])
                     .into_iter()
                     .map(|(id, score, _)| (id, score))
                     .collect::<Vec<_>>()
@@ -276,7 +230,7 @@ impl SqliteMemory {
         .await
         .map_err(|error| StoreError::new(format!("can't search the memory index: {error}"), false))?;
 
-        let direct = fuse(&[Ranked::new(&text, weights.text), Ranked::new(&vectors, weights.vectors)], weights);
+        let direct = fuse(&[Ranked::new(&text, weights.text), Ranked::new(&vectors, weights.vectors)]);
         let seeds: Vec<MemoryId> = direct.iter().take(GRAPH_SEEDS).map(|(id, _, _)| id.clone()).collect();
         let graph = self.graph_list(&filter, &seeds).instrument(tracing::trace_span!("recall.graph")).await?;
         let graph_scored: Vec<(MemoryId, f32)> =
@@ -290,7 +244,6 @@ impl SqliteMemory {
                 Ranked::new(&dated, weights.dated),
                 Ranked::new(&hop, weights.hop),
             ],
-            weights,
         );
         let fused = self.rerank(fused, &query.text, weights).instrument(tracing::trace_span!("recall.rerank")).await?;
         let ids = |list: &[(MemoryId, f32)]| list.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
@@ -378,7 +331,7 @@ impl SqliteMemory {
         let mut named: Vec<String> = Vec::new();
         for_each_word(text, |word| named.push(word.to_owned()));
         let depth = fused.len().min(RERANK_DEPTH);
-        if depth < 2 || weights.speaker == 0.0 {
+        if depth < 2 {
             return Ok(fused);
         }
         let ids: Vec<&str> = fused[..depth].iter().map(|(id, _, _)| id.as_str()).collect();
@@ -571,28 +524,50 @@ mod tests {
         values.iter().map(|value| MemoryId::from(*value)).collect()
     }
 
-    #[test]
-    fn fusion_scores_are_reciprocal_ranks_with_k_60() {
-        let fused = reciprocal_rank_fusion(&[ids(&["a", "b"]), ids(&["b", "c"])], RRF_K);
-        let b = fused.iter().find(|(id, _, _)| id.as_str() == "b").unwrap();
-        assert!((b.1 - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-7);
-        assert_eq!(b.2, vec![Some(2), Some(1)]);
-        assert_eq!(fused[0].0.as_str(), "b", "in two lists beats first in one");
-        let single = reciprocal_rank_fusion(&[ids(&["x"])], RRF_K);
-        assert!((single[0].1 - 1.0 / 61.0).abs() < 1e-7);
-        assert!(reciprocal_rank_fusion(&[Vec::new(), Vec::new()], RRF_K).is_empty());
+    fn scored(values: &[(&str, f32)]) -> Vec<(MemoryId, f32)> {
+        values.iter().map(|(id, score)| (MemoryId::from(*id), *score)).collect()
     }
 
     #[test]
-    fn a_repeat_within_one_list_counts_once() {
-        let fused = reciprocal_rank_fusion(&[ids(&["a", "a", "b"])], RRF_K);
-        assert!((fused[0].1 - 1.0 / 61.0).abs() < 1e-7);
+    fn fusion_adds_each_lists_score_relative_to_its_best() {
+        let words = scored(&[("a", 10.0), ("b", 5.0)]);
+        let vectors = scored(&[("b", 0.8), ("c", 0.4)]);
+        let fused = fuse(&[Ranked::new(&words, 1.0), Ranked::new(&vectors, 0.5)]);
+        let score = |id: &str| fused.iter().find(|(found, _, _)| found.as_str() == id).unwrap().1;
+        assert!((score("a") - 1.0).abs() < 1e-6);
+        assert!((score("b") - (0.5 + 0.5)).abs() < 1e-6);
+        assert!((score("c") - 0.25).abs() < 1e-6);
+        let b = fused.iter().find(|(id, _, _)| id.as_str() == "b").unwrap();
+        assert_eq!(b.2, vec![Some(2), Some(1)]);
+        assert_eq!(fused[0].0.as_str(), "a", "a tie goes to the smaller id");
+        assert!(fuse(&[Ranked::new(&[], 1.0)]).is_empty());
+    }
+
+    /// What equal-weight Reciprocal Rank Fusion got wrong: a weak list agreeing on a mediocre
+    /// hit pulled it above the strong list's clear best.
+    #[test]
+    fn a_clear_best_stays_first_against_a_flat_weak_list() {
+        let words = scored(&[("answer", 12.0), ("mediocre", 3.0)]);
+        let vectors = scored(&[("noise", 0.31), ("mediocre", 0.30), ("answer", 0.05)]);
+        let fused = fuse(&[Ranked::new(&words, WEIGHTS.text), Ranked::new(&vectors, WEIGHTS.vectors)]);
+        assert_eq!(fused[0].0.as_str(), "answer");
+    }
+
+    #[test]
+    fn a_repeat_within_one_list_counts_once_and_negative_scores_add_nothing() {
+        let words = scored(&[("a", 2.0), ("a", 2.0), ("b", 1.0)]);
+        let fused = fuse(&[Ranked::new(&words, 1.0)]);
+        assert!((fused[0].1 - 1.0).abs() < 1e-6);
         assert_eq!(fused[1].2, vec![Some(2)], "b is second, not third");
+        let vectors = scored(&[("x", 0.5), ("y", -0.2)]);
+        let fused = fuse(&[Ranked::new(&vectors, 1.0)]);
+        assert_eq!(fused[1].1, 0.0);
     }
 
     #[test]
     fn query_terms_are_distinct_words_without_stop_words() {
         assert_eq!(query_terms("What does Alice drink? Alice's CAFÉ"), ["alice", "drink", "s", "cafe"]);
+        assert_eq!(query_terms("How did Nate get painting lessons?"), ["nate", "get", "paint", "lesson"]);
         assert_eq!(query_terms("\"x\" OR NEAR(y)"), ["x", "near", "y"]);
         assert!(query_terms("the a ?!").is_empty());
         let many: String = (0..40).map(|i| format!("w{i} ")).collect();

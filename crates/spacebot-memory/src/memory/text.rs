@@ -65,7 +65,8 @@ pub(crate) fn for_each_word(text: &str, mut each: impl FnMut(&str)) {
 
 /// The stem of a word `for_each_word` gave: English inflections stripped, conservatively, so
 /// "painting", "painted" and "paints" all index and match as `paint`, "asked" as `ask`, "parties"
-/// as `party`, "baking" and "bake" as `bak`. Only ASCII words of four letters or more change;
+/// as `party`, "baking" and "baked" as `bak` ("bake" stays: no rule tells a silent `e` from a
+/// word's own). Only ASCII words of four letters or more change;
 /// a stem keeps at least three letters and a vowel. Both the index and the query words go
 /// through it, so a query matches every inflection of its words.
 pub(crate) fn stem(word: &str) -> std::borrow::Cow<'_, str> {
@@ -75,7 +76,7 @@ pub(crate) fn stem(word: &str) -> std::borrow::Cow<'_, str> {
         return Cow::Borrowed(word);
     }
     let has_vowel = |stem: &str| stem.bytes().any(|b| matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'y'));
-    let mut stem: String = if let Some(base) = word.strip_suffix("ies").filter(|base| base.len() >= 2) {
+    let stem: String = if let Some(base) = word.strip_suffix("ies").filter(|base| base.len() >= 2) {
         format!("{base}y")
     } else if let Some(base) = word.strip_suffix("sses") {
         format!("{base}ss")
@@ -88,9 +89,6 @@ pub(crate) fn stem(word: &str) -> std::borrow::Cow<'_, str> {
     } else {
         word.to_owned()
     };
-    if stem.len() >= 4 && stem.ends_with('e') && !stem.ends_with("ee") {
-        stem.pop();
-    }
     if stem == word { Cow::Borrowed(word) } else { Cow::Owned(stem) }
 }
 
@@ -303,8 +301,9 @@ mod tests {
         Entry::shared_fact(seq)
     }
 
+    /// Query words as the index holds them: stemmed.
     fn terms(text: &str) -> Vec<String> {
-        words(text)
+        words(text).iter().map(|word| stem(word).into_owned()).collect()
     }
 
     fn ids(found: &[(MemoryId, f64)]) -> Vec<&str> {
@@ -366,7 +365,7 @@ mod tests {
         for (words, expected) in [
             (&["paint", "paints", "painting", "painted"][..], "paint"),
             (&["ask", "asks", "asked", "asking"][..], "ask"),
-            (&["bake", "baked", "baking", "bakes"][..], "bak"),
+            (&["baked", "baking"][..], "bak"),
             (&["party", "parties"][..], "party"),
             (&["run", "running"][..], "run"),
             (&["fall", "falling"][..], "fall"),
@@ -375,7 +374,7 @@ mod tests {
                 assert_eq!(stem(word), expected, "{word}");
             }
         }
-        for unchanged in ["this", "bus", "class", "need", "news1", "café", "w123", "word3", "red", "mой"] {
+        for unchanged in ["this", "bus", "class", "need", "news1", "café", "alice", "w123", "word3", "red", "mой"] {
             assert_eq!(stem(unchanged), unchanged);
         }
     }

@@ -201,7 +201,24 @@ impl SqliteMemory {
                                 insert.absorb(item, now);
                                 Some(into)
                             }
-                            None => merge_into_stored(&mut transaction, &into, item, now).await?.then_some(into),
+                            None => {
+                                let mut merged = None;
+                                // The nearest may be another speaker's or about another name;
+                                // then the next few near-duplicates are tried.
+                                let mut candidates = vec![into];
+                                let mut widened = false;
+                                while let Some(candidate) = candidates.pop() {
+                                    if merge_into_stored(&mut transaction, &candidate, item, now).await? {
+                                        merged = Some(candidate);
+                                        break;
+                                    }
+                                    if !widened {
+                                        widened = true;
+                                        candidates = self.more_duplicates(&agent, item, &vector, &candidate);
+                                    }
+                                }
+                                merged
+                            }
                         },
                         None => None,
                     };
@@ -369,6 +386,24 @@ impl SqliteMemory {
             (Some(a), Some(b)) => Some(if a.1 > b.1 { a.0 } else { b.0 }),
             (a, b) => a.or(b).map(|(id, _)| id),
         }
+    }
+
+    /// Live memories of the same agent, type and scope at least `merge_at_write` similar other
+    /// than `tried`, the most similar last (a few at most).
+    fn more_duplicates(&self, agent: &AgentId, item: &Prepared, vector: &[f32], tried: &MemoryId) -> Vec<MemoryId> {
+        const MORE: usize = 8;
+        let index = &self.read_index().vectors;
+        let Some(partition) = index.partition_of(agent.as_str(), item.memory.kind, &item.scope_key) else {
+            return Vec::new();
+        };
+        let mut found: Vec<MemoryId> = index
+            .nearest_within(vector, MORE + 1, self.merge_at_write, |entry| entry.partition == partition)
+            .into_iter()
+            .map(|(entry, _)| entry.id)
+            .filter(|id| id != tried)
+            .collect();
+        found.reverse();
+        found
     }
 
     /// The people the platform ids among `humans` belong to, for those an anchor maps (one

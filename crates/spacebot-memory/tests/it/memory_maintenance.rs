@@ -113,6 +113,42 @@ async fn merge_absorbs_duplicates_within_a_type_and_moves_their_edges() {
     assert_eq!(store.get(&agent(), &keep).await.unwrap().unwrap().importance, 0.9);
 }
 
+/// The maintenance merge follows the write merge's rules: never two people's words, and the
+/// survivor keeps the newer date and both sources.
+#[tokio::test]
+async fn merge_keeps_speakers_apart_and_the_newer_date_and_both_sources() {
+    let (store, clock) = store().await;
+    let store = store.with_merge_similarity(2.0);
+    let save_from = |content: &'static str, source: &'static str, days: i64| {
+        spacebot_core::NewMemory::new(MemoryType::Observation, content, shared())
+            .with_source(source)
+            .with_created_at(clock.now() + chrono::Duration::days(days))
+    };
+    let ids: Vec<_> = store
+        .save_batch(vec![
+            save_from("Joanna: Bye Nate!", "s1", 0),
+            save_from("Nate: Bye Joanna!", "s1", 0),
+            save_from("Nate: bye Joanna", "s7", 60),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|outcome| outcome.id)
+        .collect();
+    let report = store.maintain(&agent(), MaintenanceOptions::default()).await.unwrap();
+    assert_eq!(report.merged, 1, "only Nate's two goodbyes merge");
+    assert!(!store.get(&agent(), &ids[0]).await.unwrap().unwrap().forgotten, "Joanna's stays");
+    let mut live = Vec::new();
+    for id in &ids[1..] {
+        live.extend(store.get(&agent(), id).await.unwrap().filter(|memory| !memory.forgotten));
+    }
+    let [survivor] = live.as_slice() else { panic!("one of Nate's survives: {live:?}") };
+    assert_eq!(survivor.created_at, clock.now() + chrono::Duration::days(60));
+    let mut sources: Vec<&str> = survivor.source.as_deref().unwrap_or_default().split("; ").collect();
+    sources.sort_unstable();
+    assert_eq!(sources, ["s1", "s7"]);
+}
+
 #[tokio::test]
 async fn linking_connects_related_memories_once() {
     let (store, _) = store().await;

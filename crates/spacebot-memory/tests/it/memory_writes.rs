@@ -101,6 +101,89 @@ async fn anchor_defect_near_duplicates_of_different_types_or_scopes_never_merge(
     assert_eq!(same_text_private.status, SaveStatus::Created, "identical text in another scope is its own memory");
 }
 
+/// Found from outside: "Nate: Bye Joanna!" merged into "Joanna: Bye Nate!" (the same words,
+/// cosine 1.0), so recall lost who said it.
+#[tokio::test]
+async fn near_duplicates_said_by_different_people_never_merge() {
+    let (store, _) = store().await;
+    let outcomes = store
+        .save_batch(vec![
+            NewMemory::new(MemoryType::Observation, "Joanna: Bye Nate!", shared()),
+            NewMemory::new(MemoryType::Observation, "Nate: Bye Joanna!", shared()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[1].status, SaveStatus::Created, "in one batch");
+    let later = store.save(NewMemory::new(MemoryType::Observation, "Nate: Joanna, bye!", shared())).await.unwrap();
+    assert_eq!(later.status, SaveStatus::Merged, "the same speaker's near-duplicate still merges");
+    assert_eq!(later.id, outcomes[1].id);
+    let joanna = store.save(NewMemory::new(MemoryType::Observation, "Joanna: Nate, bye!", shared())).await.unwrap();
+    assert_eq!(joanna.id, outcomes[0].id, "and merges into its own speaker's memory");
+}
+
+/// Alike words about another name or number are another fact.
+#[tokio::test]
+async fn near_duplicates_about_other_names_or_numbers_never_merge() {
+    let (store, _) = store().await;
+    let lena = save(&store, MemoryType::Fact, "Lena asked me to paint the sign over the door", shared()).await;
+    for other in ["Theo asked me to paint the sign over the door", "Lena asked me to paint the sign over the door 2"] {
+        let outcome = store.save(NewMemory::new(MemoryType::Fact, other, shared())).await.unwrap();
+        assert_eq!(outcome.status, SaveStatus::Created, "{other}");
+        assert_ne!(outcome.id, lena);
+    }
+}
+
+/// Found from outside: a later mention of an event merged into the earlier one and lost its
+/// date. A merge keeps the newer date and both sources.
+#[tokio::test]
+async fn a_merge_keeps_the_newer_date_and_both_sources() {
+    let (store, clock) = store().await;
+    let agent = AgentId::from("main");
+    let first = store
+        .save(NewMemory::new(MemoryType::Event, "Nate: we adopted a beagle puppy", shared()).with_source("chat#1"))
+        .await
+        .unwrap();
+    let said = clock.now() + chrono::Duration::days(30);
+    let again = store
+        .save(
+            NewMemory::new(MemoryType::Event, "Nate: We adopted a beagle puppy!", shared())
+                .with_source("chat#9")
+                .with_created_at(said),
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.status, &again.id), (SaveStatus::Merged, &first.id));
+    let memory = store.get(&agent, &first.id).await.unwrap().unwrap();
+    assert_eq!(memory.created_at, said, "the newer date");
+    assert_eq!(memory.source.as_deref(), Some("chat#1; chat#9"));
+    // An older mention merged later keeps the newer date.
+    store
+        .save(
+            NewMemory::new(MemoryType::Event, "Nate: we adopted a beagle puppy.", shared())
+                .with_source("chat#0")
+                .with_created_at(said - chrono::Duration::days(90)),
+        )
+        .await
+        .unwrap();
+    let memory = store.get(&agent, &first.id).await.unwrap().unwrap();
+    assert_eq!(memory.created_at, said);
+    assert_eq!(memory.source.as_deref(), Some("chat#1; chat#9; chat#0"));
+}
+
+/// An import of an old conversation dates each memory when it was said.
+#[tokio::test]
+async fn a_memory_can_be_dated_when_it_was_said() {
+    let (store, clock) = store().await;
+    let said = clock.now() - chrono::Duration::days(400);
+    let outcome = store
+        .save(NewMemory::new(MemoryType::Event, "Nate: I ran my first marathon", shared()).with_created_at(said))
+        .await
+        .unwrap();
+    let memory = store.get(&AgentId::from("main"), &outcome.id).await.unwrap().unwrap();
+    assert_eq!(memory.created_at, said);
+    assert_eq!(memory.updated_at, clock.now());
+}
+
 #[tokio::test]
 async fn edges_are_created_on_save_and_unique_per_source_target_and_kind() {
     let (store, _) = store().await;
