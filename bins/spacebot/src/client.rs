@@ -89,6 +89,12 @@ impl Client {
         response.json().await.context("the daemon sent an unreadable usage report")
     }
 
+    /// `GET /api/mcp`: the MCP servers' state and tools.
+    pub(crate) async fn mcp(&self) -> anyhow::Result<serde_json::Value> {
+        let response = self.send_checked(self.request(reqwest::Method::GET, "/api/mcp")).await?;
+        response.json().await.context("the daemon sent an unreadable MCP report")
+    }
+
     /// `POST /webhook/{agent}`.
     pub(crate) async fn post(
         &self,

@@ -145,9 +145,33 @@ impl Shared {
 
 /// The daemon's MCP clients: a task per enabled server, owned here.
 pub struct McpClients {
-    servers: Vec<Arc<Shared>>,
+    servers: McpHandle,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
+}
+
+/// A cheap handle on the servers' live state: their tools and status, for the workers' tool
+/// source and the API, while [`McpClients`] owns the tasks.
+#[derive(Clone)]
+pub struct McpHandle {
+    servers: Arc<[Arc<Shared>]>,
+}
+
+impl McpHandle {
+    /// The tools of the servers connected now, each server's in the order it listed them.
+    pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        self.servers
+            .iter()
+            .flat_map(|server| {
+                server.live.borrow().tools.iter().map(|tool| tool.clone() as Arc<dyn Tool>).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Each server's state and tools, in the configured order.
+    pub fn status(&self) -> Vec<ServerStatus> {
+        self.servers.iter().map(|server| server.status()).collect()
+    }
 }
 
 impl McpClients {
@@ -172,22 +196,22 @@ impl McpClients {
             }
             shared.push(server);
         }
-        Self { servers: shared, tasks, cancel }
+        Self { servers: McpHandle { servers: shared.into() }, tasks, cancel }
     }
 
-    /// The tools of the servers connected now, each server's in the order it listed them.
+    /// A handle on the servers' tools and status.
+    pub fn handle(&self) -> McpHandle {
+        self.servers.clone()
+    }
+
+    /// The tools of the servers connected now (see [`McpHandle::tools`]).
     pub fn tools(&self) -> Vec<Arc<dyn Tool>> {
-        self.servers
-            .iter()
-            .flat_map(|server| {
-                server.live.borrow().tools.iter().map(|tool| tool.clone() as Arc<dyn Tool>).collect::<Vec<_>>()
-            })
-            .collect()
+        self.servers.tools()
     }
 
-    /// Each server's state and tools, in the configured order.
+    /// Each server's state and tools (see [`McpHandle::status`]).
     pub fn status(&self) -> Vec<ServerStatus> {
-        self.servers.iter().map(|server| server.status()).collect()
+        self.servers.status()
     }
 
     /// Waits until no server is connecting any more (each connected, failed, refused or
@@ -195,7 +219,7 @@ impl McpClients {
     /// `spacebot mcp list` without a daemon.
     pub async fn settled(&self, limit: Duration) {
         let all = async {
-            for server in &self.servers {
+            for server in self.servers.servers.iter() {
                 let mut live = server.live.subscribe();
                 let _ = live.wait_for(|live| live.state != ServerState::Connecting).await;
             }
@@ -406,7 +430,7 @@ mod tests {
     /// Waits (at most 300 s of the paused clock) for the first server's state to pass `check`.
     async fn reached(clients: &McpClients, check: impl FnMut(&ServerState) -> bool) {
         let mut check = check;
-        let mut live = clients.servers[0].live.subscribe();
+        let mut live = clients.servers.servers[0].live.subscribe();
         let waiting = live.wait_for(|live| check(&live.state));
         tokio::time::timeout(Duration::from_secs(300), waiting).await.expect("reached within 300 s").unwrap();
     }

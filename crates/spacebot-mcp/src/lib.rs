@@ -20,7 +20,7 @@ mod error;
 mod settings;
 mod tool;
 
-pub use client::{McpClients, ServerState, ServerStatus, ToolInfo};
+pub use client::{McpClients, McpHandle, ServerState, ServerStatus, ToolInfo};
 pub use connect::{PlainLauncher, StdioLauncher};
 pub use error::ConnectError;
 pub use settings::{DEFAULT_TIMEOUT, McpServerSettings, McpTransport, StdioSettings};
