@@ -9,14 +9,14 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::GlobalArgs;
-use crate::client::{Client, block_on};
+use crate::client::{Client, NotRunning, block_on};
 use crate::config::Config;
 
 pub(crate) fn list(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(global)?;
     let report = match block_on(client.mcp())? {
         Ok(report) => report,
-        Err(error) if error.to_string().contains("is not running") => {
+        Err(error) if error.is::<NotRunning>() => {
             let config = Config::load(&global.location())?;
             println!("spacebot is not running: connecting to each MCP server now");
             block_on(connect_now(&config))?

@@ -278,3 +278,35 @@ impl Drop for Server {
         let _ = self.0.wait();
     }
 }
+
+/// Under `tools.sandbox = "auto"` without bubblewrap, a stdio server is refused like the shell,
+/// saying how to fix it (bubblewrap is hidden from the command by its `PATH`).
+#[test]
+fn without_bubblewrap_a_stdio_server_is_refused_under_auto() {
+    let (python, prefix) = python();
+    let script = script();
+    let config = format!(
+        "[[mcp_servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\"]\nread_paths = [\"{}\"]\ntimeout_secs = 5\n\n[api]\nbind = \"127.0.0.1:9\"\n",
+        python.display(),
+        script.display(),
+        prefix.display(),
+    );
+    let home = Home::new(&config);
+    let output = run_cli(
+        &[
+            "--config",
+            home.config_path().to_str().expect("utf-8"),
+            "--data-dir",
+            home.data_dir().to_str().expect("utf-8"),
+            "mcp",
+            "list",
+        ],
+        &[("PATH", "/nonexistent")],
+        home.dir.path(),
+    );
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(listed.contains("py (stdio: ") && listed.contains("refused: stdio MCP servers are disabled"), "{listed}");
+    assert!(listed.contains("apt install bubblewrap") && listed.contains("tools.sandbox = \"off\""), "{listed}");
+    assert!(!listed.contains("py_add"), "{listed}");
+}
