@@ -120,3 +120,87 @@ pub(crate) fn mcp_servers(
     secrets.retain(|secret| !secret.is_empty());
     Ok((servers, secrets))
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Wrapper {
+        mcp_servers: Vec<RawMcpServer>,
+    }
+
+    fn load(toml: &str) -> anyhow::Result<(Vec<McpServerSettings>, Vec<String>)> {
+        let wrapper: Wrapper = Figment::from(Toml::string(toml)).extract()?;
+        mcp_servers(wrapper.mcp_servers, &DataDir::new("/data"))
+    }
+
+    #[test]
+    fn stdio_and_http_servers_are_read_with_their_defaults() {
+        let (servers, secrets) = load(
+            r#"
+            [[mcp_servers]]
+            name = "files"
+            command = "node"
+            args = ["server.js", "/srv"]
+            env = { API_KEY = "literal-key-value" }
+            write_paths = ["/srv"]
+            read_paths = ["/opt/mcp"]
+
+            [[mcp_servers]]
+            name = "web"
+            url = "http://127.0.0.1:8931/mcp"
+            bearer_token = "bearer-value-1234"
+            timeout_secs = 5
+            enabled = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(servers.len(), 2);
+        let McpTransport::Stdio(stdio) = &servers[0].transport else { panic!("{:?}", servers[0]) };
+        assert_eq!(stdio.command, "node");
+        assert_eq!(stdio.args, ["server.js", "/srv"]);
+        assert_eq!(stdio.workdir, PathBuf::from("/data/mcp/files"));
+        assert_eq!(stdio.writable, [PathBuf::from("/srv")]);
+        assert_eq!(stdio.readable, [PathBuf::from("/opt/mcp")]);
+        assert_eq!(servers[0].timeout, spacebot_mcp::DEFAULT_TIMEOUT);
+        assert!(servers[0].enabled);
+        assert_eq!(
+            servers[1].transport,
+            McpTransport::Http {
+                url: "http://127.0.0.1:8931/mcp".to_owned(),
+                bearer_token: Some("bearer-value-1234".to_owned())
+            }
+        );
+        assert_eq!(servers[1].timeout, Duration::from_secs(5));
+        assert!(!servers[1].enabled);
+        assert_eq!(secrets, ["literal-key-value", "bearer-value-1234"]);
+    }
+
+    #[test]
+    fn mistakes_are_refused_naming_the_key() {
+        let cases = [
+            ("[[mcp_servers]]\nname = \"a b\"\ncommand = \"x\"", "mcp_servers[0].name"),
+            (
+                "[[mcp_servers]]\nname = \"a\"\ncommand = \"x\"\n[[mcp_servers]]\nname = \"a\"\ncommand = \"y\"",
+                "already named",
+            ),
+            ("[[mcp_servers]]\nname = \"a\"", "needs `command` (stdio) or `url`"),
+            ("[[mcp_servers]]\nname = \"a\"\ncommand = \"x\"\nurl = \"http://h/mcp\"", "both `command` and `url`"),
+            ("[[mcp_servers]]\nname = \"a\"\nurl = \"ftp://h/mcp\"", "mcp_servers[0].url"),
+            ("[[mcp_servers]]\nname = \"a\"\ncommand = \"x\"\ntimeout_secs = 0", "mcp_servers[0].timeout_secs"),
+            (
+                "[[mcp_servers]]\nname = \"a\"\ncommand = \"x\"\nenv = { K = \"env:SPACEBOT_TEST_SURELY_UNSET_VAR\" }",
+                "mcp_servers[0].env.K",
+            ),
+            ("[[mcp_servers]]\nname = \"a\"\ncommand = \"x\"\nbearer_token = \"t\"", "bearer_token"),
+        ];
+        for (toml, expected) in cases {
+            let error = load(toml).unwrap_err().to_string();
+            assert!(error.contains(expected), "{toml}: {error}");
+        }
+    }
+}
