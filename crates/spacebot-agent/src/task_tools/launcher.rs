@@ -122,7 +122,9 @@ impl Launcher {
         if self.refuse {
             return None;
         }
-        let workdir = mounts.workdir;
+        // The sandbox resolves paths from its own root, so relative ones (a `--data-dir data`)
+        // are made absolute here, from the daemon's current directory.
+        let workdir = &absolute(mounts.workdir);
         let mut command = match &self.bwrap {
             Some(bwrap) => {
                 let mut command = tokio::process::Command::new(bwrap);
@@ -139,18 +141,18 @@ impl Launcher {
                 }
                 command.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
                 // Hidden before anything else is mounted, which may lie inside one of them.
-                for path in &self.hidden {
+                for path in self.hidden.iter().map(|path| absolute(path)) {
                     if path.is_dir() {
                         command.arg("--tmpfs").arg(path);
                     } else if path.exists() {
                         command.arg("--ro-bind").arg("/dev/null").arg(path);
                     }
                 }
-                for path in mounts.readable {
-                    command.arg("--ro-bind").arg(path).arg(path);
+                for path in mounts.readable.iter().map(|path| absolute(path)) {
+                    command.arg("--ro-bind").arg(&path).arg(&path);
                 }
-                for path in mounts.writable {
-                    command.arg("--bind").arg(path).arg(path);
+                for path in mounts.writable.iter().map(|path| absolute(path)) {
+                    command.arg("--bind").arg(&path).arg(&path);
                 }
                 command.arg("--bind").arg(workdir).arg(workdir).arg("--chdir").arg(workdir);
                 command.args(["--unshare-pid", "--die-with-parent", "--new-session"]);
@@ -168,5 +170,50 @@ impl Launcher {
         };
         command.current_dir(workdir).env_clear().env("PATH", SAFE_PATH).env("HOME", workdir).env("LANG", "C.UTF-8");
         Some(command)
+    }
+}
+
+/// `path` made absolute from the current directory (unchanged when that can't be read).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+
+    use super::*;
+
+    /// A data dir, a working directory and mounts given relative to the daemon's current
+    /// directory (`--data-dir data`) still work in the sandbox, which resolves them from its own
+    /// root. Runs where bubblewrap is installed (`.ci/run` installs it).
+    #[tokio::test]
+    async fn relative_paths_are_resolved_before_they_reach_the_sandbox() {
+        if !bubblewrap_available() {
+            return;
+        }
+        let base = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+        let relative = |path: &Path| path.strip_prefix(std::env::current_dir().unwrap()).unwrap().to_path_buf();
+        let data = base.path().join("data");
+        let workdir = data.join("mcp/server");
+        let shared = base.path().join("shared");
+        std::fs::create_dir_all(&workdir).unwrap();
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(data.join("spacebot.db"), "private").unwrap();
+        let settings = TaskToolSettings::default().with_sandbox(Sandbox::Required).with_hidden_paths([relative(&data)]);
+        let launcher = Launcher::new(&settings).unwrap();
+        let (workdir_rel, writable) = (relative(&workdir), [relative(&shared)]);
+        let mut command = launcher
+            .command(
+                Mounts::new(&workdir_rel).with_writable(&writable),
+                OsStr::new("sh"),
+                ["-c", &format!("pwd; echo x > {}/out.txt && echo wrote; cat ../../spacebot.db", shared.display())],
+            )
+            .unwrap();
+        let output = command.stdout(Stdio::piped()).stderr(Stdio::piped()).output().await.unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert!(out.contains(workdir.to_str().unwrap()) && out.contains("wrote"), "{output:?}");
+        assert!(!out.contains("private"), "the hidden data dir was readable: {output:?}");
+        assert!(shared.join("out.txt").exists());
     }
 }
