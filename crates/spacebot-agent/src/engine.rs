@@ -320,7 +320,8 @@ impl AgentProfile {
     }
 
     /// Adds a source of tools workers may call (an MCP client, say), asked for its current set
-    /// each time a worker starts; a name already taken by another tool is left out.
+    /// each time a worker starts; a name already taken by another tool (or the harness's
+    /// `set_status`) is left out.
     pub fn with_tool_source(mut self, source: Arc<dyn ToolSource>) -> Self {
         self.tool_sources.push(source);
         self
@@ -352,7 +353,10 @@ impl AgentProfile {
         let mut tools = self.built_tools()?;
         for source in &self.tool_sources {
             for tool in source.tools() {
-                if tools.iter().all(|known| known.name() != tool.name()) {
+                // The harness's own `set_status` is added by the worker itself.
+                let taken = tool.name() == crate::tools::SET_STATUS_TOOL
+                    || tools.iter().any(|known| known.name() == tool.name());
+                if !taken {
                     tools.push(tool);
                 }
             }
