@@ -539,7 +539,7 @@ struct ChangingTools(std::sync::Mutex<Vec<Arc<dyn spacebot_core::Tool>>>);
 
 impl spacebot_agent::ToolSource for ChangingTools {
     fn tools(&self) -> Vec<Arc<dyn spacebot_core::Tool>> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().map(|tools| tools.clone()).unwrap_or_default()
     }
 }
 
