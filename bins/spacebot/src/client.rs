@@ -63,7 +63,7 @@ impl Client {
     async fn send_checked(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request.send().await.map_err(|error| {
             if error.is_connect() {
-                anyhow::anyhow!("spacebot is not running at {} (start it with `spacebot start`)", self.base)
+                anyhow::Error::new(NotRunning { base: self.base.clone() })
             } else {
                 anyhow::anyhow!("request to {} failed: {error}", self.base)
             }
@@ -125,6 +125,12 @@ impl Client {
         let path = if query.is_empty() { "/api/usage".to_owned() } else { format!("/api/usage?{query}") };
         let response = self.send_checked(self.request(reqwest::Method::GET, &path)).await?;
         response.json().await.context("the daemon sent an unreadable usage report")
+    }
+
+    /// `GET /api/mcp`: the MCP servers' state and tools.
+    pub(crate) async fn mcp(&self) -> anyhow::Result<serde_json::Value> {
+        let response = self.send_checked(self.request(reqwest::Method::GET, "/api/mcp")).await?;
+        response.json().await.context("the daemon sent an unreadable MCP report")
     }
 
     /// `POST /webhook/{agent}`.
@@ -275,6 +281,20 @@ fn take_event(buffer: &mut String) -> Option<Event> {
     }
     None
 }
+
+/// No daemon answers at the client's address (the connection was refused).
+#[derive(Debug)]
+pub(crate) struct NotRunning {
+    base: String,
+}
+
+impl std::fmt::Display for NotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spacebot is not running at {} (start it with `spacebot start`)", self.base)
+    }
+}
+
+impl std::error::Error for NotRunning {}
 
 /// The name messages from this terminal are sent under.
 pub(crate) fn local_user() -> String {

@@ -62,6 +62,8 @@ struct Tasks {
     /// Stops the HTTP API (after the runtime, so reads keep working while turns finish).
     http_stop: CancellationToken,
     http: Option<JoinHandle<std::io::Result<()>>>,
+    /// The MCP servers' clients (stopped with the cortex, after the runtime).
+    mcp: Option<spacebot_mcp::McpClients>,
 }
 
 impl Daemon {
@@ -92,13 +94,16 @@ impl Daemon {
         let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
         let memories = Memories::open(config).await?;
 
+        // MCP servers connect in the background; workers get the tools of those connected when
+        // each starts.
+        let mcp = crate::mcp_setup::start(config, CancellationToken::new());
         let mut profiles = Vec::new();
         for profile in built {
             let profile = match memories.get(profile.id().as_str()) {
                 Some(memory) => profile.with_memory(memory),
                 None => profile,
             };
-            profiles.push(profile);
+            profiles.push(crate::mcp_setup::with_tools(profile, &mcp.handle()));
         }
 
         // The cortex's watchdog ends any process or turn that outlives its limit.
@@ -159,6 +164,7 @@ impl Daemon {
             .with_metrics(metrics)
             .with_usage(store.clone(), config.prices.clone())
             .with_memories(memories.all())
+            .with_mcp_status(mcp_status(mcp.handle()))
             .with_reply_timeout(reply_timeout);
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();
@@ -179,6 +185,7 @@ impl Daemon {
                 usage: Some(usage),
                 http_stop,
                 http: Some(http),
+                mcp: Some(mcp),
             },
         })
     }
@@ -247,6 +254,9 @@ impl Tasks {
         }
         if let Some(Err(error)) = join_optional(self.usage.take()).await {
             tracing::error!(%error, "the usage writer failed");
+        }
+        if let Some(mcp) = self.mcp.take() {
+            mcp.shutdown().await;
         }
         self.http_stop.cancel();
         if let Some(mut http) = self.http.take()
@@ -403,6 +413,11 @@ fn watchdog_settings(profiles: &[AgentProfile]) -> WatchdogSettings {
         settings = settings.with_turn_limit(profile.id().clone(), profile.settings().turn_timeout);
     }
     settings
+}
+
+/// `GET /api/mcp`'s answer: each MCP server's state and tools, read when asked.
+fn mcp_status(mcp: spacebot_mcp::McpHandle) -> spacebot_webhook::StatusSource {
+    Arc::new(move || serde_json::json!({ "servers": mcp.status() }))
 }
 
 /// Waits for a task that may not have been started.
