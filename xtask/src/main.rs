@@ -12,6 +12,9 @@
 //! - `bench [name]`: benchmarks (`memory`, `processes`; all of them without a name), run in
 //!   release mode from `benches/spacebot-bench` (a workspace member that `cargo build` skips);
 //!   figures go to `docs/benchmarks.md`.
+//! - `eval recall [args]`: the recall evaluation (`benches/spacebot-eval`), in release mode:
+//!   hit@1/5/10 per question category for each ranked list and fused; `--embedder local` builds
+//!   it with the `local-embeddings` feature. Figures go to `docs/benchmarks.md`.
 //! - `soak [args]`: builds the `spacebot` binary, then runs the soak harness
 //!   (`benches/spacebot-soak`, a test target run only when selected) against it: kills and
 //!   restarts at seeded moments, invariants checked, an HTTP fuzz pass; see `docs/benchmarks.md`.
@@ -29,6 +32,8 @@ commands:
   tidy    check repository rules (dependency direction, `//!` headers, no mod.rs, ...)
   ci      run fmt --check, clippy -D warnings, the tests (also with local-embeddings) and `soak --trials 20`, stopping at the first failure
   bench   run the benchmarks, or one: `bench memory`, `bench processes` (results: docs/benchmarks.md)
+  eval    `eval recall [--embedder hashing|local] [--model-dir DIR] [--conversations N] [--misses N]`:
+          recall hit@1/5/10 per category, each list and fused, on long conversations (docs/benchmarks.md)
   soak    kill -9 / SIGTERM the real binary at seeded moments, restart, check every invariant, fuzz
           the HTTP API: `soak [--seed N] [--trials N] [--trial T] [--stops N] [--messages N]
           [--idle-ms N] [--fuzz N]` (20 trials by default; exits non-zero on a violation)
@@ -46,6 +51,8 @@ enum Command {
     Bench(Vec<String>),
     /// The soak harness, with its arguments.
     Soak(Vec<String>),
+    /// The recall evaluation, with its arguments.
+    EvalRecall(Vec<String>),
     Help,
 }
 
@@ -75,6 +82,15 @@ fn parse(args: &[String]) -> Result<Command, String> {
             [] if BENCHES.contains(&name.as_str()) => Ok(Command::Bench(vec![name.clone()])),
             [] => Err(format!("unknown benchmark `{name}`; known: {}", BENCHES.join(", "))),
             [extra, ..] => Err(format!("`bench {name}` takes no more arguments, got `{extra}`")),
+        };
+    }
+    if let [command, rest @ ..] = args
+        && command == "eval"
+    {
+        return match rest {
+            [name, rest @ ..] if name == "recall" => Ok(Command::EvalRecall(rest.to_vec())),
+            [name, ..] => Err(format!("unknown evaluation `{name}`; known: recall")),
+            [] => Err("`eval` needs an evaluation: recall".to_owned()),
         };
     }
     if let [command, rest @ ..] = args
@@ -128,6 +144,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Soak(args) => Ok(if soak(&root, &args)? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+        Command::EvalRecall(args) => {
+            let local = args.windows(2).any(|pair| pair[0] == "--embedder" && pair[1] == "local");
+            let mut command = std::process::Command::new(cargo());
+            command.current_dir(&root).args(["run", "--release", "--package", "spacebot-eval"]);
+            if local {
+                command.args(["--features", "local-embeddings"]);
+            }
+            let status = command.args(["--", "recall"]).args(&args).status()?;
+            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Help => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -183,6 +209,13 @@ mod tests {
             parse(&args(&["soak", "--trials", "3"])),
             Ok(Command::Soak(vec!["--trials".to_owned(), "3".to_owned()]))
         );
+        assert_eq!(parse(&args(&["eval", "recall"])), Ok(Command::EvalRecall(Vec::new())));
+        assert_eq!(
+            parse(&args(&["eval", "recall", "--embedder", "local"])),
+            Ok(Command::EvalRecall(vec!["--embedder".to_owned(), "local".to_owned()]))
+        );
+        assert!(parse(&args(&["eval", "speed"])).unwrap_err().contains("`speed`"));
+        assert!(parse(&args(&["eval"])).is_err());
         assert_eq!(parse(&args(&["--help"])), Ok(Command::Help));
     }
 

@@ -26,13 +26,13 @@
 use chrono::{Datelike, Days, NaiveDate};
 
 /// Conversations in the data set.
-pub const CONVERSATIONS: usize = 10;
+pub(crate) const CONVERSATIONS: usize = 10;
 /// Sessions per conversation.
 const SESSIONS: usize = 24;
 
 /// A question's category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Category {
+pub(crate) enum Category {
     SingleHop,
     MultiHop,
     Temporal,
@@ -40,9 +40,9 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 4] = [Category::SingleHop, Category::MultiHop, Category::Temporal, Category::Open];
+    pub(crate) const ALL: [Category; 4] = [Category::SingleHop, Category::MultiHop, Category::Temporal, Category::Open];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Category::SingleHop => "single-hop",
             Category::MultiHop => "multi-hop",
@@ -54,41 +54,39 @@ impl Category {
 
 /// One dialog turn: what one person said in one session.
 #[derive(Debug, Clone)]
-pub struct Turn {
+pub(crate) struct Turn {
     /// `c3:s12:t7`.
-    pub id: String,
-    pub speaker: &'static str,
-    pub text: String,
-    pub date: NaiveDate,
+    pub(crate) id: String,
+    pub(crate) speaker: &'static str,
+    pub(crate) text: String,
+    pub(crate) date: NaiveDate,
 }
 
 impl Turn {
     /// The turn as it is stored: `Speaker: text`.
-    pub fn content(&self) -> String {
+    pub(crate) fn content(&self) -> String {
         format!("{}: {}", self.speaker, self.text)
     }
 }
 
 /// A question about one conversation.
 #[derive(Debug, Clone)]
-pub struct Question {
-    pub conversation: usize,
-    pub category: Category,
-    pub text: String,
+pub(crate) struct Question {
+    pub(crate) category: Category,
+    pub(crate) text: String,
     /// Turn ids; the first answers the question.
-    pub evidence: Vec<String>,
+    pub(crate) evidence: Vec<String>,
 }
 
 /// A conversation and its questions.
 #[derive(Debug, Clone)]
-pub struct Conversation {
-    pub people: [&'static str; 2],
-    pub turns: Vec<Turn>,
-    pub questions: Vec<Question>,
+pub(crate) struct Conversation {
+    pub(crate) turns: Vec<Turn>,
+    pub(crate) questions: Vec<Question>,
 }
 
 /// The whole data set, the same on every run.
-pub fn dataset() -> Vec<Conversation> {
+pub(crate) fn dataset() -> Vec<Conversation> {
     (0..CONVERSATIONS).map(conversation).collect()
 }
 
@@ -178,11 +176,20 @@ const MONTHS: [&str; 12] = [
 
 // Slot values. Lists are long enough that a conversation rarely repeats one.
 const BREEDS: &[&str] = &[
-    "beagle", "golden retriever", "border collie", "dachshund", "labrador", "corgi", "greyhound", "poodle", "husky",
+    "beagle",
+    "golden retriever",
+    "border collie",
+    "dachshund",
+    "labrador",
+    "corgi",
+    "greyhound",
+    "poodle",
+    "husky",
     "spaniel",
 ];
-const PET_NAMES: &[&str] =
-    &["Biscuit", "Pepper", "Mango", "Ziggy", "Olive", "Waffles", "Juniper", "Rocket", "Tofu", "Clover", "Bean", "Maple"];
+const PET_NAMES: &[&str] = &[
+    "Biscuit", "Pepper", "Mango", "Ziggy", "Olive", "Waffles", "Juniper", "Rocket", "Tofu", "Clover", "Bean", "Maple",
+];
 const JOBS: &[(&str, &str)] = &[
     ("nurse", "hospital"),
     ("graphic designer", "studio"),
@@ -196,7 +203,15 @@ const JOBS: &[(&str, &str)] = &[
     ("pharmacist", "pharmacy"),
 ];
 const COMPANIES: &[&str] = &[
-    "Northwind", "Bluebird", "Harbor & Vale", "Greenleaf", "Atlas", "Brightside", "Copperfield", "Riverstone", "Lumen",
+    "Northwind",
+    "Bluebird",
+    "Harbor & Vale",
+    "Greenleaf",
+    "Atlas",
+    "Brightside",
+    "Copperfield",
+    "Riverstone",
+    "Lumen",
     "Oakridge",
 ];
 const CITIES: &[(&str, &str)] = &[
@@ -335,7 +350,11 @@ const PREFERENCES: &[(&str, &str, &str)] = &[
         "appreciate a houseplant as a gift",
         "like a new plant for the balcony",
     ),
-    ("I still can't resist a good board game night with friends", "say yes to a games evening", "come to a board game night"),
+    (
+        "I still can't resist a good board game night with friends",
+        "say yes to a games evening",
+        "come to a board game night",
+    ),
     ("Horror films give me nightmares for a week", "avoid watching a scary movie", "get nightmares from a horror film"),
     ("I wake up at five to get a swim in before work", "be an early riser", "go for a swim before work"),
 ];
@@ -389,7 +408,8 @@ const FAREWELLS: &[&str] = &[
     "Gotta go, great catching up {B}!",
     "Talk later {B}, have a good week!",
 ];
-const FAREWELL_REPLIES: &[&str] = &["Bye {A}!", "Take care {A}!", "See you {A}!", "Later {A}, good luck with everything!"];
+const FAREWELL_REPLIES: &[&str] =
+    &["Bye {A}!", "Take care {A}!", "See you {A}!", "Later {A}, good luck with everything!"];
 const REACTIONS: &[&str] = &[
     "No way, {thing}? That's so exciting!",
     "Wait, {thing}? Tell me more!",
@@ -403,6 +423,8 @@ const REACTIONS: &[&str] = &[
 struct Event {
     turns: Vec<(usize, String)>,
     questions: Vec<(Category, String, Vec<usize>)>,
+    /// A kind that recurs (a trip, a book, a dinner, a film): asked about by month later.
+    recurring: Option<&'static str>,
 }
 
 /// The multi-hop threads of a conversation: those waiting for their second turn, and the
@@ -480,7 +502,7 @@ fn conversation(index: usize) -> Conversation {
     let mut questions: Vec<Question> = Vec::new();
     let mut threads = Threads::default();
     // What each person did per recurring kind, with the turn and date (temporal "in <month>").
-    let mut dated: Vec<(usize, &'static str, String, String, NaiveDate)> = Vec::new();
+    let mut dated: Vec<(usize, &'static str, String, NaiveDate)> = Vec::new();
 
     for session in 0..SESSIONS {
         let mut number = 0usize;
@@ -493,13 +515,12 @@ fn conversation(index: usize) -> Conversation {
         let opener = rng.below(2);
         let other = 1 - opener;
         let fill = |template: &str, a: usize, b: usize| template.replace("{A}", names[a]).replace("{B}", names[b]);
-        push(&mut turns, opener, fill(*rng.pick(GREETINGS), opener, other));
-        push(&mut turns, other, fill(*rng.pick(GREETING_REPLIES), opener, other));
+        push(&mut turns, opener, fill(rng.pick::<&str>(GREETINGS), opener, other));
+        push(&mut turns, other, fill(rng.pick::<&str>(GREETING_REPLIES), opener, other));
 
         // Finish the threads due now.
         let due: Vec<Pending> = {
-            let (now, later): (Vec<Pending>, Vec<Pending>) =
-                threads.pending.drain(..).partition(|p| p.due <= session);
+            let (now, later): (Vec<Pending>, Vec<Pending>) = threads.pending.drain(..).partition(|p| p.due <= session);
             threads.pending = later;
             now
         };
@@ -515,12 +536,7 @@ fn conversation(index: usize) -> Conversation {
                 format!("What is {} {question} {} {}?", person.name, person.possessive, thread.relation),
                 format!("What did {}'s {} ask {} to do?", person.name, thread.relation, person.object()),
             );
-            questions.push(Question {
-                conversation: index,
-                category: Category::MultiHop,
-                text,
-                evidence: vec![id, thread.intro_turn],
-            });
+            questions.push(Question { category: Category::MultiHop, text, evidence: vec![id, thread.intro_turn] });
         }
 
         let events = 4 + rng.below(2);
@@ -530,7 +546,7 @@ fn conversation(index: usize) -> Conversation {
                 push(&mut turns, speaker, (*rng.pick(GENERIC_FILLER)).to_owned());
             }
             let speaker = rng.below(2);
-            let event = event(&mut rng, people[speaker], names[1 - speaker], session, date, &mut threads, speaker);
+            let event = event(&mut rng, people[speaker], session, &mut threads, speaker);
             let mut ids = Vec::new();
             for (offset, text) in event.turns {
                 let who = if offset == 0 { speaker } else { 1 - speaker };
@@ -539,32 +555,27 @@ fn conversation(index: usize) -> Conversation {
             if let Some(thread) = threads.pending.iter_mut().find(|p| p.intro_turn.is_empty()) {
                 thread.intro_turn = ids[0].clone();
             }
+            if let Some(kind) = event.recurring {
+                dated.push((speaker, kind, ids[0].clone(), date));
+            }
             for (category, text, evidence) in event.questions {
                 let evidence: Vec<String> = evidence.iter().filter_map(|&i| ids.get(i).cloned()).collect();
-                if category == Category::Temporal && text.starts_with("#dated#") {
-                    // "#dated#kind#what": a recurring kind, asked about by month later.
-                    let mut parts = text.splitn(4, '#').skip(2);
-                    let kind = parts.next().unwrap_or_default();
-                    let what = parts.next().unwrap_or_default().to_owned();
-                    dated.push((speaker, static_kind(kind), what, evidence[0].clone(), date));
-                    continue;
-                }
-                questions.push(Question { conversation: index, category, text, evidence });
+                questions.push(Question { category, text, evidence });
             }
         }
-        push(&mut turns, opener, fill(*rng.pick(FAREWELLS), opener, other));
-        push(&mut turns, other, fill(*rng.pick(FAREWELL_REPLIES), opener, other));
+        push(&mut turns, opener, fill(rng.pick::<&str>(FAREWELLS), opener, other));
+        push(&mut turns, other, fill(rng.pick::<&str>(FAREWELL_REPLIES), opener, other));
         date = date.checked_add_days(Days::new(10 + rng.below(11) as u64)).unwrap_or(date);
     }
 
     // Month questions: only for a (person, kind) done in two or more different months, so the
     // words alone can't tell which one is meant.
-    for (position, (speaker, kind, what, turn, when)) in dated.iter().enumerate() {
+    for (position, (speaker, kind, turn, when)) in dated.iter().enumerate() {
         let others = dated
             .iter()
-            .filter(|(s, k, _, _, d)| s == speaker && k == kind && (d.year(), d.month()) != (when.year(), when.month()))
+            .filter(|(s, k, _, d)| s == speaker && k == kind && (d.year(), d.month()) != (when.year(), when.month()))
             .count();
-        let same_month = dated.iter().enumerate().any(|(other, (s, k, _, _, d))| {
+        let same_month = dated.iter().enumerate().any(|(other, (s, k, _, d))| {
             other != position && s == speaker && k == kind && (d.year(), d.month()) == (when.year(), when.month())
         });
         if others == 0 || same_month {
@@ -578,20 +589,10 @@ fn conversation(index: usize) -> Conversation {
             "book" => format!("Which book was {} reading in {month} {}?", person.name, when.year()),
             _ => format!("Which film did {} see in {month} {}?", person.name, when.year()),
         };
-        let _ = what;
-        questions.push(Question { conversation: index, category: Category::Temporal, text, evidence: vec![turn.clone()] });
+        questions.push(Question { category: Category::Temporal, text, evidence: vec![turn.clone()] });
     }
     // Threads never finished (started too late): their questions were never asked.
-    Conversation { people: names, turns, questions }
-}
-
-fn static_kind(kind: &str) -> &'static str {
-    match kind {
-        "cook" => "cook",
-        "trip" => "trip",
-        "book" => "book",
-        _ => "movie",
-    }
+    Conversation { turns, questions }
 }
 
 /// A question in the words of its turn (`overlap`) or in other words, answered by the event's
@@ -605,22 +606,12 @@ fn reaction(rng: &mut Rng, thing: &str) -> String {
 }
 
 /// One life event of `person`, told to `listener`.
-fn event(
-    rng: &mut Rng,
-    person: Person,
-    listener: &str,
-    session: usize,
-    date: NaiveDate,
-    threads: &mut Threads,
-    speaker: usize,
-) -> Event {
+fn event(rng: &mut Rng, person: Person, session: usize, threads: &mut Threads, speaker: usize) -> Event {
     let name = person.name;
     let their = person.possessive;
-    let they = person.subject;
     let mut questions = Vec::new();
+    let mut recurring = None;
     let turns: Vec<(usize, String)>;
-    let when_month = MONTHS[date.month0() as usize];
-    let _ = when_month;
     // Half the questions share the turn's key words, half say it in other words.
     let overlap = rng.chance(50);
     let mut kind = rng.below(16);
@@ -674,7 +665,7 @@ fn event(
             let (city, sight) = *threads.fresh(rng, speaker, "city", CITIES);
             turns = vec![
                 (0, format!("I just got back from {city}! The {sight} was the highlight.")),
-                (1, reaction(rng, &format!("{city}"))),
+                (1, reaction(rng, city)),
             ];
             questions.push(ask(
                 overlap,
@@ -683,7 +674,7 @@ fn event(
                 format!("Where did {name} go that had a {sight}?"),
             ));
             questions.push((Category::Temporal, format!("When did {name} travel to {city}?"), vec![0]));
-            questions.push((Category::Temporal, format!("#dated#trip#{city}"), vec![0]));
+            recurring = Some("trip");
         }
         4 => {
             let (hobby, detail) = *threads.fresh(rng, speaker, "hobby", HOBBIES);
@@ -711,7 +702,7 @@ fn event(
                 format!("Who wrote '{title}', which {name} can't put down?"),
                 format!("Who is the author of '{title}', the novel {name} was enjoying?"),
             ));
-            questions.push((Category::Temporal, format!("#dated#book#{title}"), vec![0]));
+            recurring = Some("book");
         }
         6 | 7 => {
             let dish = *threads.fresh(rng, speaker, "dish", DISHES);
@@ -727,7 +718,7 @@ fn event(
                 format!("What did {name} make for {occasion}?"),
                 format!("Which dish did {name} prepare for {occasion}?"),
             ));
-            questions.push((Category::Temporal, format!("#dated#cook#{dish}"), vec![0]));
+            recurring = Some("cook");
         }
         8 => {
             let car = *threads.fresh(rng, speaker, "car", CARS);
@@ -788,7 +779,7 @@ fn event(
                 format!("Which film did {name} see at the cinema with {companion}?"),
                 format!("Which movie did {name} watch with {companion}?"),
             ));
-            questions.push((Category::Temporal, format!("#dated#movie#{movie}"), vec![0]));
+            recurring = Some("movie");
         }
         12 => {
             let gift = *threads.fresh(rng, speaker, "gift", GIFTS);
@@ -861,8 +852,7 @@ fn event(
             ));
         }
     }
-    let _ = (listener, they);
-    Event { turns, questions }
+    Event { turns, questions, recurring }
 }
 
 #[cfg(test)]
@@ -874,13 +864,13 @@ mod tests {
     #[test]
     fn the_data_set_has_a_thousand_questions_in_every_category_with_known_evidence() {
         let data = dataset();
-        let questions: Vec<&Question> = data.iter().flat_map(|c| &c.questions).collect();
+        let questions: Vec<(&Conversation, &Question)> =
+            data.iter().flat_map(|c| c.questions.iter().map(move |q| (c, q))).collect();
         assert!(questions.len() >= 1000, "{} questions", questions.len());
         let mut per_category: HashMap<Category, usize> = HashMap::new();
-        for question in &questions {
+        for (conversation, question) in &questions {
             *per_category.entry(question.category).or_default() += 1;
-            let turns: HashSet<&str> =
-                data[question.conversation].turns.iter().map(|turn| turn.id.as_str()).collect();
+            let turns: HashSet<&str> = conversation.turns.iter().map(|turn| turn.id.as_str()).collect();
             assert!(!question.evidence.is_empty(), "{}", question.text);
             for id in &question.evidence {
                 assert!(turns.contains(id.as_str()), "{}: evidence {id} is no turn", question.text);
@@ -902,21 +892,14 @@ mod tests {
     #[test]
     fn a_multi_hop_answer_turn_names_the_thread_without_its_first_description() {
         let data = dataset();
-        let question = data.iter().flat_map(|c| &c.questions).find(|q| q.category == Category::MultiHop).unwrap();
-        let turns = &data[question.conversation].turns;
+        let (conversation, question) = data
+            .iter()
+            .flat_map(|c| c.questions.iter().map(move |q| (c, q)))
+            .find(|(_, q)| q.category == Category::MultiHop)
+            .unwrap();
+        let turns = &conversation.turns;
         let answer = turns.iter().find(|t| t.id == question.evidence[0]).unwrap();
         let intro = turns.iter().find(|t| t.id == question.evidence[1]).unwrap();
         assert!(intro.date < answer.date, "{intro:?} then {answer:?}");
-    }
-}
-#[cfg(test)]
-mod dump {
-    #[test]
-    fn dump() {
-        let data = super::dataset();
-        for q in data[0].questions.iter().filter(|q| q.category == super::Category::MultiHop) {
-            let turns: Vec<String> = q.evidence.iter().map(|e| data[0].turns.iter().find(|t| &t.id == e).unwrap().content()).collect();
-            println!("{} => {:?}", q.text, turns);
-        }
     }
 }

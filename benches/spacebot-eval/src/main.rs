@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::{NaiveTime, TimeZone, Utc};
 
-use spacebot_core::{AgentId, Embedder, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery, Visibility};
+use spacebot_core::{
+    AgentId, Embedder, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery, Visibility,
+};
 use spacebot_memory::{HashingEmbedder, SqliteMemory};
 
 mod data;
@@ -93,11 +95,9 @@ fn embedder(options: &Options) -> anyhow::Result<Arc<dyn Embedder>> {
 
 #[cfg(feature = "local-embeddings")]
 fn local_embedder(options: &Options) -> anyhow::Result<Arc<dyn Embedder>> {
-    let dir = options
-        .model_dir
-        .clone()
-        .or_else(|| std::env::var("SPACEBOT_TEST_EMBEDDING_MODEL_DIR").ok())
-        .context("--embedder local needs --model-dir DIR or SPACEBOT_TEST_EMBEDDING_MODEL_DIR (scripts/fetch-models)")?;
+    let dir = options.model_dir.clone().or_else(|| std::env::var("SPACEBOT_TEST_EMBEDDING_MODEL_DIR").ok()).context(
+        "--embedder local needs --model-dir DIR or SPACEBOT_TEST_EMBEDDING_MODEL_DIR (scripts/fetch-models)",
+    )?;
     Ok(Arc::new(spacebot_memory::LocalEmbedder::load(&dir)?))
 }
 
@@ -137,7 +137,8 @@ impl Report {
         let mut times = self.times.clone();
         times.sort();
         let percentile = |p: f64| {
-            times.get(((times.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default().as_secs_f64() * 1e3
+            times.get(((times.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default().as_secs_f64()
+                * 1e3
         };
         out.push_str(&format!(
             "{} turns stored as {} memories; {} recalls: p50 {:.2} ms, p95 {:.2} ms\n\n",
@@ -173,7 +174,11 @@ impl Report {
     }
 }
 
-async fn evaluate(conversations: &[Conversation], embedder: Arc<dyn Embedder>, misses: usize) -> anyhow::Result<Report> {
+async fn evaluate(
+    conversations: &[Conversation],
+    embedder: Arc<dyn Embedder>,
+    misses: usize,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let agent = AgentId::from("eval");
     let mut shown: HashMap<Category, usize> = HashMap::new();
@@ -182,11 +187,8 @@ async fn evaluate(conversations: &[Conversation], embedder: Arc<dyn Embedder>, m
         let memory_of = store_turns(&store, &agent, conversation).await?;
         report.turns += conversation.turns.len();
         report.memories += memory_of.values().collect::<std::collections::HashSet<_>>().len();
-        let content: HashMap<&MemoryId, String> = conversation
-            .turns
-            .iter()
-            .filter_map(|turn| Some((memory_of.get(&turn.id)?, turn.content())))
-            .collect();
+        let content: HashMap<&MemoryId, String> =
+            conversation.turns.iter().filter_map(|turn| Some((memory_of.get(&turn.id)?, turn.content()))).collect();
         let half = if index % 2 == 0 { "tuning" } else { "held-out" };
         for question in &conversation.questions {
             let answer = memory_of.get(&question.evidence[0]).context("an evidence turn was not stored")?;

@@ -348,8 +348,7 @@ async fn import(
                 (memory, ImportMark::new(hash.clone(), *index))
             })
             .collect();
-        let outcomes =
-            store.save_imported(items).await.with_context(|| format!("can't import {}", file.display()))?;
+        let outcomes = store.save_imported(items).await.with_context(|| format!("can't import {}", file.display()))?;
         tally.count(&outcomes);
         saved += batch.len() as u64;
         bar.show(saved, total);

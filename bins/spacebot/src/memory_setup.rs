@@ -88,7 +88,9 @@ impl Memories {
     }
 
     /// Every agent's memory, for the API's memory search.
-    pub(crate) fn all(&self) -> impl Iterator<Item = (spacebot_core::AgentId, Arc<dyn spacebot_core::MemoryStore>)> + '_ {
+    pub(crate) fn all(
+        &self,
+    ) -> impl Iterator<Item = (spacebot_core::AgentId, Arc<dyn spacebot_core::MemoryStore>)> + '_ {
         self.stores.iter().map(|(id, store)| {
             let store: Arc<dyn spacebot_core::MemoryStore> = store.clone();
             (spacebot_core::AgentId::from(id.as_str()), store)

@@ -113,6 +113,9 @@ impl MemoryStore for FakeMemory {
         let mut stored = Memory::new(id.clone(), memory.kind, memory.content, memory.scope);
         stored.importance = memory.importance;
         stored.source = memory.source;
+        if let Some(at) = memory.created_at {
+            stored.created_at = at;
+        }
         for edge in memory.edges {
             state.edges.push(Edge::new(id.clone(), edge.target, edge.kind, edge.weight));
         }

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use spacebot_core::{
-    AgentId, ConversationId, ConversationLog, InboundMessage, MemoryStore, RuntimeHandle, Sender, StoredMessage, UsageLedger,
+    AgentId, ConversationId, ConversationLog, InboundMessage, MemoryStore, RuntimeHandle, Sender, StoredMessage,
+    UsageLedger,
 };
 
 use crate::access::{Caller, Scope, ScopedToken};

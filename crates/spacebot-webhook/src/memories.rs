@@ -3,9 +3,9 @@
 //! second model load and does not reopen the store. Every memory is searched, private ones
 //! included, so the route needs the `admin` scope for the agent.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -89,6 +89,7 @@ pub(crate) const RULES: &[CrateRule] = &[
     rule("spacebot-testing",  Only(CORE),                             Any,                &[]),
     rule("spacebot",          Any,                                    Any,                &[]),
     rule("spacebot-bench",    Only(&["spacebot-core", "spacebot-memory", "spacebot-agent"]), Any, &[]),
+    rule("spacebot-eval",     Only(&["spacebot-core", "spacebot-memory"]), Any,        &[]),
     // The soak harness drives the built binary; it needs only the fake model (a dev-dependency).
     rule("spacebot-soak",     Only(&[]),                              Any,                &[]),
     rule("xtask",             Only(&[]),                              Only(&[]),          &[]),
@@ -102,8 +103,15 @@ pub(crate) const RULES: &[CrateRule] = &[
 const DEV_ONLY: &[&str] = &["spacebot-testing"];
 
 /// The top of the graph: nothing may depend on these, in any kind of table.
-const TOPS: &[&str] =
-    &["spacebot", "spacebot-bench", "spacebot-soak", "xtask", "example-custom-adapter", "example-embed"];
+const TOPS: &[&str] = &[
+    "spacebot",
+    "spacebot-bench",
+    "spacebot-eval",
+    "spacebot-soak",
+    "xtask",
+    "example-custom-adapter",
+    "example-embed",
+];
 
 /// Where the table lives, for violations about the table itself.
 const TABLE_LOCATION: &str = "xtask/src/tidy/deps.rs";

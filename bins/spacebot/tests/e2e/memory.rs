@@ -184,3 +184,95 @@ async fn the_cli_embeds_with_the_daemons_embedder_so_nobody_reindexes() {
     assert!(status.success());
     assert!(logs.iter().any(|l| l.contains("embedder changed")), "no reindex back:\n{}", logs.join("\n"));
 }
+
+/// The memory CLI for other programs: JSON Lines in (with a tally of what was stored, merged and
+/// skipped, and nothing saved from a file with a bad line), JSON out, and a search the running
+/// daemon answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_cli_imports_json_lines_prints_json_and_searches_through_the_daemon() {
+    let model = FakeLlmServer::start().await;
+    model.respond_with(script);
+    let home = Home::new(&openai_config(&model.openai_base_url()));
+    let data_dir = home.data_dir();
+    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let config = home.config_path();
+    let config = config.to_str().expect("utf-8 path");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", config, "--data-dir", data_dir];
+        all.extend_from_slice(args);
+        let out = run_cli(&all, &[], home.dir.path());
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let lines = home.dir.path().join("turns.jsonl");
+    std::fs::write(
+        &lines,
+        concat!(
+            r#"{"content": "Nate: We adopted a beagle puppy named Mango", "source": "chat:s3:t4", "created_at": "2023-05-08T12:00:00Z"}"#,
+            "\n",
+            r#"{"content": "Joanna: Mango is such a cute name", "source": "chat:s3:t5", "type": "observation"}"#,
+            "\n\n",
+            r#"{"content": "Nate: I start as a nurse on Monday", "importance": 0.9}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let lines = lines.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = cli(&["memory", "import", "--type", "event", lines]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("3 stored, 0 merged into similar memories, 0 skipped"), "{stdout}");
+    let (ok, stdout, _) = cli(&["memory", "import", "--type", "event", lines]);
+    assert!(ok && stdout.contains("0 stored, 0 merged into similar memories, 3 skipped"), "{stdout}");
+
+    let bad = home.dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"content\": \"Nate: fine line\"}\n{\"text\": \"the wrong field\"}\n").unwrap();
+    let (ok, _, stderr) = cli(&["memory", "import", bad.to_str().expect("utf-8 path")]);
+    assert!(!ok && stderr.contains("bad.jsonl line 2"), "{stderr}");
+
+    let (ok, stdout, stderr) = cli(&["memory", "list", "--json"]);
+    assert!(ok, "{stderr}");
+    let listed: Vec<Value> = serde_json::from_str(&stdout).expect("a JSON array");
+    assert_eq!(listed.len(), 3, "the bad file saved nothing: {listed:#?}");
+    let puppy = listed.iter().find(|m| m["content"].as_str().unwrap_or_default().contains("beagle")).unwrap();
+    assert_eq!(puppy["source"], "chat:s3:t4");
+    assert_eq!(puppy["kind"], "event");
+    assert!(puppy["created_at"].as_str().unwrap_or_default().starts_with("2023-05-08"), "{puppy}");
+    let cute = listed.iter().find(|m| m["content"].as_str().unwrap_or_default().contains("cute")).unwrap();
+    assert_eq!(cute["kind"], "observation", "a line's own type wins");
+
+    let (ok, stdout, stderr) =
+        cli(&["memory", "search", "--json", "--local", "which", "beagle", "did", "Nate", "adopt"]);
+    assert!(ok, "{stderr}");
+    let hits: Vec<Value> = serde_json::from_str(&stdout).expect("a JSON array");
+    assert!(hits[0]["memory"]["content"].as_str().unwrap_or_default().contains("Mango"), "{hits:#?}");
+    assert!(hits[0]["score"].as_f64().is_some() && hits[0].get("text_rank").is_some(), "{}", hits[0]);
+
+    // With the daemon running, search asks it: pointed at an empty data dir, the CLI still finds
+    // what the daemon holds.
+    let daemon = Daemon::start(&home).await;
+    let empty = home.dir.path().join("empty");
+    let out = run_cli(
+        &[
+            "--config",
+            config,
+            "--data-dir",
+            empty.to_str().expect("utf-8 path"),
+            "--url",
+            &daemon.base,
+            "memory",
+            "search",
+            "--json",
+            "nurse",
+        ],
+        &[],
+        home.dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let hits: Vec<Value> = serde_json::from_str(&stdout).expect("a JSON array");
+    assert!(hits[0]["memory"]["content"].as_str().unwrap_or_default().contains("nurse"), "{hits:#?}");
+    assert!(!empty.join("agents").exists(), "the CLI did not open a store of its own");
+    let (status, _) = daemon.stop().await;
+    assert!(status.success());
+}

@@ -206,7 +206,9 @@ impl SqliteMemory {
                     .in_scope(|| index.text.search(&terms, PER_LIST, |entry| filter.admits(entry)));
                 let vectors = match &vector {
                     Some(vector) => tracing::trace_span!("recall.vectors").in_scope(|| {
-                        index.vectors.nearest_screened(vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
+                        index
+                            .vectors
+                            .nearest_screened(vector, PER_LIST, f32::NEG_INFINITY, |entry| filter.admits(entry))
                     }),
                     None => Vec::new(),
                 };
@@ -236,15 +238,13 @@ impl SqliteMemory {
         let graph_scored: Vec<(MemoryId, f32)> =
             graph.iter().enumerate().map(|(rank, id)| (id.clone(), 1.0 / (rank as f32 + 1.0))).collect();
         let hop = self.hop_list(&filter, &query.text, &seeds).instrument(tracing::trace_span!("recall.hop")).await?;
-        let fused = fuse(
-            &[
-                Ranked::new(&text, weights.text),
-                Ranked::new(&vectors, weights.vectors),
-                Ranked::new(&graph_scored, weights.graph),
-                Ranked::new(&dated, weights.dated),
-                Ranked::new(&hop, weights.hop),
-            ],
-        );
+        let fused = fuse(&[
+            Ranked::new(&text, weights.text),
+            Ranked::new(&vectors, weights.vectors),
+            Ranked::new(&graph_scored, weights.graph),
+            Ranked::new(&dated, weights.dated),
+            Ranked::new(&hop, weights.hop),
+        ]);
         let fused = self.rerank(fused, &query.text, weights).instrument(tracing::trace_span!("recall.rerank")).await?;
         let ids = |list: &[(MemoryId, f32)]| list.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
         Ok((filter, RecallLists { text: ids(&text), vector: ids(&vectors), graph, fused }))
@@ -395,7 +395,6 @@ impl SqliteMemory {
         }
         Ok(hits)
     }
-
 
     /// The query's unit vector, or `None` when the embedder fails: a recall then ranks by
     /// words and the graph alone rather than fail (an embedding endpoint that is down must not

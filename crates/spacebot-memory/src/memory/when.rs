@@ -26,11 +26,8 @@ const MONTHS: [&str; 12] = [
 /// month and year ("March 2024", "Mar 2024"), else the first year alone after "in", "during" or
 /// "of" ("in 2023"). Years from 1900 to 2199.
 pub(crate) fn period_named(text: &str) -> Option<(i64, i64)> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let words: Vec<String> =
+        text.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()).map(str::to_lowercase).collect();
     for pair in words.windows(2) {
         if let (Some(month), Some(year)) = (month(&pair[0]), year(&pair[1])) {
             let start = NaiveDate::from_ymd_opt(year, month, 1)?;
@@ -46,7 +43,10 @@ pub(crate) fn period_named(text: &str) -> Option<(i64, i64)> {
         if matches!(pair[0].as_str(), "in" | "during" | "of")
             && let Some(year) = year(&pair[1])
         {
-            return Some((millis(NaiveDate::from_ymd_opt(year, 1, 1)?), millis(NaiveDate::from_ymd_opt(year + 1, 1, 1)?)));
+            return Some((
+                millis(NaiveDate::from_ymd_opt(year, 1, 1)?),
+                millis(NaiveDate::from_ymd_opt(year + 1, 1, 1)?),
+            ));
         }
     }
     None

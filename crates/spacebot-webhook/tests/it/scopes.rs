@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use spacebot_core::AgentId;
+use spacebot_core::{AgentId, MemoryScope, MemoryStore, MemoryType, NewMemory};
 use spacebot_webhook::{ApiConfig, OpenAiAdapter, Scope, ScopedToken, ServeLimits};
 
 use crate::support::{RawResponse, Served, SilentEngine, exchange};
@@ -23,8 +23,17 @@ async fn served() -> Served {
                 .with_senders(["ci-bot".to_owned()]),
             ScopedToken::new("dashboard", READ, [Scope::Read]),
         ])
-        .with_openai(OpenAiAdapter::new());
+        .with_openai(OpenAiAdapter::new())
+        .with_memories([(AgentId::new("main"), memory().await)]);
     Served::start_with(ServeLimits::default(), Arc::new(SilentEngine), api).await
+}
+
+/// The agent's memory: a private memory of Alice's, which only an admin may search.
+async fn memory() -> Arc<dyn MemoryStore> {
+    let memory = spacebot_testing::FakeMemory::new();
+    let tea = NewMemory::new(MemoryType::Preference, "Alice likes green tea", MemoryScope::private_to("main", "alice"));
+    memory.save(tea).await.expect("saved");
+    Arc::new(memory)
 }
 
 async fn call(served: &Served, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> RawResponse {
@@ -51,9 +60,14 @@ async fn a_webhook_token_sends_as_its_sender_and_reads_nothing() {
     assert_eq!(as_alice.status, 403, "{as_alice:?}");
     assert!(as_alice.json()["error"].as_str().is_some_and(|e| e.contains("may not speak as 'alice'")));
 
-    for path in
-        ["/api/agents/main/conversations/webhook:c1/messages", "/api/status", "/api/events", "/metrics", "/api/usage"]
-    {
+    for path in [
+        "/api/agents/main/conversations/webhook:c1/messages",
+        "/api/status",
+        "/api/events",
+        "/metrics",
+        "/api/usage",
+        "/api/agents/main/memories?q=tea",
+    ] {
         let refused = call(&served, "GET", path, WEBHOOK, None).await;
         assert_eq!(refused.status, 403, "{path}: {refused:?}");
         assert!(refused.json()["error"].as_str().is_some_and(|e| e.contains("token `ci`")), "{path}: {refused:?}");
@@ -74,6 +88,14 @@ async fn a_read_token_reads_but_cannot_send_and_the_admin_token_does_everything(
     assert_eq!(read.json()[0]["text"], "hello");
     assert_eq!(call(&served, "POST", "/webhook/main", READ, message("alice")).await.status, 403);
     assert_eq!(call(&served, "GET", "/api/status", READ, None).await.status, 403);
+    // Memory search reads every person's private memories: admin only.
+    assert_eq!(call(&served, "GET", "/api/agents/main/memories?q=tea", READ, None).await.status, 403);
+    let found = call(&served, "GET", "/api/agents/main/memories?q=green%20tea&limit=5", ADMIN, None).await;
+    assert_eq!(found.status, 200, "{found:?}");
+    assert_eq!(found.json()["hits"][0]["memory"]["content"], "Alice likes green tea");
+    let bad = call(&served, "GET", "/api/agents/main/memories?q=tea&limit=0", ADMIN, None).await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(call(&served, "GET", "/api/agents/ops/memories?q=tea", ADMIN, None).await.status, 404);
     for path in ["/api/status", "/api/usage", "/api/agents/main/conversations/webhook:c1/messages"] {
         let allowed = call(&served, "GET", path, ADMIN, None).await;
         assert_ne!(allowed.status, 403, "{path}: {allowed:?}");
