@@ -47,7 +47,13 @@ impl Runner {
     pub(crate) async fn run(self, job: CronJob) {
         let id = MessageId::generate().to_string();
         let conversation = run_conversation(&job, &id);
-        let run = CronRun::new(id.clone(), job.agent.clone(), job.id.clone(), conversation.clone(), self.settings.clock.now());
+        let run = CronRun::new(
+            id.clone(),
+            job.agent.clone(),
+            job.id.clone(),
+            conversation.clone(),
+            self.settings.clock.now(),
+        );
         if let Err(error) = self.store.run_started(&run).await {
             tracing::error!(job = job.id, %error, "can't record the start of a cron run");
         }
@@ -169,8 +175,13 @@ impl Runner {
         let platform = adapter.split(':').next().unwrap_or(adapter);
         let conversation = ConversationId::new(job.deliver_to.as_str());
         let text = self.handle.scrubber().scrub_owned(text);
-        let stored =
-            StoredMessage::new(job.agent.clone(), conversation.clone(), Role::Assistant, job.agent.as_str(), text.as_str());
+        let stored = StoredMessage::new(
+            job.agent.clone(),
+            conversation.clone(),
+            Role::Assistant,
+            job.agent.as_str(),
+            text.as_str(),
+        );
         self.handle.log().record_reply(&stored, &[]).await.map_err(|error| error.to_string())?;
         let target_message = InboundMessage::text(platform, conversation, Sender::new(CRON_ADAPTER), "")
             .with_adapter(adapter)

@@ -166,8 +166,10 @@ mod tests {
 
     #[test]
     fn active_hours_are_local_and_may_wrap_past_midnight() {
-        let office = Schedule::of(&job().with_every(Duration::from_secs(60)).with_timezone("America/New_York").with_active_hours(9, 18))
-            .unwrap();
+        let office = Schedule::of(
+            &job().with_every(Duration::from_secs(60)).with_timezone("America/New_York").with_active_hours(9, 18),
+        )
+        .unwrap();
         assert!(office.is_active(utc(2026, 1, 5, 14, 0)), "09:00 in New York");
         assert!(!office.is_active(utc(2026, 1, 5, 23, 0)), "18:00 in New York");
         let night = Schedule::of(&job().with_every(Duration::from_secs(60)).with_active_hours(22, 6)).unwrap();
