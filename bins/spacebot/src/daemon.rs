@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
 use spacebot_core::{
-    AgentId, FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeHandle, RuntimeSettings, Scrubber,
+    AgentId, ConversationLog, CronJobs, FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeHandle,
+    RuntimeSettings, Scrubber,
 };
-use spacebot_cortex::{Watchdog, WatchdogSettings};
+use spacebot_cortex::{CronAdapter, CronScheduler, CronSettings, Watchdog, WatchdogSettings};
 use spacebot_memory::SqliteLog;
 use spacebot_webhook::{ApiConfig, Metrics, OpenAiAdapter, WebhookAdapter};
 
@@ -55,6 +56,8 @@ struct Tasks {
     cortex_stop: CancellationToken,
     watchdog: Option<JoinHandle<()>>,
     maintenance: Option<JoinHandle<()>>,
+    /// Runs the cron jobs (stopped with the cortex).
+    cron: Option<JoinHandle<()>>,
     /// Keeps the metrics that come from runtime events (stopped with the cortex).
     metering: Option<JoinHandle<()>>,
     /// Writes model calls' usage (stopped with the cortex, after draining what is queued).
@@ -92,6 +95,20 @@ impl Daemon {
         let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
         let memories = Memories::open(config).await?;
 
+        // The cron scheduler over the store's jobs; the config's jobs are upserted now, so a job
+        // removed from the config is gone before anything runs.
+        let cron = match store.cron_store() {
+            Some(cron_store) => {
+                let scheduler = CronScheduler::new(cron_store, CronSettings::default());
+                let agents: Vec<AgentId> = config.agents.iter().map(|a| AgentId::new(a.id.as_str())).collect();
+                let jobs = config.agents.iter().flat_map(|a| a.cron.iter().cloned()).collect();
+                scheduler.upsert_config(&agents, jobs).await.context("can't store the config's cron jobs")?;
+                Some(scheduler)
+            }
+            None => None,
+        };
+        let cron_jobs = cron.clone().map(|scheduler| Arc::new(scheduler) as Arc<dyn CronJobs>);
+
         let mut profiles = Vec::new();
         for profile in built {
             let profile = match memories.get(profile.id().as_str()) {
@@ -112,6 +129,7 @@ impl Daemon {
             .log(store.clone())
             .adapter(Arc::new(WebhookAdapter))
             .adapter(Arc::new(openai.clone()))
+            .adapter(Arc::new(CronAdapter))
             .settings(
                 RuntimeSettings::default()
                     .with_shutdown_grace(config.shutdown_grace)
@@ -151,6 +169,7 @@ impl Daemon {
             tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), cortex_stop.clone()));
         // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
         let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(cortex_stop.clone())));
+        let cron = cron.map(|scheduler| tokio::spawn(scheduler.run(runtime.handle(), cortex_stop.clone())));
         let api = ApiConfig::default()
             .with_token(config.api.token.clone())
             .with_scoped_tokens(config.api.tokens.clone())
@@ -159,6 +178,10 @@ impl Daemon {
             .with_metrics(metrics)
             .with_usage(store.clone(), config.prices.clone())
             .with_reply_timeout(reply_timeout);
+        let api = match &cron_jobs {
+            Some(cron) => api.with_cron(cron.clone()),
+            None => api,
+        };
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();
         let http =
@@ -174,6 +197,7 @@ impl Daemon {
                 cortex_stop,
                 watchdog: Some(watchdog),
                 maintenance,
+                cron,
                 metering: Some(metering),
                 usage: Some(usage),
                 http_stop,
@@ -240,6 +264,9 @@ impl Tasks {
         }
         if let Some(Err(error)) = join_optional(self.maintenance.take()).await {
             tracing::error!(%error, "the memory maintenance task failed");
+        }
+        if let Some(Err(error)) = join_optional(self.cron.take()).await {
+            tracing::error!(%error, "the cron scheduler failed");
         }
         if let Some(Err(error)) = join_optional(self.metering.take()).await {
             tracing::error!(%error, "the metrics task failed");

@@ -175,6 +175,108 @@ impl CronJob {
     }
 }
 
+/// A job as a person writes it: the fields of `[[agents.cron]]` in the config, and of the body
+/// of `POST /api/agents/{agent}/cron`. Durations are `"30m"`, `"1h30m"`, `"45s"` or a number
+/// of seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CronJobSpec {
+    /// The job's id, unique per agent.
+    pub id: String,
+    /// The message each run starts with.
+    pub prompt: String,
+    /// A cron expression.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// Or an interval.
+    #[serde(default)]
+    pub every: Option<DurationText>,
+    /// The IANA time zone (UTC when unset).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// `[start, end)` local hours.
+    #[serde(default)]
+    pub active_hours: Option<[u8; 2]>,
+    /// Run once, then stop.
+    #[serde(default)]
+    pub run_once: bool,
+    /// How long a run may take.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    /// `adapter:target`.
+    pub deliver_to: String,
+}
+
+/// A duration as written: `"30m"`, `"1h30m"`, `"45s"`, `"500ms"`, or a number of seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DurationText {
+    /// A number of seconds.
+    Seconds(f64),
+    /// A duration with units.
+    Text(String),
+}
+
+impl DurationText {
+    /// The duration, or why it can't be read.
+    pub fn parse(&self) -> Result<Duration, String> {
+        match self {
+            Self::Seconds(secs) if secs.is_finite() && *secs >= 0.0 => Ok(Duration::from_secs_f64(*secs)),
+            Self::Seconds(secs) => Err(format!("{secs} is not a number of seconds")),
+            Self::Text(text) => parse_duration(text),
+        }
+    }
+}
+
+/// Reads `"30m"`, `"1h30m"`, `"45s"`, `"500ms"`, `"2d"` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let bad = || format!("`{text}` is not a duration like 30s, 15m, 1h30m or 2d");
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit..];
+        let part = scale.checked_mul(u32::try_from(number).map_err(|_| bad())?).ok_or_else(bad)?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+impl CronJobSpec {
+    /// The job this spec describes for `agent` (its schedule is checked when it is created).
+    pub fn into_job(self, agent: impl Into<AgentId>) -> Result<CronJob, CronError> {
+        let mut job = CronJob::new(agent, self.id, self.prompt, self.deliver_to);
+        job.cron = self.cron;
+        job.every =
+            self.every.map(|e| e.parse().map_err(|m| CronError::Invalid(format!("`every`: {m}")))).transpose()?;
+        job.timeout =
+            self.timeout.map(|t| t.parse().map_err(|m| CronError::Invalid(format!("`timeout`: {m}")))).transpose()?;
+        job.timezone = self.timezone;
+        job.active_hours = self.active_hours.map(|[start, end]| (start, end));
+        job.run_once = self.run_once;
+        Ok(job)
+    }
+}
+
 /// How a cron run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -348,6 +450,24 @@ pub trait CronJobs: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_with_units_or_as_seconds() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("soon").is_err() && parse_duration("5x").is_err() && parse_duration("").is_err());
+        let spec: CronJobSpec = serde_json::from_value(serde_json::json!({
+            "id": "j", "prompt": "p", "every": "2s", "timeout": 30, "deliver_to": "webhook:c1", "active_hours": [9, 18]
+        }))
+        .unwrap();
+        let job = spec.into_job("main").unwrap();
+        assert_eq!(
+            (job.every, job.timeout, job.active_hours),
+            (Some(Duration::from_secs(2)), Some(Duration::from_secs(30)), Some((9, 18)))
+        );
+    }
 
     #[test]
     fn the_target_follows_the_last_colon() {

@@ -65,7 +65,9 @@ pub use binding::{
 pub use chronicle::{
     Checkpoint, CheckpointKind, Chronicle, ChronicleError, LogTail, LoggedMessage, NewCheckpoint, NewRollup,
 };
-pub use cron::{BreakerChange, CronJob, CronJobs, CronOutcome, CronRun, CronStore};
+pub use cron::{
+    BreakerChange, CronJob, CronJobSpec, CronJobs, CronOutcome, CronRun, CronStore, DurationText, parse_duration,
+};
 pub use embed::Embedder;
 pub use engine::{ControlCommand, ConversationContext, ConversationEngine, ConversationInput};
 pub use error::{

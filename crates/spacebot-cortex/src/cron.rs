@@ -217,6 +217,10 @@ impl CronScheduler {
     ) -> Duration {
         let settings = &self.inner.settings;
         let store = &self.inner.store;
+        if !runner.handle.is_accepting() {
+            // Shutting down: claim nothing that could not run.
+            return settings.poll;
+        }
         let now = settings.clock.now();
         let mut wake_at = now + chrono::Duration::from_std(settings.poll).unwrap_or(chrono::Duration::MAX);
         let jobs = match store.jobs(None).await {

@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use spacebot_core::{
-    AgentId, ConversationId, ConversationLog, InboundMessage, RuntimeHandle, Sender, StoredMessage, UsageLedger,
+    AgentId, ConversationId, ConversationLog, CronJobs, InboundMessage, RuntimeHandle, Sender, StoredMessage,
+    UsageLedger,
 };
 
 use crate::access::{Caller, Scope, ScopedToken};
 use crate::adapter::WEBHOOK_ADAPTER;
+use crate::cron;
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::openai::{self, OpenAiAdapter};
@@ -53,6 +55,8 @@ pub struct ApiConfig {
     pub usage: Option<Arc<dyn UsageLedger>>,
     /// The prices `GET /api/usage` costs tokens at, by model (`provider/model`).
     pub prices: BTreeMap<String, ModelPrice>,
+    /// The cron jobs `/api/agents/{agent}/cron` manages; without them those routes answer `404`.
+    pub cron: Option<Arc<dyn CronJobs>>,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +70,7 @@ impl Default for ApiConfig {
             reply_timeout: Duration::from_secs(300),
             metrics: None,
             usage: None,
+            cron: None,
             prices: BTreeMap::new(),
         }
     }
@@ -82,6 +87,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("reply_timeout", &self.reply_timeout)
             .field("metrics", &self.metrics.is_some())
             .field("usage", &self.usage.is_some())
+            .field("cron", &self.cron.is_some())
             .field("prices", &self.prices)
             .finish()
     }
@@ -126,6 +132,12 @@ impl ApiConfig {
         self
     }
 
+    /// Serves `/api/agents/{agent}/cron` from `cron`.
+    pub fn with_cron(mut self, cron: Arc<dyn CronJobs>) -> Self {
+        self.cron = Some(cron);
+        self
+    }
+
     /// Sets how long a chat completion waits for the agent's answer.
     pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = timeout;
@@ -150,6 +162,9 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/events", get(events))
         .route("/metrics", get(serve_metrics))
         .route("/api/usage", get(usage::usage))
+        .route("/api/agents/{agent}/cron", get(cron::list).post(cron::create))
+        .route("/api/agents/{agent}/cron/{id}", get(cron::show).delete(cron::delete))
+        .route("/api/agents/{agent}/cron/{id}/run", post(cron::run))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -101,6 +101,8 @@ impl Runner {
             .with_direct(true);
         let message_id = match self.handle.submit(message).await {
             Ok(message_id) => message_id,
+            // A stop is not the job's fault: it doesn't count against the breaker.
+            Err(spacebot_core::Error::ShuttingDown) => return CronOutcome::Interrupted,
             Err(error) => {
                 tracing::warn!(job = job.id, %error, "can't start a cron run");
                 return CronOutcome::Failed;
