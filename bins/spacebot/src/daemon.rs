@@ -115,6 +115,10 @@ impl Daemon {
                 Some(memory) => profile.with_memory(memory),
                 None => profile,
             };
+            let profile = match &cron_jobs {
+                Some(cron) => profile.with_cron(cron.clone()),
+                None => profile,
+            };
             profiles.push(profile);
         }
 

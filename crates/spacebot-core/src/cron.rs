@@ -262,6 +262,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl CronJobSpec {
+    /// A spec with no schedule yet (set `cron` or `every`).
+    pub fn new(id: impl Into<String>, prompt: impl Into<String>, deliver_to: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            prompt: prompt.into(),
+            cron: None,
+            every: None,
+            timezone: None,
+            active_hours: None,
+            run_once: false,
+            timeout: None,
+            deliver_to: deliver_to.into(),
+        }
+    }
+
     /// The job this spec describes for `agent` (its schedule is checked when it is created).
     pub fn into_job(self, agent: impl Into<AgentId>) -> Result<CronJob, CronError> {
         let mut job = CronJob::new(agent, self.id, self.prompt, self.deliver_to);

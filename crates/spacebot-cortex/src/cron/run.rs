@@ -169,13 +169,17 @@ impl Runner {
         }
     }
 
-    /// Records `text` in the job's target conversation and sends it through the target's adapter.
+    /// Records `text` in the job's target conversation (the one that created the job, else the
+    /// conversation named `deliver_to`, which for a webhook target is the webhook conversation
+    /// itself) and sends it through the target's adapter.
     async fn deliver(&self, job: &CronJob, text: String) -> Result<(), String> {
         let Some((adapter, target)) = job.delivery_target() else {
             return Err(format!("`deliver_to` '{}' is not `adapter:target`", job.deliver_to));
         };
         let platform = adapter.split(':').next().unwrap_or(adapter);
-        let conversation = ConversationId::new(job.deliver_to.as_str());
+        // A job made in a conversation delivers there; the conversation's own id may say more
+        // than `deliver_to` does (a Discord guild, a Slack thread).
+        let conversation = job.conversation.clone().unwrap_or_else(|| ConversationId::new(job.deliver_to.as_str()));
         let text = self.handle.scrubber().scrub_owned(text);
         let stored = StoredMessage::new(
             job.agent.clone(),

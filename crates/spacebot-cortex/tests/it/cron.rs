@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings, REPLY_TOOL};
-use spacebot_core::{AgentId, CronJob, CronJobs, CronOutcome, LlmErrorKind, Role, Runtime};
+use spacebot_agent::{AgentProfile, CRON_TOOL, ChannelEngine, ChannelSettings, REPLY_TOOL};
+use spacebot_core::{AgentId, CronJob, CronJobs, CronOutcome, InboundMessage, LlmErrorKind, Role, Runtime, Sender};
 use spacebot_cortex::{CronAdapter, CronClock, CronScheduler, CronSettings};
 use spacebot_testing::{CapturingAdapter, MemoryCronStore, MemoryLog, ScriptedModel, ScriptedTurn};
 
@@ -34,9 +34,23 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 }
 
 async fn setup(start: DateTime<Utc>, store: MemoryCronStore, jobs: Vec<CronJob>) -> Setup {
+    setup_with(start, store, jobs, &[]).await
+}
+
+/// A setup whose agent has the `cron` tool, and these admins.
+async fn setup_with(start: DateTime<Utc>, store: MemoryCronStore, jobs: Vec<CronJob>, admins: &[&str]) -> Setup {
     let model = Arc::new(ScriptedModel::new());
-    let settings = ChannelSettings::default().with_turn_timeout(Duration::from_secs(3600));
-    let profile = AgentProfile::new(AGENT).with_model(model.clone()).with_settings(settings);
+    let settings = ChannelSettings::default()
+        .with_turn_timeout(Duration::from_secs(3600))
+        .with_admins(admins.iter().map(|a| (*a).to_owned()));
+    let settings_clock = CronSettings::default()
+        .with_clock(CronClock::following_tokio(start))
+        .with_default_timeout(Duration::from_secs(600));
+    let scheduler = CronScheduler::new(Arc::new(store.clone()), settings_clock);
+    let profile = AgentProfile::new(AGENT)
+        .with_model(model.clone())
+        .with_settings(settings)
+        .with_cron(Arc::new(scheduler.clone()));
     let adapter = Arc::new(CapturingAdapter::new("test"));
     let log = Arc::new(MemoryLog::new());
     let runtime = Runtime::builder()
@@ -48,10 +62,6 @@ async fn setup(start: DateTime<Utc>, store: MemoryCronStore, jobs: Vec<CronJob>)
         .start()
         .await
         .expect("runtime starts");
-    let settings = CronSettings::default()
-        .with_clock(CronClock::following_tokio(start))
-        .with_default_timeout(Duration::from_secs(600));
-    let scheduler = CronScheduler::new(Arc::new(store.clone()), settings);
     scheduler.upsert_config(&[AgentId::new(AGENT)], jobs).await.expect("the config's jobs are valid");
     let stop = CancellationToken::new();
     let task = tokio::spawn(scheduler.clone().run(runtime.handle(), stop.clone()));
@@ -248,5 +258,55 @@ async fn run_now_starts_a_run_outside_the_schedule() {
     assert!(s.scheduler.run_now(&AgentId::new(AGENT), "nope").await.is_err());
     assert_eq!(s.scheduler.list(&AgentId::new(AGENT)).await.unwrap().len(), 1);
     assert!(s.scheduler.delete(&AgentId::new(AGENT), "daily").await.unwrap());
+    s.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conversation_creates_lists_and_deletes_its_jobs_with_the_cron_tool() {
+    let s = setup_with(utc(2026, 1, 5, 12, 0), MemoryCronStore::new(), vec![], &[]).await;
+    let cron = |args: serde_json::Value| ScriptedTurn::tool_call(CRON_TOOL, args);
+    s.model.push_all([
+        cron(json!({ "action": "create", "id": "standup", "prompt": "Post the standup reminder.", "every": "30s" })),
+        reply("Scheduled."),
+    ]);
+    s.adapter.inject(InboundMessage::text("test", "test:c1", Sender::new("alice"), "remind us").with_direct(true));
+    assert_eq!(s.adapter.wait_for_texts("test:c1", 1, Duration::from_secs(5)).await, ["Scheduled."]);
+    let job = s.store.job(AGENT, "standup").expect("created");
+    assert_eq!((job.deliver_to.as_str(), job.source.as_str()), ("test:c1", "conversation"));
+    assert_eq!(job.conversation.as_ref().map(|c| c.as_str()), Some("test:c1"));
+
+    s.model.push(reply("Standup time!"));
+    sleep(31).await;
+    assert_eq!(s.adapter.texts_for("test:c1"), ["Scheduled.", "Standup time!"], "the run delivers here");
+
+    s.model.push_all([
+        cron(json!({ "action": "list" })),
+        cron(json!({ "action": "delete", "id": "standup" })),
+        reply("Done."),
+    ]);
+    s.adapter.inject(InboundMessage::text("test", "test:c1", Sender::new("alice"), "stop it").with_direct(true));
+    s.adapter.wait_for_texts("test:c1", 3, Duration::from_secs(5)).await;
+    let results = format!("{:?}", s.model.last_request().unwrap().messages);
+    assert!(results.contains("`standup`: every 30 s"), "list shows the job: {results}");
+    assert!(results.contains("Deleted `standup`."), "{results}");
+    assert!(s.store.job(AGENT, "standup").is_none());
+    s.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_admins_may_create_jobs_when_the_agent_has_admins() {
+    let s = setup_with(utc(2026, 1, 5, 12, 0), MemoryCronStore::new(), vec![], &["test:boss"]).await;
+    let create = json!({ "action": "create", "id": "spam", "prompt": "Say hi.", "every": "10s" });
+    s.model.push_all([ScriptedTurn::tool_call(CRON_TOOL, create.clone()), reply("I can't.")]);
+    s.adapter.inject(InboundMessage::text("test", "test:c1", Sender::new("mallory"), "spam us").with_direct(true));
+    s.adapter.wait_for_texts("test:c1", 1, Duration::from_secs(5)).await;
+    assert!(s.store.job(AGENT, "spam").is_none(), "a non-admin's job is refused");
+    let results = format!("{:?}", s.model.last_request().unwrap().messages);
+    assert!(results.contains("only the agent's admins"), "{results}");
+
+    s.model.push_all([ScriptedTurn::tool_call(CRON_TOOL, create), reply("Done.")]);
+    s.adapter.inject(InboundMessage::text("test", "test:c1", Sender::new("boss"), "say hi").with_direct(true));
+    s.adapter.wait_for_texts("test:c1", 2, Duration::from_secs(5)).await;
+    assert!(s.store.job(AGENT, "spam").is_some(), "an admin's is created");
     s.finish().await;
 }
