@@ -26,6 +26,7 @@ mod cli;
 mod client;
 mod config;
 mod config_check;
+mod cron_cmd;
 mod daemon;
 mod data_dir;
 mod doctor;
@@ -63,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Memory(args) => memory_cmd::run(&cli.global, args),
         Command::Usage(args) => usage::run(&cli.global, &args),
         Command::Secrets(args) => secrets::run(&cli.global, &args),
+        Command::Cron(args) => cron_cmd::run(&cli.global, &args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),
     };
     match result {
