@@ -39,7 +39,8 @@ fn body(add: &CronAddArgs) -> anyhow::Result<Value> {
     let active_hours = match &add.active_hours {
         Some(text) => {
             let (start, end) = text.split_once('-').context("--active-hours must be START-END, like 9-18")?;
-            let hour = |h: &str| h.trim().parse::<u8>().with_context(|| format!("--active-hours: `{h}` is not an hour"));
+            let hour =
+                |h: &str| h.trim().parse::<u8>().with_context(|| format!("--active-hours: `{h}` is not an hour"));
             Some([hour(start)?, hour(end)?])
         }
         None => None,

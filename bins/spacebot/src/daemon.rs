@@ -163,6 +163,11 @@ impl Daemon {
             .await
             .with_context(|| format!("can't listen on api.bind {}", config.api.bind))?;
         let addr = listener.local_addr().context("can't read the API address")?;
+        // Runs a crash cut short are settled before the runtime resumes unanswered messages, so
+        // it doesn't answer theirs again.
+        if let Some(scheduler) = &cron {
+            scheduler.settle_interrupted(&*store).await;
+        }
         let runtime = builder.start().await?;
         let cortex_stop = CancellationToken::new();
         // The metrics follow the runtime's events until the cortex stops.

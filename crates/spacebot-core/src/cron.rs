@@ -441,8 +441,8 @@ pub trait CronStore: Send + Sync + 'static {
     async fn runs(&self, agent: &AgentId, job: &str, limit: usize) -> Result<Vec<CronRun>, StoreError>;
 
     /// Records every run still without an end as interrupted (at start: the last daemon died
-    /// during them). Returns how many there were.
-    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// during them), and returns those runs.
+    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<Vec<CronRun>, StoreError>;
 }
 
 /// The cron service as tools and the API see it: validated creation, listing, deletion and an

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use spacebot_core::{AgentId, CronError, CronJob, CronJobs, CronStore, RuntimeHandle};
+use spacebot_core::{AgentId, ConversationLog, CronError, CronJob, CronJobs, CronStore, RuntimeHandle};
 
 pub use adapter::{CRON_ADAPTER, CronAdapter};
 
@@ -168,6 +168,29 @@ impl CronScheduler {
         Ok(())
     }
 
+    /// Records the runs the last stop interrupted as such, and marks each one's message handled
+    /// in `log`, so the restarted runtime does not answer it again: a run is not repeated, a
+    /// run-once job's least of all. Call it before the runtime starts (it resumes unhandled
+    /// messages at start); [`run`](Self::run) calls it again, which then finds nothing.
+    pub async fn settle_interrupted(&self, log: &dyn ConversationLog) {
+        let runs = match self.inner.store.interrupt_unfinished(self.inner.settings.clock.now()).await {
+            Ok(runs) => runs,
+            Err(error) => {
+                tracing::error!(%error, "can't settle the cron runs the last stop interrupted");
+                return;
+            }
+        };
+        if !runs.is_empty() {
+            tracing::warn!(count = runs.len(), "cron runs were interrupted by the last stop");
+        }
+        for run in runs {
+            let message = run::run_message_id(&run.id);
+            if let Err(error) = log.mark_handled(&run.agent, std::slice::from_ref(&message)).await {
+                tracing::error!(run = run.id, %error, "can't retire an interrupted cron run's message");
+            }
+        }
+    }
+
     /// Runs the jobs until `shutdown`: first settles the runs the last stop interrupted, then
     /// plans, claims and starts runs as they fall due. Runs in flight at shutdown are abandoned
     /// (their turns are the runtime's to end) and recorded as interrupted at the next start.
@@ -179,11 +202,7 @@ impl CronScheduler {
             return;
         };
         let inner = &self.inner;
-        match inner.store.interrupt_unfinished(inner.settings.clock.now()).await {
-            Ok(0) => {}
-            Ok(count) => tracing::warn!(count, "cron runs were interrupted by the last stop"),
-            Err(error) => tracing::error!(%error, "can't settle the cron runs the last stop interrupted"),
-        }
+        self.settle_interrupted(&**handle.log()).await;
         let runner = Runner { store: inner.store.clone(), settings: inner.settings.clone(), handle: handle.clone() };
         let mut running: JoinSet<(AgentId, String)> = JoinSet::new();
         let mut busy: HashSet<(AgentId, String)> = HashSet::new();

@@ -245,13 +245,31 @@ impl CronStore for SqliteLog {
         Ok(rows.into_iter().map(RunRow::into_run).collect())
     }
 
-    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = sqlx::query("UPDATE cron_runs SET finished_at = ?1, outcome = ?2 WHERE finished_at IS NULL")
+    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<Vec<CronRun>, StoreError> {
+        let operation = "settle the cron runs the last stop interrupted";
+        let mut tx = self.begin_write().await.map_err(|error| store_error(operation, error))?;
+        let rows: Vec<RunRow> = sqlx::query_as(
+            "SELECT id, agent, job, conversation, started_at, finished_at, outcome, delivery FROM cron_runs
+             WHERE finished_at IS NULL ORDER BY started_at, id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|error| store_error(operation, error))?;
+        sqlx::query("UPDATE cron_runs SET finished_at = ?1, outcome = ?2 WHERE finished_at IS NULL")
             .bind(to_millis(at))
             .bind(CronOutcome::Interrupted.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|error| store_error("settle the cron runs the last stop interrupted", error))?;
-        Ok(result.rows_affected())
+            .map_err(|error| store_error(operation, error))?;
+        tx.commit().await.map_err(|error| store_error(operation, error))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut run = row.into_run();
+                run.finished_at = Some(at);
+                run.outcome = Some(CronOutcome::Interrupted);
+                run
+            })
+            .collect())
     }
 }

@@ -162,14 +162,14 @@ impl CronStore for MemoryCronStore {
         Ok(state.runs.iter().rev().filter(|r| &r.agent == agent && r.job == job).take(limit).cloned().collect())
     }
 
-    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<Vec<CronRun>, StoreError> {
         let mut state = self.state();
-        let mut count = 0;
+        let mut settled = Vec::new();
         for run in state.runs.iter_mut().filter(|r| r.finished_at.is_none()) {
             run.finished_at = Some(at);
             run.outcome = Some(CronOutcome::Interrupted);
-            count += 1;
+            settled.push(run.clone());
         }
-        Ok(count)
+        Ok(settled)
     }
 }

@@ -96,7 +96,7 @@ impl Runner {
         let mut events = self.handle.subscribe();
         let sender = Sender::new(CRON_ADAPTER).with_display_name(format!("scheduled job {}", job.id));
         let message = InboundMessage::text(CRON_ADAPTER, conversation.clone(), sender, job.prompt.as_str())
-            .with_id(format!("cron:{id}"))
+            .with_id(run_message_id(id))
             .with_agent(job.agent.clone())
             .with_direct(true);
         let message_id = match self.handle.submit(message).await {
@@ -195,6 +195,11 @@ impl Runner {
             .with_metadata(CHANNEL_KEY, serde_json::Value::from(target));
         self.handle.deliver(&target_message, OutboundResponse::text(text)).await.map_err(|error| error.to_string())
     }
+}
+
+/// The id of the message a run starts with.
+pub(crate) fn run_message_id(run: &str) -> MessageId {
+    MessageId::new(format!("{CRON_ADAPTER}:{run}"))
 }
 
 /// The fresh conversation a run happens in.

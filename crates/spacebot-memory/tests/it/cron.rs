@@ -77,7 +77,9 @@ async fn unfinished_runs_are_settled_as_interrupted_after_a_reopen() {
         store.run_finished("r1", CronOutcome::Failed, None, t0 + Span::seconds(3)).await.unwrap();
     }
     let store = SqliteLog::open(&path).await.unwrap();
-    assert_eq!(store.interrupt_unfinished(t0 + Span::seconds(9)).await.unwrap(), 1);
+    let settled = store.interrupt_unfinished(t0 + Span::seconds(9)).await.unwrap();
+    assert_eq!(settled.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r2"]);
+    assert!(store.interrupt_unfinished(t0 + Span::seconds(10)).await.unwrap().is_empty(), "settled once");
     let runs = store.runs(&AgentId::new("main"), "d", 10).await.unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!((runs[0].id.as_str(), runs[0].outcome), ("r2", Some(CronOutcome::Interrupted)));
