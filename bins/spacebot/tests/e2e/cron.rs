@@ -170,3 +170,29 @@ async fn the_cli_lists_adds_runs_and_removes_jobs() {
     assert!(!missing.status.success(), "removing a missing job fails");
     daemon.stop().await;
 }
+
+#[test]
+fn config_check_lists_the_jobs_and_refuses_a_bad_one() {
+    let good = format!(
+        "{}\n[[agents]]\nid = \"main\"\n[[agents.cron]]\nid = \"daily\"\nprompt = \"p\"\ncron = \"0 17 * * 1-5\"\ntimezone = \"Europe/Berlin\"\ndeliver_to = \"discord:123\"\n",
+        openai_config("http://127.0.0.1:9/v1")
+    );
+    let home = Home::new(&good);
+    let config = home.config_path();
+    let output =
+        crate::daemon::run_cli(&["config", "check", "--config", config.to_str().unwrap()], &[], home.dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("agent main: cron job daily cron \"0 17 * * 1-5\" in Europe/Berlin, to discord:123"),
+        "{stdout}"
+    );
+
+    let home = Home::new(&good.replace("Europe/Berlin", "Europe/Atlantis"));
+    let config = home.config_path();
+    let output =
+        crate::daemon::run_cli(&["config", "check", "--config", config.to_str().unwrap()], &[], home.dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("`agents[0].cron[0]`") && stderr.contains("`timezone` 'Europe/Atlantis'"), "{stderr}");
+}
