@@ -65,6 +65,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Inspect the MCP servers whose tools workers get.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpCommand {
+    /// Each server's state and tools: the running daemon's, else from connecting to each now.
+    List,
 }
 
 #[derive(Debug, Args)]

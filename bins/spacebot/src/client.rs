@@ -62,7 +62,7 @@ impl Client {
     async fn send_checked(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request.send().await.map_err(|error| {
             if error.is_connect() {
-                anyhow::anyhow!("spacebot is not running at {} (start it with `spacebot start`)", self.base)
+                anyhow::Error::new(NotRunning { base: self.base.clone() })
             } else {
                 anyhow::anyhow!("request to {} failed: {error}", self.base)
             }
@@ -106,6 +106,12 @@ impl Client {
             return Ok(serde_json::Value::Null);
         }
         response.json().await.context("the daemon sent an unreadable answer")
+    }
+
+    /// `GET /api/mcp`: the MCP servers' state and tools.
+    pub(crate) async fn mcp(&self) -> anyhow::Result<serde_json::Value> {
+        let response = self.send_checked(self.request(reqwest::Method::GET, "/api/mcp")).await?;
+        response.json().await.context("the daemon sent an unreadable MCP report")
     }
 
     /// `POST /webhook/{agent}`.
@@ -256,6 +262,20 @@ fn take_event(buffer: &mut String) -> Option<Event> {
     }
     None
 }
+
+/// No daemon answers at the client's address (the connection was refused).
+#[derive(Debug)]
+pub(crate) struct NotRunning {
+    base: String,
+}
+
+impl std::fmt::Display for NotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spacebot is not running at {} (start it with `spacebot start`)", self.base)
+    }
+}
+
+impl std::error::Error for NotRunning {}
 
 /// The name messages from this terminal are sent under.
 pub(crate) fn local_user() -> String {

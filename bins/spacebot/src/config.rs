@@ -19,6 +19,7 @@ use crate::data_dir::DataDir;
 mod check;
 mod conversations;
 mod cron;
+mod mcp;
 mod memory;
 mod messaging;
 
@@ -51,6 +52,9 @@ pub(crate) struct RawConfig {
     memory: memory::RawMemory,
     #[serde(default)]
     conversations: conversations::RawConversations,
+    /// `[[mcp_servers]]`: MCP servers whose tools workers get.
+    #[serde(default)]
+    mcp_servers: Vec<mcp::RawMcpServer>,
 }
 
 /// `[tools]`: the workers' task tools, for every agent.
@@ -254,6 +258,10 @@ pub struct Config {
     pub(crate) conversations: ConversationSettings,
     /// `[llm.prices]`: US dollars per million tokens, by `provider/model`.
     pub(crate) prices: BTreeMap<String, spacebot_webhook::ModelPrice>,
+    /// `[[mcp_servers]]`, checked.
+    pub(crate) mcp_servers: Vec<spacebot_mcp::McpServerSettings>,
+    /// The MCP servers' environment values and tokens, for the scrubber.
+    pub(crate) mcp_secrets: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -366,6 +374,7 @@ impl Config {
         if let EmbedderSettings::OpenAi { api_key: Some(key), .. } = &self.memory.embedder {
             secrets.push(key.clone());
         }
+        secrets.extend(self.mcp_secrets.iter().cloned());
         secrets
     }
 
@@ -713,8 +722,11 @@ fn validate(
     let task_tools = task_tools(raw.tools)?;
     let memory = memory::memory(raw.memory)?;
     let conversations = conversations::conversations(raw.conversations);
+    let (mcp_servers, mcp_secrets) = mcp::mcp_servers(raw.mcp_servers, &data_dir)?;
 
     Ok(Config {
+        mcp_servers,
+        mcp_secrets,
         task_tools,
         memory,
         conversations,

@@ -65,6 +65,8 @@ struct Tasks {
     /// Stops the HTTP API (after the runtime, so reads keep working while turns finish).
     http_stop: CancellationToken,
     http: Option<JoinHandle<std::io::Result<()>>>,
+    /// The MCP servers' clients (stopped with the cortex, after the runtime).
+    mcp: Option<spacebot_mcp::McpClients>,
 }
 
 impl Daemon {
@@ -109,6 +111,9 @@ impl Daemon {
         };
         let cron_jobs = cron.clone().map(|scheduler| Arc::new(scheduler) as Arc<dyn CronJobs>);
 
+        // MCP servers connect in the background; workers get the tools of those connected when
+        // each starts.
+        let mcp = crate::mcp_setup::start(config, CancellationToken::new());
         let mut profiles = Vec::new();
         for profile in built {
             let profile = match memories.get(profile.id().as_str()) {
@@ -119,7 +124,7 @@ impl Daemon {
                 Some(cron) => profile.with_cron(cron.clone()),
                 None => profile,
             };
-            profiles.push(profile);
+            profiles.push(crate::mcp_setup::with_tools(profile, &mcp.handle()));
         }
 
         // The cortex's watchdog ends any process or turn that outlives its limit.
@@ -186,6 +191,7 @@ impl Daemon {
             .with_openai(openai)
             .with_metrics(metrics)
             .with_usage(store.clone(), config.prices.clone())
+            .with_mcp_status(mcp_status(mcp.handle()))
             .with_reply_timeout(reply_timeout);
         let api = match &cron_jobs {
             Some(cron) => api.with_cron(cron.clone()),
@@ -211,6 +217,7 @@ impl Daemon {
                 usage: Some(usage),
                 http_stop,
                 http: Some(http),
+                mcp: Some(mcp),
             },
         })
     }
@@ -282,6 +289,9 @@ impl Tasks {
         }
         if let Some(Err(error)) = join_optional(self.usage.take()).await {
             tracing::error!(%error, "the usage writer failed");
+        }
+        if let Some(mcp) = self.mcp.take() {
+            mcp.shutdown().await;
         }
         self.http_stop.cancel();
         if let Some(mut http) = self.http.take()
@@ -438,6 +448,11 @@ fn watchdog_settings(profiles: &[AgentProfile]) -> WatchdogSettings {
         settings = settings.with_turn_limit(profile.id().clone(), profile.settings().turn_timeout);
     }
     settings
+}
+
+/// `GET /api/mcp`'s answer: each MCP server's state and tools, read when asked.
+fn mcp_status(mcp: spacebot_mcp::McpHandle) -> spacebot_webhook::StatusSource {
+    Arc::new(move || serde_json::json!({ "servers": mcp.status() }))
 }
 
 /// Waits for a task that may not have been started.

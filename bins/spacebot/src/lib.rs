@@ -30,6 +30,8 @@ mod cron_cmd;
 mod daemon;
 mod data_dir;
 mod doctor;
+mod mcp_cmd;
+mod mcp_setup;
 mod memory_cmd;
 mod memory_setup;
 mod secrets;
@@ -41,7 +43,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, McpCommand};
 
 pub use config::{Config, Location};
 pub use daemon::{Daemon, run};
@@ -63,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Doctor => doctor::run(&cli.global),
         Command::Memory(args) => memory_cmd::run(&cli.global, args),
         Command::Usage(args) => usage::run(&cli.global, &args),
+        Command::Mcp { command: McpCommand::List } => mcp_cmd::list(&cli.global),
         Command::Secrets(args) => secrets::run(&cli.global, &args),
         Command::Cron(args) => cron_cmd::run(&cli.global, &args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),

@@ -182,6 +182,13 @@ impl ChannelSettings {
     }
 }
 
+/// Tools whose set changes while the daemon runs (those of MCP servers, found when a server
+/// connects and gone while it is away): asked for the current set at every worker's start.
+pub trait ToolSource: Send + Sync + 'static {
+    /// The tools available now.
+    fn tools(&self) -> Vec<Arc<dyn Tool>>;
+}
+
 /// The workers' tools once built, or why they could not be.
 type BuiltTools = Result<Vec<Arc<dyn Tool>>, String>;
 
@@ -198,6 +205,8 @@ pub struct AgentProfile {
     pub(crate) task_tools: TaskToolSettings,
     pub(crate) worker_tools: Vec<Arc<dyn Tool>>,
     pub(crate) branch_tools: Vec<Arc<dyn Tool>>,
+    /// Tools workers get besides the others, asked for at each worker's start.
+    pub(crate) tool_sources: Vec<Arc<dyn ToolSource>>,
     /// The agent's long-term memory: branches get the memory tools and every turn's system
     /// prompt carries its knowledge render.
     pub(crate) memory: Option<Arc<dyn MemoryStore>>,
@@ -231,6 +240,7 @@ impl AgentProfile {
             task_tools: TaskToolSettings::default(),
             worker_tools: Vec::new(),
             branch_tools: Vec::new(),
+            tool_sources: Vec::new(),
             memory: None,
             cron: None,
             identity: None,
@@ -312,6 +322,14 @@ impl AgentProfile {
         self
     }
 
+    /// Adds a source of tools workers may call (an MCP client, say), asked for its current set
+    /// each time a worker starts; a name already taken by another tool (or the harness's
+    /// `set_status`) is left out.
+    pub fn with_tool_source(mut self, source: Arc<dyn ToolSource>) -> Self {
+        self.tool_sources.push(source);
+        self
+    }
+
     /// Adds a tool branches may call (memory tools, say).
     pub fn with_branch_tool(mut self, tool: Arc<dyn Tool>) -> Self {
         self.branch_tools.push(tool);
@@ -339,8 +357,25 @@ impl AgentProfile {
         self.memory.as_ref()
     }
 
-    /// The tools workers get: the built-in task tools, then the added ones.
+    /// The tools workers get: the built-in task tools, then the added ones, then those the tool
+    /// sources offer now.
     pub(crate) fn worker_tools(&self) -> Result<Vec<Arc<dyn Tool>>, String> {
+        let mut tools = self.built_tools()?;
+        for source in &self.tool_sources {
+            for tool in source.tools() {
+                // The harness's own `set_status` is added by the worker itself.
+                let taken = tool.name() == crate::tools::SET_STATUS_TOOL
+                    || tools.iter().any(|known| known.name() == tool.name());
+                if !taken {
+                    tools.push(tool);
+                }
+            }
+        }
+        Ok(tools)
+    }
+
+    /// The built-in task tools and the added ones, built once.
+    fn built_tools(&self) -> Result<Vec<Arc<dyn Tool>>, String> {
         self.built_worker_tools
             .get_or_init(|| {
                 let mut tools = task_tools(&self.task_tools).map_err(|error| {

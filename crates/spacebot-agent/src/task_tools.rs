@@ -8,6 +8,7 @@
 //! clear warning when it is not; either way they run with a clean environment, a time limit and
 //! an output cap.
 
+mod launcher;
 mod shell;
 mod web;
 mod workspace;
@@ -20,7 +21,8 @@ use spacebot_core::Tool;
 
 use crate::error::TaskToolError;
 
-pub use shell::{Sandbox, bubblewrap_available};
+pub use launcher::{Launcher, Mounts, bubblewrap_available};
+pub use shell::Sandbox;
 pub use web::WebFetchSettings;
 
 /// Settings of the built-in task tools.

@@ -57,7 +57,14 @@ pub struct ApiConfig {
     pub prices: BTreeMap<String, ModelPrice>,
     /// The cron jobs `/api/agents/{agent}/cron` manages; without them those routes answer `404`.
     pub cron: Option<Arc<dyn CronJobs>>,
+    /// What `GET /api/mcp` answers (the MCP servers' state and tools, read when asked); without
+    /// it that route answers `404`.
+    pub mcp_status: Option<StatusSource>,
 }
+
+/// A JSON document read each time a route is asked (the MCP servers' state, say): the daemon
+/// fills it in, so this crate needs no type of the part it describes.
+pub type StatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -72,6 +79,7 @@ impl Default for ApiConfig {
             usage: None,
             cron: None,
             prices: BTreeMap::new(),
+            mcp_status: None,
         }
     }
 }
@@ -89,6 +97,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("usage", &self.usage.is_some())
             .field("cron", &self.cron.is_some())
             .field("prices", &self.prices)
+            .field("mcp_status", &self.mcp_status.is_some())
             .finish()
     }
 }
@@ -138,6 +147,12 @@ impl ApiConfig {
         self
     }
 
+    /// Serves `GET /api/mcp` from `source`.
+    pub fn with_mcp_status(mut self, source: StatusSource) -> Self {
+        self.mcp_status = Some(source);
+        self
+    }
+
     /// Sets how long a chat completion waits for the agent's answer.
     pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = timeout;
@@ -165,6 +180,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/agents/{agent}/cron", get(cron::list).post(cron::create))
         .route("/api/agents/{agent}/cron/{id}", get(cron::show).delete(cron::delete))
         .route("/api/agents/{agent}/cron/{id}/run", post(cron::run))
+        .route("/api/mcp", get(mcp_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -179,6 +195,18 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
     // Around the whole router rather than each route, so the `405` it answers itself, with its
     // `Allow` header, passes through too.
     Router::new().fallback_service(routes).layer(middleware::from_fn(json_errors))
+}
+
+/// `GET /api/mcp`: the MCP servers' state and tools (daemon-wide, like `/api/usage`).
+async fn mcp_status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_daemon_wide()?;
+    match &state.config.mcp_status {
+        Some(source) => Ok(Json(source())),
+        None => Err(ApiError::NotFound("no MCP servers on this server".to_owned())),
+    }
 }
 
 async fn not_found() -> ApiError {

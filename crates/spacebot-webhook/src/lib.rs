@@ -43,7 +43,7 @@ mod usage;
 
 pub use access::{Scope, ScopedToken};
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
-pub use api::{ApiConfig, router};
+pub use api::{ApiConfig, StatusSource, router};
 pub use error::{ApiError, Result};
 pub use metrics::{Metrics, UsageWriter};
 pub use openai::{OPENAI_ADAPTER, OpenAiAdapter};

@@ -85,6 +85,7 @@ pub(crate) const RULES: &[CrateRule] = &[
     rule("spacebot-discord",  Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "slack-morphism"]),
     rule("spacebot-slack",    Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity"]),
     rule("spacebot-webhook",  Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity", "slack-morphism"]),
+    rule("spacebot-mcp",      Only(CORE),                             Any,                MODEL_AND_STORE),
     rule("spacebot-testing",  Only(CORE),                             Any,                &[]),
     rule("spacebot",          Any,                                    Any,                &[]),
     rule("spacebot-bench",    Only(&["spacebot-core", "spacebot-memory", "spacebot-agent"]), Any, &[]),
@@ -372,6 +373,7 @@ mod tests {
             }
             fake.member("spacebot-agent", &[("spacebot-core", None), ("spacebot-testing", Some("dev"))]);
             fake.member("spacebot-cortex", &[("spacebot-core", None), ("spacebot-agent", Some("dev"))]);
+            fake.member("spacebot-mcp", &[("spacebot-core", None)]);
             fake.member("spacebot-testing", &[("spacebot-core", None)]);
             fake.member(
                 "spacebot",

@@ -10,6 +10,7 @@ mod eviction;
 mod http_api;
 mod identity;
 mod in_process;
+mod mcp;
 mod memory;
 mod messaging;
 mod metrics;

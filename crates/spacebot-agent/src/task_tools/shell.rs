@@ -9,9 +9,8 @@
 //! environment (no API keys leak from the daemon), a time limit after which its whole process
 //! group is killed, and a cap on the output kept.
 
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,11 +21,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use spacebot_core::{ToolError, TypedTool};
 
 use super::TaskToolSettings;
+use super::launcher::{Launcher, Mounts};
 use super::workspace::Workspace;
 use crate::error::TaskToolError;
-
-/// The `PATH` commands run with.
-const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Whether shell commands run in bubblewrap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,30 +39,10 @@ pub enum Sandbox {
     Required,
 }
 
-/// Directories mounted read-only in the sandbox (those that exist; a symlink such as a merged
-/// `/bin` stays a symlink).
-const SYSTEM_DIRS: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"];
-
 /// What the tool says to every command when it may not run one.
 const NO_SANDBOX: &str = "the shell is disabled: bubblewrap (`bwrap`) is not installed, and commands don't run \
      unsandboxed unless the operator says so. Tell the user: install bubblewrap (`apt install bubblewrap`), or set \
      `tools.sandbox = \"off\"` to run commands unsandboxed";
-
-/// The `bwrap` executable on `PATH`, if any (looked up once).
-fn bubblewrap() -> Option<&'static PathBuf> {
-    static BWRAP: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BWRAP
-        .get_or_init(|| {
-            let path = std::env::var_os("PATH")?;
-            std::env::split_paths(&path).map(|dir| dir.join("bwrap")).find(|candidate| candidate.is_file())
-        })
-        .as_ref()
-}
-
-/// Whether bubblewrap (`bwrap`) is installed, so shell commands can be sandboxed.
-pub fn bubblewrap_available() -> bool {
-    bubblewrap().is_some()
-}
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ShellArgs {
@@ -78,92 +55,27 @@ pub(crate) struct Shell {
     workspace: Arc<Workspace>,
     timeout: Duration,
     cap: usize,
-    bwrap: Option<PathBuf>,
-    /// Refuse every command (`Auto` without bubblewrap).
-    refuse: bool,
-    network: bool,
-    /// Paths the sandbox hides (the daemon's data dir and config).
-    hidden: Vec<PathBuf>,
+    launcher: Launcher,
 }
 
 impl Shell {
     pub(crate) fn new(workspace: Arc<Workspace>, settings: &TaskToolSettings) -> Result<Self, TaskToolError> {
-        let bwrap = match settings.sandbox {
-            Sandbox::Off => None,
-            Sandbox::Auto => {
-                let found = bubblewrap().cloned();
-                if found.is_none() {
-                    tracing::warn!(
-                        "bubblewrap (`bwrap`) is not installed: the workers' shell refuses every command; install \
-                         bubblewrap, or set tools.sandbox = \"off\" to run them unsandboxed"
-                    );
-                }
-                found
-            }
-            Sandbox::Required => Some(bubblewrap().cloned().ok_or(TaskToolError::SandboxMissing)?),
-        };
-        Ok(Self {
-            workspace,
-            timeout: settings.shell_timeout,
-            cap: settings.output_cap,
-            refuse: bwrap.is_none() && settings.sandbox == Sandbox::Auto,
-            bwrap,
-            network: settings.shell_network,
-            hidden: settings.hidden_paths.clone(),
-        })
+        let launcher = Launcher::new(settings)?;
+        if launcher.refuses() {
+            tracing::warn!(
+                "bubblewrap (`bwrap`) is not installed: the workers' shell refuses every command; install \
+                 bubblewrap, or set tools.sandbox = \"off\" to run them unsandboxed"
+            );
+        }
+        Ok(Self { workspace, timeout: settings.shell_timeout, cap: settings.output_cap, launcher })
     }
 
-    fn command(&self, script: &str) -> tokio::process::Command {
-        let root = self.workspace.root();
-        let mut command = match &self.bwrap {
-            Some(bwrap) => {
-                let mut command = tokio::process::Command::new(bwrap);
-                for dir in SYSTEM_DIRS {
-                    match std::fs::read_link(dir) {
-                        Ok(target) => {
-                            command.arg("--symlink").arg(target).arg(dir);
-                        }
-                        Err(_) if std::path::Path::new(dir).is_dir() => {
-                            command.args(["--ro-bind", dir, dir]);
-                        }
-                        Err(_) => {}
-                    }
-                }
-                command.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
-                // Hidden before the workspace is mounted, which may lie inside one of them.
-                for path in &self.hidden {
-                    if path.is_dir() {
-                        command.arg("--tmpfs").arg(path);
-                    } else if path.exists() {
-                        command.arg("--ro-bind").arg("/dev/null").arg(path);
-                    }
-                }
-                command.arg("--bind").arg(root).arg(root).arg("--chdir").arg(root);
-                command.args(["--unshare-pid", "--die-with-parent", "--new-session"]);
-                if !self.network {
-                    command.arg("--unshare-net");
-                }
-                command.args(["--setenv", "SPACEBOT_SANDBOX", "bubblewrap", "sh", "-c", script]);
-                command
-            }
-            None => {
-                let mut command = tokio::process::Command::new("sh");
-                command.args(["-c", script]);
-                command
-            }
-        };
-        command
-            .current_dir(root)
-            .env_clear()
-            .env("PATH", SAFE_PATH)
-            .env("HOME", root)
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        command
+    /// The command for `script`, or `None` when every command is refused.
+    fn command(&self, script: &str) -> Option<tokio::process::Command> {
+        let mut command =
+            self.launcher.command(Mounts::new(self.workspace.root()), std::ffi::OsStr::new("sh"), ["-c", script])?;
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
+        Some(command)
     }
 }
 
@@ -173,9 +85,9 @@ impl TypedTool for Shell {
     type Args = ShellArgs;
 
     fn description(&self) -> String {
-        let sandbox = if self.bwrap.is_some() {
+        let sandbox = if self.launcher.is_sandboxed() {
             "in a sandbox (only the workspace is writable, no network)"
-        } else if self.refuse {
+        } else if self.launcher.refuses() {
             "when bubblewrap is installed (it isn't: every command is refused)"
         } else {
             "unsandboxed"
@@ -195,13 +107,11 @@ impl TypedTool for Shell {
     }
 
     async fn run(&self, args: ShellArgs) -> Result<String, ToolError> {
-        if self.refuse {
+        let Some(mut command) = self.command(&args.command) else {
             return Err(ToolError::Failed(NO_SANDBOX.to_owned()));
-        }
-        let mut child = self
-            .command(&args.command)
-            .spawn()
-            .map_err(|error| ToolError::Failed(format!("can't start the command: {error}")))?;
+        };
+        let mut child =
+            command.spawn().map_err(|error| ToolError::Failed(format!("can't start the command: {error}")))?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let cap = self.cap;
@@ -269,6 +179,8 @@ async fn kill_group(child: &tokio::process::Child) {
 #[cfg(test)]
 mod tests {
     use spacebot_core::Tool;
+
+    use super::super::bubblewrap_available;
 
     use super::*;
 

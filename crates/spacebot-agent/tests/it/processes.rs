@@ -533,3 +533,63 @@ async fn route_and_cancel_with_unknown_or_wrong_ids_tell_the_model_and_change_no
     assert_eq!(h.started().len(), 1, "the branch runs on");
     h.shutdown().await;
 }
+
+/// A tool source (the daemon's MCP servers) whose set changes while the agent runs.
+struct ChangingTools(std::sync::Mutex<Vec<Arc<dyn spacebot_core::Tool>>>);
+
+impl spacebot_agent::ToolSource for ChangingTools {
+    fn tools(&self) -> Vec<Arc<dyn spacebot_core::Tool>> {
+        self.0.lock().map(|tools| tools.clone()).unwrap_or_default()
+    }
+}
+
+/// A tool whose name is fixed when it is made.
+struct Named(&'static str);
+
+#[async_trait::async_trait]
+impl spacebot_core::Tool for Named {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    fn spec(&self) -> spacebot_core::ToolSpec {
+        spacebot_core::ToolSpec::new(self.0, "from the source", json!({ "type": "object" }))
+    }
+
+    async fn call(&self, _arguments: serde_json::Value) -> Result<String, spacebot_core::ToolError> {
+        Ok(format!("{} ran", self.0))
+    }
+}
+
+/// Each worker gets the tools its source offers when it starts (a server that connected since
+/// the last one adds its tools), callable like any other; a name already taken is left out.
+#[tokio::test(start_paused = true)]
+async fn workers_get_the_tools_their_source_offers_when_each_starts() {
+    let models = Models::new();
+    let source = Arc::new(ChangingTools(std::sync::Mutex::new(Vec::new())));
+    let profile = models.profile(ChannelSettings::default()).with_tool_source(source.clone());
+    let mut h = start(profile, Arc::new(MemoryLog::new())).await;
+    models.channel.push_all([spawn("first"), reply("On it."), reply("first done")]);
+    models.worker.push(done("nothing to call"));
+    h.say(CONV, "first");
+    assert_eq!(h.wait_turns(2).await, vec![TurnOutcome::Replied; 2]);
+
+    source
+        .0
+        .lock()
+        .unwrap()
+        .extend([Arc::new(Named("files_read")) as Arc<dyn spacebot_core::Tool>, Arc::new(Named(SET_STATUS_TOOL))]);
+    models.channel.push_all([spawn("second"), reply("On it."), reply("second done")]);
+    models.worker.push_all([ScriptedTurn::tool_call("files_read", json!({})), done("read it")]);
+    h.say(CONV, "second");
+    assert_eq!(h.wait_turns(2).await, vec![TurnOutcome::Replied; 2]);
+
+    let requests = models.worker.requests();
+    let names = |request: &ChatRequest| request.tools.iter().map(|tool| tool.name.clone()).collect::<Vec<_>>();
+    assert!(!names(&requests[0]).contains(&"files_read".to_owned()), "{:?}", names(&requests[0]));
+    let second = names(&requests[1]);
+    assert!(second.contains(&"files_read".to_owned()), "{second:?}");
+    assert_eq!(second.iter().filter(|name| *name == SET_STATUS_TOOL).count(), 1, "{second:?}");
+    assert_eq!(tool_results(&requests[2]), ["files_read ran"]);
+    h.shutdown().await;
+}
