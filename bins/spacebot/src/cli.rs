@@ -58,6 +58,8 @@ pub(crate) enum Command {
     Usage(UsageArgs),
     /// Manage the encrypted secret store that `secret:NAME` config values read.
     Secrets(SecretsArgs),
+    /// Manage an agent's scheduled (cron) jobs on the running daemon.
+    Cron(CronArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -100,6 +102,63 @@ pub(crate) enum SecretsCommand {
         /// The secret's name.
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CronArgs {
+    /// The agent whose jobs to manage.
+    #[arg(long, default_value = "main", global = true)]
+    pub(crate) agent: String,
+    #[command(subcommand)]
+    pub(crate) command: CronCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CronCommand {
+    /// List the agent's jobs, with their schedule, state and next run.
+    List,
+    /// Create a job, or replace the one with this id.
+    Add(CronAddArgs),
+    /// Delete a job.
+    Rm {
+        /// The job's id.
+        id: String,
+    },
+    /// Run a job now, outside its schedule.
+    Run {
+        /// The job's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CronAddArgs {
+    /// The job's id: letters, digits, '-', '_' or '.'.
+    pub(crate) id: String,
+    /// The message each run starts with.
+    #[arg(long)]
+    pub(crate) prompt: String,
+    /// A cron expression (five fields, or six with seconds first), like "0 17 * * 1-5".
+    #[arg(long, required_unless_present = "every", conflicts_with = "every")]
+    pub(crate) cron: Option<String>,
+    /// Or an interval, like 30m, 1h30m or 45s.
+    #[arg(long)]
+    pub(crate) every: Option<String>,
+    /// The IANA time zone of the schedule and active hours (default UTC).
+    #[arg(long)]
+    pub(crate) timezone: Option<String>,
+    /// Run only between these local hours, as START-END (like 9-18).
+    #[arg(long)]
+    pub(crate) active_hours: Option<String>,
+    /// Run once, at the first due time.
+    #[arg(long)]
+    pub(crate) run_once: bool,
+    /// How long a run may take, like 10m.
+    #[arg(long)]
+    pub(crate) timeout: Option<String>,
+    /// Where each run's reply goes: adapter:target (discord:123456789, webhook:c1).
+    #[arg(long)]
+    pub(crate) deliver_to: String,
 }
 
 #[derive(Debug, Args)]

@@ -127,6 +127,25 @@ impl Client {
         response.json().await.context("the daemon sent an unreadable usage report")
     }
 
+    /// `method` on an API `path`, with a JSON `body` if given; the answer's JSON, or `Null` when
+    /// it has none (`204`).
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = self.send_checked(request).await?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(serde_json::Value::Null);
+        }
+        response.json().await.context("the daemon sent an unreadable answer")
+    }
+
     /// `GET /api/mcp`: the MCP servers' state and tools.
     pub(crate) async fn mcp(&self) -> anyhow::Result<serde_json::Value> {
         let response = self.send_checked(self.request(reqwest::Method::GET, "/api/mcp")).await?;

@@ -18,6 +18,7 @@ use crate::data_dir::DataDir;
 
 mod check;
 mod conversations;
+mod cron;
 mod mcp;
 mod memory;
 mod messaging;
@@ -200,6 +201,9 @@ struct RawAgent {
     admins: Vec<String>,
     #[serde(default)]
     compaction: RawCompaction,
+    /// `[[agents.cron]]`: scheduled jobs.
+    #[serde(default)]
+    cron: Vec<spacebot_core::CronJobSpec>,
 }
 
 /// `agents[].compaction`: how the agent's channels keep their context small.
@@ -293,6 +297,8 @@ pub(crate) struct AgentSettings {
     pub(crate) response_mode: spacebot_core::ResponseMode,
     /// `agents[].admins`: participant ids (`discord:1234`); empty lets everyone.
     pub(crate) admins: Vec<String>,
+    /// `[[agents.cron]]`, checked; upserted into the store at start.
+    pub(crate) cron: Vec<spacebot_core::CronJob>,
 }
 
 /// A `provider/model` reference, checked against the configured providers.
@@ -646,6 +652,7 @@ fn validate(
             response_mode: None,
             admins: Vec::new(),
             compaction: RawCompaction::default(),
+            cron: Vec::new(),
         }]
     } else {
         raw.agents
@@ -686,7 +693,9 @@ fn validate(
                 );
             }
         }
+        let cron = cron::cron_jobs(agent.cron, &agent.id, &key)?;
         agents.push(AgentSettings {
+            cron,
             compaction,
             background,
             identity_dir,

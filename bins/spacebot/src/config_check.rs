@@ -46,6 +46,15 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         println!("agent {}: identity {} ({})", agent.id, agent.identity_dir.display(), files.join(", "));
+        for job in &agent.cron {
+            let when = match (&job.cron, job.every) {
+                (Some(cron), _) => format!("cron \"{cron}\" in {}", job.timezone.as_deref().unwrap_or("UTC")),
+                (None, Some(every)) => format!("every {} s", every.as_secs_f64()),
+                (None, None) => "no schedule".to_owned(),
+            };
+            let once = if job.run_once { ", once" } else { "" };
+            println!("agent {}: cron job {} {when}{once}, to {}", agent.id, job.id, job.deliver_to);
+        }
     }
     for discord in &config.messaging.discord {
         let place = discord.api_url.as_deref().map(|url| format!(" at {url}")).unwrap_or_default();

@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
 use spacebot_core::{
-    AgentId, FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeHandle, RuntimeSettings, Scrubber,
+    AgentId, ConversationLog, CronJobs, FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeHandle,
+    RuntimeSettings, Scrubber,
 };
-use spacebot_cortex::{Watchdog, WatchdogSettings};
+use spacebot_cortex::{CronAdapter, CronScheduler, CronSettings, Watchdog, WatchdogSettings};
 use spacebot_memory::SqliteLog;
 use spacebot_webhook::{ApiConfig, Metrics, OpenAiAdapter, WebhookAdapter};
 
@@ -55,6 +56,8 @@ struct Tasks {
     cortex_stop: CancellationToken,
     watchdog: Option<JoinHandle<()>>,
     maintenance: Option<JoinHandle<()>>,
+    /// Runs the cron jobs (stopped with the cortex).
+    cron: Option<JoinHandle<()>>,
     /// Keeps the metrics that come from runtime events (stopped with the cortex).
     metering: Option<JoinHandle<()>>,
     /// Writes model calls' usage (stopped with the cortex, after draining what is queued).
@@ -94,6 +97,20 @@ impl Daemon {
         let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
         let memories = Memories::open(config).await?;
 
+        // The cron scheduler over the store's jobs; the config's jobs are upserted now, so a job
+        // removed from the config is gone before anything runs.
+        let cron = match store.cron_store() {
+            Some(cron_store) => {
+                let scheduler = CronScheduler::new(cron_store, CronSettings::default());
+                let agents: Vec<AgentId> = config.agents.iter().map(|a| AgentId::new(a.id.as_str())).collect();
+                let jobs = config.agents.iter().flat_map(|a| a.cron.iter().cloned()).collect();
+                scheduler.upsert_config(&agents, jobs).await.context("can't store the config's cron jobs")?;
+                Some(scheduler)
+            }
+            None => None,
+        };
+        let cron_jobs = cron.clone().map(|scheduler| Arc::new(scheduler) as Arc<dyn CronJobs>);
+
         // MCP servers connect in the background; workers get the tools of those connected when
         // each starts.
         let mcp = crate::mcp_setup::start(config, CancellationToken::new());
@@ -101,6 +118,10 @@ impl Daemon {
         for profile in built {
             let profile = match memories.get(profile.id().as_str()) {
                 Some(memory) => profile.with_memory(memory),
+                None => profile,
+            };
+            let profile = match &cron_jobs {
+                Some(cron) => profile.with_cron(cron.clone()),
                 None => profile,
             };
             profiles.push(crate::mcp_setup::with_tools(profile, &mcp.handle()));
@@ -117,6 +138,7 @@ impl Daemon {
             .log(store.clone())
             .adapter(Arc::new(WebhookAdapter))
             .adapter(Arc::new(openai.clone()))
+            .adapter(Arc::new(CronAdapter))
             .settings(
                 RuntimeSettings::default()
                     .with_shutdown_grace(config.shutdown_grace)
@@ -146,6 +168,11 @@ impl Daemon {
             .await
             .with_context(|| format!("can't listen on api.bind {}", config.api.bind))?;
         let addr = listener.local_addr().context("can't read the API address")?;
+        // Runs a crash cut short are settled before the runtime resumes unanswered messages, so
+        // it doesn't answer theirs again.
+        if let Some(scheduler) = &cron {
+            scheduler.settle_interrupted(&*store).await;
+        }
         let runtime = builder.start().await?;
         let cortex_stop = CancellationToken::new();
         // The metrics follow the runtime's events until the cortex stops.
@@ -156,6 +183,7 @@ impl Daemon {
             tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), cortex_stop.clone()));
         // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
         let maintenance = memories.maintenance(&config.memory).map(|m| tokio::spawn(m.run(cortex_stop.clone())));
+        let cron = cron.map(|scheduler| tokio::spawn(scheduler.run(runtime.handle(), cortex_stop.clone())));
         let api = ApiConfig::default()
             .with_token(config.api.token.clone())
             .with_scoped_tokens(config.api.tokens.clone())
@@ -166,6 +194,10 @@ impl Daemon {
             .with_memories(memories.all())
             .with_mcp_status(mcp_status(mcp.handle()))
             .with_reply_timeout(reply_timeout);
+        let api = match &cron_jobs {
+            Some(cron) => api.with_cron(cron.clone()),
+            None => api,
+        };
         let router = spacebot_webhook::router(runtime.handle(), api);
         let http_stop = CancellationToken::new();
         let http =
@@ -181,6 +213,7 @@ impl Daemon {
                 cortex_stop,
                 watchdog: Some(watchdog),
                 maintenance,
+                cron,
                 metering: Some(metering),
                 usage: Some(usage),
                 http_stop,
@@ -248,6 +281,9 @@ impl Tasks {
         }
         if let Some(Err(error)) = join_optional(self.maintenance.take()).await {
             tracing::error!(%error, "the memory maintenance task failed");
+        }
+        if let Some(Err(error)) = join_optional(self.cron.take()).await {
+            tracing::error!(%error, "the cron scheduler failed");
         }
         if let Some(Err(error)) = join_optional(self.metering.take()).await {
             tracing::error!(%error, "the metrics task failed");

@@ -26,6 +26,7 @@ mod cli;
 mod client;
 mod config;
 mod config_check;
+mod cron_cmd;
 mod daemon;
 mod data_dir;
 mod doctor;
@@ -66,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Usage(args) => usage::run(&cli.global, &args),
         Command::Mcp { command: McpCommand::List } => mcp_cmd::list(&cli.global),
         Command::Secrets(args) => secrets::run(&cli.global, &args),
+        Command::Cron(args) => cron_cmd::run(&cli.global, &args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),
     };
     match result {

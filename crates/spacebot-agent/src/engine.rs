@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use spacebot_core::{
-    AgentId, ConversationContext, ConversationEngine, Inbox, LanguageModel, MemoryStore, ProcessKind, ResponseMode,
-    Tool,
+    AgentId, ConversationContext, ConversationEngine, CronJobs, Inbox, LanguageModel, MemoryStore, ProcessKind,
+    ResponseMode, Tool,
 };
 
 use crate::budget::{BackgroundBudget, BackgroundBudgetSettings};
@@ -210,6 +210,8 @@ pub struct AgentProfile {
     /// The agent's long-term memory: branches get the memory tools and every turn's system
     /// prompt carries its knowledge render.
     pub(crate) memory: Option<Arc<dyn MemoryStore>>,
+    /// The agent's cron jobs: its channels get the `cron` tool.
+    pub(crate) cron: Option<Arc<dyn CronJobs>>,
     /// The identity files every turn's system prompt carries, read again at each turn.
     pub(crate) identity: Option<IdentityDir>,
     /// The allowance of background model calls (compaction) of this agent, shared by its
@@ -240,6 +242,7 @@ impl AgentProfile {
             branch_tools: Vec::new(),
             tool_sources: Vec::new(),
             memory: None,
+            cron: None,
             identity: None,
             background: Arc::new(BackgroundBudget::new(id.clone(), BackgroundBudgetSettings::default())),
             built_worker_tools: Arc::default(),
@@ -339,6 +342,13 @@ impl AgentProfile {
     /// see (re-rendered as the turn starts, so it only changes when the memories do).
     pub fn with_memory(mut self, memory: Arc<dyn MemoryStore>) -> Self {
         self.memory = Some(memory);
+        self
+    }
+
+    /// Gives the agent's channels the `cron` tool over `cron` (create, list and delete the
+    /// conversation's scheduled jobs).
+    pub fn with_cron(mut self, cron: Arc<dyn CronJobs>) -> Self {
+        self.cron = Some(cron);
         self
     }
 

@@ -4,11 +4,12 @@
 //! the arguments object encoded as a JSON string, as some OpenAI-compatible servers send it):
 //! typed tools ([`spacebot_core::TypedTool`]) through their blanket [`spacebot_core::Tool`] impl,
 //! and the channel's own tools, which act on the channel's state rather than run as `Tool`s,
-//! through [`ChannelCall::parse`] (`tools/channel.rs`). The harness's tools of branches and
+//! through [`ChannelCall::parse`] (`tools/channel.rs`; the `cron` tool's body is in `tools/cron.rs`). The harness's tools of branches and
 //! workers (`spawn_worker`, `set_status`) are in `tools/process.rs`; every other tool a branch
 //! or worker calls runs through [`run_tool`].
 
 mod channel;
+mod cron;
 mod process;
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub use channel::{BRANCH_TOOL, CANCEL_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, 
 pub(crate) use channel::{
     BranchArgs, CancelArgs, ChannelCall, ReactArgs, RouteArgs, SpawnWorkerArgs, channel_tools, fallback_refusal,
 };
+pub use cron::CRON_TOOL;
+pub(crate) use cron::run_cron_tool;
 pub use process::SET_STATUS_TOOL;
 pub(crate) use process::{BranchCall, WorkerCall, branch_spawn_worker_tool, set_status_tool};
 

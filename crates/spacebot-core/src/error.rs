@@ -226,6 +226,24 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
+/// Why a cron job could not be created, found or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CronError {
+    /// The job's definition is invalid; the message says which field and why.
+    #[error("invalid cron job: {0}")]
+    Invalid(String),
+    /// No job with this id for this agent.
+    #[error("no cron job named '{0}'")]
+    NotFound(String),
+    /// The store failed.
+    #[error("can't store the cron job: {0}")]
+    Store(#[from] StoreError),
+    /// The scheduler has stopped.
+    #[error("the cron scheduler is not running")]
+    Stopped,
+}
+
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

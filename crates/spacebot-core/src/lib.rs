@@ -34,6 +34,7 @@
 mod adapter;
 mod binding;
 mod chronicle;
+mod cron;
 mod embed;
 mod engine;
 mod error;
@@ -64,10 +65,14 @@ pub use binding::{
 pub use chronicle::{
     Checkpoint, CheckpointKind, Chronicle, ChronicleError, LogTail, LoggedMessage, NewCheckpoint, NewRollup,
 };
+pub use cron::{
+    BreakerChange, CronJob, CronJobSpec, CronJobs, CronOutcome, CronRun, CronStore, DurationText, parse_duration,
+};
 pub use embed::Embedder;
 pub use engine::{ControlCommand, ConversationContext, ConversationEngine, ConversationInput};
 pub use error::{
-    AdapterError, AdapterErrorKind, BoxError, EmbedError, Error, LlmError, LlmErrorKind, Result, StoreError, ToolError,
+    AdapterError, AdapterErrorKind, BoxError, CronError, EmbedError, Error, LlmError, LlmErrorKind, Result, StoreError,
+    ToolError,
 };
 pub use event::{RuntimeEvent, TurnOutcome};
 pub use fallback::FallbackModel;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::chronicle::Chronicle;
+use crate::cron::CronStore;
 use crate::error::StoreError;
 use crate::ids::{AgentId, ConversationId, MessageId};
 use crate::message::{InboundMessage, StoredMessage};
@@ -92,6 +93,12 @@ pub trait ConversationLog: Send + Sync + 'static {
     /// worker or branch cut short by a crash is recorded as failed at the next start and its
     /// conversation told. The default keeps none.
     fn process_runs(&self) -> Option<Arc<dyn ProcessRuns>> {
+        None
+    }
+
+    /// The cron jobs and their runs kept beside this log, if the store keeps them; without
+    /// them the daemon runs no cron jobs. The default keeps none.
+    fn cron_store(&self) -> Option<Arc<dyn CronStore>> {
         None
     }
 }

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::adapter::MessagingAdapter;
 use crate::binding::{Binding, RESPONSE_MODE_KEY, matching_binding};
 use crate::engine::{ControlCommand, ConversationContext, ConversationEngine, ConversationInput};
-use crate::error::{Error, Result};
+use crate::error::{AdapterError, Error, Result};
 use crate::event::RuntimeEvent;
 use crate::ids::{AgentId, ConversationId, MessageId};
 use crate::inbox::{Inbox, InboxSender, inbox};
@@ -229,7 +229,7 @@ impl RuntimeBuilder {
         let router = Router {
             engine: engine.clone(),
             log: log.clone(),
-            outbox,
+            outbox: outbox.clone(),
             shutdown: shutdown.child_token(),
             grace: self.settings.shutdown_grace,
             conversations: HashMap::new(),
@@ -255,6 +255,7 @@ impl RuntimeBuilder {
                 bindings: self.bindings,
                 processes,
                 engine,
+                outbox,
             }),
         };
 
@@ -419,6 +420,7 @@ struct HandleInner {
     bindings: Vec<Binding>,
     processes: ProcessRegistry,
     engine: Arc<dyn ConversationEngine>,
+    outbox: Outbox,
 }
 
 impl RuntimeHandle {
@@ -517,6 +519,20 @@ impl RuntimeHandle {
             RouterCommand::Restart { key: (agent.clone(), conversation.clone()), reason: reason.to_owned(), reply };
         self.inner.router.send(command).await.map_err(|_| Error::ShuttingDown)?;
         answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Delivers `response` in the context of `target` through the adapter it names, as a
+    /// conversation's own replies are (secrets masked, transient failures retried, the outcome
+    /// published as an event). For harness messages outside any turn, such as a cron job's
+    /// delivery to its target; recording it in the log is the caller's business.
+    pub async fn deliver(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
+        self.inner.outbox.send(target, response).await
+    }
+
+    /// The scrubber everything outbound passes; whoever records a message it delivers through
+    /// [`deliver`](Self::deliver) scrubs it with this one first, so the log holds what was sent.
+    pub fn scrubber(&self) -> &Scrubber {
+        self.inner.outbox.scrubber()
     }
 
     /// A status snapshot.

@@ -11,10 +11,15 @@
 //!
 //! [`MemoryMaintenance`] runs each agent's memory upkeep (decay, prune, merge near-duplicates,
 //! link related memories) every interval, within a time budget per agent; it too makes no model
-//! call. Cron jobs are not here yet.
+//! call.
+//!
+//! [`CronScheduler`] runs cron jobs: durable, claimed before each run, each run a fresh
+//! conversation whose first reply goes to the job's target (see `cron.rs`).
 
+mod cron;
 mod maintenance;
 mod watchdog;
 
+pub use cron::{CRON_ADAPTER, CronAdapter, CronClock, CronScheduler, CronSettings, validate_job};
 pub use maintenance::{MaintenanceSettings, MemoryMaintenance};
 pub use watchdog::{Finding, Intervention, Watchdog, WatchdogSettings};

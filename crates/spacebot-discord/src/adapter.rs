@@ -513,8 +513,10 @@ async fn intake(
     }
 }
 
+/// The channel to answer in; a message the runtime makes up (a cron job's delivery) names it by
+/// core's key.
 fn channel_id(target: &InboundMessage) -> Option<ChannelId> {
-    metadata_id(target, META_CHANNEL).map(ChannelId::new)
+    metadata_id(target, META_CHANNEL).or_else(|| metadata_id(target, spacebot_core::CHANNEL_KEY)).map(ChannelId::new)
 }
 
 fn message_id(target: &InboundMessage) -> Option<MessageId> {

@@ -315,4 +315,9 @@ impl ConversationLog for SqliteLog {
     fn process_runs(&self) -> Option<Arc<dyn spacebot_core::ProcessRuns>> {
         Some(Arc::new(self.clone()))
     }
+
+    /// The cron jobs and runs in the same file (`cron.rs`).
+    fn cron_store(&self) -> Option<Arc<dyn spacebot_core::CronStore>> {
+        Some(Arc::new(self.clone()))
+    }
 }

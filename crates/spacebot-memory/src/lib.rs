@@ -53,6 +53,7 @@
 mod chronicle;
 mod chunk;
 mod conversation_log;
+mod cron;
 mod embed;
 mod error;
 mod memory;

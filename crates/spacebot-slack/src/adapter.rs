@@ -210,7 +210,9 @@ impl MessagingAdapter for SlackAdapter {
     async fn send(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
         let inner = &self.inner;
         let meta = |key: &str| target.metadata.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        // A message the runtime makes up (a cron job's delivery) names its channel by core's key.
         let channel = meta(META_CHANNEL)
+            .or_else(|| meta(spacebot_core::CHANNEL_KEY))
             .ok_or_else(|| AdapterError::permanent(inner.name(), "the message names no Slack channel to answer in"))?;
         let thread = meta(META_THREAD_TS);
         match response {

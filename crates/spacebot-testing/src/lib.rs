@@ -13,6 +13,8 @@
 //!   that takes injected inbound messages and records everything sent back.
 //! - [`log`]: [`MemoryLog`], an in-memory [`ConversationLog`](spacebot_core::ConversationLog)
 //!   with the same semantics as the SQLite one, for runtime tests without a database.
+//! - [`cron_store`]: [`MemoryCronStore`], an in-memory [`CronStore`](spacebot_core::CronStore)
+//!   with the SQLite store's semantics, for scheduler tests on the paused clock.
 //! - [`fake_memory`]: [`FakeMemory`], an in-process [`MemoryStore`](spacebot_core::MemoryStore)
 //!   applying core's visibility rule, with substring recall and a plain knowledge render, that
 //!   records saves, renders and maintenance passes.
@@ -32,6 +34,7 @@
 pub mod adapter;
 pub mod binary;
 pub mod conformance;
+pub mod cron_store;
 pub mod fake_discord;
 pub mod fake_embeddings;
 pub mod fake_llm;
@@ -43,6 +46,7 @@ pub mod scripted;
 mod chunk;
 
 pub use adapter::CapturingAdapter;
+pub use cron_store::MemoryCronStore;
 pub use fake_discord::{DiscordRequest, FakeDiscord, FakeMessage};
 pub use fake_embeddings::{EmbeddingsRequest, FakeEmbeddingsServer};
 pub use fake_llm::{FakeLlmServer, FakeReply, RecordedRequest, Wire};

@@ -18,12 +18,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use spacebot_core::{
-    AgentId, ConversationId, ConversationLog, InboundMessage, MemoryStore, RuntimeHandle, Sender, StoredMessage,
+    AgentId, ConversationId, ConversationLog, CronJobs, InboundMessage, MemoryStore, RuntimeHandle, Sender,
+    StoredMessage,
     UsageLedger,
 };
 
 use crate::access::{Caller, Scope, ScopedToken};
 use crate::adapter::WEBHOOK_ADAPTER;
+use crate::cron;
 use crate::error::ApiError;
 use crate::memories;
 use crate::metrics::{self, Metrics};
@@ -57,6 +59,8 @@ pub struct ApiConfig {
     pub prices: BTreeMap<String, ModelPrice>,
     /// The agents' memories `GET /api/agents/{agent}/memories` searches.
     pub memories: BTreeMap<AgentId, Arc<dyn MemoryStore>>,
+    /// The cron jobs `/api/agents/{agent}/cron` manages; without them those routes answer `404`.
+    pub cron: Option<Arc<dyn CronJobs>>,
     /// What `GET /api/mcp` answers (the MCP servers' state and tools, read when asked); without
     /// it that route answers `404`.
     pub mcp_status: Option<StatusSource>,
@@ -77,6 +81,7 @@ impl Default for ApiConfig {
             reply_timeout: Duration::from_secs(300),
             metrics: None,
             usage: None,
+            cron: None,
             prices: BTreeMap::new(),
             memories: BTreeMap::new(),
             mcp_status: None,
@@ -95,6 +100,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("reply_timeout", &self.reply_timeout)
             .field("metrics", &self.metrics.is_some())
             .field("usage", &self.usage.is_some())
+            .field("cron", &self.cron.is_some())
             .field("prices", &self.prices)
             .field("memories", &self.memories.keys().collect::<Vec<_>>())
             .field("mcp_status", &self.mcp_status.is_some())
@@ -147,6 +153,12 @@ impl ApiConfig {
         self
     }
 
+    /// Serves `/api/agents/{agent}/cron` from `cron`.
+    pub fn with_cron(mut self, cron: Arc<dyn CronJobs>) -> Self {
+        self.cron = Some(cron);
+        self
+    }
+
     /// Serves `GET /api/mcp` from `source`.
     pub fn with_mcp_status(mut self, source: StatusSource) -> Self {
         self.mcp_status = Some(source);
@@ -178,6 +190,9 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/metrics", get(serve_metrics))
         .route("/api/usage", get(usage::usage))
         .route("/api/agents/{agent}/memories", get(memories::search))
+        .route("/api/agents/{agent}/cron", get(cron::list).post(cron::create))
+        .route("/api/agents/{agent}/cron/{id}", get(cron::show).delete(cron::delete))
+        .route("/api/agents/{agent}/cron/{id}/run", post(cron::run))
         .route("/api/mcp", get(mcp_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()

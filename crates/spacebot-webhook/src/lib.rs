@@ -12,6 +12,8 @@
 //! - `GET /api/events`: server-sent events for replies, typing and turn outcomes.
 //! - `GET /api/usage`: tokens (and cost, where prices are configured) per day, agent, model and
 //!   process kind.
+//! - `GET|POST /api/agents/{agent}/cron`, `GET|DELETE /api/agents/{agent}/cron/{id}`,
+//!   `POST /api/agents/{agent}/cron/{id}/run`: the agent's cron jobs (`admin` scope).
 //! - `GET /metrics`: the daemon's figures in the Prometheus text format ([`Metrics`]).
 //! - `POST /v1/chat/completions`, `GET /v1/models`: the OpenAI-compatible API onto the agents
 //!   (see the `openai` module); needs an [`OpenAiAdapter`] registered with the runtime and in
@@ -32,6 +34,7 @@
 mod access;
 mod adapter;
 mod api;
+mod cron;
 mod error;
 mod memories;
 mod metrics;

@@ -13,7 +13,7 @@ async fn health_and_status_answer() {
     let status: Value =
         daemon.http.get(format!("{}/api/status", daemon.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["agents"], json!(["main", "ops"]));
-    assert_eq!(status["adapters"], json!(["webhook", "openai"]));
+    assert_eq!(status["adapters"], json!(["webhook", "openai", "cron"]), "cron runs answer through the `cron` adapter");
     daemon.stop().await;
 }
 

@@ -4,6 +4,7 @@
 
 mod cli;
 mod conversation;
+mod cron;
 mod daemon;
 mod eviction;
 mod http_api;

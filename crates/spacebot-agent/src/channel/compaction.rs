@@ -42,7 +42,8 @@ impl Channel {
         let window = model.context_window();
         let settings = &profile.settings.compaction;
         let slots = self.context.slots();
-        let fixed = compactor::tokens(self.system_prompt().len()) + channel_tool_tokens(self.chronicle_tools_on());
+        let fixed = compactor::tokens(self.system_prompt().len())
+            + channel_tool_tokens(self.chronicle_tools_on(), self.profile.cron.is_some());
         let plan = compactor::plan(
             &slots,
             fixed,
@@ -192,22 +193,21 @@ impl Channel {
 }
 
 /// Estimated tokens of a whole request: what the compactor weighs against the provider's count.
-pub(super) fn request_tokens(request: &ChatRequest, with_chronicle: bool) -> usize {
+pub(super) fn request_tokens(request: &ChatRequest, with_chronicle: bool, with_cron: bool) -> usize {
     let chars = request.system.len() + request.messages.iter().map(ChatMessage::char_len).sum::<usize>();
-    compactor::tokens(chars) + channel_tool_tokens(with_chronicle)
+    compactor::tokens(chars) + channel_tool_tokens(with_chronicle, with_cron)
 }
 
 /// Estimated tokens of the channel's tool definitions (the same in every request, with or
-/// without `chronicle`).
-pub(super) fn channel_tool_tokens(with_chronicle: bool) -> usize {
-    static TOKENS: OnceLock<usize> = OnceLock::new();
-    static WITH_CHRONICLE: OnceLock<usize> = OnceLock::new();
+/// without `chronicle` and `cron`).
+pub(super) fn channel_tool_tokens(with_chronicle: bool, with_cron: bool) -> usize {
+    static TOKENS: [OnceLock<usize>; 4] = [const { OnceLock::new() }; 4];
     let count = || {
-        let chars: usize = channel_tools(with_chronicle)
+        let chars: usize = channel_tools(with_chronicle, with_cron)
             .iter()
             .map(|tool| tool.name.len() + tool.description.len() + tool.parameters.to_string().len())
             .sum();
         compactor::tokens(chars)
     };
-    *if with_chronicle { WITH_CHRONICLE.get_or_init(count) } else { TOKENS.get_or_init(count) }
+    *TOKENS[usize::from(with_chronicle) * 2 + usize::from(with_cron)].get_or_init(count)
 }

@@ -17,7 +17,7 @@ use spacebot_core::{
 use crate::context::chronicle;
 use crate::context::compactor;
 use crate::prompt::{batch_envelope, envelope};
-use crate::tools::{ChannelCall, ReactArgs, channel_tools, fallback_refusal};
+use crate::tools::{ChannelCall, ReactArgs, channel_tools, fallback_refusal, run_cron_tool};
 
 use super::compaction::request_tokens;
 use super::{Channel, HARNESS_SENDER};
@@ -300,10 +300,12 @@ impl Channel {
         };
 
         let with_chronicle = self.chronicle_tools_on();
+        let with_cron = self.profile.cron.is_some();
         for _ in 0..budget {
             let messages = self.context.messages().chain(turn.iter().cloned()).collect();
-            let request = ChatRequest::new(system.clone(), messages).with_tools(channel_tools(with_chronicle));
-            let estimated = request_tokens(&request, with_chronicle);
+            let request =
+                ChatRequest::new(system.clone(), messages).with_tools(channel_tools(with_chronicle, with_cron));
+            let estimated = request_tokens(&request, with_chronicle, with_cron);
             let response = model.complete(request).await.map_err(TurnFailure::Model)?;
             self.turn_usage.input_tokens += response.usage.input_tokens;
             self.turn_usage.output_tokens += response.usage.output_tokens;
@@ -332,7 +334,7 @@ impl Channel {
             let mut done: Vec<spacebot_core::ToolCall> = Vec::new();
             let mut results: Vec<ChatMessage> = Vec::new();
             for call in &response.tool_calls {
-                let result = match ChannelCall::parse(call, with_chronicle) {
+                let result = match ChannelCall::parse(call, with_chronicle, with_cron) {
                     Err(error) => error,
                     Ok(ChannelCall::Reply(text)) => {
                         self.keep_calls(&response.content, done, results);
@@ -362,6 +364,14 @@ impl Channel {
                     Ok(ChannelCall::Route(args)) => self.route_tool(args),
                     Ok(ChannelCall::Cancel(args)) => self.cancel_tool(args),
                     Ok(ChannelCall::Chronicle(args)) => chronicle::channel_call(&self.context.checkpoints, args),
+                    Ok(ChannelCall::Cron(args)) => match self.profile.cron.clone() {
+                        Some(service) => {
+                            let may_change = may_control(&self.profile.settings.admins, &input.target);
+                            let (agent, conversation) = (&self.ctx.agent, &self.ctx.conversation);
+                            run_cron_tool(&*service, agent, conversation, &input.target, may_change, args).await
+                        }
+                        None => "There is no tool named `cron`.".to_owned(),
+                    },
                 };
                 let result = ChatMessage::tool_result(call.id.clone(), call.name.clone(), result);
                 turn.push(result.clone());

@@ -9,6 +9,7 @@ use serde_json::json;
 use spacebot_core::{Scrubber, ToolCall, ToolSpec};
 
 use crate::context::chronicle::{CHRONICLE_TOOL, ChronicleArgs, chronicle_tool_spec};
+use crate::tools::cron::{CRON_TOOL, CronArgs, cron_tool_spec};
 
 /// The tool that sends a message to the conversation and ends the turn.
 pub const REPLY_TOOL: &str = "reply";
@@ -29,16 +30,16 @@ pub const CANCEL_TOOL: &str = "cancel";
 /// The tools a channel offers the model, in a fixed order so requests are byte-stable, with
 /// `chronicle` last when the conversation has (or, in chronicle mode, will have) checkpoints.
 /// Built once and shared by every request.
-pub(crate) fn channel_tools(chronicle: bool) -> Arc<[ToolSpec]> {
-    static TOOLS: OnceLock<Arc<[ToolSpec]>> = OnceLock::new();
-    static WITH_CHRONICLE: OnceLock<Arc<[ToolSpec]>> = OnceLock::new();
-    if chronicle {
-        WITH_CHRONICLE
-            .get_or_init(|| build_channel_tools().into_iter().chain([chronicle_tool_spec(false)]).collect())
-            .clone()
-    } else {
-        TOOLS.get_or_init(|| Arc::from(build_channel_tools())).clone()
-    }
+/// `cron` comes after it, when the agent has cron jobs.
+pub(crate) fn channel_tools(chronicle: bool, cron: bool) -> Arc<[ToolSpec]> {
+    static TOOLS: [OnceLock<Arc<[ToolSpec]>>; 4] = [const { OnceLock::new() }; 4];
+    TOOLS[usize::from(chronicle) * 2 + usize::from(cron)]
+        .get_or_init(|| {
+            let chronicle = chronicle.then(|| chronicle_tool_spec(false));
+            let cron = cron.then(cron_tool_spec);
+            build_channel_tools().into_iter().chain(chronicle).chain(cron).collect()
+        })
+        .clone()
 }
 
 fn build_channel_tools() -> Vec<ToolSpec> {
@@ -139,12 +140,14 @@ pub(crate) enum ChannelCall {
     Cancel(CancelArgs),
     /// `chronicle`, offered when the conversation has (or will have) checkpoints.
     Chronicle(ChronicleArgs),
+    /// `cron`, offered when the agent has cron jobs.
+    Cron(CronArgs),
 }
 
 impl ChannelCall {
     /// Reads a call of one of the channel's tools (`chronicle` only when offered), or says what
     /// is wrong with it in words the model can act on.
-    pub(crate) fn parse(call: &ToolCall, chronicle: bool) -> Result<Self, String> {
+    pub(crate) fn parse(call: &ToolCall, chronicle: bool, cron: bool) -> Result<Self, String> {
         let arguments = &call.arguments;
         Ok(match call.name.as_str() {
             REPLY_TOOL => {
@@ -172,11 +175,13 @@ impl ChannelCall {
             ROUTE_TOOL => Self::Route(parse(ROUTE_TOOL, arguments)?),
             CANCEL_TOOL => Self::Cancel(parse(CANCEL_TOOL, arguments)?),
             CHRONICLE_TOOL if chronicle => Self::Chronicle(parse(CHRONICLE_TOOL, arguments)?),
+            CRON_TOOL if cron => Self::Cron(parse(CRON_TOOL, arguments)?),
             other => {
                 return Err(format!(
                     "There is no tool named `{other}`. The tools are `reply`, `skip`, `react`, `branch`, \
-                     `spawn_worker`, `route` and `cancel`{}.",
-                    if chronicle { " and `chronicle`" } else { "" }
+                     `spawn_worker`, `route` and `cancel`{}{}.",
+                    if chronicle { " and `chronicle`" } else { "" },
+                    if cron { " and `cron`" } else { "" }
                 ));
             }
         })
@@ -275,7 +280,7 @@ mod tests {
     use super::*;
 
     fn call(name: &str, arguments: serde_json::Value) -> Result<ChannelCall, String> {
-        ChannelCall::parse(&ToolCall::new("c1", name, arguments), false)
+        ChannelCall::parse(&ToolCall::new("c1", name, arguments), false, false)
     }
 
     fn reply_text(arguments: serde_json::Value) -> Result<String, String> {

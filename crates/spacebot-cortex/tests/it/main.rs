@@ -3,4 +3,5 @@
 //!
 //! Every test runs on tokio's paused clock; limits are minutes long and cost no real time.
 
+mod cron;
 mod enforcement;

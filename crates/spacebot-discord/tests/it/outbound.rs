@@ -108,3 +108,14 @@ async fn files_are_uploaded() {
     assert!(fake.requests().iter().any(|r| r.method == "POST" && r.path == path));
     shut(adapter).await;
 }
+
+#[tokio::test]
+async fn a_made_up_target_naming_only_its_channel_is_answered_there() {
+    // What a cron job's delivery looks like: no platform message, just the channel.
+    let (fake, adapter, _stream) = connected(|s| s).await;
+    let target = spacebot_core::InboundMessage::text("discord", "discord:10", spacebot_core::Sender::new("cron"), "")
+        .with_adapter("discord")
+        .with_metadata(spacebot_core::CHANNEL_KEY, json!(CHANNEL.to_string()));
+    adapter.send(&target, OutboundResponse::text("scheduled news")).await.unwrap();
+    assert_eq!(fake.messages_in(CHANNEL), ["scheduled news"]);
+}

@@ -69,6 +69,7 @@ async fn send_errors_carry_a_kind_decided_by_status() {
 
     let mut unknown = message.clone();
     unknown.metadata.remove("discord_channel_id");
+    unknown.metadata.remove(spacebot_core::CHANNEL_KEY);
     let error = adapter.send(&unknown, OutboundResponse::text("c")).await.unwrap_err();
     assert_eq!(error.kind(), AdapterErrorKind::Permanent);
     shut(adapter).await;

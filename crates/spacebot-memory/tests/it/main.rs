@@ -3,6 +3,7 @@
 mod chronicle;
 mod concurrency;
 mod conversation;
+mod cron;
 mod embedders;
 #[cfg(feature = "local-embeddings")]
 mod local_embedder;

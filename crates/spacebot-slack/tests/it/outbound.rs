@@ -88,3 +88,19 @@ async fn typing_shows_as_the_thread_status_and_is_silent_elsewhere() {
     assert_eq!(statuses[1].body["status"], json!(""));
     shut(adapter).await;
 }
+
+#[tokio::test]
+async fn a_made_up_target_naming_only_its_channel_is_answered_there() {
+    // What a cron job's delivery looks like: no platform message, just the channel.
+    let (fake, adapter, _stream) = connected(|s| s).await;
+    let target = spacebot_core::InboundMessage::text("slack", "slack:C1", spacebot_core::Sender::new("cron"), "")
+        .with_adapter("slack")
+        .with_metadata(spacebot_core::CHANNEL_KEY, json!("C1"));
+    adapter.send(&target, OutboundResponse::text("scheduled news")).await.unwrap();
+    let posts = fake.calls_to("chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(
+        (posts[0].body["channel"].clone(), posts[0].body["text"].clone()),
+        (json!("C1"), json!("scheduled news"))
+    );
+}
