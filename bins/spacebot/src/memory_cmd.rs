@@ -33,7 +33,7 @@ const IMPORT_BATCH: usize = 32;
 const REINDEX_BATCH: usize = 64;
 
 pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&global.location())?;
+    let config = Config::load(&global.location())?.with_embedded_default();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;
     runtime.block_on(async {
         let embedder = build_embedder(&config.memory.embedder, &args.embedder)?;

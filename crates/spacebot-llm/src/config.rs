@@ -101,7 +101,9 @@ pub struct ProviderConfig {
     pub max_backoff: Duration,
     /// The output token bound sent when a request sets none (Anthropic requires one).
     pub max_tokens: u32,
-    /// The model's context window in tokens, reported to the harness for compaction.
+    /// The model's context window in tokens, reported to the harness for compaction. For a
+    /// [`ProviderKind::Local`] model, `0` (the default of [`ProviderConfig::local`]) means the
+    /// file's, up to 4096 tokens.
     pub context_window: usize,
     /// The GGUF file a [`ProviderKind::Local`] provider runs; unused by the other kinds.
     pub model_path: Option<std::path::PathBuf>,
@@ -145,6 +147,8 @@ impl ProviderConfig {
         let mut config = Self::new(ProviderKind::Local, "");
         config.model_path = Some(path.into());
         config.max_tokens = Self::DEFAULT_LOCAL_MAX_TOKENS;
+        // The file's own, capped (see `LocalSettings::context_window`).
+        config.context_window = 0;
         config
     }
 

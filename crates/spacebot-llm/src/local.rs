@@ -36,7 +36,8 @@ pub struct LocalSettings {
     pub path: PathBuf,
     /// The most tokens one answer may have (a request asking for fewer gets fewer).
     pub max_tokens: u32,
-    /// The context window reported to the harness; `0` means the file's own context length.
+    /// The context window reported to the harness; `0` means the file's own context length,
+    /// capped at [`LocalSettings::DEFAULT_CONTEXT_CAP`] (a CPU reads a long prompt slowly).
     pub context_window: usize,
     /// The sampling temperature when a request sets none; `0` picks the likeliest token.
     pub temperature: f64,
@@ -45,6 +46,9 @@ pub struct LocalSettings {
 }
 
 impl LocalSettings {
+    /// The context window used when none is set and the file's is longer.
+    pub const DEFAULT_CONTEXT_CAP: usize = 4096;
+
     /// Settings for the file at `path`: 256 tokens an answer, the file's context length,
     /// temperature 0.3.
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -177,7 +181,7 @@ impl LanguageModel for LocalModel {
 
     fn context_window(&self) -> usize {
         match self.settings.context_window {
-            0 => self.info.context_length,
+            0 => self.info.context_length.min(LocalSettings::DEFAULT_CONTEXT_CAP),
             window => window.min(self.info.context_length),
         }
     }
@@ -241,6 +245,37 @@ impl LanguageModel for LocalModel {
     }
 }
 
+/// Prompt tokens run through the model at once. A prompt goes in as its first `len % 64` tokens,
+/// then chunks of 64: a cancelled request is noticed between chunks, and candle's attention-mask
+/// cache (one mask per chunk length and total length, never emptied) holds masks of at most 64
+/// rows instead of one `len × len` mask per prompt length seen.
+const PREFILL_CHUNK: usize = 64;
+
+/// Runs `prompt` through the model and returns the logits for the first answer token, or `None`
+/// when the caller went away meanwhile.
+fn prefill(
+    weights: &mut gguf::Weights,
+    prompt: &[u32],
+    events: &mpsc::Sender<Result<StreamEvent, LlmError>>,
+) -> Result<Option<Tensor>, String> {
+    let mut logits = None;
+    let mut position = 0;
+    while position < prompt.len() {
+        if events.is_closed() {
+            return Ok(None);
+        }
+        let size = match (position, prompt.len() % PREFILL_CHUNK) {
+            (0, head) if head > 0 => head,
+            _ => PREFILL_CHUNK,
+        };
+        let chunk = &prompt[position..position + size];
+        let input = Tensor::new(chunk, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(|e| e.to_string())?;
+        logits = Some(weights.forward(&input, position).and_then(|l| l.squeeze(0)).map_err(|e| e.to_string())?);
+        position += size;
+    }
+    logits.map(Some).ok_or_else(|| "the prompt is empty".to_owned())
+}
+
 /// The stream's side of a generation.
 struct StreamState {
     receiver: mpsc::Receiver<Result<StreamEvent, LlmError>>,
@@ -301,9 +336,10 @@ impl Job {
             Sampling::TopP { p: 0.9, temperature: self.temperature }
         };
         let mut sampler = LogitsProcessor::from_sampling(self.seed, sampling);
-        let input =
-            Tensor::new(prompt.as_slice(), &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(|e| e.to_string())?;
-        let mut logits = weights.forward(&input, 0).and_then(|l| l.squeeze(0)).map_err(|e| e.to_string())?;
+        let Some(mut logits) = prefill(&mut weights, &prompt, events)? else {
+            tracing::info!(model = %self.name, tokens = 0, "local generation cancelled");
+            return Ok(());
+        };
         let prompt_done = started.elapsed();
         let mut generated: Vec<u32> = Vec::new();
         let mut text = String::new();

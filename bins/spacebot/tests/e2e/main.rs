@@ -9,6 +9,7 @@ mod eviction;
 mod http_api;
 mod identity;
 mod in_process;
+mod local_model;
 mod memory;
 mod messaging;
 mod metrics;

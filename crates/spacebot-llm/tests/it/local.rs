@@ -49,7 +49,7 @@ async fn the_file_is_inspected_without_loading_it() {
     assert_eq!(info.architecture, "llama");
     assert_eq!(info.template, "chatml");
     assert_eq!(info.context_length, 8192);
-    assert_eq!(model.context_window(), 8192);
+    assert_eq!(model.context_window(), 4096, "capped: a CPU reads long prompts slowly");
     assert!(!model.is_loaded());
 }
 
