@@ -1069,12 +1069,34 @@ mod tests {
     }
 
     #[test]
+    fn a_local_provider_needs_its_file_and_only_it_takes_a_path() {
+        let config = load_str("[llm.providers.l]\nkind = \"local\"\npath = \"/models/x.gguf\"").unwrap();
+        let provider = &config.providers["l"];
+        assert_eq!(provider.kind, spacebot_llm::ProviderKind::Local);
+        assert_eq!(provider.model_path.as_deref(), Some(Path::new("/models/x.gguf")));
+        assert_eq!(provider.max_tokens, 256, "local answers are short by default");
+        let error = load_str("[llm.providers.l]\nkind = \"local\"").unwrap_err().to_string();
+        assert!(error.contains("`llm.providers.l.path` is required with `kind = \"local\"`"), "{error}");
+        let error = load_str("[llm.providers.o]\nkind = \"openai\"\npath = \"/x.gguf\"").unwrap_err().to_string();
+        assert!(
+            error.contains("`llm.providers.o.path`") && error.contains("is only for `kind = \"local\"`"),
+            "{error}"
+        );
+        // A configured provider turns the embedded default off, file or not.
+        let config = load_str("[llm.providers.l]\nkind = \"local\"\npath = \"/x.gguf\"").unwrap();
+        assert!(config.with_embedded_default().embedded.is_none());
+    }
+
+    #[test]
     fn provider_kinds_are_typed_and_read_in_any_case() {
         let config = load_str("[llm.providers.a]\nkind = \"OpenAI\"\n[llm.providers.b]\nkind = \"Anthropic\"").unwrap();
         assert_eq!(config.providers["a"].kind, spacebot_llm::ProviderKind::OpenAi);
         assert_eq!(config.providers["b"].kind, spacebot_llm::ProviderKind::Anthropic);
         let error = load_str("[llm.providers.a]\nkind = \"\"").unwrap_err().to_string();
-        assert!(error.contains("`llm.providers.a.kind` must be one of `openai`, `anthropic`, not ``"), "{error}");
+        assert!(
+            error.contains("`llm.providers.a.kind` must be one of `openai`, `anthropic`, `local`, not ``"),
+            "{error}"
+        );
         let error = load_str("[llm.providers.a]\nbase_url = \"http://x\"").unwrap_err().to_string();
         assert!(error.contains("missing config key `llm.providers.a.kind`"), "{error}");
     }
@@ -1155,7 +1177,7 @@ mod tests {
         let error = load_str("[llm.providers.main]\nkind = \"gemini\"").unwrap_err().to_string();
         assert!(
             error.starts_with(
-                "config key `llm.providers.main.kind` must be one of `openai`, `anthropic`, not `gemini` in "
+                "config key `llm.providers.main.kind` must be one of `openai`, `anthropic`, `local`, not `gemini` in "
             ),
             "{error}"
         );
