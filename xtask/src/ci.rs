@@ -1,8 +1,7 @@
 //! `cargo xtask ci`: the checks a change must pass, in the order that fails fastest.
 //!
-//! Besides the default build, the steps cover the one optional feature, `spacebot-memory`'s
-//! `local-embeddings` (a model run in-process with candle), scoped to that crate, and the API
-//! docs: a broken intra-doc link fails the run.
+//! Besides the default build (the local models included), the steps lint the build without its
+//! default features and the API docs: a broken intra-doc link fails the run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,19 +9,12 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-/// The optional local embedding model (`spacebot-memory`'s cargo feature `local-embeddings`), linted
-/// on its own: the workspace steps build without it.
-const LOCAL_EMBEDDINGS_CLIPPY: &[&str] =
-    &["clippy", "-p", "spacebot-memory", "--all-targets", "--features", "local-embeddings", "--", "-D", "warnings"];
-
-/// Its tests. They need the model files: `.ci/run` fetches them (`scripts/fetch-models`) and sets
-/// `SPACEBOT_TEST_EMBEDDING_MODEL_DIR`; without it they fail, saying how to fix that.
-///
-/// Scoped to the one crate: the feature changes `spacebot-memory` and what depends on it, so a
-/// `--workspace` run with it would build the binary's and the benches' tests a second time.
-const LOCAL_EMBEDDINGS_NEXTEST: &[&str] =
-    &["nextest", "run", "-p", "spacebot-memory", "--features", "local-embeddings", "--no-tests", "fail"];
-const LOCAL_EMBEDDINGS_TEST: &[&str] = &["test", "-p", "spacebot-memory", "--features", "local-embeddings"];
+/// The default build runs the local models in-process with candle (`spacebot`'s default features
+/// turn on `spacebot-memory/local-embeddings` and `spacebot-llm/local-model`, and cargo unifies
+/// them across the workspace, so the workspace steps lint and test both). The build without them,
+/// for a smaller binary, is linted on its own.
+const NO_DEFAULT_FEATURES_CLIPPY: &[&str] =
+    &["clippy", "-p", "spacebot", "--all-targets", "--no-default-features", "--", "-D", "warnings"];
 
 /// The soak harness is a test target that runs only when selected (`test = false`), which
 /// `--all-targets` skips too; it is linted by name.
@@ -48,18 +40,16 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         &["fmt", "--all", "--", "--check"],
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         SOAK_CLIPPY,
-        LOCAL_EMBEDDINGS_CLIPPY,
+        NO_DEFAULT_FEATURES_CLIPPY,
         DOC,
     ];
     if nextest_available(&cargo, root) {
         // nextest runs each test in its own process but skips doctests, so those run apart,
-        // first; so do the feature's tests: the workspace run's summary line then closes the
-        // output, where CI reads the test count.
+        // first: the workspace run's summary line then closes the output, where CI reads the
+        // test count.
         steps.push(&["test", "--workspace", "--doc"]);
-        steps.push(LOCAL_EMBEDDINGS_NEXTEST);
         steps.push(&["nextest", "run", "--workspace", "--no-tests", "fail"]);
     } else {
-        steps.push(LOCAL_EMBEDDINGS_TEST);
         steps.push(&["test", "--workspace"]);
     }
 

@@ -129,20 +129,23 @@ struct RawProvider {
     retry_backoff_ms: Option<u64>,
     max_tokens: Option<u32>,
     context_window: Option<usize>,
+    /// The GGUF file of a `kind = "local"` provider (`~` is the home directory).
+    path: Option<PathBuf>,
 }
 
 /// `llm.providers.NAME.kind`: the wire format a provider speaks, as written in the config
-/// (`openai` or `anthropic`, in any case). Anything else fails to deserialize, so figment names
+/// (`openai`, `anthropic` or `local`, in any case). Anything else fails to deserialize, so figment names
 /// the key and the accepted values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProviderKind {
     OpenAi,
     Anthropic,
+    Local,
 }
 
 impl ProviderKind {
     /// The names the config accepts, in the order error messages list them.
-    const NAMES: &'static [&'static str] = &["openai", "anthropic"];
+    const NAMES: &'static [&'static str] = &["openai", "anthropic", "local"];
 }
 
 impl<'de> Deserialize<'de> for ProviderKind {
@@ -151,6 +154,7 @@ impl<'de> Deserialize<'de> for ProviderKind {
         match name.trim().to_ascii_lowercase().as_str() {
             "openai" => Ok(Self::OpenAi),
             "anthropic" => Ok(Self::Anthropic),
+            "local" => Ok(Self::Local),
             _ => Err(serde::de::Error::unknown_variant(&name, Self::NAMES)),
         }
     }
@@ -161,6 +165,7 @@ impl From<ProviderKind> for spacebot_llm::ProviderKind {
         match kind {
             ProviderKind::OpenAi => Self::OpenAi,
             ProviderKind::Anthropic => Self::Anthropic,
+            ProviderKind::Local => Self::Local,
         }
     }
 }
@@ -262,6 +267,87 @@ pub struct Config {
     pub(crate) mcp_servers: Vec<spacebot_mcp::McpServerSettings>,
     /// The MCP servers' environment values and tokens, for the scrubber.
     pub(crate) mcp_secrets: Vec<String>,
+    /// Set by [`Config::with_embedded_default`] when the agents run on the local model because
+    /// nothing else is configured.
+    pub(crate) embedded: Option<EmbeddedDefault>,
+}
+
+/// The model the daemon runs with no provider configured: the local chat model in the models
+/// directory, when its file is there.
+#[derive(Debug, Clone)]
+pub(crate) struct EmbeddedDefault {
+    /// The GGUF file.
+    pub(crate) path: PathBuf,
+    /// What `start`, `status` and `doctor` say about it.
+    pub(crate) notice: String,
+}
+
+/// The provider name the embedded default registers.
+const EMBEDDED_PROVIDER: &str = "local";
+/// Its model name.
+const EMBEDDED_MODEL: &str = "SmolLM2-135M";
+/// Its file, under the models directory.
+const EMBEDDED_FILE: &str = "SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The local embedder's directory, under the models directory.
+#[cfg(feature = "local-embeddings")]
+const EMBEDDED_EMBEDDER_DIR: &str = "all-MiniLM-L6-v2";
+
+/// Where `scripts/fetch-models` puts the models: `SPACEBOT_MODELS_DIR`, else
+/// `~/.cache/spacebot/models`.
+pub(crate) fn models_dir() -> PathBuf {
+    match std::env::var_os("SPACEBOT_MODELS_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => expand_home(Path::new(&dir)),
+        None => home().join(".cache/spacebot/models"),
+    }
+}
+
+impl Config {
+    /// With no provider and no model configured anywhere, runs every agent on the local chat
+    /// model (and, when `[memory]` names no embedder, embeds with the local sentence embedder)
+    /// if their files are in [`models_dir`]: the first run works with no config and no key.
+    /// Otherwise the config is returned as it is.
+    pub(crate) fn with_embedded_default(mut self) -> Self {
+        let configured = !self.providers.is_empty()
+            || !self.process_models.is_empty()
+            || self.agents.iter().any(|agent| agent.model.is_some());
+        if configured || !cfg!(feature = "local-model") {
+            return self;
+        }
+        let models = models_dir();
+        let path = models.join(EMBEDDED_FILE);
+        if !path.is_file() {
+            return self;
+        }
+        let mut provider = spacebot_llm::ProviderConfig::local(&path);
+        // The answer limit; the only setting of the embedded default, as there is no config.
+        if let Some(tokens) = std::env::var("SPACEBOT_LOCAL_MAX_TOKENS").ok().and_then(|v| v.trim().parse::<u32>().ok())
+        {
+            provider = provider.with_max_tokens(tokens.max(1));
+        }
+        self.providers.insert(EMBEDDED_PROVIDER.to_owned(), provider);
+        let chain = ModelChain {
+            models: vec![ModelRef { provider: EMBEDDED_PROVIDER.to_owned(), model: EMBEDDED_MODEL.to_owned() }],
+        };
+        for agent in &mut self.agents {
+            agent.model = Some(chain.clone());
+        }
+        #[cfg(feature = "local-embeddings")]
+        if !self.memory.embedder_configured {
+            let model_dir = models.join(EMBEDDED_EMBEDDER_DIR);
+            if spacebot_memory::LOCAL_MODEL_FILES.iter().all(|file| model_dir.join(file).is_file()) {
+                self.memory.embedder = EmbedderSettings::Local { model_dir };
+            }
+        }
+        let notice = format!(
+            "local model {EMBEDDED_MODEL}: small, for trying things out (no provider is configured, so every agent runs \
+             {} on this machine); for better answers configure a hosted provider: [llm.providers.main] kind = \"openai\" \
+             (or \"anthropic\"), api_key = \"env:OPENAI_API_KEY\", and [llm.models] channel = \"main/gpt-4.1-mini\" \
+             (see docs/configuration.md)",
+            path.display()
+        );
+        self.embedded = Some(EmbeddedDefault { path, notice });
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -560,6 +646,14 @@ fn validate(
         let kind = spacebot_llm::ProviderKind::from(provider.kind);
         let api_key = provider.api_key.map(|v| resolve(&v, &format!("{key}.api_key"))).transpose()?.unwrap_or_default();
         let mut config = spacebot_llm::ProviderConfig::new(kind, api_key);
+        if kind == spacebot_llm::ProviderKind::Local {
+            let Some(path) = provider.path.filter(|path| !path.as_os_str().is_empty()) else {
+                bail!("config key `{key}.path` is required with `kind = \"local\"`: name the model's GGUF file");
+            };
+            config = spacebot_llm::ProviderConfig::local(expand_home(&path));
+        } else if provider.path.is_some() {
+            bail!("config key `{key}.path` is only for `kind = \"local\"` providers");
+        }
         if let Some(url) = provider.base_url {
             let url_key = format!("{key}.base_url");
             config = config.with_base_url(check::http_url(&resolve(&url, &url_key)?, &url_key)?);
@@ -741,6 +835,7 @@ fn validate(
         messaging,
         bindings,
         prices,
+        embedded: None,
     })
 }
 
@@ -995,12 +1090,34 @@ mod tests {
     }
 
     #[test]
+    fn a_local_provider_needs_its_file_and_only_it_takes_a_path() {
+        let config = load_str("[llm.providers.l]\nkind = \"local\"\npath = \"/models/x.gguf\"").unwrap();
+        let provider = &config.providers["l"];
+        assert_eq!(provider.kind, spacebot_llm::ProviderKind::Local);
+        assert_eq!(provider.model_path.as_deref(), Some(Path::new("/models/x.gguf")));
+        assert_eq!(provider.max_tokens, 256, "local answers are short by default");
+        let error = load_str("[llm.providers.l]\nkind = \"local\"").unwrap_err().to_string();
+        assert!(error.contains("`llm.providers.l.path` is required with `kind = \"local\"`"), "{error}");
+        let error = load_str("[llm.providers.o]\nkind = \"openai\"\npath = \"/x.gguf\"").unwrap_err().to_string();
+        assert!(
+            error.contains("`llm.providers.o.path`") && error.contains("is only for `kind = \"local\"`"),
+            "{error}"
+        );
+        // A configured provider turns the embedded default off, file or not.
+        let config = load_str("[llm.providers.l]\nkind = \"local\"\npath = \"/x.gguf\"").unwrap();
+        assert!(config.with_embedded_default().embedded.is_none());
+    }
+
+    #[test]
     fn provider_kinds_are_typed_and_read_in_any_case() {
         let config = load_str("[llm.providers.a]\nkind = \"OpenAI\"\n[llm.providers.b]\nkind = \"Anthropic\"").unwrap();
         assert_eq!(config.providers["a"].kind, spacebot_llm::ProviderKind::OpenAi);
         assert_eq!(config.providers["b"].kind, spacebot_llm::ProviderKind::Anthropic);
         let error = load_str("[llm.providers.a]\nkind = \"\"").unwrap_err().to_string();
-        assert!(error.contains("`llm.providers.a.kind` must be one of `openai`, `anthropic`, not ``"), "{error}");
+        assert!(
+            error.contains("`llm.providers.a.kind` must be one of `openai`, `anthropic`, `local`, not ``"),
+            "{error}"
+        );
         let error = load_str("[llm.providers.a]\nbase_url = \"http://x\"").unwrap_err().to_string();
         assert!(error.contains("missing config key `llm.providers.a.kind`"), "{error}");
     }
@@ -1081,7 +1198,7 @@ mod tests {
         let error = load_str("[llm.providers.main]\nkind = \"gemini\"").unwrap_err().to_string();
         assert!(
             error.starts_with(
-                "config key `llm.providers.main.kind` must be one of `openai`, `anthropic`, not `gemini` in "
+                "config key `llm.providers.main.kind` must be one of `openai`, `anthropic`, `local`, not `gemini` in "
             ),
             "{error}"
         );

@@ -7,7 +7,7 @@ use crate::cli::GlobalArgs;
 use crate::config::{Config, EmbedderSettings};
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&global.location())?;
+    let config = Config::load(&global.location())?.with_embedded_default();
     crate::daemon::prepare(&config, None)?;
     match &config.source {
         Some(path) => println!("config: {} (valid)", path.display()),
@@ -20,7 +20,15 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         if config.api.token.is_some() { " (bearer token required)" } else { "" }
     );
     for (name, provider) in &config.providers {
-        println!("provider {name}: {} at {}", provider.kind, provider.effective_base_url());
+        match &provider.model_path {
+            Some(path) if provider.kind == spacebot_llm::ProviderKind::Local => {
+                println!("provider {name}: local model {}", path.display())
+            }
+            _ => println!("provider {name}: {} at {}", provider.kind, provider.effective_base_url()),
+        }
+    }
+    if let Some(embedded) = &config.embedded {
+        println!("{}", embedded.notice);
     }
     for agent in &config.agents {
         match &agent.model {

@@ -134,7 +134,10 @@ impl Daemon {
             profiles.iter().map(|p| p.settings().turn_timeout).max().unwrap_or_default() + Duration::from_secs(30);
         let openai = OpenAiAdapter::new();
         let mut builder = Runtime::builder()
-            .engine(Arc::new(ChannelEngine::new(profiles)))
+            .engine(Arc::new(WithNotices {
+                engine: ChannelEngine::new(profiles),
+                notices: config.embedded.iter().map(|embedded| embedded.notice.clone()).collect(),
+            }))
             .log(store.clone())
             .adapter(Arc::new(WebhookAdapter))
             .adapter(Arc::new(openai.clone()))
@@ -454,6 +457,29 @@ fn watchdog_settings(profiles: &[AgentProfile]) -> WatchdogSettings {
 /// `GET /api/mcp`'s answer: each MCP server's state and tools, read when asked.
 fn mcp_status(mcp: spacebot_mcp::McpHandle) -> spacebot_webhook::StatusSource {
     Arc::new(move || serde_json::json!({ "servers": mcp.status() }))
+}
+
+/// The agents' engine, with what the daemon itself wants `status` to say (the embedded default
+/// model) before the engine's own notices.
+struct WithNotices {
+    engine: ChannelEngine,
+    notices: Vec<String>,
+}
+
+impl spacebot_core::ConversationEngine for WithNotices {
+    fn run_conversation(
+        &self,
+        ctx: spacebot_core::ConversationContext,
+        inbox: spacebot_core::Inbox,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        self.engine.run_conversation(ctx, inbox)
+    }
+
+    fn notices(&self) -> Vec<String> {
+        let mut notices = self.notices.clone();
+        notices.extend(self.engine.notices());
+        notices
+    }
 }
 
 /// Waits for a task that may not have been started.

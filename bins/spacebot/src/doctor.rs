@@ -25,7 +25,7 @@ fn verdict(ok: bool, item: &str, detail: &str) -> bool {
 
 async fn check(global: &GlobalArgs) -> bool {
     let config = match Config::load(&global.location()) {
-        Ok(config) => config,
+        Ok(config) => config.with_embedded_default(),
         Err(error) => return verdict(false, "config", &format!("{error:#}")),
     };
     let source = config.source.as_ref().map_or("built-in defaults".to_owned(), |p| p.display().to_string());
@@ -37,6 +37,13 @@ async fn check(global: &GlobalArgs) -> bool {
         Err(reason) => verdict(false, "data dir", &format!("{data_dir} ({}) {reason}", config.data_dir_origin)),
     };
 
+    #[cfg(feature = "local-model")]
+    if let Some(embedded) = &config.embedded {
+        healthy &= match spacebot_llm::LocalModel::inspect(&embedded.path) {
+            Ok(_) => verdict(true, "model", &embedded.notice),
+            Err(error) => verdict(false, "model", &error.to_string()),
+        };
+    }
     for agent in &config.agents {
         let item = format!("agent {}", agent.id);
         healthy &= match &agent.model {

@@ -37,7 +37,7 @@ const IMPORT_BATCH: usize = 32;
 const REINDEX_BATCH: usize = 64;
 
 pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&global.location())?;
+    let config = Config::load(&global.location())?.with_embedded_default();
     // Warnings (a query that could not be embedded, a reindex) reach stderr as the daemon's do.
     crate::start::init_tracing(spacebot_core::Scrubber::new().with_secrets(config.secrets()), "warn");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("can't start tokio")?;

@@ -10,8 +10,11 @@ use crate::config::Config;
 use crate::daemon;
 
 pub(crate) fn run(global: &GlobalArgs, _args: StartArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&global.location())?;
+    let config = Config::load(&global.location())?.with_embedded_default();
     init_tracing(Scrubber::new().with_secrets(config.secrets()), "info");
+    if let Some(embedded) = &config.embedded {
+        tracing::info!(model = %embedded.path.display(), "{}", embedded.notice);
+    }
     daemon::run(&config, async {
         let signal = shutdown_signal().await;
         tracing::info!(signal, "shutting down");

@@ -18,6 +18,9 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages (`POST {base_url}/v1/messages`).
     Anthropic,
+    /// A GGUF model file run in-process on the CPU ([`ProviderConfig::model_path`]); needs the
+    /// `local-model` cargo feature. No URL and no key.
+    Local,
 }
 
 impl ProviderKind {
@@ -26,14 +29,17 @@ impl ProviderKind {
         match self {
             Self::OpenAi => "openai",
             Self::Anthropic => "anthropic",
+            Self::Local => "local",
         }
     }
 
-    /// The base URL used when the config names none.
+    /// The base URL used when the config names none (`local:` for the in-process model, which
+    /// has none).
     pub fn default_base_url(self) -> &'static str {
         match self {
             Self::OpenAi => "https://api.openai.com/v1",
             Self::Anthropic => "https://api.anthropic.com",
+            Self::Local => "local:",
         }
     }
 }
@@ -47,11 +53,12 @@ impl fmt::Display for ProviderKind {
 impl FromStr for ProviderKind {
     type Err = Error;
 
-    /// Parses `openai` or `anthropic` (case-insensitive).
+    /// Parses `openai`, `anthropic` or `local` (case-insensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "openai" => Ok(Self::OpenAi),
             "anthropic" => Ok(Self::Anthropic),
+            "local" => Ok(Self::Local),
             _ => Err(Error::UnknownKind(s.to_owned())),
         }
     }
@@ -94,8 +101,12 @@ pub struct ProviderConfig {
     pub max_backoff: Duration,
     /// The output token bound sent when a request sets none (Anthropic requires one).
     pub max_tokens: u32,
-    /// The model's context window in tokens, reported to the harness for compaction.
+    /// The model's context window in tokens, reported to the harness for compaction. For a
+    /// [`ProviderKind::Local`] model, `0` (the default of [`ProviderConfig::local`]) means the
+    /// file's, up to 4096 tokens.
     pub context_window: usize,
+    /// The GGUF file a [`ProviderKind::Local`] provider runs; unused by the other kinds.
+    pub model_path: Option<std::path::PathBuf>,
 }
 
 impl ProviderConfig {
@@ -111,6 +122,8 @@ impl ProviderConfig {
     pub const DEFAULT_MAX_TOKENS: u32 = 4096;
     /// The default context window.
     pub const DEFAULT_CONTEXT_WINDOW: usize = 128_000;
+    /// The default output token bound of a [`ProviderKind::Local`] model.
+    pub const DEFAULT_LOCAL_MAX_TOKENS: u32 = 256;
 
     /// A provider of `kind` with `api_key`, at the kind's default base URL, with default limits.
     pub fn new(kind: ProviderKind, api_key: impl Into<String>) -> Self {
@@ -124,7 +137,19 @@ impl ProviderConfig {
             max_backoff: Self::DEFAULT_MAX_BACKOFF,
             max_tokens: Self::DEFAULT_MAX_TOKENS,
             context_window: Self::DEFAULT_CONTEXT_WINDOW,
+            model_path: None,
         }
+    }
+
+    /// An in-process model running the GGUF file at `path` ([`ProviderKind::Local`]), with a
+    /// small output bound (small models ramble, and every token costs CPU time).
+    pub fn local(path: impl Into<std::path::PathBuf>) -> Self {
+        let mut config = Self::new(ProviderKind::Local, "");
+        config.model_path = Some(path.into());
+        config.max_tokens = Self::DEFAULT_LOCAL_MAX_TOKENS;
+        // The file's own, capped (see `LocalSettings::context_window`).
+        config.context_window = 0;
+        config
     }
 
     /// Sets the base URL.
@@ -192,6 +217,7 @@ impl fmt::Debug for ProviderConfig {
             .field("max_backoff", &self.max_backoff)
             .field("max_tokens", &self.max_tokens)
             .field("context_window", &self.context_window)
+            .field("model_path", &self.model_path)
             .finish()
     }
 }
@@ -226,6 +252,10 @@ mod tests {
         assert_eq!("openai".parse::<ProviderKind>().ok(), Some(ProviderKind::OpenAi));
         assert_eq!("Anthropic".parse::<ProviderKind>().ok(), Some(ProviderKind::Anthropic));
         let error = "gemini".parse::<ProviderKind>().err().map(|e| e.to_string());
-        assert_eq!(error.as_deref(), Some("unknown provider kind 'gemini' (expected 'openai' or 'anthropic')"));
+        assert_eq!(
+            error.as_deref(),
+            Some("unknown provider kind 'gemini' (expected 'openai', 'anthropic' or 'local')")
+        );
+        assert_eq!("LOCAL".parse::<ProviderKind>().ok(), Some(ProviderKind::Local));
     }
 }

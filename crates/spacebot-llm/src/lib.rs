@@ -6,6 +6,10 @@
 //!   any compatible server works (OpenAI, OpenRouter, vLLM, llama.cpp server, Ollama);
 //! - [`ProviderKind::Anthropic`]: Anthropic Messages (`POST {base_url}/v1/messages`).
 //!
+//! With the `local-model` cargo feature, [`ProviderKind::Local`] runs a GGUF chat model
+//! in-process on the CPU (`LocalModel`, built by [`build_model`]): streamed, one generation at a
+//! time, loaded on first use.
+//!
 //! rig does the wire encoding; this crate owns the policy around it. Every attempt has a timeout;
 //! transient failures (429, 5xx, timeouts, unreachable hosts) are retried with exponential backoff
 //! or the provider's `Retry-After`; everything else fails at once. Each error is one sentence
@@ -31,9 +35,13 @@ mod classify;
 mod config;
 mod convert;
 mod error;
+#[cfg(feature = "local-model")]
+mod local;
 mod model;
 mod retry;
 
 pub use config::{ProviderConfig, ProviderKind};
 pub use error::{Error, Result};
+#[cfg(feature = "local-model")]
+pub use local::{LocalModel, LocalModelInfo, LocalSettings};
 pub use model::{ProviderModel, build_model, split_model_ref};

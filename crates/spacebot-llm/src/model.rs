@@ -79,6 +79,9 @@ impl ProviderModel {
         if model.trim().is_empty() {
             return Err(Error::EmptyModel { provider });
         }
+        if config.kind == ProviderKind::Local {
+            return Err(Error::NotHosted { provider });
+        }
         let base_url = config.effective_base_url().to_owned();
         validate_base_url(&provider, &base_url)?;
 
@@ -101,6 +104,7 @@ impl ProviderModel {
                     .with_tool_input_streaming(ToolInputStreaming::Off);
                 messages.erase()
             }
+            ProviderKind::Local => return Err(Error::NotHosted { provider }),
         };
         let policy = RetryPolicy {
             max_retries: config.max_retries,
@@ -319,9 +323,28 @@ fn validate_base_url(provider: &str, base_url: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Builds `model` of the provider named `provider` as the trait object the runtime takes.
+/// Builds `model` of the provider named `provider` as the trait object the runtime takes: a
+/// [`ProviderModel`] for the hosted kinds, a `LocalModel` (cargo feature `local-model`) for
+/// [`ProviderKind::Local`], whose file is checked to exist but is loaded only on first use.
 pub fn build_model(provider: &str, config: &ProviderConfig, model: &str) -> Result<Arc<dyn LanguageModel>, Error> {
+    if config.kind == ProviderKind::Local {
+        return build_local(provider, config, model);
+    }
     Ok(Arc::new(ProviderModel::new(provider, config.clone(), model)?))
+}
+
+#[cfg(feature = "local-model")]
+fn build_local(provider: &str, config: &ProviderConfig, model: &str) -> Result<Arc<dyn LanguageModel>, Error> {
+    let path = config.model_path.clone().ok_or_else(|| Error::NoModelPath { provider: provider.to_owned() })?;
+    let settings = crate::local::LocalSettings::new(path)
+        .with_max_tokens(config.max_tokens)
+        .with_context_window(config.context_window);
+    Ok(Arc::new(crate::local::LocalModel::new(format!("{provider}/{model}"), settings)?))
+}
+
+#[cfg(not(feature = "local-model"))]
+fn build_local(provider: &str, _config: &ProviderConfig, _model: &str) -> Result<Arc<dyn LanguageModel>, Error> {
+    Err(Error::LocalModelUnavailable { provider: provider.to_owned() })
 }
 
 /// Splits a `provider/model` reference (as in `[llm.models]`) at its first slash; the model part

@@ -19,8 +19,7 @@ use serde_json::json;
 
 use spacebot_core::{
     AgentId, ConversationId, ConversationLog, CronJobs, InboundMessage, MemoryStore, RuntimeHandle, Sender,
-    StoredMessage,
-    UsageLedger,
+    StoredMessage, UsageLedger,
 };
 
 use crate::access::{Caller, Scope, ScopedToken};

@@ -76,6 +76,8 @@ impl std::fmt::Debug for EmbedderSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MemorySettings {
     pub(crate) embedder: EmbedderSettings,
+    /// Whether `memory.embedder` was set; when not, the embedded default may pick the local one.
+    pub(crate) embedder_configured: bool,
     /// Time between maintenance passes; `None` when maintenance is off.
     pub(crate) maintenance_interval: Option<Duration>,
     /// Each agent's time budget per pass.
@@ -83,6 +85,7 @@ pub(crate) struct MemorySettings {
 }
 
 pub(crate) fn memory(raw: RawMemory) -> anyhow::Result<MemorySettings> {
+    let embedder_configured = raw.embedder.is_some();
     let dimensions = raw.embedding_dimensions.unwrap_or(384);
     if !(8..=8192).contains(&dimensions) {
         bail!("config key `memory.embedding_dimensions` must be between 8 and 8192, not {dimensions}");
@@ -119,6 +122,7 @@ pub(crate) fn memory(raw: RawMemory) -> anyhow::Result<MemorySettings> {
     let interval = raw.maintenance_interval_secs.unwrap_or(3600);
     Ok(MemorySettings {
         embedder,
+        embedder_configured,
         maintenance_interval: (interval > 0).then(|| Duration::from_secs(interval)),
         maintenance_budget: Duration::from_secs(
             super::check::positive(raw.maintenance_budget_secs, "memory.maintenance_budget_secs")?.unwrap_or(60),

@@ -72,12 +72,29 @@ impl Daemon {
     }
 
     pub(crate) async fn start_with(home: &Home, env: &[(&str, &str)]) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut command = spacebot_testing::binary::start_command(
+        let command = spacebot_testing::binary::start_command(
             env!("CARGO_BIN_EXE_spacebot"),
             &home.config_path(),
             &home.data_dir(),
         );
+        Self::spawn(command, env).await
+    }
+
+    /// Starts `spacebot start --data-dir DATA_DIR` with no config file at all.
+    pub(crate) async fn start_unconfigured(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = spacebot();
+        command
+            .arg("start")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Self::spawn(command, env).await
+    }
+
+    async fn spawn(mut command: Command, env: &[(&str, &str)]) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         command
             // Overrides `api.bind` through the environment, as operators do.
             .env("SPACEBOT_API__BIND", "127.0.0.1:0")

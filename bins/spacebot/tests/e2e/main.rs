@@ -10,6 +10,7 @@ mod eviction;
 mod http_api;
 mod identity;
 mod in_process;
+mod local_model;
 mod mcp;
 mod memory;
 mod messaging;

@@ -5,6 +5,8 @@
 //! as the daemon does.
 
 mod failures;
+#[cfg(feature = "local-model")]
+mod local;
 mod streaming;
 mod support;
 mod wire;
