@@ -519,10 +519,6 @@ impl Filter {
 mod tests {
     use super::*;
 
-    fn ids(values: &[&str]) -> Vec<MemoryId> {
-        values.iter().map(|value| MemoryId::from(*value)).collect()
-    }
-
     fn scored(values: &[(&str, f32)]) -> Vec<(MemoryId, f32)> {
         values.iter().map(|(id, score)| (MemoryId::from(*id), *score)).collect()
     }
