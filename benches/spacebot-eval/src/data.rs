@@ -17,7 +17,7 @@
 //!   cake"); the question names it by the first description ("what is Joanna baking for her
 //!   cousin's wedding?"). The answering turn is the evidence that counts.
 //! - `temporal`: "when did ..." (the answering turn's session date is the answer), and "what did
-//!   ... in <month> <year>" where the same kind of event happened in other months too.
+//!   ... in `<month> <year>`" where the same kind of event happened in other months too.
 //! - `open`: inference from a turn that shares few words with the question ("would Nate enjoy a
 //!   hiking holiday?" over "nothing beats a weekend in the mountains with my boots on").
 //!

@@ -99,7 +99,7 @@ impl From<&ModelInfo> for LocalModelInfo {
     }
 }
 
-/// A chat model in a GGUF file, run in-process. See the [module docs](self).
+/// A chat model in a GGUF file, run in-process (see the `local` module docs).
 pub struct LocalModel {
     name: String,
     settings: LocalSettings,
