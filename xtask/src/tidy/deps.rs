@@ -395,6 +395,7 @@ mod tests {
                 ],
             );
             fake.member("xtask", &[]);
+            fake.member("spacebot-eval", &[("spacebot-core", None), ("spacebot-memory", None)]);
             fake.member(
                 "spacebot-bench",
                 &[("spacebot-core", None), ("spacebot-memory", None), ("spacebot-agent", None)],
