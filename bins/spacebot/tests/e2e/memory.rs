@@ -36,6 +36,22 @@ fn script(request: &spacebot_testing::RecordedRequest) -> FakeReply {
     FakeReply::tool_call("reply", json!({ "content": "Hello." }))
 }
 
+/// Runs `spacebot --config C --data-dir D ARGS` in `home`: whether it succeeded, its stdout and
+/// its stderr.
+fn memory_cli(home: &Home, args: &[&str]) -> (bool, String, String) {
+    let config = home.config_path();
+    let data_dir = home.data_dir();
+    let mut all =
+        vec!["--config", config.to_str().expect("utf-8 path"), "--data-dir", data_dir.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    let out = run_cli(&all, &[], home.dir.path());
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_saved_by_a_branch_is_in_the_prompt_after_a_restart() {
     let model = FakeLlmServer::start().await;
@@ -146,17 +162,9 @@ async fn the_cli_embeds_with_the_daemons_embedder_so_nobody_reindexes() {
         "{}\n[memory]\nembedder = \"hashing\"\nembedding_dimensions = 64\n",
         openai_config(&model.openai_base_url())
     ));
-    let data_dir = home.data_dir();
-    let data_dir = data_dir.to_str().expect("utf-8 path");
-    let config = home.config_path();
-    let config = config.to_str().expect("utf-8 path");
     let cli = |args: &[&str]| {
-        let mut all = vec!["--config", config, "--data-dir", data_dir];
-        all.extend_from_slice(args);
-        let out = run_cli(&all, &[], home.dir.path());
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
+        let (ok, stdout, stderr) = memory_cli(&home, args);
+        assert!(ok, "{args:?}: {stdout}\n{stderr}");
         (stdout, stderr)
     };
 
@@ -193,18 +201,9 @@ async fn the_memory_cli_imports_json_lines_prints_json_and_searches_through_the_
     let model = FakeLlmServer::start().await;
     model.respond_with(script);
     let home = Home::new(&openai_config(&model.openai_base_url()));
-    let data_dir = home.data_dir();
-    let data_dir = data_dir.to_str().expect("utf-8 path");
     let config = home.config_path();
     let config = config.to_str().expect("utf-8 path");
-    let cli = |args: &[&str]| {
-        let mut all = vec!["--config", config, "--data-dir", data_dir];
-        all.extend_from_slice(args);
-        let out = run_cli(&all, &[], home.dir.path());
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.success(), stdout, stderr)
-    };
+    let cli = |args: &[&str]| memory_cli(&home, args);
     let lines = home.dir.path().join("turns.jsonl");
     std::fs::write(
         &lines,

@@ -334,15 +334,10 @@ impl SqliteMemory {
         if depth < 2 {
             return Ok(fused);
         }
-        let ids: Vec<&str> = fused[..depth].iter().map(|(id, _, _)| id.as_str()).collect();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT m.id, m.content FROM json_each(?1) AS listed CROSS JOIN memories m ON m.id = listed.value",
-        )
-        .bind(serde_json::Value::from(ids).to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|error| store_error("rerank recalled memories", error))?;
-        let speakers: HashMap<String, bool> = rows
+        let ids: Vec<MemoryId> = fused[..depth].iter().map(|(id, _, _)| id.clone()).collect();
+        let speakers: HashMap<String, bool> = self
+            .contents(&ids)
+            .await?
             .into_iter()
             .map(|(id, content)| {
                 let said_by_named = crate::memory::write::speaker_of(&content).is_some_and(|speaker| {
