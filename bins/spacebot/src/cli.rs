@@ -60,6 +60,9 @@ pub(crate) enum Command {
     Secrets(SecretsArgs),
     /// Manage an agent's scheduled (cron) jobs on the running daemon.
     Cron(CronArgs),
+    /// Manage scoped API tokens kept (as digests) in the data dir; the daemon picks up changes
+    /// within a second.
+    Tokens(TokensArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -100,6 +103,41 @@ pub(crate) enum SecretsCommand {
     /// Remove a secret.
     Rm {
         /// The secret's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokensArgs {
+    #[command(subcommand)]
+    pub(crate) command: TokensCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// Make a token and print it, this once: only its SHA-256 digest is kept.
+    Add {
+        /// Letters, digits, '-', '_' or '.'.
+        name: String,
+        /// `webhook` (send only), `read` (read conversations) or `admin`; repeat for several.
+        #[arg(long = "scope", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// An agent it may reach; repeat for several (default: every agent).
+        #[arg(long = "agent", value_name = "AGENT")]
+        agents: Vec<String>,
+        /// A sender it may speak as; repeat for several (default: anyone).
+        #[arg(long = "sender", value_name = "SENDER")]
+        senders: Vec<String>,
+    },
+    /// List the tokens (names and rights, never a token), the config's included.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a token: it stops working within a second.
+    Rm {
+        /// The token's name.
         name: String,
     },
 }

@@ -8,17 +8,28 @@ use crate::config::{Config, EmbedderSettings};
 
 pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&global.location())?.with_embedded_default();
-    crate::daemon::prepare(&config, None)?;
+    let prepared = crate::daemon::prepare(&config, None)?;
     match &config.source {
         Some(path) => println!("config: {} (valid)", path.display()),
         None => println!("config: none found; using built-in defaults"),
     }
     println!("data dir: {}", config.data_dir);
-    println!(
-        "api: http://{}{}",
-        config.api.bind,
-        if config.api.token.is_some() { " (bearer token required)" } else { "" }
-    );
+    let stored = prepared.stored_tokens.current().len();
+    let mut guard = Vec::new();
+    if config.api.token.is_some() {
+        guard.push("admin token".to_owned());
+    }
+    if !config.api.tokens.is_empty() {
+        guard.push(format!("{} scoped token(s) in the config", config.api.tokens.len()));
+    }
+    if stored > 0 {
+        guard.push(format!("{stored} scoped token(s) in {}", prepared.stored_tokens.path().display()));
+    }
+    if guard.is_empty() {
+        println!("api: http://{} (no token: open to whoever can reach it)", config.api.bind);
+    } else {
+        println!("api: http://{} (bearer token required: {})", config.api.bind, guard.join(", "));
+    }
     for (name, provider) in &config.providers {
         match &provider.model_path {
             Some(path) if provider.kind == spacebot_llm::ProviderKind::Local => {

@@ -84,7 +84,7 @@ impl Daemon {
         }
         // Every model call is metered, and its tokens recorded beside the conversation log.
         let (metrics, usage_writer) = Metrics::recording_usage();
-        let Prepared { profiles: built } = prepare(config, Some(&metrics))?;
+        let Prepared { profiles: built, stored_tokens } = prepare(config, Some(&metrics))?;
         config.data_dir.create().map_err(|reason| data_dir_error(config, &reason))?;
         // A missing identity directory gets commented templates to fill in (they add nothing to
         // the prompt until someone writes in them).
@@ -190,6 +190,7 @@ impl Daemon {
         let api = ApiConfig::default()
             .with_token(config.api.token.clone())
             .with_scoped_tokens(config.api.tokens.clone())
+            .with_stored_tokens(stored_tokens)
             .with_max_body_bytes(config.api.max_body_bytes)
             .with_openai(openai)
             .with_metrics(metrics)
@@ -354,6 +355,8 @@ pub fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()
 pub(crate) struct Prepared {
     /// Every agent's profile, without its memory.
     profiles: Vec<AgentProfile>,
+    /// The scoped tokens of the data dir's token file.
+    pub(crate) stored_tokens: spacebot_webhook::StoredTokens,
 }
 
 /// Checks `config` as [`Daemon::start`] does first, changing nothing on disk.
@@ -364,7 +367,9 @@ pub(crate) struct Prepared {
 /// With `metrics`, every agent's models are metered into them.
 pub(crate) fn prepare(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<Prepared> {
     config.data_dir.check().map_err(|reason| data_dir_error(config, &reason))?;
-    Ok(Prepared { profiles: agent_profiles(config, metrics)? })
+    // A token file that can't be read stops the start: its tokens would silently stop working.
+    let stored_tokens = spacebot_webhook::StoredTokens::open(config.data_dir.api_tokens_file())?;
+    Ok(Prepared { profiles: agent_profiles(config, metrics)?, stored_tokens })
 }
 
 /// The sentence for a data dir the daemon can't use: the path, where it was set, and why.

@@ -6,6 +6,7 @@
 //!   config.toml               read when no --config is given
 //!   secrets.json              the secret store (values encrypted; `spacebot secrets`)
 //!   master.key                the secret store's key, unless SPACEBOT_MASTER_KEY is set
+//!   api-tokens.json           scoped API tokens, as SHA-256 digests (`spacebot tokens`)
 //!   spacebot.db               the conversation log (messages, process runs, checkpoints)
 //!   agents/<agent>/memory.db  each agent's memory
 //!   agents/<agent>/SOUL.md    its identity files (also IDENTITY.md, USER.md), unless
@@ -55,6 +56,11 @@ impl DataDir {
     /// The secret store's key file.
     pub fn master_key_file(&self) -> PathBuf {
         self.root.join("master.key")
+    }
+
+    /// The scoped API tokens' file (digests only).
+    pub fn api_tokens_file(&self) -> PathBuf {
+        self.root.join("api-tokens.json")
     }
 
     /// The directory of `agent`: its memory, and its identity files unless configured elsewhere.

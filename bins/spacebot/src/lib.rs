@@ -37,6 +37,7 @@ mod memory_setup;
 mod secrets;
 mod start;
 mod status;
+mod tokens_cmd;
 mod usage;
 
 use std::process::ExitCode;
@@ -68,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Mcp { command: McpCommand::List } => mcp_cmd::list(&cli.global),
         Command::Secrets(args) => secrets::run(&cli.global, &args),
         Command::Cron(args) => cron_cmd::run(&cli.global, &args),
+        Command::Tokens(args) => tokens_cmd::run(&cli.global, &args),
         Command::Config { command: ConfigCommand::Check } => config_check::run(&cli.global),
     };
     match result {

@@ -40,7 +40,8 @@ impl Scope {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The scope's name in config and token files.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
             Self::Read => "read",
@@ -49,11 +50,12 @@ impl Scope {
     }
 }
 
-/// A token with limited rights (`[[api.tokens]]`).
+/// A token with limited rights: from the config (`[[api.tokens]]`), or from the data dir's token
+/// file, which keeps only its digest ([`crate::StoredTokens`]).
 #[derive(Clone)]
 pub struct ScopedToken {
     name: String,
-    token: String,
+    secret: Secret,
     scopes: Vec<Scope>,
     agents: Vec<AgentId>,
     senders: Vec<String>,
@@ -63,7 +65,7 @@ impl std::fmt::Debug for ScopedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScopedToken")
             .field("name", &self.name)
-            .field("token", &"[REDACTED]")
+            .field("secret", &"[REDACTED]")
             .field("scopes", &self.scopes)
             .field("agents", &self.agents)
             .field("senders", &self.senders)
@@ -77,10 +79,35 @@ impl ScopedToken {
     pub fn new(name: impl Into<String>, token: impl Into<String>, scopes: impl IntoIterator<Item = Scope>) -> Self {
         Self {
             name: name.into(),
-            token: token.into(),
+            secret: Secret::Plain(token.into()),
             scopes: scopes.into_iter().collect(),
             agents: Vec::new(),
             senders: Vec::new(),
+        }
+    }
+
+    /// A token known only by the SHA-256 `digest` of its secret, as the token file keeps it.
+    pub fn hashed(name: impl Into<String>, digest: [u8; 32], scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Self {
+            name: name.into(),
+            secret: Secret::Sha256(digest),
+            scopes: scopes.into_iter().collect(),
+            agents: Vec::new(),
+            senders: Vec::new(),
+        }
+    }
+
+    /// The token's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `presented` (whose SHA-256 digest is `presented_digest`) is this token, compared
+    /// in constant time.
+    pub(crate) fn matches(&self, presented: &str, presented_digest: &[u8; 32]) -> bool {
+        match &self.secret {
+            Secret::Plain(token) => constant_time_eq(presented.as_bytes(), token.as_bytes()),
+            Secret::Sha256(digest) => constant_time_eq(presented_digest, digest),
         }
     }
 
@@ -102,6 +129,15 @@ impl ScopedToken {
     }
 }
 
+/// What a scoped token is checked against.
+#[derive(Clone)]
+enum Secret {
+    /// The token itself, from the config.
+    Plain(String),
+    /// Its SHA-256 digest, from the token file.
+    Sha256([u8; 32]),
+}
+
 /// Who made a request, as its token says.
 #[derive(Debug, Clone)]
 pub(crate) enum Caller {
@@ -113,7 +149,9 @@ pub(crate) enum Caller {
 impl Caller {
     /// The caller a request's headers name, or `None` when its token is missing or wrong.
     pub(crate) fn identify(config: &ApiConfig, headers: &HeaderMap) -> Option<Self> {
-        if config.token.is_none() && config.tokens.is_empty() {
+        let stored = config.stored_tokens.as_ref().map(crate::StoredTokens::current);
+        let stored = stored.as_deref().unwrap_or_default();
+        if config.token.is_none() && config.tokens.is_empty() && stored.is_empty() {
             return Some(Self::Admin);
         }
         let presented = headers
@@ -121,11 +159,12 @@ impl Caller {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .unwrap_or_default();
+        let presented_digest = crate::stored_tokens::digest(presented);
         // Every token is compared, whichever matches.
         let admin = config.token.as_ref().is_some_and(|token| constant_time_eq(presented.as_bytes(), token.as_bytes()));
         let mut scoped = None;
-        for token in &config.tokens {
-            if constant_time_eq(presented.as_bytes(), token.token.as_bytes()) {
+        for token in config.tokens.iter().chain(stored) {
+            if token.matches(presented, &presented_digest) {
                 scoped = Some(Arc::clone(token));
             }
         }
@@ -142,7 +181,7 @@ impl Caller {
             return Err(ApiError::Forbidden(format!(
                 "token `{}` does not have the `{}` scope this route needs",
                 token.name,
-                scope.name()
+                scope.as_str()
             )));
         }
         if !token.agents.is_empty() && !token.agents.contains(agent) {

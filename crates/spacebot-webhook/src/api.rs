@@ -30,6 +30,7 @@ use crate::memories;
 use crate::metrics::{self, Metrics};
 use crate::openai::{self, OpenAiAdapter};
 use crate::serve::BodyReadTimeout;
+use crate::stored_tokens::StoredTokens;
 use crate::usage::{self, ModelPrice};
 
 /// Settings of the HTTP API.
@@ -41,6 +42,8 @@ pub struct ApiConfig {
     pub token: Option<String>,
     /// Tokens with limited rights.
     pub tokens: Vec<Arc<ScopedToken>>,
+    /// Scoped tokens kept (as digests) in the data dir's token file, followed as it changes.
+    pub stored_tokens: Option<StoredTokens>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Largest accepted message text, in bytes.
@@ -74,6 +77,7 @@ impl Default for ApiConfig {
         Self {
             token: None,
             tokens: Vec::new(),
+            stored_tokens: None,
             max_body_bytes: 256 * 1024,
             max_text_bytes: 64 * 1024,
             openai: None,
@@ -93,6 +97,7 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
             .field("tokens", &self.tokens)
+            .field("stored_tokens", &self.stored_tokens)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_text_bytes", &self.max_text_bytes)
             .field("openai", &self.openai.is_some())
@@ -111,6 +116,12 @@ impl ApiConfig {
     /// Sets the bearer token.
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Also accepts the tokens of the data dir's token file, as it changes.
+    pub fn with_stored_tokens(mut self, tokens: StoredTokens) -> Self {
+        self.stored_tokens = Some(tokens);
         self
     }
 

@@ -20,7 +20,9 @@
 //!   [`ApiConfig::with_openai`].
 //!
 //! When a token is configured, every route but `/health` needs `Authorization: Bearer`: the
-//! admin token may do everything, a [`ScopedToken`] what its scopes allow (`access.rs`).
+//! admin token may do everything, a [`ScopedToken`] what its scopes allow (`access.rs`), whether
+//! it comes from the config or from the data dir's token file ([`StoredTokens`], which keeps
+//! only digests).
 //! Every error is JSON, `{"error": "..."}`, naming the field or limit at fault (except the `431`
 //! and `400` hyper's parser answers to a head it can't take, before any route runs).
 //!
@@ -40,6 +42,7 @@ mod memories;
 mod metrics;
 mod openai;
 mod serve;
+mod stored_tokens;
 mod usage;
 
 pub use access::{Scope, ScopedToken};
@@ -49,4 +52,5 @@ pub use error::{ApiError, Result};
 pub use metrics::{Metrics, UsageWriter};
 pub use openai::{OPENAI_ADAPTER, OpenAiAdapter};
 pub use serve::{ServeLimits, serve};
+pub use stored_tokens::{NewToken, StoredTokens, TOKEN_PREFIX, TokenFile, TokenFileError, TokenRecord};
 pub use usage::ModelPrice;

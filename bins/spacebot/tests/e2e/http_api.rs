@@ -263,3 +263,80 @@ async fn a_webhook_scoped_token_sends_but_reads_nothing() {
     assert_eq!(admin.status(), 200);
     daemon.stop().await;
 }
+
+/// `spacebot tokens ARGS` on `home`'s config and data dir.
+fn tokens(home: &Home, args: &[&str]) -> std::process::Output {
+    let config = home.config_path();
+    let data_dir = home.data_dir();
+    let mut all =
+        vec!["--config", config.to_str().expect("utf-8"), "--data-dir", data_dir.to_str().expect("utf-8"), "tokens"];
+    all.extend_from_slice(args);
+    crate::daemon::run_cli(&all, &[], home.dir.path())
+}
+
+#[tokio::test]
+async fn a_token_kept_in_the_data_dir_works_without_a_restart_and_only_its_digest_is_stored() {
+    let home = Home::new("[api]\ntoken = \"e2e-admin-token\"\n");
+    let daemon = Daemon::start(&home).await;
+    let send = |token: String| {
+        daemon
+            .http
+            .post(format!("{}/webhook/main", daemon.base))
+            .bearer_auth(token)
+            .json(&json!({"conversation": "c1", "sender": "ci-bot", "text": "hello"}))
+            .send()
+    };
+    let read = |token: String| {
+        daemon
+            .http
+            .get(format!("{}/api/agents/main/conversations/webhook:c1/messages", daemon.base))
+            .bearer_auth(token)
+            .send()
+    };
+
+    // An unknown agent or scope is refused, naming it; nothing is written.
+    let refused = tokens(&home, &["add", "ci", "--scope", "webhook", "--agent", "nobody"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("agent `nobody` is not configured"));
+    let refused = tokens(&home, &["add", "ci", "--scope", "owner"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown scope `owner`"));
+    assert!(!home.data_dir().join("api-tokens.json").exists());
+
+    let added = tokens(&home, &["add", "ci", "--scope", "webhook", "--agent", "main", "--sender", "ci-bot"]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let token = String::from_utf8(added.stdout).expect("utf-8").trim().to_owned();
+    assert!(token.starts_with("sbt_"), "{token}");
+    let file = std::fs::read_to_string(home.data_dir().join("api-tokens.json")).expect("token file");
+    assert!(!file.contains(&token) && !file.contains(&token["sbt_".len()..]), "only the digest is kept: {file}");
+
+    // The running daemon takes it up within a second or so: the webhook scope sends, reads are
+    // refused.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let status = send(token.clone()).await.unwrap().status();
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 401, "before it is seen the token is unknown");
+        assert!(std::time::Instant::now() < deadline, "the daemon never accepted the new token");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(read(token.clone()).await.unwrap().status(), 403, "a webhook token reads nothing");
+    assert_eq!(read("e2e-admin-token".to_owned()).await.unwrap().status(), 200);
+
+    let listed = tokens(&home, &["list", "--json"]);
+    let rows: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(rows[0]["name"], "ci");
+    assert_eq!(rows[0]["scopes"], json!(["webhook"]));
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&token));
+
+    // Withdrawn: refused again, without a restart.
+    assert!(tokens(&home, &["rm", "ci"]).status.success());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while send(token.clone()).await.unwrap().status() != 401 {
+        assert!(std::time::Instant::now() < deadline, "the removed token kept working");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!tokens(&home, &["rm", "ci"]).status.success(), "removing it twice is an error");
+    daemon.stop().await;
+}
