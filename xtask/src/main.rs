@@ -15,11 +15,14 @@
 //! - `eval recall [args]`: the recall evaluation (`benches/spacebot-eval`), in release mode:
 //!   hit@1/5/10 per question category for each ranked list and fused; `--embedder local` builds
 //!   it with the `local-embeddings` feature. Figures go to `docs/benchmarks.md`.
+//! - `dist`: builds the binary to ship (profile `dist`) and prints its size beside the 30 MB
+//!   target; exits non-zero when it is over (`docs/deploy.md`).
 //! - `soak [args]`: builds the `spacebot` binary, then runs the soak harness
 //!   (`benches/spacebot-soak`, a test target run only when selected) against it: kills and
 //!   restarts at seeded moments, invariants checked, an HTTP fuzz pass; see `docs/benchmarks.md`.
 
 mod ci;
+mod dist;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +37,7 @@ commands:
   bench   run the benchmarks, or one: `bench memory`, `bench processes` (results: docs/benchmarks.md)
   eval    `eval recall [--embedder hashing|local] [--model-dir DIR] [--conversations N] [--misses N]`:
           recall hit@1/5/10 per category, each list and fused, on long conversations (docs/benchmarks.md)
+  dist    build the binary to ship (profile `dist`: LTO, stripped) and print its size against the 30 MB target
   soak    kill -9 / SIGTERM the real binary at seeded moments, restart, check every invariant, fuzz
           the HTTP API: `soak [--seed N] [--trials N] [--trial T] [--stops N] [--messages N]
           [--idle-ms N] [--fuzz N]` (20 trials by default; exits non-zero on a violation)
@@ -53,6 +57,8 @@ enum Command {
     Soak(Vec<String>),
     /// The recall evaluation, with its arguments.
     EvalRecall(Vec<String>),
+    /// The binary to ship.
+    Dist,
     Help,
 }
 
@@ -106,6 +112,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
     match command.as_str() {
         "tidy" => Ok(Command::Tidy),
         "ci" => Ok(Command::Ci),
+        "dist" => Ok(Command::Dist),
         "bench" => Ok(Command::Bench(BENCHES.iter().map(|name| (*name).to_owned()).collect())),
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => Err(format!("unknown command `{other}`")),
@@ -154,6 +161,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let status = command.args(["--", "recall"]).args(&args).status()?;
             Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Dist => Ok(if dist::run(&root)? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Command::Help => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -201,6 +209,7 @@ mod tests {
     fn parses_each_command() {
         assert_eq!(parse(&args(&["tidy"])), Ok(Command::Tidy));
         assert_eq!(parse(&args(&["ci"])), Ok(Command::Ci));
+        assert_eq!(parse(&args(&["dist"])), Ok(Command::Dist));
         assert_eq!(parse(&args(&["bench", "memory"])), Ok(Command::Bench(vec!["memory".to_owned()])));
         assert_eq!(parse(&args(&["bench"])), Ok(Command::Bench(vec!["memory".to_owned(), "processes".to_owned()])));
         assert!(parse(&args(&["bench", "disk"])).unwrap_err().contains("`disk`"));
