@@ -29,6 +29,7 @@ use crate::error::ApiError;
 use crate::memories;
 use crate::metrics::{self, Metrics};
 use crate::openai::{self, OpenAiAdapter};
+use crate::portal;
 use crate::serve::BodyReadTimeout;
 use crate::stored_tokens::StoredTokens;
 use crate::usage::{self, ModelPrice};
@@ -211,6 +212,9 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), openai::require_key));
     let routes = Router::new()
         .route("/health", get(health))
+        .route("/", get(portal::index))
+        .route("/portal/app.js", get(portal::script))
+        .route("/portal/style.css", get(portal::style))
         .merge(protected)
         .merge(openai)
         .fallback(not_found)

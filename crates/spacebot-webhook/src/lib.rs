@@ -1,5 +1,7 @@
 //! Spacebot's HTTP surface: the webhook adapter and the API (axum).
 //!
+//! - `GET /`: the portal, a web page for people (`portal.rs`; no token needed for the page, its
+//!   calls are checked like any other).
 //! - `GET /health`: `200 {"status":"ok"}` while the runtime accepts messages, `503` after.
 //! - `POST /webhook/{agent}` with `{"conversation", "sender", "text"}`: records the message and
 //!   answers `202 {"message_id", "conversation"}` once it is durable. The conversation id is
@@ -41,6 +43,7 @@ mod error;
 mod memories;
 mod metrics;
 mod openai;
+mod portal;
 mod serve;
 mod stored_tokens;
 mod usage;

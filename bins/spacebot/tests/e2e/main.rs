@@ -17,6 +17,7 @@ mod messaging;
 mod metrics;
 mod modes;
 mod openai_api;
+mod portal;
 mod processes;
 mod provider_errors;
 mod refusals;

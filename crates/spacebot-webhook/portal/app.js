@@ -1,0 +1,262 @@
+// Spacebot's portal: talks to the daemon's own HTTP API (docs/portal.md). No build step, no
+// dependencies; the token, when the daemon asks for one, is kept in sessionStorage.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { agents: [], pending: 0, processesTimer: null };
+
+function token() { return sessionStorage.getItem("spacebot-token") || ""; }
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if (token()) h.Authorization = "Bearer " + token();
+  return h;
+}
+
+class LoginNeeded extends Error {}
+
+async function api(path, options) {
+  const opts = Object.assign({}, options || {});
+  opts.headers = headers(opts.headers);
+  const res = await fetch(path, opts);
+  if (res.status === 401) { showLogin(token() ? "That token was refused." : ""); throw new LoginNeeded(); }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error || res.status + " " + res.statusText);
+  return body;
+}
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props || {});
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("token").focus();
+}
+
+// Tabs.
+for (const button of document.querySelectorAll("nav button")) {
+  button.addEventListener("click", () => {
+    for (const other of document.querySelectorAll("nav button")) other.classList.toggle("active", other === button);
+    for (const tab of document.querySelectorAll(".tab")) tab.hidden = tab.id !== button.dataset.tab;
+    if (button.dataset.tab === "live") refreshProcesses();
+    if (button.dataset.tab === "usage") refreshUsage();
+  });
+}
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem("spacebot-token", $("token").value.trim());
+  $("login").hidden = true;
+  start();
+});
+
+// Chat.
+function agent() { return $("agent").value || "main"; }
+function conversation() { return $("conversation").value.trim() || "portal"; }
+
+function renderMessages(messages) {
+  const list = $("messages");
+  list.replaceChildren(...messages.map((m) =>
+    el("li", { className: m.role === "user" ? "user" : "assistant" },
+      el("span", { className: "who", textContent: (m.role === "user" ? m.sender : agent()) + " · " + m.created_at.slice(11, 19) }),
+      m.text)));
+  list.lastElementChild?.scrollIntoView({ block: "end" });
+}
+
+async function refreshMessages() {
+  try {
+    const messages = await api(`/api/agents/${encodeURIComponent(agent())}/conversations/${encodeURIComponent("webhook:" + conversation())}/messages?limit=200`);
+    renderMessages(messages);
+  } catch (error) {
+    if (!(error instanceof LoginNeeded)) $("thinking").textContent = "can't read the conversation: " + error.message;
+  }
+}
+
+$("send").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("text").value.trim();
+  if (!text) return;
+  $("text").value = "";
+  sessionStorage.setItem("spacebot-conversation", conversation());
+  // Before the request: with a fast model the turn can be over before the POST returns.
+  setThinking(true);
+  try {
+    await api(`/webhook/${encodeURIComponent(agent())}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ conversation: conversation(), sender: $("sender").value.trim() || "portal", text }),
+    });
+    await refreshMessages();
+    pollUntilAnswered();
+  } catch (error) {
+    setThinking(false);
+    if (!(error instanceof LoginNeeded)) { $("thinking").hidden = false; $("thinking").textContent = "not sent: " + error.message; }
+  }
+});
+
+function setThinking(on) {
+  $("thinking").textContent = "thinking…";
+  $("thinking").hidden = !on;
+}
+
+// Replies arrive through the event stream; a token without access to it (or a dropped stream)
+// still sees them, by reading the conversation until the turn is over.
+async function pollUntilAnswered() {
+  const ticket = ++state.pending;
+  for (let i = 0; i < 120 && ticket === state.pending; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await refreshMessages();
+    const items = $("messages").children;
+    if (items.length && items[items.length - 1].className === "assistant") { setThinking(false); return; }
+  }
+}
+
+for (const id of ["agent", "conversation"]) $(id).addEventListener("change", refreshMessages);
+
+// Live: processes and the event stream.
+function seconds(s) { return s == null ? "–" : s < 60 ? s + " s" : Math.floor(s / 60) + " min " + (s % 60) + " s"; }
+
+async function refreshProcesses() {
+  try {
+    const status = await api("/api/status");
+    $("summary").textContent = `${status.agents.length} agent(s), ${status.conversations} conversation(s), adapters: ${status.adapters.join(", ")}, up ${seconds(status.uptime_seconds)}`;
+    $("processes").replaceChildren(...status.processes.map((p) => el("tr", {},
+      el("td", { textContent: p.agent }), el("td", { textContent: p.conversation }), el("td", { textContent: p.kind }),
+      el("td", { textContent: p.description || "" }), el("td", { textContent: seconds(p.running_seconds) }),
+      el("td", { textContent: seconds(p.limit_seconds) }))));
+    if (!status.processes.length) $("processes").replaceChildren(el("tr", {}, el("td", { colSpan: 6, textContent: "nothing running" })));
+  } catch (error) {
+    if (!(error instanceof LoginNeeded)) $("summary").textContent = "status unavailable: " + error.message;
+  }
+}
+
+function describe(event) {
+  const where = [event.agent, event.conversation].filter(Boolean).join(" ");
+  switch (event.type) {
+    case "response_sent": return `${where}: sent ${event.response.type}${event.response.text ? ": " + event.response.text.slice(0, 80) : ""}`;
+    case "turn_finished": return `${where}: turn ${event.outcome}`;
+    default: return `${where}: ${event.type}${event.kind ? " " + event.kind : ""}`;
+  }
+}
+
+function onEvent(event) {
+  const log = $("events");
+  log.prepend(el("li", { textContent: new Date().toLocaleTimeString() + " " + describe(event) }));
+  while (log.children.length > 200) log.lastElementChild.remove();
+  const mine = event.agent === agent() && event.conversation === "webhook:" + conversation();
+  if (mine && event.type === "turn_started") setThinking(true);
+  if (mine && (event.type === "response_sent" || event.type === "turn_finished")) {
+    refreshMessages();
+    if (event.type === "turn_finished") { state.pending++; setThinking(false); }
+  }
+  if (!$("live").hidden) {
+    clearTimeout(state.processesTimer);
+    state.processesTimer = setTimeout(refreshProcesses, 200);
+  }
+}
+
+async function follow() {
+  for (;;) {
+    try {
+      const res = await fetch("/api/events", { headers: headers() });
+      if (res.status === 401) { showLogin(""); return; }
+      if (!res.ok) { $("link").textContent = "no live events (" + res.status + ")"; return; }
+      $("link").textContent = "live";
+      $("link").classList.add("up");
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          if (data) { try { onEvent(JSON.parse(data)); } catch (_) { /* a keep-alive or a foreign line */ } }
+        }
+      }
+    } catch (_) { /* reconnect below */ }
+    $("link").textContent = "reconnecting";
+    $("link").classList.remove("up");
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+// Memory.
+$("recall").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const q = $("query").value.trim();
+  if (!q) return;
+  try {
+    const result = await api(`/api/agents/${encodeURIComponent(agent())}/memories?limit=20&q=${encodeURIComponent(q)}`);
+    $("hits").replaceChildren(...result.hits.map((hit) => {
+      const memory = hit.memory || hit;
+      const meta = [memory.kind || memory.memory_type, memory.scope, hit.score != null ? "score " + Number(hit.score).toFixed(3) : ""].filter(Boolean).join(" · ");
+      return el("li", {}, el("div", { textContent: memory.content || JSON.stringify(hit) }), el("div", { className: "meta", textContent: meta }));
+    }));
+    if (!result.hits.length) $("hits").replaceChildren(el("li", { textContent: "nothing found" }));
+  } catch (error) {
+    if (!(error instanceof LoginNeeded)) $("hits").replaceChildren(el("li", { className: "error", textContent: error.message }));
+  }
+});
+
+// Usage.
+async function refreshUsage() {
+  try {
+    const usage = await api("/api/usage?days=30");
+    $("usage-rows").replaceChildren(...usage.rows.map((r) => el("tr", {},
+      ...[r.day, r.agent, r.model, r.process, r.requests, r.input_tokens, r.output_tokens, r.cost_usd == null ? "–" : "$" + r.cost_usd.toFixed(4)]
+        .map((v) => el("td", { textContent: String(v) })))));
+    plot(usage.rows);
+  } catch (error) {
+    if (!(error instanceof LoginNeeded)) $("usage-rows").replaceChildren(el("tr", {}, el("td", { colSpan: 8, textContent: error.message })));
+  }
+}
+
+function plot(rows) {
+  const byDay = new Map();
+  for (const r of rows) byDay.set(r.day, (byDay.get(r.day) || 0) + r.input_tokens + r.output_tokens);
+  const days = [...byDay.keys()].sort();
+  const svg = $("plot");
+  const ns = "http://www.w3.org/2000/svg";
+  svg.replaceChildren();
+  const max = Math.max(1, ...byDay.values());
+  const width = 600 / Math.max(days.length, 1);
+  days.forEach((day, i) => {
+    const h = (byDay.get(day) / max) * 130;
+    const bar = document.createElementNS(ns, "rect");
+    for (const [k, v] of Object.entries({ x: i * width + 2, y: 140 - h, width: Math.max(width - 4, 1), height: h })) bar.setAttribute(k, v);
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${day}: ${byDay.get(day)} tokens`;
+    bar.append(title);
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", i * width + 2);
+    label.setAttribute("y", 155);
+    label.textContent = day.slice(5);
+    svg.append(bar, label);
+  });
+}
+
+async function start() {
+  try {
+    const status = await api("/api/status");
+    state.agents = status.agents;
+  } catch (error) {
+    if (error instanceof LoginNeeded) return;
+    // A scoped token without daemon-wide access still chats with the agent it names.
+    state.agents = ["main"];
+  }
+  $("agent").replaceChildren(...state.agents.map((a) => el("option", { value: a, textContent: a })));
+  $("conversation").value = sessionStorage.getItem("spacebot-conversation") || "portal-" + Math.random().toString(36).slice(2, 8);
+  refreshMessages();
+  follow();
+}
+
+start();
