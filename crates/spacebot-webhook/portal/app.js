@@ -128,11 +128,23 @@ async function refreshProcesses() {
     $("processes").replaceChildren(...status.processes.map((p) => el("tr", {},
       el("td", { textContent: p.agent }), el("td", { textContent: p.conversation }), el("td", { textContent: p.kind }),
       el("td", { textContent: p.description || "" }), el("td", { textContent: seconds(p.running_seconds) }),
-      el("td", { textContent: seconds(p.limit_seconds) }))));
-    if (!status.processes.length) $("processes").replaceChildren(el("tr", {}, el("td", { colSpan: 6, textContent: "nothing running" })));
+      el("td", { textContent: seconds(p.limit_seconds) }),
+      el("td", {}, cancelButton(p)))));
+    if (!status.processes.length) $("processes").replaceChildren(el("tr", {}, el("td", { colSpan: 7, textContent: "nothing running" })));
   } catch (error) {
     if (!(error instanceof LoginNeeded)) $("summary").textContent = "status unavailable: " + error.message;
   }
+}
+
+function cancelButton(p) {
+  const button = el("button", { textContent: "cancel", title: "end this " + p.kind });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try { await api(`/api/processes/${encodeURIComponent(p.process)}/cancel`, { method: "POST" }); }
+    catch (error) { if (!(error instanceof LoginNeeded)) button.textContent = error.message; }
+    refreshProcesses();
+  });
+  return button;
 }
 
 function describe(event) {
@@ -199,7 +211,20 @@ $("recall").addEventListener("submit", async (event) => {
     $("hits").replaceChildren(...result.hits.map((hit) => {
       const memory = hit.memory || hit;
       const meta = [memory.kind || memory.memory_type, memory.scope, hit.score != null ? "score " + Number(hit.score).toFixed(3) : ""].filter(Boolean).join(" · ");
-      return el("li", {}, el("div", { textContent: memory.content || JSON.stringify(hit) }), el("div", { className: "meta", textContent: meta }));
+      const item = el("li", {}, el("div", { textContent: memory.content || JSON.stringify(hit) }), el("div", { className: "meta", textContent: meta }));
+      if (memory.id) {
+        const forget = el("button", { textContent: "forget", className: "forget" });
+        forget.addEventListener("click", async () => {
+          forget.disabled = true;
+          try {
+            await api(`/api/agents/${encodeURIComponent(agent())}/memories/${encodeURIComponent(memory.id)}`, { method: "DELETE" });
+            item.classList.add("forgotten");
+            forget.textContent = "forgotten";
+          } catch (error) { if (!(error instanceof LoginNeeded)) forget.textContent = error.message; }
+        });
+        item.querySelector(".meta").append(" ", forget);
+      }
+      return item;
     }));
     if (!result.hits.length) $("hits").replaceChildren(el("li", { textContent: "nothing found" }));
   } catch (error) {

@@ -11,15 +11,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use spacebot_core::{
-    AgentId, ConversationId, ConversationLog, CronJobs, InboundMessage, MemoryStore, RuntimeHandle, Sender,
-    StoredMessage, UsageLedger,
+    AgentId, ConversationId, ConversationLog, CronJobs, InboundMessage, MemoryStore, ProcessId, RuntimeHandle, Sender,
+    StoredMessage, TerminalState, UsageLedger,
 };
 
 use crate::access::{Caller, Scope, ScopedToken};
@@ -201,6 +201,8 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/metrics", get(serve_metrics))
         .route("/api/usage", get(usage::usage))
         .route("/api/agents/{agent}/memories", get(memories::search))
+        .route("/api/agents/{agent}/memories/{id}", delete(memories::forget))
+        .route("/api/processes/{process}/cancel", post(cancel_process))
         .route("/api/agents/{agent}/cron", get(cron::list).post(cron::create))
         .route("/api/agents/{agent}/cron/{id}", get(cron::show).delete(cron::delete))
         .route("/api/agents/{agent}/cron/{id}/run", post(cron::run))
@@ -222,6 +224,25 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
     // Around the whole router rather than each route, so the `405` it answers itself, with its
     // `Allow` header, passes through too.
     Router::new().fallback_service(routes).layer(middleware::from_fn(json_errors))
+}
+
+/// `POST /api/processes/{process}/cancel`: ends a running branch or worker as cancelled (the
+/// portal's cancel button), with the `admin` scope for its agent.
+async fn cancel_process(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(process): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = ProcessId::new(process.as_str());
+    let registry = state.runtime.processes();
+    let Some(info) = registry.list().into_iter().find(|info| info.process == id) else {
+        return Err(ApiError::NotFound(format!("no running process `{process}`")));
+    };
+    caller.require(Scope::Admin, &info.agent)?;
+    if !registry.end(&id, TerminalState::Cancelled, "cancelled through the API") {
+        return Err(ApiError::NotFound(format!("process `{process}` ended before it could be cancelled")));
+    }
+    Ok(Json(json!({ "process": process, "agent": info.agent, "cancelled": true })))
 }
 
 /// `GET /api/mcp`: the MCP servers' state and tools (daemon-wide, like `/api/usage`).

@@ -2,6 +2,9 @@
 //! `spacebot memory search` runs it, answered by the running daemon so the command needs no
 //! second model load and does not reopen the store. Every memory is searched, private ones
 //! included, so the route needs the `admin` scope for the agent.
+//!
+//! `DELETE /api/agents/{agent}/memories/{id}`: forgets a memory (the portal's forget button), with
+//! the same scope.
 
 use axum::Extension;
 use axum::Json;
@@ -9,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::Value;
 
-use spacebot_core::{AgentId, RecallQuery, Visibility};
+use spacebot_core::{AgentId, MemoryId, RecallQuery, Visibility};
 
 use crate::access::{Caller, Scope};
 use crate::api::AppState;
@@ -54,4 +57,25 @@ pub(crate) async fn search(
     serde_json::to_value(&hits)
         .map(|hits| Json(serde_json::json!({ "agent": agent.as_str(), "hits": hits })))
         .map_err(|error| ApiError::Internal(format!("can't encode the results: {error}")))
+}
+
+pub(crate) async fn forget(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agent, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let agent = AgentId::from(agent.as_str());
+    caller.require(Scope::Admin, &agent)?;
+    let Some(store) = state.config.memories.get(&agent) else {
+        return Err(ApiError::NotFound(format!("no agent `{agent}` with a memory on this server")));
+    };
+    let forgotten = store
+        .forget(&agent, &MemoryId::new(id.as_str()))
+        .await
+        .map_err(|error| ApiError::Internal(format!("can't forget memory `{id}` of `{agent}`: {error}")))?;
+    if !forgotten {
+        return Err(ApiError::NotFound(format!("agent `{agent}` has no memory `{id}` to forget")));
+    }
+    tracing::info!(%agent, memory = %id, "memory forgotten through the API");
+    Ok(Json(serde_json::json!({ "agent": agent.as_str(), "memory": id, "forgotten": true })))
 }

@@ -1,6 +1,7 @@
 //! The portal in a real browser: headless Chromium (Debian's) driven by playwright-core (npm)
 //! through `portal_browser.mjs` signs in with the token, chats with an agent backed by the fake
-//! model, and opens the live view, memory search and usage plot, on a phone-sized screen.
+//! model, and opens the live view, memory search (forgetting a memory) and usage plot, on a
+//! phone-sized screen.
 //!
 //! Needs `SPACEBOT_TEST_CHROMIUM` (default `/usr/bin/chromium`) and playwright-core under
 //! `SPACEBOT_TEST_MCP_NPM_DIR` (the npm prefix `.ci/run` fills); without them the test fails and
@@ -16,6 +17,7 @@ use crate::daemon::{Daemon, Home};
 
 const TOKEN: &str = "portal-admin-token-7f3a";
 const REPLY: &str = "hello from the fake model";
+const MEMORY: &str = "The standup moved to Thursdays";
 
 #[tokio::test]
 async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium() {
@@ -33,6 +35,25 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
     fake.respond_with(|_| FakeReply::tool_call("reply", json!({ "content": REPLY })));
     let home =
         Home::new(&format!("[api]\ntoken = \"{TOKEN}\"\n\n{}", crate::daemon::openai_config(&fake.openai_base_url())));
+    // A memory to find and forget in the Memory tab.
+    let config = home.config_path();
+    let data_dir = home.data_dir();
+    let added = crate::daemon::run_cli(
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8"),
+            "memory",
+            "add",
+            "--type",
+            "fact",
+            MEMORY,
+        ],
+        &[],
+        home.dir.path(),
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let daemon = Daemon::start(&home).await;
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal-shots");
@@ -50,6 +71,7 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
                 .env("SPACEBOT_NPM_DIR", npm)
                 .env("SPACEBOT_SHOTS", shots)
                 .env("SPACEBOT_EXPECT", REPLY)
+                .env("SPACEBOT_MEMORY", MEMORY)
                 .output()
                 .expect("run node")
         }

@@ -77,6 +77,12 @@ try {
   await page.waitForSelector("#hits li", { timeout: 10000 });
   const hitsError = await page.$("#hits li.error");
   if (hitsError) throw new Error("memory search failed: " + (await hitsError.textContent()));
+  // A memory saved for the test is found and forgotten.
+  await page.fill("#query", process.env.SPACEBOT_MEMORY);
+  await page.click("#recall button");
+  await page.waitForSelector(`#hits li >> text=${process.env.SPACEBOT_MEMORY}`, { timeout: 10000 });
+  await page.click("#hits li button.forget");
+  await page.waitForSelector("#hits li.forgotten", { timeout: 10000 });
   await page.screenshot({ path: path.join(shots, "4-memory.png") });
 
   // Usage: the turn's model call is a row and a bar.

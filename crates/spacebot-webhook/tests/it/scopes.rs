@@ -105,3 +105,60 @@ async fn a_read_token_reads_but_cannot_send_and_the_admin_token_does_everything(
     assert_eq!(wrong.status, 401);
     served.stop(std::time::Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn only_an_admin_forgets_a_memory_and_a_forgotten_one_is_gone() {
+    let served = served().await;
+    let found = call(&served, "GET", "/api/agents/main/memories?q=green%20tea", ADMIN, None).await;
+    let id = found.json()["hits"][0]["memory"]["id"].as_str().expect("an id").to_owned();
+    let path = format!("/api/agents/main/memories/{id}");
+    assert_eq!(call(&served, "DELETE", &path, READ, None).await.status, 403);
+    assert_eq!(call(&served, "DELETE", &path, WEBHOOK, None).await.status, 403);
+    let forgotten = call(&served, "DELETE", &path, ADMIN, None).await;
+    assert_eq!(forgotten.status, 200, "{forgotten:?}");
+    assert_eq!(forgotten.json()["forgotten"], true);
+    let again = call(&served, "DELETE", &path, ADMIN, None).await;
+    assert_eq!(again.status, 404, "{again:?}");
+    assert!(again.json()["error"].as_str().is_some_and(|e| e.contains(&id)), "{again:?}");
+    let found = call(&served, "GET", "/api/agents/main/memories?q=green%20tea", ADMIN, None).await;
+    assert_eq!(found.json()["hits"], json!([]), "{found:?}");
+    served.stop(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn only_an_admin_cancels_a_running_process_and_it_ends_cancelled() {
+    use spacebot_core::{
+        ConversationId, DeliveryPolicy, Lifecycle, Outbox, ProcessId, ProcessKind, ProcessRecord, TerminalState,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    let served = served().await;
+    let registry = served.runtime.handle().processes().clone();
+    let (bus, _announced) = tokio::sync::broadcast::channel(16);
+    let outbox = Outbox::new(Arc::default(), bus, DeliveryPolicy::default());
+    let (notify, mut ends) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let record = ProcessRecord::new(
+        AgentId::new("main"),
+        ConversationId::new("webhook:c1"),
+        ProcessId::new("worker-1"),
+        ProcessKind::Worker,
+        Lifecycle::new(),
+        cancel.clone(),
+        outbox,
+    )
+    .with_notify(notify);
+    let _registration = registry.register(record);
+
+    assert_eq!(call(&served, "POST", "/api/processes/worker-1/cancel", READ, None).await.status, 403);
+    assert!(!cancel.is_cancelled(), "a refused call changes nothing");
+    let cancelled = call(&served, "POST", "/api/processes/worker-1/cancel", ADMIN, None).await;
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    assert_eq!(cancelled.json()["cancelled"], true);
+    assert!(cancel.is_cancelled());
+    let end = ends.recv().await.expect("the owner hears of it");
+    assert_eq!(end.state, TerminalState::Cancelled);
+    assert_eq!(call(&served, "POST", "/api/processes/worker-1/cancel", ADMIN, None).await.status, 404);
+    assert_eq!(call(&served, "POST", "/api/processes/nothing/cancel", ADMIN, None).await.status, 404);
+    served.stop(std::time::Duration::from_secs(5)).await;
+}

@@ -29,7 +29,7 @@ pub(crate) struct Served {
     pub(crate) addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
-    runtime: Runtime,
+    pub(crate) runtime: Runtime,
 }
 
 impl Served {
