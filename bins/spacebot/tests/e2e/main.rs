@@ -26,3 +26,4 @@ mod send;
 mod shutdown;
 mod tool_arguments;
 mod usage;
+mod web_search;
