@@ -95,6 +95,12 @@ impl SlackMessage {
         self.subtype = Some(subtype.to_owned());
         self
     }
+
+    /// Mentions the bot: prefixes `<@UBOT>` to the text.
+    pub fn mentioning_bot(mut self) -> Self {
+        self.text = format!("<@{BOT_USER}> {}", self.text);
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -166,15 +172,35 @@ impl FakeSlack {
         if let Some(subtype) = message.subtype {
             event["subtype"] = json!(subtype);
         }
+        (self.push_event(n, &message.team, event), ts)
+    }
+
+    /// Pushes the `app_mention` event Slack sends an app subscribed to mentions for a message that
+    /// mentions the bot (besides its `message` event, which [`post`](Self::post) pushes): the same
+    /// channel, user, text and `ts`. Returns its envelope id.
+    pub fn app_mention(&self, message: SlackMessage, ts: &str) -> String {
+        let n = self.shared.next.fetch_add(1, Ordering::SeqCst);
+        let mut event = json!({
+            "type": "app_mention", "channel": message.channel, "user": message.user, "text": message.text,
+            "ts": ts, "event_ts": ts,
+        });
+        if let Some(thread) = message.thread_ts {
+            event["thread_ts"] = json!(thread);
+        }
+        self.push_event(n, &message.team, event)
+    }
+
+    /// Pushes an `events_api` envelope carrying `event`; returns its id.
+    fn push_event(&self, n: u64, team: &str, event: Value) -> String {
         let envelope = format!("env-{n}");
         self.push(json!({
             "type": "events_api", "envelope_id": envelope, "accepts_response_payload": false,
             "payload": {
-                "type": "event_callback", "team_id": message.team, "api_app_id": "A1", "event": event,
+                "type": "event_callback", "team_id": team, "api_app_id": "A1", "event": event,
                 "event_id": format!("Ev{n}"), "event_time": 1_700_000_000,
             },
         }));
-        (envelope, ts)
+        envelope
     }
 
     /// Pushes a slash command (`/stop args`); returns its envelope id.
