@@ -409,7 +409,11 @@ impl Channel {
         self.relays_since_user += 1;
         let target = first.origin.clone();
         let text = relay_message(&results);
-        self.run_turn(TurnInput { kind: TurnKind::Relay, target, answers: Vec::new(), text }, inbox).await;
+        self.run_turn(
+            TurnInput { kind: TurnKind::Relay, target, answers: Vec::new(), text, images: Vec::new() },
+            inbox,
+        )
+        .await;
         // Told once the relay turn is over (replied, skipped or failed visibly); a crash before
         // this line relays them again after the restart rather than never.
         for completion in &results {
