@@ -97,6 +97,9 @@ struct RawLlm {
     /// `[llm.prices."provider/model"]`: what the model's tokens cost, for `spacebot usage`.
     #[serde(default)]
     prices: BTreeMap<String, RawPrice>,
+    /// `llm.vision_models`: the `provider/model`s that are shown images.
+    #[serde(default)]
+    vision_models: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +376,8 @@ pub(crate) struct AgentSettings {
     pub(crate) admins: Vec<String>,
     /// `[[agents.cron]]`, checked; upserted into the store at start.
     pub(crate) cron: Vec<spacebot_core::CronJob>,
+    /// Whether its channel model (every model of the chain) is in `llm.vision_models`.
+    pub(crate) vision: bool,
 }
 
 /// A `provider/model` reference, checked against the configured providers.
@@ -711,6 +716,10 @@ fn validate(
             spacebot_webhook::ModelPrice::new(price.input_per_million, price.output_per_million),
         );
     }
+    let mut vision_models = Vec::new();
+    for (index, name) in raw.llm.vision_models.iter().enumerate() {
+        vision_models.push(check_model(name, &format!("llm.vision_models[{index}]"))?.to_string());
+    }
     let channel_model = raw.llm.models.channel.as_ref().map(|m| check_chain(m, "llm.models.channel")).transpose()?;
     let mut process_models = Vec::new();
     for (kind, name, value) in [
@@ -777,7 +786,12 @@ fn validate(
             }
         }
         let cron = cron::cron_jobs(agent.cron, &agent.id, &key)?;
+        // A fallback that can't read images would fail on them, so every model must see them.
+        let vision = model
+            .as_ref()
+            .is_some_and(|chain| chain.models.iter().all(|model| vision_models.contains(&model.to_string())));
         agents.push(AgentSettings {
+            vision,
             cron,
             compaction,
             background,
@@ -1096,6 +1110,21 @@ mod tests {
         assert_eq!(defaults.sandbox, spacebot_agent::Sandbox::Auto);
         assert!(defaults.web_fetch.is_some());
         assert!(defaults.web_search.is_none(), "no search API, no web_search");
+    }
+
+    #[test]
+    fn vision_is_per_model_and_needs_every_model_of_the_chain() {
+        let providers = "[llm.providers.main]\nkind = \"openai\"\n[llm.providers.backup]\nkind = \"anthropic\"\n";
+        let config = |vision: &str, channel: &str| {
+            load_str(&format!("{providers}[llm]\nvision_models = {vision}\n[llm.models]\nchannel = {channel}\n"))
+        };
+        assert!(config("[\"main/gpt-4o\"]", "\"main/gpt-4o\"").unwrap().agents[0].vision);
+        assert!(!config("[\"main/gpt-4o\"]", "\"main/o-mini\"").unwrap().agents[0].vision);
+        let chain = "[\"main/gpt-4o\", \"backup/claude\"]";
+        assert!(!config("[\"main/gpt-4o\"]", chain).unwrap().agents[0].vision, "the fallback can't see images");
+        assert!(config("[\"main/gpt-4o\", \"backup/claude\"]", chain).unwrap().agents[0].vision);
+        let error = config("[\"other/gpt-4o\"]", "\"main/gpt-4o\"").unwrap_err().to_string();
+        assert!(error.contains("`llm.vision_models[0]`"), "{error}");
     }
 
     #[test]
