@@ -65,7 +65,7 @@ async fn fetch(client: &reqwest::Client, attachment: &Attachment) -> Result<Vec<
             response.chunk().await.map_err(|error| format!("it could not be downloaded ({})", error.without_url()))?
         {
             if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
-                return Err(too_large((bytes.len() + chunk.len()) as u64));
+                return Err(format!("it is larger than the {} limit", megabytes(MAX_IMAGE_BYTES as u64)));
             }
             bytes.extend_from_slice(&chunk);
         }

@@ -9,6 +9,7 @@ mod daemon;
 mod eviction;
 mod http_api;
 mod identity;
+mod images;
 mod in_process;
 mod local_model;
 mod mcp;
