@@ -139,6 +139,14 @@ impl ChatMessage {
         Self::Assistant { content: content.into(), tool_calls }
     }
 
+    /// The message without its images (a user message keeps its text, which names them).
+    pub fn without_images(self) -> Self {
+        match self {
+            Self::User { content, .. } => Self::User { content, images: Vec::new() },
+            other => other,
+        }
+    }
+
     /// A tool result.
     pub fn tool_result(call_id: impl Into<String>, name: impl Into<String>, content: impl Into<String>) -> Self {
         Self::ToolResult { call_id: call_id.into(), name: name.into(), content: content.into() }

@@ -60,7 +60,9 @@ impl Channel {
             return "Not started: no model is configured for branches.".to_owned();
         };
         let id = ProcessId::generate();
-        let fork: Vec<ChatMessage> = self.context.messages().chain([user.clone()]).collect();
+        // Only the channel's model is known to see images; a branch may run on another.
+        let fork: Vec<ChatMessage> =
+            self.context.messages().chain([user.clone()]).map(ChatMessage::without_images).collect();
         let task = BranchTask {
             id: id.clone(),
             task: args.task.clone(),
