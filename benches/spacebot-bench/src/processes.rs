@@ -154,7 +154,7 @@ impl LanguageModel for SleepyModel {
             tokio::time::sleep(self.delay).await;
         }
         let worker = request.tools.iter().any(|tool| tool.name == SET_STATUS_TOOL);
-        if !worker && let Some(ChatMessage::User { content }) = request.messages.last() {
+        if !worker && let Some(ChatMessage::User { content, .. }) = request.messages.last() {
             // The envelope is `[time | sender] text`.
             let text = content.split_once("] ").map_or(content.as_str(), |(_, text)| text);
             lock(&self.timings).insert(text.to_owned(), started.elapsed());
@@ -164,7 +164,7 @@ impl LanguageModel for SleepyModel {
             return Ok(ChatResponse::text("").with_tool_calls(vec![call]));
         }
         let last_is_user =
-            matches!(request.messages.last(), Some(ChatMessage::User { content }) if content.contains("spawn"));
+            matches!(request.messages.last(), Some(ChatMessage::User { content, .. }) if content.contains("spawn"));
         let calls = if last_is_user {
             (0..5).map(|i| self.call(SPAWN_WORKER_TOOL, json!({ "task": format!("busy work {i}") }))).collect()
         } else {

@@ -22,6 +22,7 @@ mod cron;
 mod mcp;
 mod memory;
 mod messaging;
+mod tools;
 
 pub(crate) use conversations::ConversationSettings;
 pub(crate) use memory::{DEFAULT_EMBEDDING_MODEL, EmbedderSettings, MemorySettings};
@@ -47,7 +48,7 @@ pub(crate) struct RawConfig {
     bindings: Vec<messaging::RawBinding>,
     shutdown_grace_secs: Option<u64>,
     #[serde(default)]
-    tools: RawTools,
+    tools: tools::RawTools,
     #[serde(default)]
     memory: memory::RawMemory,
     #[serde(default)]
@@ -55,19 +56,6 @@ pub(crate) struct RawConfig {
     /// `[[mcp_servers]]`: MCP servers whose tools workers get.
     #[serde(default)]
     mcp_servers: Vec<mcp::RawMcpServer>,
-}
-
-/// `[tools]`: the workers' task tools, for every agent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTools {
-    shell_timeout_secs: Option<u64>,
-    shell_output_bytes: Option<usize>,
-    sandbox: Option<String>,
-    shell_network: Option<bool>,
-    web_fetch: Option<bool>,
-    web_max_bytes: Option<usize>,
-    web_allow_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +97,9 @@ struct RawLlm {
     /// `[llm.prices."provider/model"]`: what the model's tokens cost, for `spacebot usage`.
     #[serde(default)]
     prices: BTreeMap<String, RawPrice>,
+    /// `llm.vision_models`: the `provider/model`s that are shown images.
+    #[serde(default)]
+    vision_models: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,6 +376,8 @@ pub(crate) struct AgentSettings {
     pub(crate) admins: Vec<String>,
     /// `[[agents.cron]]`, checked; upserted into the store at start.
     pub(crate) cron: Vec<spacebot_core::CronJob>,
+    /// Whether its channel model (every model of the chain) is in `llm.vision_models`.
+    pub(crate) vision: bool,
 }
 
 /// A `provider/model` reference, checked against the configured providers.
@@ -446,7 +439,7 @@ impl Location {
 
 impl Config {
     /// Every secret value of the configuration (provider keys, the API token, adapter tokens,
-    /// the embeddings key), for the scrubber that keeps them out of everything sent.
+    /// the embeddings key, the web search key), for the scrubber that keeps them out of everything sent.
     pub(crate) fn secrets(&self) -> Vec<String> {
         let mut secrets: Vec<String> = self.providers.values().map(|provider| provider.api_key.clone()).collect();
         secrets.extend(self.api.token.clone());
@@ -461,6 +454,7 @@ impl Config {
             secrets.push(key.clone());
         }
         secrets.extend(self.mcp_secrets.iter().cloned());
+        secrets.extend(self.task_tools.web_search.as_ref().and_then(|search| search.api_key.clone()));
         secrets
     }
 
@@ -722,6 +716,10 @@ fn validate(
             spacebot_webhook::ModelPrice::new(price.input_per_million, price.output_per_million),
         );
     }
+    let mut vision_models = Vec::new();
+    for (index, name) in raw.llm.vision_models.iter().enumerate() {
+        vision_models.push(check_model(name, &format!("llm.vision_models[{index}]"))?.to_string());
+    }
     let channel_model = raw.llm.models.channel.as_ref().map(|m| check_chain(m, "llm.models.channel")).transpose()?;
     let mut process_models = Vec::new();
     for (kind, name, value) in [
@@ -788,7 +786,12 @@ fn validate(
             }
         }
         let cron = cron::cron_jobs(agent.cron, &agent.id, &key)?;
+        // A fallback that can't read images would fail on them, so every model must see them.
+        let vision = model
+            .as_ref()
+            .is_some_and(|chain| chain.models.iter().all(|model| vision_models.contains(&model.to_string())));
         agents.push(AgentSettings {
+            vision,
             cron,
             compaction,
             background,
@@ -813,7 +816,7 @@ fn validate(
     let bindings = messaging::bindings(raw.bindings, &agent_ids, &messaging)?;
     scoped_tokens(raw_tokens, &agent_ids, &mut api)?;
 
-    let task_tools = task_tools(raw.tools)?;
+    let task_tools = tools::task_tools(raw.tools)?;
     let memory = memory::memory(raw.memory)?;
     let conversations = conversations::conversations(raw.conversations);
     let (mcp_servers, mcp_secrets) = mcp::mcp_servers(raw.mcp_servers, &data_dir)?;
@@ -963,47 +966,6 @@ fn compaction(raw: RawCompaction, key: &str) -> anyhow::Result<spacebot_agent::C
         .with_chronicle(chronicle))
 }
 
-/// The workers' task tools from `[tools]`; unset keys keep the defaults.
-fn task_tools(raw: RawTools) -> anyhow::Result<spacebot_agent::TaskToolSettings> {
-    use spacebot_agent::{Sandbox, TaskToolSettings, WebFetchSettings};
-    let defaults = TaskToolSettings::default();
-    let mut settings = TaskToolSettings::default().with_shell_limits(
-        check::positive(raw.shell_timeout_secs, "tools.shell_timeout_secs")?
-            .map_or(defaults.shell_timeout, Duration::from_secs),
-        check::positive(raw.shell_output_bytes, "tools.shell_output_bytes")?.unwrap_or(defaults.output_cap),
-    );
-    if let Some(sandbox) = raw.sandbox {
-        settings = settings.with_sandbox(match sandbox.as_str() {
-            "auto" => Sandbox::Auto,
-            "off" => Sandbox::Off,
-            "required" => Sandbox::Required,
-            other => bail!("config key `tools.sandbox` must be `auto`, `off` or `required`, not `{other}`"),
-        });
-    }
-    if let Some(network) = raw.shell_network {
-        settings.shell_network = network;
-    }
-    let web = match raw.web_fetch {
-        Some(false) => None,
-        _ => {
-            let mut web = WebFetchSettings::default();
-            if let Some(bytes) = check::positive(raw.web_max_bytes, "tools.web_max_bytes")? {
-                web = web.with_max_bytes(bytes);
-            }
-            for host in raw.web_allow_hosts.unwrap_or_default() {
-                if host.trim().is_empty() || host.contains('/') {
-                    bail!(
-                        "config key `tools.web_allow_hosts` holds `{host}`; give host names like `wiki.internal` or `host:port`"
-                    );
-                }
-                web = web.allow_host(host);
-            }
-            Some(web)
-        }
-    };
-    Ok(settings.with_web_fetch(web))
-}
-
 /// Resolves an `env:NAME` value; other values are literal (`secret:NAME` values were replaced by
 /// the stored secret before the config was read: `crate::secrets::resolve_references`).
 fn resolve(value: &str, key: &str) -> anyhow::Result<String> {
@@ -1147,6 +1109,39 @@ mod tests {
         let defaults = load_str("").unwrap().task_tools;
         assert_eq!(defaults.sandbox, spacebot_agent::Sandbox::Auto);
         assert!(defaults.web_fetch.is_some());
+        assert!(defaults.web_search.is_none(), "no search API, no web_search");
+    }
+
+    #[test]
+    fn vision_is_per_model_and_needs_every_model_of_the_chain() {
+        let providers = "[llm.providers.main]\nkind = \"openai\"\n[llm.providers.backup]\nkind = \"anthropic\"\n";
+        let config = |vision: &str, channel: &str| {
+            load_str(&format!("{providers}[llm]\nvision_models = {vision}\n[llm.models]\nchannel = {channel}\n"))
+        };
+        assert!(config("[\"main/gpt-4o\"]", "\"main/gpt-4o\"").unwrap().agents[0].vision);
+        assert!(!config("[\"main/gpt-4o\"]", "\"main/o-mini\"").unwrap().agents[0].vision);
+        let chain = "[\"main/gpt-4o\", \"backup/claude\"]";
+        assert!(!config("[\"main/gpt-4o\"]", chain).unwrap().agents[0].vision, "the fallback can't see images");
+        assert!(config("[\"main/gpt-4o\", \"backup/claude\"]", chain).unwrap().agents[0].vision);
+        let error = config("[\"other/gpt-4o\"]", "\"main/gpt-4o\"").unwrap_err().to_string();
+        assert!(error.contains("`llm.vision_models[0]`"), "{error}");
+    }
+
+    #[test]
+    fn the_web_search_key_is_a_secret_and_its_keys_are_named() {
+        let config = load_str(
+            "[tools]\nweb_search = { backend = \"brave\", api_key = \"brave-subscription-token\", max_results = 4 }\n",
+        )
+        .unwrap();
+        let search = config.task_tools.web_search.as_ref().expect("web_search configured");
+        assert_eq!(search.max_results, 4);
+        assert!(config.secrets().contains(&"brave-subscription-token".to_owned()));
+        assert!(!format!("{config:?}").contains("brave-subscription-token"), "Debug redacts the key");
+
+        let error = load_str("[tools.web_search]\nbackend = \"brave\"\napi_token = \"x\"\n").unwrap_err().to_string();
+        assert!(error.contains("unknown config key `tools.web_search.api_token`"), "{error}");
+        let error = load_str("[tools.web_search]\nbackend = \"searxng\"\n").unwrap_err().to_string();
+        assert!(error.contains("`tools.web_search.base_url` is required"), "{error}");
     }
 
     #[test]

@@ -410,6 +410,8 @@ fn agent_profiles(config: &Config, metrics: Option<&Metrics>) -> anyhow::Result<
         }
         // Its identity files, read into every turn's system prompt.
         profile = profile.with_identity(spacebot_agent::IdentityDir::new(agent.identity_dir.clone()));
+        // Image attachments are shown to its model when `llm.vision_models` lists it.
+        profile = profile.with_vision(agent.vision);
         // Workers' file and shell tools are confined to a workspace per agent.
         let workspace = config.data_dir.workspace(&agent.id);
         // The sandbox hides the data dir (every agent's memories, the log) and the config from

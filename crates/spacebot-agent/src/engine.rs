@@ -214,6 +214,9 @@ pub struct AgentProfile {
     pub(crate) cron: Option<Arc<dyn CronJobs>>,
     /// The identity files every turn's system prompt carries, read again at each turn.
     pub(crate) identity: Option<IdentityDir>,
+    /// Whether the channel's model sees images: image attachments the adapter fetched are shown
+    /// to it; otherwise the model gets a note saying an image was not shown.
+    pub(crate) vision: bool,
     /// The allowance of background model calls (compaction) of this agent, shared by its
     /// conversations.
     pub(crate) background: Arc<BackgroundBudget>,
@@ -244,6 +247,7 @@ impl AgentProfile {
             memory: None,
             cron: None,
             identity: None,
+            vision: false,
             background: Arc::new(BackgroundBudget::new(id.clone(), BackgroundBudgetSettings::default())),
             built_worker_tools: Arc::default(),
         }
@@ -260,6 +264,12 @@ impl AgentProfile {
     /// into every turn's system prompt, after the agent's prompt.
     pub fn with_identity(mut self, identity: IdentityDir) -> Self {
         self.identity = Some(identity);
+        self
+    }
+
+    /// Says whether the channel's model sees images (see the crate docs on attachments).
+    pub fn with_vision(mut self, vision: bool) -> Self {
+        self.vision = vision;
         self
     }
 

@@ -20,6 +20,13 @@ pub enum TaskToolError {
     /// The sandbox is required and bubblewrap (`bwrap`) is not installed.
     #[error("the shell sandbox is required but bubblewrap (`bwrap`) is not installed")]
     SandboxMissing,
+    /// `web_search`'s HTTP client can't be built.
+    #[error("can't set up `web_search`'s HTTP client: {source}")]
+    WebSearchClient {
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
 }
 
 /// A result whose error is this crate's [`TaskToolError`] unless said otherwise.

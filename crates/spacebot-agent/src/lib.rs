@@ -46,7 +46,10 @@ pub use engine::{AgentProfile, ChannelEngine, ChannelSettings, CoalesceSettings,
 pub use error::{Result, TaskToolError};
 pub use identity::{FileState, IDENTITY_FILES, IdentityDir, MAX_FILE_BYTES};
 pub use memory_tools::{MEMORY_DELETE_TOOL, MEMORY_RECALL_TOOL, MEMORY_SAVE_TOOL, MemoryToolContext, memory_tools};
-pub use task_tools::{Launcher, Mounts, Sandbox, TaskToolSettings, WebFetchSettings, bubblewrap_available, task_tools};
+pub use task_tools::{
+    Launcher, MAX_SEARCH_RESULTS, Mounts, Sandbox, SearchBackend, TaskToolSettings, WebFetchSettings,
+    WebSearchSettings, bubblewrap_available, task_tools,
+};
 pub use tools::{
     BRANCH_TOOL, CANCEL_TOOL, CRON_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, SET_STATUS_TOOL, SKIP_TOOL,
     SPAWN_WORKER_TOOL,

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use spacebot_core::{AgentId, InboundMessage, StoredMessage};
+use spacebot_core::{AgentId, ImagePart, InboundMessage, MessageContent, StoredMessage};
 
 /// How times are written wherever the model reads them: message envelopes, transcripts and the
 /// session chronicle. Minutes, in UTC, so a message renders the same however often it is shown.
@@ -101,6 +101,44 @@ pub(crate) fn batch_envelope(messages: &[InboundMessage]) -> String {
     for message in messages {
         text.push('\n');
         text.push_str(&envelope(message));
+    }
+    text
+}
+
+/// The images of `messages` a model is shown, and the notes (one line each, to go after the
+/// envelopes) about the image attachments it is not: the model can't see images, the adapter
+/// did not fetch one (too large, the download failed), or its type is one no model reads.
+pub(crate) fn images(messages: &[InboundMessage], vision: bool) -> (Vec<ImagePart>, Vec<String>) {
+    let mut images = Vec::new();
+    let mut notes = Vec::new();
+    for message in messages {
+        let MessageContent::Media { attachments, .. } = &message.content else { continue };
+        for attachment in attachments.iter().filter(|attachment| attachment.is_image()) {
+            let name = attachment.filename.as_str();
+            let media_type = attachment.mime_type.as_deref().unwrap_or_default();
+            let note = match (&attachment.data, &attachment.skipped) {
+                _ if !vision => format!("[image {name} not shown: this model can't see images]"),
+                (_, Some(reason)) => format!("[image {name} not shown: {reason}]"),
+                (Some(_), None) if !ImagePart::is_supported_type(media_type) => {
+                    format!("[image {name} not shown: its type ({media_type}) can't be shown to the model]")
+                }
+                (Some(data), None) => {
+                    images.push(ImagePart::new(media_type, data.clone()));
+                    continue;
+                }
+                (None, None) => format!("[image {name} not shown: it was not downloaded]"),
+            };
+            notes.push(note);
+        }
+    }
+    (images, notes)
+}
+
+/// `text` with `notes` after it, one per line.
+pub(crate) fn with_notes(mut text: String, notes: &[String]) -> String {
+    for note in notes {
+        text.push('\n');
+        text.push_str(note);
     }
     text
 }

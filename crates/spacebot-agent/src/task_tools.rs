@@ -1,6 +1,6 @@
 //! The workers' built-in task tools: `file_read`, `file_write`, `file_list` and `shell`,
-//! confined to the agent's workspace directory, and `web_fetch`, guarded against private
-//! addresses.
+//! confined to the agent's workspace directory, `web_fetch`, guarded against private
+//! addresses, and `web_search` through the configured search API.
 //!
 //! Confinement is checked on resolved paths (symlinks followed), so no path, however it is
 //! spelled, reaches outside the workspace. Shell commands run inside bubblewrap when it is
@@ -11,6 +11,7 @@
 mod launcher;
 mod shell;
 mod web;
+mod web_search;
 mod workspace;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use crate::error::TaskToolError;
 pub use launcher::{Launcher, Mounts, bubblewrap_available};
 pub use shell::Sandbox;
 pub use web::WebFetchSettings;
+pub use web_search::{MAX_SEARCH_RESULTS, SearchBackend, WebSearchSettings};
 
 /// Settings of the built-in task tools.
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct TaskToolSettings {
     pub max_read_bytes: usize,
     /// `web_fetch`, when enabled.
     pub web_fetch: Option<WebFetchSettings>,
+    /// `web_search`, when a search API is configured (none by default).
+    pub web_search: Option<WebSearchSettings>,
 }
 
 impl Default for TaskToolSettings {
@@ -60,6 +64,7 @@ impl Default for TaskToolSettings {
             hidden_paths: Vec::new(),
             max_read_bytes: 256 * 1024,
             web_fetch: Some(WebFetchSettings::default()),
+            web_search: None,
         }
     }
 }
@@ -95,12 +100,18 @@ impl TaskToolSettings {
         self.web_fetch = web_fetch;
         self
     }
+
+    /// Sets (or, with `None`, turns off) `web_search`.
+    pub fn with_web_search(mut self, web_search: Option<WebSearchSettings>) -> Self {
+        self.web_search = web_search;
+        self
+    }
 }
 
 /// The built-in task tools for these settings.
 ///
-/// Fails when the workspace can't be created or resolved, or when the sandbox is required and
-/// bubblewrap is missing.
+/// Fails when the workspace can't be created or resolved, when the sandbox is required and
+/// bubblewrap is missing, or when `web_search`'s HTTP client can't be built.
 pub fn task_tools(settings: &TaskToolSettings) -> Result<Vec<Arc<dyn Tool>>, TaskToolError> {
     let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
     if let Some(root) = &settings.workspace {
@@ -112,6 +123,9 @@ pub fn task_tools(settings: &TaskToolSettings) -> Result<Vec<Arc<dyn Tool>>, Tas
     }
     if let Some(web) = &settings.web_fetch {
         tools.push(Arc::new(web::WebFetch::new(web.clone())));
+    }
+    if let Some(search) = &settings.web_search {
+        tools.push(Arc::new(web_search::WebSearch::new(search.clone())?));
     }
     Ok(tools)
 }

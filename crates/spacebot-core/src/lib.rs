@@ -79,7 +79,8 @@ pub use fallback::FallbackModel;
 pub use ids::{AgentId, ConversationId, MemoryId, MessageId, ProcessId};
 pub use inbox::Inbox;
 pub use llm::{
-    ChatMessage, ChatRequest, ChatResponse, ChatStream, LanguageModel, StreamEvent, ToolCall, ToolSpec, Usage,
+    ChatMessage, ChatRequest, ChatResponse, ChatStream, ImagePart, LanguageModel, StreamEvent, ToolCall, ToolSpec,
+    Usage,
 };
 pub use log::ConversationLog;
 pub use memory::{

@@ -51,6 +51,42 @@ impl ToolCall {
     }
 }
 
+/// An image shown to the model inside a user message, as its bytes.
+///
+/// Only models configured as vision-capable get these; the agent puts a note in the text instead
+/// for the others. Providers encode them in their wire format (OpenAI `image_url` parts with a
+/// data URL, Anthropic base64 image blocks).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ImagePart {
+    /// The MIME type: `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+    pub media_type: String,
+    /// The image file's bytes; shared, since a request is built for every model call.
+    pub data: Arc<[u8]>,
+}
+
+impl ImagePart {
+    /// The image types every vision model here reads.
+    pub const MEDIA_TYPES: &'static [&'static str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+    /// An image of `media_type` with these bytes.
+    pub fn new(media_type: impl Into<String>, data: impl Into<Arc<[u8]>>) -> Self {
+        Self { media_type: media_type.into(), data: data.into() }
+    }
+
+    /// Whether a model can be shown this type (see [`MEDIA_TYPES`](Self::MEDIA_TYPES)).
+    pub fn is_supported_type(media_type: &str) -> bool {
+        Self::MEDIA_TYPES.contains(&media_type)
+    }
+}
+
+impl std::fmt::Debug for ImagePart {
+    // The bytes would flood every log line that prints a request.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImagePart").field("media_type", &self.media_type).field("bytes", &self.data.len()).finish()
+    }
+}
+
 /// One message of a chat request's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "snake_case")]
@@ -60,6 +96,9 @@ pub enum ChatMessage {
     User {
         /// The text.
         content: String,
+        /// Images shown with the text (vision-capable models only).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        images: Vec<ImagePart>,
     },
     /// What the model said and which tools it called.
     Assistant {
@@ -82,7 +121,12 @@ pub enum ChatMessage {
 impl ChatMessage {
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self::User { content: content.into() }
+        Self::User { content: content.into(), images: Vec::new() }
+    }
+
+    /// A user message with images.
+    pub fn user_with_images(content: impl Into<String>, images: Vec<ImagePart>) -> Self {
+        Self::User { content: content.into(), images }
     }
 
     /// An assistant message with text only.
@@ -95,6 +139,14 @@ impl ChatMessage {
         Self::Assistant { content: content.into(), tool_calls }
     }
 
+    /// The message without its images (a user message keeps its text, which names them).
+    pub fn without_images(self) -> Self {
+        match self {
+            Self::User { content, .. } => Self::User { content, images: Vec::new() },
+            other => other,
+        }
+    }
+
     /// A tool result.
     pub fn tool_result(call_id: impl Into<String>, name: impl Into<String>, content: impl Into<String>) -> Self {
         Self::ToolResult { call_id: call_id.into(), name: name.into(), content: content.into() }
@@ -103,7 +155,8 @@ impl ChatMessage {
     /// A rough size in characters, for context budgeting.
     pub fn char_len(&self) -> usize {
         match self {
-            Self::User { content } => content.len(),
+            // An image costs a model roughly what a page of text does.
+            Self::User { content, images } => content.len() + images.len() * IMAGE_CHARS,
             Self::Assistant { content, tool_calls } => {
                 content.len() + tool_calls.iter().map(|c| c.name.len() + c.arguments.to_string().len()).sum::<usize>()
             }
@@ -111,6 +164,10 @@ impl ChatMessage {
         }
     }
 }
+
+/// What an image counts for in [`ChatMessage::char_len`]: about 1,000 tokens, what providers
+/// charge for a mid-sized image.
+const IMAGE_CHARS: usize = 4_000;
 
 /// One round trip to a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,12 +50,57 @@ pub struct Attachment {
     pub url: String,
     /// Size in bytes, when known.
     pub size_bytes: Option<u64>,
+    /// The file's bytes, when the adapter fetched them (images, within its size cap), so a
+    /// vision-capable model can be shown them. Not recorded in the log: a conversation reloaded
+    /// after a restart has the reference only.
+    #[serde(skip)]
+    pub data: Option<Arc<[u8]>>,
+    /// Why the adapter did not fetch an image (too large, the download failed), for the note the
+    /// model gets instead. Not recorded either.
+    #[serde(skip)]
+    pub skipped: Option<String>,
 }
 
 impl Attachment {
     /// An attachment by file name and URL.
     pub fn new(filename: impl Into<String>, url: impl Into<String>) -> Self {
-        Self { filename: filename.into(), mime_type: None, url: url.into(), size_bytes: None }
+        Self {
+            filename: filename.into(),
+            mime_type: None,
+            url: url.into(),
+            size_bytes: None,
+            data: None,
+            skipped: None,
+        }
+    }
+
+    /// Sets the MIME type.
+    pub fn with_mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.mime_type = Some(mime_type.into());
+        self
+    }
+
+    /// Sets the fetched bytes.
+    pub fn with_data(mut self, data: impl Into<Arc<[u8]>>) -> Self {
+        self.data = Some(data.into());
+        self
+    }
+
+    /// Says why the file was not fetched.
+    pub fn with_skipped(mut self, reason: impl Into<String>) -> Self {
+        self.skipped = Some(reason.into());
+        self
+    }
+
+    /// Whether it is an image, by MIME type or, without one, by file extension.
+    pub fn is_image(&self) -> bool {
+        match &self.mime_type {
+            Some(mime) => mime.starts_with("image/"),
+            None => {
+                let name = self.filename.to_ascii_lowercase();
+                [".png", ".jpg", ".jpeg", ".gif", ".webp"].iter().any(|ext| name.ends_with(ext))
+            }
+        }
     }
 }
 

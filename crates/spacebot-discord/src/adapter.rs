@@ -72,6 +72,8 @@ struct Inner {
     /// Interaction tokens already answered in place.
     answered: Mutex<HashSet<String>>,
     session: tokio::sync::Mutex<Option<Session>>,
+    /// Downloads image attachments before a message is handed in (`images.rs`).
+    files: Option<reqwest::Client>,
 }
 
 /// A running serenity client.
@@ -95,6 +97,7 @@ impl DiscordAdapter {
                 typing: Mutex::default(),
                 answered: Mutex::default(),
                 session: tokio::sync::Mutex::new(None),
+                files: crate::images::client(),
             }),
         }
     }
@@ -501,9 +504,10 @@ async fn intake(
                 None => None,
             };
             let bot = inner.bot_user.load(Ordering::SeqCst);
-            if let Some(mapped) = map_message(&inner.settings, bot, &message, parent)
-                && inbound.send(mapped).await.is_err()
-            {
+            let Some(mapped) = map_message(&inner.settings, bot, &message, parent) else { continue };
+            // In line, so the channel's order holds; each download is bounded by its timeout.
+            let mapped = crate::images::fetch_images(inner.files.as_ref(), mapped).await;
+            if inbound.send(mapped).await.is_err() {
                 tracing::debug!(adapter = inner.name(), "inbound stream closed; message dropped");
             }
         }

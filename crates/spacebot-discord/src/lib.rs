@@ -17,6 +17,7 @@
 mod adapter;
 mod commands;
 mod error;
+mod images;
 mod inbound;
 mod order;
 mod settings;

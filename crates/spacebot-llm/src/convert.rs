@@ -9,7 +9,8 @@
 
 use rig_core::completion::{CompletionRequest, CompletionResponse};
 use rig_core::message::{
-    AssistantContent, AssistantMessage, CallId, Message, ToolFunction, ToolName, ToolResultContent, UserContent,
+    AssistantContent, AssistantMessage, CallId, ImageMediaType, Message, ToolFunction, ToolName, ToolResultContent,
+    UserContent,
 };
 
 use spacebot_core::{ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage};
@@ -37,9 +38,18 @@ pub(crate) fn to_rig_request(
     let mut pending_user: Vec<UserContent> = Vec::new();
     for message in &request.messages {
         match message {
-            ChatMessage::User { content } => {
+            ChatMessage::User { content, images, .. } => {
                 if !content.is_empty() {
                     pending_user.push(UserContent::text(content.clone()));
+                }
+                // After the text that introduces them; rig writes an OpenAI `image_url` part (a
+                // data URL) or an Anthropic base64 image block.
+                for image in images {
+                    pending_user.push(UserContent::image_base64(
+                        base64(&image.data),
+                        image_media_type(&image.media_type),
+                        None,
+                    ));
                 }
                 // A plain user message closes the turn; tool results before it share it.
                 flush_user(&mut history, &mut pending_user);
@@ -97,6 +107,37 @@ pub(crate) fn to_rig_request(
     Ok(rig_request)
 }
 
+/// rig's name for an image MIME type; `None` for a type no provider here reads (the agent only
+/// passes the ones `ImagePart::MEDIA_TYPES` lists).
+fn image_media_type(media_type: &str) -> Option<ImageMediaType> {
+    match media_type {
+        "image/png" => Some(ImageMediaType::PNG),
+        "image/jpeg" | "image/jpg" => Some(ImageMediaType::JPEG),
+        "image/gif" => Some(ImageMediaType::GIF),
+        "image/webp" => Some(ImageMediaType::WEBP),
+        _ => None,
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), as both wires carry image bytes.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (index, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if index <= chunk.len() {
+                // Six bits index the 64-entry alphabet.
+                out.push(char::from(ALPHABET[((n >> shift) & 0x3f) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn flush_user(history: &mut Vec<Message>, pending: &mut Vec<UserContent>) {
     if !pending.is_empty() {
         history.push(Message::User { content: std::mem::take(pending) });
@@ -125,6 +166,22 @@ mod tests {
     use super::*;
     use serde_json::json;
     use spacebot_core::ToolSpec;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected, "{input}");
+        }
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
 
     #[test]
     fn tool_results_and_a_following_user_message_share_one_user_turn() {

@@ -70,6 +70,8 @@ struct CallbackState {
     settings: SlackSettings,
     bot_user: String,
     inbound: mpsc::Sender<Handed>,
+    /// Downloads image files before a message is handed in (`images.rs`).
+    files: Option<reqwest::Client>,
 }
 
 /// The runtime did not take a message: its envelope must stay unacknowledged.
@@ -189,8 +191,12 @@ impl MessagingAdapter for SlackAdapter {
             .map_err(|e| classify(name, e))?;
 
         let (sender, receiver) = mpsc::channel(INBOUND_BUFFER);
-        let state =
-            CallbackState { settings: inner.settings.clone(), bot_user: identity.user_id.to_string(), inbound: sender };
+        let state = CallbackState {
+            settings: inner.settings.clone(),
+            bot_user: identity.user_id.to_string(),
+            inbound: sender,
+            files: crate::images::client(),
+        };
         let environment = SlackClientEventsListenerEnvironment::new(inner.socket.clone())
             .with_error_handler(on_error)
             .with_user_state(state);
@@ -310,7 +316,10 @@ async fn on_push(
 ) -> UserCallbackResult<()> {
     let Some(state) = callback_state(&states).await else { return Ok(()) };
     match map_push(&state.settings, &state.bot_user, &event) {
-        Some(message) => hand_in(&state, message).await,
+        Some(message) => {
+            let message = crate::images::fetch_images(state.files.as_ref(), &state.settings.bot_token, message).await;
+            hand_in(&state, message).await
+        }
         // Not for us: acknowledge it so Slack does not send it again.
         None => Ok(()),
     }

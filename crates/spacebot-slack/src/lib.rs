@@ -22,6 +22,7 @@
 mod adapter;
 mod emoji;
 mod error;
+mod images;
 mod inbound;
 mod settings;
 

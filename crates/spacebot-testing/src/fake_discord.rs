@@ -160,6 +160,8 @@ struct Shared {
     failures: Mutex<Vec<Failure>>,
     reject_identify: AtomicU16,
     commands: Mutex<Vec<Value>>,
+    /// Files served at `/files/{name}` (attachments), with their content type.
+    files: Mutex<HashMap<String, (String, Vec<u8>)>>,
 }
 
 /// A fake Discord: REST and gateway on one local port. Stops when dropped.
@@ -191,6 +193,13 @@ impl FakeDiscord {
     /// The base to give serenity's `HttpBuilder::proxy`: `http://127.0.0.1:PORT`.
     pub fn api_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Serves `bytes` as an attachment (its CDN copy) and returns its URL, for
+    /// [`FakeMessage::with_attachment`].
+    pub fn add_file(&self, name: &str, content_type: &str, bytes: Vec<u8>) -> String {
+        lock(&self.shared.files).insert(name.to_owned(), (content_type.to_owned(), bytes));
+        format!("http://{}/files/{name}", self.addr)
     }
 
     /// Registers a guild text channel, so `GET /channels/{id}` knows it.
@@ -396,6 +405,18 @@ async fn handle(State(state): State<AppState>, request: axum::extract::Request) 
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => upgrade.on_upgrade(move |socket| gateway(socket, state.shared)).into_response(),
             Err(rejection) => rejection.into_response(),
+        };
+    }
+    if let Some(name) = parts.uri.path().strip_prefix("/files/") {
+        lock(&state.shared.requests).push(DiscordRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            body: Value::Null,
+        });
+        state.shared.changed.notify_waiters();
+        return match lock(&state.shared.files).get(name).cloned() {
+            Some((content_type, bytes)) => ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            None => not_found("fake Discord: no such file", 0),
         };
     }
     let bytes: Bytes = axum::body::to_bytes(body, 10 * 1024 * 1024).await.unwrap_or_default();

@@ -56,6 +56,7 @@ pub struct SlackMessage {
     thread_ts: Option<String>,
     bot_id: Option<String>,
     subtype: Option<String>,
+    files: Vec<Value>,
 }
 
 impl SlackMessage {
@@ -69,7 +70,17 @@ impl SlackMessage {
             thread_ts: None,
             bot_id: None,
             subtype: None,
+            files: Vec::new(),
         }
+    }
+
+    /// Shares a file with it (a `file_share` message): `url` is its `url_private`, such as
+    /// [`FakeSlack::add_file`] returns.
+    pub fn with_file(mut self, name: &str, url: &str, mimetype: &str) -> Self {
+        let id = format!("F{}", self.files.len() + 1);
+        self.files.push(json!({"id": id, "name": name, "mimetype": mimetype, "url_private": url}));
+        self.subtype = Some("file_share".to_owned());
+        self
     }
 
     /// Posts it in the thread rooted at `thread_ts`.
@@ -95,6 +106,12 @@ impl SlackMessage {
         self.subtype = Some(subtype.to_owned());
         self
     }
+
+    /// Mentions the bot: prefixes `<@UBOT>` to the text.
+    pub fn mentioning_bot(mut self) -> Self {
+        self.text = format!("<@{BOT_USER}> {}", self.text);
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +133,10 @@ struct Shared {
     live: Mutex<Option<mpsc::UnboundedSender<SocketCommand>>>,
     pending: Mutex<VecDeque<Value>>,
     failures: Mutex<Vec<(String, Failure)>>,
+    /// Files served at `/files/{name}` to a bearer of a bot token, with their content type.
+    files: Mutex<std::collections::HashMap<String, (String, Vec<u8>)>>,
+    /// The `Authorization` header of every file download, in order.
+    file_downloads: Mutex<Vec<(String, Option<String>)>>,
     connections: AtomicUsize,
     next: AtomicU64,
 }
@@ -149,6 +170,17 @@ impl FakeSlack {
         format!("http://{}/api", self.addr)
     }
 
+    /// Serves `bytes` as a shared file's `url_private` (bot token required) and returns the URL.
+    pub fn add_file(&self, name: &str, content_type: &str, bytes: Vec<u8>) -> String {
+        lock(&self.shared.files).insert(name.to_owned(), (content_type.to_owned(), bytes));
+        format!("http://{}/files/{name}", self.addr)
+    }
+
+    /// Every file download: the path and the `Authorization` header it came with.
+    pub fn file_downloads(&self) -> Vec<(String, Option<String>)> {
+        lock(&self.shared.file_downloads).clone()
+    }
+
     /// Pushes a message event; returns its envelope id and its `ts`.
     pub fn post(&self, message: SlackMessage) -> (String, String) {
         let n = self.shared.next.fetch_add(1, Ordering::SeqCst);
@@ -166,15 +198,38 @@ impl FakeSlack {
         if let Some(subtype) = message.subtype {
             event["subtype"] = json!(subtype);
         }
+        if !message.files.is_empty() {
+            event["files"] = json!(message.files);
+        }
+        (self.push_event(n, &message.team, event), ts)
+    }
+
+    /// Pushes the `app_mention` event Slack sends an app subscribed to mentions for a message that
+    /// mentions the bot (besides its `message` event, which [`post`](Self::post) pushes): the same
+    /// channel, user, text and `ts`. Returns its envelope id.
+    pub fn app_mention(&self, message: SlackMessage, ts: &str) -> String {
+        let n = self.shared.next.fetch_add(1, Ordering::SeqCst);
+        let mut event = json!({
+            "type": "app_mention", "channel": message.channel, "user": message.user, "text": message.text,
+            "ts": ts, "event_ts": ts,
+        });
+        if let Some(thread) = message.thread_ts {
+            event["thread_ts"] = json!(thread);
+        }
+        self.push_event(n, &message.team, event)
+    }
+
+    /// Pushes an `events_api` envelope carrying `event`; returns its id.
+    fn push_event(&self, n: u64, team: &str, event: Value) -> String {
         let envelope = format!("env-{n}");
         self.push(json!({
             "type": "events_api", "envelope_id": envelope, "accepts_response_payload": false,
             "payload": {
-                "type": "event_callback", "team_id": message.team, "api_app_id": "A1", "event": event,
+                "type": "event_callback", "team_id": team, "api_app_id": "A1", "event": event,
                 "event_id": format!("Ev{n}"), "event_time": 1_700_000_000,
             },
         }));
-        (envelope, ts)
+        envelope
     }
 
     /// Pushes a slash command (`/stop args`); returns its envelope id.
@@ -304,6 +359,19 @@ async fn handle(State(state): State<AppState>, request: axum::extract::Request) 
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => upgrade.on_upgrade(move |socket| socket_mode(socket, state.shared)).into_response(),
             Err(rejection) => rejection.into_response(),
+        };
+    }
+    if let Some(name) = parts.uri.path().strip_prefix("/files/") {
+        let authorization = parts.headers.get("authorization").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        lock(&state.shared.file_downloads).push((parts.uri.path().to_owned(), authorization.clone()));
+        state.shared.changed.notify_waiters();
+        // Like Slack, a `url_private` without the bot token is refused.
+        if !authorization.is_some_and(|value| value.starts_with("Bearer xoxb-")) {
+            return (axum::http::StatusCode::FORBIDDEN, "not_authed").into_response();
+        }
+        return match lock(&state.shared.files).get(name).cloned() {
+            Some((content_type, bytes)) => ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response(),
+            None => (axum::http::StatusCode::NOT_FOUND, "file_not_found").into_response(),
         };
     }
     let bytes: Bytes = axum::body::to_bytes(body, 10 * 1024 * 1024).await.unwrap_or_default();

@@ -22,6 +22,8 @@
 //! - [`fake_discord`] and [`fake_slack`]: [`FakeDiscord`] and [`FakeSlack`], real local servers
 //!   (REST and gateway websocket; Web API and Socket Mode websocket) the real client libraries
 //!   talk to, scripted per test, with failures and dropped connections on demand.
+//! - [`fake_search`]: [`FakeSearch`], a real local server speaking SearXNG's JSON API or the
+//!   Brave Search API, for the `web_search` tool.
 //! - [`binary`]: a command for the built `spacebot` binary that ignores the developer's own
 //!   settings, and the address of its `spacebot ready` line (end-to-end tests, the soak harness).
 //! - [`conformance`]: one suite any [`MessagingAdapter`](spacebot_core::MessagingAdapter) runs
@@ -39,6 +41,7 @@ pub mod fake_discord;
 pub mod fake_embeddings;
 pub mod fake_llm;
 pub mod fake_memory;
+pub mod fake_search;
 pub mod fake_slack;
 pub mod log;
 pub mod scripted;
@@ -51,6 +54,7 @@ pub use fake_discord::{DiscordRequest, FakeDiscord, FakeMessage};
 pub use fake_embeddings::{EmbeddingsRequest, FakeEmbeddingsServer};
 pub use fake_llm::{FakeLlmServer, FakeReply, RecordedRequest, Wire};
 pub use fake_memory::FakeMemory;
+pub use fake_search::{FakeSearch, SearchHit, SearchRequest};
 pub use fake_slack::{FakeSlack, SlackCall, SlackMessage};
 pub use log::MemoryLog;
 pub use scripted::{ScriptedModel, ScriptedTurn};

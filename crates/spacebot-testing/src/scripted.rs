@@ -352,7 +352,7 @@ mod tests {
         let model = ScriptedModel::new();
         model.push(ScriptedTurn::text("scripted"));
         model.respond_with(|request| match request.messages.last() {
-            Some(ChatMessage::User { content }) => ScriptedTurn::text(format!("echo {content}")),
+            Some(ChatMessage::User { content, .. }) => ScriptedTurn::text(format!("echo {content}")),
             _ => ScriptedTurn::text("?"),
         });
         assert_eq!(model.complete(request("x")).await.unwrap().content, "scripted");

@@ -45,8 +45,8 @@ impl LanguageModel for DemoModel {
 /// The channel's move after `last`.
 fn channel_step(last: Option<&ChatMessage>) -> ToolCall {
     match last {
-        Some(ChatMessage::User { content }) if content.starts_with(BACKGROUND_RESULTS) => reply(&relay(content)),
-        Some(ChatMessage::User { content }) => match find_dice(content) {
+        Some(ChatMessage::User { content, .. }) if content.starts_with(BACKGROUND_RESULTS) => reply(&relay(content)),
+        Some(ChatMessage::User { content, .. }) => match find_dice(content) {
             Some(dice) => call(SPAWN_WORKER_TOOL, json!({ "task": format!("Roll {dice} with `{DICE_ROLL_TOOL}`.") })),
             None => reply("I roll dice. Try `roll 2d6` or `roll d20`."),
         },
@@ -59,7 +59,7 @@ fn channel_step(last: Option<&ChatMessage>) -> ToolCall {
 fn worker_step(last: Option<&ChatMessage>) -> ToolCall {
     let outcome = |kind: &str, status: &str| call(SET_STATUS_TOOL, json!({ "kind": kind, "status": status }));
     match last {
-        Some(ChatMessage::User { content }) => match find_dice(content) {
+        Some(ChatMessage::User { content, .. }) => match find_dice(content) {
             Some(dice) => call(DICE_ROLL_TOOL, json!({ "dice": dice })),
             None => outcome("failed", "the task names no dice to roll"),
         },

@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use spacebot_testing::{FakeLlmServer, FakeReply, RecordedRequest};
+use spacebot_testing::FakeLlmServer;
 
-use crate::daemon::{Daemon, Home, PATIENCE, openai_config, run_cli};
+use crate::daemon::{
+    Daemon, Home, PATIENCE, openai_config, run_cli, worker_calls, worker_tool_results, worker_tool_specs,
+};
 
 /// The Python with the `mcp` package, as the interpreter's own path (not a shim), and its
 /// prefix (mounted read-only in the sandbox).
@@ -61,52 +63,6 @@ fn sandbox_config() -> &'static str {
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/mcp_server.py")
-}
-
-/// A fake model whose channel hands every message to a worker, whose worker calls `tool` with
-/// `args` once and declares the result as its outcome, and whose relay turn replies with it.
-fn worker_calls(model: &FakeLlmServer, tool: &'static str, args: Value) {
-    model.respond_with(move |request: &RecordedRequest| {
-        if request.tool_names().iter().any(|name| name == "set_status") {
-            let last = request.messages().last().cloned().unwrap_or_default();
-            return if last["role"] == "tool" {
-                let result = last["content"].as_str().unwrap_or_default().to_owned();
-                FakeReply::tool_call("set_status", json!({ "status": result, "kind": "done" }))
-            } else {
-                FakeReply::tool_call(tool, args.clone())
-            };
-        }
-        let text = request.last_user_text().unwrap_or_default();
-        if text.starts_with("[background results]") {
-            return FakeReply::tool_call("reply", json!({ "content": format!("result: {text}") }));
-        }
-        if request.messages().last().is_some_and(|m| m["role"] == "tool") {
-            return FakeReply::tool_call("reply", json!({ "content": "On it." }));
-        }
-        FakeReply::tool_call("spawn_worker", json!({ "task": "use the MCP tool" }))
-    });
-}
-
-/// What the worker's tool call returned, as the model read it.
-fn worker_tool_results(model: &FakeLlmServer) -> Vec<String> {
-    model
-        .requests()
-        .iter()
-        .filter(|request| request.tool_names().iter().any(|tool| tool == "set_status"))
-        .flat_map(|request| request.messages().to_vec())
-        .filter(|message| message["role"] == "tool")
-        .map(|message| message["content"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// The tool specs the worker was offered.
-fn worker_tool_specs(model: &FakeLlmServer) -> Vec<Value> {
-    model
-        .requests()
-        .iter()
-        .find(|request| request.tool_names().iter().any(|tool| tool == "set_status"))
-        .and_then(|request| request.body["tools"].as_array().cloned())
-        .unwrap_or_default()
 }
 
 fn spec<'a>(specs: &'a [Value], name: &str) -> &'a Value {

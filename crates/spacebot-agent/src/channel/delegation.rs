@@ -60,7 +60,9 @@ impl Channel {
             return "Not started: no model is configured for branches.".to_owned();
         };
         let id = ProcessId::generate();
-        let fork: Vec<ChatMessage> = self.context.messages().chain([user.clone()]).collect();
+        // Only the channel's model is known to see images; a branch may run on another.
+        let fork: Vec<ChatMessage> =
+            self.context.messages().chain([user.clone()]).map(ChatMessage::without_images).collect();
         let task = BranchTask {
             id: id.clone(),
             task: args.task.clone(),
@@ -409,7 +411,11 @@ impl Channel {
         self.relays_since_user += 1;
         let target = first.origin.clone();
         let text = relay_message(&results);
-        self.run_turn(TurnInput { kind: TurnKind::Relay, target, answers: Vec::new(), text }, inbox).await;
+        self.run_turn(
+            TurnInput { kind: TurnKind::Relay, target, answers: Vec::new(), text, images: Vec::new() },
+            inbox,
+        )
+        .await;
         // Told once the relay turn is over (replied, skipped or failed visibly); a crash before
         // this line relays them again after the restart rather than never.
         for completion in &results {

@@ -9,9 +9,9 @@ use futures::FutureExt;
 use tokio::time::Instant;
 
 use spacebot_core::{
-    ChatMessage, ChatRequest, ControlCommand, ConversationContext, ConversationInput, InboundMessage, Inbox, LlmError,
-    LlmErrorKind, MessageId, OutboundResponse, ProcessId, RESPONSE_MODE_KEY, ResponseMode, Role, RuntimeEvent,
-    StatusUpdate, StoreError, StoredMessage, TurnOutcome,
+    ChatMessage, ChatRequest, ControlCommand, ConversationContext, ConversationInput, ImagePart, InboundMessage, Inbox,
+    LlmError, LlmErrorKind, MessageId, OutboundResponse, ProcessId, RESPONSE_MODE_KEY, ResponseMode, Role,
+    RuntimeEvent, StatusUpdate, StoreError, StoredMessage, TurnOutcome,
 };
 
 use crate::context::chronicle;
@@ -53,6 +53,8 @@ pub(super) struct TurnInput {
     pub(super) answers: Vec<MessageId>,
     /// What the model sees as the user message.
     pub(super) text: String,
+    /// The images shown with it (a vision-capable model's only).
+    pub(super) images: Vec<ImagePart>,
 }
 
 /// Messages of a group conversation waiting to be answered together.
@@ -108,7 +110,9 @@ impl Channel {
     /// next answer sees, and is marked handled without a reply.
     async fn observe(&mut self, message: InboundMessage) {
         self.participants.insert(message.participant());
-        self.context.push(vec![message.id.clone()], ChatMessage::user(envelope(&message)));
+        let (images, notes) = crate::prompt::images(std::slice::from_ref(&message), self.profile.vision);
+        let text = crate::prompt::with_notes(envelope(&message), &notes);
+        self.context.push(vec![message.id.clone()], ChatMessage::user_with_images(text, images));
         let (log, agent) = (&self.ctx.log, &self.ctx.agent);
         if let Err(error) =
             durably("a message kept as context", || log.mark_handled(agent, std::slice::from_ref(&message.id))).await
@@ -139,9 +143,11 @@ impl Channel {
             [one] => envelope(one),
             many => batch_envelope(many),
         };
+        let (images, notes) = crate::prompt::images(&messages, self.profile.vision);
+        let text = crate::prompt::with_notes(text, &notes);
         self.relays_since_user = 0;
         self.last_origin = Some(target.clone());
-        self.run_turn(TurnInput { kind: TurnKind::User, target, answers: answers.clone(), text }, inbox).await;
+        self.run_turn(TurnInput { kind: TurnKind::User, target, answers: answers.clone(), text, images }, inbox).await;
         self.answered(&answers);
     }
 
@@ -292,7 +298,7 @@ impl Channel {
         }
         self.refresh_knowledge().await;
         let system = self.system_prompt();
-        let user = ChatMessage::user(input.text.clone());
+        let user = ChatMessage::user_with_images(input.text.clone(), input.images.clone());
         let mut turn = vec![user.clone()];
         let budget = match input.kind {
             TurnKind::User => self.profile.settings.max_model_calls_per_turn,
@@ -457,7 +463,7 @@ impl Channel {
             tracing::error!(agent = %self.ctx.agent, %error, "can't record the error notice");
         }
         // The tool calls that ran stay in the context (a worker it started is still running).
-        self.remember(input, ChatMessage::user(input.text.clone()), None);
+        self.remember(input, ChatMessage::user_with_images(input.text.clone(), input.images.clone()), None);
         self.deliver(&input.target, OutboundResponse::text(text)).await;
         TurnOutcome::Failed
     }

@@ -289,7 +289,7 @@ pub(crate) fn transcript<'a>(messages: impl IntoIterator<Item = &'a ChatMessage>
     for message in messages {
         // Writing to a String cannot fail.
         let _ = match message {
-            ChatMessage::User { content } => {
+            ChatMessage::User { content, .. } => {
                 writeln!(out, "User: {}", preview(content, TRANSCRIPT_MESSAGE_BYTES))
             }
             ChatMessage::Assistant { content, tool_calls } => {

@@ -299,7 +299,7 @@ async fn an_emergency_truncation_records_only_the_dropped_span_without_a_model_c
     s.turn().await;
     let kept = s.last_request().messages;
     let logged = s.logged();
-    let ChatMessage::User { content } = &kept[0] else { panic!("the history starts with a user turn: {kept:#?}") };
+    let ChatMessage::User { content, .. } = &kept[0] else { panic!("the history starts with a user turn: {kept:#?}") };
     let first_kept = logged.iter().find(|m| content.ends_with(&m.message.text)).expect("a logged message");
     let previous = logged.iter().rev().find(|m| m.seq < first_kept.seq).expect("something was dropped");
     assert_eq!((checkpoint.covers_from_seq, checkpoint.covers_to_seq), (logged[0].seq, previous.seq));
@@ -374,7 +374,7 @@ async fn the_view_is_byte_stable_and_a_restart_renders_it_again_over_only_the_un
     assert_eq!(request.messages.len(), uncovered.len() + 1, "{:#?}", request.messages);
     for (message, text) in request.messages.iter().zip(&uncovered) {
         let content = match message {
-            ChatMessage::User { content } | ChatMessage::Assistant { content, .. } => content,
+            ChatMessage::User { content, .. } | ChatMessage::Assistant { content, .. } => content,
             other => panic!("unexpected {other:?}"),
         };
         assert!(content.ends_with(text.as_str()), "{content} vs {text}");

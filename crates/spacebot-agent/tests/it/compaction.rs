@@ -233,7 +233,7 @@ async fn at_95_percent_the_oldest_half_is_truncated_at_once_with_a_marker() {
 
     let next = s.turn(None).await;
     let request = s.channel.last_request().expect("request");
-    let ChatMessage::User { content: marker } = &request.messages[0] else { panic!("{:#?}", request.messages) };
+    let ChatMessage::User { content: marker, .. } = &request.messages[0] else { panic!("{:#?}", request.messages) };
     assert!(marker.starts_with("[12 earlier messages of this conversation were removed"), "{marker}");
     let mut expected = vec![request.messages[0].clone()];
     expected.extend(history[end..].iter().cloned());
@@ -375,7 +375,7 @@ async fn cuts_never_separate_a_tool_call_from_its_result() {
     assert!(started.iter().any(|d| d.starts_with("truncating")), "{started:#?}");
     assert!(started.iter().any(|d| d.starts_with("summarising")), "{started:#?}");
     let summarised = requests.iter().any(
-        |r| matches!(r.messages.first(), Some(ChatMessage::User { content }) if content.starts_with("[summary of")),
+        |r| matches!(r.messages.first(), Some(ChatMessage::User { content, .. }) if content.starts_with("[summary of")),
     );
     assert!(summarised, "some summary was applied");
     let tool_messages = requests

@@ -15,6 +15,7 @@ mod failures;
 mod faults;
 mod history;
 mod idle;
+mod images;
 mod memory;
 mod modes;
 mod processes;

@@ -210,7 +210,9 @@ pub(crate) fn last_user_text(request: &ChatRequest) -> String {
         .iter()
         .rev()
         .find_map(|message| match message {
-            ChatMessage::User { content } => Some(content.split_once("] ").map_or(content.as_str(), |(_, text)| text)),
+            ChatMessage::User { content, .. } => {
+                Some(content.split_once("] ").map_or(content.as_str(), |(_, text)| text))
+            }
             _ => None,
         })
         .unwrap_or_default()
@@ -233,7 +235,7 @@ pub(crate) fn first_user_text(request: &ChatRequest) -> String {
         .messages
         .iter()
         .find_map(|message| match message {
-            ChatMessage::User { content } => Some(content.clone()),
+            ChatMessage::User { content, .. } => Some(content.clone()),
             _ => None,
         })
         .unwrap_or_default()
@@ -246,7 +248,7 @@ pub(crate) fn last_user_raw(request: &ChatRequest) -> String {
         .iter()
         .rev()
         .find_map(|message| match message {
-            ChatMessage::User { content } => Some(content.clone()),
+            ChatMessage::User { content, .. } => Some(content.clone()),
             _ => None,
         })
         .unwrap_or_default()

@@ -107,7 +107,7 @@ async fn text_that_looks_like_a_tool_call_is_not_sent_and_the_model_is_nudged() 
     assert_eq!(second.len(), 3, "{second:#?}");
     assert_eq!(second[0], user(&inbound));
     assert_eq!(second[1], ChatMessage::assistant(fake_call));
-    let ChatMessage::User { content: nudge } = &second[2] else { panic!("expected a nudge, got {:?}", second[2]) };
+    let ChatMessage::User { content: nudge, .. } = &second[2] else { panic!("expected a nudge, got {:?}", second[2]) };
     assert!(nudge.starts_with("[harness]"), "{nudge}");
     assert!(nudge.contains("tool call") && nudge.contains("`reply`"), "{nudge}");
 
@@ -138,7 +138,7 @@ async fn text_carrying_a_secret_is_not_sent() {
     }
     let requests = model.requests();
     assert_eq!(requests.len(), 2);
-    let Some(ChatMessage::User { content: nudge }) = requests[1].messages.last() else {
+    let Some(ChatMessage::User { content: nudge, .. }) = requests[1].messages.last() else {
         panic!("expected a nudge: {:#?}", requests[1].messages)
     };
     assert!(nudge.contains("secret"), "{nudge}");

@@ -120,3 +120,32 @@ async fn a_burst_reaches_the_runtime_in_order_in_each_conversation() {
     assert_eq!(by_conversation["discord:1:99"], expected(1));
     shut(adapter).await;
 }
+
+#[tokio::test]
+async fn image_attachments_are_fetched_within_the_cap_and_others_say_why_not() {
+    let (fake, adapter, mut stream) = connected(|s| s).await;
+    let png = vec![0x89, b'P', b'N', b'G', 1, 2, 3];
+    let url = fake.add_file("cat.png", "image/png", png.clone());
+    let missing = format!("{}/files/gone.png", fake.api_url());
+    fake.post(
+        FakeMessage::guild(GUILD, CHANNEL, 7, "look")
+            .with_attachment("cat.png", &url, "image/png", png.len() as u64)
+            .with_attachment("huge.jpg", &url, "image/jpeg", 6 * 1024 * 1024)
+            .with_attachment("gone.png", &missing, "image/png", 10)
+            .with_attachment("notes.txt", &url, "text/plain", 5),
+    );
+    let message = next(&mut stream).await;
+    let MessageContent::Media { attachments, .. } = &message.content else { panic!("media: {message:?}") };
+    assert_eq!(attachments[0].data.as_deref(), Some(png.as_slice()), "{:?}", attachments[0]);
+    assert_eq!(attachments[1].skipped.as_deref(), Some("it is 6.0 MB, over the 5.0 MB limit"));
+    let gone = attachments[2].skipped.as_deref().unwrap_or_default();
+    assert!(gone.starts_with("it could not be downloaded") && gone.contains("404"), "{gone}");
+    assert!(
+        attachments[3].data.is_none() && attachments[3].skipped.is_none(),
+        "a file that is no image stays a reference"
+    );
+    let fetched: Vec<String> =
+        fake.requests().into_iter().filter(|r| r.path.starts_with("/files/")).map(|r| r.path).collect();
+    assert_eq!(fetched, vec!["/files/cat.png", "/files/gone.png"], "the oversized one was never asked for");
+    shut(adapter).await;
+}

@@ -59,7 +59,7 @@ impl ChatTemplate {
         }
         for message in messages {
             match message {
-                ChatMessage::User { content } => turns.push(("user", content.clone())),
+                ChatMessage::User { content, .. } => turns.push(("user", content.clone())),
                 ChatMessage::Assistant { content, tool_calls } => {
                     let mut text = content.clone();
                     for call in tool_calls {

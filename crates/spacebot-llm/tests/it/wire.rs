@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use spacebot_core::{ChatMessage, ChatRequest, LanguageModel, ToolCall};
+use spacebot_core::{ChatMessage, ChatRequest, ImagePart, LanguageModel, ToolCall};
 use spacebot_llm::ProviderKind;
 use spacebot_testing::{FakeLlmServer, FakeReply, Wire};
 
@@ -207,4 +207,48 @@ async fn parallel_tool_results_share_one_anthropic_user_turn() {
     // An assistant turn of tool calls only carries no empty text block.
     let assistant = sent[1]["content"].as_array().expect("blocks");
     assert!(assistant.iter().all(|block| block["type"] == "tool_use"), "{body:#}");
+}
+
+#[tokio::test]
+async fn images_reach_the_model_on_both_wires() {
+    init();
+    // A 1x1 PNG's first bytes are enough: the wire carries bytes, it doesn't decode them.
+    let png: Vec<u8> = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d];
+    let jpeg: Vec<u8> = vec![0xff, 0xd8, 0xff, 0xe0];
+    for kind in KINDS {
+        for streamed in [false, true] {
+            let server = FakeLlmServer::start().await;
+            server.push(FakeReply::text("a cat"));
+            let model = model(&server, kind);
+            let request = ChatRequest::new(
+                "You are terse.",
+                vec![ChatMessage::user_with_images(
+                    "what is in these?",
+                    vec![ImagePart::new("image/png", png.clone()), ImagePart::new("image/jpeg", jpeg.clone())],
+                )],
+            );
+            if streamed {
+                let events = crate::support::collect(model.stream(request).await.expect("a stream")).await;
+                assert_eq!(crate::support::streamed_text(&events), "a cat", "{kind}");
+            } else {
+                assert_eq!(model.complete(request).await.expect("an answer").content, "a cat", "{kind}");
+            }
+            let recorded = &server.requests()[0];
+            assert_eq!(
+                recorded.images(),
+                vec![
+                    ("image/png".to_owned(), "iVBORw0KGgoAAAAN".to_owned()),
+                    ("image/jpeg".to_owned(), "/9j/4A==".to_owned())
+                ],
+                "{kind} (streamed: {streamed}): {}",
+                recorded.body
+            );
+            assert_eq!(recorded.last_user_text().as_deref(), Some("what is in these?"), "{kind}");
+            // The text comes first, then the images, in one user turn.
+            let parts = messages(&recorded.body).last().expect("a user message")["content"].clone();
+            let kinds: Vec<&str> = parts.as_array().expect("parts").iter().filter_map(|p| p["type"].as_str()).collect();
+            let image = if kind == ProviderKind::OpenAi { "image_url" } else { "image" };
+            assert_eq!(kinds, vec!["text", image, image], "{kind}");
+        }
+    }
 }

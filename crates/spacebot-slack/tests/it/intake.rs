@@ -117,3 +117,34 @@ async fn a_burst_reaches_the_runtime_in_order() {
     assert_eq!(seen, (0..200).collect::<Vec<_>>());
     shut(adapter).await;
 }
+
+#[tokio::test]
+async fn shared_images_are_fetched_with_the_bot_token_and_others_say_why_not() {
+    let (fake, adapter, mut stream) = connected(|s| s).await;
+    let png = vec![0x89, b'P', b'N', b'G', 4, 5, 6];
+    let url = fake.add_file("cat.png", "image/png", png.clone());
+    let big = fake.add_file("huge.jpg", "image/jpeg", vec![0; 5 * 1024 * 1024 + 1]);
+    let gone = format!("{}/files/gone.png", fake.api_url().trim_end_matches("/api"));
+    fake.post(
+        SlackMessage::new("C1", "U1", "look")
+            .with_file("cat.png", &url, "image/png")
+            .with_file("huge.jpg", &big, "image/jpeg")
+            .with_file("gone.png", &gone, "image/png")
+            .with_file("notes.txt", &url, "text/plain"),
+    );
+    let message = next(&mut stream).await;
+    let MessageContent::Media { attachments, .. } = &message.content else { panic!("media: {message:?}") };
+    assert_eq!(attachments[0].data.as_deref(), Some(png.as_slice()), "{:?}", attachments[0]);
+    let too_large = attachments[1].skipped.as_deref().unwrap_or_default();
+    assert_eq!(too_large, "it is larger than the 5.0 MB limit");
+    let missing = attachments[2].skipped.as_deref().unwrap_or_default();
+    assert!(missing.starts_with("it could not be downloaded") && missing.contains("404"), "{missing}");
+    assert!(
+        attachments[3].data.is_none() && attachments[3].skipped.is_none(),
+        "a file that is no image stays a reference"
+    );
+    let downloads = fake.file_downloads();
+    assert_eq!(downloads.len(), 3, "{downloads:#?}");
+    assert!(downloads.iter().all(|(_, auth)| auth.as_deref() == Some("Bearer xoxb-fake")), "{downloads:#?}");
+    shut(adapter).await;
+}

@@ -79,6 +79,32 @@ impl RecordedRequest {
         (!parts.is_empty()).then(|| parts.join("\n"))
     }
 
+    /// The images in the history, in order, as `(media type, base64 data)`: OpenAI `image_url`
+    /// parts with a `data:` URL, Anthropic `image` blocks with a base64 source. An image given by
+    /// a plain URL is listed as `("url", URL)`.
+    pub fn images(&self) -> Vec<(String, String)> {
+        let str_at = |value: &Value, pointer: &str| value.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+        self.messages()
+            .iter()
+            .filter_map(|message| message.get("content").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|part| match part.get("type").and_then(Value::as_str) {
+                Some("image_url") => {
+                    let url = str_at(part, "/image_url/url")?;
+                    match url.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+                        Some((media_type, data)) => Some((media_type.to_owned(), data.to_owned())),
+                        None => Some(("url".to_owned(), url)),
+                    }
+                }
+                Some("image") => match str_at(part, "/source/type").as_deref() {
+                    Some("base64") => Some((str_at(part, "/source/media_type")?, str_at(part, "/source/data")?)),
+                    _ => Some(("url".to_owned(), str_at(part, "/source/url")?)),
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The names of the tools offered, in order (OpenAI `function.name` or Anthropic `name`).
     pub fn tool_names(&self) -> Vec<String> {
         let Some(tools) = self.body.get("tools").and_then(Value::as_array) else {

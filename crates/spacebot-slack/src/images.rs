@@ -1,0 +1,114 @@
+//! Fetching a message's image files, so a vision-capable model can be shown them.
+//!
+//! Slack gives shared files by `url_private`, readable with the bot token. Before a message is
+//! handed in, each image file is downloaded up to [`MAX_IMAGE_BYTES`] (counted as the bytes come:
+//! Slack's event carries no size); one that is too large, or whose download fails or is slow, is
+//! handed in with the reason instead, for the note the model gets. Other files stay references.
+//! The envelope is acknowledged only after the message is taken, so the downloads are bounded
+//! tighter than Discord's.
+
+use std::time::Duration;
+
+use spacebot_core::{Attachment, InboundMessage, MessageContent};
+
+/// The largest image fetched, in bytes (5 MB, the most Anthropic accepts per image).
+pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// Longest one image's download may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The client that fetches attachments; `None` when it can't be built (no TLS backend), and then
+/// images are handed in with that reason.
+pub(crate) fn client() -> Option<reqwest::Client> {
+    match reqwest::Client::builder().timeout(FETCH_TIMEOUT).user_agent("spacebot-slack").build() {
+        Ok(client) => Some(client),
+        Err(error) => {
+            tracing::warn!(%error, "can't build the attachment client; images won't be shown to models");
+            None
+        }
+    }
+}
+
+/// `message` with its image files fetched with the bot token (or the reason one was not).
+pub(crate) async fn fetch_images(
+    client: Option<&reqwest::Client>,
+    bot_token: &str,
+    mut message: InboundMessage,
+) -> InboundMessage {
+    let MessageContent::Media { attachments, .. } = &mut message.content else { return message };
+    for attachment in attachments.iter_mut().filter(|attachment| attachment.is_image()) {
+        let outcome = match client {
+            Some(client) => fetch(client, bot_token, attachment).await,
+            None => Err("the adapter has no HTTP client to download it".to_owned()),
+        };
+        *attachment = match outcome {
+            Ok(bytes) => attachment.clone().with_data(bytes),
+            Err(reason) => {
+                tracing::debug!(file = %attachment.filename, %reason, "image not fetched");
+                attachment.clone().with_skipped(reason)
+            }
+        };
+    }
+    message
+}
+
+/// The bytes of `attachment`, or why they are not here.
+async fn fetch(client: &reqwest::Client, bot_token: &str, attachment: &Attachment) -> Result<Vec<u8>, String> {
+    let too_large =
+        |bytes: u64| format!("it is {}, over the {} limit", megabytes(bytes), megabytes(MAX_IMAGE_BYTES as u64));
+    if let Some(size) = attachment.size_bytes.filter(|size| *size > MAX_IMAGE_BYTES as u64) {
+        return Err(too_large(size));
+    }
+    let download = async {
+        let mut response = client
+            .get(&attachment.url)
+            .bearer_auth(bot_token)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|error| format!("it could not be downloaded ({})", error.without_url()))?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|error| format!("it could not be downloaded ({})", error.without_url()))?
+        {
+            if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
+                return Err(format!("it is larger than the {} limit", megabytes(MAX_IMAGE_BYTES as u64)));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, download)
+        .await
+        .unwrap_or_else(|_| Err(format!("its download took longer than {} s", FETCH_TIMEOUT.as_secs())))
+}
+
+/// `bytes` as people read a file size: `7.0 MB`.
+fn megabytes(bytes: u64) -> String {
+    // A file size fits an f64's 52-bit mantissa for any size a chat platform allows.
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_megabytes() {
+        assert_eq!(megabytes(7 * 1024 * 1024), "7.0 MB");
+        assert_eq!(megabytes(MAX_IMAGE_BYTES as u64), "5.0 MB");
+    }
+
+    #[tokio::test]
+    async fn an_image_larger_than_the_cap_is_not_downloaded() {
+        let mut big = Attachment::new("big.png", "http://127.0.0.1:9/never").with_mime_type("image/png");
+        big.size_bytes = Some(7 * 1024 * 1024);
+        let message = InboundMessage::text("slack", "c", spacebot_core::Sender::new("u"), "").with_content(
+            MessageContent::Media { text: None, attachments: vec![big, Attachment::new("a.txt", "http://x/a.txt")] },
+        );
+        let fetched = fetch_images(client().as_ref(), "xoxb-test", message).await;
+        let MessageContent::Media { attachments, .. } = fetched.content else { panic!("media") };
+        assert_eq!(attachments[0].skipped.as_deref(), Some("it is 7.0 MB, over the 5.0 MB limit"));
+        assert!(attachments[0].data.is_none());
+        assert_eq!((attachments[1].data.as_ref(), attachments[1].skipped.as_ref()), (None, None), "not an image");
+    }
+}
