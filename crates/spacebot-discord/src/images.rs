@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use spacebot_core::{Attachment, InboundMessage, MessageContent};
 
-/// The largest image fetched, in bytes (5 MB, the most Anthropic accepts per image).
-pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// The largest image fetched, in bytes (3.75 MiB: base64-encoded, as both wires send it, that is
+/// 5 MiB, the most Anthropic accepts per image).
+pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024 / 4 * 3;
 /// Longest one image's download may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -89,7 +90,7 @@ mod tests {
     #[test]
     fn sizes_read_in_megabytes() {
         assert_eq!(megabytes(7 * 1024 * 1024), "7.0 MB");
-        assert_eq!(megabytes(MAX_IMAGE_BYTES as u64), "5.0 MB");
+        assert_eq!(megabytes(MAX_IMAGE_BYTES as u64), "3.8 MB");
     }
 
     #[tokio::test]
@@ -101,7 +102,7 @@ mod tests {
         );
         let fetched = fetch_images(client().as_ref(), message).await;
         let MessageContent::Media { attachments, .. } = fetched.content else { panic!("media") };
-        assert_eq!(attachments[0].skipped.as_deref(), Some("it is 7.0 MB, over the 5.0 MB limit"));
+        assert_eq!(attachments[0].skipped.as_deref(), Some("it is 7.0 MB, over the 3.8 MB limit"));
         assert!(attachments[0].data.is_none());
         assert_eq!((attachments[1].data.as_ref(), attachments[1].skipped.as_ref()), (None, None), "not an image");
     }

@@ -317,7 +317,13 @@ async fn on_push(
     let Some(state) = callback_state(&states).await else { return Ok(()) };
     match map_push(&state.settings, &state.bot_user, &event) {
         Some(message) => {
-            let message = crate::images::fetch_images(state.files.as_ref(), &state.settings.bot_token, message).await;
+            let message = crate::images::fetch_images(
+                state.files.as_ref(),
+                &state.settings.bot_token,
+                state.settings.api_url.as_deref(),
+                message,
+            )
+            .await;
             hand_in(&state, message).await
         }
         // Not for us: acknowledge it so Slack does not send it again.

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use spacebot_core::{Attachment, InboundMessage, MessageContent};
 
-/// The largest image fetched, in bytes (5 MB, the most Anthropic accepts per image).
-pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// The largest image fetched, in bytes (3.75 MiB: base64-encoded, as both wires send it, that is
+/// 5 MiB, the most Anthropic accepts per image).
+pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024 / 4 * 3;
 /// Longest one image's download may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,15 +29,21 @@ pub(crate) fn client() -> Option<reqwest::Client> {
     }
 }
 
-/// `message` with its image files fetched with the bot token (or the reason one was not).
+/// `message` with its image files fetched with the bot token (or the reason one was not). The
+/// token goes only to Slack's own hosts (`slack.com` and its subdomains, over https), or to the
+/// host of `api_url` when one is configured (a test's fake Slack).
 pub(crate) async fn fetch_images(
     client: Option<&reqwest::Client>,
     bot_token: &str,
+    api_url: Option<&str>,
     mut message: InboundMessage,
 ) -> InboundMessage {
     let MessageContent::Media { attachments, .. } = &mut message.content else { return message };
     for attachment in attachments.iter_mut().filter(|attachment| attachment.is_image()) {
         let outcome = match client {
+            Some(_) if !is_slack_file_host(&attachment.url, api_url) => {
+                Err("it is not on Slack's file host, so the bot token was not sent there".to_owned())
+            }
             Some(client) => fetch(client, bot_token, attachment).await,
             None => Err("the adapter has no HTTP client to download it".to_owned()),
         };
@@ -83,6 +90,17 @@ async fn fetch(client: &reqwest::Client, bot_token: &str, attachment: &Attachmen
 }
 
 /// `bytes` as people read a file size: `7.0 MB`.
+/// Whether `url` is one of Slack's hosts (https) or on the configured API's host.
+fn is_slack_file_host(url: &str, api_url: Option<&str>) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else { return false };
+    let Some(host) = url.host_str() else { return false };
+    let slack = url.scheme() == "https" && (host == "slack.com" || host.ends_with(".slack.com"));
+    let configured = api_url
+        .and_then(|api| reqwest::Url::parse(api).ok())
+        .is_some_and(|api| api.host_str() == Some(host) && api.port_or_known_default() == url.port_or_known_default());
+    slack || configured
+}
+
 fn megabytes(bytes: u64) -> String {
     // A file size fits an f64's 52-bit mantissa for any size a chat platform allows.
     format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
@@ -93,9 +111,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bot_token_goes_only_to_slack() {
+        assert!(is_slack_file_host("https://files.slack.com/files-pri/T1-F1/a.png", None));
+        assert!(!is_slack_file_host("http://files.slack.com/a.png", None), "never in clear");
+        assert!(!is_slack_file_host("https://files.slack.com.evil.example/a.png", None));
+        assert!(!is_slack_file_host("https://evil.example/slack.com/a.png", None));
+        assert!(!is_slack_file_host("not a url", None));
+        assert!(is_slack_file_host("http://127.0.0.1:4000/files/a.png", Some("http://127.0.0.1:4000/api")));
+        assert!(!is_slack_file_host("http://127.0.0.1:5000/files/a.png", Some("http://127.0.0.1:4000/api")));
+    }
+
+    #[test]
     fn sizes_read_in_megabytes() {
         assert_eq!(megabytes(7 * 1024 * 1024), "7.0 MB");
-        assert_eq!(megabytes(MAX_IMAGE_BYTES as u64), "5.0 MB");
+        assert_eq!(megabytes(MAX_IMAGE_BYTES as u64), "3.8 MB");
     }
 
     #[tokio::test]
@@ -105,9 +134,9 @@ mod tests {
         let message = InboundMessage::text("slack", "c", spacebot_core::Sender::new("u"), "").with_content(
             MessageContent::Media { text: None, attachments: vec![big, Attachment::new("a.txt", "http://x/a.txt")] },
         );
-        let fetched = fetch_images(client().as_ref(), "xoxb-test", message).await;
+        let fetched = fetch_images(client().as_ref(), "xoxb-test", Some("http://127.0.0.1:9"), message).await;
         let MessageContent::Media { attachments, .. } = fetched.content else { panic!("media") };
-        assert_eq!(attachments[0].skipped.as_deref(), Some("it is 7.0 MB, over the 5.0 MB limit"));
+        assert_eq!(attachments[0].skipped.as_deref(), Some("it is 7.0 MB, over the 3.8 MB limit"));
         assert!(attachments[0].data.is_none());
         assert_eq!((attachments[1].data.as_ref(), attachments[1].skipped.as_ref()), (None, None), "not an image");
     }

@@ -137,7 +137,7 @@ async fn image_attachments_are_fetched_within_the_cap_and_others_say_why_not() {
     let message = next(&mut stream).await;
     let MessageContent::Media { attachments, .. } = &message.content else { panic!("media: {message:?}") };
     assert_eq!(attachments[0].data.as_deref(), Some(png.as_slice()), "{:?}", attachments[0]);
-    assert_eq!(attachments[1].skipped.as_deref(), Some("it is 6.0 MB, over the 5.0 MB limit"));
+    assert_eq!(attachments[1].skipped.as_deref(), Some("it is 6.0 MB, over the 3.8 MB limit"));
     let gone = attachments[2].skipped.as_deref().unwrap_or_default();
     assert!(gone.starts_with("it could not be downloaded") && gone.contains("404"), "{gone}");
     assert!(

@@ -123,7 +123,7 @@ async fn shared_images_are_fetched_with_the_bot_token_and_others_say_why_not() {
     let (fake, adapter, mut stream) = connected(|s| s).await;
     let png = vec![0x89, b'P', b'N', b'G', 4, 5, 6];
     let url = fake.add_file("cat.png", "image/png", png.clone());
-    let big = fake.add_file("huge.jpg", "image/jpeg", vec![0; 5 * 1024 * 1024 + 1]);
+    let big = fake.add_file("huge.jpg", "image/jpeg", vec![0; 5 * 1024 * 1024 / 4 * 3 + 1]);
     let gone = format!("{}/files/gone.png", fake.api_url().trim_end_matches("/api"));
     fake.post(
         SlackMessage::new("C1", "U1", "look")
@@ -136,7 +136,7 @@ async fn shared_images_are_fetched_with_the_bot_token_and_others_say_why_not() {
     let MessageContent::Media { attachments, .. } = &message.content else { panic!("media: {message:?}") };
     assert_eq!(attachments[0].data.as_deref(), Some(png.as_slice()), "{:?}", attachments[0]);
     let too_large = attachments[1].skipped.as_deref().unwrap_or_default();
-    assert_eq!(too_large, "it is larger than the 5.0 MB limit");
+    assert_eq!(too_large, "it is larger than the 3.8 MB limit");
     let missing = attachments[2].skipped.as_deref().unwrap_or_default();
     assert!(missing.starts_with("it could not be downloaded") && missing.contains("404"), "{missing}");
     assert!(
