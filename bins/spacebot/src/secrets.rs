@@ -97,7 +97,7 @@ impl SecretStore {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
                     let mut key = [0u8; KEY_LEN];
                     SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("no randomness for a new key"))?;
-                    let text = hex(&key);
+                    let text = hex::encode(key);
                     write_private(&self.key_file, format!("{text}\n").as_bytes())?;
                     eprintln!(
                         "created the secret store's key {} (back it up: without it the secrets can't be read)",
@@ -114,7 +114,7 @@ impl SecretStore {
                 }
             },
         };
-        let bytes = unhex(hex_key.trim()).filter(|bytes| bytes.len() == KEY_LEN).with_context(|| {
+        let bytes = hex::decode(hex_key.trim()).ok().filter(|bytes| bytes.len() == KEY_LEN).with_context(|| {
             format!(
                 "the secret store's key must be {} hex digits ({MASTER_KEY_VAR} or {})",
                 KEY_LEN * 2,
@@ -142,7 +142,7 @@ impl SecretStore {
         key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(name.as_bytes()), &mut sealed)
             .map_err(|_| anyhow::anyhow!("can't encrypt secret `{name}`"))?;
         let mut store = self.read()?;
-        store.secrets.insert(name.to_owned(), Sealed { nonce: hex(&nonce), value: hex(&sealed) });
+        store.secrets.insert(name.to_owned(), Sealed { nonce: hex::encode(nonce), value: hex::encode(&sealed) });
         self.write(&store)
     }
 
@@ -157,8 +157,9 @@ impl SecretStore {
                 self.file.display()
             )
         };
-        let nonce: [u8; NONCE_LEN] = unhex(&sealed.nonce).and_then(|n| n.try_into().ok()).ok_or_else(broken)?;
-        let mut bytes = unhex(&sealed.value).ok_or_else(broken)?;
+        let nonce: [u8; NONCE_LEN] =
+            hex::decode(&sealed.nonce).ok().and_then(|n| n.try_into().ok()).ok_or_else(broken)?;
+        let mut bytes = hex::decode(&sealed.value).ok().ok_or_else(broken)?;
         let plain = key
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(name.as_bytes()), &mut bytes)
             .map_err(|_| broken())?;
@@ -203,17 +204,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
     let mut file = options.open(path).with_context(|| format!("can't write {}", path.display()))?;
     file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("can't write {}", path.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok())).collect()
 }
 
 /// Replaces every `secret:NAME` string of the config with the stored value, read from the secret
@@ -362,7 +352,7 @@ mod tests {
         std::fs::write(&path, file.to_string()).expect("write");
         let error = store.get("B").expect_err("a moved value").to_string();
         assert!(error.contains("can't be decrypted"), "{error}");
-        std::fs::write(dir.path().join("data/master.key"), hex(&[7u8; KEY_LEN])).expect("other key");
+        std::fs::write(dir.path().join("data/master.key"), hex::encode([7u8; KEY_LEN])).expect("other key");
         assert!(store.get("A").is_err(), "a wrong key can't read it");
     }
 

@@ -191,10 +191,10 @@ impl TokenFile {
         if self.tokens.iter().any(|record| record.name == token.name) {
             return Err(TokenFileError::Exists { path: self.path.clone(), name: token.name });
         }
-        let secret = format!("{TOKEN_PREFIX}{}", hex(&random));
+        let secret = format!("{TOKEN_PREFIX}{}", hex::encode(random));
         self.tokens.push(TokenRecord {
             name: token.name,
-            sha256: hex(&digest(&secret)),
+            sha256: hex::encode(digest(&secret)),
             scopes: token.scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
             agents: token.agents,
             senders: token.senders,
@@ -248,7 +248,8 @@ impl TokenFile {
                     name: record.name.clone(),
                     problem,
                 };
-                let digest = unhex(&record.sha256)
+                let digest = hex::decode(&record.sha256)
+                    .ok()
                     .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
                     .ok_or_else(|| invalid("`sha256` is not 64 hex digits".to_owned()))?;
                 if record.scopes.is_empty() {
@@ -389,17 +390,6 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok())).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,7 +424,7 @@ mod tests {
 
         let written = std::fs::read_to_string(&path).expect("read");
         assert!(!written.contains(&token) && !written.contains(&token[TOKEN_PREFIX.len()..]), "{written}");
-        assert!(written.contains(&hex(&digest(&token))), "{written}");
+        assert!(written.contains(&hex::encode(digest(&token))), "{written}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
