@@ -1,6 +1,7 @@
 //! Bodies posted to the webhook and the OpenAI-compatible endpoint, through the real router of
 //! `spacebot-webhook` over a real runtime, in process (`tower::ServiceExt::oneshot`).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,12 +65,18 @@ impl ConversationEngine for InstantEngine {
     }
 }
 
+/// Inputs served before the runtimes start over: their in-memory logs keep every message, which
+/// over millions of inputs would grow past libFuzzer's memory limit.
+const INPUTS_PER_START: u32 = 20_000;
+
 /// The routers over a silent and an instant agent, and what they run on.
 struct Served {
     tokio: tokio::runtime::Runtime,
     routers: Vec<Router>,
-    /// The runtimes behind the routers, kept alive for the whole run.
-    _runtimes: Vec<Runtime>,
+    /// The runtimes behind the routers.
+    runtimes: Vec<Runtime>,
+    /// Inputs served so far.
+    served: u32,
 }
 
 impl Served {
@@ -94,13 +101,21 @@ impl Served {
             routers.push(spacebot_webhook::router(runtime.handle(), api));
             runtimes.push(runtime);
         }
-        Self { tokio, routers, _runtimes: runtimes }
+        Self { tokio, routers, runtimes, served: 0 }
+    }
+
+    /// Shuts the runtimes down (their conversation tasks end) and drops everything.
+    fn stop(self) {
+        for runtime in self.runtimes {
+            self.tokio.block_on(runtime.shutdown());
+        }
     }
 }
 
 thread_local! {
-    /// Started once per process: libFuzzer runs every input on one thread.
-    static SERVED: Served = Served::start();
+    /// Started on the first input and every [`INPUTS_PER_START`] inputs: libFuzzer runs every
+    /// input on one thread.
+    static SERVED: RefCell<Option<Served>> = const { RefCell::new(None) };
 }
 
 /// Posts `data` as the body to the webhook and to the chat completions endpoint, over an agent
@@ -108,6 +123,14 @@ thread_local! {
 /// completion the agent did not answer in time) and is JSON or an event stream.
 pub fn check_http_bodies(data: &[u8]) {
     SERVED.with(|served| {
+        let mut served = served.borrow_mut();
+        if served.as_ref().is_some_and(|served| served.served >= INPUTS_PER_START)
+            && let Some(old) = served.take()
+        {
+            old.stop();
+        }
+        let served = served.get_or_insert_with(Served::start);
+        served.served += 1;
         for router in &served.routers {
             for path in PATHS {
                 let request = Request::post(path)

@@ -23,8 +23,11 @@ pub use mcp::check_mcp;
 pub use platforms::{check_discord, check_slack};
 pub use text::{check_scrub, check_split};
 
+/// A target's property: panics when `data` breaks it.
+pub type Check = fn(&[u8]);
+
 /// Every target, by the name of its binary, with its check.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("split", check_split),
     ("scrub", check_scrub),
     ("http_bodies", check_http_bodies),
@@ -61,6 +64,30 @@ mod tests {
             assert!(root.join("corpus").join(target).is_dir(), "no seed corpus for {target}");
         }
         assert!(replayed >= TARGETS.len(), "replayed only {replayed} files");
+    }
+
+    /// The seeds are what the platforms really send: each maps to a message or converts to
+    /// something, so the fuzzer starts from inputs that reach the mapping's end.
+    #[test]
+    fn the_platform_and_mcp_seeds_reach_the_mapping() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+        let discord = spacebot_discord::DiscordSettings::new("token").with_dm_users(["7"]);
+        let slack = spacebot_slack::SlackSettings::new("xoxb-token", "xapp-token").with_dm_users(["U1"]);
+        for name in ["message_create.json", "message_dm.json", "interaction_command.json"] {
+            let payload = std::fs::read(root.join("discord").join(name)).unwrap();
+            let mapped = spacebot_discord::fuzzing::map_payload(&discord, 42, None, &payload);
+            assert!(mapped.is_some(), "discord/{name} maps to no message");
+        }
+        for name in ["event_callback_message.json", "app_mention.json", "slash_command.json"] {
+            let payload = std::fs::read(root.join("slack").join(name)).unwrap();
+            assert!(spacebot_slack::fuzzing::map_payload(&slack, "UBOT", &payload).is_some(), "slack/{name}");
+        }
+        let list = std::fs::read(root.join("mcp/tools_list_result.json")).unwrap();
+        let converted = spacebot_mcp::fuzzing::convert("files", &list);
+        assert!(converted.message && !converted.tools.is_empty(), "{converted:?}");
+        let call = std::fs::read(root.join("mcp/tools_call_result.json")).unwrap();
+        let converted = spacebot_mcp::fuzzing::convert("files", &call);
+        assert!(converted.texts.iter().any(|text| text.contains("hello world")), "{converted:?}");
     }
 
     #[test]

@@ -21,10 +21,10 @@ fn check_mapped(message: &InboundMessage, adapter: &str) {
 }
 
 /// Reads `data` as a Discord gateway payload (or a bare message) and maps it, with open
-/// allow-lists and with ones that admit nothing, in a channel and in a thread.
+/// allow-lists (bots and every DM admitted) and with narrow ones, in a channel and in a thread.
 pub fn check_discord(data: &[u8]) {
     let settings = [
-        DiscordSettings::new("token").with_allow_bots(true),
+        DiscordSettings::new("token").with_allow_bots(true).with_dm_users(["*"]),
         DiscordSettings::new("token").with_guilds([1]).with_channels([10]).with_dm_users(["7"]),
     ];
     for settings in &settings {
@@ -37,10 +37,10 @@ pub fn check_discord(data: &[u8]) {
 }
 
 /// Reads `data` as a Slack push event, event callback or slash command and maps it, with open
-/// allow-lists and with ones that admit nothing.
+/// allow-lists (bots and every DM admitted) and with narrow ones.
 pub fn check_slack(data: &[u8]) {
     let settings = [
-        SlackSettings::new("xoxb-token", "xapp-token").with_allow_bots(true),
+        SlackSettings::new("xoxb-token", "xapp-token").with_allow_bots(true).with_dm_users(["*"]),
         SlackSettings::new("xoxb-token", "xapp-token")
             .with_workspaces(["T1"])
             .with_channels(["C1"])
