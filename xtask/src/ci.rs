@@ -1,5 +1,8 @@
 //! `cargo xtask ci`: the checks a change must pass, in the order that fails fastest.
 //!
+//! After the tests come the fuzz crate's lint and a short run of every fuzz target, then the
+//! soak, whose test summary closes the output.
+//!
 //! Besides the default build (the local models included), the steps lint the build without its
 //! default features and the API docs: a broken intra-doc link fails the run.
 
@@ -24,6 +27,15 @@ const SOAK_CLIPPY: &[&str] = &["clippy", "-p", "spacebot-soak", "--test", "soak"
 const DOC: &[&str] = &["doc", "--workspace", "--no-deps"];
 const DOC_ENV: (&str, &str) = ("RUSTDOCFLAGS", "-D warnings");
 
+/// The fuzz crate is a workspace of its own (so the steps above never build libFuzzer); it is
+/// linted by its manifest.
+const FUZZ_CLIPPY: &[&str] = &["clippy", "--manifest-path", "fuzz/Cargo.toml", "--all-targets", "--", "-D", "warnings"];
+
+/// The fuzz targets' short run, after the tests: each target's regressions, then this many
+/// seconds of coverage-guided fuzzing per target (`cargo xtask fuzz`; the long runs are in
+/// `docs/security.md`).
+const FUZZ_SECONDS: u64 = 10;
+
 /// The soak harness's short form, after the tests: 20 trials of kills and restarts of the real
 /// binary and an HTTP fuzz pass (about two and a half minutes on two cores). The seed is fixed so
 /// CI is repeatable (the moments of the kills still vary with scheduling); other seeds are for
@@ -31,7 +43,8 @@ const DOC_ENV: (&str, &str) = ("RUSTDOCFLAGS", "-D warnings");
 /// reproduce it.
 const SOAK_ARGS: &[&str] = &["--seed", "17", "--trials", "20", "--fuzz", "300"];
 
-/// Runs fmt, clippy, the docs, the tests and the short soak, stopping at the first failure.
+/// Runs fmt, clippy, the docs, the tests, the fuzz lint and short run, and the short soak,
+/// stopping at the first failure.
 ///
 /// The tidy rules need no step of their own: they run as the `tidy` test in `xtask`.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
@@ -52,6 +65,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     } else {
         steps.push(&["test", "--workspace"]);
     }
+    steps.push(FUZZ_CLIPPY);
 
     let started = Instant::now();
     for args in &steps {
@@ -74,6 +88,14 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         }
         println!("==> {shown}: ok in {took:.1}s");
     }
+    let shown = format!("cargo xtask fuzz --seconds {FUZZ_SECONDS}");
+    println!("==> {shown}");
+    let fuzz_started = Instant::now();
+    let targets: Vec<String> = crate::fuzz::TARGETS.iter().map(|name| (*name).to_owned()).collect();
+    if !crate::fuzz::run(root, &targets, crate::fuzz::Budget::Seconds(FUZZ_SECONDS))? {
+        bail!("`{shown}` failed after {:.1}s", fuzz_started.elapsed().as_secs_f64());
+    }
+    println!("==> {shown}: ok in {:.1}s", fuzz_started.elapsed().as_secs_f64());
     let shown = format!("cargo xtask soak {}", SOAK_ARGS.join(" "));
     println!("==> {shown}");
     let soak_started = Instant::now();
@@ -82,7 +104,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         bail!("`{shown}` failed after {:.1}s", soak_started.elapsed().as_secs_f64());
     }
     println!("==> {shown}: ok in {:.1}s", soak_started.elapsed().as_secs_f64());
-    println!("ci: {} steps passed in {:.1}s", steps.len() + 1, started.elapsed().as_secs_f64());
+    println!("ci: {} steps passed in {:.1}s", steps.len() + 2, started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -20,9 +20,12 @@
 //! - `soak [args]`: builds the `spacebot` binary, then runs the soak harness
 //!   (`benches/spacebot-soak`, a test target run only when selected) against it: kills and
 //!   restarts at seeded moments, invariants checked, an HTTP fuzz pass; see `docs/benchmarks.md`.
+//! - `fuzz [TARGET...] [--seconds N | --runs N]`: builds the coverage-guided fuzz targets of
+//!   `fuzz/` (libFuzzer, on the stable toolchain) and runs each; see `docs/security.md`.
 
 mod ci;
 mod dist;
+mod fuzz;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +44,9 @@ commands:
   soak    kill -9 / SIGTERM the real binary at seeded moments, restart, check every invariant, fuzz
           the HTTP API: `soak [--seed N] [--trials N] [--trial T] [--stops N] [--messages N]
           [--idle-ms N] [--fuzz N]` (20 trials by default; exits non-zero on a violation)
+  fuzz    build the libFuzzer targets (stable toolchain) and run each, regressions first:
+          `fuzz [split|scrub|http_bodies|config|discord|slack|mcp ...] [--seconds N | --runs N]`
+          (every target, 10 seconds each, by default; exits non-zero on a finding; docs/security.md)
   help    print this message";
 
 /// The benchmarks `benches/spacebot-bench` knows.
@@ -59,6 +65,8 @@ enum Command {
     EvalRecall(Vec<String>),
     /// The binary to ship.
     Dist,
+    /// The fuzz targets to run, in order, and for how long each.
+    Fuzz(Vec<String>, fuzz::Budget),
     Help,
 }
 
@@ -98,6 +106,12 @@ fn parse(args: &[String]) -> Result<Command, String> {
             [name, ..] => Err(format!("unknown evaluation `{name}`; known: recall")),
             [] => Err("`eval` needs an evaluation: recall".to_owned()),
         };
+    }
+    if let [command, rest @ ..] = args
+        && command == "fuzz"
+    {
+        let (targets, budget) = fuzz::parse(rest)?;
+        return Ok(Command::Fuzz(targets, budget));
     }
     if let [command, rest @ ..] = args
         && command == "soak"
@@ -149,6 +163,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Fuzz(targets, budget) => {
+            Ok(if fuzz::run(&root, &targets, budget)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Soak(args) => Ok(if soak(&root, &args)? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         Command::EvalRecall(args) => {
@@ -225,6 +242,13 @@ mod tests {
         );
         assert!(parse(&args(&["eval", "speed"])).unwrap_err().contains("`speed`"));
         assert!(parse(&args(&["eval"])).is_err());
+        let all: Vec<String> = fuzz::TARGETS.iter().map(|name| (*name).to_owned()).collect();
+        assert_eq!(parse(&args(&["fuzz"])), Ok(Command::Fuzz(all, fuzz::DEFAULT_BUDGET)));
+        assert_eq!(
+            parse(&args(&["fuzz", "config", "--runs", "1000000"])),
+            Ok(Command::Fuzz(vec!["config".to_owned()], fuzz::Budget::Runs(1_000_000)))
+        );
+        assert!(parse(&args(&["fuzz", "nope"])).unwrap_err().contains("`nope`"));
         assert_eq!(parse(&args(&["--help"])), Ok(Command::Help));
     }
 

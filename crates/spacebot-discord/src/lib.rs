@@ -27,5 +27,49 @@ pub use commands::CONTROL_COMMANDS;
 pub use error::classify;
 pub use settings::DiscordSettings;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    //! The gateway payload mapping, reachable by the fuzz targets in `fuzz/` (feature `fuzzing`)
+    //! without making the mapping part of the crate's API.
+
+    use serenity::model::application::Interaction;
+    use serenity::model::channel::Message;
+    use serenity::model::event::{Event, GatewayEvent};
+
+    use spacebot_core::InboundMessage;
+
+    use crate::inbound::{Place, admitted};
+    use crate::settings::DiscordSettings;
+
+    /// Reads `payload` as the gateway would deliver it (a `MESSAGE_CREATE` or
+    /// `INTERACTION_CREATE` dispatch, or a bare message object) and maps it as the adapter does,
+    /// with `parent` as the channel's parent; `None` when it is no such payload or is filtered
+    /// out.
+    pub fn map_payload(
+        settings: &DiscordSettings,
+        bot_user: u64,
+        parent: Option<u64>,
+        payload: &[u8],
+    ) -> Option<InboundMessage> {
+        if let Ok(GatewayEvent::Dispatch(_, event)) = serde_json::from_slice::<GatewayEvent>(payload) {
+            return match event {
+                Event::MessageCreate(created) => {
+                    crate::inbound::map_message(settings, bot_user, &created.message, parent)
+                }
+                Event::InteractionCreate(created) => {
+                    let Interaction::Command(command) = created.interaction else { return None };
+                    let guild = command.guild_id.map(|g| g.get());
+                    let place = Place { guild, channel: command.channel_id.get(), parent: guild.and(parent) };
+                    admitted(settings, place, command.user.id.get())
+                        .then(|| crate::commands::map_command(settings, &command, place))
+                }
+                _ => None,
+            };
+        }
+        let message: Message = serde_json::from_slice(payload).ok()?;
+        crate::inbound::map_message(settings, bot_user, &message, parent)
+    }
+}
+
 /// Discord's limit on the characters of one message.
 pub const MESSAGE_LIMIT: usize = 2000;

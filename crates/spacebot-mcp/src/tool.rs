@@ -37,17 +37,19 @@ pub(crate) struct McpTool {
 
 impl McpTool {
     pub(crate) fn new(server: Arc<Shared>, tool: &rmcp::model::Tool) -> Self {
-        let name = tool_name(&server.settings.name, &tool.name);
-        let description = tool.description.as_deref().unwrap_or_default();
-        let description = format!("{description} (tool `{}` of the MCP server `{}`)", tool.name, server.settings.name);
-        let schema = serde_json::Value::Object(tool.input_schema.as_ref().clone());
-        Self {
-            spec: ToolSpec::new(name.clone(), description.trim_start(), schema),
-            name,
-            remote: tool.name.to_string(),
-            server,
-        }
+        let spec = tool_spec(&server.settings.name, tool);
+        Self { name: spec.name.clone(), spec, remote: tool.name.to_string(), server }
     }
+}
+
+/// The definition the model is offered for `tool` of the server named `server`: the prefixed
+/// name, the server's description with where the tool comes from, and the server's schema.
+pub(crate) fn tool_spec(server: &str, tool: &rmcp::model::Tool) -> ToolSpec {
+    let name = tool_name(server, &tool.name);
+    let description = tool.description.as_deref().unwrap_or_default();
+    let description = format!("{description} (tool `{}` of the MCP server `{server}`)", tool.name);
+    let schema = serde_json::Value::Object(tool.input_schema.as_ref().clone());
+    ToolSpec::new(name, description.trim_start(), schema)
 }
 
 #[async_trait]
@@ -105,7 +107,7 @@ impl Tool for McpTool {
 
 /// What the model reads of a result: its text blocks, then the rest described, or the
 /// structured content when there is no block.
-fn result_text(result: &CallToolResult) -> String {
+pub(crate) fn result_text(result: &CallToolResult) -> String {
     let mut parts = Vec::new();
     for block in &result.content {
         match block {

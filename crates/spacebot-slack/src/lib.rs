@@ -31,6 +31,32 @@ pub use emoji::shortcode;
 pub use error::classify;
 pub use settings::SlackSettings;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    //! The Socket Mode payload mapping, reachable by the fuzz targets in `fuzz/` (feature
+    //! `fuzzing`) without making the mapping part of the crate's API.
+
+    use slack_morphism::prelude::{SlackCommandEvent, SlackPushEvent, SlackPushEventCallback};
+
+    use spacebot_core::InboundMessage;
+
+    use crate::settings::SlackSettings;
+
+    /// Reads `payload` as Slack would deliver it (an `event_callback` push, its bare callback, or
+    /// a slash command) and maps it as the adapter does; `None` when it is no such payload or is
+    /// filtered out.
+    pub fn map_payload(settings: &SlackSettings, bot_user: &str, payload: &[u8]) -> Option<InboundMessage> {
+        if let Ok(SlackPushEvent::EventCallback(push)) = serde_json::from_slice::<SlackPushEvent>(payload) {
+            return crate::inbound::map_push(settings, bot_user, &push);
+        }
+        if let Ok(push) = serde_json::from_slice::<SlackPushEventCallback>(payload) {
+            return crate::inbound::map_push(settings, bot_user, &push);
+        }
+        let command: SlackCommandEvent = serde_json::from_slice(payload).ok()?;
+        crate::inbound::map_command(settings, &command)
+    }
+}
+
 /// How many characters of text one Slack message carries before it is split. Slack accepts more,
 /// but longer messages are collapsed and hard to read.
 pub const MESSAGE_LIMIT: usize = 4000;

@@ -17,7 +17,7 @@ pub(crate) const DOCUMENTS: &[&str] =
 
 /// The top-level directories a checked path starts with.
 const ROOTS: &[&str] =
-    &["crates/", "bins/", "benches/", "examples/", "xtask/", "docs/", "migrations/", "scripts/", ".ci/"];
+    &["crates/", "bins/", "benches/", "examples/", "xtask/", "fuzz/", "docs/", "migrations/", "scripts/", ".ci/"];
 
 /// The documents to check under `root`: [`DOCUMENTS`] that exist and every `.md` file in `docs/`,
 /// as paths relative to `root`.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::Violation;
 
 /// The directories whose `.rs` files the rules cover, relative to the workspace root.
-pub(crate) const ROOTS: &[&str] = &["crates", "bins", "benches", "xtask", "examples"];
+pub(crate) const ROOTS: &[&str] = &["crates", "bins", "benches", "xtask", "examples", "fuzz"];
 
 /// Files that must stay small, with their budget in lines.
 ///
