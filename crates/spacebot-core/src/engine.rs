@@ -83,16 +83,27 @@ pub enum ControlCommand {
     Quiet,
 }
 
+/// Whether `word` is a mention as adapters hand them in: `@name` (rendered) or `<@id>` (raw).
+fn is_mention(word: &str) -> bool {
+    (word.len() > 1 && word.starts_with('@')) || (word.starts_with("<@") && word.ends_with('>'))
+}
+
 impl ControlCommand {
     /// The command a message carries: a [`MessageContent::Command`] or text whose first word is
-    /// one of the command names with a slash.
+    /// one of the command names with a slash. In a message that mentions the bot, a leading
+    /// mention is passed over (`@spacebot /pause`, `<@U123> /pause`): in a server or workspace
+    /// where several bots listen, that is how a command is addressed to one.
     ///
     /// [`MessageContent::Command`]: crate::MessageContent::Command
     pub fn parse(message: &InboundMessage) -> Option<Self> {
         let name = match &message.content {
             crate::message::MessageContent::Command { name, .. } => name.trim_start_matches('/').to_owned(),
             crate::message::MessageContent::Text { text } => {
-                let first = text.split_whitespace().next()?;
+                let mut words = text.split_whitespace();
+                let mut first = words.next()?;
+                if message.mentions_bot() && is_mention(first) {
+                    first = words.next()?;
+                }
                 first.strip_prefix('/')?.to_owned()
             }
             _ => return None,
@@ -186,5 +197,32 @@ pub trait ConversationEngine: Send + Sync + 'static {
     /// circuit breaker open), for `status`. The default has none.
     fn notices(&self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{MENTIONS_BOT_KEY, Sender};
+
+    fn command(text: &str, mentions_bot: bool) -> Option<ControlCommand> {
+        let message = InboundMessage::text("discord", "discord:c1", Sender::new("u1"), text)
+            .with_metadata(MENTIONS_BOT_KEY, serde_json::json!(mentions_bot));
+        ControlCommand::parse(&message)
+    }
+
+    #[test]
+    fn a_command_addressed_to_the_bot_by_a_leading_mention_is_a_command() {
+        assert_eq!(command("/pause", false), Some(ControlCommand::Pause));
+        assert_eq!(command("@spacebot /pause", true), Some(ControlCommand::Pause));
+        assert_eq!(command("<@UBOT> /Stop now", true), Some(ControlCommand::Stop));
+        assert_eq!(command("<@!42>   /mention-only", true), Some(ControlCommand::MentionOnly));
+        // Only a leading mention, only in a message to the bot, only a known command.
+        assert_eq!(command("@spacebot /pause", false), None);
+        assert_eq!(command("hey @spacebot /pause", true), None);
+        assert_eq!(command("@spacebot please /pause", true), None);
+        assert_eq!(command("@spacebot /dance", true), None);
+        assert_eq!(command("@ /pause", true), None);
+        assert_eq!(command("@spacebot", true), None);
     }
 }

@@ -110,9 +110,24 @@ async fn discord_mention_only_reads_everything_answers_mentions_and_only_admins_
     };
     discord.wait_for("the slash command's refusal", WAIT, in_place(stranger, refusal)).await;
 
+    // "@spacebot /pause", the way a command is addressed to one bot among several, is a command
+    // too: refused for the stranger, not answered by the model.
+    discord.post(FakeMessage::guild(1, 10, 7, "/pause").by("bob").mentioning_bot());
+    discord
+        .wait_for("the refusal of the mention", WAIT, |r| {
+            r.iter().filter(|r| r.body["content"] == json!(refusal)).count() == 2
+        })
+        .await;
+
     // The admin's works.
     let admin = discord.slash_command(Some(1), 10, 42, "pause", None);
     discord.wait_for("the admin's pause", WAIT, in_place(admin, "Paused:")).await;
+    discord.post(FakeMessage::guild(1, 10, 42, "/resume").by("carol").mentioning_bot());
+    discord
+        .wait_for("the admin's resume by mention", WAIT, |r| {
+            r.iter().any(|r| r.body["content"].as_str().is_some_and(|text| text.starts_with("Resumed")))
+        })
+        .await;
     assert_eq!(model.request_count(), 1, "commands make no model call");
     let (status, _) = daemon.stop().await;
     assert!(status.success());
