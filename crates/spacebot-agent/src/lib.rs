@@ -8,7 +8,7 @@
 //! A turn is our own loop, not a provider's: the channel calls the model with its tools, runs the
 //! tools it asks for, and calls again, within a per-turn budget of model calls and a wall-clock
 //! limit. The channel tools are `reply`, `skip`, `react`, `branch`, `spawn_worker`, `route` and
-//! `cancel`; plain text from the model is sent as a fallback reply unless it looks like tool
+//! `cancel`, with `send_file` when the agent has a workspace; plain text from the model is sent as a fallback reply unless it looks like tool
 //! syntax or carries a secret.
 //!
 //! The channel never does long work: *branches* (forks of its context that think) and *workers*
@@ -47,8 +47,8 @@ pub use error::{Result, TaskToolError};
 pub use identity::{FileState, IDENTITY_FILES, IdentityDir, MAX_FILE_BYTES};
 pub use memory_tools::{MEMORY_DELETE_TOOL, MEMORY_RECALL_TOOL, MEMORY_SAVE_TOOL, MemoryToolContext, memory_tools};
 pub use task_tools::{
-    Launcher, MAX_SEARCH_RESULTS, Mounts, Sandbox, SearchBackend, TaskToolSettings, WebFetchSettings,
-    WebSearchSettings, bubblewrap_available, task_tools,
+    DEFAULT_MAX_SEND_BYTES, Launcher, MAX_SEARCH_RESULTS, Mounts, SEND_FILE_TOOL, Sandbox, SearchBackend,
+    TaskToolSettings, WebFetchSettings, WebSearchSettings, bubblewrap_available, task_tools,
 };
 pub use tools::{
     BRANCH_TOOL, CANCEL_TOOL, CRON_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, SET_STATUS_TOOL, SKIP_TOOL,

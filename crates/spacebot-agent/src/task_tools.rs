@@ -1,6 +1,8 @@
 //! The workers' built-in task tools: `file_read`, `file_write`, `file_list` and `shell`,
 //! confined to the agent's workspace directory, `web_fetch`, guarded against private
-//! addresses, and `web_search` through the configured search API.
+//! addresses, and `web_search` through the configured search API. `send_file` (for the channel
+//! and for workers) uploads a workspace file to the conversation; being bound to one
+//! conversation, it is added where a worker starts, not here.
 //!
 //! Confinement is checked on resolved paths (symlinks followed), so no path, however it is
 //! spelled, reaches outside the workspace. Shell commands run inside bubblewrap when it is
@@ -9,6 +11,7 @@
 //! an output cap.
 
 mod launcher;
+mod send_file;
 mod shell;
 mod web;
 mod web_search;
@@ -23,6 +26,8 @@ use spacebot_core::Tool;
 use crate::error::TaskToolError;
 
 pub use launcher::{Launcher, Mounts, bubblewrap_available};
+pub use send_file::{DEFAULT_MAX_SEND_BYTES, SEND_FILE_TOOL};
+pub(crate) use send_file::{FileSender, SendFile, SendFileArgs, send_file_spec};
 pub use shell::Sandbox;
 pub use web::WebFetchSettings;
 pub use web_search::{MAX_SEARCH_RESULTS, SearchBackend, WebSearchSettings};
@@ -47,6 +52,8 @@ pub struct TaskToolSettings {
     pub hidden_paths: Vec<PathBuf>,
     /// Longest file `file_read` returns, in bytes.
     pub max_read_bytes: usize,
+    /// Largest file `send_file` uploads, in bytes; a larger one is refused, not cut.
+    pub max_send_bytes: usize,
     /// `web_fetch`, when enabled.
     pub web_fetch: Option<WebFetchSettings>,
     /// `web_search`, when a search API is configured (none by default).
@@ -63,6 +70,7 @@ impl Default for TaskToolSettings {
             shell_network: false,
             hidden_paths: Vec::new(),
             max_read_bytes: 256 * 1024,
+            max_send_bytes: DEFAULT_MAX_SEND_BYTES,
             web_fetch: Some(WebFetchSettings::default()),
             web_search: None,
         }
@@ -92,6 +100,12 @@ impl TaskToolSettings {
     /// Hides these paths from sandboxed commands (see [`hidden_paths`](Self::hidden_paths)).
     pub fn with_hidden_paths(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
         self.hidden_paths.extend(paths);
+        self
+    }
+
+    /// Sets the largest file `send_file` uploads.
+    pub fn with_max_send_bytes(mut self, bytes: usize) -> Self {
+        self.max_send_bytes = bytes;
         self
     }
 

@@ -19,7 +19,8 @@ use spacebot_core::{Scrubber, Tool, ToolCall};
 
 pub use channel::{BRANCH_TOOL, CANCEL_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, SKIP_TOOL, SPAWN_WORKER_TOOL};
 pub(crate) use channel::{
-    BranchArgs, CancelArgs, ChannelCall, ReactArgs, RouteArgs, SpawnWorkerArgs, channel_tools, fallback_refusal,
+    BranchArgs, CancelArgs, ChannelCall, ChannelToolSet, ReactArgs, RouteArgs, SpawnWorkerArgs, channel_tools,
+    fallback_refusal,
 };
 pub use cron::CRON_TOOL;
 pub(crate) use cron::run_cron_tool;

@@ -306,13 +306,16 @@ pub enum OutboundResponse {
         /// The update.
         status: StatusUpdate,
     },
-    /// A file.
+    /// A file, uploaded to the conversation. Adapters that can't deliver files answer
+    /// [`AdapterErrorKind::Unsupported`](crate::AdapterErrorKind::Unsupported).
     File {
         /// File name.
         filename: String,
         /// MIME type.
         mime_type: String,
-        /// The bytes.
+        /// The bytes. Not serialized: a [`RuntimeEvent`](crate::RuntimeEvent) about a file says
+        /// its name and type, without its contents.
+        #[serde(skip)]
         data: Vec<u8>,
         /// Optional caption.
         caption: Option<String>,

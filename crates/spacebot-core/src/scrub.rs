@@ -118,6 +118,15 @@ impl Scrubber {
             Cow::Owned(scrubbed) => scrubbed,
         }
     }
+
+    /// A file's contents with the secrets masked when they are text (UTF-8), as a text reply
+    /// would be; other contents (an image, an archive) are returned as they are.
+    pub fn scrub_bytes(&self, data: Vec<u8>) -> Vec<u8> {
+        match String::from_utf8(data) {
+            Ok(text) => self.scrub_owned(text).into_bytes(),
+            Err(not_text) => not_text.into_bytes(),
+        }
+    }
 }
 
 impl Scrubber {
@@ -133,7 +142,7 @@ impl Scrubber {
             OutboundResponse::File { filename, mime_type, data, caption } => OutboundResponse::File {
                 filename: self.scrub_owned(filename),
                 mime_type,
-                data,
+                data: self.scrub_bytes(data),
                 caption: caption.map(|caption| self.scrub_owned(caption)),
             },
             other => other,

@@ -15,11 +15,12 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use slack_morphism::hyper_tokio::{SlackClientHyperConnector, SlackClientHyperHttpsConnector};
 use slack_morphism::prelude::{
     HttpStatusCode, SlackApiAppsConnectionOpenRequest, SlackApiAssistantThreadsSetStatusRequest,
-    SlackApiChatPostMessageRequest, SlackApiRateControlConfig, SlackApiReactionsAddRequest, SlackApiToken,
-    SlackApiTokenValue, SlackChannelId, SlackClient, SlackClientEventsListenerEnvironment, SlackClientEventsUserState,
-    SlackClientSocketModeConfig, SlackClientSocketModeListener, SlackCommandEvent, SlackCommandEventResponse,
-    SlackMessageContent, SlackPushEventCallback, SlackReactionName, SlackSocketModeListenerCallbacks, SlackTs,
-    UserCallbackResult,
+    SlackApiChatPostMessageRequest, SlackApiFilesComplete, SlackApiFilesCompleteUploadExternalRequest,
+    SlackApiFilesGetUploadUrlExternalRequest, SlackApiFilesUploadViaUrlRequest, SlackApiRateControlConfig,
+    SlackApiReactionsAddRequest, SlackApiToken, SlackApiTokenValue, SlackChannelId, SlackClient,
+    SlackClientEventsListenerEnvironment, SlackClientEventsUserState, SlackClientSocketModeConfig,
+    SlackClientSocketModeListener, SlackCommandEvent, SlackCommandEventResponse, SlackMessageContent,
+    SlackPushEventCallback, SlackReactionName, SlackSocketModeListenerCallbacks, SlackTs, UserCallbackResult,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,6 +73,14 @@ struct CallbackState {
     inbound: mpsc::Sender<Handed>,
     /// Downloads image files before a message is handed in (`images.rs`).
     files: Option<reqwest::Client>,
+}
+
+/// A file to upload.
+struct Upload {
+    filename: String,
+    mime_type: String,
+    data: Vec<u8>,
+    caption: Option<String>,
 }
 
 /// The runtime did not take a message: its envelope must stay unacknowledged.
@@ -155,6 +164,31 @@ impl Inner {
             self.post(channel, thread, &part).await?;
         }
         Ok(())
+    }
+
+    /// Uploads a file into the channel (and thread) the way Slack asks since `files.upload` was
+    /// retired: an upload URL, the bytes posted there, then the upload completed into the channel.
+    async fn upload(&self, channel: &str, thread: Option<&str>, file: Upload) -> Result<(), AdapterError> {
+        let session = self.api.open_session(&self.bot_token);
+        let classify = |e| classify(self.name(), e);
+        let request = SlackApiFilesGetUploadUrlExternalRequest::new(file.filename.clone(), file.data.len());
+        let target = session.get_upload_url_external(&request).await.map_err(classify)?;
+        // slack-morphism posts the bytes with the bot token: only to Slack (or the configured API).
+        if !crate::images::is_slack_file_host(target.upload_url.0.as_str(), self.settings.api_url.as_deref()) {
+            return Err(AdapterError::permanent(
+                self.name(),
+                format!("Slack gave an upload URL off its own hosts ({}); not sending the file", target.upload_url.0),
+            ));
+        }
+        let bytes = SlackApiFilesUploadViaUrlRequest::new(target.upload_url, file.data, file.mime_type);
+        session.files_upload_via_url(&bytes).await.map_err(classify)?;
+        let complete = SlackApiFilesCompleteUploadExternalRequest::new(vec![
+            SlackApiFilesComplete::new(target.file_id).with_title(file.filename),
+        ])
+        .with_channel_id(SlackChannelId::new(channel.to_owned()))
+        .opt_initial_comment(file.caption)
+        .opt_thread_ts(thread.map(|t| SlackTs::new(t.to_owned())));
+        session.files_complete_upload_external(&complete).await.map(|_| ()).map_err(classify)
     }
 
     async fn set_thread_status(&self, channel: &str, thread: &str, status: &str) -> Result<(), AdapterError> {
@@ -251,6 +285,9 @@ impl MessagingAdapter for SlackAdapter {
                 Some(thread) => inner.set_thread_status(&channel, &thread, "").await,
                 None => Ok(()),
             },
+            OutboundResponse::File { filename, mime_type, data, caption } => {
+                inner.upload(&channel, thread.as_deref(), Upload { filename, mime_type, data, caption }).await
+            }
             other => Err(AdapterError::new(
                 AdapterErrorKind::Unsupported,
                 inner.name(),

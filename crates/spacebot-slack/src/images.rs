@@ -89,9 +89,9 @@ async fn fetch(client: &reqwest::Client, bot_token: &str, attachment: &Attachmen
         .unwrap_or_else(|_| Err(format!("its download took longer than {} s", FETCH_TIMEOUT.as_secs())))
 }
 
-/// `bytes` as people read a file size: `7.0 MB`.
-/// Whether `url` is one of Slack's hosts (https) or on the configured API's host.
-fn is_slack_file_host(url: &str, api_url: Option<&str>) -> bool {
+/// Whether `url` is one of Slack's hosts (https) or on the configured API's host: the only
+/// places the bot token may go (file downloads, and the upload URLs Slack hands out).
+pub(crate) fn is_slack_file_host(url: &str, api_url: Option<&str>) -> bool {
     let Ok(url) = reqwest::Url::parse(url) else { return false };
     let Some(host) = url.host_str() else { return false };
     let slack = url.scheme() == "https" && (host == "slack.com" || host.ends_with(".slack.com"));
@@ -101,6 +101,7 @@ fn is_slack_file_host(url: &str, api_url: Option<&str>) -> bool {
     slack || configured
 }
 
+/// `bytes` as people read a file size: `7.0 MB`.
 fn megabytes(bytes: u64) -> String {
     // A file size fits an f64's 52-bit mantissa for any size a chat platform allows.
     format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))

@@ -3,7 +3,8 @@
 //! [`run`] checks what the runtime relies on, whatever the platform: inbound normalisation
 //! (source, adapter key, sender, text, distinct conversations for a channel, a thread and a direct
 //! message), replies in place, splitting at the platform's limit without breaking words or code
-//! blocks, thread replies, reactions, typing, recovery after a dropped connection, and a bounded
+//! blocks, thread replies, reactions, typing, files (uploaded in place, bytes intact, or refused as
+//! unsupported; never dropped quietly), recovery after a dropped connection, and a bounded
 //! shutdown.
 //!
 //! The suite talks to the adapter through the trait only, and to the platform through a
@@ -21,7 +22,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use spacebot_core::{InboundMessage, InboundStream, MessagingAdapter, OutboundResponse, StatusUpdate};
+use spacebot_core::{
+    AdapterErrorKind, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse, StatusUpdate,
+};
 
 /// Where on the platform something happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,17 @@ pub enum Action {
     Typing {
         /// Where.
         place: Place,
+    },
+    /// A file uploaded in a place.
+    File {
+        /// Where.
+        place: Place,
+        /// Its name.
+        filename: String,
+        /// The message sent with it.
+        caption: Option<String>,
+        /// Its bytes, as the platform received them.
+        bytes: Vec<u8>,
     },
 }
 
@@ -158,6 +172,29 @@ pub async fn run(adapter: Arc<dyn MessagingAdapter>, platform: &dyn Platform) {
         send(&adapter, target, OutboundResponse::Status { status: StatusUpdate::Typing }).await;
         wait_for(platform, "a typing indicator", |a| *a == Action::Typing { place }).await;
         send(&adapter, target, OutboundResponse::Status { status: StatusUpdate::StopTyping }).await;
+    }
+
+    // A file lands in place with its caption and its bytes intact, or the adapter says it can't
+    // send files; it is never dropped quietly.
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let file = OutboundResponse::File {
+        filename: "conformance.bin".into(),
+        mime_type: "application/octet-stream".into(),
+        data: bytes.clone(),
+        caption: Some("conformance: a file".into()),
+    };
+    match tokio::time::timeout(STEP, adapter.send(&thread, file)).await {
+        Ok(Ok(())) => expect(platform, "the file in the thread", |a| {
+            *a == Action::File {
+                place: Place::Thread,
+                filename: "conformance.bin".into(),
+                caption: Some("conformance: a file".into()),
+                bytes: bytes.clone(),
+            }
+        }),
+        Ok(Err(error)) if error.kind() == AdapterErrorKind::Unsupported => {}
+        Ok(Err(error)) => panic!("conformance: sending a file failed: {error}"),
+        Err(_) => panic!("conformance: sending a file did not return within {STEP:?}"),
     }
 
     // A dropped connection is recovered: by the adapter itself, or by ending the stream so the

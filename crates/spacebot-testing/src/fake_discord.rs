@@ -4,7 +4,9 @@
 //!
 //! - REST under `/api/v10`: `GET /gateway` (pointing at its own websocket), `GET /users/@me`,
 //!   `GET /channels/{id}`, `POST /channels/{id}/messages`, `POST /channels/{id}/typing`,
-//!   `PUT /channels/{id}/messages/{id}/reactions/{emoji}/@me`,
+//!   `PUT /channels/{id}/messages/{id}/reactions/{emoji}/@me` (a message with files comes as
+//!   `multipart/form-data`: its `payload_json` is recorded as the body, its files as the
+//!   request's [`DiscordUpload`]s),
 //!   `POST /channels/{id}/messages/{id}/threads`, the application command routes, interaction
 //!   callbacks and `@original` edits. Every request is recorded; scripted failures (a status with an
 //!   optional `Retry-After`) can be queued per route.
@@ -25,7 +27,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -38,6 +40,8 @@ pub const BOT_USER_ID: u64 = 900_000_000_000_000_001;
 /// The application id in READY.
 pub const APPLICATION_ID: u64 = 900_000_000_000_000_002;
 const BOT_NAME: &str = "spacebot";
+/// The largest multipart body the fake reads: 25 MiB, Discord's largest upload.
+const MAX_UPLOAD_BYTES: usize = 25 << 20;
 const TIMESTAMP: &str = "2025-01-01T00:00:00.000000+00:00";
 
 /// One REST request the fake received.
@@ -47,8 +51,23 @@ pub struct DiscordRequest {
     pub method: String,
     /// The path after `/api/v10`, e.g. `/channels/10/messages`.
     pub path: String,
-    /// The JSON body, or `Null`.
+    /// The JSON body (a multipart message's `payload_json`), or `Null`.
     pub body: Value,
+    /// The files of a multipart message, in order.
+    pub files: Vec<DiscordUpload>,
+}
+
+/// A file the bot uploaded with a message (`multipart/form-data`, as Discord takes files).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscordUpload {
+    /// The path it was posted to, after `/api/v10`, e.g. `/channels/10/messages`.
+    pub path: String,
+    /// The file name the client gave.
+    pub filename: String,
+    /// The part's content type, if the client gave one.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// A message a fake user posts, dispatched as `MESSAGE_CREATE`.
@@ -183,7 +202,10 @@ impl FakeDiscord {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let shared = Arc::new(Shared { next_id: AtomicU64::new(700_000_000_000_000_000), ..Shared::default() });
         let state = AppState { shared: shared.clone(), addr };
-        let app = Router::new().fallback(handle).with_state(state);
+        let app = Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+            .with_state(state);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -299,6 +321,11 @@ impl FakeDiscord {
         lock(&self.shared.requests).clone()
     }
 
+    /// Every file the bot uploaded, in order.
+    pub fn uploads(&self) -> Vec<DiscordUpload> {
+        lock(&self.shared.requests).iter().flat_map(|request| request.files.iter().cloned()).collect()
+    }
+
     /// The contents of the messages the bot posted in `channel`, in order.
     pub fn messages_in(&self, channel: u64) -> Vec<String> {
         let path = format!("/channels/{channel}/messages");
@@ -412,6 +439,7 @@ async fn handle(State(state): State<AppState>, request: axum::extract::Request) 
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             body: Value::Null,
+            files: Vec::new(),
         });
         state.shared.changed.notify_waiters();
         return match lock(&state.shared.files).get(name).cloned() {
@@ -419,15 +447,61 @@ async fn handle(State(state): State<AppState>, request: axum::extract::Request) 
             None => not_found("fake Discord: no such file", 0),
         };
     }
+    let multipart = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("multipart/form-data"));
+    if multipart {
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let path = uri.path().strip_prefix("/api/v10").unwrap_or(uri.path()).to_owned();
+        return match read_multipart(axum::extract::Request::from_parts(parts, body), &state, &path).await {
+            Ok((payload, uploads)) => rest(&state, &method, &uri, &payload, uploads),
+            Err(error) => {
+                (StatusCode::BAD_REQUEST, axum::Json(json!({"message": error, "code": 50035}))).into_response()
+            }
+        };
+    }
     let bytes: Bytes = axum::body::to_bytes(body, 10 * 1024 * 1024).await.unwrap_or_default();
-    rest(&state, &parts.method, &parts.uri, &bytes)
+    rest(&state, &parts.method, &parts.uri, &bytes, Vec::new())
 }
 
-fn rest(state: &AppState, method: &Method, uri: &Uri, body: &[u8]) -> Response {
+/// A `multipart/form-data` message: its `payload_json` and its files (`files[n]`), as Discord
+/// reads them (at most [`MAX_UPLOAD_BYTES`] in all).
+async fn read_multipart(
+    request: axum::extract::Request,
+    state: &AppState,
+    path: &str,
+) -> Result<(Bytes, Vec<DiscordUpload>), String> {
+    let mut form = axum::extract::Multipart::from_request(request, state).await.map_err(|e| e.body_text())?;
+    let mut payload = Bytes::new();
+    let mut uploads = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(|e| e.body_text())? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(|e| e.body_text())?;
+        match (name.as_str(), filename) {
+            ("payload_json", _) => payload = bytes,
+            (name, Some(filename)) if name.starts_with("files[") => {
+                uploads.push(DiscordUpload { path: path.to_owned(), filename, content_type, bytes: bytes.to_vec() });
+            }
+            (other, _) => return Err(format!("fake Discord: unexpected form field `{other}`")),
+        }
+    }
+    Ok((payload, uploads))
+}
+
+fn rest(state: &AppState, method: &Method, uri: &Uri, body: &[u8], files: Vec<DiscordUpload>) -> Response {
     let shared = &state.shared;
     let path = uri.path().strip_prefix("/api/v10").unwrap_or(uri.path()).to_owned();
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    lock(&shared.requests).push(DiscordRequest { method: method.to_string(), path: path.clone(), body: body.clone() });
+    lock(&shared.requests).push(DiscordRequest {
+        method: method.to_string(),
+        path: path.clone(),
+        body: body.clone(),
+        files,
+    });
     shared.changed.notify_waiters();
 
     let failure = {

@@ -4,7 +4,9 @@
 //!
 //! - the Web API under `/api/{method}`: `auth.test`, `apps.connections.open` (pointing at its own
 //!   Socket Mode websocket), `chat.postMessage`, `reactions.add`, `assistant.threads.setStatus`,
-//!   `api.test`; bodies are read as JSON or form data and recorded. Scripted failures answer one
+//!   `api.test`, and file uploads the way Slack takes them (`files.getUploadURLExternal`, the bytes
+//!   posted to the URL it gave, `files.completeUploadExternal`, recorded as [`SlackUpload`]s);
+//!   bodies are read as JSON or form data and recorded. Scripted failures answer one
 //!   call with a Slack error (`{"ok": false, "error": ...}`) or an HTTP status (429 with
 //!   `Retry-After` is a rate limit).
 //! - Socket Mode on `/socket`: `hello` on connect, then the envelopes a test pushes
@@ -32,6 +34,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+/// The largest upload the fake takes.
+const MAX_UPLOAD_BYTES: usize = 64 << 20;
+
 /// The bot's user id (`auth.test`).
 pub const BOT_USER: &str = "UBOT";
 /// The workspace (team) id (`auth.test`).
@@ -44,6 +49,36 @@ pub struct SlackCall {
     pub method: String,
     /// The arguments, from a JSON or form body (`Null` when there were none).
     pub body: Value,
+}
+
+/// A file the bot uploaded and shared into a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackUpload {
+    /// The file id Slack gave it.
+    pub file_id: String,
+    /// The channel it was shared into (`channel_id`).
+    pub channel: String,
+    /// The thread, if it was shared into one.
+    pub thread_ts: Option<String>,
+    /// The file name given to `files.getUploadURLExternal`.
+    pub filename: String,
+    /// The title given when completing the upload.
+    pub title: Option<String>,
+    /// The message shared with it.
+    pub initial_comment: Option<String>,
+    /// The content type the bytes were posted with.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// An upload URL handed out and not yet completed.
+#[derive(Debug, Clone, Default)]
+struct PendingUpload {
+    filename: String,
+    length: usize,
+    content_type: Option<String>,
+    bytes: Option<Vec<u8>>,
 }
 
 /// A message a fake user posts, pushed as an `events_api` envelope.
@@ -137,6 +172,10 @@ struct Shared {
     files: Mutex<std::collections::HashMap<String, (String, Vec<u8>)>>,
     /// The `Authorization` header of every file download, in order.
     file_downloads: Mutex<Vec<(String, Option<String>)>>,
+    /// Upload URLs handed out, by file id.
+    pending_uploads: Mutex<std::collections::HashMap<String, PendingUpload>>,
+    /// Uploads completed into a channel.
+    uploads: Mutex<Vec<SlackUpload>>,
     connections: AtomicUsize,
     next: AtomicU64,
 }
@@ -179,6 +218,11 @@ impl FakeSlack {
     /// Every file download: the path and the `Authorization` header it came with.
     pub fn file_downloads(&self) -> Vec<(String, Option<String>)> {
         lock(&self.shared.file_downloads).clone()
+    }
+
+    /// Every file the bot uploaded and shared, in order.
+    pub fn uploads(&self) -> Vec<SlackUpload> {
+        lock(&self.shared.uploads).clone()
     }
 
     /// Pushes a message event; returns its envelope id and its `ts`.
@@ -374,6 +418,24 @@ async fn handle(State(state): State<AppState>, request: axum::extract::Request) 
             None => (axum::http::StatusCode::NOT_FOUND, "file_not_found").into_response(),
         };
     }
+    if let Some(file_id) = parts.uri.path().strip_prefix("/upload/") {
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_UPLOAD_BYTES).await else {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response();
+        };
+        let mut pending = lock(&state.shared.pending_uploads);
+        let Some(upload) = pending.get_mut(file_id) else {
+            return (StatusCode::NOT_FOUND, "no such upload").into_response();
+        };
+        // Slack checks the bytes against the length asked for.
+        if bytes.len() != upload.length {
+            return (StatusCode::BAD_REQUEST, format!("expected {} bytes, got {}", upload.length, bytes.len()))
+                .into_response();
+        }
+        upload.content_type = content_type;
+        upload.bytes = Some(bytes.to_vec());
+        return ([(header::CONTENT_TYPE, "text/plain")], format!("OK - {}", bytes.len())).into_response();
+    }
     let bytes: Bytes = axum::body::to_bytes(body, 10 * 1024 * 1024).await.unwrap_or_default();
     let mut args = parse_body(&bytes);
     if let Some(query) = parts.uri.query()
@@ -426,6 +488,50 @@ fn web_api(state: &AppState, method: String, args: Value) -> Response {
             }))
         }
         "reactions.add" | "assistant.threads.setStatus" | "api.test" => ok_json(json!({"ok": true})),
+        "files.getUploadURLExternal" => {
+            let filename = args["filename"].as_str().unwrap_or_default().to_owned();
+            let length = args["length"]
+                .as_str()
+                .and_then(|n| n.parse::<usize>().ok())
+                .or(args["length"].as_u64().and_then(|n| usize::try_from(n).ok()));
+            let (Some(length), false) = (length, filename.is_empty()) else {
+                return ok_json(json!({"ok": false, "error": "invalid_arguments"}));
+            };
+            let file_id = format!("F{:08}", shared.next.fetch_add(1, Ordering::SeqCst));
+            lock(&shared.pending_uploads)
+                .insert(file_id.clone(), PendingUpload { filename, length, ..PendingUpload::default() });
+            ok_json(
+                json!({"ok": true, "file_id": file_id, "upload_url": format!("http://{}/upload/{file_id}", state.addr)}),
+            )
+        }
+        "files.completeUploadExternal" => {
+            let Some(channel) = args["channel_id"].as_str().map(str::to_owned) else {
+                return ok_json(json!({"ok": false, "error": "invalid_arguments"}));
+            };
+            let files = args["files"].as_array().cloned().unwrap_or_default();
+            let mut completed = Vec::new();
+            for file in &files {
+                let id = file["id"].as_str().unwrap_or_default();
+                let Some(PendingUpload { filename, content_type, bytes: Some(bytes), .. }) =
+                    lock(&shared.pending_uploads).remove(id)
+                else {
+                    return ok_json(json!({"ok": false, "error": "file_not_found"}));
+                };
+                completed.push(json!({"id": id, "name": filename, "title": file["title"].clone()}));
+                lock(&shared.uploads).push(SlackUpload {
+                    file_id: id.to_owned(),
+                    channel: channel.clone(),
+                    thread_ts: args["thread_ts"].as_str().map(str::to_owned),
+                    filename,
+                    title: file["title"].as_str().map(str::to_owned),
+                    initial_comment: args["initial_comment"].as_str().map(str::to_owned),
+                    content_type,
+                    bytes,
+                });
+            }
+            shared.changed.notify_waiters();
+            ok_json(json!({"ok": true, "files": completed}))
+        }
         _ => ok_json(json!({"ok": false, "error": "unknown_method"})),
     }
 }

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use spacebot_core::{AdapterError, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse};
+use spacebot_core::{
+    AdapterError, AdapterErrorKind, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse,
+};
 
 /// The runtime key (and message source) of the webhook adapter.
 pub const WEBHOOK_ADAPTER: &str = "webhook";
@@ -24,8 +26,16 @@ impl MessagingAdapter for WebhookAdapter {
         Ok(Box::pin(futures::stream::pending()))
     }
 
-    async fn send(&self, _target: &InboundMessage, _response: OutboundResponse) -> Result<(), AdapterError> {
-        // Replies are stored by the channel and published as events; callers poll or subscribe.
-        Ok(())
+    async fn send(&self, _target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
+        match response {
+            // The API serves messages, not files: say so rather than drop the file.
+            OutboundResponse::File { .. } => Err(AdapterError::new(
+                AdapterErrorKind::Unsupported,
+                WEBHOOK_ADAPTER,
+                "webhook conversations can't receive files; they stay in the agent's workspace",
+            )),
+            // Replies are stored by the channel and published as events; callers poll or subscribe.
+            _ => Ok(()),
+        }
     }
 }

@@ -39,8 +39,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use spacebot_core::{
-    AdapterError, AgentId, ControlCommand, ConversationId, InboundMessage, InboundStream, MessageId, MessagingAdapter,
-    OutboundResponse, RuntimeEvent, Sender, StatusUpdate, Usage,
+    AdapterError, AdapterErrorKind, AgentId, ControlCommand, ConversationId, InboundMessage, InboundStream, MessageId,
+    MessagingAdapter, OutboundResponse, RuntimeEvent, Sender, StatusUpdate, Usage,
 };
 
 use crate::access::{Caller, Scope};
@@ -116,7 +116,14 @@ impl MessagingAdapter for OpenAiAdapter {
         let piece = match response {
             OutboundResponse::Text { text } | OutboundResponse::ThreadReply { text, .. } => Piece::Text(text),
             OutboundResponse::Status { status: StatusUpdate::StopTyping } => Piece::End,
-            // Reactions, typing and files have no place in a chat completion.
+            OutboundResponse::File { .. } => {
+                return Err(AdapterError::new(
+                    AdapterErrorKind::Unsupported,
+                    OPENAI_ADAPTER,
+                    "a chat completion can't carry files; they stay in the agent's workspace",
+                ));
+            }
+            // Reactions and typing have no place in a chat completion.
             _ => return Ok(()),
         };
         let sender = self.waiting.0.lock().unwrap_or_else(PoisonError::into_inner).get(&target.id).cloned();

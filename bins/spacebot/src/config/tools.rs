@@ -9,6 +9,7 @@
 //! web_fetch = true
 //! web_max_bytes = 524288
 //! web_allow_hosts = ["wiki.internal"]
+//! send_file_max_bytes = 8388608          # the largest file `send_file` uploads
 //! # `web_search` is offered only when a search API is configured:
 //! web_search = { backend = "searxng", base_url = "http://127.0.0.1:8888", max_results = 5 }
 //! # web_search = { backend = "brave", api_key = "env:BRAVE_API_KEY" }
@@ -34,6 +35,7 @@ pub(super) struct RawTools {
     web_fetch: Option<bool>,
     web_max_bytes: Option<usize>,
     web_allow_hosts: Option<Vec<String>>,
+    send_file_max_bytes: Option<usize>,
     /// `tools.web_search`: the search API `web_search` asks.
     web_search: Option<RawWebSearch>,
 }
@@ -67,6 +69,9 @@ pub(super) fn task_tools(raw: RawTools) -> anyhow::Result<TaskToolSettings> {
     }
     if let Some(network) = raw.shell_network {
         settings.shell_network = network;
+    }
+    if let Some(bytes) = check::positive(raw.send_file_max_bytes, "tools.send_file_max_bytes")? {
+        settings = settings.with_max_send_bytes(bytes);
     }
     let web = match raw.web_fetch {
         Some(false) => None,
@@ -156,6 +161,15 @@ mod tests {
 
     fn error(raw: RawWebSearch) -> String {
         web_search(raw).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn send_file_takes_the_default_limit_or_the_configured_one() {
+        assert_eq!(task_tools(RawTools::default()).unwrap().max_send_bytes, spacebot_agent::DEFAULT_MAX_SEND_BYTES);
+        let raw = RawTools { send_file_max_bytes: Some(1024), ..RawTools::default() };
+        assert_eq!(task_tools(raw).unwrap().max_send_bytes, 1024);
+        let zero = RawTools { send_file_max_bytes: Some(0), ..RawTools::default() };
+        assert!(task_tools(zero).unwrap_err().to_string().contains("`tools.send_file_max_bytes`"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod refusals;
 mod secret_store;
 mod secrets;
 mod send;
+mod send_file;
 mod shutdown;
 mod tool_arguments;
 mod usage;

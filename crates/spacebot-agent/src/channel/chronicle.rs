@@ -89,8 +89,7 @@ impl Channel {
         let settings = &profile.settings.compaction;
         let window = model.context_window();
         let slots = self.context.slots();
-        let fixed = compactor::tokens(self.system_prompt().len())
-            + channel_tool_tokens(self.chronicle_tools_on(), self.profile.cron.is_some());
+        let fixed = compactor::tokens(self.system_prompt().len()) + channel_tool_tokens(self.tool_set());
         // Planned as if a summary were in flight: only the emergency truncation can come of it.
         let plan = compactor::plan(&slots, fixed, window, self.context.calibration, settings, true);
         if plan.usage >= settings.emergency {

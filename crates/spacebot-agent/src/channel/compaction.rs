@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use spacebot_core::{ChatMessage, ChatRequest, ProcessChange, ProcessId, ProcessKind, Registration, TerminalState};
 
 use crate::context::compactor::{self, Action, Boundary};
-use crate::tools::channel_tools;
+use crate::tools::{ChannelToolSet, channel_tools};
 
 use super::{Channel, HistoryEntry};
 
@@ -42,8 +42,7 @@ impl Channel {
         let window = model.context_window();
         let settings = &profile.settings.compaction;
         let slots = self.context.slots();
-        let fixed = compactor::tokens(self.system_prompt().len())
-            + channel_tool_tokens(self.chronicle_tools_on(), self.profile.cron.is_some());
+        let fixed = compactor::tokens(self.system_prompt().len()) + channel_tool_tokens(self.tool_set());
         let plan = compactor::plan(
             &slots,
             fixed,
@@ -193,21 +192,20 @@ impl Channel {
 }
 
 /// Estimated tokens of a whole request: what the compactor weighs against the provider's count.
-pub(super) fn request_tokens(request: &ChatRequest, with_chronicle: bool, with_cron: bool) -> usize {
+pub(super) fn request_tokens(request: &ChatRequest, tools: ChannelToolSet) -> usize {
     let chars = request.system.len() + request.messages.iter().map(ChatMessage::char_len).sum::<usize>();
-    compactor::tokens(chars) + channel_tool_tokens(with_chronicle, with_cron)
+    compactor::tokens(chars) + channel_tool_tokens(tools)
 }
 
-/// Estimated tokens of the channel's tool definitions (the same in every request, with or
-/// without `chronicle` and `cron`).
-pub(super) fn channel_tool_tokens(with_chronicle: bool, with_cron: bool) -> usize {
-    static TOKENS: [OnceLock<usize>; 4] = [const { OnceLock::new() }; 4];
+/// Estimated tokens of the channel's tool definitions (the same in every request of one set).
+pub(super) fn channel_tool_tokens(tools: ChannelToolSet) -> usize {
+    static TOKENS: [OnceLock<usize>; ChannelToolSet::COUNT] = [const { OnceLock::new() }; ChannelToolSet::COUNT];
     let count = || {
-        let chars: usize = channel_tools(with_chronicle, with_cron)
+        let chars: usize = channel_tools(tools)
             .iter()
             .map(|tool| tool.name.len() + tool.description.len() + tool.parameters.to_string().len())
             .sum();
         compactor::tokens(chars)
     };
-    *TOKENS[usize::from(with_chronicle) * 2 + usize::from(with_cron)].get_or_init(count)
+    *TOKENS[tools.index()].get_or_init(count)
 }

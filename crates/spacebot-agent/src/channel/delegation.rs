@@ -134,7 +134,13 @@ impl Channel {
             ));
         }
         let model = self.profile.model_for(ProcessKind::Worker).ok_or("no model is configured for workers.")?;
-        let tools = self.profile.worker_tools()?;
+        let mut tools = self.profile.worker_tools()?;
+        // Files a worker sends go to the conversation of the message that started it.
+        if let Some(files) = self.file_sender(origin.clone())
+            && !tools.iter().any(|tool| tool.name() == crate::task_tools::SEND_FILE_TOOL)
+        {
+            tools.push(Arc::new(crate::task_tools::SendFile(files)));
+        }
         let (context_tx, context_rx) = tokio::sync::mpsc::unbounded_channel();
         let (follow_ups, follow_ups_rx) = if interactive {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

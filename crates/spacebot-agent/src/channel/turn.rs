@@ -17,7 +17,8 @@ use spacebot_core::{
 use crate::context::chronicle;
 use crate::context::compactor;
 use crate::prompt::{batch_envelope, envelope};
-use crate::tools::{ChannelCall, ReactArgs, channel_tools, fallback_refusal, run_cron_tool};
+use crate::task_tools::{FileSender, SendFileArgs};
+use crate::tools::{ChannelCall, ChannelToolSet, ReactArgs, channel_tools, fallback_refusal, run_cron_tool};
 
 use super::compaction::request_tokens;
 use super::{Channel, HARNESS_SENDER};
@@ -305,13 +306,11 @@ impl Channel {
             TurnKind::Relay => self.profile.settings.max_model_calls_per_relay,
         };
 
-        let with_chronicle = self.chronicle_tools_on();
-        let with_cron = self.profile.cron.is_some();
+        let tools = self.tool_set();
         for _ in 0..budget {
             let messages = self.context.messages().chain(turn.iter().cloned()).collect();
-            let request =
-                ChatRequest::new(system.clone(), messages).with_tools(channel_tools(with_chronicle, with_cron));
-            let estimated = request_tokens(&request, with_chronicle, with_cron);
+            let request = ChatRequest::new(system.clone(), messages).with_tools(channel_tools(tools));
+            let estimated = request_tokens(&request, tools);
             let response = model.complete(request).await.map_err(TurnFailure::Model)?;
             self.turn_usage.input_tokens += response.usage.input_tokens;
             self.turn_usage.output_tokens += response.usage.output_tokens;
@@ -340,7 +339,7 @@ impl Channel {
             let mut done: Vec<spacebot_core::ToolCall> = Vec::new();
             let mut results: Vec<ChatMessage> = Vec::new();
             for call in &response.tool_calls {
-                let result = match ChannelCall::parse(call, with_chronicle, with_cron) {
+                let result = match ChannelCall::parse(call, tools) {
                     Err(error) => error,
                     Ok(ChannelCall::Reply(text)) => {
                         self.keep_calls(&response.content, done, results);
@@ -378,6 +377,7 @@ impl Channel {
                         }
                         None => "There is no tool named `cron`.".to_owned(),
                     },
+                    Ok(ChannelCall::SendFile(args)) => self.send_file(input, args).await,
                 };
                 let result = ChatMessage::tool_result(call.id.clone(), call.name.clone(), result);
                 turn.push(result.clone());
@@ -442,6 +442,33 @@ impl Channel {
         match self.ctx.outbox.send(&input.target, OutboundResponse::Reaction { emoji: args.emoji }).await {
             Ok(()) => "Reacted. Now `reply` or `skip`.".to_owned(),
             Err(error) => format!("The reaction could not be sent ({error}). Now `reply` or `skip`."),
+        }
+    }
+
+    /// Uploads a workspace file to the conversation; the turn goes on.
+    pub(super) async fn send_file(&self, input: &TurnInput, args: SendFileArgs) -> String {
+        let Some(files) = self.file_sender(input.target.clone()) else {
+            return "There is no tool named `send_file`.".to_owned();
+        };
+        match files.send(args).await {
+            Ok(sent) => format!("{sent} Now `reply` or `skip`."),
+            Err(error) => format!("error: {error}. Now `reply` or `skip`."),
+        }
+    }
+
+    /// What sends workspace files in the context of `target`, when the agent has a workspace.
+    pub(super) fn file_sender(&self, target: Arc<InboundMessage>) -> Option<FileSender> {
+        let settings = &self.profile.task_tools;
+        let workspace = settings.workspace.clone()?;
+        Some(FileSender::new(workspace, settings.max_send_bytes, self.ctx.outbox.clone(), target))
+    }
+
+    /// The optional tools this channel offers now.
+    pub(super) fn tool_set(&self) -> ChannelToolSet {
+        ChannelToolSet {
+            chronicle: self.chronicle_tools_on(),
+            cron: self.profile.cron.is_some(),
+            files: self.profile.task_tools.workspace.is_some(),
         }
     }
 

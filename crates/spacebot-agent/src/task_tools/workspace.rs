@@ -119,6 +119,26 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// The whole file at `path` (inside the workspace, a regular file of at most `max_bytes`)
+    /// and its name, for `tool` to send.
+    pub(crate) async fn read_whole(
+        &self,
+        path: &str,
+        max_bytes: usize,
+        tool: &'static str,
+    ) -> Result<(String, Vec<u8>), ToolError> {
+        let resolved = self.existing(path).await?;
+        let name = resolved
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .ok_or_else(|| ToolError::InvalidArguments(format!("`{path}` names no file")))?;
+        let shown_as = path.to_owned();
+        let data = blocking(tool, move || regular::read_whole(&resolved, &shown_as, max_bytes, tool)).await?;
+        Ok((name, data))
+    }
+}
+
 fn outside(path: &str) -> ToolError {
     ToolError::Failed(format!(
         "`{path}` is outside the workspace; use a path relative to the workspace, without `..` or links leading out"

@@ -9,6 +9,7 @@ use serde_json::json;
 use spacebot_core::{Scrubber, ToolCall, ToolSpec};
 
 use crate::context::chronicle::{CHRONICLE_TOOL, ChronicleArgs, chronicle_tool_spec};
+use crate::task_tools::{SEND_FILE_TOOL, SendFileArgs, send_file_spec};
 use crate::tools::cron::{CRON_TOOL, CronArgs, cron_tool_spec};
 
 /// The tool that sends a message to the conversation and ends the turn.
@@ -27,17 +28,45 @@ pub const ROUTE_TOOL: &str = "route";
 /// The tool that cancels a branch or worker.
 pub const CANCEL_TOOL: &str = "cancel";
 
-/// The tools a channel offers the model, in a fixed order so requests are byte-stable, with
-/// `chronicle` last when the conversation has (or, in chronicle mode, will have) checkpoints.
-/// Built once and shared by every request.
-/// `cron` comes after it, when the agent has cron jobs.
-pub(crate) fn channel_tools(chronicle: bool, cron: bool) -> Arc<[ToolSpec]> {
-    static TOOLS: [OnceLock<Arc<[ToolSpec]>>; 4] = [const { OnceLock::new() }; 4];
-    TOOLS[usize::from(chronicle) * 2 + usize::from(cron)]
+/// Which of the optional tools a channel offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ChannelToolSet {
+    /// `chronicle`: the conversation has (or, in chronicle mode, will have) checkpoints.
+    pub(crate) chronicle: bool,
+    /// `cron`: the agent has cron jobs.
+    pub(crate) cron: bool,
+    /// `send_file`: the agent has a workspace.
+    pub(crate) files: bool,
+}
+
+impl ChannelToolSet {
+    /// How many sets there are.
+    pub(crate) const COUNT: usize = 8;
+
+    /// This set's place among the [`COUNT`](Self::COUNT), for tables built once per set.
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.chronicle) * 4 + usize::from(self.cron) * 2 + usize::from(self.files)
+    }
+
+    /// The optional tools' names, for the model when it names a tool that doesn't exist.
+    fn names(self) -> String {
+        let optional = [(self.chronicle, CHRONICLE_TOOL), (self.cron, CRON_TOOL), (self.files, SEND_FILE_TOOL)];
+        optional.iter().filter(|(on, _)| *on).map(|(_, name)| format!(" and `{name}`")).collect()
+    }
+}
+
+/// The tools a channel offers the model, in a fixed order so requests are byte-stable: the
+/// seven always offered, then `chronicle`, `cron` and `send_file` when the set has them. Built
+/// once per set and shared by every request.
+pub(crate) fn channel_tools(set: ChannelToolSet) -> Arc<[ToolSpec]> {
+    static TOOLS: [OnceLock<Arc<[ToolSpec]>>; ChannelToolSet::COUNT] =
+        [const { OnceLock::new() }; ChannelToolSet::COUNT];
+    TOOLS[set.index()]
         .get_or_init(|| {
-            let chronicle = chronicle.then(|| chronicle_tool_spec(false));
-            let cron = cron.then(cron_tool_spec);
-            build_channel_tools().into_iter().chain(chronicle).chain(cron).collect()
+            let chronicle = set.chronicle.then(|| chronicle_tool_spec(false));
+            let cron = set.cron.then(cron_tool_spec);
+            let files = set.files.then(send_file_spec);
+            build_channel_tools().into_iter().chain(chronicle).chain(cron).chain(files).collect()
         })
         .clone()
 }
@@ -142,12 +171,14 @@ pub(crate) enum ChannelCall {
     Chronicle(ChronicleArgs),
     /// `cron`, offered when the agent has cron jobs.
     Cron(CronArgs),
+    /// `send_file`, offered when the agent has a workspace.
+    SendFile(SendFileArgs),
 }
 
 impl ChannelCall {
     /// Reads a call of one of the channel's tools (`chronicle` only when offered), or says what
     /// is wrong with it in words the model can act on.
-    pub(crate) fn parse(call: &ToolCall, chronicle: bool, cron: bool) -> Result<Self, String> {
+    pub(crate) fn parse(call: &ToolCall, set: ChannelToolSet) -> Result<Self, String> {
         let arguments = &call.arguments;
         Ok(match call.name.as_str() {
             REPLY_TOOL => {
@@ -174,14 +205,14 @@ impl ChannelCall {
             }
             ROUTE_TOOL => Self::Route(parse(ROUTE_TOOL, arguments)?),
             CANCEL_TOOL => Self::Cancel(parse(CANCEL_TOOL, arguments)?),
-            CHRONICLE_TOOL if chronicle => Self::Chronicle(parse(CHRONICLE_TOOL, arguments)?),
-            CRON_TOOL if cron => Self::Cron(parse(CRON_TOOL, arguments)?),
+            CHRONICLE_TOOL if set.chronicle => Self::Chronicle(parse(CHRONICLE_TOOL, arguments)?),
+            CRON_TOOL if set.cron => Self::Cron(parse(CRON_TOOL, arguments)?),
+            SEND_FILE_TOOL if set.files => Self::SendFile(parse(SEND_FILE_TOOL, arguments)?),
             other => {
                 return Err(format!(
                     "There is no tool named `{other}`. The tools are `reply`, `skip`, `react`, `branch`, \
-                     `spawn_worker`, `route` and `cancel`{}{}.",
-                    if chronicle { " and `chronicle`" } else { "" },
-                    if cron { " and `cron`" } else { "" }
+                     `spawn_worker`, `route` and `cancel`{}.",
+                    set.names()
                 ));
             }
         })
@@ -280,7 +311,7 @@ mod tests {
     use super::*;
 
     fn call(name: &str, arguments: serde_json::Value) -> Result<ChannelCall, String> {
-        ChannelCall::parse(&ToolCall::new("c1", name, arguments), false, false)
+        ChannelCall::parse(&ToolCall::new("c1", name, arguments), ChannelToolSet::default())
     }
 
     fn reply_text(arguments: serde_json::Value) -> Result<String, String> {
@@ -315,6 +346,29 @@ mod tests {
         assert!(matches!(call(SKIP_TOOL, json!(null)), Ok(ChannelCall::Skip(None))));
         assert!(matches!(call(SKIP_TOOL, json!("{\"reason\": \"chatter\"}")), Ok(ChannelCall::Skip(Some(_)))));
         assert!(call("chronicle", json!({"action": "list"})).unwrap_err().contains("no tool named"));
+        assert!(call(SEND_FILE_TOOL, json!({"path": "a.txt"})).unwrap_err().contains("no tool named"));
+    }
+
+    #[test]
+    fn each_tool_set_offers_its_optional_tools_after_the_seven_in_a_fixed_order() {
+        let mut seen = std::collections::HashSet::new();
+        for index in 0..ChannelToolSet::COUNT {
+            let set = ChannelToolSet { chronicle: index & 4 != 0, cron: index & 2 != 0, files: index & 1 != 0 };
+            assert!(seen.insert(set.index()), "two sets share index {}", set.index());
+            let names: Vec<String> = channel_tools(set).iter().map(|tool| tool.name.clone()).collect();
+            let optional: Vec<&str> =
+                [(set.chronicle, CHRONICLE_TOOL), (set.cron, CRON_TOOL), (set.files, SEND_FILE_TOOL)]
+                    .into_iter()
+                    .filter_map(|(on, name)| on.then_some(name))
+                    .collect();
+            assert_eq!(names.len(), 7 + optional.len(), "{set:?}");
+            assert_eq!(&names[7..], optional.as_slice(), "{set:?}");
+        }
+        let files = ChannelToolSet { files: true, ..ChannelToolSet::default() };
+        let parsed = ChannelCall::parse(&ToolCall::new("c1", SEND_FILE_TOOL, json!({"file": "out/a.png"})), files);
+        assert!(matches!(parsed, Ok(ChannelCall::SendFile(args)) if args.path == "out/a.png"));
+        let missing = ChannelCall::parse(&ToolCall::new("c1", "upload", json!({})), files).unwrap_err();
+        assert!(missing.ends_with("`cancel` and `send_file`."), "{missing}");
     }
 
     fn refusal(text: &str) -> Option<String> {

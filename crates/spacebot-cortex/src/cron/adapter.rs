@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 
-use spacebot_core::{AdapterError, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse};
+use spacebot_core::{
+    AdapterError, AdapterErrorKind, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse,
+};
 
 /// The runtime key (and message source) of the adapter cron runs happen in.
 pub const CRON_ADAPTER: &str = "cron";
@@ -26,8 +28,16 @@ impl MessagingAdapter for CronAdapter {
         Ok(Box::pin(futures::stream::pending()))
     }
 
-    async fn send(&self, _target: &InboundMessage, _response: OutboundResponse) -> Result<(), AdapterError> {
-        // The reply is recorded in the run's conversation; the scheduler delivers it from there.
-        Ok(())
+    async fn send(&self, _target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
+        match response {
+            // Only the reply's text reaches the job's target; a file would be lost without a word.
+            OutboundResponse::File { .. } => Err(AdapterError::new(
+                AdapterErrorKind::Unsupported,
+                CRON_ADAPTER,
+                "a scheduled run delivers its reply's text only, not files",
+            )),
+            // The reply is recorded in the run's conversation; the scheduler delivers it from there.
+            _ => Ok(()),
+        }
     }
 }

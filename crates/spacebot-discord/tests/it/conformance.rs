@@ -46,10 +46,18 @@ impl conformance::Platform for Harness {
                 let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
                 let channel = |s: &str| s.parse::<u64>().ok();
                 match (request.method.as_str(), segments.as_slice()) {
-                    ("POST", ["channels", c, "messages"]) => Some(Action::Message {
-                        place: place(channel(c)?),
-                        text: request.body["content"].as_str().unwrap_or_default().to_owned(),
-                    }),
+                    ("POST", ["channels", c, "messages"]) => {
+                        let text = request.body["content"].as_str().unwrap_or_default().to_owned();
+                        Some(match request.files.first() {
+                            Some(file) => Action::File {
+                                place: place(channel(c)?),
+                                filename: file.filename.clone(),
+                                caption: (!text.is_empty()).then_some(text),
+                                bytes: file.bytes.clone(),
+                            },
+                            None => Action::Message { place: place(channel(c)?), text },
+                        })
+                    }
                     ("PUT", ["channels", _, "messages", _, "reactions", emoji, "@me"]) => {
                         Some(Action::Reaction { emoji: (*emoji).to_owned() })
                     }

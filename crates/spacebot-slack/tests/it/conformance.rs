@@ -62,6 +62,16 @@ impl conformance::Platform for Harness {
                         Some(Action::Message { place, text: call.body["text"].as_str().unwrap_or_default().to_owned() })
                     }
                     "reactions.add" => Some(Action::Reaction { emoji: call.body["name"].as_str()?.to_owned() }),
+                    "files.completeUploadExternal" => {
+                        let id = call.body["files"][0]["id"].as_str()?;
+                        let upload = self.fake.uploads().into_iter().find(|upload| upload.file_id == id)?;
+                        Some(Action::File {
+                            place,
+                            filename: upload.filename,
+                            caption: upload.initial_comment,
+                            bytes: upload.bytes,
+                        })
+                    }
                     "assistant.threads.setStatus" if call.body["status"] != serde_json::json!("") => {
                         Some(Action::Typing { place })
                     }

@@ -60,8 +60,8 @@ fn kind_behind(path: &Path) -> Option<&'static str> {
 }
 
 fn refuse(verb: &str, shown_as: &str, kind: &str, tool: &str) -> ToolError {
-    let noun = if tool == "file_read" { "reads" } else { "writes" };
-    let hint = if kind == "a directory" && tool == "file_read" { " (list a directory with file_list)" } else { "" };
+    let noun = if tool == "file_write" { "writes" } else { "reads" };
+    let hint = if kind == "a directory" && tool != "file_write" { " (list a directory with file_list)" } else { "" };
     ToolError::Failed(format!("can't {verb} `{shown_as}`: it is {kind}; {tool} {noun} regular files only{hint}"))
 }
 
@@ -82,23 +82,49 @@ fn refuse_hard_link(meta: &std::fs::Metadata, verb: &str, shown_as: &str) -> Res
     Ok(())
 }
 
-/// Opens `path` for reading if it is a regular file, checked on the descriptor.
-fn open_regular(path: &Path, shown_as: &str) -> Result<File, ToolError> {
+/// Opens `path` for reading if it is a regular file, checked on the descriptor; `tool` names the
+/// tool in a refusal.
+fn open_regular(path: &Path, shown_as: &str, tool: &str) -> Result<File, ToolError> {
     let file = without_blocking(OpenOptions::new().read(true)).open(path).map_err(|error| match kind_behind(path) {
-        Some(kind) => refuse("read", shown_as, kind, "file_read"),
+        Some(kind) => refuse("read", shown_as, kind, tool),
         None => ToolError::Failed(format!("can't read `{shown_as}`: {error}")),
     })?;
     let meta = file.metadata().map_err(|error| ToolError::Failed(format!("can't read `{shown_as}`: {error}")))?;
     match special_kind(&meta.file_type()) {
-        Some(kind) => Err(refuse("read", shown_as, kind, "file_read")),
+        Some(kind) => Err(refuse("read", shown_as, kind, tool)),
         None => refuse_hard_link(&meta, "read", shown_as).map(|()| file),
     }
+}
+
+/// A whole regular file, refused (not cut) when it is longer than `max_bytes`: a file sent to
+/// people must arrive complete. `tool` names the tool in a refusal.
+pub(super) fn read_whole(path: &Path, shown_as: &str, max_bytes: usize, tool: &str) -> Result<Vec<u8>, ToolError> {
+    let failed = |error: std::io::Error| ToolError::Failed(format!("can't read `{shown_as}`: {error}"));
+    let too_long = |size: u64| {
+        ToolError::Failed(format!(
+            "`{shown_as}` has {size} bytes, more than the {max_bytes} bytes {tool} may send \
+             (`tools.send_file_max_bytes`); send a smaller file, or compress it"
+        ))
+    };
+    let file = open_regular(path, shown_as, tool)?;
+    let cap = u64::try_from(max_bytes).unwrap_or(u64::MAX);
+    let size = file.metadata().map_err(failed)?.len();
+    if size > cap {
+        return Err(too_long(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(max_bytes));
+    // One byte past the cap tells a file that grew since the `fstat` from one that fits.
+    (&file).take(cap.saturating_add(1)).read_to_end(&mut bytes).map_err(failed)?;
+    if bytes.len() > max_bytes {
+        return Err(too_long(file.metadata().map_or(size, |meta| meta.len())));
+    }
+    Ok(bytes)
 }
 
 /// At most `max_bytes` of a regular file as text, with a note when the file is longer.
 pub(super) fn read_capped(path: &Path, shown_as: &str, max_bytes: usize) -> Result<String, ToolError> {
     let failed = |error: std::io::Error| ToolError::Failed(format!("can't read `{shown_as}`: {error}"));
-    let file = open_regular(path, shown_as)?;
+    let file = open_regular(path, shown_as, "file_read")?;
     let cap = u64::try_from(max_bytes).unwrap_or(u64::MAX);
     let size = file.metadata().map_err(failed)?.len();
     // One byte past the cap tells a file that grew since the `fstat` from one that fits.
