@@ -322,6 +322,10 @@ pub(crate) enum MemoryCommand {
         /// Make it private to this person (a platform id such as discord:123, or a person id).
         #[arg(long)]
         private_to: Option<String>,
+        /// Link it to another memory, as `RELATION:ID` (relations: related_to, updates,
+        /// contradicts, caused_by, part_of); repeat for several.
+        #[arg(long = "link", value_name = "RELATION:ID")]
+        links: Vec<String>,
         /// The content.
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,

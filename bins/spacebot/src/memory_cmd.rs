@@ -21,8 +21,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use spacebot_core::{
-    AgentId, Embedder, ListOrder, ListQuery, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery,
-    SaveStatus, Visibility,
+    AgentId, Embedder, ListOrder, ListQuery, MemoryId, MemoryScope, MemoryStore, MemoryType, NewEdge, NewMemory,
+    RecallQuery, RelationKind, SaveStatus, Visibility,
 };
 use spacebot_memory::{ImportMark, SqliteMemory, chunk_text, text_hash};
 
@@ -152,7 +152,7 @@ async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) 
                 .without_access_recording();
             print_hits(&store.recall(query).await?, json)?;
         }
-        MemoryCommand::Add { kind, importance, private_to, text } => {
+        MemoryCommand::Add { kind, importance, private_to, links, text } => {
             let kind = parse_type(&kind)?;
             let scope = match private_to {
                 Some(human) => MemoryScope::private_to(agent.clone(), human),
@@ -164,6 +164,13 @@ async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) 
                     bail!("--importance {importance} must be between 0 and 1");
                 }
                 memory = memory.with_importance(importance);
+            }
+            for link in links {
+                let (relation, target) = parse_link(&link)?;
+                if store.get(agent, &target).await?.is_none() {
+                    bail!("--link {link}: agent {agent} has no memory {target}");
+                }
+                memory.edges.push(NewEdge::new(target, relation));
             }
             let outcome = store.save(memory).await?;
             println!("{} {:?}", outcome.id, outcome.status);
@@ -364,6 +371,18 @@ fn parse_type(label: &str) -> anyhow::Result<MemoryType> {
     })
 }
 
+/// `RELATION:ID` of `--link`.
+fn parse_link(link: &str) -> anyhow::Result<(RelationKind, MemoryId)> {
+    let labels = || RelationKind::ALL.iter().map(|kind| kind.label()).collect::<Vec<_>>().join(", ");
+    let (relation, id) = link
+        .split_once(':')
+        .filter(|(_, id)| !id.trim().is_empty())
+        .with_context(|| format!("--link {link}: write RELATION:ID, with a relation among {}", labels()))?;
+    let relation = RelationKind::from_label(relation.trim())
+        .with_context(|| format!("--link {link}: unknown relation `{relation}`; use one of: {}", labels()))?;
+    Ok((relation, MemoryId::from(id.trim())))
+}
+
 fn line(memory: &spacebot_core::Memory) -> String {
     let first = memory.content.lines().next().unwrap_or_default();
     let scope = match (&memory.scope.human, memory.scope.private) {
@@ -418,6 +437,16 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_names_a_relation_and_a_memory() {
+        let (relation, id) = parse_link("updates:m-123").unwrap();
+        assert_eq!((relation, id.as_str()), (RelationKind::Updates, "m-123"));
+        assert!(parse_link("m-123").unwrap_err().to_string().contains("write RELATION:ID"));
+        assert!(parse_link("updates:").unwrap_err().to_string().contains("write RELATION:ID"));
+        let unknown = parse_link("likes:m-1").unwrap_err().to_string();
+        assert!(unknown.contains("unknown relation `likes`") && unknown.contains("related_to"), "{unknown}");
+    }
 
     fn no_flags() -> EmbedderArgs {
         EmbedderArgs {

@@ -202,27 +202,40 @@ async function follow() {
 }
 
 // Memory.
+function memoryPath(suffix) { return `/api/agents/${encodeURIComponent(agent())}/memories${suffix}`; }
+
+function scopeText(scope) {
+  if (!scope || typeof scope !== "object") return scope || "";
+  if (scope.private) return "private to " + (scope.human || "its conversation");
+  return scope.human ? "shared, about " + scope.human : "shared";
+}
+
 $("recall").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const q = $("query").value.trim();
-  if (!q) return;
+  const params = new URLSearchParams({ limit: "20" });
+  for (const [name, field] of [["q", "query"], ["type", "kind"], ["person", "person"]]) {
+    const value = $(field).value.trim();
+    if (value) params.set(name, value);
+  }
   try {
-    const result = await api(`/api/agents/${encodeURIComponent(agent())}/memories?limit=20&q=${encodeURIComponent(q)}`);
+    const result = await api(memoryPath("?" + params));
     $("hits").replaceChildren(...result.hits.map((hit) => {
       const memory = hit.memory || hit;
-      const meta = [memory.kind || memory.memory_type, memory.scope, hit.score != null ? "score " + Number(hit.score).toFixed(3) : ""].filter(Boolean).join(" · ");
+      const meta = [memory.kind, scopeText(memory.scope), hit.score ? "score " + Number(hit.score).toFixed(3) : ""].filter(Boolean).join(" · ");
       const item = el("li", {}, el("div", { textContent: memory.content || JSON.stringify(hit) }), el("div", { className: "meta", textContent: meta }));
       if (memory.id) {
+        const links = el("button", { textContent: "links", className: "links" });
+        links.addEventListener("click", () => showGraph(memory.id));
         const forget = el("button", { textContent: "forget", className: "forget" });
         forget.addEventListener("click", async () => {
           forget.disabled = true;
           try {
-            await api(`/api/agents/${encodeURIComponent(agent())}/memories/${encodeURIComponent(memory.id)}`, { method: "DELETE" });
+            await api(memoryPath("/" + encodeURIComponent(memory.id)), { method: "DELETE" });
             item.classList.add("forgotten");
             forget.textContent = "forgotten";
           } catch (error) { if (!(error instanceof LoginNeeded)) forget.textContent = error.message; }
         });
-        item.querySelector(".meta").append(" ", forget);
+        item.querySelector(".meta").append(" ", links, " ", forget);
       }
       return item;
     }));
@@ -231,6 +244,45 @@ $("recall").addEventListener("submit", async (event) => {
     if (!(error instanceof LoginNeeded)) $("hits").replaceChildren(el("li", { className: "error", textContent: error.message }));
   }
 });
+
+function svg(tag, attributes, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+function clip(text, length) { return text.length > length ? text.slice(0, length - 1) + "…" : text; }
+
+// A memory in the middle, the memories it is linked to around it, each line labelled with the
+// relation (an arrow from source to target); clicking a neighbour centres the graph on it.
+async function showGraph(id) {
+  try {
+    const shown = await api(memoryPath("/" + encodeURIComponent(id)));
+    $("graph-box").hidden = false;
+    $("graph-title").textContent = clip(shown.memory.content, 80) + ` (${shown.edges.length} link${shown.edges.length === 1 ? "" : "s"})`;
+    const center = { x: 180, y: 112 };
+    const nodes = [svg("g", { class: "node center" })];
+    nodes[0].append(svg("circle", { cx: center.x, cy: center.y, r: 10 }), svg("text", { x: center.x, y: center.y + 24, "text-anchor": "middle" }, clip(shown.memory.content, 36)));
+    const lines = shown.edges.map((edge, index) => {
+      const angle = (2 * Math.PI * index) / shown.edges.length - Math.PI / 2;
+      const at = { x: center.x + 120 * Math.cos(angle), y: center.y + 80 * Math.sin(angle) };
+      const outgoing = edge.source === shown.memory.id;
+      const other = edge.other || { id: outgoing ? edge.target : edge.source, content: "(unknown memory)" };
+      const node = svg("g", { class: "node" + (other.forgotten ? " forgotten" : "") });
+      node.append(svg("circle", { cx: at.x, cy: at.y, r: 7 }), svg("text", { x: at.x, y: at.y < center.y ? at.y - 12 : at.y + 20, "text-anchor": "middle" }, clip(other.content, 28)));
+      node.addEventListener("click", () => showGraph(other.id));
+      nodes.push(node);
+      const label = outgoing ? edge.kind + " →" : "← " + edge.kind;
+      const group = svg("g", { class: "edge" });
+      group.append(svg("line", { x1: center.x, y1: center.y, x2: at.x, y2: at.y }), svg("text", { x: (center.x + at.x) / 2, y: (center.y + at.y) / 2 - 4, "text-anchor": "middle" }, label));
+      return group;
+    });
+    $("graph").replaceChildren(...lines, ...nodes);
+  } catch (error) {
+    if (!(error instanceof LoginNeeded)) $("graph-title").textContent = error.message;
+  }
+}
 
 // Usage.
 async function refreshUsage() {

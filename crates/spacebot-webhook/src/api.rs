@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -201,7 +201,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/metrics", get(serve_metrics))
         .route("/api/usage", get(usage::usage))
         .route("/api/agents/{agent}/memories", get(memories::search))
-        .route("/api/agents/{agent}/memories/{id}", delete(memories::forget))
+        .route("/api/agents/{agent}/memories/{id}", get(memories::show).delete(memories::forget))
         .route("/api/processes/{process}/cancel", post(cancel_process))
         .route("/api/agents/{agent}/cron", get(cron::list).post(cron::create))
         .route("/api/agents/{agent}/cron/{id}", get(cron::show).delete(cron::delete))

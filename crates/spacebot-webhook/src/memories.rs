@@ -1,7 +1,12 @@
-//! `GET /api/agents/{agent}/memories?q=...&limit=...`: hybrid recall over an agent's memory, as
-//! `spacebot memory search` runs it, answered by the running daemon so the command needs no
-//! second model load and does not reopen the store. Every memory is searched, private ones
-//! included, so the route needs the `admin` scope for the agent.
+//! `GET /api/agents/{agent}/memories?q=...&limit=...&type=...&person=...`: hybrid recall over an
+//! agent's memory, as `spacebot memory search` runs it, answered by the running daemon so the
+//! command needs no second model load and does not reopen the store; without `q`, the newest
+//! memories. `type` keeps memories of those types (comma-separated), `person` those whose scope
+//! names that person. Every memory is searched, private ones included, so the route needs the
+//! `admin` scope for the agent.
+//!
+//! `GET /api/agents/{agent}/memories/{id}`: one memory, its edges, and the memory at the other
+//! end of each (the portal draws them as a graph).
 //!
 //! `DELETE /api/agents/{agent}/memories/{id}`: forgets a memory (the portal's forget button), with
 //! the same scope.
@@ -10,9 +15,9 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use spacebot_core::{AgentId, MemoryId, RecallQuery, Visibility};
+use spacebot_core::{AgentId, ListQuery, Memory, MemoryId, MemoryType, RecallHit, RecallQuery, Visibility};
 
 use crate::access::{Caller, Scope};
 use crate::api::AppState;
@@ -23,8 +28,29 @@ const MAX_LIMIT: usize = 200;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct SearchQuery {
+    #[serde(default)]
     q: String,
     limit: Option<usize>,
+    /// Comma-separated memory types.
+    #[serde(rename = "type", default)]
+    kinds: String,
+    person: Option<String>,
+}
+
+impl SearchQuery {
+    fn kinds(&self) -> Result<Vec<MemoryType>, ApiError> {
+        self.kinds
+            .split(',')
+            .map(str::trim)
+            .filter(|label| !label.is_empty())
+            .map(|label| {
+                MemoryType::from_label(label).ok_or_else(|| {
+                    let labels: Vec<&str> = MemoryType::ALL.iter().map(|kind| kind.label()).collect();
+                    ApiError::BadRequest(format!("unknown memory type `{label}`; use one of: {}", labels.join(", ")))
+                })
+            })
+            .collect()
+    }
 }
 
 pub(crate) async fn search(
@@ -36,27 +62,73 @@ pub(crate) async fn search(
     let agent = AgentId::from(agent.as_str());
     caller.require(Scope::Admin, &agent)?;
     let Query(query) = query.map_err(|error| ApiError::BadRequest(format!("invalid query: {}", error.body_text())))?;
-    if query.q.trim().is_empty() {
-        return Err(ApiError::BadRequest("query `q` must not be empty".to_owned()));
-    }
     let limit = query.limit.unwrap_or(10);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!("query `limit` must be between 1 and {MAX_LIMIT}, got {limit}")));
     }
+    let kinds = query.kinds()?;
+    let person = query.person.as_deref().map(str::trim).filter(|person| !person.is_empty());
     let Some(store) = state.config.memories.get(&agent) else {
         return Err(ApiError::NotFound(format!("no agent `{agent}` with a memory on this server")));
     };
-    let recall = RecallQuery::new(agent.clone(), query.q)
-        .with_visibility(Visibility::Operator)
-        .with_limit(limit)
-        .without_access_recording();
-    let hits = store
-        .recall(recall)
-        .await
-        .map_err(|error| ApiError::Internal(format!("can't search the memory of `{agent}`: {error}")))?;
+    // A person filter is applied to the results, so ask for as many as may be kept.
+    let wanted = if person.is_some() { MAX_LIMIT } else { limit };
+    let failed = |error| ApiError::Internal(format!("can't search the memory of `{agent}`: {error}"));
+    let mut hits: Vec<RecallHit> = if query.q.trim().is_empty() {
+        let list =
+            ListQuery::new(agent.clone()).with_visibility(Visibility::Operator).with_kinds(kinds).with_page(wanted, 0);
+        store.list(list).await.map_err(failed)?.into_iter().map(|memory| RecallHit::new(memory, 0.0)).collect()
+    } else {
+        let mut recall = RecallQuery::new(agent.clone(), query.q)
+            .with_visibility(Visibility::Operator)
+            .with_limit(wanted)
+            .without_access_recording();
+        recall.kinds = kinds;
+        store.recall(recall).await.map_err(failed)?
+    };
+    if let Some(person) = person {
+        hits.retain(|hit| hit.memory.scope.human.as_deref() == Some(person));
+    }
+    hits.truncate(limit);
     serde_json::to_value(&hits)
-        .map(|hits| Json(serde_json::json!({ "agent": agent.as_str(), "hits": hits })))
+        .map(|hits| Json(json!({ "agent": agent.as_str(), "hits": hits })))
         .map_err(|error| ApiError::Internal(format!("can't encode the results: {error}")))
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((agent, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let agent = AgentId::from(agent.as_str());
+    caller.require(Scope::Admin, &agent)?;
+    let Some(store) = state.config.memories.get(&agent) else {
+        return Err(ApiError::NotFound(format!("no agent `{agent}` with a memory on this server")));
+    };
+    let failed = |error| ApiError::Internal(format!("can't read memory `{id}` of `{agent}`: {error}"));
+    let memory_id = MemoryId::new(id.as_str());
+    let Some(memory) = store.get(&agent, &memory_id).await.map_err(failed)? else {
+        return Err(ApiError::NotFound(format!("agent `{agent}` has no memory `{id}`")));
+    };
+    let mut edges = Vec::new();
+    for edge in store.edges(&agent, &memory_id).await.map_err(failed)? {
+        let other_id = if edge.source == memory_id { &edge.target } else { &edge.source };
+        let other: Option<Memory> = store.get(&agent, other_id).await.map_err(failed)?;
+        edges.push(json!({
+            "source": edge.source,
+            "target": edge.target,
+            "kind": edge.kind.label(),
+            "weight": edge.weight,
+            "other": other.map(|other| json!({
+                "id": other.id,
+                "kind": other.kind.label(),
+                "content": other.content,
+                "forgotten": other.forgotten,
+            })),
+        }));
+    }
+    let memory = serde_json::to_value(&memory).map_err(|error| ApiError::Internal(format!("can't encode: {error}")))?;
+    Ok(Json(json!({ "agent": agent.as_str(), "memory": memory, "edges": edges })))
 }
 
 pub(crate) async fn forget(

@@ -18,6 +18,8 @@ use crate::daemon::{Daemon, Home};
 const TOKEN: &str = "portal-admin-token-7f3a";
 const REPLY: &str = "hello from the fake model";
 const MEMORY: &str = "The standup moved to Thursdays";
+/// A memory linked to [`MEMORY`], whose links the portal draws.
+const LINKED: &str = "Standup notes go in the team wiki";
 
 #[tokio::test]
 async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium() {
@@ -35,25 +37,21 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
     fake.respond_with(|_| FakeReply::tool_call("reply", json!({ "content": REPLY })));
     let home =
         Home::new(&format!("[api]\ntoken = \"{TOKEN}\"\n\n{}", crate::daemon::openai_config(&fake.openai_base_url())));
-    // A memory to find and forget in the Memory tab.
+    // A memory to find and forget in the Memory tab, and one linked to it.
     let config = home.config_path();
     let data_dir = home.data_dir();
-    let added = crate::daemon::run_cli(
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--data-dir",
-            data_dir.to_str().expect("utf-8"),
-            "memory",
-            "add",
-            "--type",
-            "fact",
-            MEMORY,
-        ],
-        &[],
-        home.dir.path(),
-    );
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let add = |args: &[&str]| {
+        let mut all =
+            vec!["--config", config.to_str().expect("utf-8"), "--data-dir", data_dir.to_str().expect("utf-8")];
+        all.extend_from_slice(&["memory", "add"]);
+        all.extend_from_slice(args);
+        let added = crate::daemon::run_cli(&all, &[], home.dir.path());
+        assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+        let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
+        stdout.split_whitespace().next().expect("the new memory's id").to_owned()
+    };
+    let first = add(&["--type", "fact", MEMORY]);
+    add(&["--type", "decision", "--link", &format!("part_of:{first}"), LINKED]);
     let daemon = Daemon::start(&home).await;
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal-shots");
@@ -72,6 +70,7 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
                 .env("SPACEBOT_SHOTS", shots)
                 .env("SPACEBOT_EXPECT", REPLY)
                 .env("SPACEBOT_MEMORY", MEMORY)
+                .env("SPACEBOT_LINKED", LINKED)
                 .output()
                 .expect("run node")
         }

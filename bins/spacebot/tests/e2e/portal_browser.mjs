@@ -77,13 +77,30 @@ try {
   await page.waitForSelector("#hits li", { timeout: 10000 });
   const hitsError = await page.$("#hits li.error");
   if (hitsError) throw new Error("memory search failed: " + (await hitsError.textContent()));
+  // Filtered by type with no query: the newest decisions, which is the linked memory alone.
+  await page.fill("#query", "");
+  await page.selectOption("#kind", "decision");
+  await page.click("#recall button");
+  await page.waitForFunction((text) => {
+    const items = document.querySelectorAll("#hits li");
+    return items.length === 1 && items[0].textContent.includes(text);
+  }, process.env.SPACEBOT_LINKED, { timeout: 10000 });
+  // Its links drawn: the memory, the one it is part of, the relation on the line between.
+  await page.click("#hits li button.links");
+  await page.waitForFunction(() => document.querySelectorAll("#graph .node").length === 2
+    && document.querySelector("#graph .edge text").textContent === "part_of →", null, { timeout: 10000 });
+  await page.screenshot({ path: path.join(shots, "4-memory.png") });
+  // A neighbour clicked is centred, with the relation seen from its side.
+  await page.click("#graph .node:not(.center) circle");
+  await page.waitForFunction((text) => document.querySelector("#graph .center text").textContent === text
+    && document.querySelector("#graph .edge text").textContent === "← part_of", process.env.SPACEBOT_MEMORY, { timeout: 10000 });
   // A memory saved for the test is found and forgotten.
+  await page.selectOption("#kind", "");
   await page.fill("#query", process.env.SPACEBOT_MEMORY);
   await page.click("#recall button");
   await page.waitForSelector(`#hits li >> text=${process.env.SPACEBOT_MEMORY}`, { timeout: 10000 });
-  await page.click("#hits li button.forget");
+  await page.click(`#hits li:has-text("${process.env.SPACEBOT_MEMORY}") button.forget`);
   await page.waitForSelector("#hits li.forgotten", { timeout: 10000 });
-  await page.screenshot({ path: path.join(shots, "4-memory.png") });
 
   // Usage: the turn's model call is a row and a bar.
   await page.click("nav button[data-tab=usage]");

@@ -28,12 +28,58 @@ async fn served() -> Served {
     Served::start_with(ServeLimits::default(), Arc::new(SilentEngine), api).await
 }
 
-/// The agent's memory: a private memory of Alice's, which only an admin may search.
+/// The agent's memory: a private memory of Alice's, which only an admin may search, and one of
+/// Bob's linked to it.
 async fn memory() -> Arc<dyn MemoryStore> {
     let memory = spacebot_testing::FakeMemory::new();
     let tea = NewMemory::new(MemoryType::Preference, "Alice likes green tea", MemoryScope::private_to("main", "alice"));
-    memory.save(tea).await.expect("saved");
+    let tea = memory.save(tea).await.expect("saved").id;
+    let brew =
+        NewMemory::new(MemoryType::Fact, "Bob brews the tea for standup", MemoryScope::private_to("main", "bob"))
+            .with_edge(spacebot_core::NewEdge::new(tea, spacebot_core::RelationKind::RelatedTo));
+    memory.save(brew).await.expect("saved");
     Arc::new(memory)
+}
+
+/// The contents of the memories a search as admin found, in order.
+async fn found(served: &Served, query: &str) -> Vec<String> {
+    let response = call(served, "GET", &format!("/api/agents/main/memories{query}"), ADMIN, None).await;
+    assert_eq!(response.status, 200, "{query}: {response:?}");
+    let hits = response.json()["hits"].as_array().cloned().unwrap_or_default();
+    hits.iter().map(|hit| hit["memory"]["content"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn memories_are_filtered_by_type_and_person_and_one_is_shown_with_its_edges() {
+    let served = served().await;
+    let (alice, bob) = ("Alice likes green tea", "Bob brews the tea for standup");
+    assert_eq!(found(&served, "?q=tea").await, [alice, bob]);
+    assert_eq!(found(&served, "?q=tea&type=fact").await, [bob]);
+    assert_eq!(found(&served, "?q=tea&type=fact,%20preference&person=alice").await, [alice]);
+    assert_eq!(found(&served, "?q=tea&person=carol").await, Vec::<String>::new());
+    // Without a query: the newest first, filtered the same way.
+    assert_eq!(found(&served, "").await, [bob, alice]);
+    assert_eq!(found(&served, "?type=preference").await, [alice]);
+    assert_eq!(found(&served, "?person=bob&limit=1").await, [bob]);
+    let bad = call(&served, "GET", "/api/agents/main/memories?type=gossip", ADMIN, None).await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(bad.json()["error"].as_str().is_some_and(|e| e.contains("unknown memory type `gossip`")), "{bad:?}");
+
+    let listed = call(&served, "GET", "/api/agents/main/memories?person=bob", ADMIN, None).await;
+    let id = listed.json()["hits"][0]["memory"]["id"].as_str().expect("an id").to_owned();
+    let path = format!("/api/agents/main/memories/{id}");
+    assert_eq!(call(&served, "GET", &path, READ, None).await.status, 403);
+    let shown = call(&served, "GET", &path, ADMIN, None).await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let shown = shown.json();
+    assert_eq!(shown["memory"]["content"], bob);
+    let edges = shown["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 1, "{shown:#}");
+    assert_eq!((edges[0]["kind"].as_str(), edges[0]["source"].as_str()), (Some("related_to"), Some(id.as_str())));
+    assert_eq!(edges[0]["other"]["content"], alice);
+    let missing = call(&served, "GET", "/api/agents/main/memories/no-such-id", ADMIN, None).await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+    served.stop(std::time::Duration::from_secs(5)).await;
 }
 
 async fn call(served: &Served, method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> RawResponse {
