@@ -19,12 +19,14 @@ use crate::data_dir::DataDir;
 mod check;
 mod conversations;
 mod cron;
+mod effective;
 mod mcp;
 mod memory;
 mod messaging;
 mod tools;
 
 pub(crate) use conversations::ConversationSettings;
+pub(crate) use effective::effective;
 pub(crate) use memory::{DEFAULT_EMBEDDING_MODEL, EmbedderSettings, MemorySettings};
 pub(crate) use messaging::Messaging;
 

@@ -197,6 +197,7 @@ impl Daemon {
             .with_usage(store.clone(), config.prices.clone())
             .with_memories(memories.all())
             .with_mcp_status(mcp_status(mcp.handle()))
+            .with_effective_config(crate::config::effective(config))
             .with_reply_timeout(reply_timeout);
         let api = match &cron_jobs {
             Some(cron) => api.with_cron(cron.clone()),

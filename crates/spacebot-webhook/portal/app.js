@@ -45,6 +45,7 @@ for (const button of document.querySelectorAll("nav button")) {
     for (const tab of document.querySelectorAll(".tab")) tab.hidden = tab.id !== button.dataset.tab;
     if (button.dataset.tab === "live") refreshProcesses();
     if (button.dataset.tab === "usage") refreshUsage();
+    if (button.dataset.tab === "config") refreshConfig();
   });
 }
 
@@ -281,6 +282,15 @@ async function showGraph(id) {
     $("graph").replaceChildren(...lines, ...nodes);
   } catch (error) {
     if (!(error instanceof LoginNeeded)) $("graph-title").textContent = error.message;
+  }
+}
+
+// Config.
+async function refreshConfig() {
+  try {
+    $("config-json").textContent = JSON.stringify(await api("/api/config"), null, 2);
+  } catch (error) {
+    if (!(error instanceof LoginNeeded)) $("config-json").textContent = error.message;
   }
 }
 

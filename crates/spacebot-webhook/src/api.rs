@@ -67,6 +67,9 @@ pub struct ApiConfig {
     /// What `GET /api/mcp` answers (the MCP servers' state and tools, read when asked); without
     /// it that route answers `404`.
     pub mcp_status: Option<StatusSource>,
+    /// `GET /api/config`: the configuration the daemon runs with, secrets already redacted by
+    /// whoever set it (the daemon).
+    pub effective_config: Option<serde_json::Value>,
 }
 
 /// A JSON document read each time a route is asked (the MCP servers' state, say): the daemon
@@ -89,6 +92,7 @@ impl Default for ApiConfig {
             prices: BTreeMap::new(),
             memories: BTreeMap::new(),
             mcp_status: None,
+            effective_config: None,
         }
     }
 }
@@ -176,6 +180,13 @@ impl ApiConfig {
         self
     }
 
+    /// Serves `GET /api/config` (daemon-wide `admin` scope): `config` must carry no secret; the
+    /// daemon passes its effective configuration with every key and token redacted.
+    pub fn with_effective_config(mut self, config: serde_json::Value) -> Self {
+        self.effective_config = Some(config);
+        self
+    }
+
     /// Sets how long a chat completion waits for the agent's answer.
     pub fn with_reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = timeout;
@@ -207,6 +218,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/agents/{agent}/cron/{id}", get(cron::show).delete(cron::delete))
         .route("/api/agents/{agent}/cron/{id}/run", post(cron::run))
         .route("/api/mcp", get(mcp_status))
+        .route("/api/config", get(effective_config))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -254,6 +266,17 @@ async fn mcp_status(
     match &state.config.mcp_status {
         Some(source) => Ok(Json(source())),
         None => Err(ApiError::NotFound("no MCP servers on this server".to_owned())),
+    }
+}
+
+async fn effective_config(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_daemon_wide()?;
+    match &state.config.effective_config {
+        Some(config) => Ok(Json(config.clone())),
+        None => Err(ApiError::NotFound("this server does not publish its configuration".to_owned())),
     }
 }
 

@@ -83,7 +83,7 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
     let figures: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("figures");
     println!("portal figures: {figures}");
     assert!(figures["bytes"].as_u64().is_some_and(|bytes| bytes > 0), "{figures}");
-    for shot in ["1-login.png", "2-chat.png", "3-live.png", "4-memory.png", "5-usage.png"] {
+    for shot in ["1-login.png", "2-chat.png", "3-live.png", "4-memory.png", "5-usage.png", "6-config.png"] {
         assert!(shots.join(shot).metadata().is_ok_and(|m| m.len() > 0), "no screenshot {shot}");
     }
     // The page and its files are served without a token; the API behind them is not.

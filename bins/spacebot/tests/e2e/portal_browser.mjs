@@ -108,6 +108,13 @@ try {
   await page.waitForSelector("#plot rect", { state: "attached", timeout: 10000 });
   await page.screenshot({ path: path.join(shots, "5-usage.png") });
 
+  // Config: the effective settings, the model's key redacted.
+  await page.click("nav button[data-tab=config]");
+  await page.waitForFunction(() => document.getElementById("config-json").textContent.includes('"api_key": "[redacted]"'), null, { timeout: 10000 });
+  const configText = await page.textContent("#config-json");
+  if (configText.includes(process.env.SPACEBOT_TOKEN)) throw new Error("the config view shows the API token");
+  await page.screenshot({ path: path.join(shots, "6-config.png") });
+
   // Signed in for the tab's session: a reload doesn't ask again.
   await page.reload({ waitUntil: "load" });
   await page.waitForSelector("#agent option[value=main]", { state: "attached", timeout: 10000 });

@@ -24,7 +24,8 @@ async fn served() -> Served {
             ScopedToken::new("dashboard", READ, [Scope::Read]),
         ])
         .with_openai(OpenAiAdapter::new())
-        .with_memories([(AgentId::new("main"), memory().await)]);
+        .with_memories([(AgentId::new("main"), memory().await)])
+        .with_effective_config(json!({ "api": { "token": "[redacted]" } }));
     Served::start_with(ServeLimits::default(), Arc::new(SilentEngine), api).await
 }
 
@@ -147,6 +148,11 @@ async fn a_read_token_reads_but_cannot_send_and_the_admin_token_does_everything(
         assert_ne!(allowed.status, 403, "{path}: {allowed:?}");
         assert_ne!(allowed.status, 401, "{path}: {allowed:?}");
     }
+    // The effective config is daemon-wide: admin only.
+    assert_eq!(call(&served, "GET", "/api/config", READ, None).await.status, 403);
+    let config = call(&served, "GET", "/api/config", ADMIN, None).await;
+    assert_eq!(config.status, 200, "{config:?}");
+    assert_eq!(config.json(), json!({ "api": { "token": "[redacted]" } }));
     let wrong = call(&served, "GET", "/api/status", "read-token-1234", None).await;
     assert_eq!(wrong.status, 401);
     served.stop(std::time::Duration::from_secs(5)).await;
