@@ -305,6 +305,31 @@ async function refreshUsage() {
   } catch (error) {
     if (!(error instanceof LoginNeeded)) $("usage-rows").replaceChildren(el("tr", {}, el("td", { colSpan: 8, textContent: error.message })));
   }
+  try {
+    plotLatency((await api("/api/turns")).turns);
+  } catch (error) {
+    if (!(error instanceof LoginNeeded)) $("latency-summary").textContent = error.message;
+  }
+}
+
+// Each recent turn as a dot: when it ended (x) and how long it took (y); failed turns in red.
+function plotLatency(turns) {
+  const seconds = turns.map((t) => t.seconds).sort((a, b) => a - b);
+  const quantile = (q) => seconds[Math.min(seconds.length - 1, Math.floor(q * seconds.length))];
+  $("latency-summary").textContent = turns.length
+    ? `${turns.length} recent turn${turns.length === 1 ? "" : "s"}: median ${quantile(0.5).toFixed(2)} s, p95 ${quantile(0.95).toFixed(2)} s, slowest ${seconds[seconds.length - 1].toFixed(2)} s`
+    : "no turns since the daemon started";
+  const times = turns.map((t) => Date.parse(t.at));
+  const [first, last] = [Math.min(...times), Math.max(...times)];
+  const top = Math.max(0.001, seconds[seconds.length - 1] || 1);
+  const dots = turns.map((t, i) => {
+    const x = 20 + (last > first ? ((times[i] - first) / (last - first)) * 570 : 285);
+    const dot = svg("circle", { cx: x, cy: 140 - (t.seconds / top) * 125, r: 5, class: t.outcome });
+    dot.append(svg("title", {}, `${t.at} ${t.agent} ${t.conversation}: ${t.outcome} in ${t.seconds.toFixed(3)} s`));
+    return dot;
+  });
+  const axis = [svg("line", { x1: 15, y1: 140, x2: 595, y2: 140 }), svg("text", { x: 18, y: 12 }, top.toFixed(2) + " s")];
+  $("latency").replaceChildren(...axis, ...dots);
 }
 
 function plot(rows) {

@@ -219,6 +219,7 @@ pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
         .route("/api/agents/{agent}/cron/{id}/run", post(cron::run))
         .route("/api/mcp", get(mcp_status))
         .route("/api/config", get(effective_config))
+        .route("/api/turns", get(recent_turns))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -267,6 +268,28 @@ async fn mcp_status(
         Some(source) => Ok(Json(source())),
         None => Err(ApiError::NotFound("no MCP servers on this server".to_owned())),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TurnsQuery {
+    agent: Option<String>,
+}
+
+/// `GET /api/turns[?agent=A]`: the latest turns with their durations, oldest first.
+async fn recent_turns(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<TurnsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_daemon_wide()?;
+    let Some(metrics) = &state.config.metrics else {
+        return Err(ApiError::NotFound("this server keeps no metrics".to_owned()));
+    };
+    let mut turns = metrics.recent_turns();
+    if let Some(agent) = query.agent.as_deref().filter(|agent| !agent.is_empty()) {
+        turns.retain(|turn| turn.agent.as_str() == agent);
+    }
+    Ok(Json(serde_json::json!({ "kept": crate::metrics::RECENT_TURNS, "turns": turns })))
 }
 
 async fn effective_config(

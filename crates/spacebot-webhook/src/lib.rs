@@ -52,7 +52,7 @@ pub use access::{Scope, ScopedToken};
 pub use adapter::{WEBHOOK_ADAPTER, WebhookAdapter};
 pub use api::{ApiConfig, StatusSource, router};
 pub use error::{ApiError, Result};
-pub use metrics::{Metrics, UsageWriter};
+pub use metrics::{Metrics, RECENT_TURNS, TurnSample, UsageWriter};
 pub use openai::{OPENAI_ADAPTER, OpenAiAdapter};
 pub use serve::{ServeLimits, serve};
 pub use stored_tokens::{NewToken, StoredTokens, TOKEN_PREFIX, TokenFile, TokenFileError, TokenRecord};

@@ -9,11 +9,14 @@
 //!   (by the [`UsageWriter`] task, off the model call's path);
 //! - live processes and conversations: read from the runtime at each scrape.
 //!
+//! The last [`RECENT_TURNS`] turns are also kept with their end time and duration, for
+//! `GET /api/turns` and the portal's latency plot; a longer history is Prometheus's to keep.
+//!
 //! The event stream is a bounded broadcast: a reader that falls behind misses events. A missed
 //! stretch is counted in `spacebot_metrics_events_missed_total` and logged, so a gap shows.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +35,24 @@ use spacebot_core::{
     AgentId, ChatRequest, ChatResponse, ChatStream, ConversationId, LanguageModel, LlmError, LlmErrorKind,
     ProcessChange, ProcessKind, RuntimeEvent, RuntimeHandle, StreamEvent, TurnOutcome, UsageLedger, UsageRow,
 };
+
+/// How many of the latest turns [`Metrics::recent_turns`] keeps.
+pub const RECENT_TURNS: usize = 1000;
+
+/// A finished turn, as `GET /api/turns` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TurnSample {
+    /// When it ended.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The agent.
+    pub agent: AgentId,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// `replied`, `skipped` or `failed`.
+    pub outcome: &'static str,
+    /// From its start to its end.
+    pub seconds: f64,
+}
 
 /// The `Content-Type` of what [`Metrics::render`] writes.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -118,6 +139,8 @@ struct Families {
     conversations: Gauge,
     events_missed: Counter,
     usage: Option<UsageSender>,
+    /// The latest turns, oldest first, at most [`RECENT_TURNS`].
+    recent: Arc<Mutex<VecDeque<TurnSample>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -158,6 +181,7 @@ impl Metrics {
             conversations: Gauge::default(),
             events_missed: Counter::default(),
             usage,
+            recent: Arc::default(),
         };
         let mut registry = Registry::with_prefix("spacebot");
         let f = families.clone();
@@ -212,6 +236,11 @@ impl Metrics {
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+
+    /// The latest turns (at most [`RECENT_TURNS`]), oldest first.
+    pub fn recent_turns(&self) -> Vec<TurnSample> {
+        self.inner.families.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 
     /// The metrics in the Prometheus text format, with the runtime's live figures read now.
@@ -292,14 +321,25 @@ impl Families {
                 turns_started.insert((agent, conversation), Instant::now());
             }
             RuntimeEvent::TurnFinished { agent, conversation, outcome, .. } => {
-                let started = turns_started.remove(&(agent.clone(), conversation));
-                let agent = agent.to_string();
+                let started = turns_started.remove(&(agent.clone(), conversation.clone()));
+                let label = agent.to_string();
                 if let Some(started) = started {
-                    self.turn_seconds
-                        .get_or_create(&AgentLabels { agent: agent.clone() })
-                        .observe(started.elapsed().as_secs_f64());
+                    let seconds = started.elapsed().as_secs_f64();
+                    self.turn_seconds.get_or_create(&AgentLabels { agent: label.clone() }).observe(seconds);
+                    let sample = TurnSample {
+                        at: chrono::Utc::now(),
+                        agent,
+                        conversation,
+                        outcome: outcome_label(outcome),
+                        seconds,
+                    };
+                    let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+                    if recent.len() == RECENT_TURNS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(sample);
                 }
-                self.turns.get_or_create(&TurnLabels { agent, outcome: outcome_label(outcome) }).inc();
+                self.turns.get_or_create(&TurnLabels { agent: label, outcome: outcome_label(outcome) }).inc();
             }
             RuntimeEvent::Process(event) => {
                 if let ProcessChange::Finished { state, .. } = event.change {
@@ -454,5 +494,39 @@ mod tests {
         assert!(text.contains("spacebot_turns_total{agent=\"main\",outcome=\"replied\"} 1"), "{text}");
         assert!(text.contains("# TYPE spacebot_turns_total counter"), "{text}");
         assert_eq!(ProcessKind::Worker.as_str(), "worker", "the kinds the scrape lists by name");
+        assert!(metrics.recent_turns().is_empty(), "a turn seen ending but not starting has no duration");
+    }
+
+    #[test]
+    fn the_latest_turns_are_kept_with_their_durations_up_to_the_cap() {
+        let metrics = Metrics::new();
+        let families = &metrics.inner.families;
+        let mut started = HashMap::new();
+        for index in 0..RECENT_TURNS + 5 {
+            let conversation = ConversationId::new(format!("c{index}"));
+            let agent = AgentId::new("main");
+            families.record(
+                RuntimeEvent::TurnStarted { agent: agent.clone(), conversation: conversation.clone() },
+                &mut started,
+            );
+            let outcome = if index % 2 == 0 { TurnOutcome::Replied } else { TurnOutcome::Skipped };
+            families.record(
+                RuntimeEvent::TurnFinished {
+                    agent,
+                    conversation,
+                    outcome,
+                    message: None,
+                    usage: spacebot_core::Usage::default(),
+                },
+                &mut started,
+            );
+        }
+        let recent = metrics.recent_turns();
+        assert_eq!(recent.len(), RECENT_TURNS);
+        assert_eq!(recent[0].conversation.as_str(), "c5", "the oldest went first");
+        assert_eq!(recent[RECENT_TURNS - 1].conversation.as_str(), format!("c{}", RECENT_TURNS + 4));
+        assert_eq!((recent[0].outcome, recent[1].outcome), ("skipped", "replied"));
+        assert!(recent.iter().all(|turn| turn.seconds >= 0.0 && turn.seconds < 60.0));
+        assert!(recent.windows(2).all(|pair| pair[0].at <= pair[1].at), "in the order they ended");
     }
 }

@@ -70,5 +70,35 @@ async fn metrics_move_after_a_turn_and_need_the_token() {
     assert_eq!(value(&after, "spacebot_model_tokens_total", &input), Some(120.0));
     assert_eq!(value(&after, "spacebot_model_tokens_total", &output), Some(7.0));
     assert_eq!(value(&after, "spacebot_conversations", &[]), Some(1.0));
+
+    // The same turn in the recent list the portal plots, with its duration.
+    let turns: serde_json::Value = daemon
+        .http
+        .get(format!("{}/api/turns?agent=main", daemon.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("turns")
+        .json()
+        .await
+        .expect("turns as JSON");
+    let listed = turns["turns"].as_array().expect("a list");
+    assert_eq!(listed.len(), 1, "{turns:#}");
+    assert_eq!(
+        (listed[0]["conversation"].as_str(), listed[0]["outcome"].as_str()),
+        (Some("webhook:m1"), Some("replied"))
+    );
+    assert!(listed[0]["seconds"].as_f64().is_some_and(|seconds| seconds > 0.0 && seconds < 30.0), "{turns:#}");
+    let other: serde_json::Value = daemon
+        .http
+        .get(format!("{}/api/turns?agent=ops", daemon.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("turns")
+        .json()
+        .await
+        .expect("turns as JSON");
+    assert_eq!(other["turns"], serde_json::json!([]));
     daemon.stop().await;
 }

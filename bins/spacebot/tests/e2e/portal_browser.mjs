@@ -106,6 +106,9 @@ try {
   await page.click("nav button[data-tab=usage]");
   await page.waitForSelector("#usage-rows tr td", { timeout: 10000 });
   await page.waitForSelector("#plot rect", { state: "attached", timeout: 10000 });
+  // The chat's turn is a dot on the latency plot, summarised above it.
+  await page.waitForSelector("#latency circle.replied", { state: "attached", timeout: 10000 });
+  await page.waitForFunction(() => /^\d+ recent turns?: median [0-9.]+ s/.test(document.getElementById("latency-summary").textContent), null, { timeout: 10000 });
   await page.screenshot({ path: path.join(shots, "5-usage.png") });
 
   // Config: the effective settings, the model's key redacted.
