@@ -7,9 +7,11 @@
 //! - hop: the names the best direct hits mention that the query does not ("my cousin Mira"),
 //!   searched for by words, for questions that need two memories.
 //!
-//! They are fused by score (`fuse`), then the best candidates are reranked: a conversational
-//! memory said by the person the query names (`Nate: ...` for "what did Nate cook") counts
-//! double. The weights are tuned on the recall evaluation (`cargo xtask eval recall`).
+//! They are fused by score (`fuse`), then the best candidates are reranked by what their content
+//! says (`rerank_factor`): a conversational memory said by the person the query names (`Nate:
+//! ...` for "what did Nate cook") counts double, and one that says little ("Bye Joanna!")
+//! counts less than a statement. The weights are tuned on the recall evaluation (`cargo xtask
+//! eval recall`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -29,6 +31,11 @@ const PER_LIST: usize = 50;
 
 /// How many of the best fused candidates the reranker reads.
 const RERANK_DEPTH: usize = 30;
+
+/// Words of its own (see [`substance`]) at which a memory counts as a full statement in the
+/// rerank: about one sentence that tells something ("I just got back from Lisbon! The tram ride
+/// up the hill was the highlight" has nine).
+const STATEMENT_WORDS: usize = 8;
 
 /// How many of the best direct hits the second hop reads names from.
 const HOP_SEEDS: usize = 3;
@@ -80,9 +87,13 @@ struct Weights {
     hop: f32,
     /// A memory said by the person the query names scores `1 + speaker` times as much.
     speaker: f32,
+    /// A memory that makes a full statement scores `1 + substance` times as much as one that
+    /// says nothing of its own, one in between in proportion (see [`substance`]).
+    substance: f32,
 }
 
-const WEIGHTS: Weights = Weights { text: 1.0, vectors: 0.5, graph: 1.0, dated: 1.0, hop: 0.3, speaker: 1.0 };
+const WEIGHTS: Weights =
+    Weights { text: 1.0, vectors: 0.5, graph: 1.0, dated: 1.0, hop: 0.3, speaker: 1.0, substance: 1.0 };
 
 /// Fuses scored lists: each list adds `weight × score / top score` for each id it holds (once:
 /// a repeat within a list is ignored), so a list's first counts its full weight and the rest as
@@ -125,6 +136,55 @@ pub(crate) fn query_terms(text: &str) -> Vec<String> {
         }
     });
     terms
+}
+
+/// How much a memory says of its own, from 0 to 1: its words that are not stop words or single
+/// letters, the speaker label left out, counted up to [`STATEMENT_WORDS`]. Pleasantries ("Bye
+/// Joanna!", "Haha, that's so you.") say nearly nothing.
+///
+/// Why the rerank needs it: BM25 and cosine similarity both favour short texts, so when a
+/// query shares no more than a name with the memories in reach ("which city did Nate visit in
+/// May", answered by "I just got back from Lisbon!"), the shortest memories naming Nate come
+/// first, and in a conversation those are its pleasantries. A memory is more likely to answer a
+/// question the more it says (the observation behind pivoted length normalisation: scores
+/// normalised by length retrieve short documents more often than they are relevant).
+fn substance(content: &str) -> f32 {
+    let mut words = 0usize;
+    for_each_word(crate::memory::write::body(content), |word| {
+        if word.chars().nth(1).is_some() && !is_stop_word(word) {
+            words += 1;
+        }
+    });
+    words.min(STATEMENT_WORDS) as f32 / STATEMENT_WORDS as f32
+}
+
+/// What the rerank multiplies a fused candidate's score by, from its content and the query's
+/// words (lowercased, as `for_each_word` gives them): `1 + speaker` when the person the query
+/// names said it, times `1 + substance` × what the content says ([`substance`]).
+fn rerank_factor(content: &str, named: &[String], weights: Weights) -> f32 {
+    let said_by_named = crate::memory::write::speaker_of(content).is_some_and(|speaker| {
+        let mut all = true;
+        for_each_word(speaker, |word| all &= named.iter().any(|known| known == word));
+        all
+    });
+    let speaker = if said_by_named { 1.0 + weights.speaker } else { 1.0 };
+    speaker * (1.0 + weights.substance * substance(content))
+}
+
+/// Multiplies each candidate's score by [`rerank_factor`] and sorts them again, best first (ties
+/// by id); a candidate whose content is unknown keeps its score.
+fn reorder(
+    fused: &mut [(MemoryId, f32, Vec<Option<usize>>)],
+    contents: &HashMap<String, String>,
+    named: &[String],
+    weights: Weights,
+) {
+    for (id, score, _) in fused.iter_mut() {
+        if let Some(content) = contents.get(id.as_str()) {
+            *score *= rerank_factor(content, named, weights);
+        }
+    }
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
 }
 
 /// How much a graph hit reached over `kind` counts, by the direction it was followed.
@@ -319,9 +379,10 @@ impl SqliteMemory {
         .map_err(|error| StoreError::new(format!("can't search the memory index: {error}"), false))
     }
 
-    /// Reorders the best fused candidates by what their content says about the query: a
+    /// Reorders the best fused candidates by what their content says (see [`rerank_factor`]): a
     /// conversational memory said by the person the query names (`Nate: ...` for "what did Nate
-    /// cook") counts more than one said to them or about them.
+    /// cook") counts more than one said to them or about them, and a statement more than a
+    /// pleasantry.
     async fn rerank(
         &self,
         mut fused: Vec<(MemoryId, f32, Vec<Option<usize>>)>,
@@ -335,25 +396,8 @@ impl SqliteMemory {
             return Ok(fused);
         }
         let ids: Vec<MemoryId> = fused[..depth].iter().map(|(id, _, _)| id.clone()).collect();
-        let speakers: HashMap<String, bool> = self
-            .contents(&ids)
-            .await?
-            .into_iter()
-            .map(|(id, content)| {
-                let said_by_named = crate::memory::write::speaker_of(&content).is_some_and(|speaker| {
-                    let mut all = true;
-                    for_each_word(speaker, |word| all &= named.iter().any(|known| known == word));
-                    all
-                });
-                (id, said_by_named)
-            })
-            .collect();
-        for (id, score, _) in &mut fused[..depth] {
-            if speakers.get(id.as_str()).copied().unwrap_or(false) {
-                *score *= 1.0 + weights.speaker;
-            }
-        }
-        fused[..depth].sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let contents = self.contents(&ids).await?;
+        reorder(&mut fused[..depth], &contents, &named, weights);
         Ok(fused)
     }
 
@@ -552,6 +596,56 @@ mod tests {
         let vectors = scored(&[("x", 0.5), ("y", -0.2)]);
         let fused = fuse(&[Ranked::new(&vectors, 1.0)]);
         assert_eq!(fused[1].1, 0.0);
+    }
+
+    #[test]
+    fn substance_counts_a_memorys_own_words_up_to_a_statement() {
+        assert_eq!(substance("Nate: Haha, that's so you."), 1.0 / STATEMENT_WORDS as f32, "only `haha` counts");
+        assert_eq!(substance("Joanna: I'm on it."), 0.0, "stop words and the letters of contractions say nothing");
+        let said = "Nate: I just got back from Lisbon! The tram ride up the hill was the highlight.";
+        assert_eq!(substance(said), 1.0, "nine words of its own, a full statement");
+        assert!(
+            substance("Nate: See you soon") > substance("Joanna Marsh: See you"),
+            "the speaker label is not the memory's own words"
+        );
+        assert_eq!(substance("Lisbon"), 1.0 / STATEMENT_WORDS as f32, "a memory without a speaker counts whole");
+    }
+
+    /// What the substance prior is for: the query shares only a name with the memories in
+    /// reach, so the fusion put the shortest ones naming Nate first.
+    #[test]
+    fn a_statement_outranks_a_pleasantry_that_fused_slightly_higher() {
+        let contents: HashMap<String, String> = [
+            ("bye", "Nate: Bye Joanna! Take care."),
+            ("trip", "Nate: I just got back from Lisbon! The tram ride up the hill was the highlight."),
+            ("other", "Joanna: I just got back from Kyoto! The bamboo forest was the highlight."),
+        ]
+        .into_iter()
+        .map(|(id, content)| (id.to_owned(), content.to_owned()))
+        .collect();
+        let mut named = Vec::new();
+        for_each_word("Which city did Nate visit in May 2023?", |word| named.push(word.to_owned()));
+        let mut fused: Vec<(MemoryId, f32, Vec<Option<usize>>)> = [("bye", 1.2), ("other", 1.1), ("trip", 1.0)]
+            .into_iter()
+            .map(|(id, score)| (MemoryId::from(id), score, vec![None]))
+            .collect();
+        reorder(&mut fused, &contents, &named, WEIGHTS);
+        let order: Vec<&str> = fused.iter().map(|(id, _, _)| id.as_str()).collect();
+        assert_eq!(order, ["trip", "bye", "other"], "scores: {fused:?}");
+        let without = Weights { substance: 0.0, ..WEIGHTS };
+        let mut fused: Vec<(MemoryId, f32, Vec<Option<usize>>)> = [("bye", 1.2), ("trip", 1.0)]
+            .into_iter()
+            .map(|(id, score)| (MemoryId::from(id), score, vec![None]))
+            .collect();
+        reorder(&mut fused, &contents, &named, without);
+        assert_eq!(fused[0].0.as_str(), "bye", "the speaker alone does not tell them apart");
+    }
+
+    #[test]
+    fn a_candidate_whose_content_is_unknown_keeps_its_score() {
+        let mut fused = vec![(MemoryId::from("gone"), 0.7, vec![Some(1)])];
+        reorder(&mut fused, &HashMap::new(), &[], WEIGHTS);
+        assert_eq!(fused[0].1, 0.7);
     }
 
     #[test]

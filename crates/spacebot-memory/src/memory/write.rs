@@ -646,7 +646,7 @@ pub(crate) fn may_merge(a: &str, b: &str) -> bool {
 }
 
 /// A content without its speaker label.
-fn body(content: &str) -> &str {
+pub(crate) fn body(content: &str) -> &str {
     match speaker_of(content) {
         Some(_) => content.split_once(':').map_or(content, |(_, rest)| rest),
         None => content,
