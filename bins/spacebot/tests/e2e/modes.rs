@@ -113,21 +113,24 @@ async fn discord_mention_only_reads_everything_answers_mentions_and_only_admins_
     // "@spacebot /pause", the way a command is addressed to one bot among several, is a command
     // too: refused for the stranger, not answered by the model.
     discord.post(FakeMessage::guild(1, 10, 7, "/pause").by("bob").mentioning_bot());
-    discord
-        .wait_for("the refusal of the mention", WAIT, |r| {
-            r.iter().filter(|r| r.body["content"] == json!(refusal)).count() == 2
-        })
-        .await;
+    let posted = |texts: &'static str| {
+        move |requests: &[spacebot_testing::DiscordRequest]| {
+            requests
+                .iter()
+                .filter(|r| r.method == "POST" && r.path == "/channels/10/messages")
+                .filter(|r| r.body["content"].as_str().is_some_and(|content| content.starts_with(texts)))
+                .count()
+        }
+    };
+    let refusals = posted(refusal);
+    discord.wait_for("the refusal of the mention", WAIT, |r| refusals(r) == 2).await;
 
     // The admin's works.
     let admin = discord.slash_command(Some(1), 10, 42, "pause", None);
     discord.wait_for("the admin's pause", WAIT, in_place(admin, "Paused:")).await;
     discord.post(FakeMessage::guild(1, 10, 42, "/resume").by("carol").mentioning_bot());
-    discord
-        .wait_for("the admin's resume by mention", WAIT, |r| {
-            r.iter().any(|r| r.body["content"].as_str().is_some_and(|text| text.starts_with("Resumed")))
-        })
-        .await;
+    let resumed = posted("Resumed");
+    discord.wait_for("the admin's resume by mention", WAIT, |r| resumed(r) == 1).await;
     assert_eq!(model.request_count(), 1, "commands make no model call");
     let (status, _) = daemon.stop().await;
     assert!(status.success());
