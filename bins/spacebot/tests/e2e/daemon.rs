@@ -157,6 +157,14 @@ impl Daemon {
         }
     }
 
+    /// Every log line so far, for a failure message.
+    pub(crate) fn logs_so_far(&mut self) -> String {
+        while let Ok(line) = self.logs.try_recv() {
+            self.log_lines.push(line);
+        }
+        self.log_lines.join("\n")
+    }
+
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(token) => request.bearer_auth(token),

@@ -52,6 +52,27 @@ fn model_saw(model: &FakeLlmServer) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the fake Discord's requests pass `check`; on timeout, fails with them and the
+/// daemon's log.
+async fn wait_or_show_logs(
+    discord: &FakeDiscord,
+    daemon: &mut Daemon,
+    what: &str,
+    check: impl Fn(&[spacebot_testing::DiscordRequest]) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    while !check(&discord.requests()) {
+        if Instant::now() > deadline {
+            panic!(
+                "waited {WAIT:?} for {what}; requests: {:#?}\ndaemon log:\n{}",
+                discord.requests(),
+                daemon.logs_so_far()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// The agent `main` in `mention_only`, with one admin, on the fake model.
 fn mention_only_config(model: &FakeLlmServer, admin: &str) -> String {
     format!(
@@ -71,7 +92,7 @@ async fn discord_mention_only_reads_everything_answers_mentions_and_only_admins_
         discord.api_url()
     );
     let home = Home::new(&config);
-    let daemon = Daemon::start(&home).await;
+    let mut daemon = Daemon::start(&home).await;
     discord.wait_connected(WAIT).await;
     let conversation = "discord:1:10";
 
@@ -123,14 +144,14 @@ async fn discord_mention_only_reads_everything_answers_mentions_and_only_admins_
         }
     };
     let refusals = posted(refusal);
-    discord.wait_for("the refusal of the mention", WAIT, |r| refusals(r) == 2).await;
+    wait_or_show_logs(&discord, &mut daemon, "the refusal of the mention", |r| refusals(r) == 2).await;
 
     // The admin's works.
     let admin = discord.slash_command(Some(1), 10, 42, "pause", None);
     discord.wait_for("the admin's pause", WAIT, in_place(admin, "Paused:")).await;
     discord.post(FakeMessage::guild(1, 10, 42, "/resume").by("carol").mentioning_bot());
     let resumed = posted("Resumed");
-    discord.wait_for("the admin's resume by mention", WAIT, |r| resumed(r) == 1).await;
+    wait_or_show_logs(&discord, &mut daemon, "the admin's resume by mention", |r| resumed(r) == 1).await;
     assert_eq!(model.request_count(), 1, "commands make no model call");
     let (status, _) = daemon.stop().await;
     assert!(status.success());

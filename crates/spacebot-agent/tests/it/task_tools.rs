@@ -41,7 +41,7 @@ async fn a_worker_writes_reads_and_lists_in_its_workspace_and_cannot_escape() {
     assert_eq!(results[2], "todo.txt");
     assert_eq!(results[3], "buy milk");
     let names: Vec<_> = last.tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, vec!["file_read", "file_write", "file_list", "shell", "set_status"]);
+    assert_eq!(names, vec!["file_read", "file_write", "file_list", "shell", "send_file", "set_status"]);
     assert_eq!(h.finished()[0].2, TerminalState::Done);
     assert!(last_user_raw(&models.channel.requests()[2]).contains("done: saved the todo"));
     h.shutdown().await;
