@@ -11,13 +11,17 @@
 //! `DELETE /api/agents/{agent}/memories/{id}`: forgets a memory (the portal's forget button), with
 //! the same scope.
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use spacebot_core::{AgentId, ListQuery, Memory, MemoryId, MemoryType, RecallHit, RecallQuery, Visibility};
+use spacebot_core::{
+    AgentId, ListQuery, Memory, MemoryId, MemoryStore, MemoryType, RecallHit, RecallQuery, Visibility,
+};
 
 use crate::access::{Caller, Scope};
 use crate::api::AppState;
@@ -53,6 +57,15 @@ impl SearchQuery {
     }
 }
 
+/// The memory of `agent` after the caller may reach it (an admin of that agent), or a 404.
+fn store_of<'a>(state: &'a AppState, agent: &AgentId) -> Result<&'a Arc<dyn MemoryStore>, ApiError> {
+    state
+        .config
+        .memories
+        .get(agent)
+        .ok_or_else(|| ApiError::NotFound(format!("no agent `{agent}` with a memory on this server")))
+}
+
 pub(crate) async fn search(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -68,9 +81,7 @@ pub(crate) async fn search(
     }
     let kinds = query.kinds()?;
     let person = query.person.as_deref().map(str::trim).filter(|person| !person.is_empty());
-    let Some(store) = state.config.memories.get(&agent) else {
-        return Err(ApiError::NotFound(format!("no agent `{agent}` with a memory on this server")));
-    };
+    let store = store_of(&state, &agent)?;
     // A person filter is applied to the results, so ask for as many as may be kept.
     let wanted = if person.is_some() { MAX_LIMIT } else { limit };
     let failed = |error| ApiError::Internal(format!("can't search the memory of `{agent}`: {error}"));
@@ -102,9 +113,7 @@ pub(crate) async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let agent = AgentId::from(agent.as_str());
     caller.require(Scope::Admin, &agent)?;
-    let Some(store) = state.config.memories.get(&agent) else {
-        return Err(ApiError::NotFound(format!("no agent `{agent}` with a memory on this server")));
-    };
+    let store = store_of(&state, &agent)?;
     let failed = |error| ApiError::Internal(format!("can't read memory `{id}` of `{agent}`: {error}"));
     let memory_id = MemoryId::new(id.as_str());
     let Some(memory) = store.get(&agent, &memory_id).await.map_err(failed)? else {
@@ -138,9 +147,7 @@ pub(crate) async fn forget(
 ) -> Result<Json<Value>, ApiError> {
     let agent = AgentId::from(agent.as_str());
     caller.require(Scope::Admin, &agent)?;
-    let Some(store) = state.config.memories.get(&agent) else {
-        return Err(ApiError::NotFound(format!("no agent `{agent}` with a memory on this server")));
-    };
+    let store = store_of(&state, &agent)?;
     let forgotten = store
         .forget(&agent, &MemoryId::new(id.as_str()))
         .await

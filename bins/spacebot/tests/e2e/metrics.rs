@@ -72,33 +72,18 @@ async fn metrics_move_after_a_turn_and_need_the_token() {
     assert_eq!(value(&after, "spacebot_conversations", &[]), Some(1.0));
 
     // The same turn in the recent list the portal plots, with its duration.
-    let turns: serde_json::Value = daemon
-        .http
-        .get(format!("{}/api/turns?agent=main", daemon.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("turns")
-        .json()
-        .await
-        .expect("turns as JSON");
-    let listed = turns["turns"].as_array().expect("a list");
-    assert_eq!(listed.len(), 1, "{turns:#}");
+    let turns = |agent: &'static str| {
+        let request = daemon.http.get(format!("{}/api/turns?agent={agent}", daemon.base)).bearer_auth(TOKEN);
+        async move { request.send().await.expect("turns").json::<serde_json::Value>().await.expect("turns as JSON") }
+    };
+    let main = turns("main").await;
+    let listed = main["turns"].as_array().expect("a list");
+    assert_eq!(listed.len(), 1, "{main:#}");
     assert_eq!(
         (listed[0]["conversation"].as_str(), listed[0]["outcome"].as_str()),
         (Some("webhook:m1"), Some("replied"))
     );
-    assert!(listed[0]["seconds"].as_f64().is_some_and(|seconds| seconds > 0.0 && seconds < 30.0), "{turns:#}");
-    let other: serde_json::Value = daemon
-        .http
-        .get(format!("{}/api/turns?agent=ops", daemon.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("turns")
-        .json()
-        .await
-        .expect("turns as JSON");
-    assert_eq!(other["turns"], serde_json::json!([]));
+    assert!(listed[0]["seconds"].as_f64().is_some_and(|seconds| seconds > 0.0 && seconds < 30.0), "{main:#}");
+    assert_eq!(turns("ops").await["turns"], serde_json::json!([]));
     daemon.stop().await;
 }
