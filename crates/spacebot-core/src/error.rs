@@ -49,6 +49,11 @@ impl AdapterError {
         Self::new(AdapterErrorKind::Permanent, adapter, message)
     }
 
+    /// Something the platform (or this adapter) can't do, such as a file where only text goes.
+    pub fn unsupported(adapter: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(AdapterErrorKind::Unsupported, adapter, message)
+    }
+
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());

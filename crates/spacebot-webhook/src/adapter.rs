@@ -3,9 +3,7 @@
 
 use async_trait::async_trait;
 
-use spacebot_core::{
-    AdapterError, AdapterErrorKind, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse,
-};
+use spacebot_core::{AdapterError, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse};
 
 /// The runtime key (and message source) of the webhook adapter.
 pub const WEBHOOK_ADAPTER: &str = "webhook";
@@ -29,8 +27,7 @@ impl MessagingAdapter for WebhookAdapter {
     async fn send(&self, _target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
         match response {
             // The API serves messages, not files: say so rather than drop the file.
-            OutboundResponse::File { .. } => Err(AdapterError::new(
-                AdapterErrorKind::Unsupported,
+            OutboundResponse::File { .. } => Err(AdapterError::unsupported(
                 WEBHOOK_ADAPTER,
                 "webhook conversations can't receive files; they stay in the agent's workspace",
             )),

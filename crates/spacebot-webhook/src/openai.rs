@@ -39,8 +39,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use spacebot_core::{
-    AdapterError, AdapterErrorKind, AgentId, ControlCommand, ConversationId, InboundMessage, InboundStream, MessageId,
-    MessagingAdapter, OutboundResponse, RuntimeEvent, Sender, StatusUpdate, Usage,
+    AdapterError, AgentId, ControlCommand, ConversationId, InboundMessage, InboundStream, MessageId, MessagingAdapter,
+    OutboundResponse, RuntimeEvent, Sender, StatusUpdate, Usage,
 };
 
 use crate::access::{Caller, Scope};
@@ -117,8 +117,7 @@ impl MessagingAdapter for OpenAiAdapter {
             OutboundResponse::Text { text } | OutboundResponse::ThreadReply { text, .. } => Piece::Text(text),
             OutboundResponse::Status { status: StatusUpdate::StopTyping } => Piece::End,
             OutboundResponse::File { .. } => {
-                return Err(AdapterError::new(
-                    AdapterErrorKind::Unsupported,
+                return Err(AdapterError::unsupported(
                     OPENAI_ADAPTER,
                     "a chat completion can't carry files; they stay in the agent's workspace",
                 ));

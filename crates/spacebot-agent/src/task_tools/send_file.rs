@@ -143,9 +143,7 @@ fn mime_type(filename: &str) -> &'static str {
 mod tests {
     use std::sync::Mutex;
 
-    use spacebot_core::{
-        AdapterError, AdapterErrorKind, AdapterSet, DeliveryPolicy, InboundStream, MessagingAdapter, Scrubber, Sender,
-    };
+    use spacebot_core::{AdapterError, AdapterSet, DeliveryPolicy, InboundStream, MessagingAdapter, Scrubber, Sender};
 
     use super::*;
 
@@ -168,7 +166,7 @@ mod tests {
 
         async fn send(&self, _target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
             if self.refuse_files {
-                return Err(AdapterError::new(AdapterErrorKind::Unsupported, "keeper", "no files here"));
+                return Err(AdapterError::unsupported("keeper", "no files here"));
             }
             self.sent.lock().expect("not poisoned").push(response);
             Ok(())

@@ -6,9 +6,7 @@
 
 use async_trait::async_trait;
 
-use spacebot_core::{
-    AdapterError, AdapterErrorKind, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse,
-};
+use spacebot_core::{AdapterError, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse};
 
 /// The runtime key (and message source) of the adapter cron runs happen in.
 pub const CRON_ADAPTER: &str = "cron";
@@ -31,8 +29,7 @@ impl MessagingAdapter for CronAdapter {
     async fn send(&self, _target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
         match response {
             // Only the reply's text reaches the job's target; a file would be lost without a word.
-            OutboundResponse::File { .. } => Err(AdapterError::new(
-                AdapterErrorKind::Unsupported,
+            OutboundResponse::File { .. } => Err(AdapterError::unsupported(
                 CRON_ADAPTER,
                 "a scheduled run delivers its reply's text only, not files",
             )),
