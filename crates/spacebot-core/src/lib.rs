@@ -40,6 +40,7 @@ mod engine;
 mod error;
 mod event;
 mod fallback;
+mod handoff;
 mod ids;
 mod inbox;
 mod journal;
@@ -76,6 +77,7 @@ pub use error::{
 };
 pub use event::{RuntimeEvent, TurnOutcome};
 pub use fallback::FallbackModel;
+pub use handoff::{Handoff, NotTaken, handoff};
 pub use ids::{AgentId, ConversationId, MemoryId, MessageId, ProcessId};
 pub use inbox::Inbox;
 pub use llm::{

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use slack_morphism::hyper_tokio::{SlackClientHyperConnector, SlackClientHyperHttpsConnector};
 use slack_morphism::prelude::{
@@ -22,11 +21,10 @@ use slack_morphism::prelude::{
     SlackClientSocketModeListener, SlackCommandEvent, SlackCommandEventResponse, SlackMessageContent,
     SlackPushEventCallback, SlackReactionName, SlackSocketModeListenerCallbacks, SlackTs, UserCallbackResult,
 };
-use tokio::sync::{mpsc, oneshot};
 
 use spacebot_core::{
-    AdapterError, AdapterErrorKind, InboundMessage, InboundStream, MessagingAdapter, OutboundResponse, SplitOptions,
-    StatusUpdate, split_message_with,
+    AdapterError, AdapterErrorKind, Handoff, InboundMessage, InboundStream, MessagingAdapter, NotTaken,
+    OutboundResponse, SplitOptions, StatusUpdate, split_message_with,
 };
 
 use crate::MESSAGE_LIMIT;
@@ -38,9 +36,6 @@ use crate::settings::SlackSettings;
 type Connector = SlackClientHyperHttpsConnector;
 type Client = SlackClient<Connector>;
 type Listener = SlackClientSocketModeListener<Connector>;
-
-/// A message handed to the runtime, with the way to tell its envelope's callback it was taken.
-type Handed = (InboundMessage, oneshot::Sender<()>);
 
 /// Inbound messages buffered between Socket Mode and the runtime.
 const INBOUND_BUFFER: usize = 256;
@@ -70,7 +65,7 @@ struct Inner {
 struct CallbackState {
     settings: SlackSettings,
     bot_user: String,
-    inbound: mpsc::Sender<Handed>,
+    inbound: Handoff,
     /// Downloads image files before a message is handed in (`images.rs`).
     files: Option<reqwest::Client>,
 }
@@ -82,11 +77,6 @@ struct Upload {
     data: Vec<u8>,
     caption: Option<String>,
 }
-
-/// The runtime did not take a message: its envelope must stay unacknowledged.
-#[derive(Debug, thiserror::Error)]
-#[error("the runtime did not take the message; leaving the envelope unacknowledged")]
-struct NotTaken;
 
 impl SlackAdapter {
     /// An adapter for these settings. Nothing connects until `start`.
@@ -224,11 +214,11 @@ impl MessagingAdapter for SlackAdapter {
             .await
             .map_err(|e| classify(name, e))?;
 
-        let (sender, receiver) = mpsc::channel(INBOUND_BUFFER);
+        let (handoff, stream) = spacebot_core::handoff(INBOUND_BUFFER);
         let state = CallbackState {
             settings: inner.settings.clone(),
             bot_user: identity.user_id.to_string(),
-            inbound: sender,
+            inbound: handoff,
             files: crate::images::client(),
         };
         let environment = SlackClientEventsListenerEnvironment::new(inner.socket.clone())
@@ -244,7 +234,7 @@ impl MessagingAdapter for SlackAdapter {
         listener.start().await;
         *inner.listener.lock().await = Some(listener);
         tracing::info!(adapter = name, bot = %identity.user_id, team = %identity.team_id, "connected to Slack");
-        Ok(acknowledging_stream(receiver))
+        Ok(stream)
     }
 
     async fn send(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError> {
@@ -317,30 +307,14 @@ impl MessagingAdapter for SlackAdapter {
     }
 }
 
-/// The runtime's stream: each message's envelope is acknowledged when the runtime asks for the
-/// next message, because it asks only after `submit` returned, that is after the message was
-/// recorded. A message still held when the stream is dropped is never acknowledged.
-fn acknowledging_stream(receiver: mpsc::Receiver<Handed>) -> InboundStream {
-    futures::stream::unfold((receiver, None::<oneshot::Sender<()>>), |(mut receiver, held)| async move {
-        if let Some(taken) = held {
-            // The callback may have timed out already; then Slack redelivers and the id dedups.
-            let _ = taken.send(());
-        }
-        let (message, taken) = receiver.recv().await?;
-        Some((message, (receiver, Some(taken))))
-    })
-    .boxed()
-}
-
 async fn callback_state(states: &SlackClientEventsUserState) -> Option<CallbackState> {
     states.read().await.get_user_state::<CallbackState>().cloned()
 }
 
-/// Hands a message to the runtime and waits until it was taken.
+/// Hands a message to the runtime and waits until it was taken; an envelope whose message was
+/// not taken in time stays unacknowledged.
 async fn hand_in(state: &CallbackState, message: InboundMessage) -> UserCallbackResult<()> {
-    let (taken_tx, taken_rx) = oneshot::channel();
-    state.inbound.send((message, taken_tx)).await.map_err(|_| NotTaken)?;
-    match tokio::time::timeout(TAKE_TIMEOUT, taken_rx).await {
+    match tokio::time::timeout(TAKE_TIMEOUT, state.inbound.hand_in(message)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Box::new(NotTaken)),
     }
