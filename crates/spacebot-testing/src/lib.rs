@@ -22,6 +22,10 @@
 //! - [`fake_discord`] and [`fake_slack`]: [`FakeDiscord`] and [`FakeSlack`], real local servers
 //!   (REST and gateway websocket; Web API and Socket Mode websocket) the real client libraries
 //!   talk to, scripted per test, with failures and dropped connections on demand.
+//! - [`fake_telegram`]: [`FakeTelegram`], a real local server speaking the Telegram Bot API
+//!   (`getUpdates` long polling with offsets, sending with strict HTML validation through
+//!   [`fake_telegram::parse_html`], multipart document uploads, file downloads), with scripted
+//!   errors and dropped polls on demand.
 //! - [`fake_search`]: [`FakeSearch`], a real local server speaking SearXNG's JSON API or the
 //!   Brave Search API, for the `web_search` tool.
 //! - [`binary`]: a command for the built `spacebot` binary that ignores the developer's own
@@ -43,6 +47,7 @@ pub mod fake_llm;
 pub mod fake_memory;
 pub mod fake_search;
 pub mod fake_slack;
+pub mod fake_telegram;
 pub mod log;
 pub mod scripted;
 
@@ -56,5 +61,6 @@ pub use fake_llm::{FakeLlmServer, FakeReply, RecordedRequest, Wire};
 pub use fake_memory::FakeMemory;
 pub use fake_search::{FakeSearch, SearchHit, SearchRequest};
 pub use fake_slack::{FakeSlack, SlackCall, SlackMessage};
+pub use fake_telegram::{FakeTelegram, SentDocument, SentMessage, SentReaction, TelegramCall, TelegramMessage};
 pub use log::MemoryLog;
 pub use scripted::{ScriptedModel, ScriptedTurn};
