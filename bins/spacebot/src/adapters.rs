@@ -9,6 +9,7 @@ use std::sync::Arc;
 use spacebot_core::MessagingAdapter;
 use spacebot_discord::DiscordAdapter;
 use spacebot_slack::SlackAdapter;
+use spacebot_telegram::TelegramAdapter;
 
 use crate::config::Messaging;
 
@@ -18,7 +19,7 @@ pub(crate) struct Built {
     pub(crate) adapter: Result<Arc<dyn MessagingAdapter>, String>,
 }
 
-/// Builds every configured Discord and Slack connection.
+/// Builds every configured Discord, Slack and Telegram connection.
 pub(crate) fn build(messaging: &Messaging) -> Vec<Built> {
     let discord = messaging.discord.iter().map(|settings| Built {
         name: settings.name.clone(),
@@ -30,5 +31,11 @@ pub(crate) fn build(messaging: &Messaging) -> Vec<Built> {
             .map(|adapter| Arc::new(adapter) as Arc<dyn MessagingAdapter>)
             .map_err(|error| error.to_string()),
     });
-    discord.chain(slack).collect()
+    let telegram = messaging.telegram.iter().map(|settings| Built {
+        name: settings.name.clone(),
+        adapter: TelegramAdapter::new(settings.clone())
+            .map(|adapter| Arc::new(adapter) as Arc<dyn MessagingAdapter>)
+            .map_err(|error| error.to_string()),
+    });
+    discord.chain(slack).chain(telegram).collect()
 }

@@ -452,6 +452,10 @@ impl Config {
         for slack in &self.messaging.slack {
             secrets.extend([slack.bot_token.clone(), slack.app_token.clone()]);
         }
+        for telegram in &self.messaging.telegram {
+            secrets.push(telegram.token.clone());
+            secrets.extend(telegram.webhook.iter().map(|w| w.secret_token.clone()));
+        }
         if let EmbedderSettings::OpenAi { api_key: Some(key), .. } = &self.memory.embedder {
             secrets.push(key.clone());
         }
@@ -783,7 +787,7 @@ fn validate(
         for admin in &agent.admins {
             if !admin.split_once(':').is_some_and(|(platform, id)| !platform.is_empty() && !id.is_empty()) {
                 bail!(
-                    "config key `{key}.admins` lists `{admin}`; name each admin as platform:id, like discord:1234 or slack:U0123"
+                    "config key `{key}.admins` lists `{admin}`; name each admin as platform:id, like discord:1234, slack:U0123 or telegram:123456789"
                 );
             }
         }

@@ -83,6 +83,16 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let place = slack.api_url.as_deref().map(|url| format!(" at {url}")).unwrap_or_default();
         println!("adapter {}: Slack (Socket Mode){place}", slack.name);
     }
+    for telegram in &config.messaging.telegram {
+        let place = telegram.api_url.as_deref().map(|url| format!(" at {url}")).unwrap_or_default();
+        match &telegram.webhook {
+            Some(webhook) => println!(
+                "adapter {}: Telegram (webhook {}, listening on {}){place}",
+                telegram.name, webhook.url, webhook.listen
+            ),
+            None => println!("adapter {}: Telegram (long polling){place}", telegram.name),
+        }
+    }
     println!("conversations: {}", config.conversations);
     println!("adapter webhook: POST /webhook/{{agent}}");
     for (index, binding) in config.bindings.iter().enumerate() {

@@ -98,6 +98,27 @@ pub(crate) fn effective(config: &Config) -> Value {
             })
         })
         .collect();
+    let telegram: Vec<Value> = config
+        .messaging
+        .telegram
+        .iter()
+        .map(|telegram| {
+            json!({
+                "name": telegram.name,
+                "token": secret(Some(&telegram.token)),
+                "api_url": telegram.api_url,
+                "chats": telegram.chats,
+                "dm_users": telegram.dm_users,
+                "allow_bots": telegram.allow_bots,
+                "poll_timeout_secs": secs(telegram.poll_timeout),
+                "webhook": telegram.webhook.as_ref().map(|webhook| json!({
+                    "url": webhook.url,
+                    "listen": webhook.listen.to_string(),
+                    "secret_token": secret(Some(&webhook.secret_token)),
+                })),
+            })
+        })
+        .collect();
     let bindings: Vec<Value> = config
         .bindings
         .iter()
@@ -153,7 +174,7 @@ pub(crate) fn effective(config: &Config) -> Value {
         },
         "providers": providers,
         "agents": agents,
-        "messaging": { "discord": discord, "slack": slack },
+        "messaging": { "discord": discord, "slack": slack, "telegram": telegram },
         "bindings": bindings,
         "tools": {
             "shell_timeout_secs": secs(tools.shell_timeout),
@@ -223,6 +244,12 @@ token = "discord-secret-4"
 [messaging.slack]
 bot_token = "xoxb-slack-secret-5"
 app_token = "xapp-slack-secret-6"
+[messaging.telegram]
+token = "4242:telegram-secret-9"
+[messaging.telegram.webhook]
+url = "https://bot.example/tg"
+listen = "127.0.0.1:8443"
+secret_token = "telegram-hook-secret-10"
 [tools]
 send_file_max_bytes = 1024
 web_search = { backend = "brave", api_key = "search-secret-7" }
@@ -247,10 +274,14 @@ embedding_api_key = "embedding-secret-8"
             "slack-secret-6",
             "search-secret-7",
             "embedding-secret-8",
+            "telegram-secret-9",
+            "telegram-hook-secret-10",
         ] {
             assert!(!text.contains(secret), "{secret} shown in {shown:#}");
         }
         assert_eq!(shown["api"]["token"], REDACTED);
+        assert_eq!(shown["messaging"]["telegram"][0]["token"], REDACTED);
+        assert_eq!(shown["messaging"]["telegram"][0]["webhook"]["url"], "https://bot.example/tg");
         assert_eq!(shown["api"]["tokens"], json!(["ci"]));
         assert_eq!(shown["providers"]["main"]["api_key"], REDACTED);
         assert_eq!(shown["providers"]["main"]["base_url"], "http://127.0.0.1:9/v1");

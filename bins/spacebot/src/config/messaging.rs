@@ -11,6 +11,10 @@
 //! [messaging.slack]
 //! bot_token = "env:SLACK_BOT_TOKEN"
 //! app_token = "env:SLACK_APP_TOKEN"
+//! [messaging.telegram]
+//! token = "secret:TELEGRAM_BOT_TOKEN"
+//! chats = [-1001234567890]         # group chats; empty admits all
+//! dm_users = [123456789]           # private chats; "*" admits anyone
 //! [[bindings]]
 //! agent = "main"
 //! platform = "discord"
@@ -25,6 +29,7 @@ use serde::Deserialize;
 use spacebot_core::Binding;
 use spacebot_discord::DiscordSettings;
 use spacebot_slack::SlackSettings;
+use spacebot_telegram::{TelegramSettings, WebhookSettings};
 
 use super::resolve;
 
@@ -39,12 +44,14 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// An id written as a string or a number (Discord snowflakes, Slack ids).
+/// An id written as a string or a number (Discord snowflakes, Slack ids, Telegram's negative
+/// group ids).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum Id {
     Text(String),
     Number(u64),
+    Signed(i64),
 }
 
 impl Id {
@@ -52,6 +59,7 @@ impl Id {
         match self {
             Self::Text(text) => text.trim().to_owned(),
             Self::Number(number) => number.to_string(),
+            Self::Signed(number) => number.to_string(),
         }
     }
 }
@@ -61,6 +69,89 @@ impl Id {
 pub(crate) struct RawMessaging {
     discord: Option<RawDiscord>,
     slack: Option<RawSlack>,
+    telegram: Option<RawTelegram>,
+}
+
+/// A chat id: Telegram's group ids are negative.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum SignedId {
+    Text(String),
+    Number(i64),
+}
+
+impl SignedId {
+    fn number(&self, key: &str) -> anyhow::Result<i64> {
+        match self {
+            Self::Number(number) => Ok(*number),
+            Self::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("config key `{key}` holds `{text}`, which is not a Telegram chat id")),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegram {
+    token: Option<Secret>,
+    api_url: Option<String>,
+    #[serde(default)]
+    chats: Vec<SignedId>,
+    #[serde(default)]
+    dm_users: Vec<Id>,
+    allow_bots: Option<bool>,
+    poll_timeout_secs: Option<u64>,
+    webhook: Option<RawTelegramWebhook>,
+    #[serde(default)]
+    instances: Vec<RawTelegramInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegramInstance {
+    name: String,
+    token: Secret,
+    api_url: Option<String>,
+    #[serde(default)]
+    chats: Vec<SignedId>,
+    #[serde(default)]
+    dm_users: Vec<Id>,
+    allow_bots: Option<bool>,
+    poll_timeout_secs: Option<u64>,
+    webhook: Option<RawTelegramWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegramWebhook {
+    url: String,
+    listen: String,
+    secret_token: Secret,
+}
+
+/// The options a default connection and its named instances share.
+struct TelegramOptions {
+    api_url: Option<String>,
+    chats: Vec<SignedId>,
+    dm_users: Vec<Id>,
+    allow_bots: Option<bool>,
+    poll_timeout_secs: Option<u64>,
+    webhook: Option<RawTelegramWebhook>,
+}
+
+macro_rules! telegram_options {
+    ($raw:expr) => {
+        TelegramOptions {
+            api_url: $raw.api_url,
+            chats: $raw.chats,
+            dm_users: $raw.dm_users,
+            allow_bots: $raw.allow_bots,
+            poll_timeout_secs: $raw.poll_timeout_secs,
+            webhook: $raw.webhook,
+        }
+    };
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,12 +287,15 @@ pub(crate) struct RawBinding {
 pub(crate) struct Messaging {
     pub(crate) discord: Vec<DiscordSettings>,
     pub(crate) slack: Vec<SlackSettings>,
+    pub(crate) telegram: Vec<TelegramSettings>,
 }
 
 impl Messaging {
     /// The runtime keys of every configured connection.
     pub(crate) fn adapter_keys(&self) -> Vec<String> {
-        self.discord.iter().map(|d| d.name.clone()).chain(self.slack.iter().map(|s| s.name.clone())).collect()
+        let discord = self.discord.iter().map(|d| d.name.clone());
+        let slack = self.slack.iter().map(|s| s.name.clone());
+        discord.chain(slack).chain(self.telegram.iter().map(|t| t.name.clone())).collect()
     }
 }
 
@@ -247,6 +341,37 @@ pub(crate) fn messaging(raw: RawMessaging) -> anyhow::Result<Messaging> {
             let app = secret(&instance.app_token, &format!("{key}.app_token"))?;
             let settings = SlackSettings::new(bot, app).with_instance(&instance.name);
             messaging.slack.push(slack_settings(settings, slack_options!(instance), &key)?);
+        }
+    }
+    if let Some(mut telegram) = raw.telegram {
+        let key = "messaging.telegram";
+        let instances = std::mem::take(&mut telegram.instances);
+        if let Some(token) = telegram.token.clone() {
+            let token = secret(&token, &format!("{key}.token"))?;
+            let settings = TelegramSettings::new(token);
+            messaging.telegram.push(telegram_settings(settings, telegram_options!(telegram), key)?);
+        } else if instances.is_empty() {
+            bail!("config key `{key}.token` is missing: a Telegram connection needs the bot token BotFather gave");
+        }
+        let mut names = Vec::new();
+        for (index, instance) in instances.into_iter().enumerate() {
+            let key = format!("{key}.instances[{index}]");
+            check_instance_name(&instance.name, &key, &mut names)?;
+            let token = secret(&instance.token, &format!("{key}.token"))?;
+            let settings = TelegramSettings::new(token).with_instance(&instance.name);
+            messaging.telegram.push(telegram_settings(settings, telegram_options!(instance), &key)?);
+        }
+        let mut listening = Vec::new();
+        for telegram in &messaging.telegram {
+            if let Some(webhook) = &telegram.webhook {
+                if listening.contains(&webhook.listen) {
+                    bail!(
+                        "config key `{key}`: two Telegram webhooks listen on {}; give each its own `listen`",
+                        webhook.listen
+                    );
+                }
+                listening.push(webhook.listen);
+            }
         }
     }
     Ok(messaging)
@@ -357,6 +482,46 @@ fn slack_settings(mut settings: SlackSettings, options: SlackOptions, key: &str)
         .with_allow_bots(options.allow_bots.unwrap_or(false)))
 }
 
+fn telegram_settings(
+    mut settings: TelegramSettings,
+    options: TelegramOptions,
+    key: &str,
+) -> anyhow::Result<TelegramSettings> {
+    if let Some(url) = api_url(options.api_url, &format!("{key}.api_url"))? {
+        settings = settings.with_api_url(url);
+    }
+    let chats_key = format!("{key}.chats");
+    let chats = options.chats.iter().map(|chat| chat.number(&chats_key)).collect::<anyhow::Result<Vec<i64>>>()?;
+    if let Some(seconds) = options.poll_timeout_secs {
+        if !(1..=50).contains(&seconds) {
+            bail!("config key `{key}.poll_timeout_secs` must be 1 to 50 (Telegram's longest long poll), not {seconds}");
+        }
+        settings = settings.with_poll_timeout(std::time::Duration::from_secs(seconds));
+    }
+    if let Some(webhook) = options.webhook {
+        let url_key = format!("{key}.webhook.url");
+        let url = super::check::http_url(&resolve(&webhook.url, &url_key)?, &url_key)?;
+        let listen_key = format!("{key}.webhook.listen");
+        let listen = resolve(&webhook.listen, &listen_key)?;
+        let listen = listen.trim().parse().map_err(|_| {
+            anyhow::anyhow!("config key `{listen_key}` holds `{listen}`, which is not an address like 0.0.0.0:8443")
+        })?;
+        let secret_token = secret(&webhook.secret_token, &format!("{key}.webhook.secret_token"))?;
+        let valid = (1..=256).contains(&secret_token.len())
+            && secret_token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            bail!(
+                "config key `{key}.webhook.secret_token` must be 1-256 letters, digits, '_' or '-' (Telegram's rule)"
+            );
+        }
+        settings = settings.with_webhook(WebhookSettings::new(url, listen, secret_token));
+    }
+    Ok(settings
+        .with_chats(chats)
+        .with_dm_users(options.dm_users.iter().map(Id::text))
+        .with_allow_bots(options.allow_bots.unwrap_or(false)))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::{Config, Location};
@@ -411,11 +576,62 @@ mod tests {
     }
 
     #[test]
+    fn telegram_connections_with_chats_webhooks_and_instances() {
+        let config = load_str(
+            r#"
+            [[agents]]
+            id = "main"
+            [messaging.telegram]
+            token = "4242:tg-token-1"
+            chats = [-1001234, "-1005678"]
+            dm_users = [77, "*"]
+            poll_timeout_secs = 20
+            [messaging.telegram.webhook]
+            url = "https://bot.example/tg"
+            listen = "127.0.0.1:8443"
+            secret_token = "hook_secret-1"
+            [[messaging.telegram.instances]]
+            name = "support"
+            token = "4343:tg-token-2"
+            [[bindings]]
+            agent = "main"
+            platform = "telegram"
+            instance = "support"
+            channels = [-1001234]
+            "#,
+        )
+        .unwrap();
+        let telegram = &config.messaging.telegram;
+        assert_eq!(telegram.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["telegram", "telegram:support"]);
+        assert_eq!(telegram[0].chats, [-1_001_234, -1_005_678]);
+        assert_eq!(telegram[0].dm_users, ["77", "*"]);
+        assert_eq!(telegram[0].poll_timeout, std::time::Duration::from_secs(20));
+        let webhook = telegram[0].webhook.as_ref().expect("webhook mode");
+        assert_eq!((webhook.url.as_str(), webhook.listen.port()), ("https://bot.example/tg", 8443));
+        assert!(telegram[1].webhook.is_none());
+        assert_eq!(config.bindings[0].adapter_key(), "telegram:support");
+        assert_eq!(config.bindings[0].channels, ["-1001234"], "a binding names a group by its chat id");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("tg-token") && !shown.contains("hook_secret"), "secrets never show in Debug");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("[messaging.discord]\napi_url = \"http://x\"", "`messaging.discord.token`"),
             ("[messaging.discord]\ntoken = \"t\"\ntokn = \"x\"", "messaging.discord.tokn"),
             ("[messaging.slack]\nbot_token = \"b\"", "`messaging.slack.app_token`"),
+            ("[messaging.telegram]\nchats = [1]", "`messaging.telegram.token`"),
+            ("[messaging.telegram]\ntoken = \"t\"\nchats = [\"general\"]", "`messaging.telegram.chats`"),
+            ("[messaging.telegram]\ntoken = \"t\"\npoll_timeout_secs = 90", "`messaging.telegram.poll_timeout_secs`"),
+            (
+                "[messaging.telegram]\ntoken = \"t\"\n[messaging.telegram.webhook]\nurl = \"https://x\"\nlisten = \"nowhere\"\nsecret_token = \"s\"",
+                "`messaging.telegram.webhook.listen`",
+            ),
+            (
+                "[messaging.telegram]\ntoken = \"t\"\n[messaging.telegram.webhook]\nurl = \"https://x\"\nlisten = \"127.0.0.1:1\"\nsecret_token = \"a b\"",
+                "`messaging.telegram.webhook.secret_token`",
+            ),
             ("[messaging.discord]\ntoken = \"t\"\nguilds = [\"abc\"]", "`messaging.discord.guilds`"),
             ("[messaging.discord]\ntoken = \"env:SPACEBOT_SURELY_UNSET_TOKEN\"", "SPACEBOT_SURELY_UNSET_TOKEN"),
             (

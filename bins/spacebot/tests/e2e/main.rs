@@ -27,6 +27,7 @@ mod secrets;
 mod send;
 mod send_file;
 mod shutdown;
+mod telegram;
 mod tool_arguments;
 mod usage;
 mod web_search;
