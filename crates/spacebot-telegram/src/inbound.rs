@@ -164,6 +164,7 @@ fn attachments(message: &Message) -> Vec<Attachment> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::Value;
 
     use super::*;
@@ -287,5 +288,26 @@ mod tests {
         assert_eq!(attachments[0].filename, "r.pdf");
         assert_eq!(attachments[0].size_bytes, Some(10));
         assert_eq!(attachments[1].url, "telegram:file:P2", "the largest photo size");
+    }
+
+    proptest! {
+        /// Entities come from the network: offsets and lengths past the text, inside a surrogate
+        /// pair, or overlapping never panic the mapping.
+        #[test]
+        fn any_entities_on_any_text_map_without_panicking(
+            text in "[a-z/@ _😀é]{0,40}",
+            entities in proptest::collection::vec((0u16..60, 0u16..60, 0usize..4), 0..6),
+        ) {
+            let kinds = ["bot_command", "mention", "text_mention", "bold"];
+            let entities: Vec<Value> = entities
+                .into_iter()
+                .map(|(offset, length, kind)| json!({"type": kinds[kind], "offset": offset, "length": length,
+                    "user": {"id": 4242, "is_bot": true, "first_name": "b"}}))
+                .collect();
+            let mapped = map_update(&settings(), &bot(), &update(json!({"text": text, "entities": entities})));
+            if let Some(message) = mapped {
+                prop_assert_eq!(message.conversation.as_str(), "telegram:-1001");
+            }
+        }
     }
 }

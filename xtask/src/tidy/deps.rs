@@ -84,6 +84,7 @@ pub(crate) const RULES: &[CrateRule] = &[
     rule("spacebot-cortex",   Only(CORE),                             Any,                MODEL_AND_STORE),
     rule("spacebot-discord",  Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "slack-morphism"]),
     rule("spacebot-slack",    Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity"]),
+    rule("spacebot-telegram", Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity", "slack-morphism"]),
     rule("spacebot-webhook",  Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity", "slack-morphism"]),
     rule("spacebot-mcp",      Only(CORE),                             Any,                MODEL_AND_STORE),
     rule("spacebot-testing",  Only(CORE),                             Any,                &[]),
@@ -376,7 +377,14 @@ mod tests {
         fn good() -> Self {
             let mut fake = Self { members: Vec::new(), edges: Vec::new() };
             fake.member("spacebot-core", &[]);
-            for name in ["spacebot-memory", "spacebot-llm", "spacebot-discord", "spacebot-slack", "spacebot-webhook"] {
+            for name in [
+                "spacebot-memory",
+                "spacebot-llm",
+                "spacebot-discord",
+                "spacebot-slack",
+                "spacebot-telegram",
+                "spacebot-webhook",
+            ] {
                 fake.member(name, &[("spacebot-core", None), ("spacebot-testing", Some("dev"))]);
             }
             fake.member("spacebot-agent", &[("spacebot-core", None), ("spacebot-testing", Some("dev"))]);
