@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use spacebot_core::MessagingAdapter;
 use spacebot_discord::DiscordAdapter;
+use spacebot_email::EmailAdapter;
 use spacebot_slack::SlackAdapter;
 use spacebot_telegram::TelegramAdapter;
 
@@ -19,7 +20,7 @@ pub(crate) struct Built {
     pub(crate) adapter: Result<Arc<dyn MessagingAdapter>, String>,
 }
 
-/// Builds every configured Discord, Slack and Telegram connection.
+/// Builds every configured Discord, Slack, Telegram and email connection.
 pub(crate) fn build(messaging: &Messaging) -> Vec<Built> {
     let discord = messaging.discord.iter().map(|settings| Built {
         name: settings.name.clone(),
@@ -37,5 +38,11 @@ pub(crate) fn build(messaging: &Messaging) -> Vec<Built> {
             .map(|adapter| Arc::new(adapter) as Arc<dyn MessagingAdapter>)
             .map_err(|error| error.to_string()),
     });
-    discord.chain(slack).chain(telegram).collect()
+    let email = messaging.email.iter().map(|settings| Built {
+        name: settings.name.clone(),
+        adapter: EmailAdapter::new(settings.clone())
+            .map(|adapter| Arc::new(adapter) as Arc<dyn MessagingAdapter>)
+            .map_err(|error| error.to_string()),
+    });
+    discord.chain(slack).chain(telegram).chain(email).collect()
 }

@@ -456,6 +456,9 @@ impl Config {
             secrets.push(telegram.token.clone());
             secrets.extend(telegram.webhook.iter().map(|w| w.secret_token.clone()));
         }
+        for email in &self.messaging.email {
+            secrets.extend([email.imap.password.clone(), email.smtp.password.clone()].into_iter().flatten());
+        }
         if let EmbedderSettings::OpenAi { api_key: Some(key), .. } = &self.memory.embedder {
             secrets.push(key.clone());
         }
@@ -787,7 +790,7 @@ fn validate(
         for admin in &agent.admins {
             if !admin.split_once(':').is_some_and(|(platform, id)| !platform.is_empty() && !id.is_empty()) {
                 bail!(
-                    "config key `{key}.admins` lists `{admin}`; name each admin as platform:id, like discord:1234, slack:U0123 or telegram:123456789"
+                    "config key `{key}.admins` lists `{admin}`; name each admin as platform:id, like discord:1234, slack:U0123, telegram:123456789 or email:alice@example.com"
                 );
             }
         }

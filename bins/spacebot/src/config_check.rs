@@ -93,6 +93,21 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             None => println!("adapter {}: Telegram (long polling){place}", telegram.name),
         }
     }
+    for email in &config.messaging.email {
+        let (imap, smtp) = (&email.imap, &email.smtp);
+        println!(
+            "adapter {}: email {} (IMAP {}:{} {}, SMTP {}:{} {}), {} allowed sender(s)",
+            email.name,
+            email.address,
+            imap.host,
+            imap.port,
+            imap.security.as_str(),
+            smtp.host,
+            smtp.port,
+            smtp.security.as_str(),
+            email.allowed_senders.len()
+        );
+    }
     println!("conversations: {}", config.conversations);
     println!("adapter webhook: POST /webhook/{{agent}}");
     for (index, binding) in config.bindings.iter().enumerate() {

@@ -54,7 +54,7 @@ async fn check(global: &GlobalArgs) -> bool {
 
     let built = crate::adapters::build(&config.messaging);
     if built.is_empty() {
-        verdict(true, "messaging", "no Discord, Slack or Telegram connection configured");
+        verdict(true, "messaging", "no Discord, Slack, Telegram or email connection configured");
     }
     for entry in built {
         let item = format!("adapter {}", entry.name);

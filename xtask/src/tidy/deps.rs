@@ -84,6 +84,7 @@ pub(crate) const RULES: &[CrateRule] = &[
     rule("spacebot-cortex",   Only(CORE),                             Any,                MODEL_AND_STORE),
     rule("spacebot-discord",  Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "slack-morphism"]),
     rule("spacebot-slack",    Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity"]),
+    rule("spacebot-email",    Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity", "slack-morphism"]),
     rule("spacebot-telegram", Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity", "slack-morphism"]),
     rule("spacebot-webhook",  Only(CORE),                             Any,                &["rig-core", "rig", "sqlx", "serenity", "slack-morphism"]),
     rule("spacebot-mcp",      Only(CORE),                             Any,                MODEL_AND_STORE),
@@ -383,6 +384,7 @@ mod tests {
                 "spacebot-discord",
                 "spacebot-slack",
                 "spacebot-telegram",
+                "spacebot-email",
                 "spacebot-webhook",
             ] {
                 fake.member(name, &[("spacebot-core", None), ("spacebot-testing", Some("dev"))]);

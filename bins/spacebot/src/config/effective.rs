@@ -119,6 +119,32 @@ pub(crate) fn effective(config: &Config) -> Value {
             })
         })
         .collect();
+    let server = |server: &spacebot_email::Server| {
+        json!({
+            "host": server.host,
+            "port": server.port,
+            "security": server.security.as_str(),
+            "username": server.username,
+            "password": secret(server.password.as_deref()),
+        })
+    };
+    let email: Vec<Value> = config
+        .messaging
+        .email
+        .iter()
+        .map(|email| {
+            json!({
+                "name": email.name,
+                "address": email.address,
+                "display_name": email.display_name,
+                "allowed_senders": email.allowed_senders,
+                "mailbox": email.mailbox,
+                "poll_interval_secs": secs(email.poll_interval),
+                "imap": server(&email.imap),
+                "smtp": server(&email.smtp),
+            })
+        })
+        .collect();
     let bindings: Vec<Value> = config
         .bindings
         .iter()
@@ -174,7 +200,7 @@ pub(crate) fn effective(config: &Config) -> Value {
         },
         "providers": providers,
         "agents": agents,
-        "messaging": { "discord": discord, "slack": slack, "telegram": telegram },
+        "messaging": { "discord": discord, "slack": slack, "telegram": telegram, "email": email },
         "bindings": bindings,
         "tools": {
             "shell_timeout_secs": secs(tools.shell_timeout),
@@ -250,6 +276,10 @@ token = "4242:telegram-secret-9"
 url = "https://bot.example/tg"
 listen = "127.0.0.1:8443"
 secret_token = "telegram-hook-secret-10"
+[messaging.email]
+address = "bot@example.com"
+imap = { host = "imap.example.com", password = "email-secret-11" }
+smtp = { host = "smtp.example.com" }
 [tools]
 send_file_max_bytes = 1024
 web_search = { backend = "brave", api_key = "search-secret-7" }
@@ -276,11 +306,14 @@ embedding_api_key = "embedding-secret-8"
             "embedding-secret-8",
             "telegram-secret-9",
             "telegram-hook-secret-10",
+            "email-secret-11",
         ] {
             assert!(!text.contains(secret), "{secret} shown in {shown:#}");
         }
         assert_eq!(shown["api"]["token"], REDACTED);
         assert_eq!(shown["messaging"]["telegram"][0]["token"], REDACTED);
+        assert_eq!(shown["messaging"]["email"][0]["imap"]["password"], REDACTED);
+        assert_eq!(shown["messaging"]["email"][0]["imap"]["port"], 993);
         assert_eq!(shown["messaging"]["telegram"][0]["webhook"]["url"], "https://bot.example/tg");
         assert_eq!(shown["api"]["tokens"], json!(["ci"]));
         assert_eq!(shown["providers"]["main"]["api_key"], REDACTED);

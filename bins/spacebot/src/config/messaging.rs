@@ -15,6 +15,11 @@
 //! token = "secret:TELEGRAM_BOT_TOKEN"
 //! chats = [-1001234567890]         # group chats; empty admits all
 //! dm_users = [123456789]           # private chats; "*" admits anyone
+//! [messaging.email]
+//! address = "bot@example.com"
+//! allowed_senders = ["@example.com"]
+//! imap = { host = "imap.example.com", password = "secret:EMAIL_PASSWORD" }
+//! smtp = { host = "smtp.example.com", password = "secret:EMAIL_PASSWORD" }
 //! [[bindings]]
 //! agent = "main"
 //! platform = "discord"
@@ -28,6 +33,7 @@ use serde::Deserialize;
 
 use spacebot_core::Binding;
 use spacebot_discord::DiscordSettings;
+use spacebot_email::{EmailSettings, Security, Server};
 use spacebot_slack::SlackSettings;
 use spacebot_telegram::{TelegramSettings, WebhookSettings};
 
@@ -70,6 +76,46 @@ pub(crate) struct RawMessaging {
     discord: Option<RawDiscord>,
     slack: Option<RawSlack>,
     telegram: Option<RawTelegram>,
+    email: Option<RawEmail>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    address: Option<String>,
+    display_name: Option<String>,
+    #[serde(default)]
+    allowed_senders: Vec<String>,
+    mailbox: Option<String>,
+    poll_interval_secs: Option<u64>,
+    imap: Option<RawMailServer>,
+    smtp: Option<RawMailServer>,
+    #[serde(default)]
+    instances: Vec<RawEmailInstance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmailInstance {
+    name: String,
+    address: String,
+    display_name: Option<String>,
+    #[serde(default)]
+    allowed_senders: Vec<String>,
+    mailbox: Option<String>,
+    poll_interval_secs: Option<u64>,
+    imap: RawMailServer,
+    smtp: RawMailServer,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailServer {
+    host: String,
+    port: Option<u16>,
+    security: Option<String>,
+    username: Option<String>,
+    password: Option<Secret>,
 }
 
 /// A chat id: Telegram's group ids are negative.
@@ -288,6 +334,7 @@ pub(crate) struct Messaging {
     pub(crate) discord: Vec<DiscordSettings>,
     pub(crate) slack: Vec<SlackSettings>,
     pub(crate) telegram: Vec<TelegramSettings>,
+    pub(crate) email: Vec<EmailSettings>,
 }
 
 impl Messaging {
@@ -295,7 +342,8 @@ impl Messaging {
     pub(crate) fn adapter_keys(&self) -> Vec<String> {
         let discord = self.discord.iter().map(|d| d.name.clone());
         let slack = self.slack.iter().map(|s| s.name.clone());
-        discord.chain(slack).chain(self.telegram.iter().map(|t| t.name.clone())).collect()
+        let telegram = self.telegram.iter().map(|t| t.name.clone());
+        discord.chain(slack).chain(telegram).chain(self.email.iter().map(|e| e.name.clone())).collect()
     }
 }
 
@@ -372,6 +420,39 @@ pub(crate) fn messaging(raw: RawMessaging) -> anyhow::Result<Messaging> {
                 }
                 listening.push(webhook.listen);
             }
+        }
+    }
+    if let Some(mut email) = raw.email {
+        let key = "messaging.email";
+        let instances = std::mem::take(&mut email.instances);
+        match (email.address.take(), email.imap.take(), email.smtp.take()) {
+            (Some(address), Some(imap), Some(smtp)) => {
+                let options = EmailOptions {
+                    display_name: email.display_name,
+                    allowed_senders: email.allowed_senders,
+                    mailbox: email.mailbox,
+                    poll_interval_secs: email.poll_interval_secs,
+                };
+                messaging.email.push(email_settings(None, &address, imap, smtp, options, key)?);
+            }
+            (None, None, None) if !instances.is_empty() => {}
+            (None, _, _) => bail!("config key `{key}.address` is missing: the address the bot reads and answers from"),
+            (_, None, _) => bail!("config key `{key}.imap` is missing: the IMAP server mail is read from"),
+            (_, _, None) => bail!("config key `{key}.smtp` is missing: the SMTP server replies are sent through"),
+        }
+        let mut names = Vec::new();
+        for (index, instance) in instances.into_iter().enumerate() {
+            let key = format!("{key}.instances[{index}]");
+            check_instance_name(&instance.name, &key, &mut names)?;
+            let options = EmailOptions {
+                display_name: instance.display_name,
+                allowed_senders: instance.allowed_senders,
+                mailbox: instance.mailbox,
+                poll_interval_secs: instance.poll_interval_secs,
+            };
+            let settings =
+                email_settings(Some(&instance.name), &instance.address, instance.imap, instance.smtp, options, &key)?;
+            messaging.email.push(settings);
         }
     }
     Ok(messaging)
@@ -522,8 +603,94 @@ fn telegram_settings(
         .with_allow_bots(options.allow_bots.unwrap_or(false)))
 }
 
+/// The options an email connection and its named instances share.
+struct EmailOptions {
+    display_name: Option<String>,
+    allowed_senders: Vec<String>,
+    mailbox: Option<String>,
+    poll_interval_secs: Option<u64>,
+}
+
+fn email_settings(
+    instance: Option<&str>,
+    address: &str,
+    imap: RawMailServer,
+    smtp: RawMailServer,
+    options: EmailOptions,
+    key: &str,
+) -> anyhow::Result<EmailSettings> {
+    let address = resolve(address, &format!("{key}.address"))?.trim().to_owned();
+    let valid = address.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if !valid {
+        bail!("config key `{key}.address` holds `{address}`, which is not an email address");
+    }
+    let imap = mail_server(imap, &address, &format!("{key}.imap"), false)?;
+    let smtp = mail_server(smtp, &address, &format!("{key}.smtp"), true)?;
+    let mut settings = EmailSettings::new(address, imap, smtp).with_allowed_senders(options.allowed_senders);
+    if let Some(instance) = instance {
+        settings = settings.with_instance(instance);
+    }
+    if let Some(name) = options.display_name {
+        settings = settings.with_display_name(name);
+    }
+    if let Some(mailbox) = options.mailbox {
+        settings = settings.with_mailbox(mailbox);
+    }
+    if let Some(seconds) = options.poll_interval_secs {
+        if seconds == 0 {
+            bail!("config key `{key}.poll_interval_secs` must be at least 1");
+        }
+        settings = settings.with_poll_interval(std::time::Duration::from_secs(seconds));
+    }
+    Ok(settings)
+}
+
+/// One mail server: `security` defaults to `tls`, the port to the security's usual one, the
+/// login to the bot's address when a password is given.
+fn mail_server(raw: RawMailServer, address: &str, key: &str, smtp: bool) -> anyhow::Result<Server> {
+    let security = match raw.security.as_deref().map(str::trim) {
+        None | Some("tls") => Security::Tls,
+        Some("starttls") if smtp => Security::StartTls,
+        Some("starttls") => {
+            bail!("config key `{key}.security`: IMAP over STARTTLS is not supported; use \"tls\" (port 993)")
+        }
+        Some("plain") => Security::Plain,
+        Some(other) => {
+            bail!("config key `{key}.security` holds `{other}`; use \"tls\", \"starttls\" (SMTP) or \"plain\"")
+        }
+    };
+    let port = raw.port.unwrap_or(match (smtp, security) {
+        (false, Security::Plain) => 143,
+        (false, _) => 993,
+        (true, Security::Tls) => 465,
+        (true, Security::StartTls) => 587,
+        (true, _) => 25,
+    });
+    let host = resolve(&raw.host, &format!("{key}.host"))?.trim().to_owned();
+    if host.is_empty() {
+        bail!("config key `{key}.host` is empty");
+    }
+    let mut server = Server::new(host, port, security);
+    match (raw.username, raw.password) {
+        (username, Some(password)) => {
+            let password = secret(&password, &format!("{key}.password"))?;
+            let username = match username {
+                Some(username) => resolve(&username, &format!("{key}.username"))?,
+                None => address.to_owned(),
+            };
+            server = server.with_login(username, password);
+        }
+        (Some(_), None) => bail!("config key `{key}.password` is missing: `{key}.username` is set without it"),
+        (None, None) if !smtp => bail!("config key `{key}.password` is missing: IMAP needs a login"),
+        (None, None) => {}
+    }
+    Ok(server)
+}
+
 #[cfg(test)]
 mod tests {
+    use spacebot_email::Security;
+
     use crate::config::{Config, Location};
 
     fn load_str(toml: &str) -> anyhow::Result<Config> {
@@ -616,12 +783,54 @@ mod tests {
     }
 
     #[test]
+    fn email_connections_default_ports_and_logins() {
+        let config = load_str(
+            r#"
+            [[agents]]
+            id = "main"
+            [messaging.email]
+            address = "bot@example.com"
+            allowed_senders = ["@example.com"]
+            imap = { host = "imap.example.com", password = "mail-secret-1" }
+            smtp = { host = "smtp.example.com", security = "starttls", username = "relay", password = "mail-secret-2" }
+            [[messaging.email.instances]]
+            name = "support"
+            address = "help@example.com"
+            imap = { host = "127.0.0.1", port = 1143, security = "plain", password = "mail-secret-3" }
+            smtp = { host = "127.0.0.1", port = 2525, security = "plain" }
+            "#,
+        )
+        .unwrap();
+        let email = &config.messaging.email;
+        assert_eq!(email.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["email", "email:support"]);
+        assert_eq!((email[0].imap.port, email[0].imap.security), (993, Security::Tls));
+        assert_eq!(email[0].imap.username.as_deref(), Some("bot@example.com"), "the address is the login");
+        assert_eq!((email[0].smtp.port, email[0].smtp.username.as_deref()), (587, Some("relay")));
+        assert_eq!((email[1].smtp.port, email[1].smtp.username.as_deref()), (2525, None));
+        assert!(!format!("{config:?}").contains("mail-secret"), "passwords never show in Debug");
+        assert!(config.secrets().iter().any(|s| s == "mail-secret-3"), "passwords are scrubbed");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("[messaging.discord]\napi_url = \"http://x\"", "`messaging.discord.token`"),
             ("[messaging.discord]\ntoken = \"t\"\ntokn = \"x\"", "messaging.discord.tokn"),
             ("[messaging.slack]\nbot_token = \"b\"", "`messaging.slack.app_token`"),
             ("[messaging.telegram]\nchats = [1]", "`messaging.telegram.token`"),
+            ("[messaging.email]\naddress = \"b@x.com\"\nsmtp = { host = \"s\" }", "`messaging.email.imap`"),
+            (
+                "[messaging.email]\naddress = \"bot\"\nimap = { host = \"i\", password = \"p\" }\nsmtp = { host = \"s\" }",
+                "`messaging.email.address`",
+            ),
+            (
+                "[messaging.email]\naddress = \"b@x.com\"\nimap = { host = \"i\" }\nsmtp = { host = \"s\" }",
+                "`messaging.email.imap.password`",
+            ),
+            (
+                "[messaging.email]\naddress = \"b@x.com\"\nimap = { host = \"i\", password = \"p\", security = \"starttls\" }\nsmtp = { host = \"s\" }",
+                "`messaging.email.imap.security`",
+            ),
             ("[messaging.telegram]\ntoken = \"t\"\nchats = [\"general\"]", "`messaging.telegram.chats`"),
             ("[messaging.telegram]\ntoken = \"t\"\npoll_timeout_secs = 90", "`messaging.telegram.poll_timeout_secs`"),
             (
