@@ -3,8 +3,9 @@
 //! [`run`] checks what the runtime relies on, whatever the platform: inbound normalisation
 //! (source, adapter key, sender, text, distinct conversations for a channel, a thread and a direct
 //! message), replies in place, splitting at the platform's limit without breaking words or code
-//! blocks, thread replies, reactions, typing, files (uploaded in place, bytes intact, or refused as
-//! unsupported; never dropped quietly), recovery after a dropped connection, and a bounded
+//! blocks (or a long reply whole where there is no limit), thread replies (in place where there
+//! are no threads), reactions (or a refusal saying there are none), typing, files (uploaded in
+//! place, bytes intact, or refused as unsupported; never dropped quietly), recovery after a dropped connection, and a bounded
 //! shutdown.
 //!
 //! The suite talks to the adapter through the trait only, and to the platform through a
@@ -86,9 +87,22 @@ pub trait Platform: Send + Sync {
     /// Drops the adapter's connection the way the platform does when it goes away.
     async fn drop_connection(&self);
 
-    /// Whether the platform shows typing in `place` (Slack: only in threads).
+    /// Whether the platform shows typing in `place` (Slack: only in threads; email: nowhere).
     fn shows_typing_in(&self, place: Place) -> bool {
         let _ = place;
+        true
+    }
+
+    /// Whether the platform has threads under a channel's messages. Without them (email, where a
+    /// thread is the whole conversation) the suite says nothing in [`Place::Thread`], and a
+    /// thread reply must land in place, as plain text.
+    fn has_threads(&self) -> bool {
+        true
+    }
+
+    /// Whether messages have a length limit, so long replies are split. Without one (email) a
+    /// long reply must arrive whole, in one message.
+    fn has_message_limit(&self) -> bool {
         true
     }
 }
@@ -113,10 +127,15 @@ pub async fn run(adapter: Arc<dyn MessagingAdapter>, platform: &dyn Platform) {
     assert!(!channel.sender.id.is_empty(), "inbound messages name their sender");
     assert!(!channel.direct, "a channel message is not direct");
 
-    platform.user_says(Place::Thread, "conformance: hello from a thread").await;
-    let thread = receive(&adapter, &mut stream).await;
-    assert_eq!(thread.content.text(), "conformance: hello from a thread");
-    assert_ne!(thread.conversation, channel.conversation, "a thread is its own conversation");
+    let thread = if platform.has_threads() {
+        platform.user_says(Place::Thread, "conformance: hello from a thread").await;
+        let thread = receive(&adapter, &mut stream).await;
+        assert_eq!(thread.content.text(), "conformance: hello from a thread");
+        assert_ne!(thread.conversation, channel.conversation, "a thread is its own conversation");
+        Some(thread)
+    } else {
+        None
+    };
 
     platform.user_says(Place::Direct, "conformance: hello in private").await;
     let direct = receive(&adapter, &mut stream).await;
@@ -124,7 +143,9 @@ pub async fn run(adapter: Arc<dyn MessagingAdapter>, platform: &dyn Platform) {
     assert_ne!(direct.conversation, channel.conversation, "a DM is its own conversation");
 
     // Replies land where the message came from.
-    for (message, place) in [(&channel, Place::Channel), (&thread, Place::Thread), (&direct, Place::Direct)] {
+    let places =
+        [Some((&channel, Place::Channel)), thread.as_ref().map(|t| (t, Place::Thread)), Some((&direct, Place::Direct))];
+    for (message, place) in places.into_iter().flatten() {
         let text = format!("conformance: reply in {place:?}");
         send(&adapter, message, OutboundResponse::text(text.clone())).await;
         expect(platform, &format!("the reply in {place:?}"), |a| *a == Action::Message { place, text: text.clone() });
@@ -144,9 +165,14 @@ pub async fn run(adapter: Arc<dyn MessagingAdapter>, platform: &dyn Platform) {
             _ => None,
         })
         .collect();
-    assert!(parts.len() >= 3, "a reply of {} characters is split in at least 3 parts: {parts:?}", long.len());
+    if platform.has_message_limit() {
+        assert!(parts.len() >= 3, "a reply of {} characters is split in at least 3 parts: {parts:?}", long.len());
+    } else {
+        assert_eq!(parts.len(), 1, "without a length limit a long reply arrives whole: {parts:?}");
+    }
     for (i, part) in parts.iter().enumerate() {
-        assert!(part.chars().count() <= limit, "part {i} has {} characters, over {limit}", part.chars().count());
+        let fits = !platform.has_message_limit() || part.chars().count() <= limit;
+        assert!(fits, "part {i} has {} characters, over {limit}", part.chars().count());
         let fences = part.lines().filter(|l| l.trim_start().starts_with("```")).count();
         assert_eq!(fences % 2, 0, "part {i} leaves a code block open: {part}");
     }
@@ -155,20 +181,31 @@ pub async fn run(adapter: Arc<dyn MessagingAdapter>, platform: &dyn Platform) {
     };
     assert_eq!(parts.iter().flat_map(|p| words(p)).collect::<Vec<_>>(), words(&long), "no word is lost or cut");
 
-    // A thread reply goes into a thread.
+    // A thread reply goes into a thread, or in place where the platform has none.
     let response =
         OutboundResponse::ThreadReply { thread_name: "conformance".into(), text: "conformance: threaded".into() };
     send(&adapter, &channel, response).await;
+    let threaded = if platform.has_threads() { Place::Thread } else { Place::Channel };
     expect(platform, "the thread reply", |a| {
-        *a == Action::Message { place: Place::Thread, text: "conformance: threaded".into() }
+        *a == Action::Message { place: threaded, text: "conformance: threaded".into() }
     });
 
-    // Reactions and typing.
-    send(&adapter, &channel, OutboundResponse::Reaction { emoji: "👍".into() }).await;
-    expect(platform, "a reaction", |a| matches!(a, Action::Reaction { .. }));
-    let typing_place = [Place::Channel, Place::Thread].into_iter().find(|p| platform.shows_typing_in(*p));
+    // Reactions (or a refusal saying the platform has none) and typing.
+    let reaction = OutboundResponse::Reaction { emoji: "👍".into() };
+    match tokio::time::timeout(STEP, adapter.send(&channel, reaction)).await {
+        Ok(Ok(())) => expect(platform, "a reaction", |a| matches!(a, Action::Reaction { .. })),
+        Ok(Err(error)) if error.kind() == AdapterErrorKind::Unsupported => {}
+        Ok(Err(error)) => panic!("conformance: sending a reaction failed: {error}"),
+        Err(_) => panic!("conformance: sending a reaction did not return within {STEP:?}"),
+    }
+    let typing_place = [Place::Channel, Place::Thread]
+        .into_iter()
+        .find(|p| platform.shows_typing_in(*p) && (*p == Place::Channel || thread.is_some()));
     if let Some(place) = typing_place {
-        let target = if place == Place::Channel { &channel } else { &thread };
+        let target = match (place, &thread) {
+            (Place::Thread, Some(thread)) => thread,
+            _ => &channel,
+        };
         send(&adapter, target, OutboundResponse::Status { status: StatusUpdate::Typing }).await;
         wait_for(platform, "a typing indicator", |a| *a == Action::Typing { place }).await;
         send(&adapter, target, OutboundResponse::Status { status: StatusUpdate::StopTyping }).await;
@@ -183,10 +220,14 @@ pub async fn run(adapter: Arc<dyn MessagingAdapter>, platform: &dyn Platform) {
         data: bytes.clone(),
         caption: Some("conformance: a file".into()),
     };
-    match tokio::time::timeout(STEP, adapter.send(&thread, file)).await {
-        Ok(Ok(())) => expect(platform, "the file in the thread", |a| {
+    let (file_target, file_place) = match &thread {
+        Some(thread) => (thread, Place::Thread),
+        None => (&channel, Place::Channel),
+    };
+    match tokio::time::timeout(STEP, adapter.send(file_target, file)).await {
+        Ok(Ok(())) => expect(platform, "the file in place", |a| {
             *a == Action::File {
-                place: Place::Thread,
+                place: file_place,
                 filename: "conformance.bin".into(),
                 caption: Some("conformance: a file".into()),
                 bytes: bytes.clone(),
