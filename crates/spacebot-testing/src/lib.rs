@@ -28,6 +28,10 @@
 //!   errors and dropped polls on demand.
 //! - [`fake_search`]: [`FakeSearch`], a real local server speaking SearXNG's JSON API or the
 //!   Brave Search API, for the `web_search` tool.
+//! - [`mail_server`]: [`MailServer`], real Dovecot (IMAP with IDLE) and Postfix (SMTP) on free
+//!   loopback ports, each instance on a throwaway configuration in its own temp dir, with users,
+//!   SMTP submission and direct reads of the delivered Maildir as [`StoredMail`]s (needs root and
+//!   `dovecot-imapd dovecot-lmtpd postfix`).
 //! - [`binary`]: a command for the built `spacebot` binary that ignores the developer's own
 //!   settings, and the address of its `spacebot ready` line (end-to-end tests, the soak harness).
 //! - [`conformance`]: one suite any [`MessagingAdapter`](spacebot_core::MessagingAdapter) runs
@@ -49,6 +53,7 @@ pub mod fake_search;
 pub mod fake_slack;
 pub mod fake_telegram;
 pub mod log;
+pub mod mail_server;
 pub mod scripted;
 
 mod chunk;
@@ -63,4 +68,5 @@ pub use fake_search::{FakeSearch, SearchHit, SearchRequest};
 pub use fake_slack::{FakeSlack, SlackCall, SlackMessage};
 pub use fake_telegram::{FakeTelegram, SentDocument, SentMessage, SentReaction, TelegramCall, TelegramMessage};
 pub use log::MemoryLog;
+pub use mail_server::{MailServer, StoredMail};
 pub use scripted::{ScriptedModel, ScriptedTurn};
