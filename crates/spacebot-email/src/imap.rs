@@ -127,13 +127,16 @@ enum Ended {
 pub(crate) async fn intake(settings: EmailSettings, handoff: Handoff, first: ImapSession) {
     let mut backoff = Duration::from_secs(1);
     let mut session = Some(first);
+    // Messages the runtime took whose `\Seen` flag was not stored (the connection dropped in
+    // between): the next session marks them without handing them in again.
+    let mut unmarked = HashSet::new();
     loop {
         let result = match session.take() {
-            Some(session) => run_session(&settings, &handoff, session).await,
+            Some(session) => run_session(&settings, &handoff, session, &mut unmarked).await,
             None => match login(&settings).await {
                 Ok(session) => {
                     backoff = Duration::from_secs(1);
-                    run_session(&settings, &handoff, session).await
+                    run_session(&settings, &handoff, session, &mut unmarked).await
                 }
                 Err(error) => Err(error),
             },
@@ -157,6 +160,7 @@ async fn run_session(
     settings: &EmailSettings,
     handoff: &Handoff,
     mut session: ImapSession,
+    unmarked: &mut HashSet<String>,
 ) -> Result<Ended, AdapterError> {
     let mailbox = timed(settings, &format!("select `{}`", settings.mailbox), session.select(&settings.mailbox)).await?;
     let validity = mailbox.uid_validity.unwrap_or(0);
@@ -177,14 +181,18 @@ async fn run_session(
             };
             match map_message(settings, &raw, &format!("{validity}.{uid}")) {
                 Ok(message) => {
-                    let id = message.id.clone();
-                    if handoff.hand_in(message).await.is_err() {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
-                        return Ok(Ended::StreamGone);
+                    let id = message.id.to_string();
+                    if !unmarked.contains(&id) {
+                        if handoff.hand_in(message).await.is_err() {
+                            let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
+                            return Ok(Ended::StreamGone);
+                        }
+                        unmarked.insert(id.clone());
                     }
                     // Recorded: only now is it marked seen, so a crash before this reads it again
                     // (and its id makes that a no-op).
                     mark_seen(settings, &mut session, uid).await?;
+                    unmarked.remove(&id);
                     tracing::debug!(adapter = %settings.name, %id, uid, "mail handed in and marked seen");
                 }
                 Err(skip) => {

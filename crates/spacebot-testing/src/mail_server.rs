@@ -295,6 +295,40 @@ impl MailServer {
         logs
     }
 
+    /// Waits (blocking, up to 15 s) until Postfix's queue is empty, so every message it accepted
+    /// has been delivered to its mailbox: a test can then read the mailboxes as they stand.
+    ///
+    /// # Panics
+    ///
+    /// When mail is still queued after 15 s, showing the servers' logs.
+    pub fn settle(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let queued = || {
+            ["maildrop", "incoming", "active", "deferred", "hold"]
+                .iter()
+                .any(|queue| walk_has_file(&self.dir.join("queue").join(queue)))
+        };
+        while queued() {
+            assert!(std::time::Instant::now() < deadline, "Postfix still holds mail after 15 s:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Disconnects every IMAP session of the user (`doveadm kick`), the way a server restart or a
+    /// network failure drops a client.
+    ///
+    /// # Panics
+    ///
+    /// When `doveadm` fails.
+    pub fn kick(&self, local_part: &str) {
+        let conf = self.dir.join("dovecot/dovecot.conf");
+        let mut command = Command::new("doveadm");
+        command.arg("-c").arg(&conf).arg("kick").arg(local_part);
+        if let Err(error) = run(&self.dir, &mut command) {
+            panic!("doveadm kick {local_part} failed: {error}\n{}", self.logs());
+        }
+    }
+
     fn maildir(&self, user: &str) -> PathBuf {
         self.dir.join("mail").join(user).join("Maildir")
     }
@@ -762,6 +796,16 @@ fn delivery_key(file: &str) -> (u64, u64, String) {
         .and_then(|digits| digits.parse().ok())
         .unwrap_or(0);
     (seconds, micros, file.to_owned())
+}
+
+/// Whether `dir` or a directory below it holds a file (Postfix's queues hash into subdirectories).
+fn walk_has_file(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else { return false };
+    entries.flatten().any(|entry| match entry.file_type() {
+        Ok(kind) if kind.is_dir() => walk_has_file(&entry.path()),
+        Ok(_) => true,
+        Err(_) => false,
+    })
 }
 
 #[cfg(test)]
