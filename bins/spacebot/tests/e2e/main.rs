@@ -6,6 +6,7 @@ mod cli;
 mod conversation;
 mod cron;
 mod daemon;
+mod email;
 mod eviction;
 mod http_api;
 mod identity;
