@@ -320,7 +320,8 @@ impl Drop for Tasks {
 }
 
 /// Runs the daemon on a runtime of its own until `stop` completes, then shuts it down and stops
-/// the runtime within the shutdown grace.
+/// the runtime within the shutdown grace. `stop` is polled once before the daemon starts, so a
+/// signal it listens for is caught from `spacebot ready` on.
 ///
 /// Blocking work can't be cancelled: a task stuck in a blocking call (a read of a pipe nobody
 /// writes, say) would keep the runtime, and so the process, alive forever after `shutdown
@@ -333,6 +334,14 @@ impl Drop for Tasks {
 pub fn run(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("can't start tokio")?;
     let result = runtime.block_on(async {
+        // Polled once before the daemon starts, so whatever `stop` listens for (SIGTERM) is
+        // registered before `spacebot ready` is logged: a supervisor that signals as soon as it
+        // reads that line must get a clean shutdown, not the signal's default action.
+        let mut stop = std::pin::pin!(stop);
+        let stopped = std::future::poll_fn(|cx| std::task::Poll::Ready(stop.as_mut().poll(cx).is_ready())).await;
+        if stopped {
+            return Ok(());
+        }
         let daemon = Daemon::start(config).await?;
         daemon.run_until(stop).await
     });

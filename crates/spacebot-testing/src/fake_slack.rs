@@ -439,10 +439,9 @@ async fn handle(State(state): State<AppState>, request: axum::extract::Request) 
     let bytes: Bytes = axum::body::to_bytes(body, 10 * 1024 * 1024).await.unwrap_or_default();
     let mut args = parse_body(&bytes);
     if let Some(query) = parts.uri.query()
-        && let Value::Object(form) = parse_form(query)
         && let Value::Object(map) = &mut args
     {
-        map.extend(form);
+        map.extend(crate::form::parse_form(query));
     }
     let method = parts.uri.path().strip_prefix("/api/").unwrap_or(parts.uri.path()).to_owned();
     web_api(&state, method, args)
@@ -600,41 +599,8 @@ fn parse_body(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         return Value::Object(Map::new());
     }
-    serde_json::from_slice(bytes).unwrap_or_else(|_| parse_form(&String::from_utf8_lossy(bytes)))
-}
-
-fn parse_form(text: &str) -> Value {
-    let map: Map<String, Value> = text
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), Value::String(decode(v))))
-        .collect();
-    Value::Object(map)
-}
-
-/// Percent-decoding for form bodies (`+` is a space).
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::Object(crate::form::parse_form(&String::from_utf8_lossy(bytes))))
 }
 
 fn ok_json(value: Value) -> Response {

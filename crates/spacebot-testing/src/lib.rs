@@ -57,6 +57,7 @@ pub mod mail_server;
 pub mod scripted;
 
 mod chunk;
+mod form;
 
 pub use adapter::CapturingAdapter;
 pub use cron_store::MemoryCronStore;

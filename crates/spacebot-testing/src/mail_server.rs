@@ -145,6 +145,20 @@ impl MailServer {
     /// root, or when a server doesn't start or listen within 15 seconds (the message shows the
     /// servers' output and logs).
     pub async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// Like [`start`](Self::start), but Dovecot does not offer IDLE, so a client must fall back
+    /// to checking the mailbox now and then.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_without_idle() -> Self {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(idle: bool) -> Self {
         let prepared = preflight().and_then(|()| {
             let mail_owner = system_user("mail")?;
             let ports = free_ports()?;
@@ -164,7 +178,7 @@ impl MailServer {
             watchdog: None,
         };
         let lmtp = SocketAddr::from((Ipv4Addr::LOCALHOST, lmtp));
-        if let Err(error) = server.configure(lmtp) {
+        if let Err(error) = server.configure(lmtp, idle) {
             panic!("can't write the mail servers' configuration in {}: {error}", server.dir.display());
         }
         server.watchdog = spawn_watchdog(&server.dir);
@@ -334,7 +348,7 @@ impl MailServer {
     }
 
     /// Writes both servers' configuration and the directories they need.
-    fn configure(&self, lmtp: SocketAddr) -> Result<(), String> {
+    fn configure(&self, lmtp: SocketAddr, idle: bool) -> Result<(), String> {
         let dir = &self.dir;
         let (mail_uid, mail_gid) = self.mail_owner;
         let (postfix_uid, postfix_gid) = system_user("postfix")?;
@@ -344,7 +358,11 @@ impl MailServer {
         std::os::unix::fs::chown(dir.join("data"), Some(postfix_uid), Some(postfix_gid))
             .map_err(|error| format!("chown {}: {error}", dir.join("data").display()))?;
         let instance = dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let dovecot = dovecot_conf(dir, &instance, (mail_uid, mail_gid), self.imap, lmtp);
+        let mut dovecot = dovecot_conf(dir, &instance, (mail_uid, mail_gid), self.imap, lmtp);
+        if !idle {
+            // The capability list replaced by one without IDLE (Dovecot then refuses the command).
+            dovecot.push_str("protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ SASL-IR UIDPLUS\n}\n");
+        }
         write_file(&dir.join("dovecot/dovecot.conf"), &dovecot)?;
         write_file(&dir.join("postfix/main.cf"), &postfix_main_cf(dir, &instance, lmtp))?;
         write_file(&dir.join("postfix/master.cf"), &postfix_master_cf(self.smtp))?;
@@ -591,6 +609,7 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_username_format = %Ln
+auth_failure_delay = 0
 first_valid_uid = {uid}
 last_valid_uid = {uid}
 first_valid_gid = {gid}

@@ -359,14 +359,11 @@ pub(crate) fn messaging(raw: RawMessaging) -> anyhow::Result<Messaging> {
         } else if instances.is_empty() {
             bail!("config key `{key}.token` is missing: a Discord connection needs a bot token");
         }
-        let mut names = Vec::new();
-        for (index, instance) in instances.into_iter().enumerate() {
-            let key = format!("{key}.instances[{index}]");
-            check_instance_name(&instance.name, &key, &mut names)?;
+        messaging.discord.extend(each_instance(key, instances, |instance, key| {
             let token = secret(&instance.token, &format!("{key}.token"))?;
             let settings = DiscordSettings::new(token).with_instance(&instance.name);
-            messaging.discord.push(discord_settings(settings, discord_options!(instance), &key)?);
-        }
+            discord_settings(settings, discord_options!(instance), key)
+        })?);
     }
     if let Some(mut slack) = raw.slack {
         let key = "messaging.slack";
@@ -381,15 +378,12 @@ pub(crate) fn messaging(raw: RawMessaging) -> anyhow::Result<Messaging> {
             (None, _) => bail!("config key `{key}.bot_token` is missing: a Slack connection needs a bot token"),
             (_, None) => bail!("config key `{key}.app_token` is missing: Socket Mode needs an app-level token"),
         }
-        let mut names = Vec::new();
-        for (index, instance) in instances.into_iter().enumerate() {
-            let key = format!("{key}.instances[{index}]");
-            check_instance_name(&instance.name, &key, &mut names)?;
+        messaging.slack.extend(each_instance(key, instances, |instance, key| {
             let bot = secret(&instance.bot_token, &format!("{key}.bot_token"))?;
             let app = secret(&instance.app_token, &format!("{key}.app_token"))?;
             let settings = SlackSettings::new(bot, app).with_instance(&instance.name);
-            messaging.slack.push(slack_settings(settings, slack_options!(instance), &key)?);
-        }
+            slack_settings(settings, slack_options!(instance), key)
+        })?);
     }
     if let Some(mut telegram) = raw.telegram {
         let key = "messaging.telegram";
@@ -401,14 +395,11 @@ pub(crate) fn messaging(raw: RawMessaging) -> anyhow::Result<Messaging> {
         } else if instances.is_empty() {
             bail!("config key `{key}.token` is missing: a Telegram connection needs the bot token BotFather gave");
         }
-        let mut names = Vec::new();
-        for (index, instance) in instances.into_iter().enumerate() {
-            let key = format!("{key}.instances[{index}]");
-            check_instance_name(&instance.name, &key, &mut names)?;
+        messaging.telegram.extend(each_instance(key, instances, |instance, key| {
             let token = secret(&instance.token, &format!("{key}.token"))?;
             let settings = TelegramSettings::new(token).with_instance(&instance.name);
-            messaging.telegram.push(telegram_settings(settings, telegram_options!(instance), &key)?);
-        }
+            telegram_settings(settings, telegram_options!(instance), key)
+        })?);
         let mut listening = Vec::new();
         for telegram in &messaging.telegram {
             if let Some(webhook) = &telegram.webhook {
@@ -440,20 +431,15 @@ pub(crate) fn messaging(raw: RawMessaging) -> anyhow::Result<Messaging> {
             (_, None, _) => bail!("config key `{key}.imap` is missing: the IMAP server mail is read from"),
             (_, _, None) => bail!("config key `{key}.smtp` is missing: the SMTP server replies are sent through"),
         }
-        let mut names = Vec::new();
-        for (index, instance) in instances.into_iter().enumerate() {
-            let key = format!("{key}.instances[{index}]");
-            check_instance_name(&instance.name, &key, &mut names)?;
+        messaging.email.extend(each_instance(key, instances, |instance, key| {
             let options = EmailOptions {
                 display_name: instance.display_name,
                 allowed_senders: instance.allowed_senders,
                 mailbox: instance.mailbox,
                 poll_interval_secs: instance.poll_interval_secs,
             };
-            let settings =
-                email_settings(Some(&instance.name), &instance.address, instance.imap, instance.smtp, options, &key)?;
-            messaging.email.push(settings);
-        }
+            email_settings(Some(&instance.name), &instance.address, instance.imap, instance.smtp, options, key)
+        })?);
     }
     Ok(messaging)
 }
@@ -506,6 +492,42 @@ fn secret(value: &Secret, key: &str) -> anyhow::Result<String> {
     }
     Ok(resolved)
 }
+
+/// A platform's `[[messaging.<platform>.instances]]`, each built by `build` with its own key
+/// (`messaging.discord.instances[0]`) after its name is checked.
+fn each_instance<R: Named, S>(
+    key: &str,
+    instances: Vec<R>,
+    mut build: impl FnMut(R, &str) -> anyhow::Result<S>,
+) -> anyhow::Result<Vec<S>> {
+    let mut names = Vec::new();
+    instances
+        .into_iter()
+        .enumerate()
+        .map(|(index, instance)| {
+            let key = format!("{key}.instances[{index}]");
+            check_instance_name(instance.name(), &key, &mut names)?;
+            build(instance, &key)
+        })
+        .collect()
+}
+
+/// A named instance's raw section.
+trait Named {
+    fn name(&self) -> &str;
+}
+
+macro_rules! named {
+    ($($raw:ty),*) => {
+        $(impl Named for $raw {
+            fn name(&self) -> &str {
+                &self.name
+            }
+        })*
+    };
+}
+
+named!(RawDiscordInstance, RawSlackInstance, RawTelegramInstance, RawEmailInstance);
 
 fn check_instance_name(name: &str, key: &str, seen: &mut Vec<String>) -> anyhow::Result<()> {
     let valid = !name.is_empty()

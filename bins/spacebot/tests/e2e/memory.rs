@@ -170,13 +170,13 @@ async fn the_cli_embeds_with_the_daemons_embedder_so_nobody_reindexes() {
 
     // The daemon creates the store; the CLI adds to it and reads it back, without reindexing.
     let daemon = Daemon::start(&home).await;
-    let (status, _) = daemon.stop().await;
-    assert!(status.success());
+    let (status, logs) = daemon.stop().await;
+    assert!(status.success(), "{status:?}; logs:\n{}", logs.join("\n"));
     let (_, stderr) = cli(&["memory", "add", "--type", "fact", "The", "deploy", "is", "on", "Fridays"]);
     assert!(!stderr.contains("reindex") && !stderr.contains("warning"), "{stderr}");
     let daemon = Daemon::start(&home).await;
     let (status, logs) = daemon.stop().await;
-    assert!(status.success());
+    assert!(status.success(), "{status:?}; logs:\n{}", logs.join("\n"));
     assert!(!logs.iter().any(|l| l.contains("embedder changed")), "the daemon reindexed:\n{}", logs.join("\n"));
     let (stdout, stderr) = cli(&["memory", "list"]);
     assert!(stdout.contains("The deploy is on Fridays"), "{stdout}");

@@ -39,3 +39,18 @@ fn a_stuck_blocking_task_does_not_keep_the_daemon_from_returning() {
     );
     daemon.join().expect("the daemon thread ends");
 }
+
+/// A supervisor (or a test) may send SIGTERM the moment it reads `spacebot ready`: the signal
+/// handler is in place by then, so every stop is a clean one (exit 0, "shutdown complete"), never
+/// the signal's default action. Twenty quick start-and-stop rounds give a late handler many
+/// chances to lose the race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_ready_is_a_clean_shutdown() {
+    let home = Home::new(&openai_config("http://127.0.0.1:9/v1"));
+    for round in 0..20 {
+        let daemon = crate::daemon::Daemon::start(&home).await;
+        let (status, logs) = daemon.stop().await;
+        assert!(status.success(), "round {round}: {status:?}; logs:\n{}", logs.join("\n"));
+        assert!(logs.iter().any(|l| l.contains("shutdown complete")), "round {round}:\n{}", logs.join("\n"));
+    }
+}

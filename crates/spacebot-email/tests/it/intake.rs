@@ -111,3 +111,20 @@ async fn a_wrong_password_fails_start_permanently_and_reactions_are_unsupported(
         good.send(&target, OutboundResponse::Reaction { emoji: "👍".into() }).await.expect_err("no reactions");
     assert_eq!(refused.kind(), AdapterErrorKind::Unsupported);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idle_the_mailbox_is_checked_every_poll_interval() {
+    let mail = MailServer::start_without_idle().await;
+    mail.add_user("bot", PASSWORD);
+    mail.add_user("alice", "alice-password");
+    let polling = settings(&mail).with_poll_interval(std::time::Duration::from_secs(1));
+    let adapter = EmailAdapter::new(polling).expect("builds");
+    let mut stream = adapter.start().await.expect("logs in");
+    for n in 0..2 {
+        let id = format!("poll{n}@example.test");
+        mail.send(ALICE, BOT, &mail_text(&id, "Polling", "", &format!("checked {n}"))).await;
+        let message = next(&mut stream).await;
+        assert_eq!(message.content.text(), format!("checked {n}"), "found by the next check, without IDLE");
+    }
+    shut(adapter).await;
+}
