@@ -91,7 +91,9 @@ pub struct EmailSettings {
     pub allowed_senders: Vec<String>,
     /// How often the mailbox is checked when the server has no IDLE.
     pub poll_interval: Duration,
-    /// How long one IDLE waits before it is renewed (servers drop it after 30 minutes).
+    /// How long one IDLE waits in silence before it is renewed. Servers drop an IDLE after 30
+    /// minutes, and a connection that died without a word (a NAT forgot it) is noticed only
+    /// here, so the default is five minutes; Dovecot's keepalives every two reset it.
     pub idle_renewal: Duration,
 }
 
@@ -107,7 +109,7 @@ impl EmailSettings {
             mailbox: "INBOX".to_owned(),
             allowed_senders: Vec::new(),
             poll_interval: Duration::from_secs(60),
-            idle_renewal: Duration::from_secs(25 * 60),
+            idle_renewal: Duration::from_secs(5 * 60),
         }
     }
 

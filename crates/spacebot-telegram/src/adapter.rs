@@ -10,10 +10,13 @@ use frankenstein::AsyncTelegramApi;
 use frankenstein::ParseMode;
 use frankenstein::client_reqwest::Bot;
 use frankenstein::methods::{
-    CreateForumTopicParams, GetUpdatesParams, SendChatActionParams, SendMessageParams, SetMessageReactionParams,
+    CreateForumTopicParams, GetMyCommandsParams, GetUpdatesParams, SendChatActionParams, SendMessageParams,
+    SetMessageReactionParams, SetMyCommandsParams,
 };
 use frankenstein::response::{ErrorResponse, MethodResponse};
-use frankenstein::types::{AllowedUpdate, ChatAction, Message, ReactionType, ReactionTypeEmoji, ReplyParameters};
+use frankenstein::types::{
+    AllowedUpdate, BotCommand, ChatAction, Message, ReactionType, ReactionTypeEmoji, ReplyParameters,
+};
 use tokio::task::JoinHandle;
 
 use spacebot_core::{
@@ -36,6 +39,17 @@ const TYPING_EVERY: Duration = Duration::from_secs(4);
 const TYPING_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// The longest wait between polls after Telegram failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The control commands shown in Telegram's command menu (its names allow no `-`).
+const COMMANDS: &[(&str, &str)] = &[
+    ("status", "What the conversation is doing"),
+    ("stop", "Stop the reply and every task it started"),
+    ("pause", "Stop answering until /resume"),
+    ("resume", "Answer again"),
+    ("new", "Start over with an empty context"),
+    ("active", "Answer every message here"),
+    ("mention_only", "Answer here only when mentioned or replied to"),
+    ("quiet", "Answer nothing here; keep the messages as context"),
+];
 /// How long shutdown spends telling Telegram which updates were taken.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -47,8 +61,8 @@ pub struct TelegramAdapter {
 pub(crate) struct Inner {
     pub(crate) settings: TelegramSettings,
     pub(crate) bot: Bot,
-    /// For the calls frankenstein makes from files on disk only (uploads from memory).
-    http: reqwest::Client,
+    /// Uploads from memory (frankenstein uploads files on disk only) and image downloads.
+    pub(crate) http: reqwest::Client,
     /// The offset that confirms every update taken so far: the last taken update's id + 1, or 0
     /// before the first.
     pub(crate) next_offset: AtomicI64,
@@ -138,6 +152,28 @@ impl Inner {
         }
         for (_, task) in lock(&self.typing).drain() {
             task.abort();
+        }
+    }
+
+    /// Shows the control commands in Telegram's command menu, when the menu differs (so restarts
+    /// don't rewrite it). A failure is logged, not fatal: typed commands work without the menu.
+    async fn register_commands(&self) {
+        let wanted: Vec<BotCommand> = COMMANDS
+            .iter()
+            .map(|(command, description)| BotCommand::builder().command(*command).description(*description).build())
+            .collect();
+        let current = self.bot.get_my_commands(&GetMyCommandsParams::builder().build()).await;
+        let same = current.as_ref().is_ok_and(|current| {
+            current.result.iter().map(|c| (c.command.as_str(), c.description.as_str())).eq(COMMANDS.iter().copied())
+        });
+        if same {
+            return;
+        }
+        match self.bot.set_my_commands(&SetMyCommandsParams::builder().commands(wanted).build()).await {
+            Ok(_) => tracing::info!(adapter = self.name(), count = COMMANDS.len(), "registered the command menu"),
+            Err(error) => {
+                tracing::warn!(adapter = self.name(), error = %classify(self.name(), error), "can't register the command menu")
+            }
         }
     }
 
@@ -363,6 +399,7 @@ impl MessagingAdapter for TelegramAdapter {
             task.abort();
         }
         let identity = inner.identity().await?;
+        inner.register_commands().await;
         let (handoff, stream) = spacebot_core::handoff(INBOUND_BUFFER);
         let task = match &inner.settings.webhook {
             Some(webhook) => crate::webhook::start(inner.clone(), webhook.clone(), identity.clone(), handoff).await?,
@@ -447,10 +484,11 @@ async fn poll(inner: Arc<Inner>, identity: Identity, handoff: Handoff) {
             }
         };
         for update in updates {
-            if let Some(message) = map_update(&inner.settings, &identity, &update)
-                && handoff.hand_in(message).await.is_err()
-            {
-                return;
+            if let Some(message) = map_update(&inner.settings, &identity, &update) {
+                let message = crate::images::fetch_images(&inner, message).await;
+                if handoff.hand_in(message).await.is_err() {
+                    return;
+                }
             }
             inner.next_offset.fetch_max(i64::from(update.update_id) + 1, Ordering::SeqCst);
         }

@@ -17,6 +17,8 @@ pub(crate) const META_MESSAGE: &str = "telegram_message_id";
 pub(crate) const META_TOPIC: &str = "telegram_thread_id";
 /// Metadata: whether the chat is a forum (topics can be created in it).
 pub(crate) const META_FORUM: &str = "telegram_is_forum";
+/// How an attachment names its Telegram file: `telegram:file:{file_id}`.
+pub(crate) const FILE_PREFIX: &str = "telegram:file:";
 
 /// Who the bot is (`getMe`): commands and mentions are matched against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +148,7 @@ fn attachments(message: &Message) -> Vec<Attachment> {
     let mut found = Vec::new();
     if let Some(document) = &message.document {
         let name = document.file_name.clone().unwrap_or_else(|| document.file_id.clone());
-        let mut attachment = Attachment::new(name, format!("telegram:file:{}", document.file_id));
+        let mut attachment = Attachment::new(name, format!("{FILE_PREFIX}{}", document.file_id));
         attachment.mime_type = document.mime_type.clone();
         attachment.size_bytes = document.file_size;
         found.push(attachment);
@@ -154,7 +156,7 @@ fn attachments(message: &Message) -> Vec<Attachment> {
     if let Some(photo) =
         message.photo.as_ref().and_then(|sizes| sizes.iter().max_by_key(|p| u64::from(p.width) * u64::from(p.height)))
     {
-        let mut attachment = Attachment::new("photo.jpg", format!("telegram:file:{}", photo.file_id));
+        let mut attachment = Attachment::new("photo.jpg", format!("{FILE_PREFIX}{}", photo.file_id));
         attachment.mime_type = Some("image/jpeg".to_owned());
         attachment.size_bytes = photo.file_size;
         found.push(attachment);

@@ -22,11 +22,13 @@
 //! Conversation ids: `telegram:{chat}` for a private chat or a group, and
 //! `telegram:{chat}:{topic}` for a forum topic; a named instance uses its runtime key instead of
 //! `telegram`. Attachments arrive by reference, `telegram:file:{file_id}`: the download URL
-//! carries the bot token, so it is never handed in.
+//! carries the bot token, so it is never handed in. Images (up to 3.75 MiB) are also downloaded
+//! before the message is handed in, so a vision-capable model can see them.
 
 mod adapter;
 mod error;
 mod format;
+mod images;
 mod inbound;
 mod reaction;
 mod settings;

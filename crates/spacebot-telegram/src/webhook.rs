@@ -87,6 +87,7 @@ async fn deliver(State(hook): State<Hook>, headers: HeaderMap, body: Bytes) -> S
         }
     };
     let Some(message) = map_update(&hook.inner.settings, &hook.identity, &update) else { return StatusCode::OK };
+    let message = crate::images::fetch_images(&hook.inner, message).await;
     match tokio::time::timeout(TAKE_TIMEOUT, hook.handoff.hand_in(message)).await {
         Ok(Ok(())) => StatusCode::OK,
         _ => StatusCode::SERVICE_UNAVAILABLE,

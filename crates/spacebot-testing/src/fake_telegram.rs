@@ -12,7 +12,8 @@
 //! - Sending: `sendMessage`, `editMessageText`, `sendChatAction`, `setMessageReaction`,
 //!   `createForumTopic` and multipart `sendDocument` are validated like Telegram validates them
 //!   (empty or too long text, strict `parse_mode` HTML through [`parse_html`], reactions outside
-//!   [`REACTION_EMOJI`]) and recorded ([`SentMessage`], [`SentDocument`], [`SentReaction`]).
+//!   [`REACTION_EMOJI`]) and recorded ([`SentMessage`], [`SentDocument`], [`SentReaction`]);
+//!   `setMyCommands` and `getMyCommands` keep the command menu ([`FakeTelegram::commands`]).
 //! - Failures: [`FakeTelegram::fail_next`] answers one call with an error (a 429 carries
 //!   `parameters.retry_after`); [`FakeTelegram::drop_polls`] answers long polls with a non-JSON
 //!   HTTP 502, as Telegram's front end does when it goes away.
@@ -307,6 +308,8 @@ struct Inner {
     topics: Vec<(i64, i32, String)>,
     next_topic: i32,
     next_file: u64,
+    /// The command menu (`setMyCommands`), as `[{command, description}]`.
+    commands: Value,
 }
 
 impl Default for Inner {
@@ -330,6 +333,7 @@ impl Default for Inner {
             topics: Vec::new(),
             next_topic: FIRST_TOPIC_ID,
             next_file: 1,
+            commands: json!([]),
         }
     }
 }
@@ -555,6 +559,22 @@ impl FakeTelegram {
         lock(&self.shared.inner).chat_actions.clone()
     }
 
+    /// The bot's command menu as `setMyCommands` last set it: `(command, description)` pairs.
+    pub fn commands(&self) -> Vec<(String, String)> {
+        let commands = lock(&self.shared.inner).commands.clone();
+        commands
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["command"].as_str().unwrap_or_default().to_owned(),
+                    c["description"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// The forum topics the bot created: `(chat_id, message_thread_id, name)`.
     pub fn topics(&self) -> Vec<(i64, i32, String)> {
         lock(&self.shared.inner).topics.clone()
@@ -664,6 +684,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: axum::extract::Reque
         "createforumtopic" => create_forum_topic(&shared, &args),
         "senddocument" => send_document(&shared, &args, uploads),
         "getfile" => get_file(&shared, &args),
+        "getmycommands" => ok(lock(&shared.inner).commands.clone()),
+        "setmycommands" => set_my_commands(&shared, &args),
         _ => error(404, "Not Found", None),
     }
 }
@@ -736,19 +758,27 @@ async fn get_updates(shared: &Shared, args: &Value) -> Response {
     }
 }
 
+/// A message's text as sent, its parse mode, and the text as the user sees it; or Telegram's
+/// refusal (unparseable, too long, empty).
+fn message_text(args: &Value) -> Result<(String, Option<String>, String), Box<Response>> {
+    let raw = str_arg(args, "text").unwrap_or_default();
+    let parse_mode = str_arg(args, "parse_mode").filter(|mode| !mode.is_empty());
+    let text = rendered(&raw, parse_mode.as_deref(), MAX_TEXT_UNITS, "message is too long")
+        .map_err(|reason| Box::new(bad_request(&reason)))?;
+    if text.trim().is_empty() {
+        return Err(Box::new(bad_request("message text is empty")));
+    }
+    Ok((raw, parse_mode, text))
+}
+
 fn send_message(shared: &Shared, args: &Value) -> Response {
     let Some(chat_id) = int_arg(args, "chat_id") else {
         return chat_id_error(args);
     };
-    let raw = str_arg(args, "text").unwrap_or_default();
-    let parse_mode = str_arg(args, "parse_mode").filter(|mode| !mode.is_empty());
-    let text = match rendered(&raw, parse_mode.as_deref(), MAX_TEXT_UNITS, "message is too long") {
-        Ok(text) => text,
-        Err(reason) => return bad_request(&reason),
+    let (raw, parse_mode, text) = match message_text(args) {
+        Ok(parts) => parts,
+        Err(response) => return *response,
     };
-    if text.trim().is_empty() {
-        return bad_request("message text is empty");
-    }
     let thread_id = int_arg(args, "message_thread_id").and_then(|id| i32::try_from(id).ok()).filter(|id| *id != 0);
     let reply_to = reply_to(args);
 
@@ -771,15 +801,10 @@ fn edit_message_text(shared: &Shared, args: &Value) -> Response {
     let Some(message_id) = int_arg(args, "message_id").and_then(|id| i32::try_from(id).ok()) else {
         return bad_request("message identifier is not specified");
     };
-    let raw = str_arg(args, "text").unwrap_or_default();
-    let parse_mode = str_arg(args, "parse_mode").filter(|mode| !mode.is_empty());
-    let text = match rendered(&raw, parse_mode.as_deref(), MAX_TEXT_UNITS, "message is too long") {
-        Ok(text) => text,
-        Err(reason) => return bad_request(&reason),
+    let (raw, parse_mode, text) = match message_text(args) {
+        Ok(parts) => parts,
+        Err(response) => return *response,
     };
-    if text.trim().is_empty() {
-        return bad_request("message text is empty");
-    }
 
     let date = unix_now();
     let mut inner = lock(&shared.inner);
@@ -829,6 +854,35 @@ fn set_message_reaction(shared: &Shared, args: &Value) -> Response {
         return bad_request("REACTIONS_TOO_MUCH");
     }
     lock(&shared.inner).reactions.push(SentReaction { chat_id, message_id, emoji });
+    ok(json!(true))
+}
+
+/// `setMyCommands`, checked as Telegram does: 1-32 lowercase letters, digits and underscores, a
+/// description of 1-256 characters, at most 100 commands. Forms send the list as a JSON string.
+fn set_my_commands(shared: &Shared, args: &Value) -> Response {
+    let commands = match &args["commands"] {
+        Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    let Some(list) = commands.as_array() else {
+        return bad_request("can't parse commands JSON object");
+    };
+    if list.len() > 100 {
+        return bad_request("too many commands");
+    }
+    for command in list {
+        let name = command["command"].as_str().unwrap_or_default();
+        let valid = (1..=32).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return bad_request("BOT_COMMAND_INVALID");
+        }
+        let description = command["description"].as_str().unwrap_or_default();
+        if !(1..=256).contains(&description.chars().count()) {
+            return bad_request("BOT_COMMAND_DESCRIPTION_INVALID");
+        }
+    }
+    lock(&shared.inner).commands = commands;
     ok(json!(true))
 }
 

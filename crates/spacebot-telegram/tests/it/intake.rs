@@ -124,3 +124,40 @@ async fn webhook_mode_registers_the_url_and_answers_a_delivery_once_the_message_
     assert!(fake.calls_to("getUpdates").is_empty(), "no polling in webhook mode");
     shut(adapter).await;
 }
+
+#[tokio::test]
+async fn images_are_fetched_for_vision_and_one_too_large_carries_the_reason() {
+    let (fake, adapter, mut stream) = connected(|s| s).await;
+    let jpeg: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    fake.add_file("PHOTO1", "photos/file_1.jpg", jpeg.clone());
+    fake.push(TelegramMessage::private(USER, "what is this?").with_photo("PHOTO1", 800, 600, jpeg.len() as u64));
+    let message = next(&mut stream).await;
+    let MessageContent::Media { attachments, .. } = &message.content else { panic!("{:?}", message.content) };
+    assert_eq!(attachments[0].data.as_deref(), Some(jpeg.as_slice()), "the photo's bytes, for a vision model");
+    assert_eq!(attachments[0].url, "telegram:file:PHOTO1", "the reference stays, without the token");
+
+    fake.push(TelegramMessage::private(USER, "and this?").with_photo("HUGE", 9000, 9000, 50 << 20));
+    let message = next(&mut stream).await;
+    let MessageContent::Media { attachments, .. } = &message.content else { panic!("{:?}", message.content) };
+    assert!(attachments[0].data.is_none());
+    let reason = attachments[0].skipped.clone().unwrap_or_default();
+    assert!(reason.contains("over the") && !reason.contains(TOKEN), "{reason}");
+    shut(adapter).await;
+}
+
+#[tokio::test]
+async fn the_control_commands_fill_the_menu_once() {
+    let (fake, adapter, stream) = connected(|s| s).await;
+    let menu = fake.commands();
+    let names: Vec<&str> = menu.iter().map(|(command, _)| command.as_str()).collect();
+    assert_eq!(names, ["status", "stop", "pause", "resume", "new", "active", "mention_only", "quiet"]);
+    for (command, _) in &menu {
+        let typed = spacebot_core::InboundMessage::text("telegram", "telegram:1", spacebot_core::Sender::new("7"), "")
+            .with_content(MessageContent::Command { name: command.clone(), args: String::new() });
+        assert!(spacebot_core::ControlCommand::parse(&typed).is_some(), "/{command} from the menu is a command");
+    }
+    drop(stream);
+    let _ = adapter.start().await.expect("restarts");
+    assert_eq!(fake.calls_to("setMyCommands").len(), 1, "an unchanged menu is not rewritten");
+    shut(adapter).await;
+}
