@@ -91,8 +91,8 @@ pub use memory::{
     ScopeView, Visibility,
 };
 pub use message::{
-    Attachment, InboundMessage, MENTIONS_BOT_KEY, MessageContent, OutboundResponse, Role, Sender, StatusUpdate,
-    StoredMessage,
+    Attachment, InboundMessage, MAX_IMAGE_BYTES, MENTIONS_BOT_KEY, MessageContent, OutboundResponse, Role, Sender,
+    StatusUpdate, StoredMessage,
 };
 pub use outbox::{AdapterSet, DeliveryPolicy, Outbox};
 pub use process::{Lifecycle, ProcessChange, ProcessEvent, ProcessKind, Terminal, TerminalState};

@@ -92,6 +92,18 @@ impl Attachment {
         self
     }
 
+    /// Keeps what a download gave: the bytes, or why there are none (for the note the model
+    /// gets).
+    pub fn fetched(&mut self, outcome: Result<Vec<u8>, String>) {
+        match outcome {
+            Ok(bytes) => self.data = Some(bytes.into()),
+            Err(reason) => {
+                tracing::debug!(file = %self.filename, %reason, "image not fetched");
+                self.skipped = Some(reason);
+            }
+        }
+    }
+
     /// Whether it is an image, by MIME type or, without one, by file extension.
     pub fn is_image(&self) -> bool {
         match &self.mime_type {
@@ -188,7 +200,21 @@ pub struct InboundMessage {
     pub direct: bool,
 }
 
+/// The largest image adapters fetch for vision models, in bytes: 3.75 MiB, which base64-encoded
+/// (as the model wires send it) is 5 MiB, the most Anthropic accepts per image.
+pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024 / 4 * 3;
+
 impl InboundMessage {
+    /// Its image attachments, for an adapter to fetch before handing it in (see
+    /// [`Attachment::fetched`]); other attachments stay references.
+    pub fn images_mut(&mut self) -> impl Iterator<Item = &mut Attachment> {
+        let attachments = match &mut self.content {
+            MessageContent::Media { attachments, .. } => attachments.as_mut_slice(),
+            _ => &mut [],
+        };
+        attachments.iter_mut().filter(|attachment| attachment.is_image())
+    }
+
     /// The id memory scopes know the sender by: `source:sender` (`discord:123`).
     pub fn participant(&self) -> String {
         format!("{}:{}", self.source, self.sender.id)
@@ -481,5 +507,27 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }
         assert_eq!(Role::parse("tool"), None);
+    }
+
+    #[test]
+    fn images_are_fetched_and_other_files_stay_references() {
+        let image = Attachment::new("a.png", "https://x/a.png");
+        let broken = Attachment::new("b.jpg", "https://x/b.jpg");
+        let text = Attachment::new("c.txt", "https://x/c.txt");
+        let mut message = InboundMessage::text("t", "t:1", Sender::new("u"), "")
+            .with_content(MessageContent::Media { text: None, attachments: vec![image, broken, text] });
+        let mut asked = Vec::new();
+        for attachment in message.images_mut() {
+            asked.push(attachment.filename.clone());
+            let outcome = if attachment.filename == "a.png" { Ok(vec![1, 2, 3]) } else { Err("too large".to_owned()) };
+            attachment.fetched(outcome);
+        }
+        assert_eq!(asked, ["a.png", "b.jpg"], "only images are fetched");
+        let MessageContent::Media { attachments, .. } = &message.content else { panic!("{:?}", message.content) };
+        assert_eq!(attachments[0].data.as_deref(), Some([1u8, 2, 3].as_slice()));
+        assert_eq!(attachments[1].skipped.as_deref(), Some("too large"));
+        assert!(attachments[2].data.is_none() && attachments[2].skipped.is_none());
+        let mut plain = InboundMessage::text("t", "t:1", Sender::new("u"), "hi");
+        assert_eq!(plain.images_mut().count(), 0);
     }
 }

@@ -8,11 +8,7 @@
 
 use std::time::Duration;
 
-use spacebot_core::{Attachment, InboundMessage, MessageContent};
-
-/// The largest image fetched, in bytes (3.75 MiB: base64-encoded, as both wires send it, that is
-/// 5 MiB, the most Anthropic accepts per image).
-pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024 / 4 * 3;
+use spacebot_core::{Attachment, InboundMessage, MAX_IMAGE_BYTES};
 /// Longest one image's download may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -30,19 +26,12 @@ pub(crate) fn client() -> Option<reqwest::Client> {
 
 /// `message` with its image attachments fetched (or the reason one was not).
 pub(crate) async fn fetch_images(client: Option<&reqwest::Client>, mut message: InboundMessage) -> InboundMessage {
-    let MessageContent::Media { attachments, .. } = &mut message.content else { return message };
-    for attachment in attachments.iter_mut().filter(|attachment| attachment.is_image()) {
+    for attachment in message.images_mut() {
         let outcome = match client {
             Some(client) => fetch(client, attachment).await,
             None => Err("the adapter has no HTTP client to download it".to_owned()),
         };
-        *attachment = match outcome {
-            Ok(bytes) => attachment.clone().with_data(bytes),
-            Err(reason) => {
-                tracing::debug!(file = %attachment.filename, %reason, "image not fetched");
-                attachment.clone().with_skipped(reason)
-            }
-        };
+        attachment.fetched(outcome);
     }
     message
 }
@@ -85,6 +74,8 @@ fn megabytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use spacebot_core::MessageContent;
+
     use super::*;
 
     #[test]

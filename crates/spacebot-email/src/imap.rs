@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_imap::Session;
 use async_imap::extensions::idle::IdleResponse;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -232,24 +232,17 @@ async fn wait_idle(settings: &EmailSettings, session: ImapSession) -> Result<Ima
 }
 
 async fn fetch(settings: &EmailSettings, session: &mut ImapSession, uid: u32) -> Result<Option<Vec<u8>>, AdapterError> {
-    let doing = format!("fetch of message {uid}");
-    let fetched = tokio::time::timeout(COMMAND_TIMEOUT, async {
-        let stream = session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?;
-        let all: Vec<_> = stream.try_collect().await?;
-        Ok::<_, async_imap::error::Error>(all.into_iter().find_map(|fetch| fetch.body().map(<[u8]>::to_vec)))
-    })
-    .await
-    .map_err(|_| AdapterError::transient(&settings.name, format!("IMAP {doing} timed out")))?;
-    fetched.map_err(|e| classify_imap(&settings.name, &doing, e))
+    let fetching = async {
+        let fetched: Vec<_> = session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?.try_collect().await?;
+        Ok(fetched.into_iter().find_map(|fetch| fetch.body().map(<[u8]>::to_vec)))
+    };
+    timed(settings, &format!("fetch of message {uid}"), fetching).await
 }
 
 async fn mark_seen(settings: &EmailSettings, session: &mut ImapSession, uid: u32) -> Result<(), AdapterError> {
-    let doing = format!("marking message {uid} seen");
-    let stored = tokio::time::timeout(COMMAND_TIMEOUT, async {
-        let stream = session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Seen)").await?;
-        stream.collect::<Vec<_>>().await.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
-    })
-    .await
-    .map_err(|_| AdapterError::transient(&settings.name, format!("IMAP {doing} timed out")))?;
-    stored.map_err(|e| classify_imap(&settings.name, &doing, e))
+    let storing = async {
+        let _: Vec<_> = session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Seen)").await?.try_collect().await?;
+        Ok(())
+    };
+    timed(settings, &format!("marking message {uid} seen"), storing).await
 }

@@ -96,8 +96,9 @@ pub(crate) fn reply(
     let built = match file {
         None => builder.singlepart(body),
         Some(file) => {
-            let kind = ContentType::parse(&file.mime_type)
-                .unwrap_or_else(|_| ContentType::parse("application/octet-stream").unwrap_or(ContentType::TEXT_PLAIN));
+            // A type lettre can't read goes out as the generic one mail clients save to disk.
+            let kind = ContentType::parse(&file.mime_type).or_else(|_| ContentType::parse("application/octet-stream"));
+            let kind = kind.map_err(|e| AdapterError::permanent(name, format!("can't type the attachment: {e}")))?;
             let attachment = Attachment::new(file.filename).body(file.data, kind);
             builder.multipart(MultiPart::mixed().singlepart(body).singlepart(attachment))
         }

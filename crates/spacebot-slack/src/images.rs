@@ -9,11 +9,8 @@
 
 use std::time::Duration;
 
-use spacebot_core::{Attachment, InboundMessage, MessageContent};
+use spacebot_core::{Attachment, InboundMessage, MAX_IMAGE_BYTES};
 
-/// The largest image fetched, in bytes (3.75 MiB: base64-encoded, as both wires send it, that is
-/// 5 MiB, the most Anthropic accepts per image).
-pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024 / 4 * 3;
 /// Longest one image's download may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -38,8 +35,7 @@ pub(crate) async fn fetch_images(
     api_url: Option<&str>,
     mut message: InboundMessage,
 ) -> InboundMessage {
-    let MessageContent::Media { attachments, .. } = &mut message.content else { return message };
-    for attachment in attachments.iter_mut().filter(|attachment| attachment.is_image()) {
+    for attachment in message.images_mut() {
         let outcome = match client {
             Some(_) if !is_slack_file_host(&attachment.url, api_url) => {
                 Err("it is not on Slack's file host, so the bot token was not sent there".to_owned())
@@ -47,13 +43,7 @@ pub(crate) async fn fetch_images(
             Some(client) => fetch(client, bot_token, attachment).await,
             None => Err("the adapter has no HTTP client to download it".to_owned()),
         };
-        *attachment = match outcome {
-            Ok(bytes) => attachment.clone().with_data(bytes),
-            Err(reason) => {
-                tracing::debug!(file = %attachment.filename, %reason, "image not fetched");
-                attachment.clone().with_skipped(reason)
-            }
-        };
+        attachment.fetched(outcome);
     }
     message
 }
@@ -109,6 +99,8 @@ fn megabytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use spacebot_core::MessageContent;
+
     use super::*;
 
     #[test]

@@ -13,32 +13,22 @@ use std::time::Duration;
 use frankenstein::AsyncTelegramApi;
 use frankenstein::methods::GetFileParams;
 
-use spacebot_core::{Attachment, InboundMessage, MessageContent};
+use spacebot_core::{Attachment, InboundMessage, MAX_IMAGE_BYTES};
 
 use crate::adapter::Inner;
 use crate::inbound::FILE_PREFIX;
 
-/// The largest image fetched, in bytes (3.75 MiB: base64-encoded, as the model wires send it,
-/// that is 5 MiB, the most Anthropic accepts per image).
-pub(crate) const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024 / 4 * 3;
 /// Longest one image's lookup and download may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `message` with its images fetched (or the reason one was not).
 pub(crate) async fn fetch_images(inner: &Inner, mut message: InboundMessage) -> InboundMessage {
-    let MessageContent::Media { attachments, .. } = &mut message.content else { return message };
-    for attachment in attachments.iter_mut().filter(|attachment| attachment.is_image()) {
+    for attachment in message.images_mut() {
         let outcome = match tokio::time::timeout(FETCH_TIMEOUT, fetch(inner, attachment)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("its download took longer than {} s", FETCH_TIMEOUT.as_secs())),
         };
-        *attachment = match outcome {
-            Ok(bytes) => attachment.clone().with_data(bytes),
-            Err(reason) => {
-                tracing::debug!(adapter = inner.name(), file = %attachment.filename, %reason, "image not fetched");
-                attachment.clone().with_skipped(reason)
-            }
-        };
+        attachment.fetched(outcome);
     }
     message
 }

@@ -61,6 +61,19 @@ pub(crate) enum Id {
 }
 
 impl Id {
+    /// A Telegram chat id (negative for groups).
+    fn chat(&self, key: &str) -> anyhow::Result<i64> {
+        match self {
+            Self::Signed(number) => Ok(*number),
+            Self::Number(number) => i64::try_from(*number)
+                .map_err(|_| anyhow::anyhow!("config key `{key}` holds {number}, which is not a Telegram chat id")),
+            Self::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("config key `{key}` holds `{text}`, which is not a Telegram chat id")),
+        }
+    }
+
     fn text(&self) -> String {
         match self {
             Self::Text(text) => text.trim().to_owned(),
@@ -118,33 +131,13 @@ struct RawMailServer {
     password: Option<Secret>,
 }
 
-/// A chat id: Telegram's group ids are negative.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum SignedId {
-    Text(String),
-    Number(i64),
-}
-
-impl SignedId {
-    fn number(&self, key: &str) -> anyhow::Result<i64> {
-        match self {
-            Self::Number(number) => Ok(*number),
-            Self::Text(text) => text
-                .trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("config key `{key}` holds `{text}`, which is not a Telegram chat id")),
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTelegram {
     token: Option<Secret>,
     api_url: Option<String>,
     #[serde(default)]
-    chats: Vec<SignedId>,
+    chats: Vec<Id>,
     #[serde(default)]
     dm_users: Vec<Id>,
     allow_bots: Option<bool>,
@@ -161,7 +154,7 @@ struct RawTelegramInstance {
     token: Secret,
     api_url: Option<String>,
     #[serde(default)]
-    chats: Vec<SignedId>,
+    chats: Vec<Id>,
     #[serde(default)]
     dm_users: Vec<Id>,
     allow_bots: Option<bool>,
@@ -180,7 +173,7 @@ struct RawTelegramWebhook {
 /// The options a default connection and its named instances share.
 struct TelegramOptions {
     api_url: Option<String>,
-    chats: Vec<SignedId>,
+    chats: Vec<Id>,
     dm_users: Vec<Id>,
     allow_bots: Option<bool>,
     poll_timeout_secs: Option<u64>,
@@ -594,7 +587,7 @@ fn telegram_settings(
         settings = settings.with_api_url(url);
     }
     let chats_key = format!("{key}.chats");
-    let chats = options.chats.iter().map(|chat| chat.number(&chats_key)).collect::<anyhow::Result<Vec<i64>>>()?;
+    let chats = options.chats.iter().map(|chat| chat.chat(&chats_key)).collect::<anyhow::Result<Vec<i64>>>()?;
     if let Some(seconds) = options.poll_timeout_secs {
         if !(1..=50).contains(&seconds) {
             bail!("config key `{key}.poll_timeout_secs` must be 1 to 50 (Telegram's longest long poll), not {seconds}");
