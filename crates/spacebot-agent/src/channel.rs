@@ -23,6 +23,7 @@
 mod chronicle;
 mod compaction;
 mod delegation;
+mod draft;
 mod restart;
 mod turn;
 
@@ -91,6 +92,8 @@ pub(crate) struct Channel {
     identity: String,
     /// The tokens the current turn's model calls used so far.
     turn_usage: Usage,
+    /// A reply preview was published since the last reply (see `draft`).
+    draft_shown: bool,
     /// Who has spoken here, in the history loaded at start and since (`source:sender`, the
     /// platform ids memory scopes use), sorted so the render and the tools see them in a stable
     /// order.
@@ -218,6 +221,7 @@ impl Channel {
             turn_calls: Vec::new(),
             identity: String::new(),
             turn_usage: Usage::default(),
+            draft_shown: false,
             participants: BTreeSet::new(),
             runs,
             told_ids: Vec::new(),

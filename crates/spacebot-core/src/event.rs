@@ -50,6 +50,37 @@ pub enum RuntimeEvent {
         /// The conversation.
         conversation: ConversationId,
     },
+    /// More of a reply being written, as the model writes it (the text of a `reply` call, or the
+    /// plain text of a model that answers in text). The reply itself follows as
+    /// [`ResponseSent`](Self::ResponseSent) with the whole text; deltas are for showing it as it
+    /// comes, and a reader that misses some loses nothing but the preview.
+    ///
+    /// Deltas arrive with secrets already masked: text that might be the start of a secret is
+    /// held back until what follows shows it is not.
+    ReplyDelta {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message the turn answers (the last of a burst); `None` in a relay turn.
+        message: Option<MessageId>,
+        /// The next piece of the reply.
+        text: String,
+        /// The text may still turn out not to be the reply: the model wrote plain text and may
+        /// go on to call tools instead. A reader that can't take text back (an OpenAI stream)
+        /// holds tentative text until the reply confirms it.
+        tentative: bool,
+    },
+    /// The reply previewed by [`ReplyDelta`](Self::ReplyDelta)s since the last reply will not be
+    /// sent: the model went on to call tools, or its text was refused, or the turn failed.
+    ReplyDiscarded {
+        /// The agent.
+        agent: AgentId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message the turn answers, as in its deltas.
+        message: Option<MessageId>,
+    },
     /// A conversation finished processing a turn.
     TurnFinished {
         /// The agent.

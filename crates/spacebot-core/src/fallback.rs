@@ -130,6 +130,12 @@ impl LanguageModel for FallbackModel {
         self.models.iter().map(|model| model.context_window()).min().unwrap_or(128_000)
     }
 
+    /// Whether any model of the chain calls tools (whichever answers, its text may be followed
+    /// by tool calls).
+    fn calls_tools(&self) -> bool {
+        self.models.iter().any(|model| model.calls_tools())
+    }
+
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
         self.run(|model| {
             let request = request.clone();

@@ -100,7 +100,7 @@ pub use runs::{Owed, ProcessRun, ProcessRuns, RecordedRun};
 pub use runtime::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIVE, Runtime, RuntimeBuilder, RuntimeHandle, RuntimeSettings, RuntimeStatus,
 };
-pub use scrub::{MIN_SECRET_LEN, REDACTED, Scrubber};
+pub use scrub::{DraftScrubber, MIN_SECRET_LEN, REDACTED, Scrubber};
 pub use split::{SplitOptions, split_message, split_message_with};
 pub use supervision::{OWNER_ENDED, ProcessInfo, ProcessRecord, ProcessRegistry, Registration, SupervisorEnd};
 pub use tool::{Tool, TypedTool, parse_tool_args};

@@ -259,6 +259,23 @@ impl ChatResponse {
 pub enum StreamEvent {
     /// More text.
     TextDelta(String),
+    /// A tool call opened: the model named its tool, and its arguments follow as
+    /// [`ToolArguments`](Self::ToolArguments). Providers that stream arguments send it; the
+    /// complete call still comes as [`ToolCall`](Self::ToolCall).
+    ToolCallStarted {
+        /// Identifies the call within this answer (its position among the answer's parts).
+        call: usize,
+        /// The tool's name.
+        name: String,
+    },
+    /// More of a tool call's argument JSON: the fragments of one `call`, joined, are the
+    /// arguments as the model wrote them.
+    ToolArguments {
+        /// The call, as its [`ToolCallStarted`](Self::ToolCallStarted) said.
+        call: usize,
+        /// The fragment.
+        json: String,
+    },
     /// A complete tool call.
     ToolCall(ToolCall),
     /// The whole answer; always the last event of a successful stream.
@@ -281,6 +298,12 @@ pub trait LanguageModel: Send + Sync + 'static {
     /// The context window in tokens, for compaction thresholds.
     fn context_window(&self) -> usize {
         128_000
+    }
+
+    /// Whether the model calls tools. A model that only writes text (a small local model says
+    /// `false`) answers in text, so its text is its reply as it is written.
+    fn calls_tools(&self) -> bool {
+        true
     }
 
     /// Answers one request.

@@ -644,6 +644,8 @@ fn event_conversation(event: &RuntimeEvent) -> Option<ConversationKey> {
         | RuntimeEvent::ResponseSent { agent, conversation, .. }
         | RuntimeEvent::DeliveryFailed { agent, conversation, .. }
         | RuntimeEvent::TurnStarted { agent, conversation }
+        | RuntimeEvent::ReplyDelta { agent, conversation, .. }
+        | RuntimeEvent::ReplyDiscarded { agent, conversation, .. }
         | RuntimeEvent::TurnFinished { agent, conversation, .. } => Some((agent.clone(), conversation.clone())),
         RuntimeEvent::Process(event) => Some((event.agent.clone(), event.conversation.clone())),
     }

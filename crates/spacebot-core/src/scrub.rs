@@ -130,6 +130,54 @@ impl Scrubber {
 }
 
 impl Scrubber {
+    /// How much of `text` is settled: the length of its longest prefix whose scrubbed form no
+    /// text written after it can change. What follows may still complete a secret that starts
+    /// in the rest (a token still being written, the start of a configured value or of one of
+    /// its encodings, a private key whose END line has not come), so only the settled part may
+    /// be shown while text is still coming in. See [`DraftScrubber`].
+    pub fn settled_len(&self, text: &str) -> usize {
+        // A token running to the end may still grow into a credential.
+        let mut end = match tokens(text).last() {
+            Some((start, token)) if start + token.len() == text.len() => start,
+            _ => text.len(),
+        };
+        // A configured value (or an encoding of it) may be starting at the end.
+        for value in self.known.iter() {
+            let from = text.len().saturating_sub(value.len());
+            if let Some(start) =
+                (from..text.len()).find(|&at| text.is_char_boundary(at) && value.starts_with(&text[at..]))
+            {
+                end = end.min(start);
+            }
+        }
+        // Nor may the cut fall inside a value already written: the scrubbed prefix would show
+        // the part of it before the cut. Moving the cut back can land it inside another.
+        loop {
+            let inside = self
+                .known
+                .iter()
+                .flat_map(|value| text.match_indices(value.as_str()))
+                .filter(|&(start, value)| start < end && start + value.len() > end)
+                .map(|(start, _)| start)
+                .min();
+            match inside {
+                Some(start) => end = start,
+                None => break,
+            }
+        }
+        // A PEM block is masked whole once its header says it is a private key, so any block
+        // not closed yet stays back from its BEGIN line.
+        if let Some(begin) = text.rfind("-----BEGIN") {
+            let closed = text[begin..]
+                .find("-----END")
+                .is_some_and(|footer| text[begin + footer + "-----END".len()..].contains("-----"));
+            if !closed {
+                end = end.min(begin);
+            }
+        }
+        end
+    }
+
     /// `response` with the secrets masked in every text it carries.
     pub fn response(&self, response: OutboundResponse) -> OutboundResponse {
         match response {
@@ -156,6 +204,9 @@ impl Scrubber {
             RuntimeEvent::ResponseSent { agent, conversation, adapter, response } => {
                 RuntimeEvent::ResponseSent { agent, conversation, adapter, response: self.response(response) }
             }
+            RuntimeEvent::ReplyDelta { agent, conversation, message, text, tentative } => {
+                RuntimeEvent::ReplyDelta { agent, conversation, message, text: self.scrub_owned(text), tentative }
+            }
             RuntimeEvent::DeliveryFailed { agent, conversation, adapter, error } => {
                 RuntimeEvent::DeliveryFailed { agent, conversation, adapter, error: self.scrub_owned(error) }
             }
@@ -173,6 +224,58 @@ impl Scrubber {
             }
             other => other,
         }
+    }
+}
+
+/// Masks secrets in text that arrives in pieces (a reply as the model writes it), handing out
+/// only what is settled: the pieces it returns, joined, are always a prefix of the scrubbed
+/// whole, so a secret split across pieces is never shown in part.
+///
+/// Leading whitespace is not shown, nor trailing whitespace until something follows it, so what
+/// was shown is also a prefix of the whole with its ends trimmed.
+#[derive(Debug, Clone)]
+pub struct DraftScrubber {
+    scrubber: Scrubber,
+    /// Everything pushed so far, as written.
+    raw: String,
+    /// The scrubbed text handed out so far.
+    shown: String,
+    /// A piece no longer extended what was shown (it can't happen with the rules above; if it
+    /// ever did, nothing more is shown rather than something inconsistent).
+    stuck: bool,
+}
+
+impl DraftScrubber {
+    /// A draft scrubbed by `scrubber`.
+    pub fn new(scrubber: Scrubber) -> Self {
+        Self { scrubber, raw: String::new(), shown: String::new(), stuck: false }
+    }
+
+    /// Adds a piece; returns the text newly settled and safe to show, if there is any.
+    pub fn push(&mut self, piece: &str) -> Option<String> {
+        self.raw.push_str(piece);
+        if self.stuck {
+            return None;
+        }
+        let raw = self.raw.trim_start();
+        let settled = &raw[..self.scrubber.settled_len(raw)];
+        let settled = settled.trim_end();
+        let scrubbed = self.scrubber.scrub(settled);
+        let Some(new) = scrubbed.strip_prefix(self.shown.as_str()) else {
+            self.stuck = true;
+            return None;
+        };
+        if new.is_empty() {
+            return None;
+        }
+        let new = new.to_owned();
+        self.shown.push_str(&new);
+        Some(new)
+    }
+
+    /// The text handed out so far.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 }
 
@@ -341,5 +444,71 @@ mod tests {
         let scrubber = Scrubber::new().with_secrets(["s3cr3t-value-123"]);
         let once = scrubber.scrub("s3cr3t-value-123 sk-abcdefghijklmnopqrstuvwx").into_owned();
         assert_eq!(scrubber.scrub(&once), once);
+    }
+
+    /// Feeds `pieces` to a draft; returns what it showed, joined.
+    fn shown(scrubber: &Scrubber, pieces: &[&str]) -> String {
+        let mut draft = DraftScrubber::new(scrubber.clone());
+        let out: String = pieces.iter().filter_map(|piece| draft.push(piece)).collect();
+        assert_eq!(out, draft.shown());
+        out
+    }
+
+    #[test]
+    fn a_draft_never_shows_part_of_a_secret_split_across_pieces() {
+        let scrubber = Scrubber::new().with_secrets(["hunter2 hunter2"]);
+        // A credential written a few characters at a time: nothing of it shows until it ends.
+        let out = shown(&scrubber, &["your key: sk", "-abcdefgh", "ijklmnopqrst", "uvwx and more"]);
+        assert_eq!(out, "your key: [redacted] and");
+        // A configured value with a space in it, cut inside the value.
+        let out = shown(&scrubber, &["the password is hunter2", " hunt", "er2, see?"]);
+        assert_eq!(out, "the password is [redacted], see?");
+        // A private key held back from its BEGIN line until its END line closes it.
+        let pieces = ["key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIE", "pAIBAAK\n-----END RSA PRIVATE KEY", "-----\nok."];
+        let during = shown(&scrubber, &pieces[..2]);
+        assert_eq!(during, "key:");
+        assert_eq!(shown(&scrubber, &pieces), "key:\n[redacted]\nok.");
+    }
+
+    #[test]
+    fn a_draft_shows_words_as_they_settle_without_the_ends_whitespace() {
+        let scrubber = Scrubber::new();
+        let mut draft = DraftScrubber::new(scrubber);
+        assert_eq!(draft.push("  \n"), None);
+        assert_eq!(draft.push("Hello"), None, "a word may still grow");
+        assert_eq!(draft.push(" wor").as_deref(), Some("Hello"));
+        assert_eq!(draft.push("ld! "), Some(" world!".to_owned()));
+        assert_eq!(draft.push("\n\n"), None);
+        assert_eq!(draft.push("Bye."), Some(" \n\nBye.".to_owned()));
+    }
+
+    proptest::proptest! {
+        /// However a text is cut into pieces, what a draft shows is a prefix of the whole text
+        /// scrubbed (and trimmed), so no secret is ever shown in part.
+        #[test]
+        fn a_draft_shows_a_prefix_of_the_scrubbed_whole(
+            parts in proptest::collection::vec(0usize..12, 0..24),
+            cuts in proptest::collection::vec(0usize..40, 0..24),
+        ) {
+            const SECRET: &str = "pa55 word-secret";
+            let hex: String = SECRET.bytes().map(|byte| format!("{byte:02x}")).collect();
+            let alphabet = [
+                "pa55 ", "word-secret", SECRET, &hex[..10], &hex[10..], "sk-", "abcdefghij", "klmnopqrstu",
+                " ", "\n", "-----BEGIN RSA PRIVATE KEY-----\nAB", "-----END RSA PRIVATE KEY-----",
+            ];
+            let scrubber = Scrubber::new().with_secrets([SECRET]);
+            let text: String = parts.iter().map(|&part| alphabet[part]).collect();
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                let next = (at + cut).min(text.len());
+                pieces.push(&text[at..next]);
+                at = next;
+            }
+            pieces.push(&text[at..]);
+            let out = shown(&scrubber, &pieces);
+            let whole = scrubber.scrub(&text);
+            proptest::prop_assert!(whole.trim().starts_with(&out), "{text:?} in {pieces:?}: showed {out:?}, whole {whole:?}");
+        }
     }
 }

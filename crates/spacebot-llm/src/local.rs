@@ -186,6 +186,12 @@ impl LanguageModel for LocalModel {
         }
     }
 
+    /// Small local models don't call tools reliably, so none are read from the request: the
+    /// model answers in text, and the channel sends its text as the reply.
+    fn calls_tools(&self) -> bool {
+        false
+    }
+
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
         use futures::StreamExt;
         let mut stream = self.stream(request).await?;

@@ -17,7 +17,7 @@ use rig_core::message::AssistantContent;
 use rig_core::operation::Completion;
 use rig_core::providers::anthropic::{AnthropicConfig, ToolInputStreaming};
 use rig_core::providers::openai::OpenAIConfig;
-use rig_core::streaming::{CompletionStream, Item};
+use rig_core::streaming::{CompletionStream, Item, PartKind};
 
 use spacebot_core::{ChatRequest, ChatResponse, ChatStream, LanguageModel, LlmError, LlmErrorKind, StreamEvent};
 
@@ -296,6 +296,12 @@ fn events(
 fn core_event(event: rig_core::streaming::StreamEvent) -> Option<StreamEvent> {
     match event {
         rig_core::streaming::StreamEvent::Text { text, .. } if !text.is_empty() => Some(StreamEvent::TextDelta(text)),
+        rig_core::streaming::StreamEvent::Start { part, kind: PartKind::ToolCall, name: Some(name) } => {
+            Some(StreamEvent::ToolCallStarted { call: part.index(), name: name.to_string() })
+        }
+        rig_core::streaming::StreamEvent::Arguments { part, json } if !json.is_empty() => {
+            Some(StreamEvent::ToolArguments { call: part.index(), json })
+        }
         rig_core::streaming::StreamEvent::End { content: AssistantContent::ToolCall(call), .. } => {
             Some(StreamEvent::ToolCall(from_rig_tool_call(&call)))
         }

@@ -3,6 +3,9 @@
 //! Streamed answers arrive in several pieces so consumers are tested on reassembly, never on a
 //! single convenient chunk.
 
+/// How many fragments a streamed tool call's arguments arrive in.
+pub(crate) const ARGUMENT_FRAGMENTS: usize = 3;
+
 /// Splits text into word-sized pieces, each keeping its trailing space. Concatenating the pieces
 /// gives the text back; empty text gives no pieces.
 pub(crate) fn words(text: &str) -> impl Iterator<Item = &str> {

@@ -78,6 +78,8 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     /// Numbers answers, for response and tool-call ids.
     answers: AtomicU64,
+    /// Every streamed event sent, with when it was handed to the connection.
+    streamed: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
 }
 
 impl FakeLlmServer {
@@ -155,6 +157,13 @@ impl FakeLlmServer {
         lock(&self.shared.requests).len()
     }
 
+    /// Every event of every streamed answer sent so far (`data: ...` with its blank line), with
+    /// the moment it was handed to the connection: for measuring how soon what the model
+    /// streams reaches the client.
+    pub fn streamed_events(&self) -> Vec<(std::time::Instant, String)> {
+        lock(&self.shared.streamed).clone()
+    }
+
     /// How many scripted replies are still queued.
     pub fn pending_replies(&self) -> usize {
         lock(&self.shared.script).len()
@@ -197,7 +206,7 @@ async fn unknown_route(uri: Uri) -> Response {
 }
 
 /// Records the request, then answers it from the script, the responder, or with a 500.
-async fn answer(shared: &Shared, wire: Wire, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn answer(shared: &Arc<Shared>, wire: Wire, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
     let request = RecordedRequest::new(wire, uri.path(), headers, body);
     let number = {
         let mut requests = lock(&shared.requests);
@@ -222,7 +231,7 @@ async fn answer(shared: &Shared, wire: Wire, uri: &Uri, headers: &HeaderMap, bod
         }
     };
     let seq = shared.answers.fetch_add(1, Ordering::Relaxed) + 1;
-    render(reply, wire, &request, body.len(), seq).await
+    render(reply, wire, &request, body.len(), seq, Arc::clone(&shared.streamed)).await
 }
 
 /// A successful answer as the wire formats render it.
@@ -237,7 +246,14 @@ struct Answer {
 }
 
 /// Turns a scripted reply into the HTTP response, after its delay.
-async fn render(reply: FakeReply, wire: Wire, request: &RecordedRequest, body_len: usize, seq: u64) -> Response {
+async fn render(
+    reply: FakeReply,
+    wire: Wire,
+    request: &RecordedRequest,
+    body_len: usize,
+    seq: u64,
+    streamed: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
+) -> Response {
     let FakeReply { kind, delay, chunk_delay, headers, usage } = reply;
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -266,8 +282,8 @@ async fn render(reply: FakeReply, wire: Wire, request: &RecordedRequest, body_le
             match (wire, request.stream) {
                 (Wire::OpenAi, false) => axum::Json(openai::completion(&answer)).into_response(),
                 (Wire::Anthropic, false) => axum::Json(anthropic::message(&answer)).into_response(),
-                (Wire::OpenAi, true) => event_stream(openai::events(&answer), chunk_delay),
-                (Wire::Anthropic, true) => event_stream(anthropic::events(&answer), chunk_delay),
+                (Wire::OpenAi, true) => event_stream(openai::events(&answer), chunk_delay, streamed),
+                (Wire::Anthropic, true) => event_stream(anthropic::events(&answer), chunk_delay, streamed),
             }
         }
     };
@@ -292,13 +308,22 @@ fn error_response(wire: Wire, code: u16, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// A `text/event-stream` response sending each event as its own chunk.
-fn event_stream(events: Vec<String>, pace: Option<std::time::Duration>) -> Response {
-    let chunks = futures::stream::iter(events).then(move |event| async move {
-        if let Some(pace) = pace {
-            tokio::time::sleep(pace).await;
+/// A `text/event-stream` response sending each event as its own chunk, noting each in
+/// `streamed` as it goes.
+fn event_stream(
+    events: Vec<String>,
+    pace: Option<std::time::Duration>,
+    streamed: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
+) -> Response {
+    let chunks = futures::stream::iter(events).then(move |event| {
+        let streamed = Arc::clone(&streamed);
+        async move {
+            if let Some(pace) = pace {
+                tokio::time::sleep(pace).await;
+            }
+            lock(&streamed).push((std::time::Instant::now(), event.clone()));
+            Ok::<_, Infallible>(Bytes::from(event))
         }
-        Ok::<_, Infallible>(Bytes::from(event))
     });
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
     (headers, Body::from_stream(chunks)).into_response()

@@ -285,12 +285,24 @@ impl LanguageModel for ScriptedModel {
         }
     }
 
-    /// Streams the answer as word-sized text deltas, then each tool call, then `Done`.
+    /// Streams the answer as word-sized text deltas, then each tool call as it would stream from
+    /// a provider (its start, its argument JSON in fragments, the complete call), then `Done`.
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
         let response = self.complete(request).await?;
         let mut events: Vec<Result<StreamEvent, LlmError>> =
             chunk::words(&response.content).map(|piece| Ok(StreamEvent::TextDelta(piece.to_owned()))).collect();
-        events.extend(response.tool_calls.iter().cloned().map(|call| Ok(StreamEvent::ToolCall(call))));
+        for (call, tool_call) in response.tool_calls.iter().enumerate() {
+            // The text, when there is any, is the answer's first part.
+            let call = call + usize::from(!response.content.is_empty());
+            events.push(Ok(StreamEvent::ToolCallStarted { call, name: tool_call.name.clone() }));
+            let arguments = tool_call.arguments.to_string();
+            events.extend(
+                chunk::fragments(&arguments, chunk::ARGUMENT_FRAGMENTS)
+                    .into_iter()
+                    .map(|json| Ok(StreamEvent::ToolArguments { call, json: json.to_owned() })),
+            );
+            events.push(Ok(StreamEvent::ToolCall(tool_call.clone())));
+        }
         events.push(Ok(StreamEvent::Done(response)));
         Ok(Box::pin(futures::stream::iter(events)))
     }
@@ -386,9 +398,18 @@ mod tests {
             })
             .collect();
         assert_eq!(text, "let me check");
-        assert_eq!(events.len(), 5, "{events:?}");
-        assert!(matches!(&events[3], StreamEvent::ToolCall(call) if call.name == "memory_recall"));
-        assert!(matches!(&events[4], StreamEvent::Done(response) if response.content == "let me check"));
+        assert!(matches!(&events[3], StreamEvent::ToolCallStarted { call: 1, name } if name == "memory_recall"));
+        let arguments: String = events
+            .iter()
+            .filter_map(|event| match event {
+                StreamEvent::ToolArguments { call: 1, json } => Some(json.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&arguments).unwrap(), json!({"query": "cats"}));
+        let [.., call, done] = events.as_slice() else { panic!("{events:?}") };
+        assert!(matches!(call, StreamEvent::ToolCall(call) if call.name == "memory_recall"), "{events:?}");
+        assert!(matches!(done, StreamEvent::Done(response) if response.content == "let me check"));
         assert_eq!(model.context_window(), 1000);
     }
 }

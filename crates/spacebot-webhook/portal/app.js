@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { agents: [], pending: 0, processesTimer: null };
+const state = { agents: [], pending: 0, processesTimer: null, draft: "" };
 
 function token() { return sessionStorage.getItem("spacebot-token") || ""; }
 
@@ -66,7 +66,21 @@ function renderMessages(messages) {
     el("li", { className: m.role === "user" ? "user" : "assistant" },
       el("span", { className: "who", textContent: (m.role === "user" ? m.sender : agent()) + " · " + m.created_at.slice(11, 19) }),
       m.text)));
+  if (state.draft) renderDraft();
   list.lastElementChild?.scrollIntoView({ block: "end" });
+}
+
+// The reply being written, from the event stream's reply_delta events; the stored reply
+// replaces it when it is sent, and reply_discarded takes it back.
+function renderDraft() {
+  let item = $("messages").querySelector("li.draft");
+  if (!state.draft) { item?.remove(); return; }
+  if (!item) {
+    item = el("li", { className: "assistant draft" }, el("span", { className: "who", textContent: agent() + " · writing…" }), el("span"));
+    $("messages").append(item);
+  }
+  item.lastElementChild.textContent = state.draft;
+  item.scrollIntoView({ block: "end" });
 }
 
 async function refreshMessages() {
@@ -158,12 +172,18 @@ function describe(event) {
 }
 
 function onEvent(event) {
+  const mine = event.agent === agent() && event.conversation === "webhook:" + conversation();
+  if (event.type === "reply_delta" || event.type === "reply_discarded") {
+    // Previews are not logged: a reply would fill the log a word at a time.
+    if (mine) { state.draft = event.type === "reply_delta" ? state.draft + event.text : ""; renderDraft(); }
+    return;
+  }
   const log = $("events");
   log.prepend(el("li", { textContent: new Date().toLocaleTimeString() + " " + describe(event) }));
   while (log.children.length > 200) log.lastElementChild.remove();
-  const mine = event.agent === agent() && event.conversation === "webhook:" + conversation();
   if (mine && event.type === "turn_started") setThinking(true);
   if (mine && (event.type === "response_sent" || event.type === "turn_finished")) {
+    state.draft = "";
     refreshMessages();
     if (event.type === "turn_finished") { state.pending++; setThinking(false); }
   }

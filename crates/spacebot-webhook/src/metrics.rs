@@ -434,6 +434,10 @@ impl LanguageModel for MeteredModel {
         self.model.context_window()
     }
 
+    fn calls_tools(&self) -> bool {
+        self.model.calls_tools()
+    }
+
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
         let started = Instant::now();
         let result = self.model.complete(request).await;

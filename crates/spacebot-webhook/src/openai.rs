@@ -10,8 +10,9 @@
 //! Replies reach the waiting request through [`OpenAiAdapter`], the adapter that owns `openai:`
 //! conversations: everything the turn answering the message sends is collected until the turn
 //! ends (the channel's end-of-turn status), and a control command (`/status`, `/stop`, ...)
-//! ends with its answer. With `stream: true` each reply leaves as a `chat.completion.chunk`
-//! event the moment the channel sends it, then `data: [DONE]`. A reply that comes after the
+//! ends with its answer. With `stream: true` a reply leaves as `chat.completion.chunk` events
+//! while the model writes it (the runtime's `reply_delta` events, token by token when the
+//! provider streams), then `data: [DONE]`. A reply that comes after the
 //! request has given up (the client went away, or [`ApiConfig::reply_timeout`] passed) is not
 //! lost: it is in the conversation, like every reply.
 //!
@@ -305,7 +306,7 @@ pub(crate) async fn chat_completions(
         timeout: state.config.reply_timeout,
     };
     if completion.stream {
-        Ok(stream(answer, waiter).into_response())
+        Ok(stream(answer, waiter.with_previews()).into_response())
     } else {
         let text = collect(&answer, &mut waiter).await?;
         Ok(Json(answer.completion(&text, waiter.usage())).into_response())
@@ -447,20 +448,30 @@ const USAGE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a request waits on: the replies the adapter hands over for its message, and the
 /// runtime's events, whose `turn_finished` for the message ends the answer and carries its
-/// usage.
+/// usage, and (for a streamed answer) whose `reply_delta`s preview a reply as it is written.
+///
+/// It hands out the answer's content in pieces: whole replies joined by blank lines, or, with
+/// previews, each reply as it is written and then what its preview had not shown yet.
 struct Waiter {
     _guard: WaitGuard,
     replies: mpsc::UnboundedReceiver<Piece>,
     events: Option<broadcast::Receiver<RuntimeEvent>>,
     message: MessageId,
-    /// Replies that came in with the turn's end, not handed out yet.
+    /// Content ready to hand out.
     pending: VecDeque<String>,
     /// The end-of-turn status came; waiting for the usage now.
     ended: Option<Instant>,
     /// Nothing more will come.
     finished: bool,
+    /// Some content was handed out (the next reply is set apart by a blank line).
     seen: bool,
     usage: Option<Usage>,
+    /// Replies are previewed as they are written (a streamed answer).
+    previews: bool,
+    /// The preview of the reply being written that was handed out.
+    shown: String,
+    /// Its tentative text, held until the reply confirms it (content can't be taken back).
+    held: String,
 }
 
 impl Waiter {
@@ -480,14 +491,23 @@ impl Waiter {
             finished: false,
             seen: false,
             usage: None,
+            previews: false,
+            shown: String::new(),
+            held: String::new(),
         }
     }
 
-    /// The next reply, `None` once the answer is complete, or an error when time is up.
+    /// Hands out each reply as it is written (for a streamed answer).
+    fn with_previews(mut self) -> Self {
+        self.previews = true;
+        self
+    }
+
+    /// The next piece of content, `None` once the answer is complete, or an error when time is
+    /// up.
     async fn next(&mut self, answer: &Answer) -> Result<Option<String>, OpenAiError> {
         loop {
             if let Some(text) = self.pending.pop_front() {
-                self.seen = true;
                 return Ok(Some(text));
             }
             // A control command's answer is the whole of it: no turn, no end, no usage.
@@ -501,22 +521,30 @@ impl Waiter {
             };
             tokio::select! {
                 piece = self.replies.recv(), if self.ended.is_none() => match piece {
-                    Some(Piece::Text(text)) => self.pending.push_back(text),
+                    Some(Piece::Text(text)) => {
+                        // The reply's preview was published before the reply was handed over:
+                        // read it first, and what followed the reply after it.
+                        let mut later = Vec::new();
+                        while let Some(receiver) = &mut self.events {
+                            match receiver.try_recv() {
+                                Ok(event @ (RuntimeEvent::ReplyDelta { .. } | RuntimeEvent::ReplyDiscarded { .. })) => {
+                                    self.on_event(event);
+                                }
+                                Ok(event) => later.push(event),
+                                Err(broadcast::error::TryRecvError::Empty) => break,
+                                Err(_) => self.events = None,
+                            }
+                        }
+                        self.on_reply(text);
+                        for event in later {
+                            self.on_event(event);
+                        }
+                    }
                     // The adapter holds no sender once the guard is gone; before that, it can't close.
                     Some(Piece::End) | None => self.ended = Some(Instant::now()),
                 },
                 event = recv_event(&mut self.events) => match event {
-                    Some(RuntimeEvent::TurnFinished { message: Some(message), usage, .. }) if message == self.message => {
-                        self.usage = Some(usage);
-                        // Everything the turn sent was handed over before its end was published.
-                        while let Ok(piece) = self.replies.try_recv() {
-                            if let Piece::Text(text) = piece {
-                                self.pending.push_back(text);
-                            }
-                        }
-                        self.finished = true;
-                    }
-                    Some(_) => {}
+                    Some(event) => self.on_event(event),
                     // No events to follow (closed, or fell behind): the end-of-turn status decides.
                     None => self.events = None,
                 },
@@ -528,6 +556,66 @@ impl Waiter {
                     }
                 }
             }
+        }
+    }
+
+    fn on_event(&mut self, event: RuntimeEvent) {
+        match event {
+            RuntimeEvent::TurnFinished { message: Some(message), usage, .. } if message == self.message => {
+                self.usage = Some(usage);
+                // Everything the turn sent was handed over before its end was published.
+                while let Ok(piece) = self.replies.try_recv() {
+                    if let Piece::Text(text) = piece {
+                        self.on_reply(text);
+                    }
+                }
+                self.finished = true;
+            }
+            RuntimeEvent::ReplyDelta { message: Some(message), text, tentative, .. }
+                if self.previews && message == self.message =>
+            {
+                if tentative {
+                    self.held.push_str(&text);
+                } else {
+                    let piece = if self.shown.is_empty() { self.apart(text.clone()) } else { text.clone() };
+                    self.shown.push_str(&text);
+                    self.hand_out(piece);
+                }
+            }
+            RuntimeEvent::ReplyDiscarded { message: Some(message), .. } if message == self.message => {
+                // A preview already handed out stays; the reply that comes is set apart from it.
+                self.shown.clear();
+                self.held.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// A reply: what its preview did not show, or the whole of it.
+    fn on_reply(&mut self, text: String) {
+        let shown = std::mem::take(&mut self.shown);
+        self.held.clear();
+        let rest = match text.trim_start().strip_prefix(shown.as_str()) {
+            Some(rest) if !shown.is_empty() => rest.to_owned(),
+            _ => {
+                if !shown.is_empty() {
+                    tracing::debug!(message = %self.message, "a reply differs from its preview; sent whole after it");
+                }
+                self.apart(text)
+            }
+        };
+        self.hand_out(rest);
+    }
+
+    /// `text` set apart from content handed out before, by a blank line.
+    fn apart(&self, text: String) -> String {
+        if self.seen { format!("\n\n{text}") } else { text }
+    }
+
+    fn hand_out(&mut self, piece: String) {
+        if !piece.is_empty() {
+            self.seen = true;
+            self.pending.push_back(piece);
         }
     }
 
@@ -554,21 +642,19 @@ async fn recv_event(events: &mut Option<broadcast::Receiver<RuntimeEvent>>) -> O
 
 /// Every reply of the turn, joined by blank lines.
 async fn collect(answer: &Answer, waiter: &mut Waiter) -> Result<String, OpenAiError> {
-    let mut texts: Vec<String> = Vec::new();
-    while let Some(text) = waiter.next(answer).await? {
-        texts.push(text);
+    let mut text = String::new();
+    while let Some(piece) = waiter.next(answer).await? {
+        text.push_str(&piece);
     }
-    Ok(texts.join("\n\n"))
+    Ok(text)
 }
 
 /// Where a streamed answer is.
 enum Streaming {
     /// The role chunk has not been sent yet.
     Start,
-    /// Replies are flowing; `seen` once one was sent.
-    Replies {
-        seen: bool,
-    },
+    /// Content is flowing.
+    Replies,
     /// The final chunk went out; `[DONE]` is next.
     Done,
     Finished,
@@ -581,15 +667,11 @@ fn stream(answer: Answer, waiter: Waiter) -> Sse<impl Stream<Item = Result<Event
     let state = (answer, waiter, Streaming::Start);
     let events = futures::stream::unfold(state, |(answer, mut waiter, step)| async move {
         let (event, next) = match step {
-            Streaming::Start => (
-                answer.chunk(json!({ "role": "assistant", "content": "" }), None, Value::Null),
-                Streaming::Replies { seen: false },
-            ),
-            Streaming::Replies { seen } => match waiter.next(&answer).await {
-                Ok(Some(text)) => {
-                    let text = if seen { format!("\n\n{text}") } else { text };
-                    (answer.chunk(json!({ "content": text }), None, Value::Null), Streaming::Replies { seen: true })
-                }
+            Streaming::Start => {
+                (answer.chunk(json!({ "role": "assistant", "content": "" }), None, Value::Null), Streaming::Replies)
+            }
+            Streaming::Replies => match waiter.next(&answer).await {
+                Ok(Some(text)) => (answer.chunk(json!({ "content": text }), None, Value::Null), Streaming::Replies),
                 Ok(None) => (answer.chunk(json!({}), Some("stop"), waiter.usage()), Streaming::Done),
                 Err(error) => {
                     let body = json!({ "error": { "message": error.message, "type": error.kind, "param": null, "code": null } });
@@ -680,6 +762,77 @@ mod tests {
         assert_eq!(collect(&answer, &mut waiter).await.expect("answered"), "two");
         assert_eq!(started.elapsed(), USAGE_GRACE);
         assert_eq!(waiter.usage(), Value::Null);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streamed_answer_shows_a_reply_as_it_is_written_and_then_only_the_rest() {
+        let answer = Answer {
+            id: "chatcmpl-2".to_owned(),
+            model: "main".to_owned(),
+            created: 0,
+            command: false,
+            deadline: Instant::now() + Duration::from_secs(300),
+            timeout: Duration::from_secs(300),
+        };
+        let adapter = OpenAiAdapter::new();
+        let message = MessageId::new("m2");
+        let target = InboundMessage::text(OPENAI_ADAPTER, "openai:u", Sender::new("u"), "hi").with_id(message.clone());
+        let (events, events_receiver) = broadcast::channel(64);
+        let (guard, receiver) = adapter.wait_for(message.clone());
+        let mut waiter = Waiter::new(guard, receiver, events_receiver, message.clone()).with_previews();
+        let (agent, conversation) = (AgentId::new("main"), ConversationId::new("openai:u"));
+        let delta = |text: &str, tentative: bool| RuntimeEvent::ReplyDelta {
+            agent: agent.clone(),
+            conversation: conversation.clone(),
+            message: Some(message.clone()),
+            text: text.to_owned(),
+            tentative,
+        };
+        let discarded = RuntimeEvent::ReplyDiscarded {
+            agent: agent.clone(),
+            conversation: conversation.clone(),
+            message: Some(message.clone()),
+        };
+        let sequence = [
+            // Tentative text, taken back: never shown.
+            delta("Let me check", true),
+            discarded.clone(),
+            // A reply written, then sent whole: only what the preview had not shown follows.
+            delta("The answer", false),
+            delta(" is 42", false),
+            // Another message's preview is not this answer's.
+            RuntimeEvent::ReplyDelta {
+                agent: agent.clone(),
+                conversation: conversation.clone(),
+                message: Some(MessageId::new("other")),
+                text: "not mine".to_owned(),
+                tentative: false,
+            },
+        ];
+        for event in sequence {
+            events.send(event).expect("a receiver");
+        }
+        assert_eq!(waiter.next(&answer).await.expect("a piece").as_deref(), Some("The answer"));
+        assert_eq!(waiter.next(&answer).await.expect("a piece").as_deref(), Some(" is 42"));
+        adapter.send(&target, OutboundResponse::text("The answer is 42.")).await.expect("delivered");
+        assert_eq!(waiter.next(&answer).await.expect("a piece").as_deref(), Some("."));
+        // A preview taken back after it was shown stays; the next reply is set apart from it.
+        events.send(delta("Oops", false)).expect("a receiver");
+        events.send(discarded).expect("a receiver");
+        adapter.send(&target, OutboundResponse::text("Sorry, that failed.")).await.expect("delivered");
+        adapter.send(&target, OutboundResponse::Status { status: StatusUpdate::StopTyping }).await.expect("delivered");
+        events
+            .send(RuntimeEvent::TurnFinished {
+                agent,
+                conversation,
+                outcome: spacebot_core::TurnOutcome::Failed,
+                message: Some(message.clone()),
+                usage: Usage::new(10, 2),
+            })
+            .expect("a receiver");
+        let rest = collect(&answer, &mut waiter).await.expect("answered");
+        assert_eq!(rest, "\n\nOops\n\nSorry, that failed.");
+        assert_eq!(waiter.usage()["total_tokens"], 12);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The embedded default: no config at all, the real SmolLM2-135M-Instruct file in the models
-//! directory, and the daemon answers from the in-process model.
+//! directory, and the daemon answers from the in-process model, previewing each answer on the
+//! event stream as it is generated.
 //!
 //! The file comes from `SPACEBOT_TEST_CHAT_MODEL` (`export SPACEBOT_TEST_CHAT_MODEL="$(scripts/fetch-models chat)"`;
 //! `.ci/run` does it), else the default place `scripts/fetch-models` puts it; the tests fail,
@@ -72,6 +73,28 @@ fn sent_texts(events: &Mutex<String>, conversation: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `reply_delta` events of `conversation` sent before its first response: whether each was
+/// tentative, and the text they make together.
+fn previewed(events: &Mutex<String>, conversation: &str) -> (Vec<bool>, String) {
+    let events = events.lock().expect("events lock").clone();
+    let mut flags = Vec::new();
+    let mut text = String::new();
+    let parsed = events.lines().filter_map(|line| line.strip_prefix("data:")).filter_map(|data| {
+        serde_json::from_str::<Value>(data.trim()).ok().filter(|event| event["conversation"] == conversation)
+    });
+    for event in parsed {
+        match event["type"].as_str() {
+            Some("reply_delta") => {
+                flags.push(event["tentative"].as_bool().unwrap_or(true));
+                text.push_str(event["text"].as_str().unwrap_or_default());
+            }
+            Some("response_sent") if event["response"]["type"] == "text" => break,
+            _ => {}
+        }
+    }
+    (flags, text)
+}
+
 async fn wait_for_text(events: &Mutex<String>, conversation: &str) -> String {
     let deadline = Instant::now() + LOCAL_PATIENCE;
     loop {
@@ -91,7 +114,7 @@ async fn wait_for_text(events: &Mutex<String>, conversation: &str) -> String {
 async fn with_no_config_the_local_model_answers_and_a_second_conversation_waits_its_turn() {
     let models = models_dir();
     let data = tempfile::tempdir().expect("data dir");
-    let mut daemon = start(models.path(), data.path(), "6").await;
+    let mut daemon = start(models.path(), data.path(), "12").await;
     daemon.wait_for_log("local model SmolLM2-135M: small, for trying things out", Duration::from_secs(5)).await;
 
     let status: Value =
@@ -112,6 +135,19 @@ async fn with_no_config_the_local_model_answers_and_a_second_conversation_waits_
         assert!(!text.trim().is_empty());
         assert!(!text.contains("no model configured") && !text.contains("failed"), "an answer, not an error: {text}");
     }
+    // The answers were previewed as the model wrote them, for sure (the local model answers in
+    // text, so its text is the reply): every word but the last settles before the answer is sent.
+    let mut previews = 0;
+    for (conversation, text) in [("webhook:first", &first), ("webhook:second", &second)] {
+        let (flags, shown) = previewed(&events, conversation);
+        assert!(text.trim().starts_with(&shown), "{conversation}: previewed {shown:?}, answered {text:?}");
+        assert!(flags.iter().all(|tentative| !tentative), "{conversation}: {flags:?}");
+        if text.split_whitespace().count() >= 2 {
+            assert!(!shown.is_empty(), "{conversation}: an answer of several words was not previewed: {text:?}");
+            previews += 1;
+        }
+    }
+    assert!(previews > 0, "no answer had two words to preview: {first:?}, {second:?}");
     // One generation at a time: whichever came second waited for the model.
     daemon.wait_for_log("this one waits its turn", Duration::from_secs(5)).await;
     let answers = daemon.wait_for_answers("main", "first", 1).await;

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -97,6 +98,66 @@ async fn a_chat_completion_is_answered_by_the_agent_and_streams_as_chunks() {
         .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
         .collect();
     assert!(streamed.contains("first words") && streamed.contains("second words"), "{streamed}");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamed_answer_arrives_while_the_model_is_still_writing_it() {
+    let fake = FakeLlmServer::start().await;
+    let reply = "Streaming works: each piece of this answer leaves the daemon as soon as the model writes it.";
+    // Every event of the model's stream 250 ms after the one before.
+    fake.respond_with(move |_| {
+        FakeReply::tool_call("reply", json!({ "content": reply })).chunk_delay(Duration::from_millis(250))
+    });
+    let config = format!("{}\n[api]\ntoken = \"{TOKEN}\"\n", openai_config(&fake.openai_base_url()));
+    let home = Home::new(&config);
+    let daemon = Daemon::start(&home).await;
+
+    let body = json!({ "model": "main", "user": "paced", "stream": true,
+        "messages": [{ "role": "user", "content": "tell me slowly" }] });
+    let mut response = complete(&daemon, body).await;
+    assert_eq!(response.status(), 200);
+    // Each content chunk with when it arrived.
+    let mut content: Vec<(Instant, String)> = Vec::new();
+    let mut buffer = String::new();
+    while let Some(bytes) = response.chunk().await.expect("the stream reads") {
+        let arrived = Instant::now();
+        buffer.push_str(std::str::from_utf8(&bytes).expect("UTF-8"));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let Some(data) = event.trim().strip_prefix("data: ") else { continue };
+            if data == "[DONE]" {
+                continue;
+            }
+            let chunk: Value = serde_json::from_str(data).expect("a JSON chunk");
+            if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str().filter(|text| !text.is_empty()) {
+                content.push((arrived, text.to_owned()));
+            }
+        }
+    }
+    let streamed: String = content.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(streamed, reply, "the pieces make the reply: {content:?}");
+    assert!(content.len() >= 3, "the reply came in pieces: {content:?}");
+
+    // The first piece left while the model was still writing: before its last event was sent.
+    let frames = fake.streamed_events();
+    let (model_done, _) = frames.last().expect("the model streamed");
+    let (first, _) = content[0];
+    assert!(first < *model_done, "the first piece arrived only after the model finished: {content:?}");
+    // How long after the model's event that let it settle each piece arrived (the latest event
+    // sent before it): the harness's part of a streamed reply's latency.
+    let lags: Vec<Duration> = content
+        .iter()
+        .map(|(arrived, _)| {
+            let sent = frames.iter().map(|(at, _)| *at).filter(|at| at <= arrived).max().expect("an event before it");
+            *arrived - sent
+        })
+        .collect();
+    println!(
+        "streamed reply figures: pieces {}, lag after the model's event: first {:?}, all {lags:?}",
+        content.len(),
+        lags[0]
+    );
     daemon.stop().await;
 }
 

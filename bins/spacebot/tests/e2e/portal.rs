@@ -1,6 +1,6 @@
 //! The portal in a real browser: headless Chromium (Debian's) driven by playwright-core (npm)
 //! through `portal_browser.mjs` signs in with the token, chats with an agent backed by the fake
-//! model, and opens the live view, memory search (forgetting a memory) and usage plot, on a
+//! model (a slow reply shown as it is written, before it is sent), and opens the live view, memory search (forgetting a memory) and usage plot, on a
 //! phone-sized screen.
 //!
 //! Needs `SPACEBOT_TEST_CHROMIUM` (default `/usr/bin/chromium`) and playwright-core under
@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use spacebot_testing::{FakeLlmServer, FakeReply};
@@ -17,6 +18,8 @@ use crate::daemon::{Daemon, Home};
 
 const TOKEN: &str = "portal-admin-token-7f3a";
 const REPLY: &str = "hello from the fake model";
+/// The reply written slowly, previewed as it comes.
+const SLOW_REPLY: &str = "this answer is written slowly, a few words at a time, and shown as it comes";
 const MEMORY: &str = "The standup moved to Thursdays";
 /// A memory linked to [`MEMORY`], whose links the portal draws.
 const LINKED: &str = "Standup notes go in the team wiki";
@@ -34,7 +37,16 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
     );
 
     let fake = FakeLlmServer::start().await;
-    fake.respond_with(|_| FakeReply::tool_call("reply", json!({ "content": REPLY })));
+    // A message asking for a slow reply gets one written a fragment every 400 ms, so the
+    // portal's preview of it can be seen before it is sent.
+    fake.respond_with(|request| {
+        let slow = request.messages().iter().any(|m| m["content"].as_str().is_some_and(|c| c.contains("slowly")));
+        if slow {
+            FakeReply::tool_call("reply", json!({ "content": SLOW_REPLY })).chunk_delay(Duration::from_millis(400))
+        } else {
+            FakeReply::tool_call("reply", json!({ "content": REPLY }))
+        }
+    });
     let home =
         Home::new(&format!("[api]\ntoken = \"{TOKEN}\"\n\n{}", crate::daemon::openai_config(&fake.openai_base_url())));
     // A memory to find and forget in the Memory tab, and one linked to it.
@@ -69,6 +81,7 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
                 .env("SPACEBOT_NPM_DIR", npm)
                 .env("SPACEBOT_SHOTS", shots)
                 .env("SPACEBOT_EXPECT", REPLY)
+                .env("SPACEBOT_SLOW", SLOW_REPLY)
                 .env("SPACEBOT_MEMORY", MEMORY)
                 .env("SPACEBOT_LINKED", LINKED)
                 .output()
@@ -83,7 +96,11 @@ async fn the_portal_signs_in_chats_and_shows_live_memory_and_usage_in_chromium()
     let figures: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("figures");
     println!("portal figures: {figures}");
     assert!(figures["bytes"].as_u64().is_some_and(|bytes| bytes > 0), "{figures}");
-    for shot in ["1-login.png", "2-chat.png", "3-live.png", "4-memory.png", "5-usage.png", "6-config.png"] {
+    let (preview, sent) = (figures["preview_ms"].as_u64(), figures["slow_reply_ms"].as_u64());
+    assert!(preview.zip(sent).is_some_and(|(preview, sent)| preview < sent), "previewed before it was sent: {figures}");
+    for shot in
+        ["1-login.png", "2-chat-writing.png", "2-chat.png", "3-live.png", "4-memory.png", "5-usage.png", "6-config.png"]
+    {
         assert!(shots.join(shot).metadata().is_ok_and(|m| m.len() > 0), "no screenshot {shot}");
     }
     // The page and its files are served without a token; the API behind them is not.

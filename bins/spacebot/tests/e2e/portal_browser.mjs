@@ -62,6 +62,25 @@ try {
   await page.waitForSelector(`#messages li.assistant >> text=${process.env.SPACEBOT_EXPECT}`, { timeout: 20000 });
   figures.reply_ms = Date.now() - sent;
   await page.waitForSelector("#thinking", { state: "hidden", timeout: 5000 });
+
+  // A slow reply is shown as it is written (a draft from the event stream's reply_delta events),
+  // then replaced by the reply itself.
+  const slow = process.env.SPACEBOT_SLOW;
+  await page.fill("#text", "answer slowly please");
+  const asked = Date.now();
+  await page.click("#send button");
+  await page.waitForFunction((words) => {
+    const draft = document.querySelector("#messages li.draft");
+    return draft && draft.textContent.includes(words);
+  }, slow.split(" ").slice(0, 2).join(" "), { timeout: 20000 });
+  figures.preview_ms = Date.now() - asked;
+  const partial = await page.textContent("#messages li.draft");
+  if (partial.includes(slow)) throw new Error("the draft showed the whole reply at once: " + partial);
+  await page.screenshot({ path: path.join(shots, "2-chat-writing.png") });
+  await page.waitForFunction((text) => [...document.querySelectorAll("#messages li.assistant:not(.draft)")]
+    .some((li) => li.textContent.includes(text)), slow, { timeout: 20000 });
+  figures.slow_reply_ms = Date.now() - asked;
+  await page.waitForSelector("#messages li.draft", { state: "detached", timeout: 5000 });
   await page.screenshot({ path: path.join(shots, "2-chat.png") });
 
   // Live: the daemon's summary and the event log with this turn's events.

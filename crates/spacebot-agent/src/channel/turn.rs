@@ -272,6 +272,9 @@ impl Channel {
             }
         };
         let stopped = result.is_none();
+        // A preview left by a turn that ends without a reply (a skip, a failure, /stop), taken
+        // back before an error notice goes out.
+        self.discard_draft((input.kind == TurnKind::User).then_some(&input.target.id));
         let outcome = match result {
             Some(Ok(Ok(Ok(outcome)))) => outcome,
             Some(Ok(Ok(Err(failure)))) => self.fail(&input, failure).await,
@@ -307,11 +310,15 @@ impl Channel {
         };
 
         let tools = self.tool_set();
+        let answering = (input.kind == TurnKind::User).then(|| input.target.id.clone());
         for _ in 0..budget {
+            // What the last call previewed was not a reply (it would have ended the turn).
+            self.discard_draft(answering.as_ref());
             let messages = self.context.messages().chain(turn.iter().cloned()).collect();
             let request = ChatRequest::new(system.clone(), messages).with_tools(channel_tools(tools));
             let estimated = request_tokens(&request, tools);
-            let response = model.complete(request).await.map_err(TurnFailure::Model)?;
+            let response =
+                self.streamed_call(&*model, request, answering.as_ref()).await.map_err(TurnFailure::Model)?;
             self.turn_usage.input_tokens += response.usage.input_tokens;
             self.turn_usage.output_tokens += response.usage.output_tokens;
             if let Some(calibration) = compactor::calibration(response.usage.input_tokens, estimated) {
@@ -421,6 +428,8 @@ impl Channel {
         );
         let (log, answers) = (&self.ctx.log, input.answers.as_slice());
         durably("the reply", || log.record_reply(&stored, answers)).await.map_err(TurnFailure::NotRecorded)?;
+        // The reply completes its preview.
+        self.draft_shown = false;
         self.remember(input, user, Some(ChatMessage::assistant(text.clone())));
         self.deliver(&input.target, OutboundResponse::text(text)).await;
         Ok(())

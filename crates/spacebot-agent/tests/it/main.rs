@@ -18,6 +18,7 @@ mod idle;
 mod images;
 mod memory;
 mod modes;
+mod previews;
 mod processes;
 mod recording;
 mod recovery;

@@ -116,6 +116,24 @@ impl Harness {
         outcomes
     }
 
+    /// Every runtime event up to and including the next finished turn.
+    pub(crate) async fn events_through_turn(&mut self) -> Vec<RuntimeEvent> {
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Ok(event)) => {
+                    let end = matches!(event, RuntimeEvent::TurnFinished { .. });
+                    seen.push(event);
+                    if end {
+                        return seen;
+                    }
+                }
+                Ok(Err(error)) => panic!("runtime event stream failed: {error}"),
+                Err(_) => panic!("waited {WAIT:?} for a turn to finish; saw {seen:#?}"),
+            }
+        }
+    }
+
     /// Waits until `conversation` has at least `count` texts and returns them.
     pub(crate) async fn wait_texts(&self, conversation: &str, count: usize) -> Vec<String> {
         self.adapter.wait_for_texts(conversation, count, WAIT).await

@@ -5,9 +5,6 @@ use serde_json::{Value, json};
 use super::Answer;
 use crate::chunk;
 
-/// How many fragments a streamed tool call's arguments arrive in.
-const ARGUMENT_FRAGMENTS: usize = 3;
-
 /// The whole answer as a `chat.completion` object.
 pub(super) fn completion(answer: &Answer) -> Value {
     let mut message = json!({ "role": "assistant", "content": content(answer), "refusal": null });
@@ -62,7 +59,7 @@ pub(super) fn events(answer: &Answer) -> Vec<String> {
         });
         frames.push(chunk(json!({ "tool_calls": [opening] }), Value::Null));
         let arguments = arguments.to_string();
-        frames.extend(chunk::fragments(&arguments, ARGUMENT_FRAGMENTS).into_iter().map(|fragment| {
+        frames.extend(chunk::fragments(&arguments, chunk::ARGUMENT_FRAGMENTS).into_iter().map(|fragment| {
             let delta = json!({ "index": index, "function": { "arguments": fragment } });
             chunk(json!({ "tool_calls": [delta] }), Value::Null)
         }));
