@@ -82,7 +82,7 @@ pub use ids::{AgentId, ConversationId, MemoryId, MessageId, ProcessId};
 pub use inbox::Inbox;
 pub use llm::{
     ChatMessage, ChatRequest, ChatResponse, ChatStream, ImagePart, LanguageModel, StreamEvent, ToolCall, ToolSpec,
-    Usage,
+    Usage, replayed,
 };
 pub use log::ConversationLog;
 pub use memory::{

@@ -313,13 +313,18 @@ pub trait LanguageModel: Send + Sync + 'static {
     ///
     /// The default calls [`complete`](Self::complete) and replays the answer as events.
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
-        let response = self.complete(request).await?;
-        let mut events = Vec::with_capacity(response.tool_calls.len() + 2);
-        if !response.content.is_empty() {
-            events.push(Ok(StreamEvent::TextDelta(response.content.clone())));
-        }
-        events.extend(response.tool_calls.iter().cloned().map(|call| Ok(StreamEvent::ToolCall(call))));
-        events.push(Ok(StreamEvent::Done(response)));
-        Ok(Box::pin(futures::stream::iter(events)))
+        Ok(replayed(self.complete(request).await?))
     }
+}
+
+/// A whole answer as a stream: its text as one delta, each tool call, then
+/// [`StreamEvent::Done`].
+pub fn replayed(response: ChatResponse) -> ChatStream {
+    let mut events = Vec::with_capacity(response.tool_calls.len() + 2);
+    if !response.content.is_empty() {
+        events.push(Ok(StreamEvent::TextDelta(response.content.clone())));
+    }
+    events.extend(response.tool_calls.iter().cloned().map(|call| Ok(StreamEvent::ToolCall(call))));
+    events.push(Ok(StreamEvent::Done(response)));
+    Box::pin(futures::stream::iter(events))
 }

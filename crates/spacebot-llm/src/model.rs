@@ -7,19 +7,23 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use rig_core::DynModel;
 use rig_core::completion::{CompletionRequest, CompletionResponse};
+use rig_core::error::ProviderError;
 use rig_core::message::AssistantContent;
 use rig_core::operation::Completion;
 use rig_core::providers::anthropic::{AnthropicConfig, ToolInputStreaming};
 use rig_core::providers::openai::OpenAIConfig;
 use rig_core::streaming::{CompletionStream, Item, PartKind};
 
-use spacebot_core::{ChatRequest, ChatResponse, ChatStream, LanguageModel, LlmError, LlmErrorKind, StreamEvent};
+use spacebot_core::{
+    ChatRequest, ChatResponse, ChatStream, LanguageModel, LlmError, LlmErrorKind, StreamEvent, replayed,
+};
 
 use crate::classify::{Failure, Reading, classify, format_duration};
 use crate::config::{ProviderConfig, ProviderKind};
@@ -63,6 +67,9 @@ pub struct ProviderModel {
     config: ProviderConfig,
     policy: RetryPolicy,
     rig: DynModel<Completion>,
+    /// The server answered a streamed request with one whole body (some OpenAI-compatible
+    /// servers can't stream): streamed requests are sent unstreamed from then on.
+    unstreamed: AtomicBool,
 }
 
 impl ProviderModel {
@@ -96,12 +103,16 @@ impl ProviderModel {
                     .with_base_url(&base_url)
                     .client()
                     .completion(model.clone());
-                // We surface only complete tool calls, so partial tool input is not needed; asking
-                // for none keeps Anthropic-format gateways that reject the field working.
+                // A `reply` call's text is previewed as its input streams. Anthropic's own API
+                // takes the per-tool field that streams input as it is written (without it, a long
+                // value comes in one burst); Anthropic-format gateways may reject the field, so
+                // they are left to stream input as they choose.
+                let input_streaming =
+                    if config.base_url.is_none() { ToolInputStreaming::Eager } else { ToolInputStreaming::Off };
                 messages.wire = messages
                     .wire
                     .with_default_max_tokens(u64::from(config.max_tokens))
-                    .with_tool_input_streaming(ToolInputStreaming::Off);
+                    .with_tool_input_streaming(input_streaming);
                 messages.erase()
             }
             ProviderKind::Local => return Err(Error::NotHosted { provider }),
@@ -117,6 +128,7 @@ impl ProviderModel {
             config,
             policy,
             rig,
+            unstreamed: AtomicBool::new(false),
         })
     }
 
@@ -198,14 +210,19 @@ impl LanguageModel for ProviderModel {
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
-        let request = self.rig_request(&request)?;
+        if self.unstreamed.load(Ordering::Relaxed) {
+            return Ok(replayed(self.complete(request).await?));
+        }
+        let rig_request = self.rig_request(&request)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             // Retry until the first event: until then nothing reached the caller.
-            let failure = match self.rig.stream(request.clone()) {
+            let failure = match self.rig.stream(rig_request.clone()) {
+                Err(error) if not_a_stream(&error) => return self.unstreamed(request, &error).await,
                 Err(error) => classify(error, Reading::Streaming),
                 Ok(mut streamed) => match tokio::time::timeout(self.target.timeout, streamed.next()).await {
+                    Ok(Some(Err(error))) if not_a_stream(&error) => return self.unstreamed(request, &error).await,
                     Ok(Some(Err(error))) => classify(error, Reading::Streaming),
                     Ok(first) => {
                         let first = first.and_then(Result::ok);
@@ -217,6 +234,28 @@ impl LanguageModel for ProviderModel {
             self.backoff(attempt, failure).await?;
         }
     }
+}
+
+impl ProviderModel {
+    /// Answers a request whole and replays it as a stream, for a server that answered a
+    /// streamed request with one whole body; its later requests go unstreamed at once.
+    async fn unstreamed(&self, request: ChatRequest, error: &ProviderError) -> Result<ChatStream, LlmError> {
+        if !self.unstreamed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                provider = %self.target.provider,
+                model = %self.target.model,
+                %error,
+                "the provider does not stream its answers; asking for whole answers from now on"
+            );
+        }
+        Ok(replayed(self.complete(request).await?))
+    }
+}
+
+/// Whether a streamed request was answered with something other than an event stream (a
+/// server that can't stream sends its whole answer as JSON).
+fn not_a_stream(error: &ProviderError) -> bool {
+    matches!(error, ProviderError::Http(transport) if matches!(**transport, rig_core::http_client::Error::InvalidContentType(_)))
 }
 
 /// Refuses a reply that rig flagged as failed and that carries nothing usable; a flagged reply

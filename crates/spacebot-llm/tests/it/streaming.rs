@@ -101,20 +101,6 @@ async fn a_stream_that_goes_quiet_times_out() {
     }
 }
 
-#[tokio::test]
-async fn a_stream_answered_with_plain_json_is_an_invalid_response() {
-    init();
-    for kind in KINDS {
-        let server = FakeLlmServer::start().await;
-        server.push(FakeReply::garbage(r#"{"not": "a stream"}"#));
-        server.push(FakeReply::text("never sent"));
-        let error = model(&server, kind).stream(hello()).await.err().expect("an error");
-        assert_eq!(error.kind(), LlmErrorKind::InvalidResponse, "{kind}: {error}");
-        assert_eq!(server.request_count(), 1, "{kind}");
-        assert!(error.to_string().contains("expected an event stream"), "{error}");
-    }
-}
-
 /// The stream timeout bounds the silence between events, not the whole answer: a slow but
 /// steady stream that takes longer than the timeout in total still completes.
 #[tokio::test]
@@ -131,4 +117,27 @@ async fn a_slow_but_steady_stream_is_not_cut_off() {
         assert_eq!(streamed_text(&events), text, "{kind}: {events:?}");
         assert!(matches!(events.last(), Some(Ok(StreamEvent::Done(_)))), "{kind}: {events:?}");
     }
+}
+
+#[tokio::test]
+async fn a_server_that_answers_a_stream_whole_is_asked_for_whole_answers_from_then_on() {
+    init();
+    let server = FakeLlmServer::start().await;
+    // A server that can't stream: JSON whatever the request asks for.
+    let whole = |text: &str| {
+        let body = json!({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]});
+        FakeReply::garbage(body.to_string())
+    };
+    server.push(whole("ignored: the answer to a streamed request"));
+    server.push(whole("first"));
+    server.push(whole("second"));
+    let model = model(&server, KINDS[0]);
+    for expected in ["first", "second"] {
+        let events = collect(model.stream(hello()).await.expect("answered without streaming")).await;
+        assert_eq!(streamed_text(&events), expected, "{events:?}");
+        assert!(matches!(events.last(), Some(Ok(StreamEvent::Done(done))) if done.content == expected));
+    }
+    let streamed: Vec<bool> = server.requests().iter().map(|request| request.stream).collect();
+    assert_eq!(streamed, [true, false, false], "asked once for a stream, then for whole answers");
 }
