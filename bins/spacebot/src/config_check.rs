@@ -121,7 +121,7 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "local-embeddings")]
         EmbedderSettings::Local { model_dir } => {
-            println!("memory: local embedding model from {} (loaded at start)", model_dir.display())
+            println!("memory: local embedding model from {} (loaded on first use)", model_dir.display())
         }
     }
     Ok(ExitCode::SUCCESS)

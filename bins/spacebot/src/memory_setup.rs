@@ -3,7 +3,7 @@
 //! the embedder changed, and maintained by the cortex every interval.
 //!
 //! The embedder is built once and shared by every agent; the local model (cargo feature
-//! `local-embeddings`) is loaded here, off the async runtime.
+//! `local-embeddings`) is opened here, off the async runtime, and loads its weights on first use.
 
 use std::sync::Arc;
 
@@ -20,12 +20,12 @@ const REINDEX_BATCH: usize = 64;
 
 /// The embedder the settings name.
 ///
-/// Blocking when the settings name the local model, which is read from disk here (a fraction of
-/// a second); async callers run it on the blocking pool.
+/// Blocking when the settings name the local model, whose config is read and files fingerprinted
+/// here (its weights load on first use); async callers run it on the blocking pool.
 ///
 /// # Errors
 ///
-/// When the local model can't be loaded; the message names the file at fault.
+/// When the local model's files are missing or malformed; the message names the file at fault.
 pub(crate) fn embedder(settings: &EmbedderSettings) -> anyhow::Result<Arc<dyn Embedder>> {
     Ok(match settings {
         EmbedderSettings::Hashing { dimensions } => Arc::new(HashingEmbedder::new(*dimensions)),
@@ -38,13 +38,11 @@ pub(crate) fn embedder(settings: &EmbedderSettings) -> anyhow::Result<Arc<dyn Em
         }
         #[cfg(feature = "local-embeddings")]
         EmbedderSettings::Local { model_dir } => {
-            let started = std::time::Instant::now();
-            let embedder = spacebot_memory::LocalEmbedder::load(model_dir)?;
+            let embedder = spacebot_memory::LocalEmbedder::open(model_dir)?;
             tracing::info!(
                 dir = %model_dir.display(),
                 model = embedder.model_id(),
-                took_ms = started.elapsed().as_millis(),
-                "local embedding model loaded"
+                "local embedding model found; it loads when the first memory is saved or recalled"
             );
             Arc::new(embedder)
         }

@@ -4,6 +4,8 @@
 //! `spacebot memory` commands work on the same file, with the daemon's `[memory]` embedder unless
 //! flags override it.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use spacebot_testing::{FakeLlmServer, FakeReply};
@@ -274,4 +276,57 @@ async fn the_memory_cli_imports_json_lines_prints_json_and_searches_through_the_
     assert!(!empty.join("agents").exists(), "the CLI did not open a store of its own");
     let (status, _) = daemon.stop().await;
     assert!(status.success());
+}
+
+/// The local embedding model in the daemon: opened at start without its weights, which load on
+/// the blocking pool when memory is first used, while the daemon keeps answering; a recall then
+/// finds a paraphrase sharing no word with the memory.
+///
+/// Needs the all-MiniLM-L6-v2 files: `SPACEBOT_TEST_EMBEDDING_MODEL_DIR` (`.ci/run` sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_embedder_loads_on_first_use_while_the_daemon_answers() {
+    let Some(model_dir) = std::env::var_os("SPACEBOT_TEST_EMBEDDING_MODEL_DIR").filter(|dir| !dir.is_empty()) else {
+        panic!(
+            "SPACEBOT_TEST_EMBEDDING_MODEL_DIR is not set: this test needs the all-MiniLM-L6-v2 files; run \
+             `export SPACEBOT_TEST_EMBEDDING_MODEL_DIR=\"$(scripts/fetch-models embedding)\"`"
+        )
+    };
+    let model_dir = std::path::PathBuf::from(model_dir);
+    let model = FakeLlmServer::start().await;
+    model.respond_with(script);
+    let config = format!(
+        "{}\n[memory]\nembedder = \"local\"\nembedding_model_dir = \"{}\"\n",
+        openai_config(&model.openai_base_url()),
+        model_dir.display()
+    );
+    let home = Home::new(&config);
+    let (ok, stdout, stderr) = memory_cli(&home, &["memory", "add", "--type", "preference", "Alice drinks green tea"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let mut daemon = Daemon::start(&home).await;
+    daemon.wait_for_log("loads when the first memory is saved or recalled", Duration::from_secs(10)).await;
+    assert!(!daemon.logs_so_far().contains("local embedding model loaded"), "nothing used memory yet");
+
+    let url = format!("{}/api/agents/main/memories?q=what%20beverage%20does%20she%20prefer", daemon.base);
+    let recall = tokio::spawn({
+        let request = daemon.http.get(url);
+        async move {
+            let response = request.send().await.expect("recall");
+            (Instant::now(), response.json::<Value>().await.expect("JSON"))
+        }
+    });
+    // While the weights load, the daemon answers.
+    let health = daemon.http.get(format!("{}/health", daemon.base)).send().await.expect("health");
+    let healthy_at = Instant::now();
+    assert_eq!(health.status(), 200);
+    let (recalled_at, hits) = recall.await.expect("the recall task");
+    assert!(
+        healthy_at <= recalled_at,
+        "health answered before the recall that loads the model: {hits}\n{}",
+        daemon.logs_so_far()
+    );
+    daemon.wait_for_log("local embedding model loaded", Duration::from_secs(60)).await;
+    let first = &hits["hits"][0];
+    assert_eq!(first["memory"]["content"], "Alice drinks green tea", "{hits:#}");
+    assert!(first["vector_rank"].as_u64().is_some(), "found by meaning, sharing no word: {first:#}");
+    daemon.stop().await;
 }

@@ -19,6 +19,7 @@
 //! triggers a reindex.
 
 use std::fmt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
+use tokio::sync::OnceCell;
 
 use spacebot_core::{BoxError, EmbedError, Embedder};
 
@@ -121,10 +123,14 @@ impl LocalModelError {
 /// Its model id (`local:bert:<fingerprint>:<dimensions>`) depends on the files' contents, not
 /// their path.
 ///
-/// Cheap to clone: clones share the loaded model.
+/// [`open`](Self::open) reads only what the model id and the vector length need; the weights and
+/// the tokenizer are loaded on first use (about 90 MB for all-MiniLM-L6-v2), on tokio's blocking
+/// pool, so a daemon that has not embedded anything yet does not hold them.
+///
+/// Cheap to clone: clones share the model, and load it once.
 #[derive(Clone)]
 pub struct LocalEmbedder {
-    model: Arc<Model>,
+    model: Arc<OnceCell<Arc<Model>>>,
     dir: PathBuf,
     dimensions: usize,
     max_tokens: usize,
@@ -146,7 +152,8 @@ struct SentenceConfig {
 
 impl LocalEmbedder {
     /// Loads the model in `dir` (`model.safetensors`, `config.json`, `tokenizer.json`, as
-    /// `scripts/fetch-models` lays them out).
+    /// `scripts/fetch-models` lays them out), weights included: [`open`](Self::open), then the
+    /// load that would otherwise wait for the first text.
     ///
     /// Blocking: it reads the weights (about 90 MB for all-MiniLM-L6-v2, a fraction of a second). From async code, call it through
     /// [`tokio::task::spawn_blocking`].
@@ -155,6 +162,26 @@ impl LocalEmbedder {
     ///
     /// When a file is missing, unreadable or malformed; the error names the file.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self, LocalModelError> {
+        let embedder = Self::open(dir)?;
+        let model = Model::load(&embedder.dir, embedder.max_tokens)?;
+        // A fresh cell: nothing else can have filled it.
+        let _ = embedder.model.set(Arc::new(model));
+        Ok(embedder)
+    }
+
+    /// Opens the model in `dir` without loading it: checks its files are there, reads its config
+    /// (the vector length and the longest input) and fingerprints the files for the model id,
+    /// reading only samples of the weights. The weights and tokenizer are loaded when the first
+    /// texts are embedded; a tokenizer or weights file that turns out broken then fails that
+    /// call, naming the file.
+    ///
+    /// Blocking, but brief (it reads the config, the tokenizer file and about 1% of the weights).
+    ///
+    /// # Errors
+    ///
+    /// When a file is missing or unreadable, the config is not a BERT config, or the weights
+    /// file has no valid safetensors header; the error names the file.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, LocalModelError> {
         let dir = dir.as_ref().to_path_buf();
         for file in crate::embed::LOCAL_MODEL_FILES {
             let path = dir.join(file);
@@ -168,34 +195,42 @@ impl LocalEmbedder {
         let config: BertConfig = serde_json::from_slice(&config_bytes)
             .map_err(|source| LocalModelError::Config { path: config_path.clone(), source })?;
         let max_tokens = max_tokens(&dir, &config)?;
-
-        let tokenizer_path = dir.join(TOKENIZER_FILE);
-        let tokenizer_bytes = read(&tokenizer_path)?;
-        let tokenizer_error = |source: BoxError| LocalModelError::Tokenizer { path: tokenizer_path.clone(), source };
-        let mut tokenizer = Tokenizer::from_bytes(&tokenizer_bytes).map_err(tokenizer_error)?;
-        // The file pads to a fixed length; batches are padded here, each to its longest text.
-        let pad_id = tokenizer.get_padding().map_or(0, |padding| padding.pad_id);
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..TruncationParams::default() }))
-            .map_err(tokenizer_error)?;
+        let tokenizer_bytes = read(&dir.join(TOKENIZER_FILE))?;
 
         let weights_path = dir.join(WEIGHTS_FILE);
-        let weights = read(&weights_path)?;
-        let fingerprint = fingerprint(&config_bytes, &tokenizer_bytes, &weights);
-
-        // Buffered rather than memory-mapped: mapping a file is `unsafe` (another process could
-        // change it under us), and the workspace forbids unsafe code. The buffer is dropped once
-        // the tensors are built, so the steady-state memory is the same.
-        let device = Device::Cpu;
-        let weights_error = |source| LocalModelError::Weights { path: weights_path.clone(), source };
-        let builder = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device).map_err(weights_error)?;
-        let bert = BertModel::load(builder, &config).map_err(weights_error)?;
+        let read_error = |source| LocalModelError::Read { path: weights_path.clone(), source };
+        let mut weights = std::fs::File::open(&weights_path).map_err(read_error)?;
+        let length = weights.metadata().map_err(read_error)?.len();
+        let fingerprint = fingerprint(&config_bytes, &tokenizer_bytes, &mut weights, length).map_err(read_error)?;
+        check_header(&mut weights, length).map_err(|source| LocalModelError::Weights { path: weights_path, source })?;
 
         let dimensions = config.hidden_size;
         let model_id = format!("local:bert:{fingerprint}:{dimensions}");
-        let model = Arc::new(Model { bert, tokenizer, pad_id, device });
-        Ok(Self { model, dir, dimensions, max_tokens, model_id })
+        Ok(Self { model: Arc::new(OnceCell::new()), dir, dimensions, max_tokens, model_id })
+    }
+
+    /// Whether the weights are loaded (by [`load`](Self::load), or by a first embedding).
+    pub fn is_loaded(&self) -> bool {
+        self.model.initialized()
+    }
+
+    /// The model, loaded on the blocking pool by the first caller; the others wait for it.
+    async fn model(&self) -> Result<Arc<Model>, EmbedError> {
+        let loaded = self
+            .model
+            .get_or_try_init(|| async {
+                let (dir, max_tokens) = (self.dir.clone(), self.max_tokens);
+                let started = std::time::Instant::now();
+                let model = tokio::task::spawn_blocking(move || Model::load(&dir, max_tokens))
+                    .await
+                    .map_err(|error| EmbedError::new("the task loading the local model failed").with_source(error))?
+                    .map_err(|error| EmbedError::new(error.to_string()).with_source(error))?;
+                tracing::info!(dir = %self.dir.display(), model = %self.model_id,
+                    took_ms = started.elapsed().as_millis(), "local embedding model loaded");
+                Ok::<_, EmbedError>(Arc::new(model))
+            })
+            .await?;
+        Ok(Arc::clone(loaded))
     }
 
     /// The directory the model was loaded from.
@@ -234,7 +269,7 @@ impl Embedder for LocalEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let model = self.model.clone();
+        let model = self.model().await?;
         let texts = texts.to_vec();
         let vectors = tokio::task::spawn_blocking(move || model.embed(texts))
             .await
@@ -244,6 +279,34 @@ impl Embedder for LocalEmbedder {
 }
 
 impl Model {
+    /// Reads the tokenizer and the weights in `dir`, inputs cut at `max_tokens`.
+    fn load(dir: &Path, max_tokens: usize) -> Result<Self, LocalModelError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let config: BertConfig = serde_json::from_slice(&read(&config_path)?)
+            .map_err(|source| LocalModelError::Config { path: config_path, source })?;
+
+        let tokenizer_path = dir.join(TOKENIZER_FILE);
+        let tokenizer_error = |source: BoxError| LocalModelError::Tokenizer { path: tokenizer_path.clone(), source };
+        let mut tokenizer = Tokenizer::from_bytes(read(&tokenizer_path)?).map_err(tokenizer_error)?;
+        // The file pads to a fixed length; batches are padded here, each to its longest text.
+        let pad_id = tokenizer.get_padding().map_or(0, |padding| padding.pad_id);
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..TruncationParams::default() }))
+            .map_err(tokenizer_error)?;
+
+        // Buffered rather than memory-mapped: mapping a file is `unsafe` (another process could
+        // change it under us), and the workspace forbids unsafe code. The buffer is dropped once
+        // the tensors are built, so the steady-state memory is the same.
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let weights = read(&weights_path)?;
+        let device = Device::Cpu;
+        let weights_error = |source| LocalModelError::Weights { path: weights_path.clone(), source };
+        let builder = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device).map_err(weights_error)?;
+        let bert = BertModel::load(builder, &config).map_err(weights_error)?;
+        Ok(Self { bert, tokenizer, pad_id, device })
+    }
+
     /// Embeds `texts`, shortest first in batches of [`MAX_BATCH`], and returns the vectors in
     /// input order. Runs on the calling thread.
     fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -297,29 +360,62 @@ impl Model {
 
 /// A stable fingerprint of the model files: SHA-256 over the config, the tokenizer, the weights'
 /// length and safetensors header (every tensor's name, type, shape and offset), and a
-/// [`SAMPLE_BYTES`] sample of every [`SAMPLE_STRIDE`] of the weights themselves.
+/// [`SAMPLE_BYTES`] sample of every [`SAMPLE_STRIDE`] of the weights themselves, read from
+/// `weights` (`length` bytes long) without reading the rest.
 ///
 /// Sampled rather than whole because hashing 90 MB takes seconds in a debug build; a model that
 /// was trained differently differs in practically every weight, so the samples tell it apart.
-fn fingerprint(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> String {
+fn fingerprint(
+    config: &[u8],
+    tokenizer: &[u8],
+    weights: &mut (impl Read + Seek),
+    length: u64,
+) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     for part in [config, tokenizer] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.update((weights.len() as u64).to_le_bytes());
-    // safetensors starts with the header's length (u64, little-endian), then the header.
-    let header_end = weights
-        .first_chunk::<8>()
-        .and_then(|length| usize::try_from(u64::from_le_bytes(*length)).ok())
-        .map_or(0, |length| length.saturating_add(8))
-        .min(weights.len());
-    let (header, tensors) = weights.split_at(header_end);
-    hasher.update(header);
-    for chunk in tensors.chunks(SAMPLE_STRIDE) {
-        hasher.update(&chunk[..chunk.len().min(SAMPLE_BYTES)]);
+    hasher.update(length.to_le_bytes());
+    let header = read_header(weights, length)?;
+    hasher.update(&header);
+    let mut sample = vec![0u8; SAMPLE_BYTES];
+    let mut at = header.len() as u64;
+    while at < length {
+        let take = usize::try_from(length - at).map_or(SAMPLE_BYTES, |left| left.min(SAMPLE_BYTES));
+        weights.seek(SeekFrom::Start(at))?;
+        weights.read_exact(&mut sample[..take])?;
+        hasher.update(&sample[..take]);
+        at += SAMPLE_STRIDE as u64;
     }
-    hasher.finalize().iter().take(FINGERPRINT_BYTES).map(|byte| format!("{byte:02x}")).collect()
+    Ok(hasher.finalize().iter().take(FINGERPRINT_BYTES).map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// A safetensors file's start: the header's length (u64, little-endian) and the header, cut at
+/// the end of the file (a short or odd file is read as far as it goes).
+fn read_header(weights: &mut (impl Read + Seek), length: u64) -> std::io::Result<Vec<u8>> {
+    weights.seek(SeekFrom::Start(0))?;
+    let mut prefix = [0u8; 8];
+    if length < 8 {
+        let mut short = vec![0u8; usize::try_from(length).unwrap_or(0)];
+        weights.read_exact(&mut short)?;
+        return Ok(short);
+    }
+    weights.read_exact(&mut prefix)?;
+    let end = u64::from_le_bytes(prefix).saturating_add(8).min(length);
+    let mut header = prefix.to_vec();
+    header.resize(usize::try_from(end).unwrap_or(8), 0);
+    weights.read_exact(&mut header[8..])?;
+    Ok(header)
+}
+
+/// Checks the weights file starts with a safetensors header that is a JSON object, so a file that
+/// is not one fails at open rather than at the first text.
+fn check_header(weights: &mut (impl Read + Seek), length: u64) -> Result<(), candle_core::Error> {
+    let header = read_header(weights, length)?;
+    let valid = header.len() > 8
+        && matches!(serde_json::from_slice::<serde_json::Value>(&header[8..]), Ok(serde_json::Value::Object(_)));
+    if valid { Ok(()) } else { Err(candle_core::Error::Msg("no safetensors header".to_owned())) }
 }
 
 /// Reads a whole file, naming it on failure.
@@ -347,6 +443,9 @@ mod tests {
 
     #[test]
     fn the_fingerprint_covers_header_and_sampled_weights_but_not_unsampled_bytes() {
+        let fingerprint = |config: &[u8], tokenizer: &[u8], weights: &[u8]| {
+            super::fingerprint(config, tokenizer, &mut std::io::Cursor::new(weights), weights.len() as u64).unwrap()
+        };
         let mut weights = 16u64.to_le_bytes().to_vec();
         weights.extend_from_slice(b"{\"a\":\"header\"} ");
         weights.resize(3 * SAMPLE_STRIDE, 7);

@@ -143,6 +143,10 @@ async fn missing_and_corrupt_files_are_named() {
         std::fs::write(&path, garbage).unwrap();
         let error = LocalEmbedder::load(dir.path()).unwrap_err();
         assert_eq!(error.path(), path, "{error}");
+        if file != "tokenizer.json" {
+            let error = LocalEmbedder::open(dir.path()).unwrap_err();
+            assert_eq!(error.path(), path, "open checks {file} too: {error}");
+        }
         assert!(error.to_string().contains(&path.display().to_string()), "{error}");
         std::fs::remove_file(&path).unwrap();
         let error = LocalEmbedder::load(dir.path()).unwrap_err();
@@ -152,6 +156,45 @@ async fn missing_and_corrupt_files_are_named() {
         );
         link(&real, dir.path(), file);
     }
+}
+
+#[tokio::test]
+async fn open_reads_no_weights_and_the_first_text_loads_them_once() {
+    let dir = model_dir();
+    let opened = LocalEmbedder::open(&dir).unwrap();
+    assert!(!opened.is_loaded(), "opening reads the config and samples, not the weights");
+    // The id is what loading gives, and what it was before loading became lazy (the fetched
+    // files of all-MiniLM-L6-v2), so memories embedded before are not reindexed.
+    assert_eq!(opened.model_id(), embedder().model_id());
+    assert_eq!(opened.model_id(), "local:bert:250262d9dd502a42:384");
+    assert_eq!(opened.dimensions(), 384);
+
+    // Clones share the model: texts embedded at once by several of them, before it is loaded,
+    // wait for the one load and agree.
+    let clones: Vec<LocalEmbedder> = (0..4).map(|_| opened.clone()).collect();
+    let vectors = futures::future::join_all(clones.iter().map(|clone| embed(clone, &["the same text"]))).await;
+    assert!(opened.is_loaded() && clones.iter().all(LocalEmbedder::is_loaded));
+    for vector in &vectors {
+        assert!(max_difference(&vector[0], &vectors[0][0]) < 1e-6);
+    }
+    let loaded = embed(&embedder(), &["the same text"]).await;
+    assert!(max_difference(&vectors[0][0], &loaded[0]) < 1e-5, "lazy and eager loads embed alike");
+}
+
+#[tokio::test]
+async fn a_broken_tokenizer_found_at_first_use_is_named() {
+    let real = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    for file in LOCAL_MODEL_FILES {
+        link(&real, dir.path(), file);
+    }
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::remove_file(&tokenizer).unwrap();
+    std::fs::write(&tokenizer, "not a tokenizer").unwrap();
+    let opened = LocalEmbedder::open(dir.path()).expect("the tokenizer is read at first use");
+    let error = opened.embed(&["hello".to_owned()]).await.unwrap_err();
+    assert!(error.to_string().contains(&tokenizer.display().to_string()), "{error}");
+    assert!(!opened.is_loaded());
 }
 
 /// End to end: a question that shares no word with the memory it should find is answered by the
