@@ -61,6 +61,7 @@ pub mod pg_server;
 pub mod scripted;
 
 mod chunk;
+mod daemons;
 mod form;
 
 pub use adapter::CapturingAdapter;

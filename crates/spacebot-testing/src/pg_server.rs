@@ -38,6 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::OnceCell;
 
+use crate::daemons::{self, is_running, run, system_user};
+
 /// Where Debian installs each PostgreSQL version's binaries (`<version>/bin`).
 const INSTALL_ROOT: &str = "/usr/lib/postgresql";
 /// What to install when the binaries are missing.
@@ -95,7 +97,7 @@ impl PgServer {
     /// they said).
     pub async fn start() -> Self {
         let prepared = find_binaries().and_then(|bin| {
-            let owner = if is_root() { Some(system_user(SYSTEM_USER)?) } else { None };
+            let owner = if is_root() { Some(system_user(SYSTEM_USER, INSTALL_HINT)?) } else { None };
             Ok(Cluster { dir: create_instance_dir(owner)?, bin, port: free_port()?, owner })
         });
         let cluster = match prepared {
@@ -133,7 +135,7 @@ impl PgServer {
         let name = format!("spacebot_{}_{n}", std::process::id());
         let cluster = self.cluster.clone();
         let statement = format!("CREATE DATABASE {name}");
-        match tokio::task::spawn_blocking(move || cluster.run(cluster.psql(&statement))).await {
+        match tokio::task::spawn_blocking(move || run(&cluster.dir, &mut cluster.psql(&statement))).await {
             Ok(Ok(())) => self.url_for(&name),
             Ok(Err(error)) => panic!("can't create the test database {name}: {error}\n{}", self.logs()),
             Err(error) => panic!("the task creating the test database {name} failed: {error}"),
@@ -175,7 +177,7 @@ impl Cluster {
             .arg(&data)
             .args(["--auth=trust", "--username", SUPERUSER, "--encoding=UTF8", "--locale=C"])
             .args(["--no-sync", "--no-instructions"]);
-        self.run(initdb)?;
+        run(&self.dir, &mut initdb)?;
         configure(&data, &self.dir.join("run"), self.port)?;
         let mut start = self.command("pg_ctl");
         start
@@ -186,7 +188,7 @@ impl Cluster {
             .arg(self.dir.join("postgres.log"))
             .arg("--wait")
             .arg(format!("--timeout={}", READY_TIMEOUT.as_secs()));
-        self.run(start)
+        run(&self.dir, &mut start)
     }
 
     /// `psql` running one statement as the superuser over the unix socket.
@@ -214,25 +216,6 @@ impl Cluster {
             command.uid(uid).gid(gid);
         }
         command
-    }
-
-    /// Runs a command to its end, its output appended to `commands.log` (`pg_ctl` leaves a server
-    /// behind that would keep a pipe open).
-    fn run(&self, mut command: Command) -> Result<(), String> {
-        let log_path = self.dir.join("commands.log");
-        let log = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|error| format!("open {}: {error}", log_path.display()))?;
-        let err = log.try_clone().map_err(|error| format!("open {}: {error}", log_path.display()))?;
-        let status = command
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .status()
-            .map_err(|error| format!("can't run {command:?}: {error}"))?;
-        if status.success() { Ok(()) } else { Err(format!("{command:?} exited with {status}")) }
     }
 }
 
@@ -331,53 +314,19 @@ fn free_port() -> Result<u16, String> {
         .map_err(|error| format!("can't bind 127.0.0.1:0: {error}"))
 }
 
-/// The uid and gid of the system user `name`, from `/etc/passwd`.
-fn system_user(name: &str) -> Result<(u32, u32), String> {
-    let passwd = fs::read_to_string("/etc/passwd").map_err(|error| format!("can't read /etc/passwd: {error}"))?;
-    passwd
-        .lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|fields| fields.first() == Some(&name))
-        .and_then(|fields| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))
-        .ok_or_else(|| {
-            format!("no system user '{name}' to run PostgreSQL as root (the package creates it: `{INSTALL_HINT}`)")
-        })
-}
-
 /// The postmaster's pid, from the first line of `postmaster.pid`.
 fn postmaster_pid(data: &Path) -> Option<u32> {
     fs::read_to_string(data.join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
 }
 
-/// Whether process `pid` is alive (a zombie counts as gone).
-fn is_running(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// A shell that waits for this process to end (or turn zombie), then stops the server and removes
-/// `dir`: the cleanup of the shared server, which is never dropped, and of any server whose test
-/// process died. In its own process group, so a Ctrl-C to the test doesn't take it down first.
+/// The watchdog (see [`daemons::spawn_watchdog`]) that stops the server and removes `dir`: the
+/// cleanup of the shared server, which is never dropped, and of any server whose test process
+/// died.
 fn spawn_watchdog(dir: &Path) -> Option<Child> {
-    const SCRIPT: &str = r#"
-        alive() { state=$(sed 's/.*) //; s/ .*//' "/proc/$1/stat" 2>/dev/null) && [ "$state" != Z ]; }
-        while alive "$1"; do sleep 1; done
+    const CLEANUP: &str = r#"
         pid=$(head -n 1 "$2/data/postmaster.pid" 2>/dev/null) && kill -QUIT "$pid" 2>/dev/null
         for _ in 1 2 3 4 5 6 7 8 9 10; do alive "$pid" || break; sleep 1; done
         rm -rf "$2"
     "#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("spacebot-pg-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .ok()
+    daemons::spawn_watchdog("spacebot-pg-watchdog", CLEANUP, &[dir.as_os_str()])
 }
