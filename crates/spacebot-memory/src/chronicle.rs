@@ -143,48 +143,49 @@ macro_rules! chronicle_impl {
             use chrono::Utc;
 
             use spacebot_core::{
-                AgentId, Checkpoint, CheckpointKind, Chronicle, ChronicleError, ConversationId, LogTail,
-                LoggedMessage, NewCheckpoint, NewRollup, StoreError,
+                AgentId, Checkpoint, CheckpointKind, Chronicle, ChronicleError, ConversationId, LogTail, LoggedMessage,
+                NewCheckpoint, NewRollup, StoreError,
             };
 
-            use $crate::chronicle::{CheckpointRow, LoggedRow, commit_error, limit, logged, signed, token_estimate, unsigned};
+            use $crate::chronicle::{
+                CheckpointRow, LoggedRow, commit_error, limit, logged, signed, token_estimate, unsigned,
+            };
             use $crate::conversation_log::to_millis;
             use $crate::error::{permanent, store_error};
 
             impl $store {
-            /// The next checkpoint number of a conversation.
-            async fn next_seq(
-                transaction: &mut sqlx::Transaction<'static, $db>,
-                agent: &str,
-                conversation: &str,
-            ) -> Result<i64, sqlx::Error> {
-                let max: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(seq) FROM checkpoints WHERE agent = $1 AND conversation = $2")
-                        .bind(agent)
-                        .bind(conversation)
-                        .fetch_one(&mut **transaction)
-                        .await?;
-                Ok(max.unwrap_or(0) + 1)
-            }
+                /// The next checkpoint number of a conversation.
+                async fn next_seq(
+                    transaction: &mut sqlx::Transaction<'static, $db>,
+                    agent: &str,
+                    conversation: &str,
+                ) -> Result<i64, sqlx::Error> {
+                    let max: Option<i64> =
+                        sqlx::query_scalar("SELECT MAX(seq) FROM checkpoints WHERE agent = $1 AND conversation = $2")
+                            .bind(agent)
+                            .bind(conversation)
+                            .fetch_one(&mut **transaction)
+                            .await?;
+                    Ok(max.unwrap_or(0) + 1)
+                }
 
-            async fn read_checkpoint(
-                executor: impl sqlx::Executor<'_, Database = $db>,
-                agent: &str,
-                conversation: &str,
-                seq: i64,
-            ) -> Result<Option<CheckpointRow>, sqlx::Error> {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    $crate::chronicle::columns!(),
-                    " FROM checkpoints WHERE agent = $1 AND conversation = $2 AND seq = $3"
-                ))
-                .bind(agent)
-                .bind(conversation)
-                .bind(seq)
-                .fetch_optional(executor)
-                .await
-            }
-
+                async fn read_checkpoint(
+                    executor: impl sqlx::Executor<'_, Database = $db>,
+                    agent: &str,
+                    conversation: &str,
+                    seq: i64,
+                ) -> Result<Option<CheckpointRow>, sqlx::Error> {
+                    sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::chronicle::columns!(),
+                        " FROM checkpoints WHERE agent = $1 AND conversation = $2 AND seq = $3"
+                    ))
+                    .bind(agent)
+                    .bind(conversation)
+                    .bind(seq)
+                    .fetch_optional(executor)
+                    .await
+                }
             }
 
             impl $store {
@@ -203,14 +204,15 @@ macro_rules! chronicle_impl {
                     .fetch_one(&mut *transaction)
                     .await
                     .map_err(fail)?;
-                    let next_message: Option<i64> =
-                        sqlx::query_scalar("SELECT MIN(seq) FROM messages WHERE agent = $1 AND conversation = $2 AND seq > $3")
-                            .bind(agent)
-                            .bind(conversation)
-                            .bind(previous)
-                            .fetch_one(&mut *transaction)
-                            .await
-                            .map_err(fail)?;
+                    let next_message: Option<i64> = sqlx::query_scalar(
+                        "SELECT MIN(seq) FROM messages WHERE agent = $1 AND conversation = $2 AND seq > $3",
+                    )
+                    .bind(agent)
+                    .bind(conversation)
+                    .bind(previous)
+                    .fetch_one(&mut *transaction)
+                    .await
+                    .map_err(fail)?;
                     if next_message != Some(from) {
                         return Err(ChronicleError::Superseded(format!(
                             "the span starts at message {from}, but the first message after the last checkpoint (which ends \
@@ -218,14 +220,15 @@ macro_rules! chronicle_impl {
                             next_message.map_or_else(|| "none".to_owned(), |seq| seq.to_string())
                         )));
                     }
-                    let ends_on_message: Option<i64> =
-                        sqlx::query_scalar("SELECT seq FROM messages WHERE agent = $1 AND conversation = $2 AND seq = $3")
-                            .bind(agent)
-                            .bind(conversation)
-                            .bind(to)
-                            .fetch_optional(&mut *transaction)
-                            .await
-                            .map_err(fail)?;
+                    let ends_on_message: Option<i64> = sqlx::query_scalar(
+                        "SELECT seq FROM messages WHERE agent = $1 AND conversation = $2 AND seq = $3",
+                    )
+                    .bind(agent)
+                    .bind(conversation)
+                    .bind(to)
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(fail)?;
                     if ends_on_message.is_none() {
                         return Err(ChronicleError::Superseded(format!(
                             "the span ends at {to}, which is no message of {agent}/{conversation}"
@@ -234,7 +237,8 @@ macro_rules! chronicle_impl {
                     let seq = Self::next_seq(&mut transaction, agent, conversation).await.map_err(fail)?;
                     sqlx::query(
                         "INSERT INTO checkpoints (agent, conversation, seq, level, kind, title, summary, unsummarized,
-                             covers_from_seq, covers_to_seq, covers_from_at, covers_to_at, message_count, token_estimate, model,
+                             covers_from_seq, covers_to_seq, covers_from_at, covers_to_at, message_count, token_estimate,
+                              model,
                              created_at)
                          VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     )
@@ -269,7 +273,8 @@ macro_rules! chronicle_impl {
                     let sources: Vec<CheckpointRow> = sqlx::query_as(concat!(
                         "SELECT ",
                         $crate::chronicle::columns!(),
-                        " FROM checkpoints WHERE agent = $1 AND conversation = $2 AND level = 0 AND seq BETWEEN $3 AND $4 ORDER BY seq"
+                        " FROM checkpoints
+                         WHERE agent = $1 AND conversation = $2 AND level = 0 AND seq BETWEEN $3 AND $4 ORDER BY seq"
                     ))
                     .bind(agent)
                     .bind(conversation)
@@ -296,7 +301,8 @@ macro_rules! chronicle_impl {
                     let seq = Self::next_seq(&mut transaction, agent, conversation).await.map_err(fail)?;
                     sqlx::query(
                         "INSERT INTO checkpoints (agent, conversation, seq, level, kind, title, summary, unsummarized,
-                             covers_from_seq, covers_to_seq, covers_from_at, covers_to_at, message_count, token_estimate, model,
+                             covers_from_seq, covers_to_seq, covers_from_at, covers_to_at, message_count, token_estimate,
+                              model,
                              rolls_up_from, rolls_up_to, created_at)
                          VALUES ($1, $2, $3, 1, 'rollup', $4, $5, 0, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     )
@@ -351,7 +357,11 @@ macro_rules! chronicle_impl {
 
             #[async_trait]
             impl Chronicle for $store {
-                async fn checkpoints(&self, agent: &AgentId, conversation: &ConversationId) -> Result<Vec<Checkpoint>, StoreError> {
+                async fn checkpoints(
+                    &self,
+                    agent: &AgentId,
+                    conversation: &ConversationId,
+                ) -> Result<Vec<Checkpoint>, StoreError> {
                     let operation = || format!("read the checkpoints of {agent}/{conversation}");
                     let rows: Vec<CheckpointRow> = sqlx::query_as(concat!(
                         "SELECT ",
@@ -363,7 +373,9 @@ macro_rules! chronicle_impl {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(|error| store_error(operation(), error))?;
-                    rows.into_iter().map(|row| row.into_checkpoint().map_err(|reason| permanent(operation(), reason))).collect()
+                    rows.into_iter()
+                        .map(|row| row.into_checkpoint().map_err(|reason| permanent(operation(), reason)))
+                        .collect()
                 }
 
                 async fn checkpoint(
@@ -448,7 +460,12 @@ macro_rules! chronicle_impl {
                     logged(rows, &operation)
                 }
 
-                async fn tail(&self, agent: &AgentId, conversation: &ConversationId, after: u64) -> Result<LogTail, StoreError> {
+                async fn tail(
+                    &self,
+                    agent: &AgentId,
+                    conversation: &ConversationId,
+                    after: u64,
+                ) -> Result<LogTail, StoreError> {
                     let (count, newest): (i64, Option<i64>) = sqlx::query_as(
                         "SELECT COUNT(*), MAX(seq) FROM messages WHERE agent = $1 AND conversation = $2 AND seq > $3",
                     )
@@ -457,7 +474,9 @@ macro_rules! chronicle_impl {
                     .bind(signed(after))
                     .fetch_one(&self.pool)
                     .await
-                    .map_err(|error| store_error(format!("count the messages of {agent}/{conversation} after {after}"), error))?;
+                    .map_err(|error| {
+                        store_error(format!("count the messages of {agent}/{conversation} after {after}"), error)
+                    })?;
                     Ok(LogTail::new(unsigned(count), newest.map(unsigned)))
                 }
 
@@ -470,7 +489,9 @@ macro_rules! chronicle_impl {
                     .bind(conversation.as_str())
                     .fetch_one(&self.pool)
                     .await
-                    .map_err(|error| store_error(format!("read what the checkpoints of {agent}/{conversation} cover"), error))?;
+                    .map_err(|error| {
+                        store_error(format!("read what the checkpoints of {agent}/{conversation} cover"), error)
+                    })?;
                     Ok(unsigned(covered))
                 }
             }

@@ -308,7 +308,9 @@ macro_rules! log_impl {
                     .bind(to_millis(Utc::now()))
                     .execute(&self.pool)
                     .await
-                    .map_err(|error| store_error(format!("keep setting {key} of conversation {conversation}"), error))?;
+                    .map_err(|error| {
+                        store_error(format!("keep setting {key} of conversation {conversation}"), error)
+                    })?;
                     Ok(true)
                 }
 

@@ -84,7 +84,8 @@ macro_rules! cron_impl {
                     let mut tx = self.begin_write().await.map_err(|error| store_error(operation(), error))?;
                     let existing: Option<JobRow> =
                         sqlx::query_as(
-                            "SELECT agent, id, spec, enabled, next_run, consecutive_failures FROM cron_jobs WHERE agent = $1 AND id = $2",
+                            "SELECT agent, id, spec, enabled, next_run, consecutive_failures FROM cron_jobs
+                              WHERE agent = $1 AND id = $2",
                         )
                             .bind(job.agent.as_str())
                             .bind(job.id.as_str())
@@ -103,10 +104,12 @@ macro_rules! cron_impl {
                             .map_err(|error| store_error(operation(), error))?;
                     } else {
                         sqlx::query(
-                            "INSERT INTO cron_jobs (agent, id, spec, enabled, next_run, consecutive_failures, updated_at)
+                            "INSERT INTO cron_jobs
+                                 (agent, id, spec, enabled, next_run, consecutive_failures, updated_at)
                              VALUES ($1, $2, $3, $4, $5, 0, $6)
                              ON CONFLICT (agent, id) DO UPDATE SET spec = excluded.spec, enabled = excluded.enabled,
-                                 next_run = excluded.next_run, consecutive_failures = 0, updated_at = excluded.updated_at",
+                                 next_run = excluded.next_run, consecutive_failures = 0,
+                                 updated_at = excluded.updated_at",
                         )
                         .bind(job.agent.as_str())
                         .bind(job.id.as_str())
@@ -185,7 +188,8 @@ macro_rules! cron_impl {
                     }
                     let mut tx = self.begin_write().await.map_err(|error| store_error(operation(), error))?;
                     sqlx::query(
-                        "UPDATE cron_jobs SET consecutive_failures = consecutive_failures + 1 WHERE agent = $1 AND id = $2",
+                        "UPDATE cron_jobs SET consecutive_failures = consecutive_failures + 1
+                          WHERE agent = $1 AND id = $2",
                     )
                     .bind(agent.as_str())
                     .bind(id)
@@ -193,7 +197,8 @@ macro_rules! cron_impl {
                     .await
                     .map_err(|error| store_error(operation(), error))?;
                     let tripped = sqlx::query(
-                        "UPDATE cron_jobs SET enabled = 0 WHERE agent = $1 AND id = $2 AND enabled = 1 AND consecutive_failures >= $3",
+                        "UPDATE cron_jobs SET enabled = 0
+                          WHERE agent = $1 AND id = $2 AND enabled = 1 AND consecutive_failures >= $3",
                     )
                     .bind(agent.as_str())
                     .bind(id)
@@ -231,7 +236,8 @@ macro_rules! cron_impl {
                     at: DateTime<Utc>,
                 ) -> Result<(), StoreError> {
                     sqlx::query(
-                        "UPDATE cron_runs SET finished_at = $2, outcome = $3, delivery = $4 WHERE id = $1 AND finished_at IS NULL",
+                        "UPDATE cron_runs SET finished_at = $2, outcome = $3, delivery = $4
+                          WHERE id = $1 AND finished_at IS NULL",
                     )
                     .bind(run)
                     .bind(to_millis(at))

@@ -121,7 +121,8 @@ macro_rules! process_runs_impl {
                         .transpose()
                         .map_err(|error| permanent(format!("record process run {}", run.process), error))?;
                     sqlx::query(
-                        "INSERT INTO process_runs (id, agent, conversation, kind, description, origin_json, started_at, origin_id)
+                        "INSERT INTO process_runs
+                             (id, agent, conversation, kind, description, origin_json, started_at, origin_id)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                          ON CONFLICT (id) DO NOTHING",
                     )
@@ -139,10 +140,16 @@ macro_rules! process_runs_impl {
                     Ok(())
                 }
 
-                async fn ended(&self, process: &ProcessId, state: TerminalState, owed: Option<&Owed>) -> Result<bool, StoreError> {
+                async fn ended(
+                    &self,
+                    process: &ProcessId,
+                    state: TerminalState,
+                    owed: Option<&Owed>,
+                ) -> Result<bool, StoreError> {
                     let (text, owed) = owed_columns(owed);
                     let result = sqlx::query(
-                        "UPDATE process_runs SET state = $1, ended_at = $2, result = $4, owed = $5 WHERE id = $3 AND state IS NULL",
+                        "UPDATE process_runs SET state = $1, ended_at = $2, result = $4, owed = $5
+                          WHERE id = $3 AND state IS NULL",
                     )
                     .bind(state.as_str())
                     .bind(to_millis(Utc::now()))
@@ -168,7 +175,8 @@ macro_rules! process_runs_impl {
 
                 async fn owed(&self) -> Result<Vec<RecordedRun>, StoreError> {
                     let rows: Vec<RecordedRow> = sqlx::query_as(
-                        "SELECT id, agent, conversation, kind, description, origin_json, started_at, state, result, owed
+                        "SELECT id, agent, conversation, kind, description, origin_json, started_at, state, result,
+                                 owed
                          FROM process_runs WHERE owed IS NOT NULL ORDER BY started_at ASC, id ASC",
                     )
                     .fetch_all(&self.pool)
@@ -177,9 +185,14 @@ macro_rules! process_runs_impl {
                     Ok(rows.into_iter().filter_map(RecordedRow::into_recorded).collect())
                 }
 
-                async fn owed_in(&self, agent: &AgentId, conversation: &ConversationId) -> Result<Vec<RecordedRun>, StoreError> {
+                async fn owed_in(
+                    &self,
+                    agent: &AgentId,
+                    conversation: &ConversationId,
+                ) -> Result<Vec<RecordedRun>, StoreError> {
                     let rows: Vec<RecordedRow> = sqlx::query_as(
-                        "SELECT id, agent, conversation, kind, description, origin_json, started_at, state, result, owed
+                        "SELECT id, agent, conversation, kind, description, origin_json, started_at, state, result,
+                                 owed
                          FROM process_runs WHERE owed IS NOT NULL AND agent = $1 AND conversation = $2
                          ORDER BY started_at ASC, id ASC",
                     )
@@ -192,7 +205,8 @@ macro_rules! process_runs_impl {
                 }
 
                 async fn told(&self, processes: &[ProcessId]) -> Result<(), StoreError> {
-                    let mut tx = self.pool.begin().await.map_err(|error| store_error("mark process runs told", error))?;
+                    let mut tx =
+                        self.pool.begin().await.map_err(|error| store_error("mark process runs told", error))?;
                     for process in processes {
                         sqlx::query("UPDATE process_runs SET owed = NULL WHERE id = $1 AND owed IS NOT NULL")
                             .bind(process.as_str())
@@ -203,18 +217,25 @@ macro_rules! process_runs_impl {
                     tx.commit().await.map_err(|error| store_error("mark process runs told", error))
                 }
 
-                async fn started_for(&self, agent: &AgentId, messages: &[MessageId]) -> Result<Vec<RecordedRun>, StoreError> {
+                async fn started_for(
+                    &self,
+                    agent: &AgentId,
+                    messages: &[MessageId],
+                ) -> Result<Vec<RecordedRun>, StoreError> {
                     let mut found = Vec::new();
                     for message in messages {
                         let rows: Vec<RecordedRow> = sqlx::query_as(
-                            "SELECT id, agent, conversation, kind, description, origin_json, started_at, state, result, owed
+                            "SELECT id, agent, conversation, kind, description, origin_json, started_at, state, result,
+                                 owed
                              FROM process_runs WHERE agent = $1 AND origin_id = $2",
                         )
                         .bind(agent.as_str())
                         .bind(message.as_str())
                         .fetch_all(&self.pool)
                         .await
-                        .map_err(|error| store_error(format!("read the process runs message {message} started"), error))?;
+                        .map_err(|error| {
+                            store_error(format!("read the process runs message {message} started"), error)
+                        })?;
                         found.extend(rows.into_iter().filter_map(RecordedRow::into_recorded));
                     }
                     found.sort_by(|a, b| (a.run.started_at, &a.run.process).cmp(&(b.run.started_at, &b.run.process)));

@@ -1,6 +1,7 @@
 //! [`UsageLedger`](spacebot_core::UsageLedger) for both logs ([`SqliteLog`], and `PgLog` with the
 //! `postgres` feature): the `model_usage` table (SQLite migration `0008_model_usage.sql`) beside
-//! the conversation log (written once, as `conversation_log.rs` explains), one row per day, agent, model and process kind, added to in place.
+//! the conversation log (written once, as `conversation_log.rs` explains), one row per day,
+//! agent, model and process kind, added to in place.
 
 use crate::sqlite::SqliteLog;
 
