@@ -1,14 +1,14 @@
 //! A real PostgreSQL server on loopback for storage tests (dev-only test support): Debian's
 //! PostgreSQL, a throwaway cluster per server.
 //!
-//! [`PgServer::start`] runs `initdb` into a fresh directory under `/tmp` and starts the server on
-//! it with `pg_ctl`, so instances run side by side (tests run in parallel processes) and the
+//! [`PgServer::start`] puts a fresh cluster in a fresh directory under `/tmp` and starts the
+//! server on it with `pg_ctl`, so instances run side by side (tests run in parallel processes) and the
 //! system's cluster (`/etc/postgresql`, `/var/lib/postgresql`, the `postgresql` service) is never
 //! touched or needed:
 //!
 //! ```text
 //! /tmp/spacebot-pg-<pid>-<n>-<nanos>/
-//!   data/   (the cluster: initdb's files, our pg_hba.conf)   run/ (the unix socket)   postgres.log   commands.log
+//!   data/   (the cluster: a copy of the template, our settings)   run/ (the unix socket)   postgres.log   commands.log
 //! ```
 //!
 //! The server listens on a free port of `127.0.0.1` and on a unix socket in `run/`, lets anyone
@@ -17,8 +17,10 @@
 //! test. Each test takes a database of its own from [`PgServer::create_database`], so tests share
 //! a server but never data.
 //!
-//! Starting a cluster costs about a second (`initdb`), so tests use the one server of their
-//! process, [`PgServer::shared`], which stops when the process ends. PostgreSQL refuses to run as
+//! `initdb` costs most of a second, so it runs once per machine, into a template cluster under
+//! `/tmp` (`/tmp/spacebot-pg-template-<format>-<version>-<uid>`, kept for the next run) that each
+//! server copies; and tests use the one server of their process, [`PgServer::shared`], which
+//! stops when the process ends. PostgreSQL refuses to run as
 //! root: when this process is root, `initdb` and the server run as the system `postgres` user
 //! (the package creates it) and the directory is handed to it. A small watchdog shell stops the
 //! server and removes the directory when the test process dies or exits, so the shared server
@@ -42,6 +44,9 @@ use crate::daemons::{self, is_running, run, system_user};
 
 /// Where Debian installs each PostgreSQL version's binaries (`<version>/bin`).
 const INSTALL_ROOT: &str = "/usr/lib/postgresql";
+/// Names the template clusters (`Cluster::template`) of this harness: bump it when the `initdb`
+/// options change, so no process copies a template made with the old ones.
+const TEMPLATE_FORMAT: &str = "v1";
 /// What to install when the binaries are missing.
 const INSTALL_HINT: &str = "apt-get install postgresql";
 /// The superuser `initdb` creates, and the user every URL names.
@@ -168,16 +173,12 @@ impl PgServer {
 }
 
 impl Cluster {
-    /// `initdb`, the configuration, `pg_ctl start`: blocks until the server accepts connections.
+    /// A copy of the machine's template cluster, the configuration, `pg_ctl start`: blocks until
+    /// the server accepts connections.
     fn start(&self) -> Result<(), String> {
         let data = self.dir.join("data");
-        let mut initdb = self.command("initdb");
-        initdb
-            .arg("--pgdata")
-            .arg(&data)
-            .args(["--auth=trust", "--username", SUPERUSER, "--encoding=UTF8", "--locale=C"])
-            .args(["--no-sync", "--no-instructions"]);
-        run(&self.dir, &mut initdb)?;
+        let template = self.template()?;
+        run(&self.dir, Command::new("cp").arg("-a").arg(&template).arg(&data))?;
         configure(&data, &self.dir.join("run"), self.port)?;
         let mut start = self.command("pg_ctl");
         start
@@ -189,6 +190,35 @@ impl Cluster {
             .arg("--wait")
             .arg(format!("--timeout={}", READY_TIMEOUT.as_secs()));
         run(&self.dir, &mut start)
+    }
+
+    /// The cluster `initdb` makes for this version and owner, made once per machine and copied
+    /// for every server: `initdb` takes most of a second, a copy a tenth of that, and tests run
+    /// one process each under nextest, each with a server of its own. Made beside this server's
+    /// directory and renamed into place, so a template that exists is whole; when two processes
+    /// make one at once, the first rename wins and the other copy is dropped with its directory.
+    fn template(&self) -> Result<PathBuf, String> {
+        let version = self.bin.parent().and_then(Path::file_name).map(|name| name.to_string_lossy().into_owned());
+        let uid = self.owner.map_or_else(current_uid, |(uid, _)| uid);
+        let template =
+            PathBuf::from(format!("/tmp/spacebot-pg-template-{TEMPLATE_FORMAT}-{}-{uid}", version.unwrap_or_default()));
+        if template.join("PG_VERSION").is_file() {
+            return Ok(template);
+        }
+        let staging = self.dir.join("template");
+        let mut initdb = self.command("initdb");
+        initdb
+            .arg("--pgdata")
+            .arg(&staging)
+            .args(["--auth=trust", "--username", SUPERUSER, "--encoding=UTF8", "--locale=C"])
+            .args(["--no-sync", "--no-instructions"]);
+        run(&self.dir, &mut initdb)?;
+        match fs::rename(&staging, &template) {
+            Ok(()) => Ok(template),
+            // Another process renamed its own into place first.
+            Err(_) if template.join("PG_VERSION").is_file() => Ok(template),
+            Err(error) => Err(format!("rename {} to {}: {error}", staging.display(), template.display())),
+        }
     }
 
     /// `psql` running one statement as the superuser over the unix socket.
@@ -263,7 +293,12 @@ fn find_binaries() -> Result<PathBuf, String> {
 }
 
 fn is_root() -> bool {
-    fs::metadata("/proc/self").map(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0).unwrap_or(false)
+    current_uid() == 0
+}
+
+/// This process's uid (the owner of its `/proc` entry); `u32::MAX` when `/proc` can't say.
+fn current_uid() -> u32 {
+    fs::metadata("/proc/self").map(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata)).unwrap_or(u32::MAX)
 }
 
 /// Creates the instance's directory (with `run/` for the socket), owned by `owner` when given.
