@@ -1,5 +1,8 @@
 //! Errors: this crate's own [`Error`] for opening a database, and the mapping of sqlx failures
-//! to [`StoreError`] at the trait boundary.
+//! to [`StoreError`] at the trait boundary, for SQLite and PostgreSQL alike.
+//!
+//! A PostgreSQL database is named by its URL with the password replaced by `***`
+//! (`postgres.rs`): an error is logged and shown, a password never is.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +13,13 @@ const SQLITE_BUSY: i32 = 5;
 /// SQLite's primary result code for "a table in the database is locked" (shared-cache conflicts).
 const SQLITE_LOCKED: i32 = 6;
 
-/// A failure to open a database. Every variant names the database file.
+/// PostgreSQL's SQLSTATEs after which the same statement may well succeed: a serialization
+/// failure, a deadlock, a lock not available at once, too many connections, the server shutting
+/// down or starting up. Class `08` (connection exceptions) is transient as a whole.
+const TRANSIENT_SQLSTATES: [&str; 7] = ["40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"];
+
+/// A failure to open a database. Every variant names the database: a file, or a URL without its
+/// password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -41,6 +50,25 @@ pub enum Error {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// No connection to the PostgreSQL server could be made (or the URL is not one).
+    #[error("can't connect to database {url}: {source}")]
+    Connect {
+        /// The database URL, its password replaced by `***`.
+        url: String,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The PostgreSQL schema migrations could not be applied (or the database was migrated by a
+    /// newer version).
+    #[error("can't migrate database {url}: {source}")]
+    MigrateServer {
+        /// The database URL, its password replaced by `***`.
+        url: String,
+        /// What the migrator said.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
     /// The database opened, but its memory vectors could not be loaded.
     #[error("can't load memories from {}: {source}", path.display())]
     Load {
@@ -56,20 +84,32 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The database file the error is about (`:memory:` for an in-memory database).
-    pub fn path(&self) -> &Path {
+    /// The database file the error is about (`:memory:` for an in-memory database), or `None`
+    /// for a database on a server.
+    pub fn path(&self) -> Option<&Path> {
         match self {
             Self::CreateDir { path, .. }
             | Self::Open { path, .. }
             | Self::Migrate { path, .. }
-            | Self::Load { path, .. } => path,
+            | Self::Load { path, .. } => Some(path),
+            Self::Connect { .. } | Self::MigrateServer { .. } => None,
+        }
+    }
+
+    /// The URL of the server's database the error is about, its password replaced by `***`, or
+    /// `None` for a database file.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Self::Connect { url, .. } | Self::MigrateServer { url, .. } => Some(url),
+            Self::CreateDir { .. } | Self::Open { .. } | Self::Migrate { .. } | Self::Load { .. } => None,
         }
     }
 }
 
 /// Wraps a sqlx failure of `operation` ("record inbound message 42", say) as a [`StoreError`],
-/// transient when a retry may succeed: the database was busy or locked, or no pooled connection
-/// became free in time.
+/// transient when a retry may succeed: the database was busy or locked (SQLite), a transaction
+/// lost a serialization conflict or a deadlock or the connection failed (PostgreSQL), or no
+/// pooled connection became free in time.
 pub(crate) fn store_error(operation: impl std::fmt::Display, error: sqlx::Error) -> StoreError {
     let transient = is_transient(&error);
     StoreError::new(format!("can't {operation}: {error}"), transient).with_source(error)
@@ -83,14 +123,24 @@ pub(crate) fn permanent(operation: impl std::fmt::Display, reason: impl std::fmt
 
 fn is_transient(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::PoolTimedOut => true,
-        sqlx::Error::Database(database) => database
-            .code()
-            .and_then(|code| code.parse::<i32>().ok())
-            // Extended result codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
-            .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
+        // A lost connection to a server (a local file reports trouble as a database error).
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(database) => {
+            let Some(code) = database.code() else { return false };
+            if database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+                code.parse::<i32>().is_ok_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+            } else {
+                is_transient_sqlstate(&code)
+            }
+        }
         _ => false,
     }
+}
+
+/// Whether a PostgreSQL SQLSTATE says a retry may succeed.
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || TRANSIENT_SQLSTATES.contains(&code)
 }
 
 #[cfg(test)]
@@ -139,6 +189,24 @@ mod tests {
             source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied"),
         };
         assert_eq!(error.to_string(), "can't open database /x/y.db: can't create its directory: permission denied");
-        assert_eq!(error.path(), Path::new("/x/y.db"));
+        assert_eq!(error.path(), Some(Path::new("/x/y.db")));
+        assert_eq!(error.url(), None);
+    }
+
+    #[test]
+    fn serialization_failures_deadlocks_and_lost_connections_are_transient_sqlstates() {
+        for code in ["40001", "40P01", "08006", "08001", "57P01", "53300"] {
+            assert!(is_transient_sqlstate(code), "{code}");
+        }
+        // Unique violation, syntax error, undefined table, check violation: retrying won't help.
+        for code in ["23505", "42601", "42P01", "23514", "40002"] {
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn io_errors_are_transient() {
+        let error = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer"));
+        assert!(store_error("read history", error).is_transient());
     }
 }

@@ -1,4 +1,4 @@
-//! Spacebot storage on SQLite.
+//! Spacebot storage on SQLite, and the conversation log on PostgreSQL.
 //!
 //! - [`SqliteLog`] implements [`spacebot_core::ConversationLog`] on one SQLite file (bundled
 //!   SQLite through sqlx, WAL mode, migrations from the workspace `migrations/` directory applied
@@ -6,6 +6,11 @@
 //!   processed, every reply is recorded together with the handled marks of the messages it
 //!   answers, and [`ConversationLog::unhandled`] hands back, after a restart, the messages that
 //!   were accepted but never answered.
+//! - With the cargo feature `postgres`, `PgLog` implements the same log traits
+//!   ([`ConversationLog`](spacebot_core::ConversationLog) with its chronicle, process runs and
+//!   cron store, and [`UsageLedger`](spacebot_core::UsageLedger)) on a PostgreSQL database, with
+//!   the same semantics and the same statements (migrations from `migrations/postgres/`). The
+//!   memory graph stays on SQLite for now.
 //! - [`SqliteMemory`] implements [`spacebot_core::MemoryStore`]: an agent's typed memory graph
 //!   (memories, edges, an FTS5 index, embedding vectors, identity anchors) in one SQLite file,
 //!   every write one transaction, hybrid recall (words, vectors, graph, dates) fused by score, visibility
@@ -57,6 +62,8 @@ mod cron;
 mod embed;
 mod error;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod process_runs;
 mod sqlite;
 mod usage;
@@ -68,4 +75,6 @@ pub use embed::{LocalEmbedder, LocalModelError};
 pub use error::{Error, Result};
 pub use memory::{Clock, ImportMark, IndexFootprint, RecallLists, SqliteMemory};
 pub use memory::{MAX_CONTENT_BYTES, text_hash};
+#[cfg(feature = "postgres")]
+pub use postgres::PgLog;
 pub use sqlite::SqliteLog;

@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteExecutor, SqlitePool, Transaction};
 
+use spacebot_core::{AgentId, MessageId};
+
+use crate::conversation_log::to_millis;
 use crate::error::Error;
 
 /// How long a statement waits for another connection's write lock before failing with
@@ -120,6 +124,37 @@ impl SqliteLog {
                 Err(Error::Migrate { path: PathBuf::from(path), source })
             }
         }
+    }
+
+    /// Starts a write transaction that takes the write lock at once, so it waits on the busy
+    /// timeout up front instead of failing when a read would later upgrade to a write.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Marks the agent's unhandled inbound messages among `ids` handled now. Ids that are unknown,
+    /// already handled, or not inbound are left alone.
+    pub(crate) async fn set_handled<'e>(
+        executor: impl SqliteExecutor<'e>,
+        agent: &AgentId,
+        ids: &[MessageId],
+    ) -> Result<(), sqlx::Error> {
+        // One statement for any number of ids: the ids travel as a JSON array and `json_each`
+        // unpacks it, so there is no SQL to build and no bound-parameter limit to hit.
+        let ids = serde_json::Value::from(ids.iter().map(MessageId::as_str).collect::<Vec<_>>()).to_string();
+        sqlx::query(
+            "UPDATE messages SET handled_at = ?1
+             WHERE agent = ?2
+               AND inbound_json IS NOT NULL
+               AND handled_at IS NULL
+               AND id IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(to_millis(Utc::now()))
+        .bind(agent.as_str())
+        .bind(ids)
+        .execute(executor)
+        .await?;
+        Ok(())
     }
 
     /// Closes every connection, waiting for operations in flight to finish. The last connection to

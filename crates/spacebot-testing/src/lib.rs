@@ -32,6 +32,9 @@
 //!   loopback ports, each instance on a throwaway configuration in its own temp dir, with users,
 //!   SMTP submission and direct reads of the delivered Maildir as [`StoredMail`]s (needs root and
 //!   `dovecot-imapd dovecot-lmtpd postfix`).
+//! - [`pg_server`]: [`PgServer`], a real PostgreSQL server on a free loopback port with a
+//!   throwaway cluster, one per test process ([`PgServer::shared`]), a fresh database per test
+//!   (needs the Debian package `postgresql`).
 //! - [`binary`]: a command for the built `spacebot` binary that ignores the developer's own
 //!   settings, and the address of its `spacebot ready` line (end-to-end tests, the soak harness).
 //! - [`conformance`]: one suite any [`MessagingAdapter`](spacebot_core::MessagingAdapter) runs
@@ -54,9 +57,11 @@ pub mod fake_slack;
 pub mod fake_telegram;
 pub mod log;
 pub mod mail_server;
+pub mod pg_server;
 pub mod scripted;
 
 mod chunk;
+mod daemons;
 mod form;
 
 pub use adapter::CapturingAdapter;
@@ -70,4 +75,5 @@ pub use fake_slack::{FakeSlack, SlackCall, SlackMessage};
 pub use fake_telegram::{FakeTelegram, SentDocument, SentMessage, SentReaction, TelegramCall, TelegramMessage};
 pub use log::MemoryLog;
 pub use mail_server::{MailServer, StoredMail};
+pub use pg_server::PgServer;
 pub use scripted::{ScriptedModel, ScriptedTurn};

@@ -31,12 +31,12 @@
 //! Needs root (Dovecot switches to the `mail` user, Postfix to `postfix`) and the Debian packages
 //! `dovecot-imapd dovecot-lmtpd postfix`; [`MailServer::start`] panics saying which is missing.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use crate::daemons::{self, is_running, run, system_user};
 
 /// The mail domain the servers accept: every address is `local_part@example.test`.
 pub const DOMAIN: &str = "example.test";
@@ -160,7 +162,7 @@ impl MailServer {
 
     async fn start_with(idle: bool) -> Self {
         let prepared = preflight().and_then(|()| {
-            let mail_owner = system_user("mail")?;
+            let mail_owner = system_user("mail", INSTALL_HINT)?;
             let ports = free_ports()?;
             Ok((mail_owner, ports, create_instance_dir()?))
         });
@@ -351,7 +353,7 @@ impl MailServer {
     fn configure(&self, lmtp: SocketAddr, idle: bool) -> Result<(), String> {
         let dir = &self.dir;
         let (mail_uid, mail_gid) = self.mail_owner;
-        let (postfix_uid, postfix_gid) = system_user("postfix")?;
+        let (postfix_uid, postfix_gid) = system_user("postfix", INSTALL_HINT)?;
         for sub in ["dovecot", "dovecot/run", "dovecot/state", "dovecot/users", "postfix", "queue", "data", "mail"] {
             create_dir(&dir.join(sub), 0o755)?;
         }
@@ -496,17 +498,6 @@ fn free_ports() -> Result<[u16; 3], String> {
     Ok([a.0, b.0, c.0])
 }
 
-/// The uid and gid of the system user `name`, from `/etc/passwd`.
-fn system_user(name: &str) -> Result<(u32, u32), String> {
-    let passwd = fs::read_to_string("/etc/passwd").map_err(|error| format!("can't read /etc/passwd: {error}"))?;
-    passwd
-        .lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|fields| fields.first() == Some(&name))
-        .and_then(|fields| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))
-        .ok_or_else(|| format!("no system user '{name}' (the packages create it: `{INSTALL_HINT}`)"))
-}
-
 /// A valid local part, lowercased (Dovecot looks users up lowercased).
 fn checked_local_part(local_part: &str) -> String {
     let valid = !local_part.is_empty()
@@ -540,59 +531,15 @@ fn set_modified(path: &Path, time: SystemTime) -> Result<(), String> {
         .map_err(|error| format!("set the mtime of {}: {error}", path.display()))
 }
 
-/// Runs a command that starts a daemon, its output appended to `commands.log` (a pipe would stay
-/// open as long as the daemon runs).
-fn run(dir: &Path, command: &mut Command) -> Result<(), String> {
-    let log_path = dir.join("commands.log");
-    let log = fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|error| format!("open {}: {error}", log_path.display()))?;
-    let err = log.try_clone().map_err(|error| format!("open {}: {error}", log_path.display()))?;
-    let status = command
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        .status()
-        .map_err(|error| format!("can't run {command:?}: {error}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{command:?} exited with {status}")) }
-}
-
-/// Whether process `pid` is alive (a zombie counts as gone).
-fn is_running(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// A shell that waits for this process to end (or turn zombie: its parent may never reap it),
-/// then stops the servers and removes `dir`: the cleanup when the test process dies without
-/// dropping the [`MailServer`]. In its own process group, so a Ctrl-C to the test doesn't take it
-/// down first.
+/// The watchdog (see [`daemons::spawn_watchdog`]) that stops both servers and removes `dir`.
 fn spawn_watchdog(dir: &Path) -> Option<Child> {
-    const SCRIPT: &str = r#"
-        alive() { state=$(sed 's/.*) //; s/ .*//' "/proc/$1/stat" 2>/dev/null) && [ "$state" != Z ]; }
-        while alive "$1"; do sleep 1; done
+    const CLEANUP: &str = r#"
         pid=$(cat "$2/dovecot/run/master.pid" 2>/dev/null) && kill "$pid" 2>/dev/null
         "$3" -c "$2/postfix" stop >/dev/null 2>&1
         sleep 2
         rm -rf "$2"
     "#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("spacebot-mail-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(dir)
-        .arg(POSTFIX)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .ok()
+    daemons::spawn_watchdog("spacebot-mail-watchdog", CLEANUP, &[dir.as_os_str(), OsStr::new(POSTFIX)])
 }
 
 fn dovecot_conf(dir: &Path, instance: &str, (uid, gid): (u32, u32), imap: SocketAddr, lmtp: SocketAddr) -> String {

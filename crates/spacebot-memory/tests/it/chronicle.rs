@@ -1,6 +1,11 @@
 //! The chronicle beside the conversation log: contiguous level-0 checkpoints committed by
 //! compare-and-set, rollups that mark their sources in the same transaction, reads of the log by
-//! sequence number, and checkpoints that read back the same after the file is reopened.
+//! sequence number, and checkpoints that read back the same after the database is reopened; on
+//! SQLite and PostgreSQL.
+
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -8,9 +13,16 @@ use spacebot_core::{
     AgentId, Checkpoint, CheckpointKind, Chronicle, ConversationId, ConversationLog, LoggedMessage, NewCheckpoint,
     NewRollup, Role, StoredMessage,
 };
-use spacebot_memory::SqliteLog;
 
-use crate::support::{agent, inbound, precise_time, temp_db};
+use crate::support::{LogStore, TestDb, agent, inbound, on_both_backends, precise_time};
+
+on_both_backends!(
+    the_log_is_read_by_sequence_number_per_conversation,
+    level_zero_checkpoints_commit_only_right_after_the_previous_one,
+    a_rollup_marks_its_sources_in_the_same_commit,
+    a_rollup_numbered_between_its_sources_does_not_block_the_next_rollup,
+    checkpoints_read_back_the_same_after_reopening_the_file,
+);
 
 const CONV: &str = "webhook:c1";
 
@@ -20,7 +32,7 @@ fn conversation() -> ConversationId {
 
 /// Records `count` replies in `conversation`, interleaved with one in another conversation so
 /// the conversation's sequence numbers are not consecutive.
-async fn fill(store: &SqliteLog, count: usize) {
+async fn fill(store: &impl ConversationLog, count: usize) {
     for i in 0..count {
         for conv in [CONV, "webhook:other"] {
             let message =
@@ -41,11 +53,10 @@ fn span(messages: &[LoggedMessage], from: usize, to: usize) -> NewCheckpoint {
         .with_model("m/x")
 }
 
-#[tokio::test]
-async fn the_log_is_read_by_sequence_number_per_conversation() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn the_log_is_read_by_sequence_number_per_conversation<D: TestDb>(db: D) {
+    let store = db.open().await;
     fill(&store, 5).await;
-    let chronicle = store.chronicle().expect("the SQLite store keeps a chronicle");
+    let chronicle = store.chronicle().expect("the store keeps a chronicle");
     let all = logged(&chronicle).await;
     assert_eq!(all.iter().map(|m| m.message.text.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2", "m3", "m4"]);
     assert!(all.windows(2).all(|pair| pair[1].seq == pair[0].seq + 2), "other conversations take numbers too");
@@ -59,9 +70,8 @@ async fn the_log_is_read_by_sequence_number_per_conversation() {
     assert_eq!((none.count, none.newest), (0, None));
 }
 
-#[tokio::test]
-async fn level_zero_checkpoints_commit_only_right_after_the_previous_one() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn level_zero_checkpoints_commit_only_right_after_the_previous_one<D: TestDb>(db: D) {
+    let store = db.open().await;
     fill(&store, 8).await;
     let chronicle = store.chronicle().unwrap();
     let all = logged(&chronicle).await;
@@ -85,9 +95,8 @@ async fn level_zero_checkpoints_commit_only_right_after_the_previous_one() {
     assert_eq!(chronicle.checkpoints(&agent("main"), &conversation()).await.unwrap(), vec![first, second]);
 }
 
-#[tokio::test]
-async fn a_rollup_marks_its_sources_in_the_same_commit() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn a_rollup_marks_its_sources_in_the_same_commit<D: TestDb>(db: D) {
+    let store = db.open().await;
     fill(&store, 12).await;
     let chronicle = store.chronicle().unwrap();
     let all = logged(&chronicle).await;
@@ -113,9 +122,8 @@ async fn a_rollup_marks_its_sources_in_the_same_commit() {
     assert_eq!(chronicle.checkpoints(&main, &conv).await.unwrap().len(), 5, "failed rollups change nothing");
 }
 
-#[tokio::test]
-async fn a_rollup_numbered_between_its_sources_does_not_block_the_next_rollup() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn a_rollup_numbered_between_its_sources_does_not_block_the_next_rollup<D: TestDb>(db: D) {
+    let store = db.open().await;
     fill(&store, 15).await;
     let chronicle = store.chronicle().unwrap();
     let all = logged(&chronicle).await;
@@ -143,11 +151,9 @@ async fn a_rollup_numbered_between_its_sources_does_not_block_the_next_rollup() 
     }
 }
 
-#[tokio::test]
-async fn checkpoints_read_back_the_same_after_reopening_the_file() {
-    let (_dir, path) = temp_db();
+async fn checkpoints_read_back_the_same_after_reopening_the_file<D: TestDb>(db: D) {
     let committed: Vec<Checkpoint> = {
-        let store = SqliteLog::open(&path).await.unwrap();
+        let store = db.open().await;
         let message = inbound("main", CONV, "in-1", "hello").with_timestamp(precise_time(3));
         store.record_inbound(&message).await.unwrap();
         fill(&store, 3).await;
@@ -161,7 +167,7 @@ async fn checkpoints_read_back_the_same_after_reopening_the_file() {
         store.close().await;
         vec![first, second]
     };
-    let store = SqliteLog::open(&path).await.unwrap();
+    let store = db.open().await;
     let chronicle = store.chronicle().unwrap();
     let read = chronicle.checkpoints(&AgentId::from("main"), &conversation()).await.unwrap();
     assert_eq!(read, committed);

@@ -1,15 +1,29 @@
-//! Recording, answering and reading back conversations.
+//! Recording, answering and reading back conversations, on SQLite and PostgreSQL.
+
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
 
 use spacebot_core::{
-    Attachment, ConversationId, ConversationLog, InboundMessage, MessageContent, Role, Sender, StoredMessage,
+    AgentId, Attachment, ConversationId, ConversationLog, InboundMessage, MessageContent, Role, Sender, StoredMessage,
 };
-use spacebot_memory::SqliteLog;
 
-use crate::support::{agent, inbound, message_ids, millis, precise_time, raw_connection, reply_to, temp_db, texts};
+use crate::support::{TestDb, agent, inbound, message_ids, millis, on_both_backends, precise_time, reply_to, texts};
 
-#[tokio::test]
-async fn an_inbound_message_and_its_reply_round_trip() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+on_both_backends!(
+    an_inbound_message_and_its_reply_round_trip,
+    history_is_the_last_messages_oldest_first,
+    history_follows_recording_order_not_platform_timestamps,
+    recording_the_same_inbound_message_twice_is_a_no_op,
+    an_inbound_message_without_an_agent_is_refused,
+    a_reply_marks_exactly_its_answers_handled,
+    a_reply_and_its_handled_marks_commit_together,
+    skipped_messages_are_marked_handled_for_their_agent_only,
+    conversation_settings_are_kept_per_conversation_and_survive_a_reopen,
+);
+
+async fn an_inbound_message_and_its_reply_round_trip<D: TestDb>(db: D) {
+    let store = db.open().await;
     let message = inbound("main", "webhook:c1", "in-1", "hello")
         .with_content(MessageContent::Media {
             text: Some("look at this".into()),
@@ -38,9 +52,8 @@ async fn an_inbound_message_and_its_reply_round_trip() {
     assert!(store.unhandled().await.unwrap().is_empty(), "the reply answered the message");
 }
 
-#[tokio::test]
-async fn history_is_the_last_messages_oldest_first() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn history_is_the_last_messages_oldest_first<D: TestDb>(db: D) {
+    let store = db.open().await;
     for n in 0..10 {
         let message = inbound("main", "c1", &format!("in-{n}"), &format!("question {n}"));
         store.record_inbound(&message).await.unwrap();
@@ -70,9 +83,8 @@ async fn history_is_the_last_messages_oldest_first() {
     assert_eq!(texts(&helper), ["someone else's"]);
 }
 
-#[tokio::test]
-async fn history_follows_recording_order_not_platform_timestamps() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn history_follows_recording_order_not_platform_timestamps<D: TestDb>(db: D) {
+    let store = db.open().await;
     let late_clock = inbound("main", "c1", "first", "recorded first").with_timestamp(precise_time(50));
     let early_clock = inbound("main", "c1", "second", "recorded second").with_timestamp(precise_time(10));
     store.record_inbound(&late_clock).await.unwrap();
@@ -83,9 +95,8 @@ async fn history_follows_recording_order_not_platform_timestamps() {
     assert_eq!(history[1].created_at, millis(precise_time(10)));
 }
 
-#[tokio::test]
-async fn recording_the_same_inbound_message_twice_is_a_no_op() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn recording_the_same_inbound_message_twice_is_a_no_op<D: TestDb>(db: D) {
+    let store = db.open().await;
     let message = inbound("main", "c1", "platform-42", "hello");
     assert!(store.record_inbound(&message).await.unwrap());
     assert!(!store.record_inbound(&message).await.unwrap(), "a redelivery is reported as a duplicate");
@@ -105,9 +116,8 @@ async fn recording_the_same_inbound_message_twice_is_a_no_op() {
     assert!(store.record_inbound(&message.clone().with_agent("helper")).await.unwrap());
 }
 
-#[tokio::test]
-async fn an_inbound_message_without_an_agent_is_refused() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn an_inbound_message_without_an_agent_is_refused<D: TestDb>(db: D) {
+    let store = db.open().await;
     let message = InboundMessage::text("webhook", "c1", Sender::new("u-1"), "hello").with_id("no-agent");
     let error = store.record_inbound(&message).await.unwrap_err();
     assert!(!error.is_transient());
@@ -115,9 +125,8 @@ async fn an_inbound_message_without_an_agent_is_refused() {
     assert!(store.unhandled().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_reply_marks_exactly_its_answers_handled() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn a_reply_marks_exactly_its_answers_handled<D: TestDb>(db: D) {
+    let store = db.open().await;
     let first = inbound("main", "c1", "in-1", "one");
     let second = inbound("main", "c1", "in-2", "two");
     let third = inbound("main", "c1", "in-3", "three");
@@ -134,22 +143,13 @@ async fn a_reply_marks_exactly_its_answers_handled() {
     assert_eq!(store.unhandled().await.unwrap(), vec![third]);
 }
 
-#[tokio::test]
-async fn a_reply_and_its_handled_marks_commit_together() {
-    let (_dir, path) = temp_db();
-    let store = SqliteLog::open(&path).await.unwrap();
+async fn a_reply_and_its_handled_marks_commit_together<D: TestDb>(db: D) {
+    let store = db.open().await;
     let message = inbound("main", "c1", "in-1", "hello");
     store.record_inbound(&message).await.unwrap();
 
     // Make the second half of the transaction (the handled mark) fail.
-    let mut raw = raw_connection(&path).await;
-    sqlx::query(
-        "CREATE TRIGGER refuse_handled BEFORE UPDATE OF handled_at ON messages
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(&mut raw)
-    .await
-    .unwrap();
+    db.execute(D::REFUSE_HANDLED).await;
 
     let reply = reply_to(&message, "hi!");
     let error = store.record_reply(&reply, std::slice::from_ref(&message.id)).await.unwrap_err();
@@ -161,7 +161,7 @@ async fn a_reply_and_its_handled_marks_commit_together() {
     assert_eq!(store.unhandled().await.unwrap(), vec![message.clone()]);
 
     // Once the failure is gone, retrying the same reply records it once and marks the message.
-    sqlx::query("DROP TRIGGER refuse_handled").execute(&mut raw).await.unwrap();
+    db.execute(D::ALLOW_HANDLED).await;
     store.record_reply(&reply, std::slice::from_ref(&message.id)).await.unwrap();
     store.record_reply(&reply, std::slice::from_ref(&message.id)).await.unwrap();
     let history = store.history(&agent("main"), &"c1".into(), 10).await.unwrap();
@@ -169,9 +169,8 @@ async fn a_reply_and_its_handled_marks_commit_together() {
     assert!(store.unhandled().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn skipped_messages_are_marked_handled_for_their_agent_only() {
-    let store = SqliteLog::open_in_memory().await.unwrap();
+async fn skipped_messages_are_marked_handled_for_their_agent_only<D: TestDb>(db: D) {
+    let store = db.open().await;
     let main_message = inbound("main", "c1", "shared-id", "to main");
     let helper_message = main_message.clone().with_agent("helper");
     store.record_inbound(&main_message).await.unwrap();
@@ -186,19 +185,15 @@ async fn skipped_messages_are_marked_handled_for_their_agent_only() {
     assert!(store.unhandled().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn conversation_settings_are_kept_per_conversation_and_survive_a_reopen() {
-    use spacebot_core::{AgentId, ConversationId, ConversationLog};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("spacebot.db");
+async fn conversation_settings_are_kept_per_conversation_and_survive_a_reopen<D: TestDb>(db: D) {
     let (agent, here, there) = (AgentId::new("main"), ConversationId::new("c1"), ConversationId::new("c2"));
     {
-        let log = spacebot_memory::SqliteLog::open(&path).await.expect("open");
+        let log = db.open().await;
         assert_eq!(log.conversation_setting(&agent, &here, "response_mode").await.expect("read"), None);
         assert!(log.set_conversation_setting(&agent, &here, "response_mode", "observe").await.expect("keep"));
         assert!(log.set_conversation_setting(&agent, &here, "response_mode", "mention_only").await.expect("keep"));
     }
-    let log = spacebot_memory::SqliteLog::open(&path).await.expect("reopen");
+    let log = db.open().await;
     assert_eq!(
         log.conversation_setting(&agent, &here, "response_mode").await.expect("read").as_deref(),
         Some("mention_only")

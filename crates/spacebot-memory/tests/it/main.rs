@@ -1,4 +1,5 @@
-//! Integration tests of the SQLite conversation log and memory graph, in one test binary.
+//! Integration tests of the conversation log (on SQLite and PostgreSQL: the storage suite in
+//! `support.rs`) and the SQLite memory graph, in one test binary.
 
 mod chronicle;
 mod concurrency;
@@ -15,6 +16,7 @@ mod memory_support;
 mod memory_visibility;
 mod memory_writes;
 mod open;
+mod postgres;
 mod process_runs;
 mod recovery;
 mod support;

@@ -1,12 +1,22 @@
-//! Process runs on SQLite: recorded at start, ended once, and the unfinished ones found again
-//! after the file is reopened; what a run's conversation is owed kept until told, and runs found
-//! by the message that started them (on SQLite and on the in-memory log alike).
+//! Process runs: recorded at start, ended once, and the unfinished ones found again after the
+//! database is reopened; what a run's conversation is owed kept until told, and runs found by the
+//! message that started them (on SQLite, PostgreSQL and the in-memory log alike).
+
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
 
 use spacebot_core::{
     AgentId, ConversationId, InboundMessage, Owed, ProcessId, ProcessKind, ProcessRun, ProcessRuns, Sender,
     TerminalState,
 };
-use spacebot_memory::SqliteLog;
+
+use crate::support::{TestDb, on_both_backends};
+
+on_both_backends!(
+    runs_end_once_and_unfinished_ones_survive_a_reopen,
+    outcomes_are_kept_until_told_and_runs_found_by_their_message
+);
 
 fn run(id: &str, kind: ProcessKind, origin: Option<InboundMessage>) -> ProcessRun {
     ProcessRun::new(
@@ -19,13 +29,10 @@ fn run(id: &str, kind: ProcessKind, origin: Option<InboundMessage>) -> ProcessRu
     )
 }
 
-#[tokio::test]
-async fn runs_end_once_and_unfinished_ones_survive_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spacebot.db");
+async fn runs_end_once_and_unfinished_ones_survive_a_reopen<D: TestDb>(db: D) {
     let origin = InboundMessage::text("webhook", "c", Sender::new("ivan"), "summarise it").with_agent("main");
     {
-        let store = SqliteLog::open(&path).await.unwrap();
+        let store = db.open().await;
         store.started(&run("w1", ProcessKind::Worker, Some(origin.clone()))).await.unwrap();
         store.started(&run("b1", ProcessKind::Branch, None)).await.unwrap();
         store.started(&run("done", ProcessKind::Worker, None)).await.unwrap();
@@ -38,7 +45,7 @@ async fn runs_end_once_and_unfinished_ones_survive_a_reopen() {
         );
         assert!(!store.ended(&ProcessId::new("unknown"), TerminalState::Failed, None).await.unwrap());
     }
-    let store = SqliteLog::open(&path).await.unwrap();
+    let store = db.open().await;
     let unfinished = store.unfinished().await.unwrap();
     let ids: Vec<_> = unfinished.iter().map(|r| r.process.as_str().to_owned()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
@@ -112,16 +119,13 @@ async fn outcomes_hold(store: &dyn ProcessRuns) {
     );
 }
 
-#[tokio::test]
-async fn outcomes_are_kept_until_told_and_runs_found_by_their_message_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spacebot.db");
+async fn outcomes_are_kept_until_told_and_runs_found_by_their_message<D: TestDb>(db: D) {
     {
-        let store = SqliteLog::open(&path).await.unwrap();
+        let store = db.open().await;
         outcomes_hold(&store).await;
     }
     // What is still owed survives a reopen (a restart).
-    let store = SqliteLog::open(&path).await.unwrap();
+    let store = db.open().await;
     let owed = store.owed().await.unwrap();
     assert_eq!(owed.len(), 1);
     assert_eq!(owed[0].owed, Some(Owed::Notice("stopped by a shutdown".to_owned())));

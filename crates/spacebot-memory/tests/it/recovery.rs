@@ -1,20 +1,28 @@
-//! What a restarted daemon finds: unanswered messages to process again, and the history.
+//! What a restarted daemon finds: unanswered messages to process again, and the history; on
+//! SQLite and PostgreSQL.
+
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
 
 use spacebot_core::ConversationLog;
-use spacebot_memory::SqliteLog;
 
-use crate::support::{agent, ids, inbound, raw_connection, reply_to, temp_db, texts};
+use crate::support::{LogStore, TestDb, agent, ids, inbound, on_both_backends, reply_to, texts};
 
-#[tokio::test]
-async fn unanswered_messages_of_every_agent_come_back_after_a_restart() {
-    let (_dir, path) = temp_db();
+on_both_backends!(
+    unanswered_messages_of_every_agent_come_back_after_a_restart,
+    history_survives_a_restart,
+    an_unreadable_inbound_row_does_not_block_recovery,
+);
+
+async fn unanswered_messages_of_every_agent_come_back_after_a_restart<D: TestDb>(db: D) {
     let answered = inbound("main", "c1", "a-1", "answered");
     let waiting_main = inbound("main", "c1", "a-2", "waiting in main").with_metadata("thread", serde_json::json!(7));
     let skipped = inbound("helper", "c9", "b-1", "skipped");
     let waiting_helper = inbound("helper", "c9", "b-2", "waiting in helper");
     let waiting_main_later = inbound("main", "c2", "a-3", "waiting in another conversation");
     {
-        let store = SqliteLog::open(&path).await.unwrap();
+        let store = db.open().await;
         for message in [&answered, &waiting_main, &skipped, &waiting_helper, &waiting_main_later] {
             assert!(store.record_inbound(message).await.unwrap());
         }
@@ -23,7 +31,7 @@ async fn unanswered_messages_of_every_agent_come_back_after_a_restart() {
         // Dropped without `close`, as a crashing process would leave it.
     }
 
-    let store = SqliteLog::open(&path).await.unwrap();
+    let store = db.open().await;
     let recovered = store.unhandled().await.unwrap();
     assert_eq!(ids(&recovered), ["a-2", "b-2", "a-3"], "oldest first, across agents");
     // The full inbound message comes back, routing data and exact timestamp included.
@@ -34,15 +42,13 @@ async fn unanswered_messages_of_every_agent_come_back_after_a_restart() {
         store.record_reply(&reply_to(message, "sorry for the wait"), std::slice::from_ref(&message.id)).await.unwrap();
     }
     store.close().await;
-    let store = SqliteLog::open(&path).await.unwrap();
+    let store = db.open().await;
     assert!(store.unhandled().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn history_survives_a_restart() {
-    let (_dir, path) = temp_db();
+async fn history_survives_a_restart<D: TestDb>(db: D) {
     let before = {
-        let store = SqliteLog::open(&path).await.unwrap();
+        let store = db.open().await;
         for n in 0..5 {
             let message = inbound("main", "c1", &format!("in-{n}"), &format!("q{n}"));
             store.record_inbound(&message).await.unwrap();
@@ -54,7 +60,7 @@ async fn history_survives_a_restart() {
     };
     assert_eq!(before.len(), 10);
 
-    let store = SqliteLog::open(&path).await.unwrap();
+    let store = db.open().await;
     assert_eq!(store.history(&agent("main"), &"c1".into(), 100).await.unwrap(), before);
     // Recording continues after the old messages, and the old ids are still known.
     assert!(!store.record_inbound(&inbound("main", "c1", "in-0", "q0")).await.unwrap());
@@ -63,26 +69,20 @@ async fn history_survives_a_restart() {
     assert_eq!(texts(&last), ["a4", "q5"]);
 }
 
-#[tokio::test]
-async fn an_unreadable_inbound_row_does_not_block_recovery() {
-    let (_dir, path) = temp_db();
-    let store = SqliteLog::open(&path).await.unwrap();
+async fn an_unreadable_inbound_row_does_not_block_recovery<D: TestDb>(db: D) {
+    let store = db.open().await;
     let before = inbound("main", "c1", "ok-1", "fine");
     let damaged = inbound("main", "c1", "bad-1", "damaged");
     let after = inbound("other", "c2", "ok-2", "also fine");
     for message in [&before, &damaged, &after] {
         store.record_inbound(message).await.unwrap();
     }
-    let mut raw = raw_connection(&path).await;
-    sqlx::query("UPDATE messages SET inbound_json = '{\"id\": 42, \"trailing' WHERE id = 'bad-1'")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    db.execute("UPDATE messages SET inbound_json = '{\"id\": 42, \"trailing' WHERE id = 'bad-1'").await;
 
     assert_eq!(store.unhandled().await.unwrap(), vec![before.clone(), after.clone()]);
     // It was set aside, not retried on every start, and it stays visible in the history.
     store.close().await;
-    let store = SqliteLog::open(&path).await.unwrap();
+    let store = db.open().await;
     assert_eq!(store.unhandled().await.unwrap(), vec![before, after]);
     let history = store.history(&agent("main"), &"c1".into(), 10).await.unwrap();
     assert_eq!(texts(&history), ["fine", "damaged"]);

@@ -1,13 +1,154 @@
-//! Helpers shared by the tests: messages, temporary database files, raw SQL access.
+//! Helpers shared by the tests: messages, temporary database files, raw SQL access, and the
+//! storage suite's backends.
+//!
+//! # The storage suite
+//!
+//! The log's tests (conversation, chronicle, process runs, cron, usage, recovery, concurrency)
+//! are written once, as `async fn name<D: TestDb>(db: D)`, and [`on_both_backends!`] turns each
+//! into two tests, `sqlite::name` (a database file in a temp dir) and `postgres::name` (a fresh
+//! database on the process's [`PgServer::shared`]). [`TestDb::open`] opens the test's database,
+//! and opening it again is a restart. Tests of what only one backend has (files, WAL, URLs) stay
+//! apart (`open.rs`, `postgres.rs`).
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Connection;
+use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tempfile::TempDir;
 
-use spacebot_core::{AgentId, InboundMessage, MessageId, Role, Sender, StoredMessage};
+use spacebot_core::{
+    AgentId, ConversationLog, CronStore, InboundMessage, MessageId, ProcessRuns, Role, Sender, StoredMessage,
+    UsageLedger,
+};
+use spacebot_memory::{PgLog, SqliteLog};
+use spacebot_testing::PgServer;
+
+/// A store of the storage suite: every log trait, and a way to close it.
+pub(crate) trait LogStore:
+    ConversationLog + ProcessRuns + CronStore + UsageLedger + Clone + Send + Sync + 'static
+{
+    /// Closes the store's connections (as a daemon does when it stops).
+    async fn close(&self);
+}
+
+impl LogStore for SqliteLog {
+    async fn close(&self) {
+        SqliteLog::close(self).await;
+    }
+}
+
+impl LogStore for PgLog {
+    async fn close(&self) {
+        PgLog::close(self).await;
+    }
+}
+
+/// One test's database on one backend.
+pub(crate) trait TestDb: Sized {
+    /// The store the backend has.
+    type Log: LogStore;
+    /// SQL that makes every later update of `messages.handled_at` fail with "injected failure".
+    const REFUSE_HANDLED: &'static str;
+    /// SQL that undoes [`REFUSE_HANDLED`](Self::REFUSE_HANDLED).
+    const ALLOW_HANDLED: &'static str;
+
+    /// A fresh, empty database (not opened yet).
+    async fn new() -> Self;
+
+    /// Opens the database as the daemon does; opening it again is a restart.
+    async fn open(&self) -> Self::Log;
+
+    /// Runs `sql` (one or more statements) on a connection of its own, beside the store.
+    async fn execute(&self, sql: &'static str);
+}
+
+/// A database file in a temporary directory.
+pub(crate) struct SqliteDb {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl TestDb for SqliteDb {
+    type Log = SqliteLog;
+    const REFUSE_HANDLED: &'static str = "CREATE TRIGGER refuse_handled BEFORE UPDATE OF handled_at ON messages
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END";
+    const ALLOW_HANDLED: &'static str = "DROP TRIGGER refuse_handled";
+
+    async fn new() -> Self {
+        let (_dir, path) = temp_db();
+        Self { _dir, path }
+    }
+
+    async fn open(&self) -> SqliteLog {
+        SqliteLog::open(&self.path).await.expect("the test database opens")
+    }
+
+    async fn execute(&self, sql: &'static str) {
+        let mut raw = raw_connection(&self.path).await;
+        sqlx::raw_sql(sql).execute(&mut raw).await.expect("raw SQL runs");
+    }
+}
+
+/// A database of its own on the test process's PostgreSQL server.
+pub(crate) struct PgDb {
+    url: String,
+}
+
+impl TestDb for PgDb {
+    type Log = PgLog;
+    const REFUSE_HANDLED: &'static str = "
+        CREATE FUNCTION refuse_handled() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+        CREATE TRIGGER refuse_handled BEFORE UPDATE OF handled_at ON messages
+            FOR EACH ROW EXECUTE FUNCTION refuse_handled();";
+    const ALLOW_HANDLED: &'static str = "DROP TRIGGER refuse_handled ON messages";
+
+    async fn new() -> Self {
+        Self { url: PgServer::shared().await.create_database().await }
+    }
+
+    async fn open(&self) -> PgLog {
+        PgLog::connect(&self.url).await.expect("the test database opens")
+    }
+
+    async fn execute(&self, sql: &'static str) {
+        let mut raw = PgConnection::connect(&self.url).await.expect("raw connection");
+        sqlx::raw_sql(sql).execute(&mut raw).await.expect("raw SQL runs");
+    }
+}
+
+/// Turns each generic test `async fn name<D: TestDb>(db: D)` of the calling module into
+/// `sqlite::name` and `postgres::name`, each on a fresh database. A leading `#[tokio::test(..)]`
+/// replaces the plain `#[tokio::test]`.
+macro_rules! on_both_backends {
+    (#[$test:meta] $($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[$test]
+                async fn $name() {
+                    let db = <$crate::support::SqliteDb as $crate::support::TestDb>::new().await;
+                    super::$name(db).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[$test]
+                async fn $name() {
+                    let db = <$crate::support::PgDb as $crate::support::TestDb>::new().await;
+                    super::$name(db).await;
+                }
+            )+
+        }
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::support::on_both_backends!(#[tokio::test] $($name),+);
+    };
+}
+pub(crate) use on_both_backends;
 
 /// A temporary directory and a database path inside it (the file does not exist yet).
 pub(crate) fn temp_db() -> (TempDir, PathBuf) {
@@ -64,4 +205,22 @@ pub(crate) fn agent(value: &str) -> AgentId {
 /// inspecting pragmas, damaging rows, injecting failures.
 pub(crate) async fn raw_connection(path: &Path) -> SqliteConnection {
     SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(path)).await.expect("raw connection")
+}
+
+/// The migrations in `migrations/` (`""`) or one of its backend directories (`"postgres"`), as
+/// (version, file name), by version.
+pub(crate) fn migration_files(directory: &str) -> Vec<(i64, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(directory);
+    let mut files: Vec<(i64, String)> = std::fs::read_dir(&dir)
+        .expect("the migrations directory")
+        .map(|entry| entry.expect("a directory entry"))
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let version = name.split_once('_')?.0.parse().ok()?;
+            name.ends_with(".sql").then_some((version, name))
+        })
+        .collect();
+    files.sort();
+    files
 }
