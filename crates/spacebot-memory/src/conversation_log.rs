@@ -91,6 +91,17 @@ impl InboundRow {
     }
 }
 
+/// `text` with each NUL character replaced by U+FFFD: PostgreSQL's text can't hold NUL, and a
+/// message from the network may carry one. (The serialized form in `inbound_json` keeps it,
+/// escaped as JSON writes it.)
+pub(crate) fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 pub(crate) fn to_millis(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
@@ -121,7 +132,7 @@ macro_rules! log_impl {
                 StoredMessage,
             };
 
-            use $crate::conversation_log::{InboundRow, MessageRow, to_millis};
+            use $crate::conversation_log::{InboundRow, MessageRow, to_millis, without_nul};
             use $crate::error::{permanent, store_error};
 
             impl $store {
@@ -141,8 +152,8 @@ macro_rules! log_impl {
                     .bind(message.agent.as_str())
                     .bind(message.conversation.as_str())
                     .bind(message.role.as_str())
-                    .bind(message.sender.as_str())
-                    .bind(message.text.as_str())
+                    .bind(without_nul(&message.sender))
+                    .bind(without_nul(&message.text))
                     .bind(to_millis(message.created_at))
                     .bind(inbound_json)
                     .execute(executor)

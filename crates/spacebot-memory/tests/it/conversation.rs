@@ -20,7 +20,21 @@ on_both_backends!(
     a_reply_and_its_handled_marks_commit_together,
     skipped_messages_are_marked_handled_for_their_agent_only,
     conversation_settings_are_kept_per_conversation_and_survive_a_reopen,
+    a_message_carrying_nul_characters_is_recorded,
 );
+
+/// A NUL from the network (PostgreSQL's text can't hold one) is kept as U+FFFD in the text, and
+/// the message itself, as recovery reads it back, is unchanged.
+async fn a_message_carrying_nul_characters_is_recorded<D: TestDb>(db: D) {
+    let store = db.open().await;
+    let message = inbound("main", "webhook:c1", "nul-1", "before\0after");
+    assert!(store.record_inbound(&message).await.unwrap());
+    assert_eq!(store.unhandled().await.unwrap(), vec![message.clone()]);
+    let reply = reply_to(&message, "a reply with a \0 too");
+    store.record_reply(&reply, std::slice::from_ref(&message.id)).await.unwrap();
+    let history = store.history(&agent("main"), &ConversationId::from("webhook:c1"), 10).await.unwrap();
+    assert_eq!(texts(&history), ["before\u{FFFD}after", "a reply with a \u{FFFD} too"]);
+}
 
 async fn an_inbound_message_and_its_reply_round_trip<D: TestDb>(db: D) {
     let store = db.open().await;
