@@ -23,12 +23,14 @@ mod effective;
 mod mcp;
 mod memory;
 mod messaging;
+mod storage;
 mod tools;
 
 pub(crate) use conversations::ConversationSettings;
 pub(crate) use effective::effective;
 pub(crate) use memory::{DEFAULT_EMBEDDING_MODEL, EmbedderSettings, MemorySettings};
 pub(crate) use messaging::Messaging;
+pub(crate) use storage::StorageSettings;
 
 /// Where the HTTP API listens when the config says nothing.
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:19898";
@@ -55,6 +57,8 @@ pub(crate) struct RawConfig {
     memory: memory::RawMemory,
     #[serde(default)]
     conversations: conversations::RawConversations,
+    #[serde(default)]
+    storage: storage::RawStorage,
     /// `[[mcp_servers]]`: MCP servers whose tools workers get.
     #[serde(default)]
     mcp_servers: Vec<mcp::RawMcpServer>,
@@ -254,6 +258,8 @@ pub struct Config {
     pub(crate) memory: MemorySettings,
     /// `[conversations]`: when idle conversations are evicted.
     pub(crate) conversations: ConversationSettings,
+    /// `[storage]`: where the conversation log lives.
+    pub(crate) storage: StorageSettings,
     /// `[llm.prices]`: US dollars per million tokens, by `provider/model`.
     pub(crate) prices: BTreeMap<String, spacebot_webhook::ModelPrice>,
     /// `[[mcp_servers]]`, checked.
@@ -464,6 +470,7 @@ impl Config {
         }
         secrets.extend(self.mcp_secrets.iter().cloned());
         secrets.extend(self.task_tools.web_search.as_ref().and_then(|search| search.api_key.clone()));
+        secrets.extend(self.storage.password());
         secrets
     }
 
@@ -828,6 +835,7 @@ fn validate(
     let task_tools = tools::task_tools(raw.tools)?;
     let memory = memory::memory(raw.memory)?;
     let conversations = conversations::conversations(raw.conversations);
+    let storage = storage::storage(raw.storage)?;
     let (mcp_servers, mcp_secrets) = mcp::mcp_servers(raw.mcp_servers, &data_dir)?;
 
     Ok(Config {
@@ -836,6 +844,7 @@ fn validate(
         task_tools,
         memory,
         conversations,
+        storage,
         source,
         data_dir,
         data_dir_origin,

@@ -109,6 +109,12 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("conversations: {}", config.conversations);
+    match config.storage.shown_url() {
+        Some(url) => println!(
+            "storage: the conversation log on PostgreSQL at {url}; memories in SQLite files under the data dir"
+        ),
+        None => println!("storage: SQLite at {}", config.data_dir.log_db().display()),
+    }
     println!("adapter webhook: POST /webhook/{{agent}}");
     for (index, binding) in config.bindings.iter().enumerate() {
         let instance = binding.instance.as_deref().map(|i| format!(":{i}")).unwrap_or_default();

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use spacebot_agent::{AgentProfile, ChannelEngine, ChannelSettings};
 use spacebot_core::{
     AgentId, ConversationLog, CronJobs, FallbackModel, LanguageModel, ProcessKind, Runtime, RuntimeHandle,
-    RuntimeSettings, Scrubber,
+    RuntimeSettings, Scrubber, UsageLedger,
 };
 use spacebot_cortex::{CronAdapter, CronScheduler, CronSettings, Watchdog, WatchdogSettings};
-use spacebot_memory::SqliteLog;
+use spacebot_memory::{PgLog, SqliteLog};
 use spacebot_webhook::{ApiConfig, Metrics, OpenAiAdapter, WebhookAdapter};
 
 use crate::config::{self, Config};
@@ -36,6 +36,52 @@ const HTTP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// enough for blocking work that is about to finish.
 const MIN_RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 
+/// The conversation log and what is kept beside it (chronicle, process runs, cron jobs, token
+/// usage): SQLite at `data_dir/spacebot.db`, or the PostgreSQL database `[storage] url` names.
+#[derive(Clone)]
+enum LogStore {
+    Sqlite(Arc<SqliteLog>),
+    Postgres(Arc<PgLog>),
+}
+
+impl LogStore {
+    /// Opens (and migrates) the store the config names.
+    async fn open(config: &Config) -> anyhow::Result<Self> {
+        Ok(match &config.storage {
+            config::StorageSettings::Sqlite => {
+                Self::Sqlite(Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?))
+            }
+            config::StorageSettings::Postgres { url } => {
+                let log = PgLog::connect(url).await?;
+                tracing::info!(url = %spacebot_memory::redacted_url(url), "conversation log on PostgreSQL");
+                Self::Postgres(Arc::new(log))
+            }
+        })
+    }
+
+    fn log(&self) -> Arc<dyn ConversationLog> {
+        match self {
+            Self::Sqlite(log) => log.clone(),
+            Self::Postgres(log) => log.clone(),
+        }
+    }
+
+    fn usage(&self) -> Arc<dyn UsageLedger> {
+        match self {
+            Self::Sqlite(log) => log.clone(),
+            Self::Postgres(log) => log.clone(),
+        }
+    }
+
+    /// Closes every connection, waiting for operations in flight.
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(log) => log.close().await,
+            Self::Postgres(log) => log.close().await,
+        }
+    }
+}
+
 /// A running daemon: the runtime, its stores, the cortex's loops and the HTTP API.
 ///
 /// Stop it with [`shutdown`](Self::shutdown) (or [`run_until`](Self::run_until)), which waits for
@@ -44,7 +90,7 @@ const MIN_RUNTIME_SHUTDOWN: Duration = Duration::from_secs(1);
 pub struct Daemon {
     addr: SocketAddr,
     runtime: Runtime,
-    store: Arc<SqliteLog>,
+    store: LogStore,
     memories: Memories,
     tasks: Tasks,
 }
@@ -94,12 +140,12 @@ impl Daemon {
                     "can't create the identity files' templates");
             }
         }
-        let store = Arc::new(SqliteLog::open(&config.data_dir.log_db()).await?);
+        let store = LogStore::open(config).await?;
         let memories = Memories::open(config).await?;
 
         // The cron scheduler over the store's jobs; the config's jobs are upserted now, so a job
         // removed from the config is gone before anything runs.
-        let cron = match store.cron_store() {
+        let cron = match store.log().cron_store() {
             Some(cron_store) => {
                 let scheduler = CronScheduler::new(cron_store, CronSettings::default());
                 let agents: Vec<AgentId> = config.agents.iter().map(|a| AgentId::new(a.id.as_str())).collect();
@@ -138,7 +184,7 @@ impl Daemon {
                 engine: ChannelEngine::new(profiles),
                 notices: config.embedded.iter().map(|embedded| embedded.notice.clone()).collect(),
             }))
-            .log(store.clone())
+            .log(store.log())
             .adapter(Arc::new(WebhookAdapter))
             .adapter(Arc::new(openai.clone()))
             .adapter(Arc::new(CronAdapter))
@@ -174,14 +220,14 @@ impl Daemon {
         // Runs a crash cut short are settled before the runtime resumes unanswered messages, so
         // it doesn't answer theirs again.
         if let Some(scheduler) = &cron {
-            scheduler.settle_interrupted(&*store).await;
+            scheduler.settle_interrupted(&*store.log()).await;
         }
         let runtime = builder.start().await?;
         let cortex_stop = CancellationToken::new();
         // The metrics follow the runtime's events until the cortex stops.
         let metering = tokio::spawn(metrics.clone().follow(runtime.handle().subscribe(), cortex_stop.clone()));
         // Stopped with the cortex, after the runtime: every call's usage is written by then.
-        let usage = tokio::spawn(usage_writer.run(store.clone(), cortex_stop.clone()));
+        let usage = tokio::spawn(usage_writer.run(store.usage(), cortex_stop.clone()));
         let watchdog =
             tokio::spawn(watchdog.enforce(runtime.handle()).run(runtime.handle().subscribe(), cortex_stop.clone()));
         // The cortex's memory upkeep (decay, prune, merge, link), every interval, per agent.
@@ -194,7 +240,7 @@ impl Daemon {
             .with_max_body_bytes(config.api.max_body_bytes)
             .with_openai(openai)
             .with_metrics(metrics)
-            .with_usage(store.clone(), config.prices.clone())
+            .with_usage(store.usage(), config.prices.clone())
             .with_memories(memories.all())
             .with_mcp_status(mcp_status(mcp.handle()))
             .with_effective_config(crate::config::effective(config))

@@ -37,6 +37,24 @@ async fn check(global: &GlobalArgs) -> bool {
         Err(reason) => verdict(false, "data dir", &format!("{data_dir} ({}) {reason}", config.data_dir_origin)),
     };
 
+    if let crate::config::StorageSettings::Postgres { url } = &config.storage {
+        let shown = spacebot_memory::redacted_url(url);
+        healthy &= match tokio::time::timeout(CHECK_TIMEOUT, spacebot_memory::PgLog::connect(url)).await {
+            Ok(Ok(log)) => {
+                log.close().await;
+                verdict(
+                    true,
+                    "storage",
+                    &format!("PostgreSQL at {shown} answers; its schema is current (pending migrations applied)"),
+                )
+            }
+            Ok(Err(error)) => verdict(false, "storage", &error.to_string()),
+            Err(_) => {
+                verdict(false, "storage", &format!("PostgreSQL at {shown} did not answer within {CHECK_TIMEOUT:?}"))
+            }
+        };
+    }
+
     #[cfg(feature = "local-model")]
     if let Some(embedded) = &config.embedded {
         healthy &= match spacebot_llm::LocalModel::inspect(&embedded.path) {

@@ -76,5 +76,5 @@ pub use error::{Error, Result};
 pub use memory::{Clock, ImportMark, IndexFootprint, RecallLists, SqliteMemory};
 pub use memory::{MAX_CONTENT_BYTES, text_hash};
 #[cfg(feature = "postgres")]
-pub use postgres::PgLog;
+pub use postgres::{PgLog, redacted as redacted_url};
 pub use sqlite::SqliteLog;

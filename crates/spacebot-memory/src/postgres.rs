@@ -134,7 +134,7 @@ usage_impl!(PgLog, sqlx::Postgres);
 /// `url` with its password (in the user part, or a `password` query parameter) replaced by
 /// `***`, for errors and logs. Anything that might be part of the password goes: a password with
 /// an unescaped `@` takes the host with it, never the other way round.
-pub(crate) fn redacted(url: &str) -> String {
+pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         // Not a URL sqlx would take; it may still hold a password somewhere.
         return REDACTED.to_owned();

@@ -220,6 +220,10 @@ pub(crate) fn effective(config: &Config) -> Value {
             "embedder": embedder,
             "maintenance_interval_secs": config.memory.maintenance_interval.map(secs),
         },
+        "storage": {
+            "backend": match config.storage { super::StorageSettings::Sqlite => "sqlite", super::StorageSettings::Postgres { .. } => "postgres" },
+            "url": config.storage.shown_url(),
+        },
         "conversations": {
             "idle_timeout_secs": config.conversations.idle_timeout.map(secs),
             "max_live": config.conversations.max_live,
@@ -288,6 +292,8 @@ embedder = "openai"
 embedding_base_url = "http://127.0.0.1:9/v1"
 embedding_model = "emb"
 embedding_api_key = "embedding-secret-8"
+[storage]
+url = "postgres://bot:storage-secret-12@db.internal/spacebot"
 "#,
         )
         .unwrap();
@@ -307,10 +313,13 @@ embedding_api_key = "embedding-secret-8"
             "telegram-secret-9",
             "telegram-hook-secret-10",
             "email-secret-11",
+            "storage-secret-12",
         ] {
             assert!(!text.contains(secret), "{secret} shown in {shown:#}");
         }
         assert_eq!(shown["api"]["token"], REDACTED);
+        assert_eq!(shown["storage"], json!({"backend": "postgres", "url": "postgres://bot:***@db.internal/spacebot"}));
+        assert!(config.secrets().contains(&"storage-secret-12".to_owned()), "the scrubber knows the password");
         assert_eq!(shown["messaging"]["telegram"][0]["token"], REDACTED);
         assert_eq!(shown["messaging"]["email"][0]["imap"]["password"], REDACTED);
         assert_eq!(shown["messaging"]["email"][0]["imap"]["port"], 993);

@@ -20,6 +20,7 @@ mod metrics;
 mod modes;
 mod openai_api;
 mod portal;
+mod postgres;
 mod processes;
 mod provider_errors;
 mod refusals;
