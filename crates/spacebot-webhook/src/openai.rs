@@ -697,14 +697,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_agent_that_does_not_finish_in_time_is_a_504_naming_the_wait() {
         let timeout = Duration::from_secs(300);
-        let answer = Answer {
-            id: "chatcmpl-1".to_owned(),
-            model: "main".to_owned(),
-            created: 0,
-            command: false,
-            deadline: Instant::now() + timeout,
-            timeout,
-        };
+        let answer = answer("chatcmpl-1");
         let adapter = OpenAiAdapter::new();
         let message = MessageId::new("m1");
         let (guard, receiver) = adapter.wait_for(message.clone());
@@ -720,19 +713,30 @@ mod tests {
         drop(events);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_turns_end_carries_the_usage_and_an_unseen_one_costs_only_the_usage() {
-        let answer = Answer {
-            id: "chatcmpl-1".to_owned(),
+    /// An answer to a request for agent `main`, waiting up to 300 s.
+    fn answer(id: &str) -> Answer {
+        Answer {
+            id: id.to_owned(),
             model: "main".to_owned(),
             created: 0,
             command: false,
             deadline: Instant::now() + Duration::from_secs(300),
             timeout: Duration::from_secs(300),
-        };
-        let adapter = OpenAiAdapter::new();
-        let message = MessageId::new("m1");
+        }
+    }
+
+    /// The message `id` a request submitted to `openai:u`.
+    fn submitted(id: &str) -> (MessageId, InboundMessage) {
+        let message = MessageId::new(id);
         let target = InboundMessage::text(OPENAI_ADAPTER, "openai:u", Sender::new("u"), "hi").with_id(message.clone());
+        (message, target)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_turns_end_carries_the_usage_and_an_unseen_one_costs_only_the_usage() {
+        let answer = answer("chatcmpl-1");
+        let adapter = OpenAiAdapter::new();
+        let (message, target) = submitted("m1");
         let (events, events_receiver) = broadcast::channel(8);
         let (guard, receiver) = adapter.wait_for(message.clone());
         let mut waiter = Waiter::new(guard, receiver, events_receiver, message.clone());
@@ -766,17 +770,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_streamed_answer_shows_a_reply_as_it_is_written_and_then_only_the_rest() {
-        let answer = Answer {
-            id: "chatcmpl-2".to_owned(),
-            model: "main".to_owned(),
-            created: 0,
-            command: false,
-            deadline: Instant::now() + Duration::from_secs(300),
-            timeout: Duration::from_secs(300),
-        };
+        let answer = answer("chatcmpl-2");
         let adapter = OpenAiAdapter::new();
-        let message = MessageId::new("m2");
-        let target = InboundMessage::text(OPENAI_ADAPTER, "openai:u", Sender::new("u"), "hi").with_id(message.clone());
+        let (message, target) = submitted("m2");
         let (events, events_receiver) = broadcast::channel(64);
         let (guard, receiver) = adapter.wait_for(message.clone());
         let mut waiter = Waiter::new(guard, receiver, events_receiver, message.clone()).with_previews();
