@@ -316,9 +316,9 @@ impl MailServer {
     ///
     /// # Panics
     ///
-    /// When mail is still queued after 15 s, showing the servers' logs.
+    /// When mail is still queued after 60 s, showing the servers' logs.
     pub fn settle(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let queued = || {
             ["maildrop", "incoming", "active", "deferred", "hold"]
                 .iter()
