@@ -29,6 +29,16 @@ pub trait MessagingAdapter: Send + Sync + 'static {
     /// Delivers a response in the context of `target`.
     async fn send(&self, target: &InboundMessage, response: OutboundResponse) -> Result<(), AdapterError>;
 
+    /// Whether at most one runtime of a fleet may run this connection at a time: a platform
+    /// that gives a bot one session (a Discord gateway shard, a Slack Socket Mode app, a Telegram
+    /// poller or webhook, a mailbox read over IMAP). In a fleet the runtime then starts it only
+    /// while it holds the connection's lease ([`Leases::acquire_connection`](crate::Leases::acquire_connection)),
+    /// and stops it if the lease is lost. The default, `false`, suits connections every member
+    /// may serve side by side (an HTTP endpoint behind a load balancer).
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     /// A cheap authenticated call that says whether the platform is usable.
     async fn health_check(&self) -> Result<(), AdapterError> {
         Ok(())

@@ -44,6 +44,7 @@ mod handoff;
 mod ids;
 mod inbox;
 mod journal;
+mod lease;
 mod llm;
 mod log;
 mod memory;
@@ -80,6 +81,7 @@ pub use fallback::FallbackModel;
 pub use handoff::{Handoff, NotTaken, handoff};
 pub use ids::{AgentId, ConversationId, MemoryId, MessageId, ProcessId};
 pub use inbox::Inbox;
+pub use lease::{Claim, FleetMember, FleetStatus, Leases};
 pub use llm::{
     ChatMessage, ChatRequest, ChatResponse, ChatStream, ImagePart, LanguageModel, StreamEvent, ToolCall, ToolSpec,
     Usage, replayed,

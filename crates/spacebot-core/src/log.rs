@@ -58,6 +58,22 @@ pub trait ConversationLog: Send + Sync + 'static {
             .collect())
     }
 
+    /// One conversation's unhandled inbound messages, oldest first: what a fleet member that
+    /// takes the conversation over answers first. The default filters
+    /// [`unhandled`](Self::unhandled).
+    async fn unhandled_messages_in(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+    ) -> Result<Vec<InboundMessage>, StoreError> {
+        Ok(self
+            .unhandled()
+            .await?
+            .into_iter()
+            .filter(|m| m.agent.as_ref() == Some(agent) && &m.conversation == conversation)
+            .collect())
+    }
+
     /// A setting kept for one conversation (its response mode, say), `None` when it was never
     /// set. The default keeps none.
     async fn conversation_setting(

@@ -25,7 +25,7 @@
 //! result waiting to be relayed). When its task returns, the entry is dropped, unless a message
 //! raced the exit into the inbox: then a new task takes the same inbox, as after a crash.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -44,6 +44,7 @@ use crate::error::{AdapterError, Error, Result};
 use crate::event::RuntimeEvent;
 use crate::ids::{AgentId, ConversationId, MessageId};
 use crate::inbox::{Inbox, InboxSender, inbox};
+use crate::lease::{Claim, FleetStatus, Leases};
 use crate::log::ConversationLog;
 use crate::message::{InboundMessage, OutboundResponse, Role, StoredMessage};
 use crate::outbox::{AdapterSet, DeliveryPolicy, Outbox};
@@ -138,6 +139,7 @@ pub struct RuntimeBuilder {
     agents: Vec<AgentId>,
     settings: RuntimeSettings,
     bindings: Vec<Binding>,
+    leases: Option<Arc<dyn Leases>>,
     scrubber: Scrubber,
 }
 
@@ -189,6 +191,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Makes this runtime a member of a fleet sharing its log: it runs a conversation only while
+    /// it holds the conversation's lease (see [`Leases`]).
+    pub fn leases(mut self, leases: Arc<dyn Leases>) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
     /// Starts the runtime: recovers messages left unhandled by a previous run, starts the router
     /// and the adapters. Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<Runtime> {
@@ -227,6 +236,10 @@ impl RuntimeBuilder {
             sweep
         });
         let router = Router {
+            commands: router_tx.downgrade(),
+            leases: self.leases.clone(),
+            acquiring: HashMap::new(),
+            routed: 0,
             engine: engine.clone(),
             log: log.clone(),
             outbox: outbox.clone(),
@@ -256,16 +269,28 @@ impl RuntimeBuilder {
                 processes,
                 engine,
                 outbox,
+                leases: self.leases.clone(),
             }),
         };
 
-        let pending = log.unhandled().await?;
-        if !pending.is_empty() {
-            tracing::info!(count = pending.len(), "resuming messages left unanswered by the previous run");
-        }
-        for message in pending {
-            handle.route(message).await?;
-        }
+        // A fleet member takes the messages it may answer from its first look at the leases;
+        // alone, the runtime answers every message left unhandled.
+        let fleet_stop = CancellationToken::new();
+        let fleet = match &self.leases {
+            Some(leases) => {
+                Some(tokio::spawn(keep_leases(leases.clone(), handle.inner.router.clone(), fleet_stop.clone())))
+            }
+            None => {
+                let pending = log.unhandled().await?;
+                if !pending.is_empty() {
+                    tracing::info!(count = pending.len(), "resuming messages left unanswered by the previous run");
+                }
+                for message in pending {
+                    handle.route(message).await?;
+                }
+                None
+            }
+        };
         // Results that ended before the last stop and were never relayed: their conversations
         // start now (those with a message to answer have) and relay them.
         if let Some(runs) = log.process_runs() {
@@ -312,6 +337,8 @@ impl RuntimeBuilder {
             grace: self.settings.shutdown_grace,
             journal,
             journal_stop,
+            fleet,
+            fleet_stop,
         })
     }
 }
@@ -327,6 +354,9 @@ pub struct Runtime {
     /// Records process runs, when the log keeps them.
     journal: Option<tokio::task::JoinHandle<()>>,
     journal_stop: CancellationToken,
+    /// Renews and adopts leases, in a fleet.
+    fleet: Option<tokio::task::JoinHandle<()>>,
+    fleet_stop: CancellationToken,
 }
 
 impl Runtime {
@@ -363,6 +393,13 @@ impl Runtime {
         if let Err(error) = (&mut self.router_task).await {
             tracing::error!(%error, "router task failed");
         }
+        // No conversation runs here any more: hand the leases back so the fleet takes over now.
+        self.fleet_stop.cancel();
+        if let Some(fleet) = self.fleet.take()
+            && let Err(error) = fleet.await
+        {
+            tracing::error!(%error, "lease task failed");
+        }
         // Every process has ended with its conversation: record the last ends, then stop.
         self.journal_stop.cancel();
         if let Some(journal) = self.journal.take()
@@ -387,6 +424,9 @@ impl Drop for Runtime {
         if let Some(journal) = &self.journal {
             journal.abort();
         }
+        if let Some(fleet) = &self.fleet {
+            fleet.abort();
+        }
     }
 }
 
@@ -402,6 +442,9 @@ pub struct RuntimeStatus {
     pub adapters: Vec<String>,
     /// What the engine says an operator should know (a budget spent, a circuit breaker open).
     pub notices: Vec<String>,
+    /// The fleet, when this runtime is a member of one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
 }
 
 /// A cheap, cloneable handle to a running [`Runtime`].
@@ -421,6 +464,7 @@ struct HandleInner {
     processes: ProcessRegistry,
     engine: Arc<dyn ConversationEngine>,
     outbox: Outbox,
+    leases: Option<Arc<dyn Leases>>,
 }
 
 impl RuntimeHandle {
@@ -454,11 +498,32 @@ impl RuntimeHandle {
         }
         let id = message.id.clone();
         if self.inner.log.record_inbound(&message).await? {
+            if self.inner.leases.is_some() {
+                self.route_earlier(&message).await?;
+            }
             self.route(message).await?;
         } else {
             tracing::debug!(%id, "duplicate inbound message ignored");
         }
         Ok(id)
+    }
+
+    /// In a fleet, routes the unhandled messages of `message`'s conversation recorded before it
+    /// (by other members, which hand them over in their own time), oldest first, so it can't
+    /// overtake them; the router skips those it routed already.
+    async fn route_earlier(&self, message: &InboundMessage) -> Result<()> {
+        let Some(agent) = &message.agent else { return Ok(()) };
+        match self.inner.log.unhandled_messages_in(agent, &message.conversation).await {
+            Ok(unhandled) => {
+                for earlier in unhandled.into_iter().take_while(|earlier| earlier.id != message.id) {
+                    self.route(earlier).await?;
+                }
+            }
+            // They still arrive, at the next look at the leases; only their order is at risk.
+            Err(error) => tracing::warn!(%error, conversation = %message.conversation,
+                "can't read the conversation's earlier messages; routing this one now"),
+        }
+        Ok(())
     }
 
     async fn route(&self, message: InboundMessage) -> Result<()> {
@@ -535,16 +600,56 @@ impl RuntimeHandle {
         self.inner.outbox.scrubber()
     }
 
+    /// This runtime's member name, in a fleet.
+    pub fn member(&self) -> Option<&str> {
+        self.inner.leases.as_deref().map(Leases::member)
+    }
+
+    /// In a fleet, the member running a conversation when it is another one, with where its API
+    /// is reached: a request that waits for the conversation's reply (the OpenAI endpoint) is
+    /// sent there. Takes the conversation's lease for this runtime when it is free or expired,
+    /// and then, as outside a fleet, answers `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the leases can't be read.
+    pub async fn runner_elsewhere(
+        &self,
+        agent: &AgentId,
+        conversation: &ConversationId,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let Some(leases) = &self.inner.leases else { return Ok(None) };
+        match leases.acquire(agent, conversation).await? {
+            Claim::HeldBy(member) => {
+                let address = leases.address(&member).await?;
+                Ok(Some((member, address)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// A status snapshot.
     pub async fn status(&self) -> Result<RuntimeStatus> {
         let (reply, answer) = oneshot::channel();
         self.inner.router.send(RouterCommand::Count(reply)).await.map_err(|_| Error::ShuttingDown)?;
         let conversations = answer.await.map_err(|_| Error::ShuttingDown)?;
+        let mut notices = self.inner.engine.notices();
+        let fleet = match &self.inner.leases {
+            Some(leases) => match leases.status().await {
+                Ok(fleet) => Some(fleet),
+                Err(error) => {
+                    notices.push(format!("can't read the fleet's members: {error}"));
+                    None
+                }
+            },
+            None => None,
+        };
         Ok(RuntimeStatus {
             agents: self.inner.agents.clone(),
             conversations,
             adapters: self.inner.adapter_names.clone(),
-            notices: self.inner.engine.notices(),
+            notices,
+            fleet,
         })
     }
 }
@@ -559,6 +664,30 @@ enum RouterCommand {
     },
     /// Starts a conversation with nothing to answer, unless it is live: it has results to relay.
     Wake(ConversationKey),
+    /// What became of an attempt to take a conversation's lease.
+    Leased {
+        key: ConversationKey,
+        outcome: LeaseOutcome,
+    },
+    /// The live conversations whose leases to renew, and the route count so far (for `Adopt`).
+    Snapshot(oneshot::Sender<(Vec<ConversationKey>, u64)>),
+    /// The unhandled messages this member may answer, read after the snapshot with route count
+    /// `since`.
+    Adopt {
+        messages: Vec<InboundMessage>,
+        since: u64,
+    },
+    /// Conversations whose leases another member holds now.
+    Lost(Vec<ConversationKey>),
+}
+
+/// What became of an attempt to take a conversation's lease.
+enum LeaseOutcome {
+    /// Taken, with the conversation's unhandled messages, oldest first.
+    Held(Vec<InboundMessage>),
+    /// Another member holds it.
+    HeldBy(String),
+    Failed(crate::error::StoreError),
 }
 
 type ConversationKey = (AgentId, ConversationId);
@@ -568,6 +697,8 @@ type ConversationKey = (AgentId, ConversationId);
 enum TaskKind {
     Conversation,
     Notice,
+    /// Taking a lease, or telling its holder of a message.
+    Lease,
 }
 
 /// The sentence a person sees when the conversation task handling their message died.
@@ -584,11 +715,23 @@ struct Live {
     /// Its current task was asked to end, so a clean return with messages queued means a message
     /// raced the exit (start a new task) rather than a task that gave up on its queue.
     evict_asked: bool,
+    /// In a fleet: the messages routed to it, with the route count when each was, so one that
+    /// [`RouterCommand::Adopt`] brings again is not answered twice.
+    seen: HashMap<MessageId, u64>,
+    /// In a fleet: its lease was lost, so its task was ended and ends without answering.
+    lost: bool,
 }
 
 impl Live {
     fn new(sender: InboxSender) -> Self {
-        Self { sender, active_at: Instant::now(), evict_pending: false, evict_asked: false }
+        Self {
+            sender,
+            active_at: Instant::now(),
+            evict_pending: false,
+            evict_asked: false,
+            seen: HashMap::new(),
+            lost: false,
+        }
     }
 
     fn touch(&mut self) {
@@ -598,6 +741,16 @@ impl Live {
 }
 
 struct Router {
+    /// Its own inbox, for the tasks it starts to report back (weak: the router ends when every
+    /// handle is gone).
+    commands: mpsc::WeakSender<RouterCommand>,
+    /// In a fleet: the leases conversations run under.
+    leases: Option<Arc<dyn Leases>>,
+    /// In a fleet: conversations whose lease is being taken, with what was routed to them
+    /// meanwhile.
+    acquiring: HashMap<ConversationKey, Vec<ConversationInput>>,
+    /// How many messages were routed to live conversations (the stamp of `Live::seen`).
+    routed: u64,
     engine: Arc<dyn ConversationEngine>,
     log: Arc<dyn ConversationLog>,
     outbox: Outbox,
@@ -666,6 +819,13 @@ impl Router {
                         let _ = reply.send(self.restart(&key, &reason));
                     }
                     Some(RouterCommand::Wake(key)) => self.wake(key),
+                    Some(RouterCommand::Leased { key, outcome }) => self.leased(key, outcome),
+                    Some(RouterCommand::Snapshot(reply)) => {
+                        let live = self.conversations.iter().filter(|(_, live)| !live.lost).map(|(key, _)| key.clone());
+                        let _ = reply.send((live.collect(), self.routed));
+                    }
+                    Some(RouterCommand::Adopt { messages, since }) => self.adopt(messages, since),
+                    Some(RouterCommand::Lost(keys)) => self.lost(&keys),
                     None => break,
                 },
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.reap(joined),
@@ -761,17 +921,30 @@ impl Router {
             return;
         };
         let key = (agent, message.conversation.clone());
+        if self.leases.is_some() {
+            if let Some(live) = self.conversations.get_mut(&key) {
+                if live.seen.contains_key(&message.id) {
+                    return;
+                }
+                live.seen.insert(message.id.clone(), self.routed);
+                self.routed += 1;
+            } else if let Some(queued) = self.acquiring.get_mut(&key) {
+                if !queued.iter().any(|input| input.message().is_some_and(|m| m.id == message.id)) {
+                    queued.push(input_for(message));
+                }
+                return;
+            } else {
+                self.acquiring.insert(key.clone(), vec![input_for(message)]);
+                self.acquire(key);
+                return;
+            }
+        }
         self.outbox.publish(RuntimeEvent::MessageReceived {
             agent: key.0.clone(),
             conversation: key.1.clone(),
             message_id: message.id.clone(),
         });
-        // Control commands are recognised here and travel on the inbox's control lane, so the
-        // conversation sees them ahead of queued messages and while a turn runs.
-        let input = match ControlCommand::parse(&message) {
-            Some(command) => ConversationInput::Control(command, message),
-            None => ConversationInput::Message(message),
-        };
+        let input = input_for(message);
         if let Some(live) = self.conversations.get_mut(&key) {
             live.sender.send(input);
             live.touch();
@@ -789,7 +962,12 @@ impl Router {
     /// Starts a conversation that is not live with an empty inbox (it has work of its own to
     /// resume, such as results to relay).
     fn wake(&mut self, key: ConversationKey) {
-        if self.conversations.contains_key(&key) {
+        if self.conversations.contains_key(&key) || self.acquiring.contains_key(&key) {
+            return;
+        }
+        if self.leases.is_some() {
+            self.acquiring.insert(key.clone(), Vec::new());
+            self.acquire(key);
             return;
         }
         let (sender, inbox) = inbox();
@@ -797,6 +975,107 @@ impl Router {
         self.conversations.insert(key.clone(), Live::new(sender));
         if self.max_live.is_some_and(|cap| self.conversations.len() > cap) {
             self.enforce_cap(Some(&key));
+        }
+    }
+
+    /// Takes the lease of `key` off the router's loop; the outcome comes back as
+    /// [`RouterCommand::Leased`].
+    fn acquire(&mut self, key: ConversationKey) {
+        let (Some(leases), Some(commands)) = (self.leases.clone(), self.commands.upgrade()) else { return };
+        let log = self.log.clone();
+        self.tasks.spawn(async move {
+            let outcome = match leases.acquire(&key.0, &key.1).await {
+                Ok(Claim::HeldBy(holder)) => LeaseOutcome::HeldBy(holder),
+                Ok(_) => match log.unhandled_messages_in(&key.0, &key.1).await {
+                    Ok(messages) => LeaseOutcome::Held(messages),
+                    Err(error) => LeaseOutcome::Failed(error),
+                },
+                Err(error) => LeaseOutcome::Failed(error),
+            };
+            // Fails only when the router is gone, and then nothing waits for it.
+            let _ = commands.send(RouterCommand::Leased { key, outcome }).await;
+            TaskKind::Lease
+        });
+    }
+
+    /// Starts the conversation whose lease was taken, with its unhandled messages from the log
+    /// and then whatever was routed to it meanwhile and is not among them; or leaves its messages
+    /// to the holder.
+    fn leased(&mut self, key: ConversationKey, outcome: LeaseOutcome) {
+        let Some(queued) = self.acquiring.remove(&key) else { return };
+        match outcome {
+            LeaseOutcome::Held(messages) => {
+                let (sender, inbox) = inbox();
+                let mut live = Live::new(sender);
+                let inputs = messages.into_iter().map(input_for).chain(queued);
+                let mut count = 0_usize;
+                for input in inputs {
+                    count += 1;
+                    if let Some(message) = input.message() {
+                        if live.seen.contains_key(&message.id) {
+                            continue;
+                        }
+                        live.seen.insert(message.id.clone(), self.routed);
+                        self.routed += 1;
+                        self.outbox.publish(RuntimeEvent::MessageReceived {
+                            agent: key.0.clone(),
+                            conversation: key.1.clone(),
+                            message_id: message.id.clone(),
+                        });
+                    }
+                    live.sender.send(input);
+                }
+                tracing::debug!(agent = %key.0, conversation = %key.1, queued = count, "took the conversation's lease");
+                self.spawn_conversation(key.clone(), inbox);
+                self.conversations.insert(key.clone(), live);
+                if self.max_live.is_some_and(|cap| self.conversations.len() > cap) {
+                    self.enforce_cap(Some(&key));
+                }
+            }
+            LeaseOutcome::HeldBy(holder) => {
+                tracing::debug!(agent = %key.0, conversation = %key.1, %holder,
+                    "another member runs this conversation; its messages wait in the log for it");
+                if queued.iter().any(|input| input.message().is_some())
+                    && let Some(leases) = self.leases.clone()
+                {
+                    self.tasks.spawn(async move {
+                        if let Err(error) = leases.hand_over(&key.0, &key.1, &holder).await {
+                            tracing::warn!(%error, %holder, "can't tell the member running a conversation of its message; it finds it at its next look");
+                        }
+                        TaskKind::Lease
+                    });
+                }
+            }
+            LeaseOutcome::Failed(error) => {
+                tracing::warn!(agent = %key.0, conversation = %key.1, %error,
+                    "can't take the conversation's lease; its messages wait in the log and are tried again at the next look");
+            }
+        }
+    }
+
+    /// Routes the messages a look at the leases found, after forgetting the messages routed
+    /// before that look which it found handled.
+    fn adopt(&mut self, messages: Vec<InboundMessage>, since: u64) {
+        let unhandled: HashSet<&MessageId> = messages.iter().map(|message| &message.id).collect();
+        for live in self.conversations.values_mut() {
+            live.seen.retain(|id, routed| *routed >= since || unhandled.contains(id));
+        }
+        for message in messages {
+            self.route(message);
+        }
+    }
+
+    /// Ends the tasks of conversations whose leases were lost, without answering their messages:
+    /// they are the new holder's.
+    fn lost(&mut self, keys: &[ConversationKey]) {
+        for key in keys {
+            let Some(live) = self.conversations.get_mut(key) else { continue };
+            tracing::warn!(agent = %key.0, conversation = %key.1, "lost the conversation's lease; ending its task here");
+            live.lost = true;
+            live.sender.close();
+            if let Some(task) = self.running.get(key) {
+                task.abort();
+            }
         }
     }
 
@@ -829,7 +1108,7 @@ impl Router {
 
     fn reap(&mut self, joined: Result<(tokio::task::Id, TaskKind), tokio::task::JoinError>) {
         let (id, failure) = match joined {
-            Ok((_, TaskKind::Notice)) => return,
+            Ok((_, TaskKind::Notice | TaskKind::Lease)) => return,
             Ok((id, TaskKind::Conversation)) => (id, None),
             Err(error) => (error.id(), Some(error)),
         };
@@ -840,6 +1119,10 @@ impl Router {
             return;
         };
         self.running.remove(&key);
+        if self.conversations.get(&key).is_some_and(|live| live.lost) {
+            self.conversations.remove(&key);
+            return;
+        }
         let Some(live) = self.conversations.get_mut(&key) else { return };
         let (inbox, in_progress) = live.sender.reopen();
         let evicted = std::mem::take(&mut live.evict_asked);
@@ -931,6 +1214,101 @@ impl Router {
     }
 }
 
+/// Waits until this member holds the lease of the connection `adapter`, trying every third of
+/// the lease time; returns the timer to renew it by, or `None` at shutdown.
+async fn hold_connection(leases: &dyn Leases, adapter: &str, shutdown: &CancellationToken) -> Option<Interval> {
+    let period = (leases.lease_time() / 3).max(Duration::from_millis(10));
+    let mut told = None;
+    loop {
+        match leases.acquire_connection(adapter).await {
+            Ok(Claim::Held) => {
+                tracing::info!(adapter, "holding the connection's lease; starting it here");
+                let mut renewal = tokio::time::interval_at(Instant::now() + period, period);
+                renewal.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                return Some(renewal);
+            }
+            Ok(Claim::HeldBy(holder)) => {
+                if told.as_ref() != Some(&holder) {
+                    tracing::info!(adapter, %holder, "another member runs this connection; taking over if it stops");
+                    told = Some(holder);
+                }
+            }
+            Err(error) => tracing::warn!(adapter, %error, "can't take the connection's lease; trying again"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+/// The input a message is to its conversation: control commands are recognised here and travel
+/// on the inbox's control lane, so the conversation sees them ahead of queued messages and while
+/// a turn runs.
+fn input_for(message: InboundMessage) -> ConversationInput {
+    match ControlCommand::parse(&message) {
+        Some(command) => ConversationInput::Control(command, message),
+        None => ConversationInput::Message(message),
+    }
+}
+
+/// A fleet member's lease keeping (see [`crate::lease`]): every third of the lease time it renews
+/// the leases of the live conversations, ends those lost, and routes the messages it may answer;
+/// it also looks when another member hands it a message. At the end (after the router, so no
+/// conversation runs here) it gives every lease back.
+async fn keep_leases(leases: Arc<dyn Leases>, router: mpsc::Sender<RouterCommand>, stop: CancellationToken) {
+    let lease_time = leases.lease_time();
+    let mut tick = tokio::time::interval((lease_time / 3).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut renewed_at = Instant::now();
+    loop {
+        let renew = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            _ = tick.tick() => true,
+            () = leases.handed() => false,
+        };
+        let (reply, answer) = oneshot::channel();
+        if router.send(RouterCommand::Snapshot(reply)).await.is_err() {
+            break;
+        }
+        let Ok((live, since)) = answer.await else { break };
+        if renew {
+            match leases.renew(&live).await {
+                Ok(lost) => {
+                    renewed_at = Instant::now();
+                    if !lost.is_empty() && router.send(RouterCommand::Lost(lost)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(error) if renewed_at.elapsed() >= lease_time * 2 / 3 => {
+                    tracing::error!(%error, conversations = live.len(),
+                        "can't renew the leases, which other members may take from now on; ending every conversation here");
+                    if router.send(RouterCommand::Lost(live)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "can't renew the leases; trying again");
+                    continue;
+                }
+            }
+        }
+        match leases.claimable().await {
+            Ok(messages) => {
+                if router.send(RouterCommand::Adopt { messages, since }).await.is_err() {
+                    break;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "can't read the messages waiting for this member"),
+        }
+    }
+    if let Err(error) = leases.release_all().await {
+        tracing::warn!(%error, "can't give the leases back; other members take them when they expire");
+    }
+}
+
 async fn supervise_adapter(
     adapter: Arc<dyn MessagingAdapter>,
     handle: RuntimeHandle,
@@ -939,8 +1317,17 @@ async fn supervise_adapter(
     max_backoff: Duration,
 ) {
     let name = adapter.name().to_owned();
+    // In a fleet, a connection the platform gives once runs only under its lease.
+    let exclusive = handle.inner.leases.clone().filter(|_| adapter.exclusive());
     let mut backoff = initial_backoff;
     loop {
+        let mut renewal = match &exclusive {
+            Some(leases) => {
+                let Some(renewal) = hold_connection(leases.as_ref(), &name, &shutdown).await else { return };
+                Some(renewal)
+            }
+            None => None,
+        };
         let started = tokio::select! {
             () = shutdown.cancelled() => return,
             started = adapter.start() => started,
@@ -950,10 +1337,36 @@ async fn supervise_adapter(
                 tracing::info!(adapter = %name, "adapter started");
                 let mut received_any = false;
                 let mut unrecorded = false;
+                let mut renewed_at = Instant::now();
+                let mut lost_lease = false;
                 loop {
                     let next = tokio::select! {
                         () = shutdown.cancelled() => return,
                         next = stream.next() => next,
+                        _ = next_sweep(renewal.as_mut()) => {
+                            let Some(leases) = &exclusive else { continue };
+                            let lease_time = leases.lease_time();
+                            match leases.acquire_connection(&name).await {
+                                Ok(Claim::Held) => {
+                                    renewed_at = Instant::now();
+                                    continue;
+                                }
+                                Ok(Claim::HeldBy(holder)) => {
+                                    tracing::warn!(adapter = %name, %holder, "lost the connection's lease; stopping it here");
+                                }
+                                Err(error) if renewed_at.elapsed() < lease_time * 2 / 3 => {
+                                    tracing::warn!(adapter = %name, %error, "can't renew the connection's lease; trying again");
+                                    continue;
+                                }
+                                Err(error) => {
+                                    tracing::error!(adapter = %name, %error,
+                                        "can't renew the connection's lease, which other members may take from now on; stopping it here");
+                                }
+                            }
+                            // Ending the stream closes the connection, as for a reconnect.
+                            lost_lease = true;
+                            break;
+                        }
                     };
                     let Some(mut message) = next else { break };
                     received_any = true;
@@ -976,6 +1389,10 @@ async fn supervise_adapter(
                         // Refused for what it is (an unknown agent): no redelivery would help.
                         Err(error) => tracing::error!(adapter = %name, %error, "inbound message not accepted"),
                     }
+                }
+                drop(stream);
+                if lost_lease {
+                    continue;
                 }
                 tracing::warn!(adapter = %name, "adapter stream ended; restarting");
                 if received_any && !unrecorded {

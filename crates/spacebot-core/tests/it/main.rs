@@ -7,6 +7,7 @@
 
 mod adapters;
 mod eviction;
+mod fleet;
 mod outbox;
 mod properties;
 mod router;

@@ -242,6 +242,7 @@ struct AdapterState {
     attempts: Vec<SendAttempt>,
     shutdown_calls: usize,
     sends_after_shutdown: usize,
+    exclusive: bool,
 }
 
 /// A [`MessagingAdapter`] whose inbound stream the test feeds and whose sends it inspects.
@@ -254,6 +255,11 @@ pub(crate) struct FakeAdapter {
 impl FakeAdapter {
     pub(crate) fn new(name: &str) -> Arc<Self> {
         Arc::new(Self { name: name.to_owned(), state: Mutex::default(), changes: Changes::default() })
+    }
+
+    /// Makes it a connection one fleet member runs at a time.
+    pub(crate) fn make_exclusive(&self) {
+        lock(&self.state).exclusive = true;
     }
 
     /// The next `count` calls to `start` fail with a transient error.
@@ -347,6 +353,10 @@ impl FakeAdapter {
 impl MessagingAdapter for FakeAdapter {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn exclusive(&self) -> bool {
+        lock(&self.state).exclusive
     }
 
     async fn start(&self) -> Result<InboundStream, AdapterError> {
