@@ -162,6 +162,53 @@ macro_rules! log_impl {
                 }
             }
 
+            impl $store {
+
+                /// The messages of unhandled rows, oldest first. A row whose stored form no longer
+
+                /// deserializes (written by an incompatible version, or damaged) cannot be processed
+
+                /// again: it is logged as a warning and marked handled, so it stays visible in the
+
+                /// conversation's history but does not block recovery on every start.
+
+                async fn readable(&self, rows: Vec<InboundRow>) -> Result<Vec<InboundMessage>, StoreError> {
+
+                    let mut messages = Vec::with_capacity(rows.len());
+
+                    for row in rows {
+
+                        let (seq, id, agent) = (row.seq, row.id.clone(), row.agent.clone());
+
+                        if let Some(message) = row.into_inbound() {
+
+                            messages.push(message);
+
+                            continue;
+
+                        }
+
+                        sqlx::query("UPDATE messages SET handled_at = $1 WHERE seq = $2")
+
+                            .bind(to_millis(Utc::now()))
+
+                            .bind(seq)
+
+                            .execute(&self.pool)
+
+                            .await
+
+                            .map_err(|error| store_error(format!("mark unreadable message {id} of agent {agent} handled"), error))?;
+
+                    }
+
+                    Ok(messages)
+
+                }
+
+            }
+
+
             #[async_trait]
             impl ConversationLog for $store {
                 /// Records an inbound message as a `user` row with its serialized form, for recovery.
@@ -263,23 +310,28 @@ macro_rules! log_impl {
                     .await
                     .map_err(|error| store_error("read unhandled inbound messages", error))?;
 
-                    let mut messages = Vec::with_capacity(rows.len());
-                    for row in rows {
-                        let (seq, id, agent) = (row.seq, row.id.clone(), row.agent.clone());
-                        if let Some(message) = row.into_inbound() {
-                            messages.push(message);
-                            continue;
-                        }
-                        sqlx::query("UPDATE messages SET handled_at = $1 WHERE seq = $2")
-                            .bind(to_millis(Utc::now()))
-                            .bind(seq)
-                            .execute(&self.pool)
-                            .await
-                            .map_err(|error| {
-                                store_error(format!("mark unreadable message {id} of agent {agent} handled"), error)
-                            })?;
-                    }
-                    Ok(messages)
+                    self.readable(rows).await
+                }
+
+                /// Answered from the conversation index.
+                async fn unhandled_messages_in(
+                    &self,
+                    agent: &AgentId,
+                    conversation: &ConversationId,
+                ) -> Result<Vec<InboundMessage>, StoreError> {
+                    let rows: Vec<InboundRow> = sqlx::query_as(
+                        "SELECT seq, id, agent, inbound_json FROM messages
+                         WHERE agent = $1 AND conversation = $2 AND inbound_json IS NOT NULL AND handled_at IS NULL
+                         ORDER BY seq ASC",
+                    )
+                    .bind(agent.as_str())
+                    .bind(conversation.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|error| {
+                        store_error(format!("read the unanswered messages of {agent}/{conversation}"), error)
+                    })?;
+                    self.readable(rows).await
                 }
 
                 async fn conversation_setting(

@@ -61,6 +61,8 @@ mod conversation_log;
 mod cron;
 mod embed;
 mod error;
+#[cfg(feature = "postgres")]
+mod fleet;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -73,6 +75,8 @@ pub use embed::{HashingEmbedder, LOCAL_MODEL_FILES, OpenAiEmbedder, dot, normali
 #[cfg(feature = "local-embeddings")]
 pub use embed::{LocalEmbedder, LocalModelError};
 pub use error::{Error, Result};
+#[cfg(feature = "postgres")]
+pub use fleet::PgLeases;
 pub use memory::{Clock, ImportMark, IndexFootprint, RecallLists, SqliteMemory};
 pub use memory::{MAX_CONTENT_BYTES, text_hash};
 #[cfg(feature = "postgres")]

@@ -6,6 +6,7 @@ mod concurrency;
 mod conversation;
 mod cron;
 mod embedders;
+mod fleet;
 #[cfg(feature = "local-embeddings")]
 mod local_embedder;
 mod memory_durability;
