@@ -19,9 +19,10 @@ use anyhow::{Context, bail};
 const NO_DEFAULT_FEATURES_CLIPPY: &[&str] =
     &["clippy", "-p", "spacebot", "--all-targets", "--no-default-features", "--", "-D", "warnings"];
 
-/// The soak harness is a test target that runs only when selected (`test = false`), which
-/// `--all-targets` skips too; it is linted by name.
-const SOAK_CLIPPY: &[&str] = &["clippy", "-p", "spacebot-soak", "--test", "soak", "--", "-D", "warnings"];
+/// The soak harness and the fleet measurement are test targets that run only when selected
+/// (`test = false`), which `--all-targets` skips too; they are linted by name.
+const SOAK_CLIPPY: &[&str] =
+    &["clippy", "-p", "spacebot-soak", "--test", "soak", "--test", "fleet", "--", "-D", "warnings"];
 
 /// The API docs, with every rustdoc warning (a link to nothing, say) an error.
 const DOC: &[&str] = &["doc", "--workspace", "--no-deps"];

@@ -20,6 +20,7 @@ mod check;
 mod conversations;
 mod cron;
 mod effective;
+mod fleet;
 mod mcp;
 mod memory;
 mod messaging;
@@ -28,6 +29,7 @@ mod tools;
 
 pub(crate) use conversations::ConversationSettings;
 pub(crate) use effective::effective;
+pub(crate) use fleet::FleetSettings;
 pub(crate) use memory::{DEFAULT_EMBEDDING_MODEL, EmbedderSettings, MemorySettings};
 pub(crate) use messaging::Messaging;
 pub(crate) use storage::StorageSettings;
@@ -59,6 +61,7 @@ pub(crate) struct RawConfig {
     conversations: conversations::RawConversations,
     #[serde(default)]
     storage: storage::RawStorage,
+    fleet: Option<fleet::RawFleet>,
     /// `[[mcp_servers]]`: MCP servers whose tools workers get.
     #[serde(default)]
     mcp_servers: Vec<mcp::RawMcpServer>,
@@ -260,6 +263,8 @@ pub struct Config {
     pub(crate) conversations: ConversationSettings,
     /// `[storage]`: where the conversation log lives.
     pub(crate) storage: StorageSettings,
+    /// `[fleet]`: this daemon as a member of a fleet on that log, if it is one.
+    pub(crate) fleet: Option<FleetSettings>,
     /// `[llm.prices]`: US dollars per million tokens, by `provider/model`.
     pub(crate) prices: BTreeMap<String, spacebot_webhook::ModelPrice>,
     /// `[[mcp_servers]]`, checked.
@@ -836,6 +841,7 @@ fn validate(
     let memory = memory::memory(raw.memory)?;
     let conversations = conversations::conversations(raw.conversations);
     let storage = storage::storage(raw.storage)?;
+    let fleet = fleet::fleet(raw.fleet, &storage, fleet::hostname)?;
     let (mcp_servers, mcp_secrets) = mcp::mcp_servers(raw.mcp_servers, &data_dir)?;
 
     Ok(Config {
@@ -845,6 +851,7 @@ fn validate(
         memory,
         conversations,
         storage,
+        fleet,
         source,
         data_dir,
         data_dir_origin,

@@ -21,7 +21,7 @@ use spacebot_core::{
     RuntimeSettings, Scrubber, UsageLedger,
 };
 use spacebot_cortex::{CronAdapter, CronScheduler, CronSettings, Watchdog, WatchdogSettings};
-use spacebot_memory::{PgLog, SqliteLog};
+use spacebot_memory::{PgLeases, PgLog, SqliteLog};
 use spacebot_webhook::{ApiConfig, Metrics, OpenAiAdapter, WebhookAdapter};
 
 use crate::config::{self, Config};
@@ -71,6 +71,19 @@ impl LogStore {
             Self::Sqlite(log) => log.clone(),
             Self::Postgres(log) => log.clone(),
         }
+    }
+
+    /// Joins the fleet `[fleet]` describes, if it does (the config check made sure the log is on
+    /// PostgreSQL then).
+    async fn join_fleet(&self, config: &Config, addr: SocketAddr) -> anyhow::Result<Option<PgLeases>> {
+        let (Some(fleet), Self::Postgres(log)) = (&config.fleet, self) else { return Ok(None) };
+        let address = fleet.address.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let agents: Vec<AgentId> = config.agents.iter().map(|agent| AgentId::new(agent.id.as_str())).collect();
+        let leases = PgLeases::join(log, &fleet.member, Some(&address), fleet.lease, &agents)
+            .await
+            .with_context(|| format!("can't join the fleet as member {}", fleet.member))?;
+        tracing::info!(member = %fleet.member, lease = ?fleet.lease, %address, "member of a fleet: conversations run under leases");
+        Ok(Some(leases))
     }
 
     /// Closes every connection, waiting for operations in flight.
@@ -221,6 +234,9 @@ impl Daemon {
         // it doesn't answer theirs again.
         if let Some(scheduler) = &cron {
             scheduler.settle_interrupted(&*store.log()).await;
+        }
+        if let Some(leases) = store.join_fleet(config, addr).await? {
+            builder = builder.leases(Arc::new(leases));
         }
         let runtime = builder.start().await?;
         let cortex_stop = CancellationToken::new();

@@ -18,6 +18,31 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     println!("agents: {}", list("agents"));
     println!("adapters: {}", list("adapters"));
     println!("live conversations: {}", status["conversations"]);
+    let fleet = &status["fleet"];
+    if fleet.is_object() {
+        let members = fleet["members"].as_array().map(Vec::as_slice).unwrap_or_default();
+        println!(
+            "fleet: member {} of {} (leases of {} ms)",
+            fleet["member"].as_str().unwrap_or("?"),
+            members.len(),
+            fleet["lease_ms"]
+        );
+        for member in members {
+            let connections: Vec<&str> = member["connections"]
+                .as_array()
+                .map(|names| names.iter().filter_map(|name| name.as_str()).collect())
+                .unwrap_or_default();
+            let connections =
+                if connections.is_empty() { String::new() } else { format!(", runs {}", connections.join(", ")) };
+            println!(
+                "  {} at {}: {} conversations{connections}, seen {} ms ago",
+                member["member"].as_str().unwrap_or("?"),
+                member["address"].as_str().unwrap_or("(no address)"),
+                member["conversations"],
+                member["seen_ms_ago"]
+            );
+        }
+    }
     for notice in status["notices"].as_array().map(Vec::as_slice).unwrap_or_default() {
         println!("notice: {}", notice.as_str().unwrap_or("?"));
     }

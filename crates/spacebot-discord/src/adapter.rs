@@ -235,6 +235,11 @@ impl MessagingAdapter for DiscordAdapter {
         self.inner.name()
     }
 
+    /// In a fleet, one member at a time runs it: one gateway session per shard.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     async fn start(&self) -> Result<InboundStream, AdapterError> {
         let inner = &self.inner;
         inner.stop_session().await;

@@ -88,6 +88,11 @@ impl MessagingAdapter for EmailAdapter {
         &self.settings.name
     }
 
+    /// In a fleet, one member at a time runs it: one reader of the mailbox.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     /// Logs in first, so a wrong password fails `start` instead of a silent retry loop, then
     /// reads the mailbox on a task the adapter owns.
     async fn start(&self) -> Result<InboundStream, AdapterError> {

@@ -198,6 +198,11 @@ impl MessagingAdapter for SlackAdapter {
         self.inner.name()
     }
 
+    /// In a fleet, one member at a time runs it: Socket Mode spreads events over every connection of the app.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     async fn start(&self) -> Result<InboundStream, AdapterError> {
         let inner = &self.inner;
         inner.stop_listener().await;

@@ -393,6 +393,11 @@ impl MessagingAdapter for TelegramAdapter {
         self.inner.name()
     }
 
+    /// In a fleet, one member at a time runs it: one poller or one webhook per bot.
+    fn exclusive(&self) -> bool {
+        true
+    }
+
     async fn start(&self) -> Result<InboundStream, AdapterError> {
         let inner = &self.inner;
         if let Some(task) = lock(&inner.receiver).take() {

@@ -153,6 +153,29 @@ impl PgServer {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.cluster.port)
     }
 
+    /// The rows `query` returns in the database at `url` (one of [`create_database`]'s), each a
+    /// list of its columns as text (NULL as the empty string), read through `psql`: for checks of
+    /// what a daemon wrote.
+    ///
+    /// # Panics
+    ///
+    /// When the query fails (the message shows what psql said).
+    ///
+    /// [`create_database`]: Self::create_database
+    pub async fn rows(&self, url: &str, query: &str) -> Vec<Vec<String>> {
+        let database = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let mut command = self.cluster.psql(query);
+        command.args(["--dbname", &database, "--tuples-only", "--no-align", "--field-separator", "\t"]);
+        let output =
+            tokio::task::spawn_blocking(move || command.output()).await.expect("the psql task").expect("psql runs");
+        assert!(output.status.success(), "psql failed on {query}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| line.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+
     /// The loopback port the server listens on.
     pub fn port(&self) -> u16 {
         self.cluster.port

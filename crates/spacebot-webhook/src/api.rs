@@ -366,6 +366,8 @@ struct WebhookBody {
     conversation: Option<serde_json::Value>,
     sender: Option<serde_json::Value>,
     text: Option<serde_json::Value>,
+    /// The caller's own key for the message: a send retried with the same key is recorded once.
+    id: Option<serde_json::Value>,
 }
 
 /// Reads a required, non-empty string field with something visible in it, naming it in the error.
@@ -481,10 +483,18 @@ async fn webhook(
     caller.may_speak_as(&sender)?;
     let text = required_string(body.text, "text", max)?;
 
+    let key = match body.id {
+        None | Some(serde_json::Value::Null) => None,
+        some => Some(required_string(some, "id", 128)?),
+    };
     let conversation = webhook_conversation(&conversation);
-    let message = InboundMessage::text(WEBHOOK_ADAPTER, conversation.clone(), Sender::new(sender), text)
+    let mut message = InboundMessage::text(WEBHOOK_ADAPTER, conversation.clone(), Sender::new(sender), text)
         .with_agent(agent)
         .with_direct(true);
+    if let Some(key) = key {
+        // Scoped to the conversation, so two callers' keys can't collide across conversations.
+        message = message.with_id(format!("{conversation}:{key}"));
+    }
     let id = state.runtime.submit(message).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { message_id: id.to_string(), conversation: conversation.to_string() })))
 }
@@ -569,6 +579,7 @@ async fn status(
         "conversations": status.conversations,
         "adapters": status.adapters,
         "notices": status.notices,
+        "fleet": status.fleet,
         "processes": state.runtime.processes().list().into_iter().map(|process| json!({
             "agent": process.agent,
             "conversation": process.conversation,

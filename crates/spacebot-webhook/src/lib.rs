@@ -40,6 +40,7 @@ mod adapter;
 mod api;
 mod cron;
 mod error;
+mod forward;
 mod memories;
 mod metrics;
 mod openai;

@@ -16,6 +16,9 @@
 //! request has given up (the client went away, or [`ApiConfig::reply_timeout`] passed) is not
 //! lost: it is in the conversation, like every reply.
 //!
+//! In a fleet, the request is answered by the member running the conversation: it is sent there
+//! when that is another member (`forward.rs`).
+//!
 //! Errors are OpenAI's JSON shape, `{"error": {"message", "type", "param", "code"}}`.
 //!
 //! [`ApiConfig::reply_timeout`]: crate::ApiConfig::reply_timeout
@@ -47,6 +50,7 @@ use spacebot_core::{
 use crate::access::{Caller, Scope};
 use crate::api::{AppState, read_json_body, required_string};
 use crate::error::ApiError;
+use crate::forward;
 
 /// The runtime key (and message source) of the OpenAI-compatible API.
 pub const OPENAI_ADAPTER: &str = "openai";
@@ -282,14 +286,19 @@ pub(crate) async fn chat_completions(
     }
     caller.require(Scope::Webhook, &completion.agent)?;
     caller.may_speak_as(&completion.sender)?;
-    let message = InboundMessage::text(
-        OPENAI_ADAPTER,
-        ConversationId::new(format!("{OPENAI_ADAPTER}:{}", completion.conversation)),
-        Sender::new(completion.sender.as_str()),
-        completion.text,
-    )
-    .with_agent(completion.agent.clone())
-    .with_direct(true);
+    let conversation = ConversationId::new(format!("{OPENAI_ADAPTER}:{}", completion.conversation));
+    // In a fleet, the member running the conversation answers.
+    let deadline = Instant::now() + state.config.reply_timeout;
+    let path = "/v1/chat/completions";
+    match forward::to_runner(&state.runtime, &completion.agent, &conversation, path, &headers, &bytes, deadline).await {
+        Ok(Some(response)) => return Ok(response),
+        Ok(None) => {}
+        Err(error) => return Err(OpenAiError::server(StatusCode::SERVICE_UNAVAILABLE, error.to_string())),
+    }
+    let message =
+        InboundMessage::text(OPENAI_ADAPTER, conversation, Sender::new(completion.sender.as_str()), completion.text)
+            .with_agent(completion.agent.clone())
+            .with_direct(true);
     // A control command is answered at once, without a turn (and so without an end of turn).
     let command = ControlCommand::parse(&message).is_some();
     // Waiting starts before the message is submitted, so no reply (nor the turn's end) can come

@@ -127,6 +127,38 @@ async fn the_messages_route_takes_the_bare_conversation_id_the_caller_sent() {
 }
 
 #[tokio::test]
+async fn a_send_repeated_with_its_id_is_recorded_and_answered_once() {
+    let home = Home::new("");
+    let daemon = Daemon::start(&home).await;
+    let body = json!({"conversation": "c1", "sender": "alice", "text": "hello", "id": "send-7"});
+    let (status, first) = daemon.post_json("main", &body).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, again) = daemon.post_json("main", &body).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(first["message_id"], again["message_id"], "the same message");
+    // The same key in another conversation is another message.
+    let other = json!({"conversation": "c2", "sender": "alice", "text": "hello", "id": "send-7"});
+    let (status, elsewhere) = daemon.post_json("main", &other).await;
+    assert_eq!(status, 202);
+    assert_ne!(elsewhere["message_id"], first["message_id"]);
+
+    daemon.wait_for_answers("main", "c1", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let messages = daemon.messages("main", "c1").await;
+    let users = messages.iter().filter(|m| m["role"] == "user").count();
+    let answers = messages.iter().filter(|m| m["role"] != "user").count();
+    assert_eq!((users, answers), (1, 1), "{messages:#?}");
+
+    for bad in [json!(""), json!(7), json!("x".repeat(129))] {
+        let body = json!({"conversation": "c1", "sender": "alice", "text": "hi", "id": bad});
+        let (status, answer) = daemon.post_json("main", &body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| e.contains("`id`")), "{answer}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn the_content_type_is_parsed_as_a_media_type() {
     let home = Home::new("");
     let daemon = Daemon::start(&home).await;

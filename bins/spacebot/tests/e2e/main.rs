@@ -8,6 +8,7 @@ mod cron;
 mod daemon;
 mod email;
 mod eviction;
+mod fleet;
 mod http_api;
 mod identity;
 mod images;
