@@ -9,6 +9,10 @@
 //! it before it finished) and that a stop or crash kept from being sent are sent then too, and
 //! marked told; results owed are relayed by the conversation itself (the runtime wakes it).
 //!
+//! In a fleet the runs table is shared: a member settles (and sends the notices of) only the runs
+//! of conversations it may run, those whose lease it takes because it is free, expired or its
+//! own. The runs of conversations a live member holds are that member's.
+//!
 //! [`ProcessRegistry`]: crate::ProcessRegistry
 
 use std::sync::Arc;
@@ -16,7 +20,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::ids::ProcessId;
+use crate::ids::{AgentId, ConversationId, ProcessId};
+use crate::lease::{Claim, Leases};
 use crate::log::ConversationLog;
 use crate::message::{OutboundResponse, Role, StoredMessage};
 use crate::outbox::Outbox;
@@ -50,9 +55,11 @@ pub(crate) async fn keep_journal(
     outbox: Outbox,
     mut changes: mpsc::UnboundedReceiver<RunChange>,
     stop: CancellationToken,
+    leases: Option<Arc<dyn Leases>>,
 ) {
-    settle_interrupted(&*runs, &*log, &outbox).await;
-    send_owed_notices(&*runs, &*log, &outbox).await;
+    let leases = leases.as_deref();
+    settle_interrupted(&*runs, &*log, &outbox, leases).await;
+    send_owed_notices(&*runs, &*log, &outbox, leases).await;
     loop {
         let change = tokio::select! {
             biased;
@@ -78,14 +85,45 @@ async fn record(runs: &dyn ProcessRuns, change: RunChange) {
     }
 }
 
-async fn settle_interrupted(runs: &dyn ProcessRuns, log: &dyn ConversationLog, outbox: &Outbox) {
-    let unfinished = match runs.unfinished().await {
+/// Whether this runtime may settle the runs of a conversation: always alone; in a fleet, when it
+/// takes the conversation's lease.
+async fn mine(leases: Option<&dyn Leases>, agent: &AgentId, conversation: &ConversationId) -> bool {
+    let Some(leases) = leases else { return true };
+    match leases.acquire(agent, conversation).await {
+        Ok(Claim::HeldBy(holder)) => {
+            tracing::debug!(%agent, %conversation, %holder, "its runs are the live member's that runs it");
+            false
+        }
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%agent, %conversation, %error, "can't take the conversation's lease; leaving its runs");
+            false
+        }
+    }
+}
+
+async fn settle_interrupted(
+    runs: &dyn ProcessRuns,
+    log: &dyn ConversationLog,
+    outbox: &Outbox,
+    leases: Option<&dyn Leases>,
+) {
+    let mut unfinished = match runs.unfinished().await {
         Ok(unfinished) => unfinished,
         Err(error) => {
             tracing::error!(%error, "can't read the process runs the last run left unfinished");
             return;
         }
     };
+    if leases.is_some() {
+        let mut kept = Vec::with_capacity(unfinished.len());
+        for run in unfinished {
+            if mine(leases, &run.agent, &run.conversation).await {
+                kept.push(run);
+            }
+        }
+        unfinished = kept;
+    }
     if !unfinished.is_empty() {
         tracing::warn!(
             count = unfinished.len(),
@@ -112,7 +150,12 @@ async fn settle_interrupted(runs: &dyn ProcessRuns, log: &dyn ConversationLog, o
 
 /// Sends the notices runs ended owing their conversations, and marks each told once sent (or
 /// recorded: a notice the platform refused is in the conversation's log, and is not retried).
-async fn send_owed_notices(runs: &dyn ProcessRuns, log: &dyn ConversationLog, outbox: &Outbox) {
+async fn send_owed_notices(
+    runs: &dyn ProcessRuns,
+    log: &dyn ConversationLog,
+    outbox: &Outbox,
+    leases: Option<&dyn Leases>,
+) {
     let owed = match runs.owed().await {
         Ok(owed) => owed,
         Err(error) => {
@@ -122,6 +165,9 @@ async fn send_owed_notices(runs: &dyn ProcessRuns, log: &dyn ConversationLog, ou
     };
     for recorded in owed {
         let Some(Owed::Notice(text)) = &recorded.owed else { continue };
+        if !mine(leases, &recorded.run.agent, &recorded.run.conversation).await {
+            continue;
+        }
         if let Some(origin) = &recorded.run.origin {
             tell(log, outbox, &recorded.run, origin, text.clone()).await;
         }

@@ -227,6 +227,7 @@ impl RuntimeBuilder {
                 outbox.clone(),
                 receiver,
                 journal_stop.clone(),
+                self.leases.clone(),
             ))
         });
 

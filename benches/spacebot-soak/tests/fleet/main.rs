@@ -34,9 +34,14 @@ const LEASE_SECS: u64 = 6;
 /// How long the answers may take to arrive once everything is sent.
 const DRAIN: Duration = Duration::from_secs(300);
 
-fn config(model: &FakeLlmServer, url: &str, member: &str, lease_secs: u64) -> String {
+/// The config of a member; with no `member`, of a daemon alone on the database (no `[fleet]`).
+fn config(model: &FakeLlmServer, url: &str, member: Option<&str>, lease_secs: u64) -> String {
+    let fleet = member.map(|member| format!("[fleet]\nmember = \"{member}\"\nlease_secs = {lease_secs}\n"));
     format!(
         r#"
+[api]
+bind = "127.0.0.1:0"
+
 [llm.providers.fake]
 kind = "openai"
 base_url = "{}"
@@ -48,11 +53,9 @@ channel = "fake/fake"
 [storage]
 url = "{url}"
 
-[fleet]
-member = "{member}"
-lease_secs = {lease_secs}
-"#,
-        model.openai_base_url()
+{}"#,
+        model.openai_base_url(),
+        fleet.unwrap_or_default()
     )
 }
 
@@ -63,14 +66,20 @@ struct Member {
     _model: FakeLlmServer,
 }
 
-async fn member(binary: &std::path::Path, url: &str, name: &'static str, lease_secs: u64) -> anyhow::Result<Member> {
+async fn member(
+    binary: &std::path::Path,
+    url: &str,
+    name: &'static str,
+    fleet: bool,
+    lease_secs: u64,
+) -> anyhow::Result<Member> {
     let model = FakeLlmServer::start().await;
     model.respond_with(move |request| {
         let text = request.last_user_text().unwrap_or_default();
         let tag = text.rsplit(' ').next().unwrap_or_default();
         FakeReply::tool_call("reply", json!({ "content": format!("{name} answers {tag}") }))
     });
-    let home = Home::new(&config(&model, url, name, lease_secs))?;
+    let home = Home::new(&config(&model, url, fleet.then_some(name), lease_secs))?;
     let daemon = Daemon::start(binary, &home).await?;
     Ok(Member { daemon, _home: home, _model: model })
 }
@@ -122,6 +131,7 @@ async fn answered(reader: &Daemon, prefix: &str, conversations: usize, per: usiz
 async fn throughput(
     binary: &std::path::Path,
     daemons: usize,
+    fleet: bool,
     messages: usize,
     conversations: usize,
 ) -> anyhow::Result<f64> {
@@ -129,7 +139,7 @@ async fn throughput(
     let names = ["f0", "f1", "f2"];
     let mut members = Vec::new();
     for name in names.into_iter().take(daemons) {
-        members.push(member(binary, &url, name, LEASE_SECS).await?);
+        members.push(member(binary, &url, name, fleet, LEASE_SECS).await?);
     }
     let bases = Arc::new(members.iter().map(|m| m.daemon.base.clone()).collect::<Vec<_>>());
     let per = messages / conversations;
@@ -149,7 +159,7 @@ async fn failover(binary: &std::path::Path, conversations: usize) -> anyhow::Res
     let url = PgServer::shared().await.create_database().await;
     let mut members = Vec::new();
     for name in ["f0", "f1", "f2"] {
-        members.push(member(binary, &url, name, LEASE_SECS).await?);
+        members.push(member(binary, &url, name, true, LEASE_SECS).await?);
     }
     // f1 takes every conversation: their first message goes to it.
     let f1 = Arc::new(vec![members[1].daemon.base.clone()]);
@@ -194,9 +204,11 @@ async fn main() -> anyhow::Result<()> {
 
     println!("| daemons | messages | answered per second |");
     println!("|---|---|---|");
+    let rate = throughput(&binary, 1, false, messages, conversations).await?;
+    println!("| 1, alone (no `[fleet]`) | {messages} over {conversations} conversations | {rate:.0} |");
     for daemons in 1..=3 {
-        let rate = throughput(&binary, daemons, messages, conversations).await?;
-        println!("| {daemons} | {messages} over {conversations} conversations | {rate:.0} |");
+        let rate = throughput(&binary, daemons, true, messages, conversations).await?;
+        println!("| {daemons} in a fleet | {messages} over {conversations} conversations | {rate:.0} |");
     }
     let waits = failover(&binary, 20).await?;
     let (first, last) = (waits.iter().copied().fold(f64::MAX, f64::min), waits.iter().copied().fold(0.0, f64::max));

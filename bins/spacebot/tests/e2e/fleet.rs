@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use spacebot_testing::{FakeLlmServer, FakeReply, PgServer};
 
-use crate::daemon::{Daemon, Home, openai_config};
+use crate::daemon::{Daemon, Home, openai_config, run_cli};
 
 const CONVERSATIONS: usize = 100;
 const PER_CONVERSATION: usize = 10;
@@ -126,6 +126,17 @@ async fn three_daemons_answer_every_message_once_and_survive_a_kill() {
         .filter_map(|m| m["member"].as_str())
         .collect();
     assert_eq!(members, MEMBERS, "{status}");
+    let base = daemons[2].as_ref().expect("up").base.clone();
+    let dir = homes[2].dir.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || run_cli(&["status", "--url", &base], &[], &dir)).await.unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("fleet: member d2 of 3"), "{printed}");
+    for member in MEMBERS {
+        assert!(
+            printed.lines().any(|line| line.trim_start().starts_with(&format!("{member} at http://127.0.0.1:"))),
+            "{printed}"
+        );
+    }
 
     let started = Instant::now();
     let accepted = Arc::new(Mutex::new(0_usize));

@@ -149,3 +149,56 @@ async fn a_name_in_use_by_a_running_member_is_refused_but_a_dead_ones_is_taken_o
     let again = PgLeases::join(&log, "twin", None, LEASE, &[agent("main")]).await.expect("taken over");
     assert_eq!(again.acquire(&agent("main"), &conversation("c")).await.unwrap(), Claim::Held);
 }
+
+/// An engine that answers nothing: the test below is about what the runtime does at start.
+struct Idle;
+
+impl spacebot_core::ConversationEngine for Idle {
+    fn run_conversation(
+        &self,
+        _ctx: spacebot_core::ConversationContext,
+        mut inbox: spacebot_core::Inbox,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move { while inbox.recv().await.is_some() {} })
+    }
+}
+
+#[tokio::test]
+async fn a_starting_member_settles_only_the_interrupted_runs_no_live_member_holds() {
+    use spacebot_core::{ProcessId, ProcessKind, ProcessRun, ProcessRuns, Runtime};
+    use std::sync::Arc;
+
+    let url = PgServer::shared().await.create_database().await;
+    let log = PgLog::connect(&url).await.unwrap();
+    let run = |id: &str, conversation: &str| {
+        ProcessRun::new(ProcessId::new(id), agent("main"), conversation.into(), ProcessKind::Worker, "a task", None)
+    };
+    log.started(&run("of-b", "held")).await.unwrap();
+    log.started(&run("orphan", "free")).await.unwrap();
+    // b runs `held`, and is alive.
+    let b = member(&log, "b").await;
+    b.acquire(&agent("main"), &conversation("held")).await.unwrap();
+
+    let a_log = PgLog::connect(&url).await.unwrap();
+    let a = member(&a_log, "a").await;
+    let runtime = Runtime::builder()
+        .engine(Arc::new(Idle))
+        .log(Arc::new(a_log.clone()))
+        .agent("main")
+        .leases(Arc::new(a))
+        .start()
+        .await
+        .unwrap();
+    let unfinished = || async {
+        let mut ids: Vec<String> = log.unfinished().await.unwrap().into_iter().map(|r| r.process.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while unfinished().await.contains(&"orphan".to_owned()) {
+        assert!(tokio::time::Instant::now() < deadline, "the orphaned run was never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(unfinished().await, ["of-b"], "b's run is b's: it still runs");
+    runtime.shutdown().await;
+}
