@@ -11,7 +11,10 @@
 //!
 //! In a fleet the runs table is shared: a member settles (and sends the notices of) only the runs
 //! of conversations it may run, those whose lease it takes because it is free, expired or its
-//! own. The runs of conversations a live member holds are that member's.
+//! own. The runs of conversations a live member holds are that member's. And when a member starts
+//! a conversation under its lease, the conversation's runs still unfinished that this member is
+//! not running were cut short by the member that ran it before (which died, or lost the lease):
+//! they are settled then ([`settle_taken_over`]).
 //!
 //! [`ProcessRegistry`]: crate::ProcessRegistry
 
@@ -131,21 +134,54 @@ async fn settle_interrupted(
         );
     }
     for run in unfinished {
-        match runs.ended(&run.process, TerminalState::Failed, None).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(error) => {
-                tracing::error!(process = %run.process, %error, "can't record an interrupted process run");
-                continue;
-            }
-        }
-        let Some(origin) =
-            run.origin.as_ref().filter(|_| matches!(run.kind, ProcessKind::Worker | ProcessKind::Branch))
-        else {
-            continue;
-        };
-        tell(log, outbox, &run, origin, interrupted_notice(&run)).await;
+        settle(runs, log, outbox, run).await;
     }
+}
+
+/// Settles the unfinished runs of a conversation this member just took under its lease that it
+/// is not running itself (`running`: the processes of its registry), as [`settle_interrupted`]
+/// does at start.
+pub(crate) async fn settle_taken_over(
+    runs: &dyn ProcessRuns,
+    log: &dyn ConversationLog,
+    outbox: &Outbox,
+    agent: &AgentId,
+    conversation: &ConversationId,
+    running: &[ProcessId],
+) {
+    let unfinished = match runs.unfinished().await {
+        Ok(unfinished) => unfinished,
+        Err(error) => {
+            tracing::error!(%error, %conversation, "can't read the process runs of a conversation taken over");
+            return;
+        }
+    };
+    for run in unfinished {
+        if &run.agent != agent || &run.conversation != conversation || running.contains(&run.process) {
+            continue;
+        }
+        tracing::warn!(process = %run.process, %conversation,
+            "a process of a conversation taken over from another member was cut short; recording it as failed");
+        settle(runs, log, outbox, run).await;
+    }
+}
+
+/// Records an interrupted run as failed (once) and tells its conversation, for a worker or branch
+/// started for someone's message.
+async fn settle(runs: &dyn ProcessRuns, log: &dyn ConversationLog, outbox: &Outbox, run: ProcessRun) {
+    match runs.ended(&run.process, TerminalState::Failed, None).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(error) => {
+            tracing::error!(process = %run.process, %error, "can't record an interrupted process run");
+            return;
+        }
+    }
+    let Some(origin) = run.origin.as_ref().filter(|_| matches!(run.kind, ProcessKind::Worker | ProcessKind::Branch))
+    else {
+        return;
+    };
+    tell(log, outbox, &run, origin, interrupted_notice(&run)).await;
 }
 
 /// Sends the notices runs ended owing their conversations, and marks each told once sent (or

@@ -42,7 +42,7 @@ use crate::binding::{Binding, RESPONSE_MODE_KEY, matching_binding};
 use crate::engine::{ControlCommand, ConversationContext, ConversationEngine, ConversationInput};
 use crate::error::{AdapterError, Error, Result};
 use crate::event::RuntimeEvent;
-use crate::ids::{AgentId, ConversationId, MessageId};
+use crate::ids::{AgentId, ConversationId, MessageId, ProcessId};
 use crate::inbox::{Inbox, InboxSender, inbox};
 use crate::lease::{Claim, FleetStatus, Leases};
 use crate::log::ConversationLog;
@@ -983,14 +983,27 @@ impl Router {
     /// [`RouterCommand::Leased`].
     fn acquire(&mut self, key: ConversationKey) {
         let (Some(leases), Some(commands)) = (self.leases.clone(), self.commands.upgrade()) else { return };
-        let log = self.log.clone();
+        let (log, outbox, processes) = (self.log.clone(), self.outbox.clone(), self.processes.clone());
         self.tasks.spawn(async move {
             let outcome = match leases.acquire(&key.0, &key.1).await {
                 Ok(Claim::HeldBy(holder)) => LeaseOutcome::HeldBy(holder),
-                Ok(_) => match log.unhandled_messages_in(&key.0, &key.1).await {
-                    Ok(messages) => LeaseOutcome::Held(messages),
-                    Err(error) => LeaseOutcome::Failed(error),
-                },
+                Ok(_) => {
+                    // What a member that ran it before left running is settled before it starts
+                    // here (so nothing it starts can be taken for that).
+                    if let Some(runs) = log.process_runs() {
+                        let running: Vec<ProcessId> = processes
+                            .list()
+                            .into_iter()
+                            .filter(|process| process.agent == key.0 && process.conversation == key.1)
+                            .map(|process| process.process)
+                            .collect();
+                        crate::journal::settle_taken_over(&*runs, &*log, &outbox, &key.0, &key.1, &running).await;
+                    }
+                    match log.unhandled_messages_in(&key.0, &key.1).await {
+                        Ok(messages) => LeaseOutcome::Held(messages),
+                        Err(error) => LeaseOutcome::Failed(error),
+                    }
+                }
                 Err(error) => LeaseOutcome::Failed(error),
             };
             // Fails only when the router is gone, and then nothing waits for it.
@@ -1027,6 +1040,7 @@ impl Router {
                     live.sender.send(input);
                 }
                 tracing::debug!(agent = %key.0, conversation = %key.1, queued = count, "took the conversation's lease");
+
                 self.spawn_conversation(key.clone(), inbox);
                 self.conversations.insert(key.clone(), live);
                 if self.max_live.is_some_and(|cap| self.conversations.len() > cap) {

@@ -202,3 +202,48 @@ async fn a_starting_member_settles_only_the_interrupted_runs_no_live_member_hold
     assert_eq!(unfinished().await, ["of-b"], "b's run is b's: it still runs");
     runtime.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_member_taking_a_conversation_over_settles_what_the_dead_one_left_running() {
+    use spacebot_core::{ProcessId, ProcessKind, ProcessRun, ProcessRuns, Runtime};
+    use std::sync::Arc;
+
+    let url = PgServer::shared().await.create_database().await;
+    let log = PgLog::connect(&url).await.unwrap();
+    // b ran conversation c and a worker in it for alice's message, then died (it stops renewing).
+    let b = member(&log, "b").await;
+    b.acquire(&agent("main"), &conversation("c")).await.unwrap();
+    let asked = inbound("main", "c", "m-1", "summarise the report");
+    log.record_inbound(&asked).await.unwrap();
+    let worker = ProcessRun::new(
+        ProcessId::new("w-of-b"),
+        agent("main"),
+        conversation("c"),
+        ProcessKind::Worker,
+        "summarise the report",
+        Some(asked),
+    );
+    log.started(&worker).await.unwrap();
+    drop(b);
+
+    let a_log = PgLog::connect(&url).await.unwrap();
+    let runtime = Runtime::builder()
+        .engine(Arc::new(Idle))
+        .log(Arc::new(a_log.clone()))
+        .agent("main")
+        .leases(Arc::new(member(&a_log, "a").await))
+        .start()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !log.unfinished().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "b's worker was never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let history = log.history(&agent("main"), &conversation("c"), 10).await.unwrap();
+    assert!(
+        history.iter().any(|m| m.text.contains("interrupted by a restart") && m.text.contains("summarise the report")),
+        "the conversation is told: {history:?}"
+    );
+    runtime.shutdown().await;
+}
