@@ -392,6 +392,21 @@ pub(crate) fn required_string(
     }
 }
 
+/// A required name-like field (a conversation, a sender, a key): as [`required_string`], and
+/// without control characters, which no name has and some stores can't keep (PostgreSQL refuses
+/// NUL in text).
+pub(crate) fn required_name(
+    value: Option<serde_json::Value>,
+    field: &str,
+    max_bytes: usize,
+) -> Result<String, ApiError> {
+    let name = required_string(value, field, max_bytes)?;
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!("field `{field}` must not contain control characters")));
+    }
+    Ok(name)
+}
+
 /// Whether `c` shows nothing: whitespace, or a default-ignorable code point of Unicode (zero-width
 /// space, non-joiner and joiner, word joiner, byte-order mark, soft hyphen, bidi and variation
 /// marks, Hangul fillers, tags). A text made only of these reads as empty.
@@ -478,14 +493,14 @@ async fn webhook(
     let body: WebhookBody =
         serde_json::from_value(value).map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))?;
     let max = state.config.max_text_bytes;
-    let conversation = required_string(body.conversation, "conversation", 256)?;
-    let sender = required_string(body.sender, "sender", 256)?;
+    let conversation = required_name(body.conversation, "conversation", 256)?;
+    let sender = required_name(body.sender, "sender", 256)?;
     caller.may_speak_as(&sender)?;
     let text = required_string(body.text, "text", max)?;
 
     let key = match body.id {
         None | Some(serde_json::Value::Null) => None,
-        some => Some(required_string(some, "id", 128)?),
+        some => Some(required_name(some, "id", 128)?),
     };
     let conversation = webhook_conversation(&conversation);
     let mut message = InboundMessage::text(WEBHOOK_ADAPTER, conversation.clone(), Sender::new(sender), text)

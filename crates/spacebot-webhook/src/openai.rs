@@ -48,7 +48,7 @@ use spacebot_core::{
 };
 
 use crate::access::{Caller, Scope};
-use crate::api::{AppState, read_json_body, required_string};
+use crate::api::{AppState, read_json_body, required_name, required_string};
 use crate::error::ApiError;
 use crate::forward;
 
@@ -341,7 +341,7 @@ fn parse(bytes: &[u8], headers: &HeaderMap, max_text_bytes: usize) -> Result<Com
     let user = match request.user {
         None | Some(Value::Null) => None,
         some => Some(
-            required_string(some, "user", MAX_NAME_BYTES)
+            required_name(some, "user", MAX_NAME_BYTES)
                 .map_err(|error| OpenAiError::invalid(error.to_string(), Some("user")))?,
         ),
     };

@@ -149,11 +149,18 @@ async fn a_send_repeated_with_its_id_is_recorded_and_answered_once() {
     let answers = messages.iter().filter(|m| m["role"] != "user").count();
     assert_eq!((users, answers), (1, 1), "{messages:#?}");
 
-    for bad in [json!(""), json!(7), json!("x".repeat(129))] {
+    for bad in [json!(""), json!(7), json!("x".repeat(129)), json!("a\0b")] {
         let body = json!({"conversation": "c1", "sender": "alice", "text": "hi", "id": bad});
         let (status, answer) = daemon.post_json("main", &body).await;
         assert_eq!(status, 400, "{answer}");
         assert!(answer["error"].as_str().is_some_and(|e| e.contains("`id`")), "{answer}");
+    }
+    for field in ["conversation", "sender"] {
+        let mut body = json!({"conversation": "c1", "sender": "alice", "text": "hi"});
+        body[field] = json!("tab\there");
+        let (status, answer) = daemon.post_json("main", &body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| e.contains("control characters")), "{answer}");
     }
     daemon.stop().await;
 }
