@@ -115,6 +115,14 @@ pub(crate) fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         ),
         None => println!("storage: SQLite at {}", config.data_dir.log_db().display()),
     }
+    if let Some(fleet) = &config.fleet {
+        println!(
+            "fleet: member {} ({}), leases of {} s",
+            fleet.member,
+            fleet.address.as_deref().unwrap_or("its API's bound address"),
+            fleet.lease.as_secs()
+        );
+    }
     println!("adapter webhook: POST /webhook/{{agent}}");
     for (index, binding) in config.bindings.iter().enumerate() {
         let instance = binding.instance.as_deref().map(|i| format!(":{i}")).unwrap_or_default();

@@ -224,6 +224,11 @@ pub(crate) fn effective(config: &Config) -> Value {
             "backend": match config.storage { super::StorageSettings::Sqlite => "sqlite", super::StorageSettings::Postgres { .. } => "postgres" },
             "url": config.storage.shown_url(),
         },
+        "fleet": config.fleet.as_ref().map(|fleet| json!({
+            "member": fleet.member,
+            "lease_secs": fleet.lease.as_secs(),
+            "address": fleet.address,
+        })),
         "conversations": {
             "idle_timeout_secs": config.conversations.idle_timeout.map(secs),
             "max_live": config.conversations.max_live,
@@ -294,6 +299,9 @@ embedding_model = "emb"
 embedding_api_key = "embedding-secret-8"
 [storage]
 url = "postgres://bot:storage-secret-12@db.internal/spacebot"
+
+[fleet]
+member = "bot-1"
 "#,
         )
         .unwrap();
@@ -319,6 +327,7 @@ url = "postgres://bot:storage-secret-12@db.internal/spacebot"
         }
         assert_eq!(shown["api"]["token"], REDACTED);
         assert_eq!(shown["storage"], json!({"backend": "postgres", "url": "postgres://bot:***@db.internal/spacebot"}));
+        assert_eq!(shown["fleet"], json!({"member": "bot-1", "lease_secs": 6, "address": null}));
         assert!(config.secrets().contains(&"storage-secret-12".to_owned()), "the scrubber knows the password");
         assert_eq!(shown["messaging"]["telegram"][0]["token"], REDACTED);
         assert_eq!(shown["messaging"]["email"][0]["imap"]["password"], REDACTED);
