@@ -384,19 +384,8 @@ macro_rules! log_impl {
                     agent: &AgentId,
                     conversation: &ConversationId,
                 ) -> Result<Vec<MessageId>, StoreError> {
-                    let ids: Vec<String> = sqlx::query_scalar(
-                        "SELECT id FROM messages
-                         WHERE agent = $1 AND conversation = $2 AND inbound_json IS NOT NULL AND handled_at IS NULL
-                         ORDER BY seq ASC",
-                    )
-                    .bind(agent.as_str())
-                    .bind(conversation.as_str())
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(|error| {
-                        store_error(format!("read the unanswered messages of {agent}/{conversation}"), error)
-                    })?;
-                    Ok(ids.into_iter().map(MessageId::new).collect())
+                    let messages = self.unhandled_messages_in(agent, conversation).await?;
+                    Ok(messages.into_iter().map(|message| message.id).collect())
                 }
 
                 /// The checkpoints in the same database (`chronicle.rs`); the handle shares this
