@@ -1229,6 +1229,32 @@ impl Router {
     }
 }
 
+/// Renews the lease of the connection `adapter`; `false` when it is lost (another member holds
+/// it, or it could not be renewed for two thirds of the lease time, after which others may take
+/// it), and the adapter must stop.
+async fn renew_connection(leases: Option<&dyn Leases>, adapter: &str, renewed_at: &mut Instant) -> bool {
+    let Some(leases) = leases else { return true };
+    match leases.acquire_connection(adapter).await {
+        Ok(Claim::Held) => {
+            *renewed_at = Instant::now();
+            true
+        }
+        Ok(Claim::HeldBy(holder)) => {
+            tracing::warn!(adapter, %holder, "lost the connection's lease; stopping it here");
+            false
+        }
+        Err(error) if renewed_at.elapsed() < leases.lease_time() * 2 / 3 => {
+            tracing::warn!(adapter, %error, "can't renew the connection's lease; trying again");
+            true
+        }
+        Err(error) => {
+            tracing::error!(adapter, %error,
+                "can't renew the connection's lease, which other members may take from now on; stopping it here");
+            false
+        }
+    }
+}
+
 /// Waits until this member holds the lease of the connection `adapter`, trying every third of
 /// the lease time; returns the timer to renew it by, or `None` at shutdown.
 async fn hold_connection(leases: &dyn Leases, adapter: &str, shutdown: &CancellationToken) -> Option<Interval> {
@@ -1343,40 +1369,36 @@ async fn supervise_adapter(
             }
             None => None,
         };
-        let started = tokio::select! {
-            () = shutdown.cancelled() => return,
-            started = adapter.start() => started,
+        let mut renewed_at = Instant::now();
+        let start = adapter.start();
+        tokio::pin!(start);
+        // The lease is renewed while the adapter connects too; lost meanwhile, the connecting
+        // stops and the lease is waited for again.
+        let started = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                started = &mut start => break Some(started),
+                _ = next_sweep(renewal.as_mut()) => {
+                    if !renew_connection(exclusive.as_deref(), &name, &mut renewed_at).await {
+                        break None;
+                    }
+                }
+            }
         };
+        let Some(started) = started else { continue };
         match started {
             Ok(mut stream) => {
                 tracing::info!(adapter = %name, "adapter started");
                 let mut received_any = false;
                 let mut unrecorded = false;
-                let mut renewed_at = Instant::now();
                 let mut lost_lease = false;
                 loop {
                     let next = tokio::select! {
                         () = shutdown.cancelled() => return,
                         next = stream.next() => next,
                         _ = next_sweep(renewal.as_mut()) => {
-                            let Some(leases) = &exclusive else { continue };
-                            let lease_time = leases.lease_time();
-                            match leases.acquire_connection(&name).await {
-                                Ok(Claim::Held) => {
-                                    renewed_at = Instant::now();
-                                    continue;
-                                }
-                                Ok(Claim::HeldBy(holder)) => {
-                                    tracing::warn!(adapter = %name, %holder, "lost the connection's lease; stopping it here");
-                                }
-                                Err(error) if renewed_at.elapsed() < lease_time * 2 / 3 => {
-                                    tracing::warn!(adapter = %name, %error, "can't renew the connection's lease; trying again");
-                                    continue;
-                                }
-                                Err(error) => {
-                                    tracing::error!(adapter = %name, %error,
-                                        "can't renew the connection's lease, which other members may take from now on; stopping it here");
-                                }
+                            if renew_connection(exclusive.as_deref(), &name, &mut renewed_at).await {
+                                continue;
                             }
                             // Ending the stream closes the connection, as for a reconnect.
                             lost_lease = true;

@@ -377,3 +377,22 @@ async fn a_message_routed_while_the_member_looks_at_the_log_is_answered_once() {
     assert_eq!(raced, 1, "{:?}", a.engine.seen_texts("chat:c1"));
     a.runtime.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_whose_lease_is_lost_while_it_connects_stops_connecting() {
+    let (table, log) = (Arc::new(Table::default()), MemoryLog::new());
+    let adapter = FakeAdapter::new("chat");
+    adapter.make_exclusive();
+    adapter.hang_starts();
+    let a = member_with("a", &table, &log, adapter).await;
+    a.adapter.until_start_calls(1).await;
+
+    // Another member takes the lease while a is still connecting: a gives up connecting, waits
+    // for the lease, and connects again once it has it back (the other never renews).
+    lock(&table.connections).insert("chat".to_owned(), ("x".to_owned(), Instant::now() + LEASE));
+    tokio::time::sleep(LEASE / 3 + Duration::from_millis(10)).await;
+    assert_eq!(a.adapter.start_calls(), 1, "not while x holds it");
+    a.adapter.until_start_calls(2).await;
+    assert_eq!(lock(&table.connections).get("chat").map(|(holder, _)| holder.clone()).as_deref(), Some("a"));
+    a.runtime.shutdown().await;
+}
