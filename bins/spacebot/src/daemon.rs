@@ -77,6 +77,11 @@ impl LogStore {
     /// PostgreSQL then).
     async fn join_fleet(&self, config: &Config, addr: SocketAddr) -> anyhow::Result<Option<PgLeases>> {
         let (Some(fleet), Self::Postgres(log)) = (&config.fleet, self) else { return Ok(None) };
+        if fleet.address.is_none() && (addr.ip().is_unspecified() || addr.ip().is_loopback()) {
+            tracing::warn!(%addr, "[fleet] gives no address and the API's bound address can't be reached from another machine; \
+                set `[fleet] address` to where the other members reach this one, or chat completions sent to them for this \
+                member's conversations fail");
+        }
         let address = fleet.address.clone().unwrap_or_else(|| format!("http://{addr}"));
         let agents: Vec<AgentId> = config.agents.iter().map(|agent| AgentId::new(agent.id.as_str())).collect();
         let leases = PgLeases::join(log, &fleet.member, Some(&address), fleet.lease, &agents)
