@@ -2,8 +2,8 @@
 //! `postgres` feature): the `checkpoints` table (SQLite migration 0004), beside the `messages` it
 //! summarises. Written once, as `conversation_log.rs` explains.
 //!
-//! Contiguity is checked inside the write transaction (the store's `begin_write`, so no other
-//! writer can slip in between the check and the insert): a level-0 checkpoint must start at the
+//! Contiguity is checked inside the write transaction (the store's `begin_write_in`, so no other
+//! writer of the conversation can slip in between the check and the insert): a level-0 checkpoint must start at the
 //! conversation's first message after the newest level-0 checkpoint. The unique constraints of
 //! the table back this up; a violation is reported as [`ChronicleError::Superseded`] too.
 
@@ -134,7 +134,7 @@ pub(crate) fn commit_error(operation: &str, error: sqlx::Error) -> ChronicleErro
 }
 
 /// Implements [`Chronicle`](spacebot_core::Chronicle) for `$store`, a log over a
-/// `sqlx::Pool<$db>` in its `pool` field with a `begin_write` method (see
+/// `sqlx::Pool<$db>` in its `pool` field with a `begin_write_in` method (see
 /// [`log_impl!`](crate::conversation_log::log_impl)).
 macro_rules! chronicle_impl {
     ($store:ty, $db:ty) => {
@@ -194,7 +194,7 @@ macro_rules! chronicle_impl {
                     let fail = |error| commit_error(operation, error);
                     let (agent, conversation) = (checkpoint.agent.as_str(), checkpoint.conversation.as_str());
                     let (from, to) = (signed(checkpoint.covers.0), signed(checkpoint.covers.1));
-                    let mut transaction = self.begin_write().await.map_err(fail)?;
+                    let mut transaction = self.begin_write_in(agent, conversation).await.map_err(fail)?;
                     let previous: i64 = sqlx::query_scalar(
                         "SELECT COALESCE(MAX(covers_to_seq), 0) FROM checkpoints
                          WHERE agent = $1 AND conversation = $2 AND level = 0",
@@ -269,7 +269,7 @@ macro_rules! chronicle_impl {
                     let fail = |error| commit_error(operation, error);
                     let (agent, conversation) = (rollup.agent.as_str(), rollup.conversation.as_str());
                     let (first, last) = (signed(rollup.sources.0), signed(rollup.sources.1));
-                    let mut transaction = self.begin_write().await.map_err(fail)?;
+                    let mut transaction = self.begin_write_in(agent, conversation).await.map_err(fail)?;
                     let sources: Vec<CheckpointRow> = sqlx::query_as(concat!(
                         "SELECT ",
                         $crate::chronicle::columns!(),

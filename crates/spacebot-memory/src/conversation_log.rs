@@ -9,9 +9,9 @@
 //! The two backends share the tables' shape and every statement but two: the SQL here uses only
 //! what SQLite and PostgreSQL both understand (`$1` parameters, `ON CONFLICT`, aliased
 //! subqueries), and [`log_impl!`](log_impl) stamps the trait out for each store. What differs is
-//! each store's own: `begin_write` (how a writer excludes the others) and `set_handled` (how a
-//! list of ids travels), in `sqlite.rs` and `postgres.rs`. The same pattern serves the chronicle,
-//! process runs, cron and usage.
+//! each store's own: `begin_write_in` and `begin_write` (how a writer excludes the others) and
+//! `set_handled` (how a list of ids travels), in `sqlite.rs` and `postgres.rs`. The same pattern
+//! serves the chronicle, process runs, cron and usage.
 
 use chrono::{DateTime, Utc};
 
@@ -113,9 +113,10 @@ pub(crate) fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
 /// Implements [`ConversationLog`](spacebot_core::ConversationLog) for `$store`, a log over a
 /// `sqlx::Pool<$db>` in its `pool` field with these methods of its own:
 ///
-/// - `begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error>`: a transaction
-///   no other writer runs beside, so `seq` grows in commit order and a read-then-write inside it
-///   sees no other write;
+/// - `begin_write_in(&self, agent, conversation) -> Result<sqlx::Transaction<'static, $db>,
+///   sqlx::Error>`: a transaction no other writer of that conversation runs beside, so the
+///   conversation's `seq` grows in commit order and a read-then-write inside it sees no other
+///   write of it;
 /// - `set_handled(executor, agent, ids) -> Result<(), sqlx::Error>`: marks the agent's unhandled
 ///   inbound messages among `ids` handled now, ignoring ids that are unknown, handled or not
 ///   inbound.
@@ -224,7 +225,8 @@ macro_rules! log_impl {
                     let stored = StoredMessage::from_inbound(agent, message);
                     let result = async {
                         // A writer's transaction, so numbers are taken in commit order.
-                        let mut transaction = self.begin_write().await?;
+                        let mut transaction =
+                            self.begin_write_in(stored.agent.as_str(), stored.conversation.as_str()).await?;
                         let inserted = Self::insert_message(&mut *transaction, &stored, Some(&json)).await?;
                         transaction.commit().await?;
                         Ok(inserted)
@@ -242,7 +244,8 @@ macro_rules! log_impl {
                     let operation =
                         || format!("record reply {} in {}/{}", message.id, message.agent, message.conversation);
                     let result = async {
-                        let mut transaction = self.begin_write().await?;
+                        let mut transaction =
+                            self.begin_write_in(message.agent.as_str(), message.conversation.as_str()).await?;
                         Self::insert_message(&mut *transaction, message, None).await?;
                         if !answers.is_empty() {
                             Self::set_handled(&mut *transaction, &message.agent, answers).await?;

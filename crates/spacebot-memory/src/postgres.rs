@@ -7,13 +7,16 @@
 //! statements (`conversation_log.rs` explains how they are written once). Two things are this
 //! store's own:
 //!
-//! - **Writers take turns.** SQLite has one writer at a time; PostgreSQL runs transactions side
-//!   by side, so a message numbered 7 could commit after one numbered 8, and a reader would see 8
-//!   before 7 exists, which the chronicle's "first message after the last checkpoint" can't
-//!   allow. [`PgLog::begin_write`] therefore starts every write transaction that numbers messages
-//!   or reads before it writes (recording, checkpoints, cron upserts) by taking one
-//!   transaction-scoped advisory lock: numbers follow commit order, and a check inside the
-//!   transaction holds until it commits, as under SQLite's `BEGIN IMMEDIATE`.
+//! - **A conversation's writers take turns.** SQLite has one writer at a time; PostgreSQL runs
+//!   transactions side by side, so a message numbered 7 could commit after one numbered 8 of the
+//!   same conversation, and a reader would see 8 before 7 exists, which the chronicle's "first
+//!   message after the last checkpoint" can't allow. [`PgLog::begin_write_in`] therefore starts
+//!   every write transaction about a conversation (recording its messages, its checkpoints) by
+//!   taking a transaction-scoped advisory lock of that conversation: within a conversation,
+//!   numbers follow commit order and a check inside the transaction holds until it commits, as
+//!   under SQLite's `BEGIN IMMEDIATE`, while other conversations are written beside it (every
+//!   reader of the log orders one conversation at a time). The cron tables' read-then-write
+//!   transactions take one database-wide lock ([`PgLog::begin_write`]).
 //! - **A list of ids is an array** (`id = ANY($3)`), where SQLite unpacks JSON.
 //!
 //! Errors name the database by its URL with the password replaced by `***`.
@@ -41,9 +44,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite's four let reads run beside them.
 const MAX_CONNECTIONS: u32 = 8;
 
-/// The advisory lock every write transaction takes first: "Spacebot" in ASCII, a number no other
-/// program sharing the database is likely to pick.
+/// The advisory lock the write transactions of the database-wide tables take first: "Spacebot"
+/// in ASCII, a number no other program sharing the database is likely to pick.
 const WRITER_LOCK: i64 = 0x5370_6163_6562_6f74;
+
+/// Takes the advisory lock of one conversation for the transaction: a 64-bit hash of the agent
+/// and the conversation (two conversations that share a hash only wait for each other).
+pub(crate) const CONVERSATION_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 1936744813))";
 
 /// What stands in for a password in a URL that is shown.
 const REDACTED: &str = "***";
@@ -93,11 +101,24 @@ impl PgLog {
         self.pool.close().await;
     }
 
-    /// Starts a write transaction that waits for every other writer of this database to finish
-    /// first (the module docs say why).
+    /// Starts a write transaction that waits for every other writer of the tables kept for the
+    /// whole database (cron jobs and runs) to finish first.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *transaction).await?;
+        Ok(transaction)
+    }
+
+    /// Starts a write transaction about one conversation (its messages, its checkpoints) that
+    /// waits for every other writer of that conversation to finish first, while writers of other
+    /// conversations go on beside it (the module docs say why).
+    pub(crate) async fn begin_write_in(
+        &self,
+        agent: &str,
+        conversation: &str,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(CONVERSATION_LOCK).bind(agent).bind(conversation).execute(&mut *transaction).await?;
         Ok(transaction)
     }
 

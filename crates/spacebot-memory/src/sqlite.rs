@@ -132,6 +132,16 @@ impl SqliteLog {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// A write transaction about one conversation: SQLite has one writer at a time anyway, so
+    /// [`begin_write`](Self::begin_write).
+    pub(crate) async fn begin_write_in(
+        &self,
+        _agent: &str,
+        _conversation: &str,
+    ) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.begin_write().await
+    }
+
     /// Marks the agent's unhandled inbound messages among `ids` handled now. Ids that are unknown,
     /// already handled, or not inbound are left alone.
     pub(crate) async fn set_handled<'e>(

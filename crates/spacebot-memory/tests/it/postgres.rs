@@ -60,3 +60,34 @@ async fn a_database_migrated_by_a_newer_version_is_refused_naming_it() {
 async fn raw_pool(url: &str) -> sqlx::PgPool {
     sqlx::PgPool::connect(url).await.expect("raw connection")
 }
+
+/// Writers of one conversation take turns (its messages are numbered in commit order); writers
+/// of another conversation don't wait for them.
+#[tokio::test]
+async fn a_conversations_writers_take_turns_and_other_conversations_go_on_beside_them() {
+    use std::time::Duration;
+
+    let url = PgServer::shared().await.create_database().await;
+    let store = PgLog::connect(&url).await.unwrap();
+    // Another writer of conversation `busy` holds its lock, mid-transaction.
+    let raw = raw_pool(&url).await;
+    let mut writer = raw.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 1936744813))")
+        .bind("main")
+        .bind("busy")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+
+    let (calm, busy) = (inbound("main", "calm", "m-1", "hi"), inbound("main", "busy", "m-2", "hi"));
+    let other = tokio::time::timeout(Duration::from_secs(5), store.record_inbound(&calm));
+    assert!(other.await.expect("another conversation is written at once").unwrap());
+    let waiting = store.record_inbound(&busy);
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting).await.is_err(),
+        "the same conversation waits for its writer"
+    );
+    writer.commit().await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("then it goes on").unwrap());
+}
