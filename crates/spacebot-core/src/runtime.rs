@@ -24,6 +24,10 @@
 //! decides, and ends only when nothing is in flight (the router can't see a held burst or a
 //! result waiting to be relayed). When its task returns, the entry is dropped, unless a message
 //! raced the exit into the inbox: then a new task takes the same inbox, as after a crash.
+//!
+//! In a fleet (several runtimes on one shared log, [`RuntimeBuilder::leases`]) the router starts
+//! a conversation only under its lease, and a task of the runtime keeps the leases: the module
+//! `lease.rs` tells how.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

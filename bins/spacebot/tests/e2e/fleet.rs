@@ -260,6 +260,21 @@ async fn three_daemons_answer_every_message_once_and_survive_a_kill() {
     assert_eq!(second, "d0 answers again", "d2 forwarded it to d0");
     let streamed = complete(daemons[1].as_ref().expect("d1 runs"), "streamed", true).await;
     assert_eq!(streamed, "d0 answers streamed", "streamed back through d1");
+    // A request one member sent another is never sent on again: the member that gets it for a
+    // conversation it doesn't run says so.
+    let d2 = daemons[2].as_ref().expect("d2 runs");
+    let body = json!({ "model": "main", "user": "bob", "messages": [{ "role": "user", "content": "loop?" }] });
+    let response = d2
+        .http
+        .post(format!("{}/v1/chat/completions", d2.base))
+        .header("x-spacebot-forwarded", "d1")
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 503);
+    let error: Value = response.json().await.expect("an OpenAI error");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("d0")), "{error}");
 
     for daemon in daemons.into_iter().flatten() {
         daemon.stop().await;
