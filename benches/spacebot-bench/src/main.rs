@@ -10,6 +10,9 @@
 //! A second table per size breaks saves and recalls down by stage (see `stages.rs`): the mean
 //! wall time per batch or per recall of each span `spacebot-memory` opens, with the rest of the
 //! operation as "other".
+//!
+//! `SPACEBOT_BENCH_POSTGRES=URL` runs the same on the PostgreSQL database at `URL`, which must be
+//! empty (one size per database).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use spacebot_core::{KnowledgeQuery, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery, Visibility};
-use spacebot_memory::{HashingEmbedder, SqliteMemory};
+use spacebot_memory::{HashingEmbedder, MemoryGraph, PgLog};
 
 /// Memories per `save_batch` call.
 const BATCH: usize = 500;
@@ -167,7 +170,18 @@ async fn bench_memory(size: usize, stages: &Stages) -> anyhow::Result<SizeResult
     // SPACEBOT_BENCH_REUSE=1 (with SPACEBOT_BENCH_KEEP) recalls from a file kept by an earlier
     // run instead of filling a new one, to compare recall of two builds on the same data.
     let reuse = std::env::var_os("SPACEBOT_BENCH_REUSE").is_some() && path.exists();
-    let store = SqliteMemory::open(&path, Arc::new(HashingEmbedder::new(384))).await?;
+    let postgres = std::env::var("SPACEBOT_BENCH_POSTGRES").ok();
+    let open_store = || async {
+        let embedder = Arc::new(HashingEmbedder::new(384));
+        anyhow::Ok(match &postgres {
+            Some(url) => MemoryGraph::on_postgres(&PgLog::connect(url).await?, embedder).await?,
+            None => MemoryGraph::open(&path, embedder).await?,
+        })
+    };
+    let store = open_store().await?;
+    if postgres.is_some() && store.vector_count() > 0 {
+        bail!("the database SPACEBOT_BENCH_POSTGRES names already holds memories: give each size an empty one");
+    }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ size as u64);
 
     stages.take();
@@ -216,7 +230,7 @@ async fn bench_memory(size: usize, stages: &Stages) -> anyhow::Result<SizeResult
     }
     // Another process (a CLI command) saves into the same file; the next recall here catches
     // its copies up from the change log instead of reloading them.
-    let other = SqliteMemory::open(&path, Arc::new(HashingEmbedder::new(384))).await?;
+    let other = open_store().await?;
     other.save(NewMemory::new(MemoryType::Fact, rng.sentence(12), MemoryScope::agent("main"))).await?;
     other.close().await;
     let started = Instant::now();
@@ -226,7 +240,7 @@ async fn bench_memory(size: usize, stages: &Stages) -> anyhow::Result<SizeResult
     // Opening a filled file loads the in-memory copies: what a restart or a CLI command pays.
     // Their size is read from this fresh load (a fill leaves spare capacity behind).
     let started = Instant::now();
-    let store = SqliteMemory::open(&path, Arc::new(HashingEmbedder::new(384))).await?;
+    let store = open_store().await?;
     let open = started.elapsed();
     let footprint = store.index_footprint();
     store.close().await;

@@ -23,7 +23,7 @@ use chrono::{NaiveTime, TimeZone, Utc};
 use spacebot_core::{
     AgentId, Embedder, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery, Visibility,
 };
-use spacebot_memory::{HashingEmbedder, SqliteMemory};
+use spacebot_memory::{HashingEmbedder, MemoryGraph};
 
 mod data;
 
@@ -183,7 +183,7 @@ async fn evaluate(
     let agent = AgentId::from("eval");
     let mut shown: HashMap<Category, usize> = HashMap::new();
     for (index, conversation) in conversations.iter().enumerate() {
-        let store = SqliteMemory::open_in_memory(embedder.clone()).await?;
+        let store = MemoryGraph::open_in_memory(embedder.clone()).await?;
         let memory_of = store_turns(&store, &agent, conversation).await?;
         report.turns += conversation.turns.len();
         report.memories += memory_of.values().collect::<std::collections::HashSet<_>>().len();
@@ -232,7 +232,7 @@ async fn evaluate(
 /// Saves every turn; returns each turn's memory (a near-duplicate turn maps to the memory it
 /// merged into).
 async fn store_turns(
-    store: &SqliteMemory,
+    store: &MemoryGraph,
     agent: &AgentId,
     conversation: &Conversation,
 ) -> anyhow::Result<HashMap<String, MemoryId>> {

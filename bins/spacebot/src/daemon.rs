@@ -91,6 +91,14 @@ impl LogStore {
         Ok(Some(leases))
     }
 
+    /// The PostgreSQL database, when the log is there (the memory graph goes beside it).
+    fn postgres(&self) -> Option<&PgLog> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(log) => Some(log),
+        }
+    }
+
     /// Closes every connection, waiting for operations in flight.
     async fn close(&self) {
         match self {
@@ -159,7 +167,7 @@ impl Daemon {
             }
         }
         let store = LogStore::open(config).await?;
-        let memories = Memories::open(config).await?;
+        let memories = Memories::open(config, store.postgres()).await?;
 
         // The cron scheduler over the store's jobs; the config's jobs are upserted now, so a job
         // removed from the config is gone before anything runs.

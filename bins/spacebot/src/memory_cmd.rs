@@ -24,7 +24,7 @@ use spacebot_core::{
     AgentId, Embedder, ListOrder, ListQuery, MemoryId, MemoryScope, MemoryStore, MemoryType, NewEdge, NewMemory,
     RecallQuery, RelationKind, SaveStatus, Visibility,
 };
-use spacebot_memory::{ImportMark, SqliteMemory, chunk_text, text_hash};
+use spacebot_memory::{ImportMark, MemoryGraph, chunk_text, text_hash};
 
 use crate::cli::{EmbedderArgs, EmbedderKind, GlobalArgs, MemoryArgs, MemoryCommand};
 use crate::config::{self, Config, EmbedderSettings};
@@ -52,8 +52,14 @@ pub(crate) fn run(global: &GlobalArgs, args: MemoryArgs) -> anyhow::Result<ExitC
             }
         }
         let embedder = build_embedder(&config.memory.embedder, &args.embedder)?;
-        let path = config.data_dir.memory_db(&args.agent);
-        let store = SqliteMemory::open(&path, embedder).await?;
+        let store = match &config.storage {
+            crate::config::StorageSettings::Sqlite => {
+                MemoryGraph::open(&config.data_dir.memory_db(&args.agent), embedder).await?
+            }
+            crate::config::StorageSettings::Postgres { url } => {
+                MemoryGraph::on_postgres(&spacebot_memory::PgLog::connect(url).await?, embedder).await?
+            }
+        };
         let result = command(&store, &AgentId::from(args.agent.as_str()), args.command).await;
         store.close().await;
         result
@@ -119,7 +125,7 @@ fn embedder_settings(daemon: &EmbedderSettings, args: &EmbedderArgs) -> anyhow::
     })
 }
 
-async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) -> anyhow::Result<ExitCode> {
+async fn command(store: &MemoryGraph, agent: &AgentId, command: MemoryCommand) -> anyhow::Result<ExitCode> {
     if !matches!(command, MemoryCommand::Reindex) && store.pending_reindex().await? > 0 {
         eprintln!("the embedder changed: reindexing first");
         reindex(store).await?;
@@ -205,7 +211,7 @@ async fn command(store: &SqliteMemory, agent: &AgentId, command: MemoryCommand) 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn reindex(store: &SqliteMemory) -> anyhow::Result<u64> {
+async fn reindex(store: &MemoryGraph) -> anyhow::Result<u64> {
     let mut bar = Progress::new("reindex");
     let done = store.reindex(REINDEX_BATCH, &mut |done, total| bar.show(done, total)).await?;
     bar.finish();
@@ -255,7 +261,7 @@ struct ImportLine {
 /// ..., "importance": ..., "created_at": RFC 3339}`); the whole file is checked before anything
 /// is saved, so a bad line (named with its number) saves nothing.
 async fn import_lines(
-    store: &SqliteMemory,
+    store: &MemoryGraph,
     agent: &AgentId,
     kind: MemoryType,
     file: &Path,
@@ -320,7 +326,7 @@ fn print_hits(hits: &[spacebot_core::RecallHit], json: bool) -> anyhow::Result<(
 
 /// Imports one text or markdown file, in chunks, resuming after the chunks already saved.
 async fn import(
-    store: &SqliteMemory,
+    store: &MemoryGraph,
     agent: &AgentId,
     kind: MemoryType,
     chunk_bytes: usize,

@@ -1,5 +1,5 @@
-//! The daemon's memories: one [`SqliteMemory`] per agent at `DATA_DIR/agents/<id>/memory.db`,
-//! embedded with the `[memory]` embedder (hashing unless configured), reindexed at start when
+//! The daemon's memories: one [`MemoryGraph`] per agent at `DATA_DIR/agents/<id>/memory.db`, or
+//! with `[storage] url` one graph of every agent on the PostgreSQL database, embedded with the `[memory]` embedder (hashing unless configured), reindexed at start when
 //! the embedder changed, and maintained by the cortex every interval.
 //!
 //! The embedder is built once and shared by every agent; the local model (cargo feature
@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use spacebot_core::Embedder;
 use spacebot_cortex::{MaintenanceSettings, MemoryMaintenance};
-use spacebot_memory::{HashingEmbedder, OpenAiEmbedder, SqliteMemory};
+use spacebot_memory::{HashingEmbedder, MemoryGraph, OpenAiEmbedder, PgLog};
 
 use crate::config::{Config, EmbedderSettings, MemorySettings};
 
@@ -51,35 +51,35 @@ pub(crate) fn embedder(settings: &EmbedderSettings) -> anyhow::Result<Arc<dyn Em
 
 /// The agents' memories, in config order.
 pub(crate) struct Memories {
-    stores: Vec<(String, Arc<SqliteMemory>)>,
+    stores: Vec<(String, Arc<MemoryGraph>)>,
 }
 
 impl Memories {
-    /// Opens (creating if needed) each agent's memory file, reindexing it first when it was
-    /// embedded with another embedder.
-    pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
+    /// Opens (creating if needed) each agent's memory file, or the graph on `postgres` when the
+    /// log is there, reindexing first what was embedded with another embedder.
+    pub(crate) async fn open(config: &Config, postgres: Option<&PgLog>) -> anyhow::Result<Self> {
         let settings = config.memory.embedder.clone();
         let embedder = tokio::task::spawn_blocking(move || embedder(&settings))
             .await
             .context("the task loading the embedder failed")??;
         let mut stores = Vec::new();
+        if let Some(log) = postgres {
+            // One graph holds every agent's memories (each row names its agent, and every read
+            // filters by it), so the agents share one set of in-memory copies.
+            let store = Arc::new(MemoryGraph::on_postgres(log, embedder.clone()).await?);
+            reindex_if_needed(&store, "every agent", embedder.model_id()).await?;
+            for agent in &config.agents {
+                stores.push((agent.id.clone(), store.clone()));
+            }
+            return Ok(Self { stores });
+        }
         for agent in &config.agents {
             let path = config.data_dir.memory_db(&agent.id);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("can't create {}", dir.display()))?;
             }
-            let store = SqliteMemory::open(&path, embedder.clone()).await?;
-            let pending = store.pending_reindex().await?;
-            if pending > 0 {
-                tracing::info!(agent = %agent.id, pending, model = embedder.model_id(), "the embedder changed: reindexing memories");
-                let done = store
-                    .reindex(REINDEX_BATCH, &mut |done, total| {
-                        tracing::debug!(done, total, "reindexing");
-                    })
-                    .await
-                    .with_context(|| format!("can't reindex the memories of agent {}", agent.id))?;
-                tracing::info!(agent = %agent.id, done, "memories reindexed");
-            }
+            let store = MemoryGraph::open(&path, embedder.clone()).await?;
+            reindex_if_needed(&store, &agent.id, embedder.model_id()).await?;
             stores.push((agent.id.clone(), Arc::new(store)));
         }
         Ok(Self { stores })
@@ -96,7 +96,7 @@ impl Memories {
     }
 
     /// The memory of `agent`, if it has one.
-    pub(crate) fn get(&self, agent: &str) -> Option<Arc<SqliteMemory>> {
+    pub(crate) fn get(&self, agent: &str) -> Option<Arc<MemoryGraph>> {
         self.stores.iter().find(|(id, _)| id == agent).map(|(_, store)| store.clone())
     }
 
@@ -112,10 +112,28 @@ impl Memories {
         (!maintenance.is_empty()).then_some(maintenance)
     }
 
-    /// Closes every memory file (after the runtime and the maintenance stopped).
+    /// Closes every memory file (after the runtime and the maintenance stopped). A graph on
+    /// PostgreSQL shares the log's connections: closing it closes them, so the log closes after.
     pub(crate) async fn close(&self) {
         for (_, store) in &self.stores {
             store.close().await;
         }
     }
+}
+
+/// Embeds the memories of `store` that have no vector of the current embedder (it changed).
+async fn reindex_if_needed(store: &MemoryGraph, whose: &str, model: &str) -> anyhow::Result<()> {
+    let pending = store.pending_reindex().await?;
+    if pending == 0 {
+        return Ok(());
+    }
+    tracing::info!(agent = %whose, pending, model, "the embedder changed: reindexing memories");
+    let done = store
+        .reindex(REINDEX_BATCH, &mut |done, total| {
+            tracing::debug!(done, total, "reindexing");
+        })
+        .await
+        .with_context(|| format!("can't reindex the memories of {whose}"))?;
+    tracing::info!(agent = %whose, done, "memories reindexed");
+    Ok(())
 }

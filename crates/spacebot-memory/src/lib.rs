@@ -1,4 +1,4 @@
-//! Spacebot storage on SQLite, and the conversation log on PostgreSQL.
+//! Spacebot storage on SQLite or PostgreSQL.
 //!
 //! - [`SqliteLog`] implements [`spacebot_core::ConversationLog`] on one SQLite file (bundled
 //!   SQLite through sqlx, WAL mode, migrations from the workspace `migrations/` directory applied
@@ -9,13 +9,15 @@
 //! - With the cargo feature `postgres`, `PgLog` implements the same log traits
 //!   ([`ConversationLog`](spacebot_core::ConversationLog) with its chronicle, process runs and
 //!   cron store, and [`UsageLedger`](spacebot_core::UsageLedger)) on a PostgreSQL database, with
-//!   the same semantics and the same statements (migrations from `migrations/postgres/`). The
-//!   memory graph stays on SQLite for now.
-//! - [`SqliteMemory`] implements [`spacebot_core::MemoryStore`]: an agent's typed memory graph
-//!   (memories, edges, an FTS5 index, embedding vectors, identity anchors) in one SQLite file,
-//!   every write one transaction, hybrid recall (words, vectors, graph, dates) fused by score, visibility
-//!   enforced in every query, maintenance (decay, prune, merge, link) and a deterministic
-//!   knowledge render. See `docs/memory.md`.
+//!   the same semantics and the same statements (migrations from `migrations/postgres/`).
+//! - [`MemoryGraph`] implements [`spacebot_core::MemoryStore`]: an agent's typed memory graph
+//!   (memories, edges, embedding vectors, identity anchors) in one SQLite file
+//!   ([`MemoryGraph::open`]) or, with the `postgres` feature, in the PostgreSQL database of a
+//!   `PgLog` (`MemoryGraph::on_postgres`): every write one transaction, hybrid recall (words,
+//!   vectors, graph, dates) fused by score over in-memory copies that follow the database,
+//!   visibility enforced in every query, maintenance (decay, prune, merge, link) and a
+//!   deterministic knowledge render. The statements are written once for both engines (see
+//!   `memory/db.rs`). See `docs/memory.md`.
 //! - Embedders behind [`spacebot_core::Embedder`]: [`HashingEmbedder`] (no dependencies),
 //!   [`OpenAiEmbedder`] (any OpenAI-compatible `/v1/embeddings` server), and with the cargo
 //!   feature `local-embeddings` `LocalEmbedder` (a sentence-embedding model such as
@@ -41,9 +43,9 @@
 //! use std::sync::Arc;
 //!
 //! use spacebot_core::{MemoryScope, MemoryStore, MemoryType, NewMemory, RecallQuery, Visibility};
-//! use spacebot_memory::{HashingEmbedder, SqliteMemory};
+//! use spacebot_memory::{HashingEmbedder, MemoryGraph};
 //!
-//! let memory = SqliteMemory::open("/var/lib/spacebot/agents/main/memory.db".as_ref(), Arc::new(HashingEmbedder::default())).await?;
+//! let memory = MemoryGraph::open("/var/lib/spacebot/agents/main/memory.db".as_ref(), Arc::new(HashingEmbedder::default())).await?;
 //! memory.save(NewMemory::new(MemoryType::Preference, "Alice drinks green tea", MemoryScope::private_to("main", "discord:1"))).await?;
 //! let seen_by_alice = Visibility::conversation("discord:dm-1", ["discord:1"]);
 //! for hit in memory.recall(RecallQuery::new("main", "what does Alice drink").with_visibility(seen_by_alice)).await? {
@@ -77,7 +79,7 @@ pub use embed::{LocalEmbedder, LocalModelError};
 pub use error::{Error, Result};
 #[cfg(feature = "postgres")]
 pub use fleet::PgLeases;
-pub use memory::{Clock, ImportMark, IndexFootprint, RecallLists, SqliteMemory};
+pub use memory::{Clock, ImportMark, IndexFootprint, MemoryGraph, RecallLists};
 pub use memory::{MAX_CONTENT_BYTES, text_hash};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgLog, redacted as redacted_url};

@@ -1,18 +1,21 @@
-//! [`SqliteMemory`]: the typed memory graph of one agent on SQLite, behind
+//! [`MemoryGraph`]: the typed memory graph of an agent on SQLite or PostgreSQL, behind
 //! [`spacebot_core::MemoryStore`].
 //!
-//! One file holds everything a memory owns: its row, its edges, its full-text index row and its
-//! embedding vector (migration `0002_memory.sql`). Every write (save, merge, forget, prune,
-//! reindex) is one transaction, and the FTS index and vectors follow the rows through triggers
-//! or in the same transaction, so no operation can leave a stale index or vector row behind.
+//! One database holds everything a memory owns: its row, its edges and its embedding vector
+//! (migrations `0002_memory.sql` and `postgres/0003_memory.sql`), and on SQLite its full-text
+//! index row. Every write (save, merge, forget, prune, reindex) is one transaction, and the
+//! index and vectors follow the rows through triggers or in the same transaction, so no
+//! operation can leave a stale index or vector row behind. The statements are written once for
+//! both engines; `db.rs` holds what differs.
 //!
 //! Recall is hybrid: a full-text list (BM25 as FTS5 computes it, over an in-memory copy of the
 //! live memories' stemmed words, see `text.rs`), a vector list (cosine over an in-memory copy
 //! of the vectors, see `vectors.rs`), a graph-walk list from the best hits of both, a list
 //! within a period the query names and a second hop through the names the best hits mention,
 //! fused by score and reranked by who said what (`recall.rs`). Visibility, type and time
-//! filters are applied as each list is ranked, and the final rows are always read from SQLite
-//! with the filter, so nothing a reader may not see can come back. The copies follow the file commit by commit (`indexes.rs`).
+//! filters are applied as each list is ranked, and the final rows are always read from the
+//! database with the filter, so nothing a reader may not see can come back. The copies follow
+//! the database commit by commit, another process's commits included (`indexes.rs`).
 //!
 //! The stages of a recall and of a save run in `trace`-level spans named `recall.*` and `save.*`
 //! (`recall.text`, `recall.vectors`, `save.insert`, ...), so a subscriber can time them; the
@@ -20,6 +23,7 @@
 //! a span costs a check of a cached flag.
 
 mod audience;
+pub(crate) mod db;
 mod indexes;
 mod maintain;
 mod recall;
@@ -36,7 +40,6 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Sqlite, SqlitePool, Transaction};
 use tracing::Instrument;
 
 use spacebot_core::{
@@ -46,6 +49,7 @@ use spacebot_core::{
 
 use crate::error::{Error, permanent, store_error};
 use crate::memory::audience::Filter;
+use crate::memory::db::{Db, Tx, on_db};
 use crate::memory::indexes::Indexes;
 use crate::sqlite::SqliteLog;
 
@@ -73,8 +77,8 @@ pub struct IndexFootprint {
 ///
 /// Cloning is cheap; clones share the connection pool, the vector copy and the write lock.
 #[derive(Clone)]
-pub struct SqliteMemory {
-    pool: SqlitePool,
+pub struct MemoryGraph {
+    db: Db,
     embedder: Arc<dyn Embedder>,
     index: Arc<RwLock<Indexes>>,
     /// Serialises this process's write transactions with the updates of the vector copy that
@@ -84,13 +88,13 @@ pub struct SqliteMemory {
     merge_at_write: f32,
 }
 
-impl std::fmt::Debug for SqliteMemory {
+impl std::fmt::Debug for MemoryGraph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteMemory").field("embedder", &self.embedder.model_id()).finish_non_exhaustive()
+        f.debug_struct("MemoryGraph").field("embedder", &self.embedder.model_id()).finish_non_exhaustive()
     }
 }
 
-impl SqliteMemory {
+impl MemoryGraph {
     /// Opens (creating and migrating if needed) the memory database at `path`, embedding with
     /// `embedder`, and loads the vectors of `embedder`'s model.
     ///
@@ -103,7 +107,7 @@ impl SqliteMemory {
     /// [`Error`] naming `path` when the file can't be opened, migrated or read.
     pub async fn open(path: &Path, embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
         let store = SqliteLog::open(path).await?;
-        Self::new(&store, embedder).await.map_err(|source| Error::Load { path: path.to_owned(), source })
+        Self::on_sqlite(&store, embedder).await.map_err(|source| Error::Load { path: path.to_owned(), source })
     }
 
     /// A fresh in-memory database, for tests.
@@ -113,7 +117,7 @@ impl SqliteMemory {
     /// As [`SqliteLog::open_in_memory`].
     pub async fn open_in_memory(embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
         let store = SqliteLog::open_in_memory().await?;
-        Self::new(&store, embedder)
+        Self::on_sqlite(&store, embedder)
             .await
             .map_err(|source| Error::Load { path: std::path::PathBuf::from(":memory:"), source })
     }
@@ -123,9 +127,26 @@ impl SqliteMemory {
     /// # Errors
     ///
     /// When the vectors can't be read.
-    pub async fn new(store: &SqliteLog, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
+    pub async fn on_sqlite(store: &SqliteLog, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
+        Self::on(Db::Sqlite(store.pool.clone()), embedder).await
+    }
+
+    /// The memory graph on the PostgreSQL database of a connected log (it shares the log's
+    /// connections; `PgLog::connect` applied the graph's migrations). Every daemon of a fleet
+    /// keeps its own in-memory copies and catches them up from the database's change log, so
+    /// a memory one daemon saves is recalled by every other.
+    ///
+    /// # Errors
+    ///
+    /// When the vectors can't be read.
+    #[cfg(feature = "postgres")]
+    pub async fn on_postgres(store: &crate::PgLog, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
+        Self::on(Db::Postgres(store.pool.clone()), embedder).await
+    }
+
+    async fn on(db: Db, embedder: Arc<dyn Embedder>) -> Result<Self, StoreError> {
         let memory = Self {
-            pool: store.pool.clone(),
+            db,
             index: Arc::new(RwLock::new(Indexes::new(embedder.dimensions()))),
             embedder,
             writer: Arc::new(tokio::sync::Mutex::new(())),
@@ -167,7 +188,17 @@ impl SqliteMemory {
 
     /// Closes the connection pool.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
+    }
+
+    /// The SQLite pool, for tests that look at the file (panics on another backend).
+    #[cfg(test)]
+    pub(crate) fn sqlite_pool(&self) -> &sqlx::SqlitePool {
+        match &self.db {
+            Db::Sqlite(pool) => pool,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => panic!("not an SQLite memory graph"),
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -184,8 +215,8 @@ impl SqliteMemory {
         self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        self.db.begin_write().await
     }
 
     /// The filter for a visibility, with the people its participants map to (through the
@@ -194,14 +225,14 @@ impl SqliteMemory {
         let mapped = match visibility {
             Visibility::Conversation { participants, .. } if !participants.is_empty() => {
                 let participants = serde_json::Value::from(participants.clone()).to_string();
-                sqlx::query_scalar::<_, String>(
+                on_db!(&self.db, |pool| sqlx::query_scalar::<_, String>(
                     "SELECT human FROM human_identities
-                     WHERE agent = ?1 AND platform_id IN (SELECT value FROM json_each(?2))",
+                     WHERE agent = $1 AND platform_id IN (SELECT value FROM json_each($2))",
                 )
                 .bind(agent.as_str())
-                .bind(participants)
-                .fetch_all(&self.pool)
-                .await
+                .bind(&participants)
+                .fetch_all(pool)
+                .await)
                 .map_err(|error| store_error("resolve the participants' identities", error))?
             }
             _ => Vec::new(),
@@ -212,7 +243,7 @@ impl SqliteMemory {
     /// Brings the in-memory copies up to the file when it changed under them (another process
     /// wrote, or a write of this one could not be applied to the copies).
     async fn ensure_index(&self) -> Result<(), StoreError> {
-        let current = read_stamp(&self.pool).await.map_err(|error| store_error("read the memory generation", error))?;
+        let current = self.db.read_stamp().await.map_err(|error| store_error("read the memory generation", error))?;
         if self.read_index().synced().is_some_and(|synced| synced.generation == current.generation) {
             return Ok(());
         }
@@ -232,7 +263,7 @@ impl SqliteMemory {
             // Beyond a quarter of the copy, a reload reads little more and is simpler.
             let limit = (held / 4).max(1_000);
             let changes =
-                indexes::changes_since(&self.pool, self.embedder.model_id(), self.embedder.dimensions(), since, limit)
+                indexes::changes_since(&self.db, self.embedder.model_id(), self.embedder.dimensions(), since, limit)
                     .await
                     .map_err(|error| store_error("read the memory changes", error))?;
             if let Some(changes) = changes {
@@ -241,7 +272,7 @@ impl SqliteMemory {
                 return Ok(());
             }
         }
-        let mut loaded = indexes::load(&self.pool, self.embedder.model_id(), self.embedder.dimensions())
+        let mut loaded = indexes::load(&self.db, self.embedder.model_id(), self.embedder.dimensions())
             .await
             .map_err(|error| store_error("load the memory index", error))?;
         tracing::debug!(memories = loaded.text.len(), "loaded the memory index");
@@ -272,31 +303,6 @@ pub(crate) struct Stamp {
     pub(crate) change: i64,
 }
 
-/// The file's stamp.
-async fn read_stamp<'e>(executor: impl sqlx::SqliteExecutor<'e>) -> Result<Stamp, sqlx::Error> {
-    let (generation, change) = sqlx::query_as(
-        "SELECT CAST(value AS INTEGER),
-                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memory_changes'), 0)
-         FROM memory_meta WHERE key = 'generation'",
-    )
-    .fetch_one(executor)
-    .await?;
-    Ok(Stamp { generation, change })
-}
-
-/// Bumps the write generation at the end of a write transaction and returns the stamp the
-/// commit will leave.
-async fn bump_generation(transaction: &mut Transaction<'static, Sqlite>) -> Result<Stamp, sqlx::Error> {
-    let (generation, change) = sqlx::query_as(
-        "UPDATE memory_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'
-         RETURNING CAST(value AS INTEGER),
-                   COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'memory_changes'), 0)",
-    )
-    .fetch_one(&mut **transaction)
-    .await?;
-    Ok(Stamp { generation, change })
-}
-
 fn millis(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
@@ -306,7 +312,7 @@ fn invalid(operation: &str, reason: impl std::fmt::Display) -> StoreError {
 }
 
 #[async_trait]
-impl MemoryStore for SqliteMemory {
+impl MemoryStore for MemoryGraph {
     async fn save(&self, memory: NewMemory) -> Result<SaveOutcome, StoreError> {
         let mut outcomes = self.save_marked(vec![(memory, None)]).await?;
         outcomes.pop().ok_or_else(|| invalid("save a memory", "nothing was saved"))
@@ -320,7 +326,7 @@ impl MemoryStore for SqliteMemory {
     }
 
     async fn get(&self, agent: &AgentId, id: &MemoryId) -> Result<Option<Memory>, StoreError> {
-        rows::get(&self.pool, agent, id).await.map_err(|error| store_error(format!("read memory {id}"), error))
+        rows::get(&self.db, agent, id).await.map_err(|error| store_error(format!("read memory {id}"), error))
     }
 
     async fn get_visible(
@@ -330,7 +336,7 @@ impl MemoryStore for SqliteMemory {
         visibility: &Visibility,
     ) -> Result<Option<Memory>, StoreError> {
         let filter = self.filter(agent, visibility).await?;
-        let rows = rows::load_admitted(&self.pool, &filter, std::slice::from_ref(id))
+        let rows = rows::load_admitted(&self.db, &filter, std::slice::from_ref(id))
             .await
             .map_err(|error| store_error(format!("read memory {id}"), error))?;
         Ok(rows.into_iter().next().map(rows::MemoryRow::into_memory))
@@ -343,7 +349,7 @@ impl MemoryStore for SqliteMemory {
     async fn list(&self, query: ListQuery) -> Result<Vec<Memory>, StoreError> {
         let filter = self.filter(&query.agent, &query.visibility).await?;
         let filter = Filter { kinds: query.kinds.clone(), ..filter };
-        rows::list(&self.pool, &filter, &query).await.map_err(|error| store_error("list memories", error))
+        rows::list(&self.db, &filter, &query).await.map_err(|error| store_error("list memories", error))
     }
 
     async fn forget(&self, agent: &AgentId, id: &MemoryId) -> Result<bool, StoreError> {
@@ -355,7 +361,7 @@ impl MemoryStore for SqliteMemory {
     }
 
     async fn edges(&self, agent: &AgentId, id: &MemoryId) -> Result<Vec<Edge>, StoreError> {
-        rows::edges(&self.pool, agent, id).await.map_err(|error| store_error(format!("read the edges of {id}"), error))
+        rows::edges(&self.db, agent, id).await.map_err(|error| store_error(format!("read the edges of {id}"), error))
     }
 
     async fn link_identity(&self, agent: &AgentId, platform_id: &str, human: &str) -> Result<(), StoreError> {

@@ -7,10 +7,11 @@
 //! passes it. A test (`tests/it/memory_visibility.rs`) checks the two agree over generated
 //! scopes and visibilities.
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 
 use spacebot_core::{AgentId, MemoryType, ScopeView, Visibility};
 
+use crate::memory::db::Dialect;
 use crate::memory::vectors::Entry;
 
 /// A resolved read filter: agent, audience, kinds and period.
@@ -33,44 +34,43 @@ impl Filter {
     /// Appends ` AND ...` conditions on the memories table aliased `m`: owned by the agent,
     /// visible to the audience, of the kinds and in the period asked for. Does not check
     /// `forgotten_at`; callers say whether they want live rows.
-    pub(crate) fn push_sql(&self, query: &mut QueryBuilder<Sqlite>) {
+    pub(crate) fn push_sql<DB: Dialect>(&self, query: &mut QueryBuilder<DB>) {
         self.push_sql_for(query, true);
     }
 
     /// As [`push_sql`](Self::push_sql); with `by_agent` false, the agent condition is written so
     /// SQLite doesn't pick the agent index, for queries that already name the rows (by id or
     /// full-text match) and would otherwise scan every row of the agent.
-    pub(crate) fn push_sql_for(&self, query: &mut QueryBuilder<Sqlite>, by_agent: bool) {
-        query
-            .push(if by_agent { " AND m.agent = " } else { " AND +m.agent = " })
-            .push_bind(self.agent.as_str().to_owned());
+    pub(crate) fn push_sql_for<DB: Dialect>(&self, query: &mut QueryBuilder<DB>, by_agent: bool) {
+        query.push(" AND ").push(if by_agent { "m.agent" } else { DB::AGENT_NOT_INDEXED }).push(" = ");
+        DB::push_text(query, self.agent.as_str().to_owned());
         self.push_audience(query);
         if !self.kinds.is_empty() {
             let kinds: Vec<&str> = self.kinds.iter().map(|kind| kind.label()).collect();
-            query
-                .push(" AND m.kind IN (SELECT value FROM json_each(")
-                .push_bind(serde_json::Value::from(kinds).to_string())
-                .push("))");
+            query.push(" AND m.kind IN (SELECT value FROM json_each(");
+            DB::push_text(query, serde_json::Value::from(kinds).to_string());
+            query.push("))");
         }
         if let Some(since) = self.since {
-            query.push(" AND m.created_at >= ").push_bind(since);
+            query.push(" AND m.created_at >= ");
+            DB::push_int(query, since);
         }
         if let Some(until) = self.until {
-            query.push(" AND m.created_at < ").push_bind(until);
+            query.push(" AND m.created_at < ");
+            DB::push_int(query, until);
         }
     }
 
     /// Only the audience condition: [`Visibility::admits`] in SQL.
-    pub(crate) fn push_audience(&self, query: &mut QueryBuilder<Sqlite>) {
+    pub(crate) fn push_audience<DB: Dialect>(&self, query: &mut QueryBuilder<DB>) {
         match &self.audience {
             Visibility::Operator => {}
             Visibility::Conversation { conversation, participants } => {
-                query
-                    .push(" AND (m.private = 0 OR (m.human IS NULL AND m.conversation = ")
-                    .push_bind(conversation.as_str().to_owned())
-                    .push(") OR m.human IN (SELECT value FROM json_each(")
-                    .push_bind(serde_json::Value::from(participants.clone()).to_string())
-                    .push(")))");
+                query.push(" AND (m.private = 0 OR (m.human IS NULL AND m.conversation = ");
+                DB::push_text(query, conversation.as_str().to_owned());
+                query.push(") OR m.human IN (SELECT value FROM json_each(");
+                DB::push_text(query, serde_json::Value::from(participants.clone()).to_string());
+                query.push(")))");
             }
             // Shared, and a visibility this version does not know: the narrowest reading.
             _ => {

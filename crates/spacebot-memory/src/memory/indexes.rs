@@ -13,14 +13,14 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use sqlx::SqlitePool;
 
 use spacebot_core::{MemoryId, MemoryType};
 
+use crate::memory::Stamp;
+use crate::memory::db::{Db, on_tx};
 use crate::memory::rows::decode_vector_into;
 use crate::memory::text::TextIndex;
 use crate::memory::vectors::{Entry, VectorIndex};
-use crate::memory::{Stamp, read_stamp};
 
 /// The copies and the stamp of the file they reflect.
 #[derive(Debug)]
@@ -126,14 +126,14 @@ struct LoadRow {
     vector: Option<Vec<u8>>,
 }
 
-/// The live memories' columns the copies hold, with the vector of the model bound as `?1`,
+/// The live memories' columns the copies hold, with the vector of the model bound as `$1`,
 /// followed by the rest of the statement.
 macro_rules! load_select {
     ($rest:literal) => {
         concat!(
             "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key,
                     m.created_at, m.content, v.vector
-             FROM memories m LEFT JOIN memory_vectors v ON v.memory_seq = m.seq AND v.model = ?1
+             FROM memories m LEFT JOIN memory_vectors v ON v.memory_seq = m.seq AND v.model = $1
              WHERE m.forgotten_at IS NULL ",
             $rest
         )
@@ -161,14 +161,14 @@ impl Changes {
 /// longer reaches back to `since` (maintenance trimmed it) or names more than `limit` memories:
 /// the caller reloads everything then.
 pub(crate) async fn changes_since(
-    pool: &SqlitePool,
+    db: &Db,
     model: &str,
     dimensions: usize,
     since: Stamp,
     limit: usize,
 ) -> Result<Option<Changes>, sqlx::Error> {
-    let mut snapshot = pool.begin().await?;
-    let stamp = read_stamp(&mut *snapshot).await?;
+    let mut snapshot = db.begin_snapshot().await?;
+    let stamp = snapshot.read_stamp().await?;
     if stamp.change < since.change || stamp.generation < since.generation {
         // The file went back (restored from a copy, say): nothing in it relates to the copies.
         return Ok(None);
@@ -178,23 +178,28 @@ pub(crate) async fn changes_since(
         return Ok(Some(Changes { stamp, changed: Vec::new(), live: Vec::new() }));
     }
     let oldest: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(id) FROM memory_changes").fetch_one(&mut *snapshot).await?;
+        on_tx!(&mut snapshot, |conn| sqlx::query_scalar("SELECT MIN(id) FROM memory_changes").fetch_one(conn).await)?;
     if oldest.is_none_or(|oldest| oldest > since.change + 1) {
         return Ok(None);
     }
-    let changed: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT seq FROM memory_changes WHERE id > ?1 LIMIT ?2")
-        .bind(since.change)
-        .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
-        .fetch_all(&mut *snapshot)
-        .await?;
+    let changed: Vec<i64> = on_tx!(&mut snapshot, |conn| sqlx::query_scalar(
+        "SELECT DISTINCT seq FROM memory_changes WHERE id > $1 LIMIT $2"
+    )
+    .bind(since.change)
+    .bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await)?;
     if changed.len() > limit {
         return Ok(None);
     }
-    let rows: Vec<LoadRow> = sqlx::query_as(load_select!("AND m.seq IN (SELECT value FROM json_each(?2))"))
-        .bind(model)
-        .bind(serde_json::Value::from(changed.clone()).to_string())
-        .fetch_all(&mut *snapshot)
-        .await?;
+    let changed_json = serde_json::Value::from(changed.clone()).to_string();
+    let rows: Vec<LoadRow> = on_tx!(&mut snapshot, |conn| sqlx::query_as(load_select!(
+        "AND m.seq IN (SELECT CAST(value AS BIGINT) FROM json_each($2))"
+    ))
+    .bind(model)
+    .bind(&changed_json)
+    .fetch_all(conn)
+    .await)?;
     snapshot.commit().await?;
     let mut agents = Vec::new();
     let mut vector = Vec::new();
@@ -218,7 +223,7 @@ const LOAD_CHUNK: usize = 512;
 /// in one snapshot. Rows are streamed, never all held at once, and the copies are built on a
 /// blocking thread while the rows are read (so a load, seconds at 100,000 memories, never
 /// holds up an async worker).
-pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> Result<Indexes, sqlx::Error> {
+pub(crate) async fn load(db: &Db, model: &str, dimensions: usize) -> Result<Indexes, sqlx::Error> {
     let (chunks, mut received) = tokio::sync::mpsc::channel::<Vec<LoadRow>>(4);
     let builder = tokio::task::spawn_blocking(move || {
         let mut indexes = Indexes::new(dimensions);
@@ -237,11 +242,10 @@ pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> R
         indexes
     });
     let read = async {
-        let mut snapshot = pool.begin().await?;
-        let stamp = read_stamp(&mut *snapshot).await?;
-        {
-            let mut rows =
-                sqlx::query_as::<_, LoadRow>(load_select!("ORDER BY m.seq")).bind(model).fetch(&mut *snapshot);
+        let mut snapshot = db.begin_snapshot().await?;
+        let stamp = snapshot.read_stamp().await?;
+        on_tx!(&mut snapshot, |conn| {
+            let mut rows = sqlx::query_as::<_, LoadRow>(load_select!("ORDER BY m.seq")).bind(model).fetch(conn);
             let mut chunk = Vec::with_capacity(LOAD_CHUNK);
             while let Some(row) = rows.try_next().await? {
                 chunk.push(row);
@@ -254,7 +258,7 @@ pub(crate) async fn load(pool: &SqlitePool, model: &str, dimensions: usize) -> R
                 }
             }
             let _ = chunks.send(chunk).await;
-        }
+        });
         drop(chunks);
         snapshot.commit().await?;
         Ok::<Stamp, sqlx::Error>(stamp)
@@ -274,16 +278,13 @@ mod tests {
     };
 
     use crate::embed::HashingEmbedder;
-    use crate::memory::SqliteMemory;
+    use crate::memory::MemoryGraph;
 
-    async fn open(path: &std::path::Path) -> SqliteMemory {
-        SqliteMemory::open(path, std::sync::Arc::new(HashingEmbedder::new(32)))
-            .await
-            .unwrap()
-            .with_merge_similarity(2.0)
+    async fn open(path: &std::path::Path) -> MemoryGraph {
+        MemoryGraph::open(path, std::sync::Arc::new(HashingEmbedder::new(32))).await.unwrap().with_merge_similarity(2.0)
     }
 
-    async fn recall(store: &SqliteMemory, text: &str, visibility: Visibility) -> Vec<String> {
+    async fn recall(store: &MemoryGraph, text: &str, visibility: Visibility) -> Vec<String> {
         let query = RecallQuery::new("main", text).with_visibility(visibility).without_access_recording();
         let hits = store.recall(query).await.unwrap();
         // Only what the copies found by words counts here: the rows step would hide a copy
@@ -334,7 +335,7 @@ mod tests {
 
         // Maintenance trims the log to its newest entries; a copy older than those reloads.
         cli.save(NewMemory::new(MemoryType::Fact, "the build runs nightly", MemoryScope::agent("main"))).await.unwrap();
-        sqlx::query("DELETE FROM memory_changes").execute(&cli.pool).await.unwrap();
+        sqlx::query("DELETE FROM memory_changes").execute(cli.sqlite_pool()).await.unwrap();
         assert_eq!(recall(&daemon, "nightly build", Visibility::Shared).await, ["the build runs nightly"]);
         assert_eq!(daemon.read_index().loads, 2, "reloaded");
         // And the reloaded copies catch up again from there.
@@ -356,7 +357,11 @@ mod tests {
         let backup = dir.path().join("backup.db");
         let daemon = open(&path).await;
         daemon.save(NewMemory::new(MemoryType::Fact, "kept in the backup", MemoryScope::agent("main"))).await.unwrap();
-        sqlx::query("VACUUM INTO ?1").bind(backup.to_string_lossy().into_owned()).execute(&daemon.pool).await.unwrap();
+        sqlx::query("VACUUM INTO $1")
+            .bind(backup.to_string_lossy().into_owned())
+            .execute(daemon.sqlite_pool())
+            .await
+            .unwrap();
         for i in 0..5 {
             let memory = NewMemory::new(MemoryType::Fact, format!("after the backup {i}"), MemoryScope::agent("main"));
             daemon.save(memory).await.unwrap();
@@ -369,7 +374,7 @@ mod tests {
         let ahead = daemon.read_index().synced().unwrap();
         assert!(stamp.change < ahead.change && stamp.generation < ahead.generation);
         let model = restored.embedder().model_id().to_owned();
-        let changes = super::changes_since(&restored.pool, &model, 32, ahead, 1_000).await.unwrap();
+        let changes = super::changes_since(&restored.db, &model, 32, ahead, 1_000).await.unwrap();
         assert!(changes.is_none(), "a file behind the copies is not caught up from");
     }
 }

@@ -15,9 +15,10 @@ use tokio::time::Instant;
 use spacebot_core::{AgentId, MaintenanceOptions, MaintenanceReport, StoreError};
 
 use crate::error::store_error;
+use crate::memory::db::{Tx, on_db, on_tx};
 use crate::memory::vectors::Entry;
 use crate::memory::write::{joined_sources, may_merge};
-use crate::memory::{SqliteMemory, Stamp, bump_generation, invalid, millis};
+use crate::memory::{MemoryGraph, Stamp, invalid, millis};
 
 /// Rows per transaction.
 const BATCH: usize = 200;
@@ -48,7 +49,7 @@ fn validate(options: &MaintenanceOptions) -> Result<(), String> {
     unit("link_similarity", options.link_similarity)
 }
 
-impl SqliteMemory {
+impl MemoryGraph {
     pub(crate) async fn maintain_pass(
         &self,
         agent: &AgentId,
@@ -74,11 +75,14 @@ impl SqliteMemory {
     /// Keeps the newest [`KEPT_CHANGES`] entries of the change log (migration 0006). A process
     /// whose copies are older than what is kept reloads them instead of catching up.
     pub(crate) async fn trim_changes(&self) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM memory_changes WHERE id <= (SELECT MAX(id) FROM memory_changes) - ?1")
-            .bind(KEPT_CHANGES)
-            .execute(&self.pool)
-            .await
-            .map_err(|error| store_error("trim the memory change log", error))?;
+        on_db!(&self.db, |pool| sqlx::query(
+            "DELETE FROM memory_changes WHERE id <= (SELECT MAX(id) FROM memory_changes) - $1"
+        )
+        .bind(KEPT_CHANGES)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+        .map_err(|error| store_error("trim the memory change log", error))?;
         Ok(())
     }
 
@@ -102,18 +106,18 @@ impl SqliteMemory {
             let limit = BATCH.min(options.max_items - handled);
             let result: Result<usize, sqlx::Error> = async {
                 let mut transaction = self.begin_write().await?;
-                let rows: Vec<(i64, f64, i64, i64)> = sqlx::query_as(
+                let rows: Vec<(i64, f64, i64, i64)> = on_tx!(&mut transaction, |conn| sqlx::query_as(
                     "SELECT seq, importance, accessed_at, decayed_at FROM memories
-                     WHERE agent = ?1 AND forgotten_at IS NULL AND kind <> 'identity'
-                       AND MAX(decayed_at, accessed_at + ?2) < ?3
-                     ORDER BY decayed_at, seq LIMIT ?4",
+                     WHERE agent = $1 AND forgotten_at IS NULL AND kind <> 'identity'
+                       AND decayed_at < $3 AND accessed_at + $2 < $3
+                     ORDER BY decayed_at, seq LIMIT $4",
                 )
                 .bind(agent.as_str())
                 .bind(grace)
                 .bind(now)
                 .bind(limit as i64)
-                .fetch_all(&mut *transaction)
-                .await?;
+                .fetch_all(conn)
+                .await)?;
                 for (seq, importance, accessed_at, decayed_at) in &rows {
                     let idle_from = (*decayed_at).max(accessed_at.saturating_add(grace));
                     let days = (now - idle_from) as f64 / DAY_MS;
@@ -121,12 +125,15 @@ impl SqliteMemory {
                     if decayed != *importance {
                         changed += 1;
                     }
-                    sqlx::query("UPDATE memories SET importance = ?1, decayed_at = ?2 WHERE seq = ?3")
-                        .bind(decayed)
-                        .bind(now)
-                        .bind(seq)
-                        .execute(&mut *transaction)
-                        .await?;
+                    on_tx!(&mut transaction, |conn| sqlx::query(
+                        "UPDATE memories SET importance = $1, decayed_at = $2 WHERE seq = $3"
+                    )
+                    .bind(decayed)
+                    .bind(now)
+                    .bind(seq)
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected()))?;
                 }
                 transaction.commit().await?;
                 Ok(rows.len())
@@ -162,40 +169,43 @@ impl SqliteMemory {
             self.ensure_index_locked().await?;
             let result: Result<(Vec<i64>, Stamp), sqlx::Error> = async {
                 let mut transaction = self.begin_write().await?;
-                let seqs: Vec<i64> = sqlx::query_scalar(
+                let seqs: Vec<i64> = on_tx!(&mut transaction, |conn| sqlx::query_scalar(
                     "SELECT seq FROM memories
-                     WHERE agent = ?1 AND (
-                         (forgotten_at IS NOT NULL AND forgotten_at < ?2)
-                         OR (forgotten_at IS NULL AND kind <> 'identity' AND importance < ?3
-                             AND created_at < ?4 AND accessed_at < ?4))
-                     ORDER BY seq LIMIT ?5",
+                     WHERE agent = $1 AND (
+                         (forgotten_at IS NOT NULL AND forgotten_at < $2)
+                         OR (forgotten_at IS NULL AND kind <> 'identity' AND importance < $3
+                             AND created_at < $4 AND accessed_at < $4))
+                     ORDER BY seq LIMIT $5",
                 )
                 .bind(agent.as_str())
                 .bind(forgotten_before)
                 .bind(f64::from(options.prune_below))
                 .bind(older_than)
                 .bind(limit as i64)
-                .fetch_all(&mut *transaction)
-                .await?;
+                .fetch_all(conn)
+                .await)?;
                 let json = serde_json::Value::from(seqs.clone()).to_string();
                 // Explicit deletes, not only the foreign-key cascade and triggers: the rows a
                 // memory owns go with it even on a connection without foreign keys.
-                sqlx::query(
-                    "DELETE FROM memory_edges WHERE source IN (SELECT id FROM memories WHERE seq IN (SELECT value FROM json_each(?1)))
-                        OR target IN (SELECT id FROM memories WHERE seq IN (SELECT value FROM json_each(?1)))",
+                on_tx!(&mut transaction, |conn| sqlx::query(
+                    "DELETE FROM memory_edges WHERE source IN (SELECT id FROM memories WHERE seq IN (SELECT CAST(value AS BIGINT) FROM json_each($1)))
+                        OR target IN (SELECT id FROM memories WHERE seq IN (SELECT CAST(value AS BIGINT) FROM json_each($1)))",
                 )
                 .bind(&json)
-                .execute(&mut *transaction)
-                .await?;
-                sqlx::query("DELETE FROM memory_vectors WHERE memory_seq IN (SELECT value FROM json_each(?1))")
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected()))?;
+                on_tx!(&mut transaction, |conn| sqlx::query("DELETE FROM memory_vectors WHERE memory_seq IN (SELECT CAST(value AS BIGINT) FROM json_each($1))")
                     .bind(&json)
-                    .execute(&mut *transaction)
-                    .await?;
-                sqlx::query("DELETE FROM memories WHERE seq IN (SELECT value FROM json_each(?1))")
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected()))?;
+                on_tx!(&mut transaction, |conn| sqlx::query("DELETE FROM memories WHERE seq IN (SELECT CAST(value AS BIGINT) FROM json_each($1))")
                     .bind(&json)
-                    .execute(&mut *transaction)
-                    .await?;
-                let generation = bump_generation(&mut transaction).await?;
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected()))?;
+                let generation = transaction.bump_generation().await?;
                 transaction.commit().await?;
                 Ok((seqs, generation))
             }
@@ -270,14 +280,14 @@ impl SqliteMemory {
         let result: Result<Option<(i64, Stamp)>, sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
             type Row = (i64, String, f64, i64, i64, String, Option<String>, i64);
-            let rows: Vec<Row> = sqlx::query_as(
+            let rows: Vec<Row> = on_tx!(&mut transaction, |conn| sqlx::query_as(
                 "SELECT seq, id, importance, access_count, accessed_at, content, source, created_at FROM memories
-                 WHERE seq IN (?1, ?2) AND forgotten_at IS NULL",
+                 WHERE seq IN ($1, $2) AND forgotten_at IS NULL",
             )
             .bind(a)
             .bind(b)
-            .fetch_all(&mut *transaction)
-            .await?;
+            .fetch_all(conn)
+            .await)?;
             let [first, second] = rows.as_slice() else { return Ok(None) };
             // Alike words from two people, or about other names or numbers, are two memories
             // ("Nate: Bye Joanna!" and "Joanna: Bye Nate!").
@@ -291,10 +301,10 @@ impl SqliteMemory {
                 (first, second)
             };
             let now = millis(self.now());
-            sqlx::query(
-                "UPDATE memories SET importance = ?1, access_count = ?2, accessed_at = ?3, updated_at = ?4,
-                                     created_at = ?5, source = ?6
-                 WHERE seq = ?7",
+            on_tx!(&mut transaction, |conn| sqlx::query(
+                "UPDATE memories SET importance = $1, access_count = $2, accessed_at = $3, updated_at = $4,
+                                     created_at = $5, source = $6
+                 WHERE seq = $7",
             )
             .bind(survivor.2.max(loser.2))
             .bind(survivor.3 + loser.3)
@@ -304,39 +314,57 @@ impl SqliteMemory {
             .bind(survivor.7.max(loser.7))
             .bind(joined_sources(survivor.6.as_deref(), loser.6.as_deref()))
             .bind(survivor.0)
-            .execute(&mut *transaction)
-            .await?;
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
             // Move the loser's edges to the survivor; ones the survivor already has, or that
             // would point at itself, are dropped with the rest below.
-            sqlx::query("UPDATE OR IGNORE memory_edges SET source = ?1 WHERE source = ?2 AND target <> ?1")
-                .bind(&survivor.1)
+            on_tx!(&mut transaction, |conn| sqlx::query(
+                "UPDATE memory_edges SET source = $1 WHERE source = $2 AND target <> $1
+                 AND NOT EXISTS (SELECT 1 FROM memory_edges kept
+                                 WHERE kept.source = $1 AND kept.target = memory_edges.target
+                                   AND kept.kind = memory_edges.kind)",
+            )
+            .bind(&survivor.1)
+            .bind(&loser.1)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
+            on_tx!(&mut transaction, |conn| sqlx::query(
+                "UPDATE memory_edges SET target = $1 WHERE target = $2 AND source <> $1
+                 AND NOT EXISTS (SELECT 1 FROM memory_edges kept
+                                 WHERE kept.target = $1 AND kept.source = memory_edges.source
+                                   AND kept.kind = memory_edges.kind)",
+            )
+            .bind(&survivor.1)
+            .bind(&loser.1)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
+            on_tx!(&mut transaction, |conn| sqlx::query("DELETE FROM memory_edges WHERE source = $1 OR target = $1")
                 .bind(&loser.1)
-                .execute(&mut *transaction)
-                .await?;
-            sqlx::query("UPDATE OR IGNORE memory_edges SET target = ?1 WHERE target = ?2 AND source <> ?1")
-                .bind(&survivor.1)
-                .bind(&loser.1)
-                .execute(&mut *transaction)
-                .await?;
-            sqlx::query("DELETE FROM memory_edges WHERE source = ?1 OR target = ?1")
-                .bind(&loser.1)
-                .execute(&mut *transaction)
-                .await?;
-            sqlx::query(
-                "INSERT INTO memory_edges (source, target, kind, weight, created_at) VALUES (?1, ?2, 'updates', 1.0, ?3)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected()))?;
+            on_tx!(&mut transaction, |conn| {
+                sqlx::query(
+                "INSERT INTO memory_edges (source, target, kind, weight, created_at) VALUES ($1, $2, 'updates', 1.0, $3)
                  ON CONFLICT (source, target, kind) DO UPDATE SET weight = 1.0",
             )
             .bind(&survivor.1)
             .bind(&loser.1)
             .bind(now)
-            .execute(&mut *transaction)
-            .await?;
-            sqlx::query("UPDATE memories SET forgotten_at = ?1 WHERE seq = ?2")
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+            })?;
+            on_tx!(&mut transaction, |conn| sqlx::query("UPDATE memories SET forgotten_at = $1 WHERE seq = $2")
                 .bind(now)
                 .bind(loser.0)
-                .execute(&mut *transaction)
-                .await?;
-            let generation = bump_generation(&mut transaction).await?;
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected()))?;
+            let generation = transaction.bump_generation().await?;
             transaction.commit().await?;
             Ok(Some((loser.0, generation)))
         }
@@ -389,20 +417,22 @@ impl SqliteMemory {
                 let mut transaction = self.begin_write().await?;
                 let mut written = 0;
                 for (source, target, weight) in &edges {
-                    let done = sqlx::query(
+                    let done = on_tx!(&mut transaction, |conn| sqlx::query(
                         "INSERT INTO memory_edges (source, target, kind, weight, created_at)
-                         SELECT ?1, ?2, 'related_to', ?3, ?4
-                         WHERE EXISTS (SELECT 1 FROM memories WHERE id = ?1 AND forgotten_at IS NULL)
-                           AND EXISTS (SELECT 1 FROM memories WHERE id = ?2 AND forgotten_at IS NULL)
-                         ON CONFLICT (source, target, kind) DO UPDATE SET weight = MAX(weight, excluded.weight)",
+                         SELECT $1, $2, 'related_to', $3, $4
+                         WHERE EXISTS (SELECT 1 FROM memories WHERE id = $1 AND forgotten_at IS NULL)
+                           AND EXISTS (SELECT 1 FROM memories WHERE id = $2 AND forgotten_at IS NULL)
+                         ON CONFLICT (source, target, kind) DO UPDATE SET weight = CASE WHEN excluded.weight > memory_edges.weight
+                                                                   THEN excluded.weight ELSE memory_edges.weight END",
                     )
                     .bind(source)
                     .bind(target)
                     .bind(f64::from(*weight))
                     .bind(now)
-                    .execute(&mut *transaction)
-                    .await?;
-                    written += usize::try_from(done.rows_affected()).unwrap_or(0);
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected()))?;
+                    written += usize::try_from(done).unwrap_or(0);
                 }
                 set_meta_in(&mut transaction, LINK_WATERMARK, last).await?;
                 transaction.commit().await?;
@@ -428,10 +458,11 @@ impl SqliteMemory {
     }
 
     pub(crate) async fn meta_i64(&self, key: &str) -> Result<i64, StoreError> {
-        let value: Option<i64> = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM memory_meta WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
+        let value: Option<i64> =
+            on_db!(&self.db, |pool| sqlx::query_scalar("SELECT CAST(value AS BIGINT) FROM memory_meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await)
             .map_err(|error| store_error(format!("read {key}"), error))?;
         Ok(value.unwrap_or(0))
     }
@@ -447,17 +478,14 @@ impl SqliteMemory {
     }
 }
 
-pub(crate) async fn set_meta_in(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    key: &str,
-    value: impl ToString,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO memory_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+pub(crate) async fn set_meta_in(transaction: &mut Tx, key: &str, value: impl ToString) -> Result<(), sqlx::Error> {
+    on_tx!(transaction, |conn| sqlx::query(
+        "INSERT INTO memory_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
     .bind(key)
     .bind(value.to_string())
-    .execute(&mut **transaction)
-    .await?;
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected()))?;
     Ok(())
 }

@@ -15,16 +15,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 use tracing::Instrument;
 
 use spacebot_core::{MemoryId, RecallHit, RecallQuery, RelationKind, StoreError};
 
 use crate::error::store_error;
 use crate::memory::audience::Filter;
+use crate::memory::db::{Dialect, on_db};
 use crate::memory::rows::MemoryRow;
 use crate::memory::text::{for_each_word, stem};
-use crate::memory::{SqliteMemory, invalid, millis};
+use crate::memory::{MemoryGraph, invalid, millis};
 
 /// Candidates taken from each of the full-text and vector lists.
 const PER_LIST: usize = 50;
@@ -219,7 +220,7 @@ pub struct RecallLists {
     pub fused: Vec<(MemoryId, f32, Vec<Option<usize>>)>,
 }
 
-impl SqliteMemory {
+impl MemoryGraph {
     /// The lists a recall of `query` fuses, and the fusion, without reading rows or recording
     /// accesses.
     ///
@@ -313,12 +314,12 @@ impl SqliteMemory {
     /// The contents of `ids`, by id.
     async fn contents(&self, ids: &[MemoryId]) -> Result<HashMap<String, String>, StoreError> {
         let ids: Vec<&str> = ids.iter().map(MemoryId::as_str).collect();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT m.id, m.content FROM json_each(?1) AS listed CROSS JOIN memories m ON m.id = listed.value",
+        let rows: Vec<(String, String)> = on_db!(&self.db, |pool| sqlx::query_as(
+            "SELECT m.id, m.content FROM json_each($1) AS listed CROSS JOIN memories m WHERE m.id = listed.value",
         )
         .bind(serde_json::Value::from(ids).to_string())
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|error| store_error("read recalled memories", error))?;
         Ok(rows.into_iter().collect())
     }
@@ -414,7 +415,7 @@ impl SqliteMemory {
         // Read the rows with the full filter: whatever a list produced, only what the reader may
         // see comes back. The first `limit` admitted ids in fused order are the hits.
         let ids: Vec<MemoryId> = fused.iter().map(|(id, _, _)| id.clone()).collect();
-        let rows = crate::memory::rows::load_first_admitted(&self.pool, &filter, &ids, query.limit)
+        let rows = crate::memory::rows::load_first_admitted(&self.db, &filter, &ids, query.limit)
             .instrument(tracing::trace_span!("recall.rows"))
             .await
             .map_err(|error| store_error(OPERATION, error))?;
@@ -485,25 +486,24 @@ impl SqliteMemory {
             let weights: HashMap<MemoryId, f32> = frontier.iter().cloned().collect();
             let ids: Vec<&str> = frontier.iter().map(|(id, _)| id.as_str()).collect();
             let ids = serde_json::Value::from(ids).to_string();
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT e.source AS origin, e.target AS reached, e.kind, e.weight, 1 AS forward
-                 FROM memory_edges e JOIN memories m ON m.id = e.target
-                 WHERE m.forgotten_at IS NULL AND e.source IN (SELECT value FROM json_each(",
-            );
-            query.push_bind(ids.clone()).push("))");
-            filter.push_audience_for_walk(&mut query);
-            query.push(
-                " UNION ALL SELECT e.target, e.source, e.kind, e.weight, 0
-                 FROM memory_edges e JOIN memories m ON m.id = e.source
-                 WHERE m.forgotten_at IS NULL AND e.target IN (SELECT value FROM json_each(",
-            );
-            query.push_bind(ids).push("))");
-            filter.push_audience_for_walk(&mut query);
-            let edges: Vec<(String, String, String, f64, i64)> = query
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|error| store_error("walk the memory graph", error))?;
+            let edges: Vec<(String, String, String, f64, i64)> = on_db!(&self.db, |pool, Database| {
+                let mut query = QueryBuilder::<Database>::new(
+                    "SELECT e.source AS origin, e.target AS reached, e.kind, e.weight, CAST(1 AS BIGINT) AS forward
+                     FROM memory_edges e JOIN memories m ON m.id = e.target
+                     WHERE m.forgotten_at IS NULL AND e.source IN (SELECT value FROM json_each(",
+                );
+                query.push_bind(ids.as_str()).push("))");
+                filter.push_audience_for_walk(&mut query);
+                query.push(
+                    " UNION ALL SELECT e.target, e.source, e.kind, e.weight, CAST(0 AS BIGINT)
+                     FROM memory_edges e JOIN memories m ON m.id = e.source
+                     WHERE m.forgotten_at IS NULL AND e.target IN (SELECT value FROM json_each(",
+                );
+                query.push_bind(ids.as_str()).push("))");
+                filter.push_audience_for_walk(&mut query);
+                query.build_query_as().fetch_all(pool).await
+            })
+            .map_err(|error| store_error("walk the memory graph", error))?;
             let mut next: BTreeMap<MemoryId, f32> = BTreeMap::new();
             for (origin, reached, kind, weight, forward) in edges {
                 let origin = MemoryId::from(origin);
@@ -532,14 +532,15 @@ impl SqliteMemory {
 
     async fn record_access(&self, hits: &[RecallHit]) -> Result<(), StoreError> {
         let ids: Vec<&str> = hits.iter().map(|hit| hit.memory.id.as_str()).collect();
-        sqlx::query(
-            "UPDATE memories SET access_count = access_count + 1, accessed_at = ?1
-             WHERE id IN (SELECT value FROM json_each(?2))",
+        on_db!(&self.db, |pool| sqlx::query(
+            "UPDATE memories SET access_count = access_count + 1, accessed_at = $1
+             WHERE id IN (SELECT value FROM json_each($2))",
         )
         .bind(millis(self.now()))
         .bind(serde_json::Value::from(ids).to_string())
-        .execute(&self.pool)
+        .execute(pool)
         .await
+        .map(|done| done.rows_affected()))
         .map_err(|error| store_error("record memory accesses", error))?;
         Ok(())
     }
@@ -548,8 +549,9 @@ impl SqliteMemory {
 impl Filter {
     /// The agent and audience conditions for the walk (kinds and period are applied to the
     /// results, not to the memories the walk passes through).
-    fn push_audience_for_walk(&self, query: &mut QueryBuilder<Sqlite>) {
-        query.push(" AND +m.agent = ").push_bind(self.agent.as_str().to_owned());
+    fn push_audience_for_walk<DB: Dialect>(&self, query: &mut QueryBuilder<DB>) {
+        query.push(" AND ").push(DB::AGENT_NOT_INDEXED).push(" = ");
+        DB::push_text(query, self.agent.as_str().to_owned());
         self.push_audience(query);
     }
 }

@@ -6,11 +6,12 @@
 use spacebot_core::StoreError;
 
 use crate::error::store_error;
+use crate::memory::db::{on_db, on_tx};
 use crate::memory::indexes::EntryRow;
 use crate::memory::maintain::set_meta_in;
 use crate::memory::rows::encode_vector;
 use crate::memory::vectors::NewVectors;
-use crate::memory::{SqliteMemory, Stamp, bump_generation};
+use crate::memory::{MemoryGraph, Stamp};
 
 #[derive(sqlx::FromRow)]
 struct PendingRow {
@@ -20,21 +21,21 @@ struct PendingRow {
     content_hash: String,
 }
 
-impl SqliteMemory {
+impl MemoryGraph {
     /// How many live memories have no vector of the current model.
     ///
     /// # Errors
     ///
     /// When the database can't be read.
     pub async fn pending_reindex(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
+        let count: i64 = on_db!(&self.db, |pool| sqlx::query_scalar(
             "SELECT COUNT(*) FROM memories m
              WHERE m.forgotten_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_seq = m.seq AND v.model = ?1)",
+               AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_seq = m.seq AND v.model = $1)",
         )
         .bind(self.embedder.model_id())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(pool)
+        .await)
         .map_err(|error| store_error("count memories to reindex", error))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
@@ -55,18 +56,20 @@ impl SqliteMemory {
         // Each round makes progress or ends: rows whose vector lands leave the pending set, and a
         // round where none could be written (all changed meanwhile) stops the loop.
         loop {
-            let rows: Vec<PendingRow> = sqlx::query_as(
+            let rows: Vec<PendingRow> = on_db!(&self.db, |pool| {
+                sqlx::query_as(
                 "SELECT m.seq, m.id, m.agent, m.kind, m.private, m.human, m.conversation, m.scope_key, m.created_at,
                         m.content, m.content_hash
                  FROM memories m
                  WHERE m.forgotten_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_seq = m.seq AND v.model = ?1)
-                 ORDER BY m.seq LIMIT ?2",
+                   AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_seq = m.seq AND v.model = $1)
+                 ORDER BY m.seq LIMIT $2",
             )
             .bind(&model)
             .bind(i64::try_from(batch).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
+            })
             .map_err(|error| store_error("read memories to reindex", error))?;
             if rows.is_empty() {
                 break;
@@ -91,22 +94,23 @@ impl SqliteMemory {
                 let mut agents = Vec::new();
                 for (row, vector) in rows.iter().zip(vectors) {
                     // Only if the memory is still live with the content that was embedded.
-                    let done = sqlx::query(
+                    let done = on_tx!(&mut transaction, |conn| sqlx::query(
                         "INSERT INTO memory_vectors (memory_seq, model, vector)
-                         SELECT seq, ?2, ?3 FROM memories WHERE seq = ?1 AND forgotten_at IS NULL AND content_hash = ?4
+                         SELECT seq, $2, $3 FROM memories WHERE seq = $1 AND forgotten_at IS NULL AND content_hash = $4
                          ON CONFLICT (memory_seq) DO UPDATE SET model = excluded.model, vector = excluded.vector",
                     )
                     .bind(row.entry.seq)
                     .bind(&model)
                     .bind(encode_vector(&vector))
                     .bind(&row.content_hash)
-                    .execute(&mut *transaction)
-                    .await?;
-                    if done.rows_affected() > 0 {
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected()))?;
+                    if done > 0 {
                         written.push((row.entry.clone().into_entry(&mut agents), vector));
                     }
                 }
-                let generation = bump_generation(&mut transaction).await?;
+                let generation = transaction.bump_generation().await?;
                 transaction.commit().await?;
                 Ok((written, generation))
             }
@@ -134,19 +138,22 @@ impl SqliteMemory {
         let _writer = self.writer.lock().await;
         let result: Result<Stamp, sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
-            let dropped = sqlx::query("DELETE FROM memory_vectors WHERE model <> ?1")
+            let dropped = on_tx!(&mut transaction, |conn| sqlx::query("DELETE FROM memory_vectors WHERE model <> $1")
                 .bind(model)
-                .execute(&mut *transaction)
-                .await?;
-            let previous: Option<String> = sqlx::query_scalar("SELECT value FROM memory_meta WHERE key = 'embedder'")
-                .fetch_optional(&mut *transaction)
-                .await?;
-            if dropped.rows_affected() > 0 || previous.as_deref() != Some(model) {
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected()))?;
+            let previous: Option<String> = on_tx!(&mut transaction, |conn| sqlx::query_scalar(
+                "SELECT value FROM memory_meta WHERE key = 'embedder'"
+            )
+            .fetch_optional(conn)
+            .await)?;
+            if dropped > 0 || previous.as_deref() != Some(model) {
                 set_meta_in(&mut transaction, "merge_through", 0).await?;
                 set_meta_in(&mut transaction, "link_through", 0).await?;
             }
             set_meta_in(&mut transaction, "embedder", model).await?;
-            let stamp = bump_generation(&mut transaction).await?;
+            let stamp = transaction.bump_generation().await?;
             transaction.commit().await?;
             Ok(stamp)
         }
@@ -164,9 +171,9 @@ impl SqliteMemory {
     ///
     /// When the database can't be read.
     pub async fn indexed_model(&self) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT value FROM memory_meta WHERE key = 'embedder'")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|error| store_error("read the embedder model", error))
+        on_db!(&self.db, |pool| sqlx::query_scalar("SELECT value FROM memory_meta WHERE key = 'embedder'")
+            .fetch_optional(pool)
+            .await)
+        .map_err(|error| store_error("read the embedder model", error))
     }
 }

@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 
 use spacebot_core::{KnowledgeQuery, MemoryType, StoreError};
 
 use crate::error::store_error;
-use crate::memory::SqliteMemory;
+use crate::memory::MemoryGraph;
+use crate::memory::db::on_db;
 use crate::memory::rows::{COLUMNS, MemoryRow, from_millis};
 
 /// The longest entry line, in characters, before it is cut with an ellipsis.
@@ -38,21 +39,22 @@ fn section_header(kind: MemoryType, shown: usize, total: usize) -> String {
     format!("\n### {} ({shown} of {total})\n", kind.plural())
 }
 
-impl SqliteMemory {
+impl MemoryGraph {
     pub(crate) async fn render(&self, query: KnowledgeQuery) -> Result<String, StoreError> {
         let filter = self.filter(&query.agent, &query.visibility).await?;
         // Live memories per type, from the counts the write triggers keep per visibility class
         // (migration 0003): the same audience rule, over a few rows instead of every memory.
-        let mut counts =
-            QueryBuilder::<Sqlite>::new("SELECT m.kind, SUM(m.live) FROM memory_counts m WHERE m.agent = ");
-        counts.push_bind(filter.agent.as_str().to_owned());
-        filter.push_audience(&mut counts);
-        counts.push(" GROUP BY m.kind");
-        let counts: Vec<(String, i64)> = counts
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|error| store_error("count memories for the render", error))?;
+        // (SUM of a BIGINT is a NUMERIC on PostgreSQL, hence the cast.)
+        let counts: Vec<(String, i64)> = on_db!(&self.db, |pool, Database| {
+            let mut counts = QueryBuilder::<Database>::new(
+                "SELECT m.kind, CAST(SUM(m.live) AS BIGINT) FROM memory_counts m WHERE m.agent = ",
+            );
+            counts.push_bind(filter.agent.as_str());
+            filter.push_audience(&mut counts);
+            counts.push(" GROUP BY m.kind");
+            counts.build_query_as().fetch_all(pool).await
+        })
+        .map_err(|error| store_error("count memories for the render", error))?;
         let counts: HashMap<String, usize> =
             counts.into_iter().map(|(kind, count)| (kind, usize::try_from(count).unwrap_or(0))).collect();
         if counts.values().all(|count| *count == 0) || query.per_type == 0 {
@@ -65,18 +67,17 @@ impl SqliteMemory {
             if counts.get(kind.label()).copied().unwrap_or(0) == 0 {
                 continue;
             }
-            let mut top = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {COLUMNS} FROM memories m WHERE m.forgotten_at IS NULL AND m.kind = "
-            ));
-            top.push_bind(kind.label());
-            filter.push_sql(&mut top);
-            top.push(" ORDER BY m.importance DESC, m.created_at, m.id LIMIT ")
-                .push_bind(i64::try_from(query.per_type).unwrap_or(i64::MAX));
-            let rows: Vec<MemoryRow> = top
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|error| store_error("read memories for the render", error))?;
+            let rows: Vec<MemoryRow> = on_db!(&self.db, |pool, Database| {
+                let mut top = QueryBuilder::<Database>::new(format!(
+                    "SELECT {COLUMNS} FROM memories m WHERE m.forgotten_at IS NULL AND m.kind = "
+                ));
+                top.push_bind(kind.label());
+                filter.push_sql(&mut top);
+                top.push(" ORDER BY m.importance DESC, m.created_at, m.id LIMIT ")
+                    .push_bind(i64::try_from(query.per_type).unwrap_or(i64::MAX));
+                top.build_query_as().fetch_all(pool).await
+            })
+            .map_err(|error| store_error("read memories for the render", error))?;
             by_kind.insert(kind.label(), rows);
         }
 

@@ -1,13 +1,14 @@
 //! Reading memories: row mapping, single reads, listings, edges, and the vector encoding.
 
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqliteExecutor, SqlitePool};
+use sqlx::QueryBuilder;
 
 use spacebot_core::{
     AgentId, ConversationId, Edge, ListOrder, ListQuery, Memory, MemoryId, MemoryScope, MemoryType, RelationKind,
 };
 
 use crate::memory::audience::Filter;
+use crate::memory::db::{Db, on_db};
 
 /// The columns every memory read selects, from the table aliased `m`.
 pub(crate) const COLUMNS: &str = "m.id, m.agent, m.kind, m.content, m.importance, m.access_count, \
@@ -60,26 +61,29 @@ impl MemoryRow {
 }
 
 /// One memory of `agent` by id, forgotten or not.
-pub(crate) async fn get(pool: &SqlitePool, agent: &AgentId, id: &MemoryId) -> Result<Option<Memory>, sqlx::Error> {
-    let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM memories m WHERE m.id = "));
-    query.push_bind(id.as_str().to_owned()).push(" AND m.agent = ").push_bind(agent.as_str().to_owned());
-    let row: Option<MemoryRow> = query.build_query_as().fetch_optional(pool).await?;
+pub(crate) async fn get(db: &Db, agent: &AgentId, id: &MemoryId) -> Result<Option<Memory>, sqlx::Error> {
+    let row: Option<MemoryRow> = on_db!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM memories m WHERE m.id = $1 AND m.agent = $2"
+    )))
+    .bind(id.as_str())
+    .bind(agent.as_str())
+    .fetch_optional(pool)
+    .await)?;
     Ok(row.map(MemoryRow::into_memory))
 }
 
 /// Live memories among `ids` that `filter` admits, in no particular order.
-pub(crate) async fn load_admitted<'e>(
-    executor: impl SqliteExecutor<'e>,
-    filter: &Filter,
-    ids: &[MemoryId],
-) -> Result<Vec<MemoryRow>, sqlx::Error> {
+pub(crate) async fn load_admitted(db: &Db, filter: &Filter, ids: &[MemoryId]) -> Result<Vec<MemoryRow>, sqlx::Error> {
     let ids: Vec<&str> = ids.iter().map(MemoryId::as_str).collect();
-    let mut query = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {COLUMNS} FROM memories m WHERE m.forgotten_at IS NULL AND m.id IN (SELECT value FROM json_each("
-    ));
-    query.push_bind(serde_json::Value::from(ids).to_string()).push("))");
-    filter.push_sql_for(&mut query, false);
-    query.build_query_as().fetch_all(executor).await
+    let ids = serde_json::Value::from(ids).to_string();
+    on_db!(db, |pool, Database| {
+        let mut query = QueryBuilder::<Database>::new(format!(
+            "SELECT {COLUMNS} FROM memories m WHERE m.forgotten_at IS NULL AND m.id IN (SELECT value FROM json_each("
+        ));
+        query.push_bind(ids.as_str()).push("))");
+        filter.push_sql_for(&mut query, false);
+        query.build_query_as().fetch_all(pool).await
+    })
 }
 
 /// The first `limit` live memories among `ids` that `filter` admits, in the order of `ids`.
@@ -89,7 +93,7 @@ pub(crate) async fn load_admitted<'e>(
 /// time, the first twice `limit` long: recall's lists are filtered as they are ranked, so the
 /// first ids are nearly always admitted and the rest (a hundred, typically) need no lookup.
 pub(crate) async fn load_first_admitted(
-    pool: &SqlitePool,
+    db: &Db,
     filter: &Filter,
     ids: &[MemoryId],
     limit: usize,
@@ -101,14 +105,17 @@ pub(crate) async fn load_first_admitted(
         let (looked_up, after) = rest.split_at(window.min(rest.len()));
         let listed: Vec<&str> = looked_up.iter().map(MemoryId::as_str).collect();
         // CROSS JOIN keeps the id list as the outer loop: one lookup by id per listed memory.
-        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM json_each("));
-        query
-            .push_bind(serde_json::Value::from(listed).to_string())
-            .push(") AS listed CROSS JOIN memories m ON m.id = listed.value WHERE m.forgotten_at IS NULL");
-        filter.push_sql_for(&mut query, false);
-        let wanted = limit - found.len();
-        query.push(" ORDER BY listed.key LIMIT ").push_bind(i64::try_from(wanted).unwrap_or(i64::MAX));
-        found.extend(query.build_query_as::<MemoryRow>().fetch_all(pool).await?);
+        let listed = serde_json::Value::from(listed).to_string();
+        let wanted = i64::try_from(limit - found.len()).unwrap_or(i64::MAX);
+        found.extend(on_db!(db, |pool, Database| {
+            let mut query = QueryBuilder::<Database>::new(format!("SELECT {COLUMNS} FROM json_each("));
+            query
+                .push_bind(listed.as_str())
+                .push(") AS listed CROSS JOIN memories m WHERE m.id = listed.value AND m.forgotten_at IS NULL");
+            filter.push_sql_for(&mut query, false);
+            query.push(" ORDER BY listed.key LIMIT ").push_bind(wanted);
+            query.build_query_as::<MemoryRow>().fetch_all(pool).await
+        })?);
         rest = after;
         window = window.saturating_mul(4);
     }
@@ -116,20 +123,22 @@ pub(crate) async fn load_first_admitted(
 }
 
 /// A listing (see [`ListQuery`]).
-pub(crate) async fn list(pool: &SqlitePool, filter: &Filter, list: &ListQuery) -> Result<Vec<Memory>, sqlx::Error> {
-    let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM memories m WHERE 1 = 1"));
-    if !list.include_forgotten {
-        query.push(" AND m.forgotten_at IS NULL");
-    }
-    filter.push_sql(&mut query);
-    query.push(match list.order {
-        ListOrder::Importance => " ORDER BY m.importance DESC, m.created_at DESC, m.id",
-        ListOrder::MostAccessed => " ORDER BY m.access_count DESC, m.created_at DESC, m.id",
-        _ => " ORDER BY m.created_at DESC, m.id",
-    });
-    query.push(" LIMIT ").push_bind(i64::try_from(list.limit).unwrap_or(i64::MAX));
-    query.push(" OFFSET ").push_bind(i64::try_from(list.offset).unwrap_or(i64::MAX));
-    let rows: Vec<MemoryRow> = query.build_query_as().fetch_all(pool).await?;
+pub(crate) async fn list(db: &Db, filter: &Filter, list: &ListQuery) -> Result<Vec<Memory>, sqlx::Error> {
+    let rows: Vec<MemoryRow> = on_db!(db, |pool, Database| {
+        let mut query = QueryBuilder::<Database>::new(format!("SELECT {COLUMNS} FROM memories m WHERE 1 = 1"));
+        if !list.include_forgotten {
+            query.push(" AND m.forgotten_at IS NULL");
+        }
+        filter.push_sql(&mut query);
+        query.push(match list.order {
+            ListOrder::Importance => " ORDER BY m.importance DESC, m.created_at DESC, m.id",
+            ListOrder::MostAccessed => " ORDER BY m.access_count DESC, m.created_at DESC, m.id",
+            _ => " ORDER BY m.created_at DESC, m.id",
+        });
+        query.push(" LIMIT ").push_bind(i64::try_from(list.limit).unwrap_or(i64::MAX));
+        query.push(" OFFSET ").push_bind(i64::try_from(list.offset).unwrap_or(i64::MAX));
+        query.build_query_as().fetch_all(pool).await
+    })?;
     Ok(rows.into_iter().map(MemoryRow::into_memory).collect())
 }
 
@@ -149,17 +158,17 @@ impl EdgeRow {
 }
 
 /// Every edge touching `id`, outgoing first, in a stable order.
-pub(crate) async fn edges(pool: &SqlitePool, agent: &AgentId, id: &MemoryId) -> Result<Vec<Edge>, sqlx::Error> {
-    let rows: Vec<EdgeRow> = sqlx::query_as(
+pub(crate) async fn edges(db: &Db, agent: &AgentId, id: &MemoryId) -> Result<Vec<Edge>, sqlx::Error> {
+    let rows: Vec<EdgeRow> = on_db!(db, |pool| sqlx::query_as(
         "SELECT e.source, e.target, e.kind, e.weight FROM memory_edges e
-         JOIN memories m ON m.id = ?1 AND m.agent = ?2
-         WHERE e.source = ?1 OR e.target = ?1
-         ORDER BY e.source <> ?1, e.source, e.target, e.kind",
+         JOIN memories m ON m.id = $1 AND m.agent = $2
+         WHERE e.source = $1 OR e.target = $1
+         ORDER BY e.source <> $1, e.source, e.target, e.kind",
     )
     .bind(id.as_str())
     .bind(agent.as_str())
     .fetch_all(pool)
-    .await?;
+    .await)?;
     Ok(rows.into_iter().map(EdgeRow::into_edge).collect())
 }
 
@@ -200,9 +209,9 @@ mod tests {
         use spacebot_core::{MemoryScope, MemoryStore, NewMemory, Visibility};
 
         use crate::embed::HashingEmbedder;
-        use crate::memory::SqliteMemory;
+        use crate::memory::MemoryGraph;
 
-        let store = SqliteMemory::open_in_memory(std::sync::Arc::new(HashingEmbedder::new(32))).await.unwrap();
+        let store = MemoryGraph::open_in_memory(std::sync::Arc::new(HashingEmbedder::new(32))).await.unwrap();
         let agent = AgentId::from("main");
         let memories: Vec<NewMemory> = (0..60)
             .map(|i| {
@@ -218,12 +227,12 @@ mod tests {
         let mut listed: Vec<MemoryId> = ids.clone();
         listed.reverse();
         let filter = Filter::new(agent, Visibility::Shared);
-        let rows = load_first_admitted(&store.pool, &filter, &listed, 5).await.unwrap();
+        let rows = load_first_admitted(&store.db, &filter, &listed, 5).await.unwrap();
         let expected: Vec<&str> =
             listed.iter().enumerate().filter(|(i, _)| (59 - i) % 3 == 0).map(|(_, id)| id.as_str()).take(5).collect();
         assert_eq!(rows.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), expected);
         // Asked for more than there are: every admitted one, down to the end of the list.
-        let rows = load_first_admitted(&store.pool, &filter, &listed, 100).await.unwrap();
+        let rows = load_first_admitted(&store.db, &filter, &listed, 100).await.unwrap();
         assert_eq!(rows.len(), 19);
         assert_eq!(rows.last().map(|row| row.id.as_str()), Some(ids[3].as_str()));
     }

@@ -402,11 +402,11 @@ mod tests {
         use spacebot_core::{MemoryScope, MemoryStore, NewMemory};
 
         use crate::embed::HashingEmbedder;
-        use crate::memory::SqliteMemory;
+        use crate::memory::MemoryGraph;
         use crate::memory::recall::query_terms;
 
         let store =
-            SqliteMemory::open_in_memory(Arc::new(HashingEmbedder::new(64))).await.unwrap().with_merge_similarity(2.0);
+            MemoryGraph::open_in_memory(Arc::new(HashingEmbedder::new(64))).await.unwrap().with_merge_similarity(2.0);
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let agent = spacebot_core::AgentId::from("main");
         let mut saved = Vec::new();
@@ -437,7 +437,7 @@ mod tests {
                  ORDER BY hits.score, m.seq LIMIT 50",
             )
             .bind(&fts5)
-            .fetch_all(&store.pool)
+            .fetch_all(store.sqlite_pool())
             .await
             .unwrap();
             assert!(!theirs.is_empty(), "query {fts5} matches something");

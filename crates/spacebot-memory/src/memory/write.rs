@@ -10,9 +10,10 @@ use tracing::Instrument;
 use spacebot_core::{AgentId, Edge, MemoryId, MemoryScope, MemoryType, NewMemory, SaveOutcome, SaveStatus, StoreError};
 
 use crate::error::store_error;
+use crate::memory::db::{Db, Dialect, Tx, on_db, on_tx};
 use crate::memory::rows::encode_vector;
 use crate::memory::vectors::{Entry, NewVectors};
-use crate::memory::{SqliteMemory, Stamp, bump_generation, invalid, millis};
+use crate::memory::{MemoryGraph, Stamp, invalid, millis};
 
 /// The longest content a memory may have, in bytes.
 pub const MAX_CONTENT_BYTES: usize = 50_000;
@@ -96,7 +97,7 @@ fn validate(memory: &NewMemory) -> Result<(), String> {
     Ok(())
 }
 
-impl SqliteMemory {
+impl MemoryGraph {
     /// Saves chunks of an imported file in one transaction, each with its [`ImportMark`], so a
     /// resumed import skips exactly the chunks that were saved.
     ///
@@ -117,13 +118,14 @@ impl SqliteMemory {
         agent: &AgentId,
         file_hash: &str,
     ) -> Result<std::collections::BTreeSet<usize>, StoreError> {
-        let chunks: Vec<i64> =
-            sqlx::query_scalar("SELECT chunk_index FROM memory_imports WHERE agent = ?1 AND file_hash = ?2")
-                .bind(agent.as_str())
-                .bind(file_hash)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|error| store_error("read the import progress", error))?;
+        let chunks: Vec<i64> = on_db!(&self.db, |pool| sqlx::query_scalar(
+            "SELECT chunk_index FROM memory_imports WHERE agent = $1 AND file_hash = $2"
+        )
+        .bind(agent.as_str())
+        .bind(file_hash)
+        .fetch_all(pool)
+        .await)
+        .map_err(|error| store_error("read the import progress", error))?;
         Ok(chunks.into_iter().filter_map(|chunk| usize::try_from(chunk).ok()).collect())
     }
 
@@ -175,7 +177,7 @@ impl SqliteMemory {
         let result: Result<Committed<'_>, sqlx::Error> = async {
             let mut transaction = self.begin_write().instrument(tracing::trace_span!("save.begin")).await?;
             // What is stored now, under the write lock (`known` was read before it).
-            let stored = stored_hashes(&mut *transaction, &agent, &prepared)
+            let stored = stored_hashes_in(&mut transaction, &agent, &prepared)
                 .instrument(tracing::trace_span!("save.lookup"))
                 .await?;
             let mut outcomes = Vec::with_capacity(prepared.len());
@@ -279,20 +281,21 @@ impl SqliteMemory {
                     .await?;
                 }
                 if let Some(mark) = &item.mark {
-                    sqlx::query(
+                    on_tx!(&mut transaction, |conn| sqlx::query(
                         "INSERT INTO memory_imports (agent, file_hash, chunk_index, memory_id, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     )
                     .bind(agent.as_str())
                     .bind(&mark.file_hash)
                     .bind(i64::try_from(mark.chunk).unwrap_or(i64::MAX))
                     .bind(outcome.id.as_str())
                     .bind(now)
-                    .execute(&mut *transaction)
-                    .await?;
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected()))?;
                 }
             }
-            let generation = bump_generation(&mut transaction).await?;
+            let generation = transaction.bump_generation().await?;
             transaction.commit().instrument(tracing::trace_span!("save.commit")).await?;
             Ok((outcomes, created, words, generation))
         }
@@ -344,7 +347,7 @@ impl SqliteMemory {
         agent: &AgentId,
         prepared: &[Prepared],
     ) -> Result<HashMap<HashKey, MemoryId>, StoreError> {
-        stored_hashes(&self.pool, agent, prepared).await.map_err(|error| store_error("look up saved contents", error))
+        stored_hashes(&self.db, agent, prepared).await.map_err(|error| store_error("look up saved contents", error))
     }
 
     /// A live memory of the same agent, type and scope at least `merge_at_write` similar, among
@@ -417,23 +420,21 @@ impl SqliteMemory {
         if humans.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String)> = on_db!(&self.db, |pool| sqlx::query_as(
             "SELECT platform_id, human FROM human_identities
-             WHERE agent = ?1 AND platform_id IN (SELECT value FROM json_each(?2))",
+             WHERE agent = $1 AND platform_id IN (SELECT value FROM json_each($2))",
         )
         .bind(agent.as_str())
         .bind(serde_json::Value::from(humans.into_iter().collect::<Vec<_>>()).to_string())
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(|error| store_error("resolve identities", error))?;
         Ok(rows.into_iter().collect())
     }
 
     /// As `ensure_index`, for a caller that holds the write lock.
     pub(crate) async fn ensure_index_locked(&self) -> Result<(), StoreError> {
-        let current = crate::memory::read_stamp(&self.pool)
-            .await
-            .map_err(|error| store_error("read the memory generation", error))?;
+        let current = self.db.read_stamp().await.map_err(|error| store_error("read the memory generation", error))?;
         if self.read_index().synced().is_some_and(|synced| synced.generation == current.generation) {
             return Ok(());
         }
@@ -447,16 +448,16 @@ impl SqliteMemory {
         let now = millis(self.now());
         let result: Result<(Option<i64>, Stamp), sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE memories SET forgotten_at = ?1 WHERE id = ?2 AND agent = ?3 AND forgotten_at IS NULL
+            let seq: Option<i64> = on_tx!(&mut transaction, |conn| sqlx::query_scalar(
+                "UPDATE memories SET forgotten_at = $1 WHERE id = $2 AND agent = $3 AND forgotten_at IS NULL
                  RETURNING seq",
             )
             .bind(now)
             .bind(id.as_str())
             .bind(agent.as_str())
-            .fetch_optional(&mut *transaction)
-            .await?;
-            let generation = bump_generation(&mut transaction).await?;
+            .fetch_optional(conn)
+            .await)?;
+            let generation = transaction.bump_generation().await?;
             transaction.commit().await?;
             Ok((seq, generation))
         }
@@ -477,14 +478,14 @@ impl SqliteMemory {
         }
         let result: Result<bool, sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
-            let live: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM memories WHERE agent = ?1 AND forgotten_at IS NULL AND id IN (?2, ?3)",
+            let live: i64 = on_tx!(&mut transaction, |conn| sqlx::query_scalar(
+                "SELECT COUNT(*) FROM memories WHERE agent = $1 AND forgotten_at IS NULL AND id IN ($2, $3)",
             )
             .bind(agent.as_str())
             .bind(edge.source.as_str())
             .bind(edge.target.as_str())
-            .fetch_one(&mut *transaction)
-            .await?;
+            .fetch_one(conn)
+            .await)?;
             if live != 2 {
                 return Ok(false);
             }
@@ -515,40 +516,48 @@ impl SqliteMemory {
         let now = millis(self.now());
         let result: Result<(), sqlx::Error> = async {
             let mut transaction = self.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO human_identities (agent, platform_id, human, created_at) VALUES (?1, ?2, ?3, ?4)
+            on_tx!(&mut transaction, |conn| sqlx::query(
+                "INSERT INTO human_identities (agent, platform_id, human, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (agent, platform_id) DO UPDATE SET human = excluded.human",
             )
             .bind(agent.as_str())
             .bind(platform_id)
             .bind(human)
             .bind(now)
-            .execute(&mut *transaction)
-            .await?;
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected()))?;
             if platform_id != human {
                 // Memories saved under the platform id now belong to the person. One that would
                 // duplicate a memory the person already has stays behind and is forgotten.
-                sqlx::query(
-                    "UPDATE OR IGNORE memories
-                     SET human = ?3, scope_key = CASE WHEN private = 1 THEN 'human:' || ?3 ELSE scope_key END
-                     WHERE agent = ?1 AND human = ?2",
+                on_tx!(&mut transaction, |conn| sqlx::query(
+                    "UPDATE memories
+                     SET human = $3, scope_key = CASE WHEN private = 1 THEN 'human:' || $3 ELSE scope_key END
+                     WHERE agent = $1 AND human = $2
+                       AND NOT (private = 1 AND forgotten_at IS NULL AND EXISTS (
+                           SELECT 1 FROM memories kept
+                           WHERE kept.agent = memories.agent AND kept.kind = memories.kind
+                             AND kept.scope_key = 'human:' || $3 AND kept.content_hash = memories.content_hash
+                             AND kept.forgotten_at IS NULL))",
                 )
                 .bind(agent.as_str())
                 .bind(platform_id)
                 .bind(human)
-                .execute(&mut *transaction)
-                .await?;
-                sqlx::query(
-                    "UPDATE memories SET forgotten_at = ?3
-                     WHERE agent = ?1 AND human = ?2 AND forgotten_at IS NULL",
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected()))?;
+                on_tx!(&mut transaction, |conn| sqlx::query(
+                    "UPDATE memories SET forgotten_at = $3
+                     WHERE agent = $1 AND human = $2 AND forgotten_at IS NULL",
                 )
                 .bind(agent.as_str())
                 .bind(platform_id)
                 .bind(now)
-                .execute(&mut *transaction)
-                .await?;
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected()))?;
             }
-            bump_generation(&mut transaction).await?;
+            transaction.bump_generation().await?;
             transaction.commit().await
         }
         .await;
@@ -679,113 +688,134 @@ fn mentions_all(content: &str, words: &[String]) -> bool {
 /// Merges `item` into the stored memory `into` when it is live and said by the same speaker:
 /// the higher importance, the newer date, both sources. Returns whether it merged.
 async fn merge_into_stored(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    transaction: &mut Tx,
     into: &MemoryId,
     item: &Prepared,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let stored: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT content, source FROM memories WHERE id = ?1 AND forgotten_at IS NULL")
-            .bind(into.as_str())
-            .fetch_optional(&mut **transaction)
-            .await?;
+    let stored: Option<(String, Option<String>)> = on_tx!(transaction, |conn| sqlx::query_as(
+        "SELECT content, source FROM memories WHERE id = $1 AND forgotten_at IS NULL"
+    )
+    .bind(into.as_str())
+    .fetch_optional(conn)
+    .await)?;
     let Some((content, source)) = stored else { return Ok(false) };
     if !may_merge(&content, &item.memory.content) {
         return Ok(false);
     }
-    let updated = sqlx::query(
-        "UPDATE memories SET importance = MAX(importance, ?1), updated_at = ?2, created_at = MAX(created_at, ?3),
-                             source = ?4
-         WHERE id = ?5 AND forgotten_at IS NULL",
+    let source = joined_sources(source.as_deref(), item.memory.source.as_deref());
+    let updated = on_tx!(transaction, |conn| sqlx::query(
+        "UPDATE memories SET importance = CASE WHEN importance > $1 THEN importance ELSE $1 END, updated_at = $2,
+                             created_at = CASE WHEN created_at > $3 THEN created_at ELSE $3 END, source = $4
+         WHERE id = $5 AND forgotten_at IS NULL",
     )
     .bind(f64::from(item.memory.importance))
     .bind(now)
     .bind(item.memory.created_at.map_or(now, millis))
-    .bind(joined_sources(source.as_deref(), item.memory.source.as_deref()))
+    .bind(source.as_deref())
     .bind(into.as_str())
-    .execute(&mut **transaction)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(updated == 1)
+}
+
+/// The idempotency keys of the prepared contents, as the JSON list [`Dialect::STORED_HASHES`]
+/// unpacks.
+fn hash_keys(prepared: &[Prepared]) -> String {
+    let keys: Vec<serde_json::Value> =
+        prepared.iter().map(|p| serde_json::json!([p.memory.kind.label(), p.scope_key, p.hash])).collect();
+    serde_json::Value::from(keys).to_string()
+}
+
+fn stored_hash_rows(rows: Vec<(String, String, String, String)>) -> HashMap<HashKey, MemoryId> {
+    rows.into_iter()
+        .filter_map(|(kind, scope, hash, id)| Some(((MemoryType::from_label(&kind)?, scope, hash), MemoryId::from(id))))
+        .collect()
 }
 
 /// The ids of the live memories of `agent` holding the prepared contents, by idempotency key:
 /// one query, one lookup in the idempotency index per content.
-async fn stored_hashes<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+async fn stored_hashes(
+    db: &Db,
     agent: &AgentId,
     prepared: &[Prepared],
 ) -> Result<HashMap<HashKey, MemoryId>, sqlx::Error> {
-    let keys: Vec<serde_json::Value> =
-        prepared.iter().map(|p| serde_json::json!([p.memory.kind.label(), p.scope_key, p.hash])).collect();
-    // CROSS JOIN keeps the key list as the outer loop, so each key is a lookup in the partial
-    // index `memories_by_hash`, whatever the number of memories.
-    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT m.kind, m.scope_key, m.content_hash, m.id
-         FROM json_each(?2) AS wanted CROSS JOIN memories m
-         WHERE m.agent = ?1 AND m.kind = wanted.value ->> 0 AND m.scope_key = wanted.value ->> 1
-           AND m.content_hash = wanted.value ->> 2 AND m.forgotten_at IS NULL",
-    )
-    .bind(agent.as_str())
-    .bind(serde_json::Value::from(keys).to_string())
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(kind, scope, hash, id)| Some(((MemoryType::from_label(&kind)?, scope, hash), MemoryId::from(id))))
-        .collect())
+    let keys = hash_keys(prepared);
+    let rows = on_db!(db, |pool, Database| sqlx::query_as(<Database as Dialect>::STORED_HASHES)
+        .bind(agent.as_str())
+        .bind(&keys)
+        .fetch_all(pool)
+        .await)?;
+    Ok(stored_hash_rows(rows))
+}
+
+/// As [`stored_hashes`], in a transaction.
+async fn stored_hashes_in(
+    transaction: &mut Tx,
+    agent: &AgentId,
+    prepared: &[Prepared],
+) -> Result<HashMap<HashKey, MemoryId>, sqlx::Error> {
+    let keys = hash_keys(prepared);
+    let rows = on_tx!(transaction, |conn, Database| sqlx::query_as(<Database as Dialect>::STORED_HASHES)
+        .bind(agent.as_str())
+        .bind(&keys)
+        .fetch_all(conn)
+        .await)?;
+    Ok(stored_hash_rows(rows))
 }
 
 /// Inserts the rows, a few multi-row statements per batch; returns each one's sequence number
 /// by id.
 async fn insert_memories(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    transaction: &mut Tx,
     inserts: &[Insert<'_>],
     now: i64,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
     let mut seqs = HashMap::with_capacity(inserts.len());
     for chunk in inserts.chunks(ROWS_PER_INSERT) {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO memories (id, agent, kind, content, content_hash, importance, created_at, updated_at,
-                                   accessed_at, decayed_at, source, conversation, human, private, scope_key) ",
-        );
-        query.push_values(chunk, |mut row, insert| {
-            let memory = &insert.item.memory;
-            row.push_bind(insert.id.as_str())
-                .push_bind(memory.scope.agent.as_str())
-                .push_bind(memory.kind.label())
-                .push_bind(memory.content.as_str())
-                .push_bind(insert.item.hash.as_str())
-                .push_bind(f64::from(insert.importance))
-                .push_bind(insert.created_at)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(insert.source.as_deref())
-                .push_bind(memory.scope.conversation.as_ref().map(|c| c.as_str()))
-                .push_bind(insert.item.human.as_deref())
-                .push_bind(i64::from(memory.scope.private))
-                .push_bind(insert.item.scope_key.as_str());
-        });
-        query.push(" RETURNING id, seq");
-        let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&mut **transaction).await?;
+        let rows: Vec<(String, i64)> = on_tx!(&mut *transaction, |conn, Database| {
+            let mut query = sqlx::QueryBuilder::<Database>::new(
+                "INSERT INTO memories (id, agent, kind, content, content_hash, importance, created_at, updated_at,
+                                       accessed_at, decayed_at, source, conversation, human, private, scope_key) ",
+            );
+            query.push_values(chunk, |mut row, insert| {
+                let memory = &insert.item.memory;
+                row.push_bind(insert.id.as_str())
+                    .push_bind(memory.scope.agent.as_str())
+                    .push_bind(memory.kind.label())
+                    .push_bind(memory.content.as_str())
+                    .push_bind(insert.item.hash.as_str())
+                    .push_bind(f64::from(insert.importance))
+                    .push_bind(insert.created_at)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(insert.source.as_deref())
+                    .push_bind(memory.scope.conversation.as_ref().map(|c| c.as_str()))
+                    .push_bind(insert.item.human.as_deref())
+                    .push_bind(i64::from(memory.scope.private))
+                    .push_bind(insert.item.scope_key.as_str());
+            });
+            query.push(" RETURNING id, seq");
+            query.build_query_as().fetch_all(conn).await
+        })?;
         seqs.extend(rows);
     }
     Ok(seqs)
 }
 
 /// Inserts the vectors of `model` (`(memory seq, vector)`), a few multi-row statements per batch.
-async fn insert_vectors(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    model: &str,
-    vectors: &[(i64, &Vec<f32>)],
-) -> Result<(), sqlx::Error> {
+async fn insert_vectors(transaction: &mut Tx, model: &str, vectors: &[(i64, &Vec<f32>)]) -> Result<(), sqlx::Error> {
     for chunk in vectors.chunks(ROWS_PER_INSERT) {
-        let mut query =
-            sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO memory_vectors (memory_seq, model, vector) ");
-        query.push_values(chunk, |mut row, (seq, vector)| {
-            row.push_bind(*seq).push_bind(model).push_bind(encode_vector(vector));
-        });
-        query.build().execute(&mut **transaction).await?;
+        on_tx!(&mut *transaction, |conn, Database| {
+            let mut query =
+                sqlx::QueryBuilder::<Database>::new("INSERT INTO memory_vectors (memory_seq, model, vector) ");
+            query.push_values(chunk, |mut row, (seq, vector)| {
+                row.push_bind(*seq).push_bind(model).push_bind(encode_vector(vector));
+            });
+            query.build().execute(conn).await.map(|done| done.rows_affected())
+        })?;
     }
     Ok(())
 }
@@ -793,7 +823,7 @@ async fn insert_vectors(
 /// Inserts `source -kind-> target` (or updates its weight) when the target is a live memory of
 /// the agent; a missing target is skipped, as a model may name an id that was since forgotten.
 async fn insert_edge(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    transaction: &mut Tx,
     agent: &AgentId,
     source: &MemoryId,
     kind: &str,
@@ -801,10 +831,10 @@ async fn insert_edge(
     target: &MemoryId,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let result = on_tx!(transaction, |conn| sqlx::query(
         "INSERT INTO memory_edges (source, target, kind, weight, created_at)
-         SELECT ?1, t.id, ?2, ?3, ?4 FROM memories t
-         WHERE t.id = ?5 AND t.agent = ?6 AND t.forgotten_at IS NULL AND t.id <> ?1
+         SELECT $1, t.id, $2, $3, $4 FROM memories t
+         WHERE t.id = $5 AND t.agent = $6 AND t.forgotten_at IS NULL AND t.id <> $1
          ON CONFLICT (source, target, kind) DO UPDATE SET weight = excluded.weight",
     )
     .bind(source.as_str())
@@ -813,12 +843,13 @@ async fn insert_edge(
     .bind(now)
     .bind(target.as_str())
     .bind(agent.as_str())
-    .execute(&mut **transaction)
-    .await?;
-    if result.rows_affected() == 0 {
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected()))?;
+    if result == 0 {
         tracing::warn!(%source, %target, kind, "edge target is not a live memory; edge skipped");
     }
-    Ok(result.rows_affected() > 0)
+    Ok(result > 0)
 }
 
 fn entry_for(seq: i64, id: &MemoryId, agent: &AgentId, item: &Prepared, created_at: i64) -> Entry {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use spacebot_core::{Embedder, MemoryStore, MemoryType, NewMemory, RecallQuery};
-use spacebot_memory::{OpenAiEmbedder, SqliteMemory, dot};
+use spacebot_memory::{MemoryGraph, OpenAiEmbedder, dot};
 use spacebot_testing::FakeEmbeddingsServer;
 
 use crate::memory_support::shared;
@@ -43,7 +43,7 @@ async fn server_errors_and_wrong_dimensions_are_errors() {
 #[tokio::test]
 async fn a_save_whose_embedding_fails_stores_nothing() {
     let server = FakeEmbeddingsServer::start(32).await;
-    let store = SqliteMemory::open_in_memory(Arc::new(OpenAiEmbedder::new(server.base_url(), "m", 32))).await.unwrap();
+    let store = MemoryGraph::open_in_memory(Arc::new(OpenAiEmbedder::new(server.base_url(), "m", 32))).await.unwrap();
     server.fail_next(503);
     let memory = NewMemory::new(MemoryType::Fact, "The on-call rota is in PagerDuty", shared());
     assert!(store.save(memory.clone()).await.is_err());
@@ -59,7 +59,7 @@ async fn a_save_whose_embedding_fails_stores_nothing() {
 #[tokio::test]
 async fn a_recall_whose_query_embedding_fails_falls_back_to_words() {
     let server = FakeEmbeddingsServer::start(32).await;
-    let store = SqliteMemory::open_in_memory(Arc::new(OpenAiEmbedder::new(server.base_url(), "m", 32))).await.unwrap();
+    let store = MemoryGraph::open_in_memory(Arc::new(OpenAiEmbedder::new(server.base_url(), "m", 32))).await.unwrap();
     let saved =
         store.save(NewMemory::new(MemoryType::Fact, "The on-call rota is in PagerDuty", shared())).await.unwrap();
     server.fail_next(503);

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use spacebot_core::{Embedder, MemoryStore, MemoryType, NewMemory, RecallQuery};
-use spacebot_memory::{HashingEmbedder, LOCAL_MODEL_FILES, LocalEmbedder, LocalModelError, SqliteMemory, dot};
+use spacebot_memory::{HashingEmbedder, LOCAL_MODEL_FILES, LocalEmbedder, LocalModelError, MemoryGraph, dot};
 
 use crate::memory_support::shared;
 
@@ -211,7 +211,7 @@ async fn recall_finds_a_paraphrase_with_no_shared_words() {
     ];
     let question = "Which foods make her sick?";
 
-    let store = SqliteMemory::open_in_memory(Arc::new(embedder())).await.unwrap();
+    let store = MemoryGraph::open_in_memory(Arc::new(embedder())).await.unwrap();
     for content in memories {
         store.save(NewMemory::new(MemoryType::Fact, content, shared())).await.unwrap();
     }
@@ -221,7 +221,7 @@ async fn recall_finds_a_paraphrase_with_no_shared_words() {
     assert_eq!(first.vector_rank, Some(1));
     assert_eq!(first.text_rank, None, "the question shares no word with the memory");
 
-    let lexical = SqliteMemory::open_in_memory(Arc::new(HashingEmbedder::default())).await.unwrap();
+    let lexical = MemoryGraph::open_in_memory(Arc::new(HashingEmbedder::default())).await.unwrap();
     for content in memories {
         lexical.save(NewMemory::new(MemoryType::Fact, content, shared())).await.unwrap();
     }

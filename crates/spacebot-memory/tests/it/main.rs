@@ -1,5 +1,6 @@
-//! Integration tests of the conversation log (on SQLite and PostgreSQL: the storage suite in
-//! `support.rs`) and the SQLite memory graph, in one test binary.
+//! Integration tests of the conversation log and the memory graph, on SQLite and PostgreSQL (the
+//! storage suite in `support.rs`; what only SQLite files have stays SQLite-only), in one test
+//! binary.
 
 mod chronicle;
 mod concurrency;
@@ -13,6 +14,7 @@ mod memory_durability;
 mod memory_maintenance;
 mod memory_recall;
 mod memory_render;
+mod memory_sharing;
 mod memory_support;
 mod memory_visibility;
 mod memory_writes;

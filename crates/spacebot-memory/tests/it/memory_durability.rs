@@ -83,22 +83,6 @@ async fn anchor_defect_no_write_leaves_a_stale_vector_or_index_row() {
     assert_eq!(scalar(&path, "SELECT COUNT(*) FROM memory_edges").await, 0);
 }
 
-/// Another process writing the same file (the CLI beside the daemon) is seen by the next read.
-#[tokio::test]
-async fn a_second_store_on_the_same_file_sees_saves_and_forgets() {
-    let (_dir, path) = temp_db();
-    let daemon = file_store(&path).await;
-    let cli = file_store(&path).await;
-    let id = save(&cli, MemoryType::Fact, "The printer is on the third floor", shared()).await;
-    let hits = recall(&daemon, "where is the printer", Visibility::Shared).await;
-    assert_eq!(contents(&hits), vec!["The printer is on the third floor"]);
-    assert_eq!(hits[0].vector_rank, Some(1), "the daemon reloaded the new vector");
-    assert_eq!(hits[0].text_rank, Some(1), "and the new memory's words");
-    cli.forget(&AgentId::from("main"), &id).await.unwrap();
-    assert!(recall(&daemon, "where is the printer", Visibility::Shared).await.is_empty());
-    assert_eq!(daemon.vector_count(), 0);
-}
-
 /// Reopening the file restores every vector, and a changed embedder is noticed and reindexed.
 #[tokio::test]
 async fn reopening_restores_vectors_and_a_new_embedder_triggers_a_reindex() {
@@ -115,7 +99,7 @@ async fn reopening_restores_vectors_and_a_new_embedder_triggers_a_reindex() {
     store.close().await;
 
     let embedder = std::sync::Arc::new(spacebot_memory::HashingEmbedder::new(64));
-    let store = spacebot_memory::SqliteMemory::open(&path, embedder).await.unwrap();
+    let store = spacebot_memory::MemoryGraph::open(&path, embedder).await.unwrap();
     assert_eq!(store.vector_count(), 0, "vectors of another model are not used");
     assert_eq!(store.pending_reindex().await.unwrap(), 2);
     let hits = recall(&store, "when does payroll run", Visibility::Shared).await;
@@ -173,56 +157,4 @@ async fn the_render_counts_follow_every_write() {
     execute(&path, "DELETE FROM memories WHERE content = 'Prefers tea'").await;
     assert_eq!(count_drift(&path).await, 0);
     assert_eq!(scalar(&path, "SELECT SUM(live) FROM memory_counts").await, 1);
-}
-
-/// Two stores on one file (the daemon and the CLI), each saving, forgetting and recalling from
-/// several tasks at once: afterwards both copies of the words and vectors match the file. Every
-/// live memory is found by its own word in both lists of both stores; no forgotten one is.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_on_one_file_leave_both_copies_in_step() {
-    let (_dir, path) = temp_db();
-    let daemon = file_store(&path).await;
-    let cli = file_store(&path).await;
-    let agent = AgentId::from("main");
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..4usize {
-        let store = if worker % 2 == 0 { daemon.clone() } else { cli.clone() };
-        let agent = agent.clone();
-        tasks.spawn(async move {
-            let mut forgotten = Vec::new();
-            for i in 0..25usize {
-                let word = format!("token{worker}x{i}");
-                let id =
-                    save(&store, MemoryType::Fact, &format!("{word} is a memory of worker {worker}"), shared()).await;
-                if i % 5 == 0 {
-                    store.forget(&agent, &id).await.unwrap();
-                    forgotten.push(word.clone());
-                }
-                recall(&store, &format!("worker {worker} memory"), Visibility::Shared).await;
-            }
-            forgotten
-        });
-    }
-    let mut forgotten = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        forgotten.extend(done.unwrap());
-    }
-    assert_eq!(forgotten.len(), 20);
-    for store in [&daemon, &cli] {
-        for worker in 0..4 {
-            for i in 0..25 {
-                let word = format!("token{worker}x{i}");
-                let hits = recall(store, &word, Visibility::Shared).await;
-                if forgotten.contains(&word) {
-                    assert!(hits.iter().all(|hit| !hit.memory.content.starts_with(&word)), "{word} was forgotten");
-                } else {
-                    let hit = hits.iter().find(|hit| hit.memory.content.starts_with(&word));
-                    let hit = hit.unwrap_or_else(|| panic!("{word} is live but not recalled"));
-                    assert_eq!(hit.text_rank, Some(1), "{word} by its words");
-                    assert!(hit.vector_rank.is_some(), "{word} by its vector");
-                }
-            }
-        }
-        assert_eq!(store.vector_count(), 80);
-    }
 }

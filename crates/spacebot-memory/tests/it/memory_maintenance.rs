@@ -1,19 +1,23 @@
 //! Maintenance: decay, prune, merge, link, and their bounds.
 
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use spacebot_core::{AgentId, MaintenanceOptions, MemoryStore, MemoryType, RelationKind};
 
 use crate::memory_support::{save, shared, store};
+use crate::support::{TestDb, on_both_backends};
 
 fn agent() -> AgentId {
     AgentId::from("main")
 }
 
 /// Anchor defect: decay rewrote `updated_at`, so renders churned on every pass.
-#[tokio::test]
-async fn anchor_defect_decay_never_rewrites_content_timestamps() {
-    let (store, clock) = store().await;
+async fn anchor_defect_decay_never_rewrites_content_timestamps<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let id = save(&store, MemoryType::Fact, "The wiki moved to Notion", shared()).await;
     let before = store.get(&agent(), &id).await.unwrap().unwrap();
     clock.advance_days(40);
@@ -28,10 +32,11 @@ async fn anchor_defect_decay_never_rewrites_content_timestamps() {
     assert!((f64::from(after.importance) - expected).abs() < 1e-4, "{} vs {expected}", after.importance);
 }
 
-#[tokio::test]
-async fn decay_does_not_depend_on_how_often_it_runs() {
-    let (often, often_clock) = store().await;
-    let (once, once_clock) = store().await;
+async fn decay_does_not_depend_on_how_often_it_runs<D: TestDb>(db: D) {
+    let (often, often_clock) = store(&db).await;
+    // A database of its own: the same content in one database would be one memory.
+    let other = D::new().await;
+    let (once, once_clock) = store(&other).await;
     let a = save(&often, MemoryType::Goal, "Reach 99.9% uptime", shared()).await;
     let b = save(&once, MemoryType::Goal, "Reach 99.9% uptime", shared()).await;
     for _ in 0..6 {
@@ -45,9 +50,8 @@ async fn decay_does_not_depend_on_how_often_it_runs() {
     assert!((a - b).abs() < 1e-5, "six passes {a} vs one pass {b}");
 }
 
-#[tokio::test]
-async fn recently_recalled_and_identity_memories_do_not_decay() {
-    let (store, clock) = store().await;
+async fn recently_recalled_and_identity_memories_do_not_decay<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let identity = save(&store, MemoryType::Identity, "I am Spacebot, the team's assistant", shared()).await;
     let used = save(&store, MemoryType::Fact, "Deploys need two approvals", shared()).await;
     clock.advance_days(20);
@@ -65,9 +69,8 @@ async fn recently_recalled_and_identity_memories_do_not_decay() {
     );
 }
 
-#[tokio::test]
-async fn prune_deletes_faded_memories_but_never_identities() {
-    let (store, clock) = store().await;
+async fn prune_deletes_faded_memories_but_never_identities<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let faded = save(&store, MemoryType::Observation, "Someone mentioned tabs once", shared()).await;
     let identity = store
         .save(spacebot_core::NewMemory::new(MemoryType::Identity, "Name: Spacebot", shared()).with_importance(0.05))
@@ -81,9 +84,8 @@ async fn prune_deletes_faded_memories_but_never_identities() {
     assert!(store.get(&agent(), &identity).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn merge_absorbs_duplicates_within_a_type_and_moves_their_edges() {
-    let (store, _) = store().await;
+async fn merge_absorbs_duplicates_within_a_type_and_moves_their_edges<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let store = store.with_merge_similarity(2.0);
     let keep = store
         .save(
@@ -115,9 +117,8 @@ async fn merge_absorbs_duplicates_within_a_type_and_moves_their_edges() {
 
 /// The maintenance merge follows the write merge's rules: never two people's words, and the
 /// survivor keeps the newer date and both sources.
-#[tokio::test]
-async fn merge_keeps_speakers_apart_and_the_newer_date_and_both_sources() {
-    let (store, clock) = store().await;
+async fn merge_keeps_speakers_apart_and_the_newer_date_and_both_sources<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let store = store.with_merge_similarity(2.0);
     let save_from = |content: &'static str, source: &'static str, days: i64| {
         spacebot_core::NewMemory::new(MemoryType::Observation, content, shared())
@@ -149,9 +150,8 @@ async fn merge_keeps_speakers_apart_and_the_newer_date_and_both_sources() {
     assert_eq!(sources, ["s1", "s7"]);
 }
 
-#[tokio::test]
-async fn linking_connects_related_memories_once() {
-    let (store, _) = store().await;
+async fn linking_connects_related_memories_once<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let a = save(&store, MemoryType::Fact, "Postgres backups are stored in S3 bucket ops-backups", shared()).await;
     let b =
         save(&store, MemoryType::Decision, "Postgres backups stored in S3 bucket ops-backups daily", shared()).await;
@@ -165,9 +165,8 @@ async fn linking_connects_related_memories_once() {
     assert_eq!(again.linked, 0, "already linked memories are not looked at again");
 }
 
-#[tokio::test]
-async fn a_pass_stops_when_its_time_budget_is_spent() {
-    let (store, clock) = store().await;
+async fn a_pass_stops_when_its_time_budget_is_spent<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let id = save(&store, MemoryType::Fact, "Old news", shared()).await;
     clock.advance_days(60);
     let report =
@@ -179,10 +178,21 @@ async fn a_pass_stops_when_its_time_budget_is_spent() {
     assert!(report.complete, "{report:?}");
 }
 
-#[tokio::test]
-async fn invalid_options_are_rejected() {
-    let (store, _) = store().await;
+async fn invalid_options_are_rejected<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let mut options = MaintenanceOptions::default();
     options.decay_per_day = 1.5;
     assert!(store.maintain(&agent(), options).await.is_err());
 }
+
+on_both_backends!(
+    anchor_defect_decay_never_rewrites_content_timestamps,
+    decay_does_not_depend_on_how_often_it_runs,
+    recently_recalled_and_identity_memories_do_not_decay,
+    prune_deletes_faded_memories_but_never_identities,
+    merge_absorbs_duplicates_within_a_type_and_moves_their_edges,
+    merge_keeps_speakers_apart_and_the_newer_date_and_both_sources,
+    linking_connects_related_memories_once,
+    a_pass_stops_when_its_time_budget_is_spent,
+    invalid_options_are_rejected,
+);

@@ -1,15 +1,19 @@
 //! Recall: hybrid lists and fusion, filters, access counts, and scope isolation.
 
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
+
 use spacebot_core::{
     AgentId, Edge, KnowledgeQuery, ListQuery, MemoryScope, MemoryStore, MemoryType, RecallQuery, RelationKind,
     Visibility,
 };
 
 use crate::memory_support::{contents, private, recall, save, shared, store};
+use crate::support::{TestDb, on_both_backends};
 
-#[tokio::test]
-async fn hybrid_recall_reports_the_rank_of_each_list() {
-    let (store, _) = store().await;
+async fn hybrid_recall_reports_the_rank_of_each_list<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     save(&store, MemoryType::Fact, "The deploy pipeline runs on Buildkite", shared()).await;
     save(&store, MemoryType::Fact, "Lunch is at noon on Thursdays", shared()).await;
     let hits = recall(&store, "which CI runs the deploy pipeline", Visibility::Shared).await;
@@ -21,9 +25,8 @@ async fn hybrid_recall_reports_the_rank_of_each_list() {
     assert!((hits[0].score - 1.5 * 1.5).abs() < 1e-6, "{}", hits[0].score);
 }
 
-#[tokio::test]
-async fn the_graph_walk_brings_in_connected_memories() {
-    let (store, _) = store().await;
+async fn the_graph_walk_brings_in_connected_memories<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let agent = AgentId::from("main");
     let outage = save(&store, MemoryType::Event, "Database outage on March 3rd", shared()).await;
     // Enough direct hits that the cause is not one of the walk's seeds.
@@ -38,9 +41,8 @@ async fn the_graph_walk_brings_in_connected_memories() {
     assert_eq!(cause_hit.text_rank, None);
 }
 
-#[tokio::test]
-async fn type_and_time_filters_apply_inside_the_query() {
-    let (store, clock) = store().await;
+async fn type_and_time_filters_apply_inside_the_query<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     save(&store, MemoryType::Fact, "Grafana dashboards live in the ops repo", shared()).await;
     let start = clock.now();
     clock.advance_days(2);
@@ -65,9 +67,8 @@ async fn type_and_time_filters_apply_inside_the_query() {
     assert_eq!(contents(&early), vec!["Grafana dashboards live in the ops repo"]);
 }
 
-#[tokio::test]
-async fn recall_counts_accesses_unless_told_not_to() {
-    let (store, clock) = store().await;
+async fn recall_counts_accesses_unless_told_not_to<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let agent = AgentId::from("main");
     let id = save(&store, MemoryType::Fact, "The VPN gateway is vpn.example.org", shared()).await;
     recall(&store, "VPN gateway", Visibility::Shared).await;
@@ -81,17 +82,15 @@ async fn recall_counts_accesses_unless_told_not_to() {
     assert!(stored.updated_at < stored.accessed_at, "an access is not an update");
 }
 
-#[tokio::test]
-async fn recall_rejects_an_empty_query() {
-    let (store, _) = store().await;
+async fn recall_rejects_an_empty_query<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     assert!(store.recall(RecallQuery::new("main", "  ")).await.is_err());
 }
 
 /// Two users in one group conversation each see their own private memories and the shared ones;
 /// a third person's private memories never appear, whatever the query, the list or the render.
-#[tokio::test]
-async fn scope_isolation_between_users_in_one_group_conversation() {
-    let (store, _) = store().await;
+async fn scope_isolation_between_users_in_one_group_conversation<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     save(&store, MemoryType::Preference, "Alice's favourite coffee is a flat white", private("discord:alice")).await;
     save(&store, MemoryType::Preference, "Bob's favourite coffee is an espresso", private("discord:bob")).await;
     let carol =
@@ -126,9 +125,8 @@ async fn scope_isolation_between_users_in_one_group_conversation() {
     assert!(contents(&operator).iter().any(|content| content.contains("Carol")));
 }
 
-#[tokio::test]
-async fn a_memory_private_to_a_conversation_stays_in_it() {
-    let (store, _) = store().await;
+async fn a_memory_private_to_a_conversation_stays_in_it<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     save(
         &store,
         MemoryType::Decision,
@@ -141,3 +139,13 @@ async fn a_memory_private_to_a_conversation_stays_in_it() {
     let outside = recall(&store, "British spelling", Visibility::conversation("slack:C2", Vec::<String>::new())).await;
     assert!(outside.is_empty());
 }
+
+on_both_backends!(
+    hybrid_recall_reports_the_rank_of_each_list,
+    the_graph_walk_brings_in_connected_memories,
+    type_and_time_filters_apply_inside_the_query,
+    recall_counts_accesses_unless_told_not_to,
+    recall_rejects_an_empty_query,
+    scope_isolation_between_users_in_one_group_conversation,
+    a_memory_private_to_a_conversation_stays_in_it,
+);

@@ -1,22 +1,25 @@
 //! The knowledge render: deterministic, byte-stable, counted, budgeted, scoped.
 
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
+
 use spacebot_core::{AgentId, KnowledgeQuery, MaintenanceOptions, MemoryStore, MemoryType, NewMemory, Visibility};
 
 use crate::memory_support::{private, save, shared, store};
+use crate::support::{TestDb, on_both_backends};
 
 fn query() -> KnowledgeQuery {
     KnowledgeQuery::new("main", Visibility::conversation("c1", ["alice"]))
 }
 
-#[tokio::test]
-async fn an_empty_store_renders_nothing() {
-    let (store, _) = store().await;
+async fn an_empty_store_renders_nothing<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     assert_eq!(store.render_knowledge(query()).await.unwrap(), "");
 }
 
-#[tokio::test]
-async fn the_render_lists_the_most_important_memories_per_type_with_counts() {
-    let (store, _) = store().await;
+async fn the_render_lists_the_most_important_memories_per_type_with_counts<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     for (i, importance) in [0.2, 0.9, 0.5].iter().enumerate() {
         store
             .save(
@@ -39,9 +42,8 @@ async fn the_render_lists_the_most_important_memories_per_type_with_counts() {
 }
 
 /// Anchor defect: decay rewrote the dates the render shows, so the prompt changed every hour.
-#[tokio::test]
-async fn anchor_defect_the_render_is_byte_stable_across_reads_and_decay() {
-    let (store, clock) = store().await;
+async fn anchor_defect_the_render_is_byte_stable_across_reads_and_decay<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     save(&store, MemoryType::Fact, "The API is versioned by date", shared()).await;
     save(&store, MemoryType::Goal, "Ship the mobile app", shared()).await;
     let first = store.render_knowledge(query()).await.unwrap();
@@ -52,9 +54,8 @@ async fn anchor_defect_the_render_is_byte_stable_across_reads_and_decay() {
     assert_eq!(store.render_knowledge(query()).await.unwrap(), first);
 }
 
-#[tokio::test]
-async fn the_budget_cuts_whole_lines_and_never_leaves_an_empty_section() {
-    let (store, _) = store().await;
+async fn the_budget_cuts_whole_lines_and_never_leaves_an_empty_section<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     save(&store, MemoryType::Identity, "I am the ops assistant", shared()).await;
     for i in 0..5 {
         save(&store, MemoryType::Fact, &format!("Fact {i}: the build cache lives on the NAS"), shared()).await;
@@ -73,9 +74,8 @@ async fn the_budget_cuts_whole_lines_and_never_leaves_an_empty_section() {
 /// multi-line entries, and the per-type limit. Prompt caching depends on these bytes; an intended
 /// change is accepted by updating the snapshot (see `AGENTS.md`). The `<end>` marker keeps
 /// trailing whitespace, which the snapshot comparison would otherwise ignore, in the comparison.
-#[tokio::test]
-async fn the_render_matches_its_snapshot() {
-    let (store, clock) = store().await;
+async fn the_render_matches_its_snapshot<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let long = format!("The deploy checklist: {}", "run the migrations, then restart the workers; ".repeat(6));
     let seeds: [(MemoryType, &str, f32); 12] = [
         (MemoryType::Identity, "I am the ops assistant of the infrastructure team", 0.9),
@@ -106,3 +106,11 @@ async fn the_render_matches_its_snapshot() {
     let render = store.render_knowledge(query().with_per_type(3)).await.unwrap();
     insta::assert_snapshot!("knowledge_render", format!("{render}<end>"));
 }
+
+on_both_backends!(
+    an_empty_store_renders_nothing,
+    the_render_lists_the_most_important_memories_per_type_with_counts,
+    anchor_defect_the_render_is_byte_stable_across_reads_and_decay,
+    the_budget_cuts_whole_lines_and_never_leaves_an_empty_section,
+    the_render_matches_its_snapshot,
+);

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use spacebot_core::{MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, RecallHit, RecallQuery, Visibility};
-use spacebot_memory::{HashingEmbedder, SqliteMemory};
+use spacebot_memory::{HashingEmbedder, MemoryGraph};
+
+use crate::support::TestDb;
 
 /// A clock tests move by hand.
 #[derive(Clone)]
@@ -33,19 +35,16 @@ impl ManualClock {
     }
 }
 
-/// An in-memory store on the hashing embedder, with a manual clock.
-pub(crate) async fn store() -> (SqliteMemory, ManualClock) {
+/// The memory graph on the test's database, on the hashing embedder, with a manual clock.
+pub(crate) async fn store<D: TestDb>(db: &D) -> (MemoryGraph, ManualClock) {
     let clock = ManualClock::new();
-    let memory = SqliteMemory::open_in_memory(Arc::new(HashingEmbedder::default()))
-        .await
-        .expect("open")
-        .with_clock(clock.clock());
+    let memory = db.memory(Arc::new(HashingEmbedder::default())).await.with_clock(clock.clock());
     (memory, clock)
 }
 
 /// A store on a file, for tests that open it twice or inject failures with a raw connection.
-pub(crate) async fn file_store(path: &Path) -> SqliteMemory {
-    SqliteMemory::open(path, Arc::new(HashingEmbedder::default())).await.expect("open")
+pub(crate) async fn file_store(path: &Path) -> MemoryGraph {
+    MemoryGraph::open(path, Arc::new(HashingEmbedder::default())).await.expect("open")
 }
 
 pub(crate) fn shared() -> MemoryScope {
@@ -57,12 +56,12 @@ pub(crate) fn private(human: &str) -> MemoryScope {
 }
 
 /// Saves a memory and returns its id.
-pub(crate) async fn save(store: &SqliteMemory, kind: MemoryType, content: &str, scope: MemoryScope) -> MemoryId {
+pub(crate) async fn save(store: &MemoryGraph, kind: MemoryType, content: &str, scope: MemoryScope) -> MemoryId {
     store.save(NewMemory::new(kind, content, scope)).await.expect("save").id
 }
 
 /// Recalls without recording access.
-pub(crate) async fn recall(store: &SqliteMemory, text: &str, visibility: Visibility) -> Vec<RecallHit> {
+pub(crate) async fn recall(store: &MemoryGraph, text: &str, visibility: Visibility) -> Vec<RecallHit> {
     store
         .recall(RecallQuery::new("main", text).with_visibility(visibility).with_limit(20).without_access_recording())
         .await

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use spacebot_core::{
     AgentId, ListQuery, Memory, MemoryId, MemoryScope, MemoryStore, MemoryType, NewMemory, Visibility,
 };
-use spacebot_memory::{HashingEmbedder, SqliteMemory};
+use spacebot_memory::{HashingEmbedder, MemoryGraph};
 
 const AGENT: &str = "main";
 
@@ -99,7 +99,7 @@ fn expected(visibility: &Visibility, memories: &[Memory]) -> BTreeSet<MemoryId> 
 async fn sql_filtered_reads_return_exactly_what_visibility_admits() {
     for seed in [1_u64, 7, 42, 2024] {
         let mut rng = Rng(seed);
-        let store = SqliteMemory::open_in_memory(Arc::new(HashingEmbedder::default()))
+        let store = MemoryGraph::open_in_memory(Arc::new(HashingEmbedder::default()))
             .await
             .expect("open")
             // Distinct texts may still embed alike; keep every save a memory of its own.

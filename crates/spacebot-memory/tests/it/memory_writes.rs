@@ -1,14 +1,18 @@
 //! The model and writes: defaults, idempotency, write-time merges, edges, identities, validation.
 
+// The suite's tests are generic functions that `on_both_backends!` calls from `#[tokio::test]`s,
+// so clippy doesn't know them for tests.
+#![allow(clippy::unwrap_used)]
+
 use spacebot_core::{
     AgentId, Edge, ListQuery, MemoryStore, MemoryType, NewEdge, NewMemory, RelationKind, SaveStatus, Visibility,
 };
 
 use crate::memory_support::{contents, private, recall, save, shared, store};
+use crate::support::{TestDb, on_both_backends};
 
-#[tokio::test]
-async fn a_new_memory_has_its_type_default_and_equal_timestamps() {
-    let (store, clock) = store().await;
+async fn a_new_memory_has_its_type_default_and_equal_timestamps<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let id = save(&store, MemoryType::Decision, "We ship on Fridays", shared().with_conversation("c1")).await;
     let memory = store.get(&AgentId::from("main"), &id).await.unwrap().unwrap();
     assert_eq!(memory.kind, MemoryType::Decision);
@@ -21,9 +25,8 @@ async fn a_new_memory_has_its_type_default_and_equal_timestamps() {
     assert_eq!(memory.scope.conversation.as_ref().map(|c| c.as_str()), Some("c1"));
 }
 
-#[tokio::test]
-async fn saving_the_same_content_twice_is_idempotent() {
-    let (store, _) = store().await;
+async fn saving_the_same_content_twice_is_idempotent<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let first = store.save(NewMemory::new(MemoryType::Fact, "The office is in Lyon", shared())).await.unwrap();
     let again = store.save(NewMemory::new(MemoryType::Fact, "The  office is in Lyon\n", shared())).await.unwrap();
     assert_eq!(first.status, SaveStatus::Created);
@@ -32,9 +35,8 @@ async fn saving_the_same_content_twice_is_idempotent() {
     assert_eq!(store.list(ListQuery::new("main")).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_near_duplicate_of_the_same_type_merges_and_keeps_the_higher_importance() {
-    let (store, _) = store().await;
+async fn a_near_duplicate_of_the_same_type_merges_and_keeps_the_higher_importance<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let first = save(&store, MemoryType::Preference, "Alice prefers green tea in the morning", shared()).await;
     let merged = store
         .save(
@@ -52,9 +54,8 @@ async fn a_near_duplicate_of_the_same_type_merges_and_keeps_the_higher_importanc
 
 /// A batch is inserted after its duplicates are resolved: a near-duplicate later in the same
 /// batch merges into the row the batch creates, raising its importance before it is written.
-#[tokio::test]
-async fn a_near_duplicate_within_one_batch_merges_into_the_memory_the_batch_creates() {
-    let (store, _) = store().await;
+async fn a_near_duplicate_within_one_batch_merges_into_the_memory_the_batch_creates<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let outcomes = store
         .save_batch(vec![
             NewMemory::new(MemoryType::Preference, "Alice prefers green tea in the morning", shared())
@@ -79,9 +80,8 @@ async fn a_near_duplicate_within_one_batch_merges_into_the_memory_the_batch_crea
 }
 
 /// Anchor defect: maintenance merged memories of different types (a preference into a fact).
-#[tokio::test]
-async fn anchor_defect_near_duplicates_of_different_types_or_scopes_never_merge() {
-    let (store, _) = store().await;
+async fn anchor_defect_near_duplicates_of_different_types_or_scopes_never_merge<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let fact = save(&store, MemoryType::Fact, "Alice prefers green tea in the morning", shared()).await;
     let preference = store
         .save(NewMemory::new(MemoryType::Preference, "Alice prefers green tea in the morning.", shared()))
@@ -103,9 +103,8 @@ async fn anchor_defect_near_duplicates_of_different_types_or_scopes_never_merge(
 
 /// Found from outside: "Nate: Bye Joanna!" merged into "Joanna: Bye Nate!" (the same words,
 /// cosine 1.0), so recall lost who said it.
-#[tokio::test]
-async fn near_duplicates_said_by_different_people_never_merge() {
-    let (store, _) = store().await;
+async fn near_duplicates_said_by_different_people_never_merge<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let outcomes = store
         .save_batch(vec![
             NewMemory::new(MemoryType::Observation, "Joanna: Bye Nate!", shared()),
@@ -122,9 +121,8 @@ async fn near_duplicates_said_by_different_people_never_merge() {
 }
 
 /// Alike words about another name or number are another fact.
-#[tokio::test]
-async fn near_duplicates_about_other_names_or_numbers_never_merge() {
-    let (store, _) = store().await;
+async fn near_duplicates_about_other_names_or_numbers_never_merge<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let lena = save(&store, MemoryType::Fact, "Lena asked me to paint the sign over the door", shared()).await;
     for other in ["Theo asked me to paint the sign over the door", "Lena asked me to paint the sign over the door 2"] {
         let outcome = store.save(NewMemory::new(MemoryType::Fact, other, shared())).await.unwrap();
@@ -135,9 +133,8 @@ async fn near_duplicates_about_other_names_or_numbers_never_merge() {
 
 /// Found from outside: a later mention of an event merged into the earlier one and lost its
 /// date. A merge keeps the newer date and both sources.
-#[tokio::test]
-async fn a_merge_keeps_the_newer_date_and_both_sources() {
-    let (store, clock) = store().await;
+async fn a_merge_keeps_the_newer_date_and_both_sources<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let agent = AgentId::from("main");
     let first = store
         .save(NewMemory::new(MemoryType::Event, "Nate: we adopted a beagle puppy", shared()).with_source("chat#1"))
@@ -171,9 +168,8 @@ async fn a_merge_keeps_the_newer_date_and_both_sources() {
 }
 
 /// An import of an old conversation dates each memory when it was said.
-#[tokio::test]
-async fn a_memory_can_be_dated_when_it_was_said() {
-    let (store, clock) = store().await;
+async fn a_memory_can_be_dated_when_it_was_said<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
     let said = clock.now() - chrono::Duration::days(400);
     let outcome = store
         .save(NewMemory::new(MemoryType::Event, "Nate: I ran my first marathon", shared()).with_created_at(said))
@@ -184,9 +180,8 @@ async fn a_memory_can_be_dated_when_it_was_said() {
     assert_eq!(memory.updated_at, clock.now());
 }
 
-#[tokio::test]
-async fn edges_are_created_on_save_and_unique_per_source_target_and_kind() {
-    let (store, _) = store().await;
+async fn edges_are_created_on_save_and_unique_per_source_target_and_kind<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let agent = AgentId::from("main");
     let old = save(&store, MemoryType::Fact, "The standup is at 9:00", shared()).await;
     let new = store
@@ -214,9 +209,8 @@ async fn edges_are_created_on_save_and_unique_per_source_target_and_kind() {
     assert!(store.link(&agent, Edge::new(new, "missing", RelationKind::RelatedTo, 1.0)).await.is_err());
 }
 
-#[tokio::test]
-async fn invalid_saves_are_rejected_with_a_reason() {
-    let (store, _) = store().await;
+async fn invalid_saves_are_rejected_with_a_reason<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let empty = store.save(NewMemory::new(MemoryType::Fact, "  \n", shared())).await.unwrap_err();
     assert!(empty.to_string().contains("empty"), "{empty}");
     let long = store.save(NewMemory::new(MemoryType::Fact, "x".repeat(50_001), shared())).await.unwrap_err();
@@ -228,9 +222,8 @@ async fn invalid_saves_are_rejected_with_a_reason() {
     assert!(!nobody.is_transient());
 }
 
-#[tokio::test]
-async fn forgetting_is_soft_and_happens_once() {
-    let (store, _) = store().await;
+async fn forgetting_is_soft_and_happens_once<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let agent = AgentId::from("main");
     let id = save(&store, MemoryType::Todo, "Renew the TLS certificate", shared()).await;
     assert!(store.forget(&agent, &id).await.unwrap());
@@ -243,9 +236,8 @@ async fn forgetting_is_soft_and_happens_once() {
     assert_eq!(again.status, SaveStatus::Created, "forgotten content can be learned again");
 }
 
-#[tokio::test]
-async fn identity_anchors_map_several_platform_ids_to_one_person() {
-    let (store, _) = store().await;
+async fn identity_anchors_map_several_platform_ids_to_one_person<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let agent = AgentId::from("main");
     let before = save(&store, MemoryType::Preference, "Prefers replies in French", private("discord:42")).await;
     store.link_identity(&agent, "discord:42", "alice").await.unwrap();
@@ -266,9 +258,8 @@ async fn identity_anchors_map_several_platform_ids_to_one_person() {
     assert!(someone_else.is_empty());
 }
 
-#[tokio::test]
-async fn a_batch_is_saved_with_one_embedding_call_and_dedupes_within_itself() {
-    let (store, _) = store().await;
+async fn a_batch_is_saved_with_one_embedding_call_and_dedupes_within_itself<D: TestDb>(db: D) {
+    let (store, _) = store(&db).await;
     let batch = vec![
         NewMemory::new(MemoryType::Fact, "Servers run Debian", shared()),
         NewMemory::new(MemoryType::Fact, "Servers run Debian", shared()),
@@ -280,3 +271,20 @@ async fn a_batch_is_saved_with_one_embedding_call_and_dedupes_within_itself() {
     assert_eq!(outcomes[0].id, outcomes[1].id);
     assert_eq!(store.vector_count(), 2);
 }
+
+on_both_backends!(
+    a_new_memory_has_its_type_default_and_equal_timestamps,
+    saving_the_same_content_twice_is_idempotent,
+    a_near_duplicate_of_the_same_type_merges_and_keeps_the_higher_importance,
+    a_near_duplicate_within_one_batch_merges_into_the_memory_the_batch_creates,
+    anchor_defect_near_duplicates_of_different_types_or_scopes_never_merge,
+    near_duplicates_said_by_different_people_never_merge,
+    near_duplicates_about_other_names_or_numbers_never_merge,
+    a_merge_keeps_the_newer_date_and_both_sources,
+    a_memory_can_be_dated_when_it_was_said,
+    edges_are_created_on_save_and_unique_per_source_target_and_kind,
+    invalid_saves_are_rejected_with_a_reason,
+    forgetting_is_soft_and_happens_once,
+    identity_anchors_map_several_platform_ids_to_one_person,
+    a_batch_is_saved_with_one_embedding_call_and_dedupes_within_itself,
+);

@@ -9,8 +9,13 @@
 //! database on the process's [`PgServer::shared`]). [`TestDb::open`] opens the test's database,
 //! and opening it again is a restart. Tests of what only one backend has (files, WAL, URLs) stay
 //! apart (`open.rs`, `postgres.rs`).
+//!
+//! The memory graph's tests (writes, recall, render, maintenance) run the same way, on
+//! [`TestDb::memory`]; those that reach into an SQLite file (crashes injected by triggers, the
+//! full-text index) stay in `memory_durability.rs`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Connection;
@@ -19,10 +24,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tempfile::TempDir;
 
 use spacebot_core::{
-    AgentId, ConversationLog, CronStore, InboundMessage, MessageId, ProcessRuns, Role, Sender, StoredMessage,
+    AgentId, ConversationLog, CronStore, Embedder, InboundMessage, MessageId, ProcessRuns, Role, Sender, StoredMessage,
     UsageLedger,
 };
-use spacebot_memory::{PgLog, SqliteLog};
+use spacebot_memory::{MemoryGraph, PgLog, SqliteLog};
 use spacebot_testing::PgServer;
 
 /// A store of the storage suite: every log trait, and a way to close it.
@@ -62,6 +67,10 @@ pub(crate) trait TestDb: Sized {
 
     /// Runs `sql` (one or more statements) on a connection of its own, beside the store.
     async fn execute(&self, sql: &'static str);
+
+    /// The memory graph on the database, as the daemon opens it; opening it again is another
+    /// process (or another daemon of a fleet) on the same database.
+    async fn memory(&self, embedder: Arc<dyn Embedder>) -> MemoryGraph;
 }
 
 /// A database file in a temporary directory.
@@ -88,6 +97,10 @@ impl TestDb for SqliteDb {
     async fn execute(&self, sql: &'static str) {
         let mut raw = raw_connection(&self.path).await;
         sqlx::raw_sql(sql).execute(&mut raw).await.expect("raw SQL runs");
+    }
+
+    async fn memory(&self, embedder: Arc<dyn Embedder>) -> MemoryGraph {
+        MemoryGraph::open(&self.path, embedder).await.expect("the test's memory graph opens")
     }
 }
 
@@ -116,6 +129,10 @@ impl TestDb for PgDb {
     async fn execute(&self, sql: &'static str) {
         let mut raw = PgConnection::connect(&self.url).await.expect("raw connection");
         sqlx::raw_sql(sql).execute(&mut raw).await.expect("raw SQL runs");
+    }
+
+    async fn memory(&self, embedder: Arc<dyn Embedder>) -> MemoryGraph {
+        MemoryGraph::on_postgres(&self.open().await, embedder).await.expect("the test's memory graph opens")
     }
 }
 
