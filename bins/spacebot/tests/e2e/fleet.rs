@@ -2,7 +2,8 @@
 //! 100 conversations sent to all three; one is killed with `kill -9` in the middle of the run and
 //! started again later. Every accepted message gets exactly one reply, no conversation is
 //! answered by two daemons at once (each reply is checked against the lease grants the database
-//! recorded), and the killed daemon's conversations go on elsewhere within the lease time.
+//! recorded), and the killed daemon's conversations go on elsewhere within the lease time. And a
+//! memory saved through one daemon is recalled through another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -302,4 +303,80 @@ async fn complete(daemon: &Daemon, text: &str, stream: bool) -> String {
         .map(|data| serde_json::from_str::<Value>(data).expect("a chunk"))
         .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// The agents' memories are in the database a fleet shares: a memory a branch saves in one
+/// daemon is in the knowledge render of another daemon's new conversation with the same person,
+/// and that daemon's memory search (its own in-memory copies, caught up from the change log)
+/// finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_saved_through_one_daemon_is_recalled_through_another() {
+    let url = PgServer::shared().await.create_database().await;
+    let model = FakeLlmServer::start().await;
+    model.respond_with(crate::memory::script);
+    let homes = [Home::new(&config(&model, &url, "m0")), Home::new(&config(&model, &url, "m1"))];
+    let saver = Daemon::start(&homes[0]).await;
+    let reader = Daemon::start(&homes[1]).await;
+
+    // The reader's copies are loaded before the save, so finding it means catching up.
+    let search = |query: &'static str| {
+        let base = reader.base.clone();
+        async move {
+            let body: Value = reqwest::get(format!("{base}/api/agents/main/memories?q={query}&limit=5"))
+                .await
+                .expect("memory search")
+                .json()
+                .await
+                .expect("memory search JSON");
+            let hits = body["hits"].as_array().expect("hits");
+            hits.iter().filter_map(|hit| hit["memory"]["content"].as_str().map(str::to_owned)).collect::<Vec<_>>()
+        }
+    };
+    assert!(search("green%20tea").await.is_empty(), "nothing saved yet");
+
+    saver.say("main", "tea", "alice", "please remember that I like green tea").await;
+    let deadline = Instant::now() + crate::daemon::PATIENCE;
+    while !saver.wait_for_answers("main", "tea", 1).await.iter().any(|m| m.to_string().contains("Noted for later.")) {
+        assert!(Instant::now() < deadline, "the saver's branch never reported back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let hits = search("green%20tea").await;
+    assert!(hits.iter().any(|content| content == "Alice likes green tea"), "{hits:?}");
+
+    let before = model.request_count();
+    reader.say("main", "hello", "alice", "hi from alice").await;
+    reader.wait_for_answers("main", "hello", 1).await;
+    let system = model.requests()[before..]
+        .iter()
+        .find(|r| r.last_user_text().unwrap_or_default().contains("hi from alice"))
+        .and_then(|r| r.system_text())
+        .expect("the reader's request for Alice's new conversation");
+    assert!(system.contains("Alice likes green tea"), "{system}");
+
+    for daemon in [saver, reader] {
+        let (status, _) = daemon.stop().await;
+        assert!(status.success());
+    }
+
+    // `spacebot memory` on the config of either opens the graph in the database.
+    let config = homes[1].config_path();
+    let data_dir = homes[1].data_dir();
+    let out = run_cli(
+        &[
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "memory",
+            "search",
+            "--local",
+            "green",
+            "tea",
+        ],
+        &[],
+        homes[1].dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("Alice likes green tea"), "{stdout}\n{:?}", out.stderr);
 }

@@ -14,7 +14,7 @@ use crate::daemon::{Daemon, Home, openai_config, run_cli};
 
 /// What the scripted model does: the channel branches when asked to remember, the branch saves
 /// and concludes, the relay turn and every other turn reply.
-fn script(request: &spacebot_testing::RecordedRequest) -> FakeReply {
+pub(crate) fn script(request: &spacebot_testing::RecordedRequest) -> FakeReply {
     let last_is_tool = request.messages().last().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("tool");
     let text = request.last_user_text().unwrap_or_default();
     if request.tool_names().iter().any(|name| name == "memory_save") {
