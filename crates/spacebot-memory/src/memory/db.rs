@@ -113,40 +113,50 @@ pub(crate) trait Dialect: sqlx::Database + Sized {
     fn push_int(query: &mut QueryBuilder<Self>, value: i64);
 }
 
+/// [`Dialect::STORED_HASHES`] with the key list unpacked by `$keys` into rows whose `value` is
+/// one `[kind, scope key, hash]` JSON list.
+macro_rules! stored_hashes {
+    ($keys:literal) => {
+        concat!(
+            "SELECT m.kind, m.scope_key, m.content_hash, m.id FROM ",
+            $keys,
+            " CROSS JOIN memories m
+             WHERE m.agent = $1 AND m.kind = wanted.value ->> 0 AND m.scope_key = wanted.value ->> 1
+               AND m.content_hash = wanted.value ->> 2 AND m.forgotten_at IS NULL"
+        )
+    };
+}
+
+/// The binds of [`Dialect`], the same for every driver.
+macro_rules! dialect_binds {
+    () => {
+        fn push_text(query: &mut QueryBuilder<Self>, value: String) {
+            query.push_bind(value);
+        }
+
+        fn push_int(query: &mut QueryBuilder<Self>, value: i64) {
+            query.push_bind(value);
+        }
+    };
+}
+
 impl Dialect for Sqlite {
     const AGENT_NOT_INDEXED: &'static str = "+m.agent";
 
     // CROSS JOIN: SQLite keeps the left table as the outer loop.
-    const STORED_HASHES: &'static str = "SELECT m.kind, m.scope_key, m.content_hash, m.id
-         FROM json_each($2) AS wanted CROSS JOIN memories m
-         WHERE m.agent = $1 AND m.kind = wanted.value ->> 0 AND m.scope_key = wanted.value ->> 1
-           AND m.content_hash = wanted.value ->> 2 AND m.forgotten_at IS NULL";
+    const STORED_HASHES: &'static str = stored_hashes!("json_each($2) AS wanted");
 
-    fn push_text(query: &mut QueryBuilder<Self>, value: String) {
-        query.push_bind(value);
-    }
-
-    fn push_int(query: &mut QueryBuilder<Self>, value: i64) {
-        query.push_bind(value);
-    }
+    dialect_binds!();
 }
 
 #[cfg(feature = "postgres")]
 impl Dialect for sqlx::Postgres {
     const AGENT_NOT_INDEXED: &'static str = "m.agent";
 
-    const STORED_HASHES: &'static str = "SELECT m.kind, m.scope_key, m.content_hash, m.id
-         FROM jsonb_array_elements(CAST($2 AS JSONB)) AS wanted (value) CROSS JOIN memories m
-         WHERE m.agent = $1 AND m.kind = wanted.value ->> 0 AND m.scope_key = wanted.value ->> 1
-           AND m.content_hash = wanted.value ->> 2 AND m.forgotten_at IS NULL";
+    // Here `value` must be JSON for `->>`, not the text the migration's `json_each` returns.
+    const STORED_HASHES: &'static str = stored_hashes!("jsonb_array_elements(CAST($2 AS JSONB)) AS wanted (value)");
 
-    fn push_text(query: &mut QueryBuilder<Self>, value: String) {
-        query.push_bind(value);
-    }
-
-    fn push_int(query: &mut QueryBuilder<Self>, value: i64) {
-        query.push_bind(value);
-    }
+    dialect_binds!();
 }
 
 /// The stamp on SQLite: the generation, and the change log's last id as AUTOINCREMENT keeps it
