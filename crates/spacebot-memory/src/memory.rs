@@ -86,6 +86,8 @@ pub struct MemoryGraph {
     writer: Arc<tokio::sync::Mutex<()>>,
     clock: Clock,
     merge_at_write: f32,
+    /// Recent knowledge renders, valid while the write generation stands (`render.rs`).
+    renders: Arc<std::sync::Mutex<render::RenderCache>>,
 }
 
 impl std::fmt::Debug for MemoryGraph {
@@ -152,6 +154,7 @@ impl MemoryGraph {
             writer: Arc::new(tokio::sync::Mutex::new(())),
             clock: Arc::new(Utc::now),
             merge_at_write: MERGE_AT_WRITE,
+            renders: Arc::default(),
         };
         memory.ensure_index().await?;
         Ok(memory)

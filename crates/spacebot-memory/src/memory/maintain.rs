@@ -104,7 +104,8 @@ impl MemoryGraph {
                 return Ok((changed, false));
             }
             let limit = BATCH.min(options.max_items - handled);
-            let result: Result<usize, sqlx::Error> = async {
+            let _writer = self.writer.lock().await;
+            let result: Result<(usize, Option<Stamp>), sqlx::Error> = async {
                 let mut transaction = self.begin_write().await?;
                 let rows: Vec<(i64, f64, i64, i64)> = on_tx!(&mut transaction, |conn| sqlx::query_as(
                     "SELECT seq, importance, accessed_at, decayed_at FROM memories
@@ -135,11 +136,17 @@ impl MemoryGraph {
                     .await
                     .map(|done| done.rows_affected()))?;
                 }
+                // New importances reorder the knowledge render: the generation tells kept
+                // renders apart (the in-memory copies hold no importance).
+                let stamp = if rows.is_empty() { None } else { Some(transaction.bump_generation().await?) };
                 transaction.commit().await?;
-                Ok(rows.len())
+                Ok((rows.len(), stamp))
             }
             .await;
-            let count = result.map_err(|error| store_error("decay memories", error))?;
+            let (count, stamp) = result.map_err(|error| store_error("decay memories", error))?;
+            if let Some(stamp) = stamp {
+                self.apply_to_index(stamp, |_| {});
+            }
             handled += count;
             if count < limit {
                 return Ok((changed, true));

@@ -2,8 +2,14 @@
 //! a conversation's system prompt. No model call, no write (rendering records no access), and
 //! the same store state always renders the same bytes: entries are ordered by importance, then
 //! creation time, then id, and show the creation date, which no maintenance step rewrites.
+//!
+//! A conversation renders before every turn, mostly from a memory that did not change since its
+//! last turn, so recent renders are kept with the write generation they were made at
+//! ([`RenderCache`]): while the generation stands (every write that changes what a render shows
+//! bumps it, in this process or another), the render is the kept one, for one read of the
+//! generation instead of a statement per type.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use sqlx::QueryBuilder;
 
@@ -35,12 +41,57 @@ fn entry_line(row: &MemoryRow) -> String {
     format!("- {person}{text} ({})\n", from_millis(row.created_at).format("%Y-%m-%d"))
 }
 
+/// How many renders are kept: one per conversation that had a recent turn.
+const CACHED_RENDERS: usize = 32;
+
+/// Recent renders, each with the query and the write generation it was made at; the oldest goes
+/// first when it is full.
+#[derive(Debug, Default)]
+pub(crate) struct RenderCache {
+    renders: VecDeque<(KnowledgeQuery, i64, String)>,
+}
+
+impl RenderCache {
+    fn get(&self, query: &KnowledgeQuery, generation: i64) -> Option<String> {
+        self.renders
+            .iter()
+            .find(|(kept, at, _)| *at == generation && kept == query)
+            .map(|(_, _, render)| render.clone())
+    }
+
+    fn put(&mut self, query: KnowledgeQuery, generation: i64, render: String) {
+        self.renders.retain(|(kept, _, _)| *kept != query);
+        if self.renders.len() == CACHED_RENDERS {
+            self.renders.pop_front();
+        }
+        self.renders.push_back((query, generation, render));
+    }
+}
+
 fn section_header(kind: MemoryType, shown: usize, total: usize) -> String {
     format!("\n### {} ({shown} of {total})\n", kind.plural())
 }
 
 impl MemoryGraph {
     pub(crate) async fn render(&self, query: KnowledgeQuery) -> Result<String, StoreError> {
+        // Read before rendering: a write committed meanwhile makes the kept render look older
+        // than it is, never newer.
+        let generation =
+            self.db.read_stamp().await.map_err(|error| store_error("read the memory generation", error))?.generation;
+        if let Some(kept) = self.lock_renders().get(&query, generation) {
+            return Ok(kept);
+        }
+        let render = self.render_now(&query).await?;
+        self.lock_renders().put(query, generation, render.clone());
+        Ok(render)
+    }
+
+    fn lock_renders(&self) -> std::sync::MutexGuard<'_, RenderCache> {
+        // A kept render is whole or absent: a panic elsewhere can't leave half of one.
+        self.renders.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn render_now(&self, query: &KnowledgeQuery) -> Result<String, StoreError> {
         let filter = self.filter(&query.agent, &query.visibility).await?;
         // Live memories per type, from the counts the write triggers keep per visibility class
         // (migration 0003): the same audience rule, over a few rows instead of every memory.

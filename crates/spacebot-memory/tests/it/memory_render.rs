@@ -107,7 +107,45 @@ async fn the_render_matches_its_snapshot<D: TestDb>(db: D) {
     insta::assert_snapshot!("knowledge_render", format!("{render}<end>"));
 }
 
+/// A render is kept while nothing it shows changes, and every write that changes what it shows
+/// is seen by the next one: a decay that reorders (one fact per type is shown, the most
+/// important), a save by another store on the same database, a forget.
+async fn a_kept_render_gives_way_to_every_change_it_shows<D: TestDb>(db: D) {
+    let (store, clock) = store(&db).await;
+    let agent = AgentId::from("main");
+    let mut top_fact = query();
+    top_fact.per_type = 1;
+    let fact = |content: &str, importance: f32| {
+        NewMemory::new(MemoryType::Fact, content, shared()).with_importance(importance)
+    };
+    store.save(fact("The office opens at nine", 0.6)).await.unwrap();
+    store.save(fact("Parking is behind the building", 0.5)).await.unwrap();
+    let first = store.render_knowledge(top_fact.clone()).await.unwrap();
+    assert!(first.contains("The office opens at nine") && !first.contains("Parking"), "{first}");
+    assert_eq!(store.render_knowledge(top_fact.clone()).await.unwrap(), first);
+
+    // Two months on, the parking fact is recalled (so it is not idle) and the other decays.
+    clock.advance_days(60);
+    let recalled = store
+        .recall(spacebot_core::RecallQuery::new("main", "parking behind the building").with_limit(1))
+        .await
+        .unwrap();
+    assert_eq!(recalled[0].memory.content, "Parking is behind the building");
+    store.maintain(&agent, MaintenanceOptions::default()).await.unwrap();
+    let decayed = store.render_knowledge(top_fact.clone()).await.unwrap();
+    assert!(decayed.contains("Parking is behind the building") && !decayed.contains("opens at nine"), "{decayed}");
+
+    let other = db.memory(std::sync::Arc::new(spacebot_memory::HashingEmbedder::default())).await;
+    let urgent = other.save(fact("The fire drill is on Thursday", 0.9)).await.unwrap().id;
+    let saved_elsewhere = store.render_knowledge(top_fact.clone()).await.unwrap();
+    assert!(saved_elsewhere.contains("The fire drill is on Thursday"), "{saved_elsewhere}");
+
+    assert!(store.forget(&agent, &urgent).await.unwrap());
+    assert_eq!(store.render_knowledge(top_fact).await.unwrap(), decayed);
+}
+
 on_both_backends!(
+    a_kept_render_gives_way_to_every_change_it_shows,
     an_empty_store_renders_nothing,
     the_render_lists_the_most_important_memories_per_type_with_counts,
     anchor_defect_the_render_is_byte_stable_across_reads_and_decay,
