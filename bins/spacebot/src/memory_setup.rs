@@ -1,6 +1,7 @@
 //! The daemon's memories: one [`MemoryGraph`] per agent at `DATA_DIR/agents/<id>/memory.db`, or
-//! with `[storage] url` one graph of every agent on the PostgreSQL database, embedded with the `[memory]` embedder (hashing unless configured), reindexed at start when
-//! the embedder changed, and maintained by the cortex every interval.
+//! with `[storage] url` one graph of every agent on the PostgreSQL database; embedded with the
+//! `[memory]` embedder (hashing unless configured), reindexed at start when the embedder
+//! changed, and maintained by the cortex every interval.
 //!
 //! The embedder is built once and shared by every agent; the local model (cargo feature
 //! `local-embeddings`) is opened here, off the async runtime, and loads its weights on first use.
