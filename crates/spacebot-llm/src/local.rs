@@ -9,17 +9,22 @@
 //! (`/stop`, a turn timeout, shutdown) the generation sees the channel closed before its next
 //! token and ends. Every generation is bounded by `max_tokens`.
 //!
+//! The decoder (`transformer`) keeps the weights quantized as in the file, and keeps its
+//! attention cache between generations: a prompt is read from where it stops sharing a prefix
+//! with the tokens the cache holds, so the next turn of a conversation reads only what is new.
+//!
 //! Tools are never offered to it: small models don't call them reliably, and the channel sends a
 //! text-only answer as its reply.
 
 mod gguf;
 mod template;
+mod transformer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 
@@ -27,6 +32,7 @@ use spacebot_core::{ChatRequest, ChatResponse, ChatStream, LanguageModel, LlmErr
 
 use crate::error::Error;
 use gguf::{Loaded, ModelInfo};
+use transformer::Transformer;
 
 /// How a [`LocalModel`] runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,9 +158,10 @@ impl LocalModel {
         self.loaded
             .get_or_try_init(|| async {
                 let path = self.settings.path.clone();
+                let context = self.context_window();
                 tracing::info!(model = %self.name, path = %path.display(), "loading the local model");
                 let started = std::time::Instant::now();
-                let loaded = tokio::task::spawn_blocking(move || gguf::load(&path))
+                let loaded = tokio::task::spawn_blocking(move || gguf::load(&path, context))
                     .await
                     .map_err(|error| {
                         self.error(LlmErrorKind::InvalidResponse, format!("its loading thread failed: {error}"))
@@ -251,32 +258,30 @@ impl LanguageModel for LocalModel {
     }
 }
 
-/// Prompt tokens run through the model at once. A prompt goes in as its first `len % 64` tokens,
-/// then chunks of 64: a cancelled request is noticed between chunks, and candle's attention-mask
-/// cache (one mask per chunk length and total length, never emptied) holds masks of at most 64
-/// rows instead of one `len × len` mask per prompt length seen.
+/// Prompt tokens read at once. What is left of a prompt after the prefix the attention cache
+/// already holds goes in as its first `len % 64` tokens, then chunks of 64: a cancelled request
+/// is noticed between chunks, and a chunk's attention scores stay at most 64 rows.
 const PREFILL_CHUNK: usize = 64;
 
-/// Runs `prompt` through the model and returns the logits for the first answer token, or `None`
-/// when the caller went away meanwhile.
+/// Reads `prompt` from `start` on (the cache holds the tokens before it) and returns the logits
+/// for the first answer token, or `None` when the caller went away meanwhile.
 fn prefill(
-    weights: &mut gguf::Weights,
+    weights: &mut Transformer,
     prompt: &[u32],
+    start: usize,
     events: &mpsc::Sender<Result<StreamEvent, LlmError>>,
 ) -> Result<Option<Tensor>, String> {
     let mut logits = None;
-    let mut position = 0;
+    let mut position = start;
     while position < prompt.len() {
         if events.is_closed() {
             return Ok(None);
         }
-        let size = match (position, prompt.len() % PREFILL_CHUNK) {
-            (0, head) if head > 0 => head,
+        let size = match (position == start, (prompt.len() - start) % PREFILL_CHUNK) {
+            (true, head) if head > 0 => head,
             _ => PREFILL_CHUNK,
         };
-        let chunk = &prompt[position..position + size];
-        let input = Tensor::new(chunk, &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(|e| e.to_string())?;
-        logits = Some(weights.forward(&input, position).and_then(|l| l.squeeze(0)).map_err(|e| e.to_string())?);
+        logits = Some(weights.forward(&prompt[position..position + size]).map_err(|e| e.to_string())?);
         position += size;
     }
     logits.map(Some).ok_or_else(|| "the prompt is empty".to_owned())
@@ -335,21 +340,23 @@ impl Job {
         let started = std::time::Instant::now();
         let prompt = self.prompt(loaded)?;
         let mut weights = loaded.weights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        weights.clear_kv_cache();
+        // The last generation's cache serves the prefix this prompt shares with it: the system
+        // prompt and the history up to the last answer, when it is the same conversation.
+        let reused = weights.reuse_prefix(&prompt).map_err(|e| e.to_string())?;
         let sampling = if self.temperature <= 0.0 {
             Sampling::ArgMax
         } else {
             Sampling::TopP { p: 0.9, temperature: self.temperature }
         };
         let mut sampler = LogitsProcessor::from_sampling(self.seed, sampling);
-        let Some(mut logits) = prefill(&mut weights, &prompt, events)? else {
+        let Some(mut logits) = prefill(&mut weights, &prompt, reused, events)? else {
             tracing::info!(model = %self.name, tokens = 0, "local generation cancelled");
             return Ok(());
         };
         let prompt_done = started.elapsed();
         let mut generated: Vec<u32> = Vec::new();
         let mut text = String::new();
-        for position in prompt.len().. {
+        loop {
             // The cancellation check: the caller dropped the stream (`/stop`, a timeout).
             if events.is_closed() {
                 tracing::info!(model = %self.name, tokens = generated.len(), "local generation cancelled");
@@ -378,8 +385,7 @@ impl Job {
                     return Ok(());
                 }
             }
-            let input = Tensor::new(&[next], &Device::Cpu).and_then(|t| t.unsqueeze(0)).map_err(|e| e.to_string())?;
-            logits = weights.forward(&input, position).and_then(|l| l.squeeze(0)).map_err(|e| e.to_string())?;
+            logits = weights.forward(&[next]).map_err(|e| e.to_string())?;
         }
         drop(weights);
         let elapsed = started.elapsed();
@@ -387,6 +393,7 @@ impl Job {
         tracing::info!(
             model = %self.name,
             prompt_tokens = prompt.len(),
+            reused_tokens = reused,
             tokens = generated.len(),
             prompt_ms = prompt_done.as_millis() as u64,
             tokens_per_second = if generating > 0.0 { generated.len() as f64 / generating } else { 0.0 },

@@ -130,6 +130,18 @@ impl Daemon {
         daemon
     }
 
+    /// A figure of the daemon's `/proc/PID/status` in KiB: `VmRSS` (its resident set),
+    /// `RssAnon` (the part that is its own memory rather than pages of files).
+    pub(crate) fn status_kib(&self, field: &str) -> u64 {
+        let pid = self.child.as_ref().map(Child::id).expect("the daemon is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the daemon's status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+
     /// Waits until a log line contains `needle`, and returns it.
     pub(crate) async fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
         if let Some(line) = self.log_lines.iter().find(|l| l.contains(needle)) {

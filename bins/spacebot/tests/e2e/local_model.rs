@@ -18,6 +18,9 @@ use crate::daemon::Daemon;
 /// How long a local answer may take on a busy debug build.
 const LOCAL_PATIENCE: Duration = Duration::from_secs(300);
 
+/// Where the chat model lies in a models directory.
+const MODEL_FILE: &str = "SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 /// A models directory holding only the chat model (so the embedder default is left out and the
 /// test stays quick), as `SPACEBOT_MODELS_DIR` for the daemon.
 fn models_dir() -> tempfile::TempDir {
@@ -33,9 +36,8 @@ fn models_dir() -> tempfile::TempDir {
         file.display()
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let model_dir = dir.path().join("SmolLM2-135M-Instruct");
-    std::fs::create_dir(&model_dir).expect("model dir");
-    std::os::unix::fs::symlink(&file, model_dir.join("SmolLM2-135M-Instruct.Q4_1.gguf")).expect("link the model");
+    std::fs::create_dir(dir.path().join("SmolLM2-135M-Instruct")).expect("model dir");
+    std::os::unix::fs::symlink(&file, dir.path().join(MODEL_FILE)).expect("link the model");
     dir
 }
 
@@ -95,6 +97,22 @@ fn previewed(events: &Mutex<String>, conversation: &str) -> (Vec<bool>, String) 
     (flags, text)
 }
 
+/// `(prompt tokens, reused tokens)` of every local generation so far, in order, from the
+/// daemon's `local generation done` log lines.
+fn generations(daemon: &mut Daemon) -> Vec<(u64, u64)> {
+    let field = |line: &str, name: &str| -> u64 {
+        let start = line.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {line}")) + name.len() + 1;
+        line[start..].split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).expect("a number")
+    };
+    daemon.logs_so_far();
+    daemon
+        .log_lines
+        .iter()
+        .filter(|line| line.contains("local generation done"))
+        .map(|line| (field(line, "prompt_tokens"), field(line, "reused_tokens")))
+        .collect()
+}
+
 async fn wait_for_text(events: &Mutex<String>, conversation: &str) -> String {
     let deadline = Instant::now() + LOCAL_PATIENCE;
     loop {
@@ -126,6 +144,7 @@ async fn with_no_config_the_local_model_answers_and_a_second_conversation_waits_
     let (events, follower) = follow_events(&daemon);
     // The SSE stream is open before the messages go in.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle_kib = daemon.status_kib("RssAnon");
     daemon.say("main", "first", "alice", "What is the capital of France?").await;
     daemon.say("main", "second", "bob", "Say hello.").await;
 
@@ -152,6 +171,31 @@ async fn with_no_config_the_local_model_answers_and_a_second_conversation_waits_
     daemon.wait_for_log("this one waits its turn", Duration::from_secs(5)).await;
     let answers = daemon.wait_for_answers("main", "first", 1).await;
     assert_eq!(answers[0]["text"].as_str().map(str::trim), Some(first.trim()), "{answers:?}");
+
+    // The next turn of the first conversation: the model's attention cache still holds the
+    // system prompt the second conversation shares, so the prompt is read from there on.
+    daemon.say("main", "first", "alice", "And of Italy?").await;
+    daemon.wait_for_answers("main", "first", 2).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let generations = loop {
+        let generations = generations(&mut daemon);
+        if generations.len() >= 3 || Instant::now() > deadline {
+            break generations;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(generations.len(), 3, "{generations:?}");
+    let (prompt, reused) = generations[2];
+    assert!(reused > prompt / 2, "the third prompt ({prompt} tokens) reused only {reused} cached tokens");
+    assert!(generations[1].1 > 0, "two conversations of one agent share their system prompt: {generations:?}");
+
+    // The model's weights are held as they are in the file (quantized), so loading it and
+    // answering costs about the file's size in the daemon's own memory (pages of its binary
+    // aside): at most the file + 40 MiB. Dequantized token embeddings would add 108 MiB.
+    let grown_kib = daemon.status_kib("RssAnon").saturating_sub(idle_kib);
+    let file_kib = std::fs::metadata(models.path().join(MODEL_FILE)).expect("the model file").len() / 1024;
+    assert!(grown_kib <= file_kib + 40 * 1024, "memory grew by {grown_kib} KiB for a model file of {file_kib} KiB");
+    eprintln!("RssAnon: idle {idle_kib} KiB, +{grown_kib} KiB with the model loaded (file {file_kib} KiB)");
     follower.abort();
     let (exit, _) = daemon.stop().await;
     assert!(exit.success());

@@ -9,13 +9,12 @@ use std::io::{BufReader, ErrorKind};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::template::ChatTemplate;
+use super::transformer::Transformer;
 use crate::error::Error;
 
 /// The model architectures this build runs (`general.architecture`).
@@ -34,7 +33,8 @@ impl Architecture {
         }
     }
 
-    fn key(self) -> &'static str {
+    /// The prefix of its metadata keys.
+    pub(crate) fn key(self) -> &'static str {
         match self {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
@@ -111,40 +111,18 @@ pub(crate) fn inspect(path: &Path) -> Result<ModelInfo, Error> {
     info_of(path, &content)
 }
 
-/// The weights of one architecture.
-pub(crate) enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
-}
-
-impl Weights {
-    /// The logits for the token after `input` (shape `[1, n]`), `position` tokens in.
-    pub(crate) fn forward(&mut self, input: &Tensor, position: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Llama(model) => model.forward(input, position),
-            Self::Qwen2(model) => model.forward(input, position),
-        }
-    }
-
-    /// Forgets the attention cache, before a new prompt.
-    pub(crate) fn clear_kv_cache(&mut self) {
-        match self {
-            Self::Llama(model) => model.clear_kv_cache(),
-            Self::Qwen2(model) => model.clear_kv_cache(),
-        }
-    }
-}
-
 /// A loaded model: its weights, tokenizer and the ids that end its turn.
 pub(crate) struct Loaded {
     pub(crate) info: ModelInfo,
     pub(crate) tokenizer: Tokenizer,
-    pub(crate) weights: std::sync::Mutex<Weights>,
+    /// The decoder, with the attention cache of the last generation.
+    pub(crate) weights: std::sync::Mutex<Transformer>,
     pub(crate) stop_ids: Vec<u32>,
 }
 
-/// Loads `path` whole (blocking: run it off the async threads).
-pub(crate) fn load(path: &Path) -> Result<Loaded, Error> {
+/// Loads `path` whole (blocking: run it off the async threads), to read prompts and answers of
+/// up to `context` tokens together.
+pub(crate) fn load(path: &Path, context: usize) -> Result<Loaded, Error> {
     let (content, mut reader) = read_header(path)?;
     let info = info_of(path, &content)?;
     let tokenizer = tokenizer(path, &content)?;
@@ -153,22 +131,14 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, Error> {
     if let Some(eos) = content.metadata.get("tokenizer.ggml.eos_token_id").and_then(|value| value.to_u32().ok()) {
         stop_ids.push(eos);
     }
-    let device = Device::Cpu;
-    let weights = match info.architecture {
-        Architecture::Llama => {
-            quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device).map(Weights::Llama)
-        }
-        Architecture::Qwen2 => {
-            quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &device).map(Weights::Qwen2)
-        }
-    }
-    .map_err(|error| invalid(path, format!("its weights can't be read ({error})")))?;
+    let weights = Transformer::from_gguf(info.architecture, &content, &mut reader, context.min(info.context_length))
+        .map_err(|error| invalid(path, format!("its weights can't be read ({error})")))?;
     Ok(Loaded { info, tokenizer, weights: std::sync::Mutex::new(weights), stop_ids })
 }
 
 /// The byte-level BPE tokenizer the file describes (`tokenizer.ggml.tokens`, `.merges`,
 /// `.token_type`), its control tokens (`<|im_start|>`, ...) kept whole.
-fn tokenizer(path: &Path, content: &Content) -> Result<Tokenizer, Error> {
+pub(super) fn tokenizer(path: &Path, content: &Content) -> Result<Tokenizer, Error> {
     let strings = |key: &str| -> Result<Vec<&str>, Error> {
         let values = content
             .metadata
@@ -235,7 +205,7 @@ mod tests {
             error.to_string(),
             "the local model file /nonexistent/models/SmolLM2.gguf does not exist (fetch it with `scripts/fetch-models chat`)"
         );
-        assert!(matches!(load(Path::new("/nonexistent/x.gguf")), Err(Error::ModelFileMissing { .. })));
+        assert!(matches!(load(Path::new("/nonexistent/x.gguf"), 64), Err(Error::ModelFileMissing { .. })));
     }
 
     #[test]
@@ -269,7 +239,7 @@ mod tests {
                 path.display()
             )
         );
-        assert!(matches!(load(&path), Err(Error::UnsupportedArchitecture { .. })));
+        assert!(matches!(load(&path, 64), Err(Error::UnsupportedArchitecture { .. })));
     }
 
     #[test]
