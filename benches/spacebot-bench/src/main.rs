@@ -11,6 +11,8 @@
 //! wall time per batch or per recall of each span `spacebot-memory` opens, with the rest of the
 //! operation as "other".
 //!
+//! `draft` times a streamed reply's secret scrubbing as the reply grows (see `draft.rs`).
+//!
 //! `SPACEBOT_BENCH_POSTGRES=URL` runs the same on the PostgreSQL database at `URL`, which must be
 //! empty (one size per database).
 
@@ -32,6 +34,7 @@ const VOCABULARY: u64 = 20_000;
 /// People owning private memories.
 const PEOPLE: u64 = 50;
 
+mod draft;
 mod processes;
 mod stages;
 
@@ -44,13 +47,18 @@ fn main() -> anyhow::Result<()> {
     {
         return processes::run(rest);
     }
+    if let [name, rest @ ..] = args.as_slice()
+        && name == "draft"
+    {
+        return draft::run(rest);
+    }
     let sizes: Vec<usize> = match args.as_slice() {
         [name] if name == "memory" => vec![10_000, 100_000],
         [name, sizes @ ..] if name == "memory" => sizes
             .iter()
             .map(|s| s.parse::<usize>().context("sizes are numbers of memories"))
             .collect::<Result<_, _>>()?,
-        _ => bail!("usage: spacebot-bench memory [SIZE ...] | processes [CONVERSATIONS ...]"),
+        _ => bail!("usage: spacebot-bench memory [SIZE ...] | processes [CONVERSATIONS ...] | draft [PIECES ...]"),
     };
     let stages = Stages::install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -233,12 +233,22 @@ impl Scrubber {
 ///
 /// Leading whitespace is not shown, nor trailing whitespace until something follows it, so what
 /// was shown is also a prefix of the whole with its ends trimmed.
+///
+/// A push costs time in the text not yet closed, not in the whole draft: once settled text has a
+/// point no secret can span (after whitespace, outside any configured value and PEM block), the
+/// text before it is scrubbed for good and never read again.
 #[derive(Debug, Clone)]
 pub struct DraftScrubber {
     scrubber: Scrubber,
-    /// Everything pushed so far, as written.
+    /// Everything pushed so far, as written, from its first character that is not whitespace.
     raw: String,
-    /// The scrubbed text handed out so far.
+    /// Where the open part of `raw` starts: no secret spans this point, and `raw[..base]` is
+    /// scrubbed for good into `closed`.
+    base: usize,
+    /// `raw[..base]` scrubbed.
+    closed: String,
+    /// The scrubbed text handed out so far: `closed` (bar trailing whitespace not shown yet),
+    /// then a prefix of the open part scrubbed.
     shown: String,
     /// A piece no longer extended what was shown (it can't happen with the rules above; if it
     /// ever did, nothing more is shown rather than something inconsistent).
@@ -248,27 +258,44 @@ pub struct DraftScrubber {
 impl DraftScrubber {
     /// A draft scrubbed by `scrubber`.
     pub fn new(scrubber: Scrubber) -> Self {
-        Self { scrubber, raw: String::new(), shown: String::new(), stuck: false }
+        Self { scrubber, raw: String::new(), base: 0, closed: String::new(), shown: String::new(), stuck: false }
     }
 
     /// Adds a piece; returns the text newly settled and safe to show, if there is any.
     pub fn push(&mut self, piece: &str) -> Option<String> {
-        self.raw.push_str(piece);
+        self.raw.push_str(if self.raw.is_empty() { piece.trim_start() } else { piece });
         if self.stuck {
             return None;
         }
-        let raw = self.raw.trim_start();
-        let settled = &raw[..self.scrubber.settled_len(raw)];
-        let settled = settled.trim_end();
+        let open = &self.raw[self.base..];
+        let settled = &open[..self.scrubber.settled_len(open)];
         let scrubbed = self.scrubber.scrub(settled);
-        let Some(new) = scrubbed.strip_prefix(self.shown.as_str()) else {
-            self.stuck = true;
-            return None;
+        // The settled whole, scrubbed and trimmed, is `head` then `tail`.
+        let (head, tail) = match scrubbed.trim_end() {
+            "" => (self.closed.trim_end(), ""),
+            tail => (self.closed.as_str(), tail),
         };
+        // What was shown of `closed` is a prefix of it (it only ever lags by whitespace), so
+        // only the open part needs comparing.
+        let new = match self.shown.len().checked_sub(head.len()) {
+            None => format!("{}{tail}", head.get(self.shown.len()..)?),
+            Some(past) => match tail.strip_prefix(&self.shown[head.len()..]) {
+                Some(_) => tail[past..].to_owned(),
+                None => {
+                    self.stuck = true;
+                    return None;
+                }
+            },
+        };
+        let cut = self.scrubber.closing_point(open, settled.len());
+        if cut > 0 {
+            let closing = self.scrubber.scrub(&open[..cut]).into_owned();
+            self.closed.push_str(&closing);
+            self.base += cut;
+        }
         if new.is_empty() {
             return None;
         }
-        let new = new.to_owned();
         self.shown.push_str(&new);
         Some(new)
     }
@@ -276,6 +303,48 @@ impl DraftScrubber {
     /// The text handed out so far.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// How many bytes of the draft are still open (read again by the next push).
+    #[cfg(test)]
+    fn open_len(&self) -> usize {
+        self.raw.len() - self.base
+    }
+}
+
+impl Scrubber {
+    /// The last point in `text[..settled]` no secret can span, so `text` scrubbed is the text
+    /// before it scrubbed then the text after it scrubbed: right after whitespace (no token spans
+    /// it), outside every configured value written and every PEM block. `0` when there is none.
+    fn closing_point(&self, text: &str, settled: usize) -> usize {
+        let mut limit = settled;
+        loop {
+            let Some((at, space)) = text[..limit].char_indices().rev().find(|(_, c)| c.is_whitespace()) else {
+                return 0;
+            };
+            let cut = at + space.len_utf8();
+            let inside = self
+                .known
+                .iter()
+                .flat_map(|value| text.match_indices(value.as_str()))
+                .filter(|&(start, value)| start < cut && start + value.len() > cut)
+                .map(|(start, _)| start)
+                .min();
+            if let Some(start) = inside {
+                limit = start;
+                continue;
+            }
+            if let Some(begin) = text[..cut].rfind("-----BEGIN") {
+                let closed = text[begin..cut]
+                    .find("-----END")
+                    .is_some_and(|footer| text[begin + footer + "-----END".len()..cut].contains("-----"));
+                if !closed {
+                    limit = begin;
+                    continue;
+                }
+            }
+            return cut;
+        }
     }
 }
 
@@ -480,6 +549,79 @@ mod tests {
         assert_eq!(draft.push("ld! "), Some(" world!".to_owned()));
         assert_eq!(draft.push("\n\n"), None);
         assert_eq!(draft.push("Bye."), Some(" \n\nBye.".to_owned()));
+    }
+
+    /// The draft as it was before it kept a closed part: every push scrubs the whole text.
+    fn shown_by_rescanning(scrubber: &Scrubber, pieces: &[&str]) -> String {
+        let mut raw = String::new();
+        let mut shown = String::new();
+        for piece in pieces {
+            raw.push_str(piece);
+            let text = raw.trim_start();
+            let settled = text[..scrubber.settled_len(text)].trim_end();
+            let scrubbed = scrubber.scrub(settled);
+            match scrubbed.strip_prefix(shown.as_str()) {
+                Some(new) => shown.push_str(new),
+                None => break,
+            }
+        }
+        shown
+    }
+
+    #[test]
+    fn a_long_draft_is_not_read_again_with_every_piece() {
+        let scrubber = Scrubber::new().with_secrets(["hunter2 hunter2"]);
+        let mut draft = DraftScrubber::new(scrubber);
+        let mut text = String::new();
+        for i in 0..5_000 {
+            let word = format!("word{i} ");
+            text.push_str(&word);
+            draft.push(&word);
+            assert!(draft.open_len() <= word.len(), "push {i}: {} bytes open", draft.open_len());
+        }
+        assert_eq!(draft.shown(), text.trim_end());
+        // A configured value, a credential and a key keep their text open until they are closed.
+        draft.push("the password is hunter2 ");
+        assert!(draft.open_len() >= "hunter2 ".len());
+        draft.push("hunter2 and -----BEGIN RSA PRIVATE KEY-----\nAB\n");
+        assert!(draft.open_len() >= "-----BEGIN RSA PRIVATE KEY-----\nAB\n".len());
+        draft.push("-----END RSA PRIVATE KEY----- done ");
+        assert!(draft.open_len() <= "done ".len(), "{} open", draft.open_len());
+        assert!(
+            draft.shown().ends_with("the password is [redacted] and [redacted] done"),
+            "{}",
+            &draft.shown()[text.len() - 10..]
+        );
+    }
+
+    proptest::proptest! {
+        /// Keeping a closed part changes nothing in what is shown.
+        #[test]
+        fn a_draft_shows_what_rescanning_the_whole_text_would(
+            parts in proptest::collection::vec(0usize..13, 0..32),
+            cuts in proptest::collection::vec(0usize..40, 0..32),
+        ) {
+            const SECRET: &str = "pa55 word-secret";
+            let hex: String = SECRET.bytes().map(|byte| format!("{byte:02x}")).collect();
+            let alphabet = [
+                "pa55 ", "word-secret", SECRET, &hex[..10], &hex[10..], "sk-", "abcdefghij", "klmnopqrstu",
+                " ", "\n", "-----BEGIN RSA PRIVATE KEY-----\nAB", "-----END RSA PRIVATE KEY-----", "é ",
+            ];
+            let scrubber = Scrubber::new().with_secrets([SECRET]);
+            let text: String = parts.iter().map(|&part| alphabet[part]).collect();
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                let mut next = (at + cut).min(text.len());
+                while !text.is_char_boundary(next) {
+                    next += 1;
+                }
+                pieces.push(&text[at..next]);
+                at = next;
+            }
+            pieces.push(&text[at..]);
+            proptest::prop_assert_eq!(shown(&scrubber, &pieces), shown_by_rescanning(&scrubber, &pieces), "{:?}", pieces);
+        }
     }
 
     proptest::proptest! {
