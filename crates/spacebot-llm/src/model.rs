@@ -193,11 +193,13 @@ impl LanguageModel for ProviderModel {
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
-        let request = self.rig_request(&request)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match tokio::time::timeout(self.target.timeout, self.rig.call(request.clone())).await {
+            // Built for each attempt rather than cloned: most calls make one, and a clone costs
+            // as much as building it and then one more drop.
+            let rig_request = self.rig_request(&request)?;
+            let failure = match tokio::time::timeout(self.target.timeout, self.rig.call(rig_request)).await {
                 Ok(Ok(response)) => match checked(&self.target, &response) {
                     Ok(()) => return Ok(from_rig_response(&response)),
                     Err(failure) => failure,
@@ -213,12 +215,11 @@ impl LanguageModel for ProviderModel {
         if self.unstreamed.load(Ordering::Relaxed) {
             return Ok(replayed(self.complete(request).await?));
         }
-        let rig_request = self.rig_request(&request)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             // Retry until the first event: until then nothing reached the caller.
-            let failure = match self.rig.stream(rig_request.clone()) {
+            let failure = match self.rig.stream(self.rig_request(&request)?) {
                 Err(error) if not_a_stream(&error) => return self.unstreamed(request, &error).await,
                 Err(error) => classify(error, Reading::Streaming),
                 Ok(mut streamed) => match tokio::time::timeout(self.target.timeout, streamed.next()).await {

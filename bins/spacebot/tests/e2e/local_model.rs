@@ -190,11 +190,13 @@ async fn with_no_config_the_local_model_answers_and_a_second_conversation_waits_
     assert!(generations[1].1 > 0, "two conversations of one agent share their system prompt: {generations:?}");
 
     // The model's weights are held as they are in the file (quantized), so loading it and
-    // answering costs about the file's size in the daemon's own memory (pages of its binary
-    // aside): at most the file + 40 MiB. Dequantized token embeddings would add 108 MiB.
+    // answering three times costs the daemon's own memory (pages of its binary aside) the
+    // file's size, the attention cache (46 KB a token), the tokenizer and the allocator's
+    // share: 126 MiB for the 94 MiB file when this was written. Dequantized token embeddings
+    // would add 108 MiB.
     let grown_kib = daemon.status_kib("RssAnon").saturating_sub(idle_kib);
     let file_kib = std::fs::metadata(models.path().join(MODEL_FILE)).expect("the model file").len() / 1024;
-    assert!(grown_kib <= file_kib + 40 * 1024, "memory grew by {grown_kib} KiB for a model file of {file_kib} KiB");
+    assert!(grown_kib <= file_kib + 56 * 1024, "memory grew by {grown_kib} KiB for a model file of {file_kib} KiB");
     eprintln!("RssAnon: idle {idle_kib} KiB, +{grown_kib} KiB with the model loaded (file {file_kib} KiB)");
     follower.abort();
     let (exit, _) = daemon.stop().await;
