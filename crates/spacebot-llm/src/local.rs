@@ -339,7 +339,17 @@ impl Job {
     fn generate(&self, loaded: &Loaded, events: &mpsc::Sender<Result<StreamEvent, LlmError>>) -> Result<(), String> {
         let started = std::time::Instant::now();
         let prompt = self.prompt(loaded)?;
-        let mut weights = loaded.weights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut weights = match loaded.weights.lock() {
+            Ok(weights) => weights,
+            // A generation panicked mid-read: its attention cache may hold part of a chunk, so
+            // it is emptied, and the lock is usable again.
+            Err(poisoned) => {
+                let mut weights = poisoned.into_inner();
+                weights.clear();
+                loaded.weights.clear_poison();
+                weights
+            }
+        };
         // The last generation's cache serves the prefix this prompt shares with it: the system
         // prompt and the history up to the last answer, when it is the same conversation.
         let reused = weights.reuse_prefix(&prompt).map_err(|e| e.to_string())?;
