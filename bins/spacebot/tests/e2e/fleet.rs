@@ -245,7 +245,11 @@ async fn three_daemons_answer_every_message_once_and_survive_a_kill() {
     failovers.sort_unstable();
     let worst = *failovers.last().expect("at least one");
     let lease_ms = i64::try_from(LEASE_SECS * 1000).expect("fits");
-    assert!(worst <= lease_ms + lease_ms / 3 + 1500, "failover took {worst} ms (lease {lease_ms} ms): {failovers:?}");
+    // The lease runs out, the others look every third of it, and then the two survivors restart
+    // d1's thirty-odd conversations at once and answer their backlogs on two cores: 3.3-4.2 s
+    // worst when this test runs alone in a debug build (nextest runs it so, see
+    // `.config/nextest.toml`). A takeover that waited a second lease period would still show.
+    assert!(worst <= lease_ms + lease_ms / 3 + 2500, "failover took {worst} ms (lease {lease_ms} ms): {failovers:?}");
     eprintln!(
         "fleet: {total} messages in {sending:.1?} (all answered after {answered_in:.1?}); d1 held {} conversations, \
          {moved} went on elsewhere after the kill: first reply {} ms median, {worst} ms worst (lease {lease_ms} ms)",
