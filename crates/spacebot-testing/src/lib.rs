@@ -57,6 +57,7 @@ pub mod fake_slack;
 pub mod fake_telegram;
 pub mod log;
 pub mod mail_server;
+pub mod models;
 pub mod pg_server;
 pub mod scripted;
 

@@ -7,7 +7,7 @@
 //! saying so, when it is in neither. Answers are held to a few tokens
 //! (`SPACEBOT_LOCAL_MAX_TOKENS`): a debug build generates a few tokens a second.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,17 +24,7 @@ const MODEL_FILE: &str = "SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 /// A models directory holding only the chat model (so the embedder default is left out and the
 /// test stays quick), as `SPACEBOT_MODELS_DIR` for the daemon.
 fn models_dir() -> tempfile::TempDir {
-    let file = match std::env::var_os("SPACEBOT_TEST_CHAT_MODEL").filter(|path| !path.is_empty()) {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/spacebot/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    assert!(
-        file.is_file(),
-        "{} does not exist: the local model tests need SmolLM2; run \
-         `export SPACEBOT_TEST_CHAT_MODEL=\"$(scripts/fetch-models chat)\"` and test again",
-        file.display()
-    );
+    let file = spacebot_testing::models::chat_model_file();
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("SmolLM2-135M-Instruct")).expect("model dir");
     std::os::unix::fs::symlink(&file, dir.path().join(MODEL_FILE)).expect("link the model");

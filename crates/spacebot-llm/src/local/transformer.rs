@@ -571,25 +571,9 @@ mod tests {
         assert_eq!(model.cached_tokens(), 2);
     }
 
-    /// The real SmolLM2 file (see `tests/it/local.rs` for where it comes from).
-    fn smollm2() -> PathBuf {
-        if let Some(path) = std::env::var_os("SPACEBOT_TEST_CHAT_MODEL").filter(|path| !path.is_empty()) {
-            return PathBuf::from(path);
-        }
-        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
-        let path = home.join(".cache/spacebot/models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert!(
-            path.is_file(),
-            "SPACEBOT_TEST_CHAT_MODEL is not set and {} does not exist: run \
-             `export SPACEBOT_TEST_CHAT_MODEL=\"$(scripts/fetch-models chat)\"` and test again",
-            path.display()
-        );
-        path
-    }
-
     #[test]
     fn smollm2_reads_as_candles_own_model_does_in_less_memory_than_its_file() {
-        let path = smollm2();
+        let path = spacebot_testing::models::chat_model_file();
         let mut model = ours(&path, Architecture::Llama, 512);
         let file_size = std::fs::metadata(&path).unwrap().len() as usize;
         // Dequantized, the token embeddings alone would be 49,152 × 576 × 4 bytes = 108 MiB.

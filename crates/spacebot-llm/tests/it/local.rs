@@ -13,24 +13,8 @@ use futures::StreamExt;
 use spacebot_core::{ChatMessage, ChatRequest, LanguageModel, StreamEvent};
 use spacebot_llm::{LocalModel, LocalSettings, ProviderConfig, build_model};
 
-/// The variable naming the model file.
-const MODEL_VAR: &str = "SPACEBOT_TEST_CHAT_MODEL";
-
 fn model_path() -> PathBuf {
-    if let Some(path) = std::env::var_os(MODEL_VAR).filter(|path| !path.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let models = std::env::var_os("SPACEBOT_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/spacebot/models"));
-    let path = models.join("SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "{MODEL_VAR} is not set and {} does not exist: the local-model tests need SmolLM2; run \
-         `export {MODEL_VAR}=\"$(scripts/fetch-models chat)\"` and test again",
-        path.display()
-    );
-    path
+    spacebot_testing::models::chat_model_file()
 }
 
 fn model(max_tokens: u32) -> LocalModel {
