@@ -2,6 +2,7 @@
 //!
 //! One test binary for the whole area (faster to link); each module is a topic.
 
+mod binary;
 mod cli;
 mod conversation;
 mod cron;
