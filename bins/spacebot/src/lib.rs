@@ -53,8 +53,8 @@ pub use data_dir::{DataDir, Unusable};
 /// The `spacebot` command line: parses argv, runs the subcommand, and maps the outcome to an
 /// exit code. An error is printed as one sentence (with its causes) on stderr.
 pub fn main() -> ExitCode {
-    // Two rustls crypto providers end up in the dependency tree; pick one before any TLS client
-    // is built, or rustls panics when asked to choose.
+    // rustls's crypto comes from ring alone (reqwest is built without a provider of its own):
+    // install it before any TLS client is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let cli = Cli::parse();

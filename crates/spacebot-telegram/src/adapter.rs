@@ -8,12 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use frankenstein::AsyncTelegramApi;
 use frankenstein::ParseMode;
-use frankenstein::client_reqwest::Bot;
 use frankenstein::methods::{
     CreateForumTopicParams, GetMyCommandsParams, GetUpdatesParams, SendChatActionParams, SendMessageParams,
     SetMessageReactionParams, SetMyCommandsParams,
 };
-use frankenstein::response::{ErrorResponse, MethodResponse};
+use frankenstein::response::MethodResponse;
 use frankenstein::types::{
     AllowedUpdate, BotCommand, ChatAction, Message, ReactionType, ReactionTypeEmoji, ReplyParameters,
 };
@@ -24,6 +23,7 @@ use spacebot_core::{
     OutboundResponse, StatusUpdate,
 };
 
+use crate::client::{self, Bot, CallError};
 use crate::error::{classify, with_retries};
 use crate::format;
 use crate::inbound::{Identity, META_CHAT, META_FORUM, META_MESSAGE, META_TOPIC, map_update};
@@ -102,6 +102,7 @@ impl TelegramAdapter {
     ///
     /// When the HTTP client can't be built (no TLS backend; install a rustls crypto provider).
     pub fn new(settings: TelegramSettings) -> Result<Self, AdapterError> {
+        client::ensure_tls_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // A long poll answers within its own timeout; the margin covers a slow network.
@@ -110,7 +111,7 @@ impl TelegramAdapter {
             .build()
             .map_err(|e| AdapterError::permanent(&settings.name, "can't build the HTTP client").with_source(e))?;
         let api_url = format!("{}/bot{}", settings.api_base(), settings.token);
-        let bot = Bot::builder().api_url(api_url).client(http.clone()).build();
+        let bot = Bot::new(api_url, http.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -189,7 +190,7 @@ impl Inner {
         reply_to: Option<i32>,
         text: &str,
         parse_mode: Option<ParseMode>,
-    ) -> Result<Message, frankenstein::Error> {
+    ) -> Result<Message, CallError> {
         let reply =
             reply_to.map(|id| ReplyParameters::builder().message_id(id).allow_sending_without_reply(true).build());
         let params = SendMessageParams::builder()
@@ -336,12 +337,7 @@ impl Inner {
             let response = self.http.post(&url).multipart(form()).send().await?;
             let success = response.status().is_success();
             let body = response.text().await?;
-            let decode = |source| frankenstein::Error::JsonDecode { source, input: body.clone() };
-            if success {
-                serde_json::from_str::<MethodResponse<Message>>(&body).map(|_| ()).map_err(decode)
-            } else {
-                Err(frankenstein::Error::Api(serde_json::from_str::<ErrorResponse>(&body).map_err(decode)?))
-            }
+            client::decode::<MethodResponse<Message>>(success, body).map(|_| ())
         })
         .await
         .map_err(|e| classify(self.name(), e))?;
@@ -367,8 +363,8 @@ impl Inner {
 }
 
 /// Telegram could not parse the formatting (a 400 saying so).
-fn is_parse_error(error: &frankenstein::Error) -> bool {
-    matches!(error, frankenstein::Error::Api(api) if api.error_code == 400 && api.description.contains("can't parse entities"))
+fn is_parse_error(error: &CallError) -> bool {
+    matches!(error, CallError::Api(api) if api.error_code == 400 && api.description.contains("can't parse entities"))
 }
 
 fn target(adapter: &str, message: &InboundMessage) -> Result<Target, AdapterError> {

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use frankenstein::Error;
+use crate::client::CallError as Error;
 
 use spacebot_core::{AdapterError, AdapterErrorKind};
 
@@ -28,7 +28,7 @@ pub fn classify(adapter: &str, error: Error) -> AdapterError {
             }
             (kind, what)
         }
-        Error::HttpReqwest(_) | Error::JsonDecode { .. } => {
+        Error::Http(_) | Error::Decode { .. } => {
             (AdapterErrorKind::Transient, format!("Telegram could not be reached: {error}"))
         }
         _ => (AdapterErrorKind::Permanent, format!("Telegram call failed: {error}")),
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(classify("telegram", api(401, None)).kind(), AdapterErrorKind::Permanent);
         assert_eq!(classify("telegram", api(400, None)).kind(), AdapterErrorKind::Permanent);
         assert_eq!(classify("telegram", api(409, None)).kind(), AdapterErrorKind::Permanent);
-        let decode = Error::JsonDecode {
+        let decode = Error::Decode {
             source: serde_json::from_str::<u8>("<html>").expect_err("not JSON"),
             input: "<html>".into(),
         };

@@ -1,5 +1,5 @@
 //! The Telegram adapter for Spacebot: a [`MessagingAdapter`](spacebot_core::MessagingAdapter) over
-//! the Bot API, through the `frankenstein` client.
+//! the Bot API: frankenstein's typed methods over our own reqwest client (`client.rs`).
 //!
 //! [`TelegramAdapter`] receives private chats, groups, and supergroups with forum topics as
 //! threads, by long polling (`getUpdates`) or, when configured, a webhook. It answers in HTML
@@ -26,6 +26,7 @@
 //! before the message is handed in, so a vision-capable model can see them.
 
 mod adapter;
+mod client;
 mod error;
 mod format;
 mod images;
@@ -35,6 +36,7 @@ mod settings;
 mod webhook;
 
 pub use adapter::TelegramAdapter;
+pub use client::CallError;
 pub use error::classify;
 pub use settings::{DEFAULT_API_URL, TelegramSettings, WebhookSettings};
 

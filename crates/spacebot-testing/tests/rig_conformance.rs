@@ -9,8 +9,13 @@ use serde_json::json;
 
 use spacebot_testing::{FakeLlmServer, FakeReply, Wire};
 
-fn request() -> CompletionRequest {
+/// rig's clients build reqwest clients, and reqwest (built without a crypto provider of its own)
+/// needs the process's: install ring, as the daemon does, before any client is named.
+fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn request() -> CompletionRequest {
     let tool = ToolDefinition::new(
         ToolName::new("reply").expect("a non-empty tool name"),
         "Reply to the user",
@@ -44,6 +49,7 @@ fn check(responses: [CompletionResponse; 4]) {
 
 #[tokio::test]
 async fn openai_chat_completions_client_reads_the_fake() {
+    install_tls();
     let server = FakeLlmServer::start().await;
     script(&server);
     let model = OpenAIConfig::new("sk-test").with_base_url(server.openai_base_url()).client().chat("gpt-test");
@@ -64,6 +70,7 @@ async fn openai_chat_completions_client_reads_the_fake() {
 
 #[tokio::test]
 async fn anthropic_messages_client_reads_the_fake() {
+    install_tls();
     let server = FakeLlmServer::start().await;
     script(&server);
     let model = AnthropicConfig::new("sk-ant-test")
@@ -87,6 +94,7 @@ async fn anthropic_messages_client_reads_the_fake() {
 
 #[tokio::test]
 async fn clients_see_scripted_failures_as_errors() {
+    install_tls();
     let server = FakeLlmServer::start().await;
     server.push(FakeReply::status(429));
     server.push(FakeReply::garbage("{\"unexpected\": true"));

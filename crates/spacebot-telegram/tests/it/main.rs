@@ -1,4 +1,4 @@
-//! Integration tests: the real frankenstein client against `spacebot-testing`'s fake Bot API.
+//! Integration tests: the adapter's real Bot API client against `spacebot-testing`'s fake Bot API.
 
 mod conformance;
 mod intake;
