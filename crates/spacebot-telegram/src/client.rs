@@ -147,10 +147,56 @@ pub(crate) fn ensure_tls_provider() {
 
 #[cfg(test)]
 mod tests {
+    use frankenstein::methods::SendDocumentParams;
     use frankenstein::response::MethodResponse;
     use frankenstein::types::User;
+    use spacebot_testing::fake_telegram::{FakeTelegram, TOKEN};
 
     use super::*;
+
+    fn bot(fake: &FakeTelegram) -> Bot {
+        ensure_tls_provider();
+        Bot::new(format!("{}/bot{TOKEN}", fake.api_url()), reqwest::Client::new())
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_up_as_a_multipart_form_beside_the_other_parameters() {
+        let fake = FakeTelegram::start().await;
+        let path = std::env::temp_dir().join(format!("spacebot-telegram-upload-{}.txt", std::process::id()));
+        std::fs::write(&path, b"the report").expect("write the file");
+        let params = SendDocumentParams::builder().chat_id(42).document(path.clone()).caption("weekly").build();
+        let sent = bot(&fake).send_document(&params).await;
+        std::fs::remove_file(&path).expect("remove the file");
+        assert_eq!(sent.expect("Telegram took the document").result.chat.id, 42);
+
+        let documents = fake.documents();
+        assert_eq!(documents.len(), 1, "{documents:?}");
+        assert_eq!(documents[0].bytes, b"the report");
+        assert_eq!(documents[0].caption.as_deref(), Some("weekly"));
+        assert_eq!(documents[0].filename, path.file_name().expect("a name").to_string_lossy());
+
+        let missing = SendDocumentParams::builder().chat_id(42).document(path.clone()).build();
+        let error = bot(&fake).send_document(&missing).await.expect_err("the file is gone");
+        assert!(matches!(error, CallError::ReadFile { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_is_telegrams_error_with_its_code() {
+        let fake = FakeTelegram::start().await;
+        fake.set_token("4242:another");
+        match bot(&fake).get_me().await {
+            Err(CallError::Api(error)) => assert_eq!(error.error_code, 401),
+            other => panic!("not a 401 from Telegram: {other:?}"),
+        }
+    }
+
+    /// nextest runs each test in a process of its own: nothing installed a provider before.
+    #[test]
+    fn a_client_builds_in_a_process_that_installed_no_crypto_provider() {
+        ensure_tls_provider();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        reqwest::Client::builder().build().expect("reqwest builds a client on the installed provider");
+    }
 
     #[test]
     fn answers_are_read_as_results_or_as_telegrams_errors() {

@@ -32,6 +32,7 @@ mod send;
 mod send_file;
 mod shutdown;
 mod telegram;
+mod tls;
 mod tool_arguments;
 mod usage;
 mod web_search;
