@@ -54,13 +54,3 @@ pub use tools::{
     BRANCH_TOOL, CANCEL_TOOL, CRON_TOOL, REACT_TOOL, REPLY_TOOL, ROUTE_TOOL, SET_STATUS_TOOL, SKIP_TOOL,
     SPAWN_WORKER_TOOL,
 };
-
-/// Makes sure rustls has a process-wide crypto provider before a reqwest client is built: the
-/// workspace builds reqwest without a provider of its own (`rustls-no-provider`, so the binary
-/// links one crypto library, not two), and reqwest panics without one. A program that installed
-/// its own keeps it; otherwise this installs ring, as the daemon does first thing.
-pub(crate) fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}

@@ -56,6 +56,8 @@ mod runtime;
 mod scrub;
 mod split;
 mod supervision;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod tool;
 mod usage;
 

@@ -15,7 +15,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// The client that fetches attachments; `None` when it can't be built (no TLS backend), and then
 /// images are handed in with that reason.
 pub(crate) fn client() -> Option<reqwest::Client> {
-    ensure_tls_provider();
+    spacebot_core::tls::ensure_crypto_provider();
     match reqwest::Client::builder().timeout(FETCH_TIMEOUT).user_agent("spacebot-discord").build() {
         Ok(client) => Some(client),
         Err(error) => {
@@ -71,16 +71,6 @@ async fn fetch(client: &reqwest::Client, attachment: &Attachment) -> Result<Vec<
 fn megabytes(bytes: u64) -> String {
     // A file size fits an f64's 52-bit mantissa for any size a chat platform allows.
     format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// Makes sure rustls has a process-wide crypto provider before a reqwest client is built: the
-/// workspace builds reqwest without a provider of its own (`rustls-no-provider`, so the binary
-/// links one crypto library, not two), and reqwest panics without one. A program that installed
-/// its own keeps it; otherwise this installs ring, as the daemon does first thing.
-fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
 }
 
 #[cfg(test)]

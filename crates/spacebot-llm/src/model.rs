@@ -92,7 +92,7 @@ impl ProviderModel {
         let base_url = config.effective_base_url().to_owned();
         validate_base_url(&provider, &base_url)?;
         // rig builds its shared reqwest client on first use.
-        ensure_tls_provider();
+        spacebot_core::tls::ensure_crypto_provider();
 
         let rig: DynModel<Completion> = match config.kind {
             ProviderKind::OpenAi => OpenAIConfig::new(config.api_key.clone())
@@ -401,16 +401,6 @@ pub fn split_model_ref(reference: &str) -> Result<(&str, &str), Error> {
     match reference.split_once('/') {
         Some((provider, model)) if !provider.trim().is_empty() && !model.trim().is_empty() => Ok((provider, model)),
         _ => Err(Error::InvalidModelRef(reference.to_owned())),
-    }
-}
-
-/// Makes sure rustls has a process-wide crypto provider before a reqwest client is built: the
-/// workspace builds reqwest without a provider of its own (`rustls-no-provider`, so the binary
-/// links one crypto library, not two), and reqwest panics without one. A program that installed
-/// its own keeps it; otherwise this installs ring, as the daemon does first thing.
-fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 

@@ -85,7 +85,7 @@ impl Connector {
                 if let Some(token) = bearer_token {
                     config = config.auth_header(token.clone());
                 }
-                ensure_tls_provider();
+                spacebot_core::tls::ensure_crypto_provider();
                 let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
                 Box::pin(async move {
                     ().serve(transport).await.map_err(|error| ConnectError::Handshake(error.to_string()))
@@ -113,14 +113,4 @@ fn start_child(settings: &StdioSettings, launcher: &dyn StdioLauncher) -> Result
         .spawn()
         .map_err(|error| ConnectError::Spawn { program: settings.command.clone(), reason: error.to_string() })?;
     Ok(child)
-}
-
-/// Makes sure rustls has a process-wide crypto provider before a reqwest client is built: the
-/// workspace builds reqwest without a provider of its own (`rustls-no-provider`, so the binary
-/// links one crypto library, not two), and reqwest panics without one. A program that installed
-/// its own keeps it; otherwise this installs ring, as the daemon does first thing.
-fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
 }

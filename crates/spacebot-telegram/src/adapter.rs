@@ -102,7 +102,7 @@ impl TelegramAdapter {
     ///
     /// When the HTTP client can't be built (no TLS backend; install a rustls crypto provider).
     pub fn new(settings: TelegramSettings) -> Result<Self, AdapterError> {
-        client::ensure_tls_provider();
+        spacebot_core::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // A long poll answers within its own timeout; the margin covers a slow network.

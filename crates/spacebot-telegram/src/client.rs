@@ -135,16 +135,6 @@ impl AsyncTelegramApi for Bot {
     }
 }
 
-/// Makes sure rustls has a process-wide crypto provider before a reqwest client is built: the
-/// workspace builds reqwest without a provider of its own (`rustls-no-provider`, so the binary
-/// links one crypto library, not two), and reqwest panics without one. A program that installed
-/// its own keeps it; otherwise this installs ring, as the daemon does first thing.
-pub(crate) fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use frankenstein::methods::SendDocumentParams;
@@ -155,7 +145,7 @@ mod tests {
     use super::*;
 
     fn bot(fake: &FakeTelegram) -> Bot {
-        ensure_tls_provider();
+        spacebot_core::tls::ensure_crypto_provider();
         Bot::new(format!("{}/bot{TOKEN}", fake.api_url()), reqwest::Client::new())
     }
 
@@ -193,7 +183,7 @@ mod tests {
     /// nextest runs each test in a process of its own: nothing installed a provider before.
     #[test]
     fn a_client_builds_in_a_process_that_installed_no_crypto_provider() {
-        ensure_tls_provider();
+        spacebot_core::tls::ensure_crypto_provider();
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
         reqwest::Client::builder().build().expect("reqwest builds a client on the installed provider");
     }

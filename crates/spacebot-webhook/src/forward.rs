@@ -71,7 +71,7 @@ impl std::fmt::Display for NotForwarded {
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        ensure_tls_provider();
+        spacebot_core::tls::ensure_crypto_provider();
         reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build().unwrap_or_else(|error| {
             tracing::warn!(%error, "can't build the HTTP client that forwards requests in a fleet; using the default");
             reqwest::Client::new()
@@ -135,14 +135,4 @@ fn response(answer: reqwest::Response) -> Response {
         response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     }
     response
-}
-
-/// Makes sure rustls has a process-wide crypto provider before a reqwest client is built: the
-/// workspace builds reqwest without a provider of its own (`rustls-no-provider`, so the binary
-/// links one crypto library, not two), and reqwest panics without one. A program that installed
-/// its own keeps it; otherwise this installs ring, as the daemon does first thing.
-fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
 }

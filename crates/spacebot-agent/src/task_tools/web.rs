@@ -112,7 +112,7 @@ impl WebFetch {
             .map_err(|error| ToolError::InvalidArguments(format!("`{start}` is not a URL: {error}")))?;
         for _ in 0..=MAX_REDIRECTS {
             let (host, addresses) = self.addresses(&url).await?;
-            crate::ensure_tls_provider();
+            spacebot_core::tls::ensure_crypto_provider();
             let mut builder = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()

@@ -174,7 +174,7 @@ pub(crate) struct WebSearch {
 impl WebSearch {
     /// The tool; fails when the HTTP client can't be built (no TLS backend).
     pub(crate) fn new(settings: WebSearchSettings) -> Result<Self, TaskToolError> {
-        crate::ensure_tls_provider();
+        spacebot_core::tls::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .user_agent("spacebot-web-search")

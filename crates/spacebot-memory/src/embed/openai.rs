@@ -53,7 +53,7 @@ impl OpenAiEmbedder {
         let model = model.into();
         let url = format!("{}/embeddings", base_url.trim_end_matches('/'));
         let model_id = format!("openai:{model}:{dimensions}");
-        ensure_tls_provider();
+        spacebot_core::tls::ensure_crypto_provider();
         Self { client: reqwest::Client::new(), url, model, api_key: None, dimensions, model_id }
     }
 
@@ -124,15 +124,5 @@ impl Embedder for OpenAiEmbedder {
             vectors.extend(self.embed_batch(batch).await?);
         }
         Ok(vectors)
-    }
-}
-
-/// Makes sure rustls has a process-wide crypto provider before a reqwest client is built: the
-/// workspace builds reqwest without a provider of its own (`rustls-no-provider`, so the binary
-/// links one crypto library, not two), and reqwest panics without one. A program that installed
-/// its own keeps it; otherwise this installs ring, as the daemon does first thing.
-fn ensure_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
