@@ -1,13 +1,13 @@
 //! [`ProviderModel`]: one model of one provider behind [`LanguageModel`].
 //!
 //! Each call encodes the core request with rig's wire for the provider's kind, sends it through
-//! rig's shared reqwest transport, and retries transient failures with backoff. Every attempt is
+//! rig's reqwest transport over one process-wide client (see [`http`]), and retries transient failures with backoff. Every attempt is
 //! bounded by the configured timeout; a stream is bounded per event instead, so a long answer
 //! that keeps streaming is never cut off while a stalled one is.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +30,22 @@ use crate::config::{ProviderConfig, ProviderKind};
 use crate::convert::{from_rig_response, from_rig_tool_call, to_rig_request};
 use crate::error::Error;
 use crate::retry::RetryPolicy;
+
+/// The HTTP client every hosted model sends through: one connection pool per process, like rig's
+/// own shared client, but with [`spacebot_core::tls::client_config`], so the system's
+/// trusted roots are read on the first https connection rather than when a model is made (at
+/// start), and once.
+fn http() -> rig_reqwest::ReqwestClient {
+    static SHARED: LazyLock<rig_reqwest::ReqwestClient> = LazyLock::new(|| {
+        rig_reqwest::ReqwestClient::from(
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(spacebot_core::tls::client_config())
+                .build()
+                .unwrap_or_default(),
+        )
+    });
+    SHARED.clone()
+}
 
 /// Who a call goes to, for messages and logs; shared with the streams a model hands out.
 #[derive(Debug)]
@@ -91,19 +107,17 @@ impl ProviderModel {
         }
         let base_url = config.effective_base_url().to_owned();
         validate_base_url(&provider, &base_url)?;
-        // rig builds its shared reqwest client on first use.
-        spacebot_core::tls::ensure_crypto_provider();
 
         let rig: DynModel<Completion> = match config.kind {
             ProviderKind::OpenAi => OpenAIConfig::new(config.api_key.clone())
                 .with_base_url(base_url.clone())
-                .client()
+                .connect(http())
                 .chat(model.clone())
                 .erase(),
             ProviderKind::Anthropic => {
                 let mut messages = AnthropicConfig::new(config.api_key.clone())
                     .with_base_url(&base_url)
-                    .client()
+                    .connect(http())
                     .completion(model.clone());
                 // A `reply` call's text is previewed as its input streams. Anthropic's own API
                 // takes the per-tool field that streams input as it is written (without it, a long
@@ -410,6 +424,18 @@ mod tests {
 
     fn config() -> ProviderConfig {
         ProviderConfig::new(ProviderKind::OpenAi, "k")
+    }
+
+    #[test]
+    fn reqwest_takes_the_shared_tls_configuration() {
+        // reqwest recognises a preconfigured backend by its exact type: with a rustls of another
+        // version it would refuse it ("Unknown TLS backend"), and `http` would quietly fall back
+        // to a default client that reads the roots itself.
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(spacebot_core::tls::client_config())
+            .build()
+            .expect("reqwest builds a client on the shared configuration");
+        assert!(http().inner().is_some());
     }
 
     #[test]

@@ -85,8 +85,13 @@ impl Connector {
                 if let Some(token) = bearer_token {
                     config = config.auth_header(token.clone());
                 }
-                spacebot_core::tls::ensure_crypto_provider();
-                let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+                let transport = StreamableHttpClientTransport::with_client(
+                    reqwest::Client::builder()
+                        .tls_backend_preconfigured(spacebot_core::tls::client_config())
+                        .build()
+                        .unwrap_or_default(),
+                    config,
+                );
                 Box::pin(async move {
                     ().serve(transport).await.map_err(|error| ConnectError::Handshake(error.to_string()))
                 })

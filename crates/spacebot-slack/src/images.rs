@@ -17,8 +17,12 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client that fetches attachments; `None` when it can't be built (no TLS backend), and then
 /// images are handed in with that reason.
 pub(crate) fn client() -> Option<reqwest::Client> {
-    spacebot_core::tls::ensure_crypto_provider();
-    match reqwest::Client::builder().timeout(FETCH_TIMEOUT).user_agent("spacebot-slack").build() {
+    match reqwest::Client::builder()
+        .tls_backend_preconfigured(spacebot_core::tls::client_config())
+        .timeout(FETCH_TIMEOUT)
+        .user_agent("spacebot-slack")
+        .build()
+    {
         Ok(client) => Some(client),
         Err(error) => {
             tracing::warn!(%error, "can't build the attachment client; images won't be shown to models");

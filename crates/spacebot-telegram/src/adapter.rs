@@ -102,8 +102,8 @@ impl TelegramAdapter {
     ///
     /// When the HTTP client can't be built (no TLS backend; install a rustls crypto provider).
     pub fn new(settings: TelegramSettings) -> Result<Self, AdapterError> {
-        spacebot_core::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(spacebot_core::tls::client_config())
             .connect_timeout(Duration::from_secs(10))
             // A long poll answers within its own timeout; the margin covers a slow network.
             .timeout(settings.poll_timeout + Duration::from_secs(15))

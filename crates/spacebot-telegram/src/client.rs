@@ -145,8 +145,13 @@ mod tests {
     use super::*;
 
     fn bot(fake: &FakeTelegram) -> Bot {
-        spacebot_core::tls::ensure_crypto_provider();
-        Bot::new(format!("{}/bot{TOKEN}", fake.api_url()), reqwest::Client::new())
+        Bot::new(
+            format!("{}/bot{TOKEN}", fake.api_url()),
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(spacebot_core::tls::client_config())
+                .build()
+                .unwrap_or_default(),
+        )
     }
 
     #[tokio::test]
@@ -183,9 +188,11 @@ mod tests {
     /// nextest runs each test in a process of its own: nothing installed a provider before.
     #[test]
     fn a_client_builds_in_a_process_that_installed_no_crypto_provider() {
-        spacebot_core::tls::ensure_crypto_provider();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(spacebot_core::tls::client_config())
+            .build()
+            .expect("reqwest builds a client on the installed provider");
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
-        reqwest::Client::builder().build().expect("reqwest builds a client on the installed provider");
     }
 
     #[test]

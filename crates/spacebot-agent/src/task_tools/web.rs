@@ -112,8 +112,8 @@ impl WebFetch {
             .map_err(|error| ToolError::InvalidArguments(format!("`{start}` is not a URL: {error}")))?;
         for _ in 0..=MAX_REDIRECTS {
             let (host, addresses) = self.addresses(&url).await?;
-            spacebot_core::tls::ensure_crypto_provider();
             let mut builder = reqwest::Client::builder()
+                .tls_backend_preconfigured(spacebot_core::tls::client_config())
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .timeout(self.settings.timeout)

@@ -174,8 +174,8 @@ pub(crate) struct WebSearch {
 impl WebSearch {
     /// The tool; fails when the HTTP client can't be built (no TLS backend).
     pub(crate) fn new(settings: WebSearchSettings) -> Result<Self, TaskToolError> {
-        spacebot_core::tls::ensure_crypto_provider();
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(spacebot_core::tls::client_config())
             .timeout(settings.timeout)
             .user_agent("spacebot-web-search")
             .build()

@@ -53,8 +53,17 @@ impl OpenAiEmbedder {
         let model = model.into();
         let url = format!("{}/embeddings", base_url.trim_end_matches('/'));
         let model_id = format!("openai:{model}:{dimensions}");
-        spacebot_core::tls::ensure_crypto_provider();
-        Self { client: reqwest::Client::new(), url, model, api_key: None, dimensions, model_id }
+        Self {
+            client: reqwest::Client::builder()
+                .tls_backend_preconfigured(spacebot_core::tls::client_config())
+                .build()
+                .unwrap_or_default(),
+            url,
+            model,
+            api_key: None,
+            dimensions,
+            model_id,
+        }
     }
 
     /// Sends `Authorization: Bearer <key>` with each request.
