@@ -194,16 +194,19 @@ impl ApiConfig {
     }
 }
 
+/// What every handler reads. Cloned for each route when the router is built and for each request
+/// (axum hands each handler and middleware its own `State`), so the config is shared, not copied:
+/// it holds the effective config, the tokens and the prices.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) runtime: RuntimeHandle,
-    pub(crate) config: ApiConfig,
+    pub(crate) config: Arc<ApiConfig>,
     started: Instant,
 }
 
 /// The API's routes over a running runtime.
 pub fn router(runtime: RuntimeHandle, config: ApiConfig) -> Router {
-    let state = AppState { runtime, config, started: Instant::now() };
+    let state = AppState { runtime, config: Arc::new(config), started: Instant::now() };
     let protected = Router::new()
         .route("/webhook/{agent}", post(webhook))
         .route("/api/agents/{agent}/conversations/{conversation}/messages", get(messages))
