@@ -86,8 +86,12 @@ pub enum LlmErrorKind {
     ServerError,
     /// No answer within the configured timeout.
     Timeout,
-    /// The provider could not be reached (connection refused, DNS, TLS).
+    /// The provider could not be reached (connection refused, DNS, a reset or failed handshake).
     Unreachable,
+    /// The provider's TLS certificate is not trusted (no trusted authority signed it, it expired,
+    /// or it names another host). Nothing was sent; retrying won't help until someone trusts the
+    /// certificate or fixes the address.
+    Untrusted,
     /// Credentials were rejected (401/403).
     Auth,
     /// The request was rejected as invalid (other 4xx).

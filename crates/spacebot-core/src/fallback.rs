@@ -109,7 +109,8 @@ impl FallbackModel {
 
 /// Whether a failure of one model is worth trying the next for.
 fn falls_back(kind: LlmErrorKind) -> bool {
-    kind.is_transient() || matches!(kind, LlmErrorKind::InvalidResponse | LlmErrorKind::NotConfigured)
+    kind.is_transient()
+        || matches!(kind, LlmErrorKind::InvalidResponse | LlmErrorKind::NotConfigured | LlmErrorKind::Untrusted)
 }
 
 impl std::fmt::Debug for FallbackModel {
@@ -224,6 +225,15 @@ mod tests {
         assert_eq!(model.complete(request()).await.unwrap().content, "from c");
         assert_eq!((a.calls(), b.calls(), c.calls()), (1, 1, 1));
         assert_eq!(model.name(), "a/x → b/y → c/z");
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_falls_back_to_another_provider() {
+        let a = Listed::new("a/x", vec![Err(LlmErrorKind::Untrusted)]);
+        let b = Listed::new("b/y", vec![Ok("from b")]);
+        let model = chain(&[&a, &b]);
+        assert_eq!(model.complete(request()).await.unwrap().content, "from b");
+        assert_eq!((a.calls(), b.calls()), (1, 1));
     }
 
     #[tokio::test]

@@ -8,8 +8,10 @@
 //!   status; its machine code (`error.type` / `error.code` in the body, which rig extracts) decides,
 //!   else rig's own retry verdict;
 //! - a transport failure without a reply is a `reqwest::Error` inside rig's
-//!   `http_client::Error::Instance`: `is_timeout()` → `Timeout`, anything else (connect refused,
-//!   DNS, reset) → `Unreachable`, except a client that could not be built (`is_builder()`);
+//!   `http_client::Error::Instance`: `is_timeout()` → `Timeout`, a certificate rustls refused
+//!   (`rustls::Error::InvalidCertificate` in the chain) → `Untrusted`, which is not retried,
+//!   anything else (connect refused, DNS, reset) → `Unreachable`, except a client that could not
+//!   be built (`is_builder()`);
 //! - a body rig could not decode (`Json`, `Response`, wrong content type) → `InvalidResponse`,
 //!   which is not retried: the same server will most likely send the same garbage again;
 //! - a reply that never reached the provider's end (`Truncated`) depends on how it was read: a
@@ -61,6 +63,10 @@ impl Failure {
         let at = format!("provider '{provider}' at {base_url}");
         let mut message = match self.kind {
             LlmErrorKind::Unreachable => format!("can't reach {at}{detail}"),
+            LlmErrorKind::Untrusted => format!(
+                "{at} presented a TLS certificate that isn't trusted{detail} (trust its authority in the system's \
+                 store or name a bundle with SSL_CERT_FILE, or fix `base_url`)"
+            ),
             LlmErrorKind::Timeout => format!("{at} timed out{status}{detail}"),
             LlmErrorKind::RateLimited => format!("{at} is rate limiting requests{status}{detail}"),
             LlmErrorKind::ServerError => format!("{at} failed with a server error{status}{detail}"),
@@ -184,6 +190,9 @@ fn classify_transport(error: &http_client::Error) -> (LlmErrorKind, String) {
         http_client::Error::Instance(inner) => match find_reqwest(inner.as_ref()) {
             Some(reqwest) if reqwest.is_timeout() => (LlmErrorKind::Timeout, root_cause(inner.as_ref())),
             Some(reqwest) if reqwest.is_builder() => (LlmErrorKind::InvalidRequest, root_cause(inner.as_ref())),
+            _ if let Some(refused) = refused_certificate(inner.as_ref()) => {
+                (LlmErrorKind::Untrusted, format!("invalid peer certificate: {refused:?}"))
+            }
             Some(reqwest) if reqwest.is_connect() => (LlmErrorKind::Unreachable, connect_cause(inner.as_ref())),
             // A failure after connecting (a reset, a body cut off): no reply, worth retrying.
             _ => (LlmErrorKind::Unreachable, format!("the connection failed: {}", root_cause(inner.as_ref()))),
@@ -199,6 +208,23 @@ fn find_reqwest<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a reqwest::
             return Some(found);
         }
         current = link.source();
+    }
+    None
+}
+
+/// The reason rustls refused the server's certificate, if that is what `error` comes down to.
+/// rustls reports it inside an `io::Error` (which hyper wraps in another), and an `io::Error`'s
+/// `source()` skips the error it wraps, so the walk opens each `io::Error` instead.
+fn refused_certificate<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::CertificateError> {
+    let mut current = Some(error);
+    while let Some(link) = current {
+        if let Some(rustls::Error::InvalidCertificate(reason)) = link.downcast_ref::<rustls::Error>() {
+            return Some(reason);
+        }
+        current = match link.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(wrapped) => Some(wrapped as &(dyn StdError + 'static)),
+            None => link.source(),
+        };
     }
     None
 }
@@ -362,6 +388,40 @@ mod tests {
         let failure = classify_unary(error);
         assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
         assert_eq!(failure.into_error("p", "u", 1).retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    /// A transport failure as rig reports it: `error` wrapped the way hyper and tokio-rustls wrap
+    /// a failed handshake (an `io::Error` inside a connection error).
+    fn transport_failure(error: std::io::Error) -> ProviderError {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Connect(#[source] std::io::Error);
+        ProviderError::Http(http_client::Error::instance(Connect(error)).into())
+    }
+
+    #[test]
+    fn a_refused_certificate_is_untrusted_and_not_retried_while_other_failures_are() {
+        // As hyper reports it: tokio-rustls's `io::Error` inside one of hyper's own.
+        let refused = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let failure = classify_unary(transport_failure(refused));
+        assert_eq!(failure.kind, LlmErrorKind::Untrusted);
+        assert!(!failure.kind.is_transient());
+        let message = failure.into_error("main", "https://10.0.0.5/v1", 1).to_string();
+        assert!(message.contains("provider 'main' at https://10.0.0.5/v1"), "{message}");
+        assert!(message.contains("isn't trusted: invalid peer certificate: UnknownIssuer"), "{message}");
+        assert!(message.contains("SSL_CERT_FILE"), "{message}");
+
+        // Another handshake failure (the server speaks no TLS) is still worth retrying.
+        let garbled = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert_eq!(classify_unary(transport_failure(garbled)).kind, LlmErrorKind::Unreachable);
+        let refused_connection = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify_unary(transport_failure(refused_connection)).kind, LlmErrorKind::Unreachable);
     }
 
     #[test]

@@ -406,6 +406,7 @@ fn status_label(error: &LlmError) -> &'static str {
         LlmErrorKind::ServerError => "server_error",
         LlmErrorKind::Timeout => "timeout",
         LlmErrorKind::Unreachable => "unreachable",
+        LlmErrorKind::Untrusted => "untrusted",
         LlmErrorKind::Auth => "auth",
         LlmErrorKind::InvalidRequest => "invalid_request",
         LlmErrorKind::InvalidResponse => "invalid_response",

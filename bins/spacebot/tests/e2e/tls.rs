@@ -1,5 +1,6 @@
 //! A provider over https: the daemon's TLS (rustls on ring, the system's trusted certificates)
-//! reaches a server whose certificate a trusted authority signed, and refuses one it cannot trust.
+//! reaches a server whose certificate a trusted authority signed, and refuses one it cannot trust
+//! at once, without retrying, telling the user why.
 //!
 //! The certificates are made with the `openssl` command; the fake model sits behind a TLS
 //! terminator of the test's own (tokio-rustls), since the fake speaks plain HTTP.
@@ -8,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -69,8 +71,12 @@ impl Certificates {
 }
 
 /// Accepts TLS on a port of its own with `cert`/`key` and passes each connection's bytes to
-/// `upstream` (the fake model's plain HTTP port).
-async fn terminate_tls(cert: &Path, key: &Path, upstream: SocketAddr) -> (SocketAddr, JoinHandle<()>) {
+/// `upstream` (the fake model's plain HTTP port). Counts the connections it accepts.
+async fn terminate_tls(
+    cert: &Path,
+    key: &Path,
+    upstream: SocketAddr,
+) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(cert).expect("server.pem").collect::<Result<_, _>>().expect("certificates");
     let key = PrivateKeyDer::from_pem_file(key).expect("server.key");
@@ -78,8 +84,11 @@ async fn terminate_tls(cert: &Path, key: &Path, upstream: SocketAddr) -> (Socket
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     let task = tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(socket).await else { return };
@@ -88,7 +97,7 @@ async fn terminate_tls(cert: &Path, key: &Path, upstream: SocketAddr) -> (Socket
             });
         }
     });
-    (addr, task)
+    (addr, accepted, task)
 }
 
 fn upstream(model: &FakeLlmServer) -> SocketAddr {
@@ -103,7 +112,7 @@ async fn a_provider_over_https_is_reached_when_trusted_and_refused_when_not() {
     let certificates = Certificates::make();
     let model = FakeLlmServer::start().await;
     model.push(FakeReply::tool_call("reply", json!({"content": "over https"})));
-    let (addr, terminator) =
+    let (addr, connections, terminator) =
         terminate_tls(&certificates.path("server.pem"), &certificates.path("server.key"), upstream(&model)).await;
     let home = Home::new(&openai_config(&format!("https://{addr}/v1")));
 
@@ -117,16 +126,24 @@ async fn a_provider_over_https_is_reached_when_trusted_and_refused_when_not() {
     daemon.stop().await;
 
     // Trusting only the server's own certificate, which no authority in the file signed: the
-    // handshake fails, the model is never asked, and the user is told.
+    // handshake fails, the model is never asked, the user is told, and the daemon does not retry
+    // (three attempts would not change the certificate).
+    let before = connections.load(Ordering::SeqCst);
     let daemon =
         Daemon::start_with(&home, &[("SSL_CERT_FILE", certificates.path("server.pem").to_str().expect("utf-8"))]).await;
     daemon.say("main", "untrusted", "erin", "hello again").await;
     let answers = daemon.wait_for_answers("main", "untrusted", 1).await;
     assert_eq!(answers[0]["role"], "system", "{answers:#?}");
+    let told = answers[0]["text"].as_str().unwrap_or_default();
+    assert!(told.contains("certificate isn't trusted"), "the user is not told why: {told}");
     assert_eq!(model.request_count(), 1, "a request went past an untrusted certificate");
+    assert_eq!(connections.load(Ordering::SeqCst) - before, 1, "an untrusted certificate was tried again");
     let mut daemon = daemon;
     let logs = daemon.logs_so_far();
-    assert!(logs.contains("invalid peer certificate: UnknownIssuer"), "the log does not say why:\n{logs}");
+    assert!(
+        logs.contains("presented a TLS certificate that isn't trusted: invalid peer certificate: UnknownIssuer"),
+        "the log does not say why:\n{logs}"
+    );
     daemon.stop().await;
     terminator.abort();
 }

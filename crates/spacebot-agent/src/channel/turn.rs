@@ -561,6 +561,11 @@ pub(super) fn describe(failure: &TurnFailure, agent: &spacebot_core::AgentId) ->
             "Agent '{agent}' has no model configured, so it can't answer. \
              Set `llm.models.channel` in the config and restart."
         ),
+        TurnFailure::Model(error) if error.kind() == LlmErrorKind::Untrusted => {
+            "I couldn't answer that: the model provider's TLS certificate isn't trusted, so nothing was sent to it. \
+             Whoever runs me can find which certificate in the daemon's log."
+                .to_owned()
+        }
         TurnFailure::Model(error) => {
             let reason = match error.kind() {
                 LlmErrorKind::RateLimited => "the model provider is rate-limiting requests",
