@@ -71,10 +71,14 @@ impl std::fmt::Display for NotForwarded {
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        reqwest::Client::builder().tls_backend_preconfigured(spacebot_core::tls::client_config()).connect_timeout(CONNECT_TIMEOUT).build().unwrap_or_else(|error| {
-            tracing::warn!(%error, "can't build the HTTP client that forwards requests in a fleet; using the default");
-            reqwest::Client::new()
-        })
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(spacebot_core::tls::client_config())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "can't build the HTTP client that forwards requests in a fleet; using the default");
+                reqwest::Client::new()
+            })
     })
 }
 

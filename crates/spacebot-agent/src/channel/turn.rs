@@ -563,7 +563,7 @@ pub(super) fn describe(failure: &TurnFailure, agent: &spacebot_core::AgentId) ->
         ),
         TurnFailure::Model(error) if error.kind() == LlmErrorKind::Untrusted => {
             "I couldn't answer that: the model provider's TLS certificate isn't trusted, so nothing was sent to it. \
-             Whoever runs me can find which certificate in the daemon's log."
+             The daemon's log says which provider and why."
                 .to_owned()
         }
         TurnFailure::Model(error) => {
