@@ -57,6 +57,8 @@ pub fn client_config() -> ClientConfig {
                         .ok()
                 })
                 .unwrap_or_else(|| {
+                    // Cannot fail: ring's default provider has cipher suites for both TLS 1.2
+                    // and 1.3, which is all `with_safe_default_protocol_versions` checks.
                     configure(Arc::new(rustls::crypto::ring::default_provider()))
                         .expect("ring's provider supports TLS 1.2 and 1.3")
                 })
@@ -84,7 +86,7 @@ struct SystemRoots {
     algorithms: WebPkiSupportedAlgorithms,
     provider: Arc<CryptoProvider>,
     /// The platform's verifier over the roots, once they have been read.
-    loaded: OnceLock<Arc<rustls_platform_verifier::Verifier>>,
+    loaded: OnceLock<rustls_platform_verifier::Verifier>,
 }
 
 impl SystemRoots {
@@ -103,7 +105,7 @@ impl SystemRoots {
             .inspect_err(|error| tracing::warn!(%error, "can't read the system's trusted TLS roots"))?;
         tracing::debug!(elapsed_us = started.elapsed().as_micros(), "read the system's trusted TLS roots");
         // Two first connections at once may both read them; one verifier is kept.
-        Ok(self.loaded.get_or_init(|| Arc::new(verifier)))
+        Ok(self.loaded.get_or_init(|| verifier))
     }
 }
 
@@ -177,8 +179,8 @@ mod tests {
             roots.verify_server_cert(&garbage, &[], &name, &[], UnixTime::now()).expect_err("not a certificate");
         assert!(matches!(error, rustls::Error::InvalidCertificate(_)), "{error:?}");
         // This machine has a system store (the https tests need one too), so the roots are kept.
-        let first = roots.loaded.get().map(Arc::as_ptr).expect("read on the first certificate");
+        let first = roots.loaded.get().map(std::ptr::from_ref).expect("read on the first certificate");
         let _ = roots.verify_server_cert(&garbage, &[], &name, &[], UnixTime::now());
-        assert_eq!(roots.loaded.get().map(Arc::as_ptr), Some(first), "read once");
+        assert_eq!(roots.loaded.get().map(std::ptr::from_ref), Some(first), "read once");
     }
 }
