@@ -561,23 +561,29 @@ pub(super) fn describe(failure: &TurnFailure, agent: &spacebot_core::AgentId) ->
             "Agent '{agent}' has no model configured, so it can't answer. \
              Set `llm.models.channel` in the config and restart."
         ),
-        TurnFailure::Model(error) if error.kind() == LlmErrorKind::Untrusted => {
-            "I couldn't answer that: the model provider's TLS certificate isn't trusted, so nothing was sent to it. \
-             The daemon's log says which provider and why."
-                .to_owned()
-        }
         TurnFailure::Model(error) => {
-            let reason = match error.kind() {
-                LlmErrorKind::RateLimited => "the model provider is rate-limiting requests",
-                LlmErrorKind::ServerError => "the model provider had a server error",
-                LlmErrorKind::Timeout => "the model provider did not answer in time",
-                LlmErrorKind::Unreachable => "the model provider can't be reached",
-                LlmErrorKind::Auth => "the model provider rejected the credentials",
-                LlmErrorKind::InvalidResponse => "the model provider sent an answer that could not be read",
-                LlmErrorKind::NotConfigured => "no model is configured",
-                _ => "the model request failed",
+            // What went wrong, and what the person can do about it: asking again helps only when
+            // the failure may pass (a busy, slow or unreachable provider); a refused key or request
+            // needs whoever runs the daemon, and its log names the provider and its reason.
+            const AGAIN: &str = "Please try again in a moment.";
+            const OPERATOR: &str = "Asking again won't help until whoever runs the daemon fixes it; \
+                                    the daemon's log says which provider and why.";
+            let (reason, advice) = match error.kind() {
+                LlmErrorKind::RateLimited => ("the model provider is rate-limiting requests", AGAIN),
+                LlmErrorKind::ServerError => ("the model provider had a server error", AGAIN),
+                LlmErrorKind::Timeout => ("the model provider did not answer in time", AGAIN),
+                LlmErrorKind::Unreachable => ("the model provider can't be reached", AGAIN),
+                LlmErrorKind::InvalidResponse => ("the model provider sent an answer that could not be read", AGAIN),
+                LlmErrorKind::Untrusted => {
+                    ("the model provider's TLS certificate isn't trusted, so nothing was sent to it", OPERATOR)
+                }
+                LlmErrorKind::Auth => ("the model provider refused the daemon's API key", OPERATOR),
+                LlmErrorKind::InvalidRequest => ("the model provider refused the request as invalid", OPERATOR),
+                LlmErrorKind::NotConfigured => ("no model is configured", OPERATOR),
+                kind if kind.is_transient() => ("the model request failed", AGAIN),
+                _ => ("the model request failed", OPERATOR),
             };
-            format!("I couldn't answer that: {reason}. Please try again in a moment.")
+            format!("I couldn't answer that: {reason}. {advice}")
         }
         TurnFailure::Budget(calls) => {
             format!("I couldn't finish answering: the model made {calls} calls without sending a reply.")

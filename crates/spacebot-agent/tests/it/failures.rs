@@ -54,6 +54,32 @@ async fn model_error_is_a_visible_stored_error() {
     h.shutdown().await;
 }
 
+/// The error says whether asking again can help: only when the failure may pass. A refused key
+/// or request needs whoever runs the daemon, so the person is not told to try again.
+#[tokio::test(start_paused = true)]
+async fn a_model_error_says_whether_asking_again_helps() {
+    let cases = [
+        (LlmErrorKind::RateLimited, "rate-limiting", true),
+        (LlmErrorKind::Unreachable, "can't be reached", true),
+        (LlmErrorKind::Auth, "refused the daemon's API key", false),
+        (LlmErrorKind::InvalidRequest, "refused the request as invalid", false),
+        (LlmErrorKind::Untrusted, "certificate isn't trusted", false),
+    ];
+    for (kind, reason, passes) in cases {
+        let model = Arc::new(ScriptedModel::new());
+        model.push(ScriptedTurn::error(kind));
+        let log = Arc::new(MemoryLog::new());
+        let mut h = start(profile(&model), log.clone()).await;
+
+        let inbound = h.say(CONV, "hello");
+        assert_eq!(h.wait_turns(1).await, vec![TurnOutcome::Failed], "{kind:?}");
+        let text = assert_visible_error(&h, &log, &inbound, reason).await;
+        assert_eq!(text.contains("Please try again in a moment."), passes, "{kind:?}: {text}");
+        assert_eq!(text.contains("the daemon's log says which provider and why"), !passes, "{kind:?}: {text}");
+        h.shutdown().await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn budget_exhausted_after_exactly_the_allowed_model_calls() {
     let model = Arc::new(ScriptedModel::new());
