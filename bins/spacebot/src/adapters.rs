@@ -28,9 +28,7 @@ pub(crate) fn build(messaging: &Messaging) -> Vec<Built> {
     });
     let slack = messaging.slack.iter().map(|settings| Built {
         name: settings.name.clone(),
-        adapter: SlackAdapter::new(settings.clone())
-            .map(|adapter| Arc::new(adapter) as Arc<dyn MessagingAdapter>)
-            .map_err(|error| error.to_string()),
+        adapter: Ok(Arc::new(SlackAdapter::new(settings.clone())) as Arc<dyn MessagingAdapter>),
     });
     let telegram = messaging.telegram.iter().map(|settings| Built {
         name: settings.name.clone(),

@@ -79,16 +79,14 @@ struct Upload {
 }
 
 impl SlackAdapter {
-    /// An adapter for these settings. Nothing connects until `start`.
-    ///
-    /// # Errors
-    ///
-    /// When the TLS connector can't be built (no usable root certificates on this system).
-    pub fn new(settings: SlackSettings) -> Result<Self, AdapterError> {
-        let api = connector(&settings)?
+    /// An adapter for these settings. Nothing connects until `start`, and the system's trusted
+    /// roots are read when the first connection checks Slack's certificate (they are the
+    /// process's shared TLS configuration, `spacebot_core::tls`).
+    pub fn new(settings: SlackSettings) -> Self {
+        let api = connector(&settings)
             .with_rate_control(SlackApiRateControlConfig::new().with_max_retries(settings.rate_limit_retries));
-        let socket = connector(&settings)?;
-        Ok(Self {
+        let socket = connector(&settings);
+        Self {
             inner: Arc::new(Inner {
                 bot_token: SlackApiToken::new(SlackApiTokenValue::new(settings.bot_token.clone())),
                 api: Arc::new(SlackClient::new(api)),
@@ -96,7 +94,7 @@ impl SlackAdapter {
                 settings,
                 listener: tokio::sync::Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// The settings it runs with.
@@ -105,21 +103,20 @@ impl SlackAdapter {
     }
 }
 
-/// A connector that speaks HTTPS to Slack and plain HTTP to a local fake.
-fn connector(settings: &SlackSettings) -> Result<Connector, AdapterError> {
-    let https: HttpsConnector<_> = HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| {
-            AdapterError::permanent(&settings.name, "can't load the system's root certificates").with_source(e)
-        })?
-        .https_or_http()
-        .enable_http1()
-        .build();
+/// A connector that speaks HTTPS to Slack and plain HTTP to a local fake, over the process's
+/// shared TLS configuration (its roots are read once, on the first certificate any client
+/// checks). hyper-rustls sets the ALPN protocols itself from the HTTP versions enabled here, and
+/// refuses a configuration that already names some.
+fn connector(settings: &SlackSettings) -> Connector {
+    let mut tls = spacebot_core::tls::client_config();
+    tls.alpn_protocols.clear();
+    let https: HttpsConnector<_> =
+        HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
     let connector = SlackClientHyperConnector::with_connector(https);
-    Ok(match &settings.api_url {
+    match &settings.api_url {
         Some(url) => connector.with_slack_api_url(url.trim_end_matches('/')),
         None => connector,
-    })
+    }
 }
 
 impl std::fmt::Debug for SlackAdapter {

@@ -1,9 +1,10 @@
 //! A provider over https: the daemon's TLS (rustls on ring, the system's trusted certificates)
 //! reaches a server whose certificate a trusted authority signed, and refuses one it cannot trust
-//! at once, without retrying, telling the user why.
+//! at once, without retrying, telling the user why. Slack's Web API goes through the same
+//! trust (`spacebot_core::tls`).
 //!
-//! The certificates are made with the `openssl` command; the fake model sits behind a TLS
-//! terminator of the test's own (tokio-rustls), since the fake speaks plain HTTP.
+//! The certificates are made with the `openssl` command; the fakes sit behind a TLS terminator of
+//! the test's own (tokio-rustls), since they speak plain HTTP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use spacebot_testing::{FakeLlmServer, FakeReply};
+use spacebot_testing::{FakeLlmServer, FakeReply, FakeSlack, SlackMessage};
 
 use crate::daemon::{Daemon, Home, openai_config};
 
@@ -100,8 +101,8 @@ async fn terminate_tls(
     (addr, accepted, task)
 }
 
-fn upstream(model: &FakeLlmServer) -> SocketAddr {
-    let base = model.openai_base_url();
+/// The address of a fake's plain `http://host:port/...` base URL.
+fn upstream(base: &str) -> SocketAddr {
     let host = base.trim_start_matches("http://").split('/').next().expect("host:port");
     host.parse().expect("the fake's address")
 }
@@ -112,8 +113,12 @@ async fn a_provider_over_https_is_reached_when_trusted_and_refused_when_not() {
     let certificates = Certificates::make();
     let model = FakeLlmServer::start().await;
     model.push(FakeReply::tool_call("reply", json!({"content": "over https"})));
-    let (addr, connections, terminator) =
-        terminate_tls(&certificates.path("server.pem"), &certificates.path("server.key"), upstream(&model)).await;
+    let (addr, connections, terminator) = terminate_tls(
+        &certificates.path("server.pem"),
+        &certificates.path("server.key"),
+        upstream(&model.openai_base_url()),
+    )
+    .await;
     let home = Home::new(&openai_config(&format!("https://{addr}/v1")));
 
     // The test's authority is the only one trusted (rustls-native-certs reads SSL_CERT_FILE).
@@ -144,6 +149,38 @@ async fn a_provider_over_https_is_reached_when_trusted_and_refused_when_not() {
         logs.contains("presented a TLS certificate that isn't trusted: invalid peer certificate: UnknownIssuer"),
         "the log does not say why:\n{logs}"
     );
+    daemon.stop().await;
+    terminator.abort();
+}
+
+/// The Slack adapter's Web API calls (`auth.test` at start, `chat.postMessage` for a reply) go
+/// over https with the daemon's shared trust: the authority `SSL_CERT_FILE` names is trusted.
+/// (Socket Mode itself is the fake's plain `ws://` address, as `apps.connections.open` gives it.)
+#[tokio::test]
+async fn slack_web_api_calls_go_over_https_with_the_shared_trust() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certificates = Certificates::make();
+    let model = FakeLlmServer::start().await;
+    let slack = FakeSlack::start().await;
+    let (addr, connections, terminator) =
+        terminate_tls(&certificates.path("server.pem"), &certificates.path("server.key"), upstream(&slack.api_url()))
+            .await;
+    let config = format!(
+        "{}\n[messaging.slack]\nbot_token = \"xoxb-test\"\napp_token = \"xapp-test\"\napi_url = \"https://{addr}/api\"\n",
+        openai_config(&model.openai_base_url()),
+    );
+    let home = Home::new(&config);
+    let ca = certificates.path("ca.pem");
+    let daemon = Daemon::start_with(&home, &[("SSL_CERT_FILE", ca.to_str().expect("a UTF-8 path"))]).await;
+    let wait = std::time::Duration::from_secs(20);
+    slack.wait_for("a Socket Mode connection", wait, |f| f.connections() >= 1).await;
+
+    model.push(FakeReply::tool_call("reply", json!({"content": "Over https to Slack."})));
+    slack.post(SlackMessage::new("C1", "U1", "a question"));
+    slack.wait_for("the reply", wait, |f| !f.calls_to("chat.postMessage").is_empty()).await;
+    assert_eq!(slack.calls_to("chat.postMessage")[0].body["text"], json!("Over https to Slack."));
+    assert!(!slack.calls_to("auth.test").is_empty(), "the adapter did not check its token");
+    assert!(connections.load(Ordering::SeqCst) >= 1, "the Web API calls did not go through the TLS terminator");
     daemon.stop().await;
     terminator.abort();
 }

@@ -93,6 +93,6 @@ impl conformance::Platform for Harness {
 #[tokio::test]
 async fn the_slack_adapter_passes_the_conformance_suite() {
     let fake = FakeSlack::start().await;
-    let adapter = Arc::new(SlackAdapter::new(settings(&fake).with_dm_users([USER])).unwrap());
+    let adapter = Arc::new(SlackAdapter::new(settings(&fake).with_dm_users([USER])));
     conformance::run(adapter, &Harness { fake, root: Mutex::new(None) }).await;
 }

@@ -26,7 +26,7 @@ pub(crate) async fn connected(
     configure: impl FnOnce(SlackSettings) -> SlackSettings,
 ) -> (FakeSlack, SlackAdapter, InboundStream) {
     let fake = FakeSlack::start().await;
-    let adapter = SlackAdapter::new(configure(settings(&fake))).expect("the adapter builds");
+    let adapter = SlackAdapter::new(configure(settings(&fake)));
     let stream = adapter.start().await.expect("the adapter connects to the fake");
     fake.wait_for("a Socket Mode connection", WAIT, |f| f.connections() >= 1).await;
     (fake, adapter, stream)

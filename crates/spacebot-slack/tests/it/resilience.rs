@@ -31,7 +31,7 @@ async fn a_dropped_socket_is_reconnected_after_the_configured_wait() {
 #[tokio::test]
 async fn rejected_tokens_fail_start_permanently() {
     let fake = FakeSlack::start().await;
-    let adapter = SlackAdapter::new(settings(&fake)).unwrap();
+    let adapter = SlackAdapter::new(settings(&fake));
     fake.fail_next("auth.test", "invalid_auth");
     let error = adapter.start().await.err().expect("a bad bot token fails start");
     assert_eq!(error.kind(), AdapterErrorKind::Permanent, "{error}");
