@@ -102,6 +102,20 @@ fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
     sums.iter().sum::<i32>()
 }
 
+/// The hyperplanes for `dimensions`, made once per process and shared by every index of that
+/// size (each agent's memory, and the index a load builds beside the live one): 192 KiB at 384
+/// dimensions that would otherwise be computed and held once per index.
+fn shared_hyperplanes(dimensions: usize) -> Arc<[f32]> {
+    static MADE: std::sync::Mutex<Vec<(usize, Arc<[f32]>)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, planes)) = made.iter().find(|(size, _)| *size == dimensions) {
+        return planes.clone();
+    }
+    let planes: Arc<[f32]> = hyperplanes(dimensions).into();
+    made.push((dimensions, planes.clone()));
+    planes
+}
+
 /// The random ±1 hyperplanes of the sketch, laid out dimension-major (`dims × 128`) so the
 /// projection runs as 128 independent accumulators per dimension. Fixed (seeded), so sketches
 /// are comparable across the index's lifetime and never stored.
@@ -191,8 +205,8 @@ pub(crate) struct VectorIndex {
     members: Vec<Members>,
     /// Per slot, where the slot sits in its partition's [`Members`].
     member_at: Vec<usize>,
-    /// The sketch hyperplanes ([`hyperplanes`]).
-    planes: Vec<f32>,
+    /// The sketch hyperplanes ([`hyperplanes`]), shared by every index of this size.
+    planes: Arc<[f32]>,
     /// Per slot, the vector as int8 ([`quantize`]), contiguous, and its scale: the first pass
     /// of [`VectorIndex::nearest_screened`].
     quantized: Vec<i8>,
@@ -262,7 +276,7 @@ impl VectorIndex {
             data: Vec::new(),
             members: Vec::new(),
             member_at: Vec::new(),
-            planes: hyperplanes(dimensions),
+            planes: shared_hyperplanes(dimensions),
             quantized: Vec::new(),
             scales: Vec::new(),
             slots: HashMap::new(),
@@ -305,7 +319,7 @@ impl VectorIndex {
             + self.entries.iter().map(Entry::heap_bytes).sum::<usize>()
             + members
             + self.member_at.capacity() * size_of::<usize>()
-            + self.planes.capacity() * size_of::<f32>()
+            // The hyperplanes are shared (`shared_hyperplanes`), not this index's own.
             // A hash map entry: key, value and about one control byte, at 7/8 load.
             + self.slots.capacity() * (size_of::<(i64, usize)>() + 1)
     }
@@ -779,6 +793,14 @@ mod tests {
         v[0] = cos;
         v[towards] = (1.0 - cos * cos).sqrt();
         v
+    }
+
+    #[test]
+    fn indexes_of_one_size_share_their_hyperplanes() {
+        let (a, b, other) = (VectorIndex::new(48), VectorIndex::new(48), VectorIndex::new(40));
+        assert!(Arc::ptr_eq(&a.planes, &b.planes), "two indexes of one size made their own hyperplanes");
+        assert_eq!(&a.planes[..], &hyperplanes(48)[..], "the shared hyperplanes are the seeded ones");
+        assert_eq!(other.planes.len(), 40 * SKETCH_BITS, "another size gets its own");
     }
 
     #[test]
