@@ -24,6 +24,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// through the busy timeout. A few connections are plenty for a chat workload.
 const MAX_CONNECTIONS: u32 = 4;
 
+/// How long a connection beyond the first may stay idle before it is closed, giving back its
+/// page cache (up to [`CACHE_SIZE_KIB`]) and its thread: a burst of concurrent turns or recalls
+/// opens up to [`MAX_CONNECTIONS`], and a quiet daemon keeps one per file.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Pages each connection caches, as SQLite's `cache_size` (negative: KiB). The default (2 MB) is
 /// far below the working set of a memory file at 100,000 memories (indexes and the full-text
 /// index are about 30 MB); pages are allocated only as they are read.
@@ -49,7 +54,9 @@ impl SqliteLog {
     /// of the process, though not necessarily a power loss (see the crate docs). Foreign keys are
     /// enforced, and a statement waits up to five seconds for another writer before reporting
     /// the database busy. Each connection caches up to 32 MB of pages, and temporary tables and
-    /// sorts stay in memory.
+    /// sorts stay in memory. Up to four connections are opened as work needs them; those beyond
+    /// the first are closed after a minute idle (the pool checks once a minute, so within two),
+    /// with their page caches and threads.
     ///
     /// No memory map (`mmap_size`): in WAL mode a connection drops its whole mapping whenever
     /// another connection has written since its last read, and every recall writes (access
@@ -60,6 +67,10 @@ impl SqliteLog {
     ///
     /// [`Error::CreateDir`], [`Error::Open`] or [`Error::Migrate`], each naming `path`.
     pub async fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with_idle_timeout(path, IDLE_TIMEOUT).await
+    }
+
+    async fn open_with_idle_timeout(path: &Path, idle_timeout: Duration) -> Result<Self, Error> {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent)
                 .await
@@ -76,6 +87,11 @@ impl SqliteLog {
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            // One connection stays open; the others close after a quiet spell. A local file has
+            // no server that would drop a connection, so none is retired for its age.
+            .min_connections(1)
+            .idle_timeout(idle_timeout)
+            .max_lifetime(None)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // A connection to a local file can't be dropped by a server: skip the round trip to
             // the connection's thread that checking it would cost on every acquisition.
@@ -172,5 +188,38 @@ impl SqliteLog {
     /// its clones fail afterwards.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A burst of concurrent reads opens more connections; once they have been idle past the
+    /// timeout, one is left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_beyond_the_first_are_closed() {
+        let dir = tempfile::tempdir().expect("a temporary dir");
+        let log = SqliteLog::open_with_idle_timeout(&dir.path().join("log.db"), Duration::from_millis(100))
+            .await
+            .expect("open");
+        let mut connections = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            connections.push(log.pool.acquire().await.expect("a connection"));
+        }
+        drop(connections);
+        assert_eq!(log.pool.size(), MAX_CONNECTIONS, "the burst opened every connection");
+
+        // The pool's reaper runs on its own clock (every idle timeout), so this waits in real time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.pool.size() > 1 {
+            assert!(Instant::now() < deadline, "{} connections still open", log.pool.size());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(log.pool.size(), 1, "one connection stays open");
+        sqlx::query("SELECT 1").execute(&log.pool).await.expect("still usable");
     }
 }
