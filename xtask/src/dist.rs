@@ -48,7 +48,7 @@ fn elf_layout(header: &[u8; 18]) -> Option<&'static str> {
         return None;
     }
     match u16::from_le_bytes([header[16], header[17]]) {
-        2 => Some("linked at a fixed address (EXEC; SPACEBOT_NO_PIE was set)"),
+        2 => Some("linked at a fixed address (EXEC, as `SPACEBOT_NO_PIE=1` builds it)"),
         3 => Some("position-independent (DYN)"),
         _ => None,
     }
