@@ -183,6 +183,16 @@ impl Leases for PgLeases {
         let mut transaction = inner.pool.begin().await.map_err(fail)?;
         let now: i64 =
             sqlx::query_scalar("SELECT spacebot_now_ms()").fetch_one(&mut *transaction).await.map_err(fail)?;
+        // Who held it before, locked until this transaction ends, so a grant is recorded exactly
+        // when the lease changes hands (or is new), never for a renewal: the acquisition time
+        // alone can't tell, since a renewal within the same millisecond carries the same one.
+        let previous: Option<String> =
+            sqlx::query_scalar("SELECT holder FROM leases WHERE agent = $1 AND conversation = $2 FOR UPDATE")
+                .bind(agent.as_str())
+                .bind(conversation.as_str())
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(fail)?;
         let taken: Option<i64> = sqlx::query_scalar(
             "INSERT INTO leases AS l (agent, conversation, holder, acquired_at, expires_at)
              VALUES ($1, $2, $3, $4, $4 + $5)
@@ -202,8 +212,8 @@ impl Leases for PgLeases {
         .await
         .map_err(fail)?;
         let claim = match taken {
-            Some(acquired_at) => {
-                if acquired_at == now {
+            Some(_) => {
+                if previous.as_deref() != Some(inner.member.as_str()) {
                     sqlx::query(
                         "INSERT INTO lease_grants (agent, conversation, holder, granted_at) VALUES ($1, $2, $3, $4)",
                     )
